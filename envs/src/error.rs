@@ -1,0 +1,92 @@
+//! Typed errors of the environments, students and datasets.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while building or stepping an environment.
+///
+/// Each variant names the offending field, file or value, so that a user can fix the
+/// input without reading the library's code.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    /// A configuration value is outside its valid range.
+    #[error("invalid config field `{field}`: {reason}")]
+    InvalidConfig {
+        /// The config field, e.g. `batch_size`.
+        field: &'static str,
+        /// Why the value is invalid.
+        reason: String,
+    },
+    /// The action does not fit the action space (e.g. a keep-mask of the wrong length).
+    #[error("invalid action: {0}")]
+    InvalidAction(String),
+    /// `step` was called before the first `reset`.
+    #[error("step called before reset: call reset(Some(seed)) first")]
+    ResetNeeded,
+    /// `step` was called after the episode terminated or was truncated.
+    #[error("step called after the episode ended (terminated or truncated): call reset first")]
+    EpisodeEnded,
+    /// The student's training loss became NaN or infinite.
+    #[error("student training loss is not finite ({loss}) at iteration {iteration}")]
+    NonFiniteLoss {
+        /// The student iteration whose update produced the loss.
+        iteration: usize,
+        /// The loss value.
+        loss: f64,
+    },
+    /// A dataset is unusable for the task (empty, wrong shapes, labels out of range).
+    #[error("dataset `{name}`: {reason}")]
+    InvalidDataset {
+        /// Which split or dataset.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A data file could not be read or parsed.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// libtorch reported an error.
+    #[error("libtorch error: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// Errors of the dataset loaders: each names the file and, where it applies, the byte
+/// offset of the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The file or folder could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The file's content does not follow its format.
+    #[error("{path}: malformed at byte {offset}: {reason}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset (in the decompressed stream) where the problem was found.
+        offset: u64,
+        /// What was expected.
+        reason: String,
+    },
+    /// Two files that must agree (images and labels) do not.
+    #[error("{path}: {reason}")]
+    Mismatch {
+        /// The file found to disagree.
+        path: PathBuf,
+        /// How.
+        reason: String,
+    },
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = EnvError> = std::result::Result<T, E>;
+
+pub(crate) fn invalid_config(field: &'static str, reason: impl Into<String>) -> EnvError {
+    EnvError::InvalidConfig {
+        field,
+        reason: reason.into(),
+    }
+}

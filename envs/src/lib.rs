@@ -1,0 +1,28 @@
+//! Gym-style environments for "Learning to Teach" (Fan et al., ICLR 2018).
+//!
+//! - [`env`]: the `Env` contract (reset with a seed, step with terminated/truncated);
+//! - [`spaces`]: bounded boxes and `MultiBinary` masks;
+//! - [`check`]: `check_env`, the conformance checks every env passes;
+//! - [`teaching`]: the data-teaching MDP, in one file;
+//! - [`student`]: the models being taught;
+//! - [`data`]: datasets staged as tensors, and the synthetic task;
+//! - [`seeding`]: one master seed, one ChaCha stream per source of randomness.
+
+pub mod check;
+pub mod data;
+pub mod env;
+pub mod error;
+pub mod seeding;
+pub mod spaces;
+pub mod student;
+pub mod teaching;
+
+pub use check::{check_env, CheckFailure, CheckOptions};
+pub use data::{synthetic::SyntheticConfig, Batch, Dataset, TaskData};
+pub use env::{Env, Step};
+pub use error::{DataError, EnvError, Result};
+pub use spaces::{BoxSpace, MultiBinary, Space};
+pub use student::{MlpConfig, MlpStudent, OptimizerConfig, Student};
+pub use teaching::{
+    LossScaling, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation, Threshold,
+};

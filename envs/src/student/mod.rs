@@ -1,0 +1,221 @@
+//! Students: the models a teacher teaches.
+//!
+//! A student owns its network, its optimizer and its schedule. The environment asks
+//! it for logits on an incoming batch (no gradient, evaluation mode) to compute the
+//! state features, for one optimizer step on exactly M kept instances, and for its
+//! accuracy on the dev split. Weights are initialised from the environment's own
+//! random stream, never from libtorch's global generator.
+
+pub mod mlp;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Kind, Tensor};
+
+use crate::data::{Batch, Dataset};
+use crate::error::{invalid_config, Result};
+
+pub use mlp::{MlpConfig, MlpStudent};
+
+/// A model trained by mini-batch gradient steps on the instances a teacher keeps.
+pub trait Student {
+    /// Number of classes the student predicts.
+    fn num_classes(&self) -> usize;
+    /// Number of trainable scalars.
+    fn num_parameters(&self) -> usize;
+    /// Checks that the student can read `data` (input shape, classes).
+    fn accepts(&self, data: &Dataset) -> Result<()>;
+    /// Re-initialises the weights from `init_rng` and forgets the optimizer state and
+    /// schedule: a fresh student.
+    fn reset(&mut self, init_rng: &mut ChaCha8Rng) -> Result<()>;
+    /// Logits `[n, |Y|]` in evaluation mode, without recording gradients.
+    fn logits(&self, batch: &Batch) -> Tensor;
+    /// One optimizer step on `batch`; returns the mean training loss of the batch
+    /// before the step. `noise_rng` drives dropout and any other training noise.
+    fn train_step(&mut self, batch: &Batch, noise_rng: &mut ChaCha8Rng) -> Result<f64>;
+
+    /// Accuracy on `data`, evaluated in chunks of `chunk` instances.
+    fn accuracy(&self, data: &Dataset, chunk: usize) -> f64 {
+        let n = data.len();
+        let chunk = chunk.max(1);
+        let mut correct = 0i64;
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let batch = data.slice(start, len);
+            let predicted = self.logits(&batch).argmax(-1, false);
+            correct += predicted.eq_tensor(&batch.labels).sum(Kind::Int64).int64_value(&[]);
+            start += len;
+        }
+        correct as f64 / n as f64
+    }
+}
+
+/// The optimizer of a student, with the paper's choices as presets: Adam for the MLP
+/// and LSTM, momentum SGD with weight decay and step decays for the ResNets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerConfig {
+    /// Adam (Kingma & Ba).
+    Adam {
+        /// Learning rate.
+        learning_rate: f64,
+        /// L2 weight decay.
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    /// SGD with momentum and step decays of the learning rate.
+    Sgd {
+        /// Initial learning rate.
+        learning_rate: f64,
+        /// Momentum factor.
+        momentum: f64,
+        /// L2 weight decay.
+        weight_decay: f64,
+        /// Student iterations at which the learning rate is multiplied by `decay`.
+        #[serde(default)]
+        milestones: Vec<usize>,
+        /// Factor applied at each milestone.
+        #[serde(default = "default_decay")]
+        decay: f64,
+    },
+}
+
+fn default_decay() -> f64 {
+    0.1
+}
+
+impl OptimizerConfig {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        let lr = match self {
+            Self::Adam { learning_rate, .. } | Self::Sgd { learning_rate, .. } => *learning_rate,
+        };
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(invalid_config("optimizer.learning_rate", format!("{lr} must be positive")));
+        }
+        Ok(())
+    }
+
+    /// Builds the optimizer over `vs`.
+    pub fn build(&self, vs: &nn::VarStore) -> Result<nn::Optimizer> {
+        use nn::OptimizerConfig as _;
+        let mut opt = match self {
+            Self::Adam {
+                learning_rate,
+                weight_decay,
+            } => nn::Adam {
+                wd: *weight_decay,
+                ..Default::default()
+            }
+            .build(vs, *learning_rate)?,
+            Self::Sgd {
+                learning_rate,
+                momentum,
+                weight_decay,
+                ..
+            } => nn::Sgd {
+                momentum: *momentum,
+                wd: *weight_decay,
+                ..Default::default()
+            }
+            .build(vs, *learning_rate)?,
+        };
+        opt.set_lr(self.learning_rate_at(0));
+        Ok(opt)
+    }
+
+    /// The learning rate after `iteration` completed steps (step decays for SGD).
+    pub fn learning_rate_at(&self, iteration: usize) -> f64 {
+        match self {
+            Self::Adam { learning_rate, .. } => *learning_rate,
+            Self::Sgd {
+                learning_rate,
+                milestones,
+                decay,
+                ..
+            } => {
+                let passed = milestones.iter().filter(|&&m| iteration >= m).count();
+                learning_rate * decay.powi(passed as i32)
+            }
+        }
+    }
+}
+
+/// How one parameter tensor is initialised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// Uniform in `[-bound, bound]`.
+    Uniform(f64),
+    /// Normal with mean 0 and this standard deviation.
+    Normal(f64),
+    /// Every element equal to this value.
+    Constant(f64),
+}
+
+/// Fan-in of a weight of `shape` (`[out, in, k...]`): `in * prod(k)`.
+pub fn fan_in(shape: &[i64]) -> i64 {
+    shape.iter().skip(1).product::<i64>().max(1)
+}
+
+/// PyTorch's default for linear, convolution and recurrent layers: weights and biases
+/// uniform in `±1/sqrt(fan_in)` of the layer's weight. `weight_shape_of` maps a bias
+/// name to its weight's shape.
+pub fn torch_default_init(name: &str, shape: &[i64], vs: &nn::VarStore) -> Init {
+    let fan = if shape.len() >= 2 {
+        fan_in(shape)
+    } else {
+        let weight_name = name.rsplit_once('.').map(|(prefix, _)| format!("{prefix}.weight"));
+        let variables = vs.variables();
+        weight_name
+            .and_then(|w| variables.get(&w).map(|t| fan_in(&t.size())))
+            .unwrap_or(shape.first().copied().unwrap_or(1))
+    };
+    Init::Uniform(1.0 / (fan as f64).sqrt())
+}
+
+/// Re-initialises every variable of `vs` in name order from `rng`, with the rule
+/// `init(name, shape)`. Name order makes the result independent of hash-map order.
+pub fn init_from_stream(
+    vs: &nn::VarStore,
+    rng: &mut ChaCha8Rng,
+    mut init: impl FnMut(&str, &[i64]) -> Init,
+) {
+    let variables = vs.variables();
+    let mut names: Vec<&String> = variables.keys().collect();
+    names.sort();
+    for name in names {
+        let mut tensor = variables[name].shallow_clone();
+        let shape = tensor.size();
+        let numel: i64 = shape.iter().product();
+        let values: Vec<f32> = match init(name, &shape) {
+            Init::Uniform(bound) => (0..numel)
+                .map(|_| rng.gen_range(-bound..=bound) as f32)
+                .collect(),
+            Init::Normal(std) => (0..numel)
+                .map(|_| {
+                    let z: f64 = StandardNormal.sample(rng);
+                    (std * z) as f32
+                })
+                .collect(),
+            Init::Constant(value) => vec![value as f32; numel as usize],
+        };
+        let source = Tensor::from_slice(&values)
+            .view(shape.as_slice())
+            .to_device(tensor.device())
+            .to_kind(tensor.kind());
+        tch::no_grad(|| {
+            tensor.copy_(&source);
+        });
+    }
+}
+
+/// Number of scalars in the trainable variables of `vs`.
+pub fn count_parameters(vs: &nn::VarStore) -> usize {
+    vs.trainable_variables()
+        .iter()
+        .map(|t| t.numel())
+        .sum()
+}
