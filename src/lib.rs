@@ -1,1 +1,10 @@
-//! placeholder
+//! l2t: "Learning to Teach" (Fan et al., ICLR 2018) as a Gym-style environment, with
+//! interchangeable teachers and the experiment layer that trains and compares them.
+//!
+//! This crate re-exports the environment crate ([`envs`]) and the teacher crate
+//! ([`agents`]) and adds ready-made tasks ([`tasks`]).
+
+pub use l2t_agents as agents;
+pub use l2t_envs as envs;
+
+pub mod tasks;

@@ -1,0 +1,125 @@
+//! The teacher's policy network phi_theta(a | s), separate from the algorithms that
+//! train it.
+//!
+//! phi_theta(a | s) = a * sigma(w . g(s) + b) + (1 - a) * (1 - sigma(w . g(s) + b)):
+//! an independent Bernoulli per instance, with g a 3-layer network
+//! `features -> hidden tanh -> 1` (25-12-1 for MNIST in the paper). The output bias
+//! starts at 2.0 (sigma(2) = 0.88), so that early on most data is kept.
+
+use rand_chacha::ChaCha8Rng;
+use tch::{nn, nn::Module, Device, Kind, Tensor};
+
+use l2t_envs::student::{init_from_stream, torch_default_init, Init};
+
+use crate::error::{invalid_config, Result};
+
+/// The Bernoulli keep-policy network.
+pub struct BernoulliPolicy {
+    vs: nn::VarStore,
+    hidden: nn::Linear,
+    output: nn::Linear,
+    input_dim: usize,
+    output_bias: f64,
+}
+
+impl std::fmt::Debug for BernoulliPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BernoulliPolicy")
+            .field("input_dim", &self.input_dim)
+            .field("output_bias", &self.output_bias)
+            .finish()
+    }
+}
+
+impl BernoulliPolicy {
+    /// A policy over `input_dim` features with `hidden` tanh units, weights drawn from
+    /// `init_rng` (PyTorch's default ranges) and the output bias set to `output_bias`.
+    pub fn new(
+        input_dim: usize,
+        hidden: usize,
+        output_bias: f64,
+        init_rng: &mut ChaCha8Rng,
+    ) -> Result<Self> {
+        if input_dim == 0 {
+            return Err(invalid_config("input_dim", "must be positive"));
+        }
+        if hidden == 0 {
+            return Err(invalid_config("hidden", "must be positive"));
+        }
+        let vs = nn::VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let hidden_layer = nn::linear(&root / "hidden", input_dim as i64, hidden as i64, Default::default());
+        let output = nn::linear(&root / "output", hidden as i64, 1, Default::default());
+        let policy = Self {
+            vs,
+            hidden: hidden_layer,
+            output,
+            input_dim,
+            output_bias,
+        };
+        policy.reinitialise(init_rng);
+        Ok(policy)
+    }
+
+    /// Draws fresh weights from `init_rng`.
+    pub fn reinitialise(&self, init_rng: &mut ChaCha8Rng) {
+        let vs = &self.vs;
+        let bias = self.output_bias;
+        init_from_stream(vs, init_rng, |name, shape| {
+            if name == "output.bias" {
+                Init::Constant(bias)
+            } else {
+                torch_default_init(name, shape, vs)
+            }
+        });
+    }
+
+    /// Number of input features.
+    pub fn input_dim(&self) -> usize {
+        self.input_dim
+    }
+
+    /// The variables, for optimizers and checkpoints.
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// Mutable variables, for loading checkpoints.
+    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    /// Logits w . g(s) + b, shape `[n]`, for features `[n, F]`.
+    pub fn logits(&self, features: &Tensor) -> Tensor {
+        self.output
+            .forward(&self.hidden.forward(features).tanh())
+            .squeeze_dim(-1)
+    }
+
+    /// Keep probabilities sigma(w . g(s) + b), shape `[n]`, without gradient.
+    pub fn keep_probabilities(&self, features: &Tensor) -> Tensor {
+        tch::no_grad(|| self.logits(features).sigmoid())
+    }
+
+    /// log phi(a | s) per instance, shape `[n]`, for actions `a` in {0, 1} (float).
+    ///
+    /// Uses log sigma(z) = -softplus(-z) and log(1 - sigma(z)) = -softplus(z), which
+    /// stay finite where sigma saturates.
+    pub fn log_prob(&self, features: &Tensor, actions: &Tensor) -> Tensor {
+        let z = self.logits(features);
+        let log_keep = -(-&z).softplus();
+        let log_drop = -z.softplus();
+        actions * log_keep + (1.0 - actions) * log_drop
+    }
+
+    /// Features as a float tensor `[n, F]` from an ndarray view.
+    pub fn features_tensor(features: &ndarray::Array2<f32>) -> Tensor {
+        let (rows, cols) = features.dim();
+        match features.as_slice() {
+            Some(slice) => Tensor::from_slice(slice),
+            None => Tensor::from_slice(&features.iter().copied().collect::<Vec<f32>>()),
+        }
+        .view([rows as i64, cols as i64])
+        .to_kind(Kind::Float)
+    }
+}

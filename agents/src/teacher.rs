@@ -1,0 +1,60 @@
+//! The teacher contract: a policy from the teaching observation to a keep-mask.
+
+use ndarray::Array1;
+use l2t_envs::{TeachingInfo, TeachingObservation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// Keep-mask over the incoming batch: `true` keeps the instance for training.
+pub type KeepMask = Array1<bool>;
+
+/// What a learning teacher reports after an update at the end of an episode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateStats {
+    /// The episode's return (sum of rewards).
+    pub episode_return: f64,
+    /// The reward baseline used for the update.
+    pub baseline: f64,
+    /// The surrogate loss that was minimised.
+    pub loss: f64,
+    /// The learning rate of the update.
+    pub learning_rate: f64,
+    /// Share of instances kept during the episode.
+    pub kept_ratio: f64,
+}
+
+/// A teaching policy. The environment loop is:
+///
+/// ```text
+/// (obs, info) = env.reset(seed)
+/// loop { mask = teacher.act(&obs, &info); step = env.step(&mask);
+///        teacher.observe(step.reward, step.done()); if done { teacher.end_episode() } }
+/// ```
+///
+/// `info` is passed with the observation so that schedule-driven baselines (SPL,
+/// matched RandTeach) can read the epoch count; learned teachers use `obs` only.
+pub trait Teacher {
+    /// Short name for logs and tables.
+    fn name(&self) -> &str;
+    /// The keep-mask for the incoming batch of `observation`.
+    fn act(&mut self, observation: &TeachingObservation, info: &TeachingInfo) -> Result<KeepMask>;
+    /// Records the reward of the last action; `done` marks the episode's last step.
+    fn observe(&mut self, _reward: f64, _done: bool) -> Result<()> {
+        Ok(())
+    }
+    /// Called once when an episode has ended: learning teachers update here.
+    fn end_episode(&mut self) -> Result<Option<UpdateStats>> {
+        Ok(None)
+    }
+    /// Switches between training (recording trajectories, learning) and evaluation.
+    fn set_training(&mut self, _training: bool) {}
+}
+
+/// Index of the feature column `name` in `feature_names`.
+pub fn feature_column(feature_names: &[String], name: &str) -> Result<usize> {
+    feature_names
+        .iter()
+        .position(|n| n == name)
+        .ok_or_else(|| crate::AgentError::MissingFeature(name.to_string()))
+}

@@ -1,0 +1,53 @@
+//! Small environments shared by the integration tests.
+
+#![allow(dead_code)]
+
+use l2t::envs::{
+    MlpConfig, MlpStudent, OptimizerConfig, SyntheticConfig, TaskData, TeachingConfig, TeachingEnv,
+};
+
+/// A tiny synthetic task: 400 training instances of 8 features, 4 classes.
+pub fn tiny_data() -> TaskData {
+    SyntheticConfig {
+        num_classes: 4,
+        input_dim: 8,
+        train_size: 400,
+        dev_size: 100,
+        test_size: 100,
+        separation: 0.8,
+        label_noise: 0.1,
+        data_seed: 3,
+    }
+    .generate()
+    .expect("valid synthetic config")
+}
+
+/// An environment over [`tiny_data`] with the given MDP settings.
+pub fn tiny_env(config: TeachingConfig) -> TeachingEnv {
+    let data = tiny_data();
+    let student = MlpStudent::new(
+        MlpConfig {
+            input_dim: 8,
+            hidden: vec![16],
+            num_classes: 4,
+            optimizer: OptimizerConfig::Adam {
+                learning_rate: 1e-2,
+                weight_decay: 0.0,
+            },
+        },
+        tch::Device::Cpu,
+    )
+    .expect("valid student");
+    TeachingEnv::new(config, Box::new(student), data.train, data.dev).expect("valid env")
+}
+
+/// MDP settings for [`tiny_env`]: M = 8, a threshold reached in a few dozen steps.
+pub fn tiny_config() -> TeachingConfig {
+    TeachingConfig {
+        batch_size: 8,
+        max_iterations: 300,
+        eval_every: 2,
+        ..TeachingConfig::default()
+    }
+    .with_tau(0.7)
+}
