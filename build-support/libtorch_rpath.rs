@@ -35,7 +35,9 @@ fn fail(reason: &str) -> ! {
     eprintln!();
     eprintln!("error: {reason}.");
     eprintln!("  Run `bash scripts/setup.sh` in the repository root: it fetches libtorch 2.13.0");
-    eprintln!("  into the user cache and links it as `.libtorch`, or respects a LIBTORCH you export.");
+    eprintln!(
+        "  into the user cache and links it as `.libtorch`, or respects a LIBTORCH you export."
+    );
     eprintln!();
     std::process::exit(1);
 }

@@ -7,4 +7,6 @@
 pub use l2t_agents as agents;
 pub use l2t_envs as envs;
 
+pub mod experiment;
+pub mod presets;
 pub mod tasks;

@@ -4,9 +4,12 @@
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
+use rand::seq::SliceRandom;
+
+use l2t_envs::seeding::{stream_rng, Stream};
 use l2t_envs::{
-    MlpConfig, MlpStudent, OptimizerConfig, Result, SyntheticConfig, TaskData, TeachingConfig,
-    TeachingEnv,
+    Dataset, MlpConfig, MlpStudent, OptimizerConfig, Result, SyntheticConfig, TaskData,
+    TeachingConfig, TeachingEnv,
 };
 
 /// The synthetic task: Gaussian clusters with label noise and an MLP student. Runs in
@@ -64,5 +67,40 @@ impl SyntheticTask {
             data.dev.shallow_clone(),
         )?;
         Ok((env, data))
+    }
+}
+
+/// The paper's data protocol over a training set: an even split into a teacher half
+/// and a student half, and 5% of the teacher half held out as the reward's dev set.
+#[derive(Debug)]
+pub struct TeachingSplits {
+    /// The teacher half minus the dev set: where the teacher is trained.
+    pub teacher_train: Dataset,
+    /// D'_dev: 5% of the teacher half, used only for the reward.
+    pub dev: Dataset,
+    /// The student half: where a trained teacher teaches fresh students.
+    pub student_train: Dataset,
+}
+
+impl TeachingSplits {
+    /// Splits `train` with a permutation drawn from `seed`'s data stream; `dev_share`
+    /// of the teacher half becomes the dev set (0.05 in the paper).
+    pub fn new(train: &Dataset, dev_share: f64, seed: u64) -> Result<Self> {
+        if !(dev_share > 0.0 && dev_share < 1.0) {
+            return Err(l2t_envs::EnvError::InvalidConfig {
+                field: "dev_share",
+                reason: format!("{dev_share} is outside (0, 1)"),
+            });
+        }
+        let mut order: Vec<i64> = (0..train.len() as i64).collect();
+        order.shuffle(&mut stream_rng(seed, Stream::Data));
+        let half = order.len() / 2;
+        let dev_len = ((half as f64) * dev_share).round().max(1.0) as usize;
+        let name = train.name();
+        Ok(Self {
+            dev: train.subset(format!("{name}/dev"), &order[..dev_len])?,
+            teacher_train: train.subset(format!("{name}/teacher-half"), &order[dev_len..half])?,
+            student_train: train.subset(format!("{name}/student-half"), &order[half..])?,
+        })
     }
 }

@@ -31,12 +31,24 @@ fn config_error(config: TeachingConfig) -> String {
 #[test]
 fn invalid_config_values_name_their_field() {
     let base = common::tiny_config;
-    assert!(config_error(TeachingConfig { batch_size: 0, ..base() }).contains("batch_size"));
-    assert!(config_error(TeachingConfig { max_iterations: 0, ..base() }).contains("max_iterations"));
+    assert!(config_error(TeachingConfig {
+        batch_size: 0,
+        ..base()
+    })
+    .contains("batch_size"));
+    assert!(config_error(TeachingConfig {
+        max_iterations: 0,
+        ..base()
+    })
+    .contains("max_iterations"));
     assert!(config_error(base().with_tau(0.0)).contains("tau"));
     assert!(config_error(base().with_tau(1.5)).contains("tau"));
     assert!(config_error(base().with_tau(f64::NAN)).contains("tau"));
-    assert!(config_error(TeachingConfig { eval_every: 0, ..base() }).contains("eval_every"));
+    assert!(config_error(TeachingConfig {
+        eval_every: 0,
+        ..base()
+    })
+    .contains("eval_every"));
     assert!(config_error(TeachingConfig {
         max_incoming_batches: Some(0),
         ..base()
@@ -106,7 +118,10 @@ fn nan_training_loss_is_a_typed_error() {
         TeachingEnv::new(common::tiny_config(), Box::new(student), poisoned, data.dev).unwrap();
     env.reset(Some(0)).unwrap();
     let err = env.step(&Array1::from_elem(8, true)).unwrap_err();
-    assert!(matches!(err, EnvError::NonFiniteLoss { iteration: 1, .. }), "{err}");
+    assert!(
+        matches!(err, EnvError::NonFiniteLoss { iteration: 1, .. }),
+        "{err}"
+    );
     // The episode is over: no silent continuation on a broken student.
     assert!(matches!(
         env.step(&Array1::from_elem(8, true)),
@@ -130,7 +145,12 @@ fn mismatched_student_and_data_are_errors() {
         tch::Device::Cpu,
     )
     .unwrap();
-    let err = TeachingEnv::new(common::tiny_config(), Box::new(student), data.train, data.dev)
-        .unwrap_err();
+    let err = TeachingEnv::new(
+        common::tiny_config(),
+        Box::new(student),
+        data.train,
+        data.dev,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("input_dim 9"), "{err}");
 }

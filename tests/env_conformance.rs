@@ -117,7 +117,8 @@ fn a_correct_toy_env_passes() {
 
 #[test]
 fn check_env_catches_each_broken_promise() {
-    let cases: [(&str, fn(&mut ToyEnv)); 4] = [
+    type Breakage = fn(&mut ToyEnv);
+    let cases: [(&str, Breakage); 4] = [
         ("different seed", |e| e.ignores_seed = true),
         ("inside the observation space", |e| e.leaves_space = true),
         ("after the episode ended", |e| e.steps_after_end = true),

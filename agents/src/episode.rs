@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use l2t_envs::{Env, TeachingEnv};
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::teacher::{Teacher, UpdateStats};
@@ -31,6 +31,9 @@ pub struct EpisodeSummary {
     pub instances_kept: usize,
     /// Best dev accuracy.
     pub best_dev_accuracy: f64,
+    /// Share of instances dropped during each epoch of the training split (the schedule
+    /// a matched RandTeach replays).
+    pub epoch_drop_ratios: Vec<f64>,
     /// Wall-clock seconds of the episode.
     pub wall_seconds: f64,
     /// The teacher's update, if it learned from the episode.
@@ -48,8 +51,16 @@ pub fn run_episode(
     let (mut observation, mut info) = env.reset(seed)?;
     let mut episode_return = 0.0;
     let mut steps = 0;
+    // (seen, kept) per epoch of the training split.
+    let mut per_epoch: Vec<(usize, usize)> = Vec::new();
     loop {
         let keep_mask = teacher.act(&observation, &info)?;
+        let epoch = info.epochs.floor() as usize;
+        if per_epoch.len() <= epoch {
+            per_epoch.resize(epoch + 1, (0, 0));
+        }
+        per_epoch[epoch].0 += keep_mask.len();
+        per_epoch[epoch].1 += keep_mask.iter().filter(|&&keep| keep).count();
         let step = env.step(&keep_mask)?;
         steps += 1;
         episode_return += step.reward;
@@ -71,6 +82,16 @@ pub fn run_episode(
                 instances_seen: info.instances_seen,
                 instances_kept: info.instances_kept,
                 best_dev_accuracy: info.best_dev_accuracy,
+                epoch_drop_ratios: per_epoch
+                    .iter()
+                    .map(|&(seen, kept)| {
+                        if seen == 0 {
+                            0.0
+                        } else {
+                            1.0 - kept as f64 / seen as f64
+                        }
+                    })
+                    .collect(),
                 wall_seconds: start.elapsed().as_secs_f64(),
                 update,
             });

@@ -48,7 +48,12 @@ impl BernoulliPolicy {
         }
         let vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
-        let hidden_layer = nn::linear(&root / "hidden", input_dim as i64, hidden as i64, Default::default());
+        let hidden_layer = nn::linear(
+            &root / "hidden",
+            input_dim as i64,
+            hidden as i64,
+            Default::default(),
+        );
         let output = nn::linear(&root / "output", hidden as i64, 1, Default::default());
         let policy = Self {
             vs,

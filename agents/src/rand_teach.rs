@@ -5,11 +5,11 @@
 //! (epoch e uses entry e, the last entry afterwards), and `drop_ratio` is the fixed
 //! ratio used without one.
 
+use l2t_envs::seeding::{stream_rng, Stream};
+use l2t_envs::{TeachingInfo, TeachingObservation};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use l2t_envs::seeding::{stream_rng, Stream};
-use l2t_envs::{TeachingInfo, TeachingObservation};
 
 use crate::error::{invalid_config, Result};
 use crate::teacher::{KeepMask, Teacher};
@@ -80,8 +80,9 @@ impl Teacher for RandTeach {
     fn act(&mut self, observation: &TeachingObservation, info: &TeachingInfo) -> Result<KeepMask> {
         let drop = self.drop_ratio_at(info.epochs.floor() as usize);
         let rng = &mut self.rng;
-        Ok(KeepMask::from_shape_fn(observation.features.nrows(), |_| {
-            !rng.gen_bool(drop)
-        }))
+        Ok(KeepMask::from_shape_fn(
+            observation.features.nrows(),
+            |_| !rng.gen_bool(drop),
+        ))
     }
 }

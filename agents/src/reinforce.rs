@@ -110,7 +110,12 @@ impl Reinforce {
     pub fn new(config: ReinforceConfig, feature_dim: usize) -> Result<Self> {
         config.validate()?;
         let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
-        let policy = BernoulliPolicy::new(feature_dim, config.hidden, config.output_bias, &mut init_rng)?;
+        let policy = BernoulliPolicy::new(
+            feature_dim,
+            config.hidden,
+            config.output_bias,
+            &mut init_rng,
+        )?;
         let optimizer = nn::Adam::default().build(policy.var_store(), config.learning_rate)?;
         Ok(Self {
             sampling_rng: stream_rng(config.seed, Stream::TeacherSampling),

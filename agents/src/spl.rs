@@ -5,8 +5,8 @@
 //! (E) epochs: `K = round((M - 1) * max(0, 1 - epochs / E))`. From then on all data are
 //! used. The paper's curves are labelled "SPL-E".
 
-use serde::{Deserialize, Serialize};
 use l2t_envs::{TeachingInfo, TeachingObservation};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid_config, Result};
 use crate::teacher::{feature_column, KeepMask, Teacher};

@@ -1,7 +1,7 @@
 //! The teacher contract: a policy from the teaching observation to a keep-mask.
 
-use ndarray::Array1;
 use l2t_envs::{TeachingInfo, TeachingObservation};
+use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;

@@ -131,9 +131,12 @@ where
     let mut ended = false;
     for step_index in 0..options.max_episode_steps {
         let action = env.action_space().sample(&mut action_rng);
-        let step = env
-            .step(&action)
-            .map_err(|e| fail("step with a sampled action", format!("step {step_index}: {e}")))?;
+        let step = env.step(&action).map_err(|e| {
+            fail(
+                "step with a sampled action",
+                format!("step {step_index}: {e}"),
+            )
+        })?;
         if !env.observation_space().contains(&step.observation) {
             return Err(fail(
                 "step observation is inside the observation space",

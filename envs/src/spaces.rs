@@ -87,7 +87,11 @@ impl BoxSpace {
         let mut out = self.low.clone();
         for (o, hi) in out.iter_mut().zip(self.high.iter()) {
             let lo = *o;
-            *o = if hi > &lo { rng.gen_range(lo..=*hi) } else { lo };
+            *o = if hi > &lo {
+                rng.gen_range(lo..=*hi)
+            } else {
+                lo
+            };
         }
         out
     }
@@ -113,7 +117,7 @@ impl Space<ArrayD<f32>> for BoxSpace {
             return Err(SpaceError::EmptyShape(self.low.shape().to_vec()));
         }
         for (index, (lo, hi)) in self.low.iter().zip(self.high.iter()).enumerate() {
-            if !(lo <= hi) {
+            if lo.partial_cmp(hi).is_none_or(|o| o == std::cmp::Ordering::Greater) {
                 return Err(SpaceError::Bounds {
                     index,
                     low: *lo,
@@ -173,7 +177,10 @@ mod tests {
     #[test]
     fn invalid_definitions_are_reported() {
         let inverted = BoxSpace::from_columns(&[1, 1], &[(1.0, 0.0)]);
-        assert!(matches!(inverted.validate(), Err(SpaceError::Bounds { .. })));
+        assert!(matches!(
+            inverted.validate(),
+            Err(SpaceError::Bounds { .. })
+        ));
         assert!(MultiBinary(0).validate().is_err());
         let mask = MultiBinary(3);
         assert!(mask.contains(&Array1::from_elem(3, true)));

@@ -197,7 +197,8 @@ impl Space<TeachingObservation> for TeachingObservationSpace {
             .sample(rng)
             .into_shape_with_order((shape[0], shape[1]))
             .unwrap_or_else(|_| Array2::zeros((shape[0], shape[1])));
-        let student_state = Array1::from_vec(self.student_state.sample(rng).into_raw_vec_and_offset().0);
+        let student_state =
+            Array1::from_vec(self.student_state.sample(rng).into_raw_vec_and_offset().0);
         TeachingObservation {
             features,
             student_state,
@@ -452,10 +453,11 @@ impl TeachingEnv {
         let features = self.featurise(&batch, &state);
         let (rows, cols) = (self.config.batch_size, self.feature_names.len());
         let flat = Vec::<f32>::try_from(features.contiguous().view(-1))?;
-        let features = Array2::from_shape_vec((rows, cols), flat).map_err(|e| EnvError::InvalidDataset {
-            name: self.train.name().to_string(),
-            reason: format!("feature matrix shape: {e}"),
-        })?;
+        let features =
+            Array2::from_shape_vec((rows, cols), flat).map_err(|e| EnvError::InvalidDataset {
+                name: self.train.name().to_string(),
+                reason: format!("feature matrix shape: {e}"),
+            })?;
         Ok(TeachingObservation {
             features,
             student_state: Array1::from_vec(state.to_vec()),
@@ -492,7 +494,11 @@ impl TeachingEnv {
         let mut columns = vec![label_one_hot];
         if let Some(lengths) = &batch.lengths {
             let max_length = self.train.max_length() as f64;
-            columns.push((lengths.to_kind(Kind::Float) / max_length).clamp(0.0, 1.0).unsqueeze(1));
+            columns.push(
+                (lengths.to_kind(Kind::Float) / max_length)
+                    .clamp(0.0, 1.0)
+                    .unsqueeze(1),
+            );
         }
         columns.extend([student_state, probs, loss_feature, margin]);
         Tensor::cat(&columns, 1)
@@ -591,7 +597,10 @@ impl Env for TeachingEnv {
         Ok((observation, self.make_info(0, true)))
     }
 
-    fn step(&mut self, keep_mask: &Array1<bool>) -> Result<Step<TeachingObservation, TeachingInfo>> {
+    fn step(
+        &mut self,
+        keep_mask: &Array1<bool>,
+    ) -> Result<Step<TeachingObservation, TeachingInfo>> {
         match self.phase {
             Phase::NeedsReset => return Err(EnvError::ResetNeeded),
             Phase::Ended => return Err(EnvError::EpisodeEnded),
@@ -639,7 +648,7 @@ impl Env for TeachingEnv {
             self.iteration += 1;
             self.loss_sum += loss;
             updates += 1;
-            if self.iteration % self.config.eval_every == 0 {
+            if self.iteration.is_multiple_of(self.config.eval_every) {
                 reward += self.evaluate_dev();
                 evaluated = true;
             }

@@ -3,7 +3,11 @@
 //! A [`Dataset`] holds all inputs and labels of one split as tensors, so that an
 //! incoming mini-batch is a single `index_select`, never a copy through Rust vectors.
 
+pub mod cifar;
+pub mod idx;
 pub mod synthetic;
+pub mod text;
+pub mod transform;
 
 use tch::{Kind, Tensor};
 
@@ -61,7 +65,9 @@ impl Dataset {
         let labels = labels.to_kind(Kind::Int64);
         let n_labels = labels.size();
         if n_labels.len() != 1 {
-            return Err(invalid(format!("labels must be 1-d, got shape {n_labels:?}")));
+            return Err(invalid(format!(
+                "labels must be 1-d, got shape {n_labels:?}"
+            )));
         }
         let n = n_labels[0];
         if n == 0 {

@@ -82,7 +82,13 @@ impl SyntheticConfig {
         let centres: Vec<f32> = (0..self.num_classes * self.input_dim)
             .map(|_| (self.separation * normal(&mut rng)) as f32)
             .collect();
-        let train = self.split("synthetic/train", self.train_size, self.label_noise, &centres, &mut rng)?;
+        let train = self.split(
+            "synthetic/train",
+            self.train_size,
+            self.label_noise,
+            &centres,
+            &mut rng,
+        )?;
         let dev = self.split("synthetic/dev", self.dev_size, 0.0, &centres, &mut rng)?;
         let test = self.split("synthetic/test", self.test_size, 0.0, &centres, &mut rng)?;
         Ok(TaskData { train, dev, test })

@@ -48,7 +48,9 @@ pub struct MlpStudent {
 
 impl std::fmt::Debug for MlpStudent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MlpStudent").field("config", &self.config).finish()
+        f.debug_struct("MlpStudent")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -132,7 +134,9 @@ impl Student for MlpStudent {
 
     fn reset(&mut self, init_rng: &mut ChaCha8Rng) -> Result<()> {
         let vs = &self.vs;
-        init_from_stream(vs, init_rng, |name, shape| torch_default_init(name, shape, vs));
+        init_from_stream(vs, init_rng, |name, shape| {
+            torch_default_init(name, shape, vs)
+        });
         self.optimizer = self.config.optimizer.build(&self.vs)?;
         Ok(())
     }
@@ -142,7 +146,9 @@ impl Student for MlpStudent {
     }
 
     fn train_step(&mut self, batch: &Batch, _noise_rng: &mut ChaCha8Rng) -> Result<f64> {
-        let loss = self.forward(&batch.inputs).cross_entropy_for_logits(&batch.labels);
+        let loss = self
+            .forward(&batch.inputs)
+            .cross_entropy_for_logits(&batch.labels);
         self.optimizer.backward_step(&loss);
         Ok(loss.double_value(&[]))
     }
@@ -192,7 +198,9 @@ mod tests {
             last = student.train_step(&batch, &mut noise).unwrap();
         }
         assert!(last < first * 0.8, "loss {first} -> {last}");
-        student.reset(&mut stream_rng(1, Stream::StudentInit)).unwrap();
+        student
+            .reset(&mut stream_rng(1, Stream::StudentInit))
+            .unwrap();
         assert!(student.logits(&batch).equal(&first_logits));
     }
 }

@@ -6,7 +6,9 @@
 //! accuracy on the dev split. Weights are initialised from the environment's own
 //! random stream, never from libtorch's global generator.
 
+pub mod lstm;
 pub mod mlp;
+pub mod resnet;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -17,7 +19,9 @@ use tch::{nn, Kind, Tensor};
 use crate::data::{Batch, Dataset};
 use crate::error::{invalid_config, Result};
 
+pub use lstm::{LstmConfig, LstmStudent};
 pub use mlp::{MlpConfig, MlpStudent};
+pub use resnet::{ResNetConfig, ResNetStudent, Shortcut};
 
 /// A model trained by mini-batch gradient steps on the instances a teacher keeps.
 pub trait Student {
@@ -46,7 +50,10 @@ pub trait Student {
             let len = chunk.min(n - start);
             let batch = data.slice(start, len);
             let predicted = self.logits(&batch).argmax(-1, false);
-            correct += predicted.eq_tensor(&batch.labels).sum(Kind::Int64).int64_value(&[]);
+            correct += predicted
+                .eq_tensor(&batch.labels)
+                .sum(Kind::Int64)
+                .int64_value(&[]);
             start += len;
         }
         correct as f64 / n as f64
@@ -94,7 +101,10 @@ impl OptimizerConfig {
             Self::Adam { learning_rate, .. } | Self::Sgd { learning_rate, .. } => *learning_rate,
         };
         if !(lr.is_finite() && lr > 0.0) {
-            return Err(invalid_config("optimizer.learning_rate", format!("{lr} must be positive")));
+            return Err(invalid_config(
+                "optimizer.learning_rate",
+                format!("{lr} must be positive"),
+            ));
         }
         Ok(())
     }
@@ -167,7 +177,9 @@ pub fn torch_default_init(name: &str, shape: &[i64], vs: &nn::VarStore) -> Init 
     let fan = if shape.len() >= 2 {
         fan_in(shape)
     } else {
-        let weight_name = name.rsplit_once('.').map(|(prefix, _)| format!("{prefix}.weight"));
+        let weight_name = name
+            .rsplit_once('.')
+            .map(|(prefix, _)| format!("{prefix}.weight"));
         let variables = vs.variables();
         weight_name
             .and_then(|w| variables.get(&w).map(|t| fan_in(&t.size())))
@@ -214,8 +226,5 @@ pub fn init_from_stream(
 
 /// Number of scalars in the trainable variables of `vs`.
 pub fn count_parameters(vs: &nn::VarStore) -> usize {
-    vs.trainable_variables()
-        .iter()
-        .map(|t| t.numel())
-        .sum()
+    vs.trainable_variables().iter().map(|t| t.numel()).sum()
 }

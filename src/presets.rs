@@ -1,0 +1,200 @@
+//! Named experiment presets: a task (data, student, MDP) and the budgets to run it.
+//!
+//! CPU-sized presets on the real data the set-up fetches (`fashion-mnist-mlp`) and on
+//! the synthetic task (`synthetic`) finish in minutes on 2 cores.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use l2t_agents::{ReinforceConfig, SplConfig};
+use l2t_envs::data::idx::load_mnist_like;
+use l2t_envs::data::transform::normalise_per_channel;
+use l2t_envs::{
+    Dataset, EnvError, MlpConfig, MlpStudent, OptimizerConfig, Result, SyntheticConfig,
+    TeachingConfig, TeachingEnv,
+};
+
+use crate::tasks::TeachingSplits;
+
+/// Where the data of a preset come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum DataSource {
+    /// The seeded synthetic task.
+    Synthetic(SyntheticConfig),
+    /// IDX files of an MNIST-like dataset in `dir` (or the default data folder's
+    /// `fashion-mnist/` when `None`).
+    FashionMnist {
+        /// Folder with the four IDX files.
+        dir: Option<PathBuf>,
+    },
+}
+
+/// A complete experiment description.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preset {
+    /// Preset name.
+    pub name: String,
+    /// The data.
+    pub data: DataSource,
+    /// The MLP student.
+    pub student: MlpConfig,
+    /// The teaching MDP.
+    pub teaching: TeachingConfig,
+    /// The REINFORCE teacher.
+    pub reinforce: ReinforceConfig,
+    /// The SPL baseline.
+    pub spl: SplConfig,
+    /// Teacher-training episodes.
+    pub episodes: usize,
+    /// Evaluation seeds (fresh students per teacher).
+    pub eval_seeds: usize,
+    /// Seed of the data protocol (the teacher/student split).
+    pub split_seed: u64,
+}
+
+/// The names of the built-in presets.
+pub const PRESETS: [&str; 2] = ["fashion-mnist-mlp", "synthetic"];
+
+impl Preset {
+    /// The built-in preset called `name`.
+    pub fn named(name: &str) -> Option<Self> {
+        match name {
+            "synthetic" => Some(Self::synthetic()),
+            "fashion-mnist-mlp" => Some(Self::fashion_mnist_mlp()),
+            _ => None,
+        }
+    }
+
+    /// The synthetic task: Gaussian clusters with 20% label noise, MLP 32-64-10.
+    pub fn synthetic() -> Self {
+        let data = SyntheticConfig {
+            train_size: 12_000,
+            ..SyntheticConfig::default()
+        };
+        Self {
+            name: "synthetic".into(),
+            student: MlpConfig {
+                input_dim: data.input_dim,
+                hidden: vec![64],
+                num_classes: data.num_classes,
+                optimizer: OptimizerConfig::Adam {
+                    learning_rate: 1e-3,
+                    weight_decay: 0.0,
+                },
+            },
+            data: DataSource::Synthetic(data),
+            teaching: TeachingConfig {
+                batch_size: 20,
+                max_iterations: 2_000,
+                eval_every: 5,
+                ..TeachingConfig::default()
+            }
+            .with_tau(0.80),
+            reinforce: ReinforceConfig::default(),
+            spl: SplConfig { epochs_to_all: 1.0 },
+            episodes: 60,
+            eval_seeds: 5,
+            split_seed: 0,
+        }
+    }
+
+    /// Fashion-MNIST with the paper's MNIST student (MLP 784-500-10, Adam, M = 20).
+    pub fn fashion_mnist_mlp() -> Self {
+        Self {
+            name: "fashion-mnist-mlp".into(),
+            data: DataSource::FashionMnist { dir: None },
+            student: MlpConfig::mnist(),
+            teaching: TeachingConfig {
+                batch_size: 20,
+                max_iterations: 6_000,
+                eval_every: 10,
+                ..TeachingConfig::default()
+            }
+            .with_tau(0.82),
+            reinforce: ReinforceConfig::default(),
+            spl: SplConfig { epochs_to_all: 1.0 },
+            episodes: 12,
+            eval_seeds: 5,
+            split_seed: 0,
+        }
+    }
+
+    /// Loads the data and builds the two environments of the protocol: one on the
+    /// teacher half (teacher training) and one on the student half (evaluation), both
+    /// rewarded on the same dev set; returns them with the test split.
+    pub fn build(&self, data_dir: &Path) -> Result<PresetEnvs> {
+        let (train, test) = match &self.data {
+            DataSource::Synthetic(config) => {
+                let data = config.generate()?;
+                (data.train, data.test)
+            }
+            DataSource::FashionMnist { dir } => {
+                let dir = dir
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join("fashion-mnist"));
+                let (train, test) = load_mnist_like(&dir, "fashion-mnist")?;
+                let (train_inputs, others, _stats) =
+                    normalise_per_channel(train.inputs(), &[test.inputs()])?;
+                let [test_inputs]: [tch::Tensor; 1] =
+                    others.try_into().map_err(|_| EnvError::InvalidDataset {
+                        name: "fashion-mnist/test".into(),
+                        reason: "normalisation returned no test inputs".into(),
+                    })?;
+                (
+                    Dataset::new(
+                        train.name(),
+                        train_inputs,
+                        train.labels().shallow_clone(),
+                        10,
+                    )?,
+                    Dataset::new(test.name(), test_inputs, test.labels().shallow_clone(), 10)?,
+                )
+            }
+        };
+        let splits = TeachingSplits::new(&train, 0.05, self.split_seed)?;
+        let env = |train: Dataset| -> Result<TeachingEnv> {
+            let student = MlpStudent::new(self.student.clone(), Device::Cpu)?;
+            TeachingEnv::new(
+                self.teaching.clone(),
+                Box::new(student),
+                train,
+                splits.dev.shallow_clone(),
+            )
+        };
+        Ok(PresetEnvs {
+            teacher_env: env(splits.teacher_train.shallow_clone())?,
+            student_env: env(splits.student_train.shallow_clone())?,
+            test,
+        })
+    }
+}
+
+/// The environments of a preset.
+#[derive(Debug)]
+pub struct PresetEnvs {
+    /// Teaching on the teacher half (teacher training).
+    pub teacher_env: TeachingEnv,
+    /// Teaching on the student half (evaluation of trained teachers).
+    pub student_env: TeachingEnv,
+    /// The test split, for reports only.
+    pub test: Dataset,
+}
+
+/// The default data folder: `$L2T_DATA`, else `$L2T_CACHE/data`, else
+/// `$XDG_CACHE_HOME/l2t/data`, else `~/.cache/l2t/data` (where `scripts/setup.sh` puts it).
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("L2T_DATA") {
+        return PathBuf::from(dir);
+    }
+    if let Some(cache) = std::env::var_os("L2T_CACHE") {
+        return PathBuf::from(cache).join("data");
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    cache.join("l2t").join("data")
+}
