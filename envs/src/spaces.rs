@@ -117,7 +117,10 @@ impl Space<ArrayD<f32>> for BoxSpace {
             return Err(SpaceError::EmptyShape(self.low.shape().to_vec()));
         }
         for (index, (lo, hi)) in self.low.iter().zip(self.high.iter()).enumerate() {
-            if lo.partial_cmp(hi).is_none_or(|o| o == std::cmp::Ordering::Greater) {
+            if lo
+                .partial_cmp(hi)
+                .is_none_or(|o| o == std::cmp::Ordering::Greater)
+            {
                 return Err(SpaceError::Bounds {
                     index,
                     low: *lo,

@@ -1,0 +1,34 @@
+//! A short teaching episode on the real Fashion-MNIST files that `scripts/setup.sh`
+//! installs (CI runs the set-up, so this runs in CI).
+
+use l2t::agents::{run_episode, NoTeach};
+use l2t::envs::{check_env, CheckOptions};
+use l2t::presets::{default_data_dir, Preset};
+
+#[test]
+fn a_short_episode_on_real_fashion_mnist() {
+    let data_dir = default_data_dir();
+    assert!(
+        data_dir.join("fashion-mnist").exists(),
+        "Fashion-MNIST is missing under {}: run `bash scripts/setup.sh`",
+        data_dir.display()
+    );
+    let mut preset = Preset::fashion_mnist_mlp();
+    preset.teaching = preset.teaching.with_tau(0.7);
+    preset.teaching.max_iterations = 400;
+    let mut envs = preset.build(&data_dir).expect("Fashion-MNIST loads");
+    assert_eq!(envs.teacher_env.train_data().len(), 28_500);
+    assert_eq!(envs.student_env.train_data().len(), 30_000);
+    assert_eq!(envs.test.len(), 10_000);
+    assert_eq!(envs.teacher_env.feature_names().len(), 25);
+
+    let summary = run_episode(&mut envs.student_env, &mut NoTeach, Some(0)).expect("episode runs");
+    assert!(
+        summary.terminated,
+        "a NoTeach MLP passes 0.7 dev accuracy within 400 updates"
+    );
+    let test_accuracy = envs.student_env.evaluate(&envs.test).unwrap();
+    assert!(test_accuracy > 0.65, "test accuracy {test_accuracy}");
+
+    check_env(&mut envs.teacher_env, &CheckOptions::default()).expect("conforms on real data");
+}
