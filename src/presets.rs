@@ -113,10 +113,10 @@ impl Preset {
                 eval_every: 10,
                 ..TeachingConfig::default()
             }
-            .with_tau(0.82),
+            .with_tau(0.86),
             reinforce: ReinforceConfig::default(),
             spl: SplConfig { epochs_to_all: 1.0 },
-            episodes: 12,
+            episodes: 20,
             eval_seeds: 5,
             split_seed: 0,
         }
