@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use l2t::experiment::reproduce;
+use l2t::agents::NoTeach;
+use l2t::experiment::{evaluate_teacher, mean_ci95, reproduce};
 use l2t::presets::{default_data_dir, Preset, PRESETS};
 
 /// Learning to Teach (Fan et al., ICLR 2018): train teachers and compare them.
@@ -45,6 +46,21 @@ enum Command {
         #[arg(long)]
         print_config: bool,
     },
+    /// Train fresh students of a preset with NoTeach for a fixed number of updates on
+    /// the student half (no early stop) and report their test accuracy.
+    Noteach {
+        /// Preset name (see `l2t list`).
+        preset: String,
+        /// Student updates (T'); the episode runs them all.
+        #[arg(long)]
+        iterations: usize,
+        /// Seeds (fresh students).
+        #[arg(long, default_value_t = 3)]
+        seeds: usize,
+        /// Folder with the data (default: $L2T_DATA or the set-up's cache).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// List the presets.
     List,
 }
@@ -57,6 +73,40 @@ fn main() -> Result<()> {
             for name in PRESETS {
                 println!("{name}");
             }
+        }
+        Command::Noteach {
+            preset,
+            iterations,
+            seeds,
+            data_dir,
+        } => {
+            let Some(mut config) = Preset::named(&preset) else {
+                bail!("unknown preset `{preset}`; known: {}", PRESETS.join(", "));
+            };
+            // tau = 1.0 is never exceeded: every episode runs the full budget.
+            config.teaching = config.teaching.with_tau(1.0);
+            config.teaching.max_iterations = iterations;
+            config.teaching.eval_every = iterations.max(1);
+            let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            let mut envs = config
+                .build(&data_dir)
+                .with_context(|| format!("preset {preset} (data folder {})", data_dir.display()))?;
+            let seeds: Vec<u64> = (0..seeds as u64).collect();
+            let records =
+                evaluate_teacher(&mut envs.student_env, &mut NoTeach, &seeds, &envs.test)?;
+            for r in &records {
+                println!(
+                    "seed {}: {} updates of M = {}, test accuracy {:.4}, {:.1}s",
+                    r.seed,
+                    r.episode.iterations,
+                    config.teaching.batch_size,
+                    r.test_accuracy,
+                    r.episode.wall_seconds
+                );
+            }
+            let accuracies: Vec<f64> = records.iter().map(|r| r.test_accuracy).collect();
+            let (mean, half_width) = mean_ci95(&accuracies);
+            println!("{preset}: NoTeach test accuracy {mean:.4} ± {half_width:.4} (95% CI, {} seeds) after {iterations} updates", records.len());
         }
         Command::Reproduce {
             preset,

@@ -22,7 +22,10 @@ pub use data::{synthetic::SyntheticConfig, Batch, Dataset, TaskData};
 pub use env::{Env, Step};
 pub use error::{DataError, EnvError, Result};
 pub use spaces::{BoxSpace, MultiBinary, Space};
-pub use student::{MlpConfig, MlpStudent, OptimizerConfig, Student};
+pub use student::{
+    LstmConfig, LstmStudent, MlpConfig, MlpStudent, OptimizerConfig, ResNetConfig, ResNetStudent,
+    Student, StudentConfig,
+};
 pub use teaching::{
     LossScaling, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation, Threshold,
 };

@@ -228,3 +228,26 @@ pub fn init_from_stream(
 pub fn count_parameters(vs: &nn::VarStore) -> usize {
     vs.trainable_variables().iter().map(|t| t.numel()).sum()
 }
+
+/// Any of the built-in students, by name in configs (`kind = "mlp" | "res_net" | "lstm"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StudentConfig {
+    /// The MLP of the MNIST task.
+    Mlp(MlpConfig),
+    /// The CIFAR ResNet-6n+2.
+    ResNet(ResNetConfig),
+    /// The LSTM text classifier.
+    Lstm(LstmConfig),
+}
+
+impl StudentConfig {
+    /// Builds the student on `device`; its weights are set by the env's `reset`.
+    pub fn build(&self, device: tch::Device) -> Result<Box<dyn Student>> {
+        Ok(match self {
+            Self::Mlp(config) => Box::new(MlpStudent::new(config.clone(), device)?),
+            Self::ResNet(config) => Box::new(ResNetStudent::new(config.clone(), device)?),
+            Self::Lstm(config) => Box::new(LstmStudent::new(config.clone(), device)?),
+        })
+    }
+}

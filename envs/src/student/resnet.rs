@@ -32,6 +32,7 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 use super::{
     count_parameters, init_from_stream, torch_default_init, Init, OptimizerConfig, Student,
 };
+use crate::data::cifar::augment;
 use crate::data::{Batch, Dataset};
 use crate::error::{invalid_config, EnvError, Result};
 
@@ -71,6 +72,11 @@ pub struct ResNetConfig {
     pub shortcut: Shortcut,
     /// The optimizer (the paper: momentum SGD).
     pub optimizer: OptimizerConfig,
+    /// Training-time augmentation of He et al.: a random crop of the image padded by
+    /// this many zero pixels on each side, and a random horizontal flip; drawn from the
+    /// environment's noise stream. `None` trains on the images as they are.
+    #[serde(default)]
+    pub augment_padding: Option<i64>,
 }
 
 impl ResNetConfig {
@@ -92,6 +98,7 @@ impl ResNetConfig {
                 milestones: vec![32_000, 48_000],
                 decay: 0.1,
             },
+            augment_padding: Some(4),
         }
     }
 
@@ -386,11 +393,19 @@ impl Student for ResNetStudent {
         tch::no_grad(|| self.forward_t(&batch.inputs, false))
     }
 
-    fn train_step(&mut self, batch: &Batch, _noise_rng: &mut ChaCha8Rng) -> Result<f64> {
+    fn train_step(&mut self, batch: &Batch, noise_rng: &mut ChaCha8Rng) -> Result<f64> {
         self.optimizer.set_lr(self.learning_rate());
         let labels = batch.labels.to_device(self.vs.device());
+        let augmented;
+        let inputs = match self.config.augment_padding {
+            Some(padding) => {
+                augmented = augment(&batch.inputs, noise_rng, padding);
+                &augmented
+            }
+            None => &batch.inputs,
+        };
         let loss = self
-            .forward_t(&batch.inputs, true)
+            .forward_t(inputs, true)
             .cross_entropy_for_logits(&labels);
         self.optimizer.backward_step(&loss);
         self.iteration += 1;
@@ -432,8 +447,54 @@ mod tests {
     fn small_config(depth: usize, optimizer: OptimizerConfig) -> ResNetConfig {
         ResNetConfig {
             optimizer,
+            augment_padding: None,
             ..ResNetConfig::cifar(depth)
         }
+    }
+
+    #[test]
+    fn augmentation_draws_from_the_noise_stream() {
+        let config = ResNetConfig {
+            augment_padding: Some(4),
+            ..small_config(
+                8,
+                OptimizerConfig::Sgd {
+                    learning_rate: 0.05,
+                    momentum: 0.9,
+                    weight_decay: 0.0,
+                    milestones: vec![],
+                    decay: 0.1,
+                },
+            )
+        };
+        let inputs = Tensor::from_slice(
+            &(0..4 * 3 * 16 * 16)
+                .map(|i| ((i * 7919) % 255) as f32 / 255.0)
+                .collect::<Vec<f32>>(),
+        )
+        .view([4, 3, 16, 16]);
+        let batch = Batch {
+            inputs,
+            labels: Tensor::from_slice(&[0i64, 1, 2, 3]),
+            lengths: None,
+        };
+        let loss_after_two_steps = |noise_seed: u64| {
+            let mut student = ResNetStudent::new(config.clone(), Device::Cpu).unwrap();
+            student
+                .reset(&mut stream_rng(1, Stream::StudentInit))
+                .unwrap();
+            let mut noise = stream_rng(noise_seed, Stream::Augmentation);
+            student.train_step(&batch, &mut noise).unwrap();
+            student.train_step(&batch, &mut noise).unwrap()
+        };
+        assert_eq!(
+            loss_after_two_steps(5).to_bits(),
+            loss_after_two_steps(5).to_bits()
+        );
+        assert_ne!(
+            loss_after_two_steps(5).to_bits(),
+            loss_after_two_steps(6).to_bits()
+        );
     }
 
     #[test]

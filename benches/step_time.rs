@@ -1,0 +1,713 @@
+//! Step-time benchmark of the teaching environment against plain tch training loops.
+//!
+//! `cargo bench --bench step_time [-- SECTION]`, SECTION one of `mlp`, `resnet32`,
+//! `lstm` (a substring is enough; no filter runs all three). A fixed workload timed with
+//! `std::time::Instant`: warm-up, then timed iterations, one sample per step; the table
+//! gives the median and the mean in milliseconds per step. Within the `mlp` section the
+//! variants are interleaved in rounds (a1 a2 b d e ... a1 a2 b d e ...), so that a
+//! change in machine load hits all of them alike and their ratios stay meaningful.
+//!
+//! libtorch runs on one intra-op thread unless `L2T_BENCH_THREADS` says otherwise.
+//! See BENCHMARKS.md for what each row measures and the figures of a reference run.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use ndarray::{Array1, Array2};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use tch::{nn, nn::Module, nn::OptimizerConfig as _, Device, Kind, Tensor};
+
+use l2t::agents::{Reinforce, ReinforceConfig, Teacher};
+use l2t::envs::seeding::{stream_rng, Stream};
+use l2t::envs::student::{LstmConfig, LstmStudent, ResNetConfig, ResNetStudent};
+use l2t::envs::{
+    Batch, Dataset, Env, MlpConfig, MlpStudent, Student, TeachingConfig, TeachingEnv, TeachingInfo,
+    TeachingObservation,
+};
+use l2t::presets::{default_data_dir, Preset};
+
+const SECTIONS: [&str; 3] = ["mlp", "resnet32", "lstm"];
+
+/// M of the MLP task.
+const MLP_BATCH: usize = 20;
+/// MLP: warm-up steps per variant, then rounds of interleaved timed steps.
+const MLP_WARMUP: usize = 200;
+const MLP_ROUNDS: usize = 10;
+const MLP_STEPS_PER_ROUND: usize = 200;
+
+const RESNET_BATCH: i64 = 128;
+const RESNET_WARMUP: usize = 3;
+const RESNET_TIMED: usize = 5;
+
+const LSTM_BATCH: i64 = 16;
+const LSTM_WIDTH: i64 = 100;
+const LSTM_VOCAB: usize = 10_002;
+const LSTM_WARMUP: usize = 5;
+const LSTM_TIMED: usize = 100;
+
+/// Per-step samples of one variant, in milliseconds.
+#[derive(Debug, Default, Clone)]
+struct Samples(Vec<f64>);
+
+impl Samples {
+    fn push_since(&mut self, start: Instant) {
+        self.0.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+
+    fn median(&self) -> f64 {
+        let mut sorted = self.0.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        match n {
+            0 => f64::NAN,
+            _ if n % 2 == 1 => sorted[n / 2],
+            _ => 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]),
+        }
+    }
+
+    fn mean(&self) -> f64 {
+        self.0.iter().sum::<f64>() / self.0.len() as f64
+    }
+
+    fn total(&self) -> f64 {
+        self.0.iter().sum()
+    }
+}
+
+/// One line of the result table.
+struct Row {
+    section: &'static str,
+    what: String,
+    median: f64,
+    mean: f64,
+    ratio: String,
+}
+
+impl Row {
+    fn new(section: &'static str, what: impl Into<String>, samples: &Samples) -> Self {
+        Self {
+            section,
+            what: what.into(),
+            median: samples.median(),
+            mean: samples.mean(),
+            ratio: String::new(),
+        }
+    }
+
+    fn with_ratio(mut self, ratio: impl Into<String>) -> Self {
+        self.ratio = ratio.into();
+        self
+    }
+}
+
+fn main() -> Result<()> {
+    // `cargo bench` passes `--bench`; any flag is ignored, the first word is the filter.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let selected: Vec<&str> = SECTIONS
+        .iter()
+        .copied()
+        .filter(|s| filter.as_deref().is_none_or(|f| s.contains(f)))
+        .collect();
+    if selected.is_empty() {
+        bail!(
+            "no section matches {:?}; the sections are {}",
+            filter.unwrap_or_default(),
+            SECTIONS.join(", ")
+        );
+    }
+
+    let threads = match std::env::var("L2T_BENCH_THREADS") {
+        Ok(value) => value
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|&t| t > 0)
+            .with_context(|| format!("L2T_BENCH_THREADS={value:?} is not a positive integer"))?,
+        Err(_) => 1,
+    };
+    tch::set_num_threads(threads);
+    print_header(threads);
+
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    let started = Instant::now();
+    for section in selected {
+        let section_start = Instant::now();
+        eprintln!("running section {section} ...");
+        match section {
+            "mlp" => bench_mlp(&mut rows, &mut notes)?,
+            "resnet32" => bench_resnet(&mut rows)?,
+            "lstm" => bench_lstm(&mut rows)?,
+            _ => unreachable!("sections come from SECTIONS"),
+        }
+        eprintln!(
+            "section {section} took {:.1} s",
+            section_start.elapsed().as_secs_f64()
+        );
+    }
+    print_table(&rows);
+    for note in &notes {
+        println!("{note}");
+    }
+    println!(
+        "load average at the end: {}; total wall time {:.1} s",
+        load_average(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn print_header(threads: i32) {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty = match git(&["status", "--porcelain", "--untracked-files=no"]) {
+        Some(s) if !s.is_empty() => " (working tree has uncommitted changes)",
+        _ => "",
+    };
+    println!("l2t step_time benchmark");
+    println!("  machine:  nproc {cores}, CPU {cpu}");
+    println!(
+        "  threads:  tch intra-op {} (requested {threads}: L2T_BENCH_THREADS, default 1)",
+        tch::get_num_threads()
+    );
+    println!("  commit:   {commit}{dirty}");
+    println!("  load avg: {} (at start)", load_average());
+    println!();
+}
+
+fn git(args: &[&str]) -> Option<String> {
+    let output = Command::new("git").args(args).output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn print_table(rows: &[Row]) {
+    let width = rows.iter().map(|r| r.what.len()).max().unwrap_or(4).max(4);
+    println!();
+    println!(
+        "| {:<8} | {:<width$} | {:>10} | {:>10} | {:<24} |",
+        "section", "what", "median ms", "mean ms", "ratio"
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|",
+        "-".repeat(10),
+        "-".repeat(width + 2),
+        "-".repeat(12),
+        "-".repeat(12),
+        "-".repeat(26)
+    );
+    for r in rows {
+        println!(
+            "| {:<8} | {:<width$} | {:>10} | {:>10} | {:<24} |",
+            r.section,
+            r.what,
+            ms(r.median),
+            ms(r.mean),
+            r.ratio
+        );
+    }
+    println!();
+}
+
+fn ms(value: f64) -> String {
+    if value.is_finite() {
+        format!("{value:.3}")
+    } else {
+        "-".into()
+    }
+}
+
+// ----------------------------------------------------------------------------------
+// mlp
+
+/// The settings of the timed environment: dev evaluation and the end of the episode
+/// are pushed out of reach (tau = 1.0 is never exceeded), so every step is the steady
+/// state of the MDP.
+fn steady_state_config() -> TeachingConfig {
+    TeachingConfig {
+        batch_size: MLP_BATCH,
+        max_iterations: 1_000_000_000,
+        max_incoming_batches: Some(1_000_000_000),
+        eval_every: 1_000_000,
+        ..TeachingConfig::default()
+    }
+    .with_tau(1.0)
+}
+
+/// The student-half environment of the Fashion-MNIST preset (with the steady-state MDP
+/// settings), or the same shapes filled with random data when the files are missing.
+fn mlp_env(notes: &mut Vec<String>) -> Result<(TeachingEnv, String)> {
+    let data_dir = default_data_dir();
+    let folder = data_dir.join("fashion-mnist");
+    let mut preset = Preset::fashion_mnist_mlp();
+    preset.teaching = steady_state_config();
+    if folder.exists() {
+        match preset.build(&data_dir) {
+            Ok(envs) => {
+                let n = envs.student_env.train_data().len();
+                return Ok((
+                    envs.student_env,
+                    format!(
+                        "real Fashion-MNIST, student half ({n} instances) from {}",
+                        folder.display()
+                    ),
+                ));
+            }
+            Err(e) => {
+                let message = format!(
+                    "NOTE: Fashion-MNIST under {} did not load ({e}); the mlp section \
+                     uses RANDOM data of the same shape instead",
+                    folder.display()
+                );
+                eprintln!("{message}");
+                notes.push(message);
+            }
+        }
+    } else {
+        let message = format!(
+            "NOTE: no Fashion-MNIST under {} (run `bash scripts/setup.sh`); the mlp section \
+             uses RANDOM data of the same shape instead (timings do not depend on the values)",
+            folder.display()
+        );
+        eprintln!("{message}");
+        notes.push(message);
+    }
+    tch::manual_seed(0);
+    let random = |name: &str, n: i64| -> Result<Dataset> {
+        Ok(Dataset::new(
+            name,
+            Tensor::randn([n, 784], (Kind::Float, Device::Cpu)),
+            Tensor::randint(10, [n], (Kind::Int64, Device::Cpu)),
+            10,
+        )?)
+    };
+    let student = MlpStudent::new(MlpConfig::mnist(), Device::Cpu)?;
+    let env = TeachingEnv::new(
+        preset.teaching.clone(),
+        Box::new(student),
+        random("random/train", 30_000)?,
+        random("random/dev", 1_500)?,
+    )?;
+    Ok((env, "RANDOM data, 30000 x 784, 10 classes".into()))
+}
+
+/// The hand-written baseline: what one would write in tch without the environment.
+struct PlainLoop {
+    _vs: nn::VarStore,
+    l1: nn::Linear,
+    l2: nn::Linear,
+    optimizer: nn::Optimizer,
+}
+
+impl PlainLoop {
+    fn new() -> Result<Self> {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let l1 = nn::linear(&root / "l1", 784, 500, Default::default());
+        let l2 = nn::linear(&root / "l2", 500, 10, Default::default());
+        let optimizer = nn::Adam::default().build(&vs, 1e-3)?;
+        Ok(Self {
+            _vs: vs,
+            l1,
+            l2,
+            optimizer,
+        })
+    }
+
+    fn step(&mut self, inputs: &Tensor, labels: &Tensor, index: &Tensor) {
+        let x = inputs.index_select(0, index);
+        let y = labels.index_select(0, index);
+        let loss = self
+            .l2
+            .forward(&self.l1.forward(&x).relu())
+            .cross_entropy_for_logits(&y);
+        self.optimizer.backward_step(&loss);
+    }
+}
+
+/// A copy of the tensor work of `TeachingEnv::featurise` (LossScaling::Fixed, image
+/// data) and of the ndarray conversion of `observe_incoming`, from given logits: the
+/// env keeps both private, so this replica times them in isolation.
+fn featurise_replica(logits: &Tensor, batch: &Batch, state: &[f32; 3]) -> Result<Array2<f32>> {
+    let m = batch.len() as i64;
+    let num_classes = 10.0f64;
+    let log_probs = logits.log_softmax(-1, Kind::Float);
+    let probs = log_probs.exp().clamp(0.0, 1.0);
+    let labels = batch.labels.unsqueeze(1);
+    let label_one_hot = probs.zeros_like().scatter_value(1, &labels, 1.0);
+    let loss = -log_probs.gather(1, &labels, false);
+    let p_label = probs.gather(1, &labels, false);
+    let best_other = probs
+        .masked_fill(&label_one_hot.to_kind(Kind::Bool), -1.0)
+        .amax([1].as_slice(), true);
+    let margin = (p_label - best_other).clamp(-1.0, 1.0);
+    let loss_feature = (loss / (2.0 * num_classes.ln())).clamp(0.0, 1.0);
+    let student_state = Tensor::from_slice(state).view([1, 3]).expand([m, 3], false);
+    let features = Tensor::cat(
+        &[label_one_hot, student_state, probs, loss_feature, margin],
+        1,
+    );
+    let flat = Vec::<f32>::try_from(features.contiguous().view(-1))?;
+    Ok(Array2::from_shape_vec((m as usize, 25), flat)?)
+}
+
+fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
+    let section = "mlp";
+    let m = MLP_BATCH;
+    let (mut env, data_label) = mlp_env(notes)?;
+    notes.push(format!("mlp data: {data_label}"));
+    let train = env.train_data().shallow_clone();
+    let n = train.len();
+
+    // The fixed random order of the plain loops: one permutation, M-sized windows.
+    tch::manual_seed(0);
+    let order = Tensor::randperm(n as i64, (Kind::Int64, Device::Cpu));
+    let windows = (n / m).max(1);
+    let window = |step: usize| order.narrow(0, ((step % windows) * m) as i64, m as i64);
+
+    // a1: hand-written tch loop; a2: the env's MLP student driven directly.
+    let mut plain = PlainLoop::new()?;
+    let mut student = MlpStudent::new(MlpConfig::mnist(), Device::Cpu)?;
+    student.reset(&mut stream_rng(0, Stream::StudentInit))?;
+    let mut noise = stream_rng(0, Stream::Dropout);
+    // The hand-written loop flattens the staged images once (a view, no copy).
+    let flat_inputs = train.inputs().view([n as i64, -1]);
+    let mut plain_step = 0usize;
+    let mut student_step = 0usize;
+    // a3: a2 plus the one forward pass any L2T observation needs (the next batch's
+    // logits, no grad), gathering each batch once: the floor of a teaching env.
+    let mut lean = MlpStudent::new(MlpConfig::mnist(), Device::Cpu)?;
+    lean.reset(&mut stream_rng(0, Stream::StudentInit))?;
+    let mut lean_step = 0usize;
+    let mut lean_batch = train.batch(&window(0));
+
+    // b, d, e: one environment, stepped with all-true masks (NoTeach), with the
+    // REINFORCE teacher's masks, and with all-false masks (observation only).
+    let all_true = Array1::from_elem(m, true);
+    let all_false = Array1::from_elem(m, false);
+    let mut teacher = Reinforce::new(ReinforceConfig::default(), env.feature_names().len())?;
+    let (mut obs, mut info): (TeachingObservation, TeachingInfo) = env.reset(Some(0))?;
+    // d1: the teacher's act alone, on a fixed observation, with its own teacher.
+    let mut act_teacher = Reinforce::new(ReinforceConfig::default(), env.feature_names().len())?;
+    let (fixed_obs, fixed_info) = (obs.clone(), info.clone());
+    let mut d_updates = 0usize;
+    let mut resets = 0usize;
+
+    // e1, e2: the parts of the observation, through the public API.
+    let mut gather_cursor = 0usize;
+    let index_pool: Vec<Vec<i64>> = {
+        let mut rng = stream_rng(1, Stream::DataOrder);
+        (0..64)
+            .map(|_| (0..m).map(|_| rng.gen_range(0..n as i64)).collect())
+            .collect()
+    };
+    let fixed_batch = train.batch(&Tensor::from_slice(&index_pool[0]));
+    let fixed_logits = env.student().logits(&fixed_batch);
+    let state = [0.5f32, 0.3, 0.8];
+
+    let mut a1 = Samples::default();
+    let mut a2 = Samples::default();
+    let mut a3 = Samples::default();
+    let mut d1 = Samples::default();
+    let mut b = Samples::default();
+    let mut d = Samples::default();
+    let mut e = Samples::default();
+    let mut e1 = Samples::default();
+    let mut e2 = Samples::default();
+    let mut e3 = Samples::default();
+
+    // Steps one variant `count` times; `record` false is the warm-up.
+    macro_rules! run_variant {
+        ($samples:expr, $count:expr, $record:expr, $body:block) => {
+            for _ in 0..$count {
+                let start = Instant::now();
+                $body
+                if $record {
+                    $samples.push_since(start);
+                }
+            }
+        };
+    }
+    // One env step with `mask`; the reset after an episode end is not timed.
+    macro_rules! env_step {
+        ($samples:expr, $count:expr, $record:expr, $mask:expr, $teacher:expr) => {
+            for _ in 0..$count {
+                let start = Instant::now();
+                let mask = if $teacher {
+                    teacher.act(&obs, &info)?
+                } else {
+                    $mask.clone()
+                };
+                let step = env.step(&mask)?;
+                if $teacher {
+                    teacher.observe(step.reward, step.done())?;
+                }
+                if $record {
+                    $samples.push_since(start);
+                    if $teacher {
+                        d_updates += step.info.updates_this_step;
+                    }
+                }
+                let done = step.done();
+                obs = step.observation;
+                info = step.info;
+                if done {
+                    if $teacher {
+                        teacher.end_episode()?;
+                    }
+                    (obs, info) = env.reset(None)?;
+                    resets += 1;
+                }
+            }
+        };
+    }
+
+    for round in 0..=MLP_ROUNDS {
+        // Round 0 is the warm-up of every variant.
+        let record = round > 0;
+        let count = if record {
+            MLP_STEPS_PER_ROUND
+        } else {
+            MLP_WARMUP
+        };
+        run_variant!(a1, count, record, {
+            plain.step(&flat_inputs, train.labels(), &window(plain_step));
+            plain_step += 1;
+        });
+        run_variant!(a2, count, record, {
+            let batch = train.batch(&window(student_step));
+            student.train_step(&batch, &mut noise)?;
+            student_step += 1;
+        });
+        run_variant!(a3, count, record, {
+            lean.train_step(&lean_batch, &mut noise)?;
+            lean_step += 1;
+            lean_batch = train.batch(&window(lean_step));
+            let _ = std::hint::black_box(lean.logits(&lean_batch));
+        });
+        env_step!(b, count, record, all_true, false);
+        env_step!(d, count, record, all_true, true);
+        run_variant!(d1, count, record, {
+            std::hint::black_box(act_teacher.act(&fixed_obs, &fixed_info)?);
+        });
+        env_step!(e, count, record, all_false, false);
+        run_variant!(e1, count, record, {
+            let idx = &index_pool[gather_cursor % index_pool.len()];
+            let batch = train.batch(&Tensor::from_slice(idx));
+            gather_cursor += 1;
+            std::hint::black_box(batch);
+        });
+        run_variant!(e2, count, record, {
+            let _ = std::hint::black_box(env.student().logits(&fixed_batch));
+        });
+        run_variant!(e3, count, record, {
+            std::hint::black_box(featurise_replica(&fixed_logits, &fixed_batch, &state)?);
+        });
+    }
+    if resets > 0 {
+        notes.push(format!(
+            "mlp: {resets} episode reset(s) during the timed env steps (not timed)"
+        ));
+    }
+
+    let ratio = |x: &Samples, y: &Samples, label: &str| {
+        format!(
+            "{:.2}x {label} ({:.2}x mean)",
+            x.median() / y.median(),
+            x.mean() / y.mean()
+        )
+    };
+    let per_update = d.total() / d_updates.max(1) as f64;
+    let b_per_update = b.mean();
+    let timed = |what: &str, samples: &Samples| Row::new(section, what, samples);
+    let ratio_only = |what: &str, ratio: String| Row {
+        section,
+        what: what.into(),
+        median: f64::NAN,
+        mean: f64::NAN,
+        ratio,
+    };
+    rows.extend([
+        timed("a1 plain tch loop: index_select + 784-500-10 + Adam", &a1),
+        timed("a2 MlpStudent::train_step (Dataset::batch)", &a2)
+            .with_ratio(ratio(&a2, &a1, "a2/a1")),
+        timed("a3 a2 + logits of the next batch (env floor)", &a3)
+            .with_ratio(ratio(&a3, &a1, "a3/a1")),
+        timed("b  env step, NoTeach (all kept)", &b),
+        ratio_only("c  b vs the hand-written loop", ratio(&b, &a1, "b/a1")),
+        ratio_only("c  b vs the student's own loop", ratio(&b, &a2, "b/a2")),
+        ratio_only("c  b vs the floor a3", ratio(&b, &a3, "b/a3")),
+        Row {
+            section,
+            what: "c  env overhead b - a2, in ms".into(),
+            median: b.median() - a2.median(),
+            mean: b.mean() - a2.mean(),
+            ratio: String::new(),
+        },
+        timed("d  L2T step: REINFORCE act + step + observe", &d).with_ratio(ratio(&d, &b, "d/b")),
+        Row {
+            section,
+            what: format!(
+                "d' the same per student update ({d_updates} updates / {} steps)",
+                d.0.len()
+            ),
+            median: f64::NAN,
+            mean: per_update,
+            ratio: format!("{:.2}x d'/b (mean)", per_update / b_per_update),
+        },
+        timed("d1 REINFORCE act alone (to tensor, policy, sampling)", &d1),
+        timed("e  env step, nothing kept (observation only)", &e)
+            .with_ratio(format!("{:.2}x e/b (mean)", e.mean() / b.mean())),
+        timed("e1 gather M=20: from_slice + index_select", &e1),
+        timed("e2 student logits M=20, no grad", &e2),
+        timed("e3 features + ndarray (bench replica of featurise)", &e3),
+    ]);
+    notes.push(format!(
+        "mlp: {} timed steps per variant in {MLP_ROUNDS} interleaved rounds after {MLP_WARMUP} \
+         warm-up steps; d' is total d time / student updates",
+        a1.0.len()
+    ));
+    Ok(())
+}
+
+// ----------------------------------------------------------------------------------
+// resnet32
+
+fn bench_resnet(rows: &mut Vec<Row>) -> Result<()> {
+    let section = "resnet32";
+    let mut student = ResNetStudent::new(ResNetConfig::cifar(32), Device::Cpu)?;
+    student.reset(&mut stream_rng(0, Stream::StudentInit))?;
+    let mut noise = stream_rng(0, Stream::Dropout);
+    tch::manual_seed(0);
+    let batch = Batch {
+        inputs: Tensor::randn([RESNET_BATCH, 3, 32, 32], (Kind::Float, Device::Cpu)),
+        labels: Tensor::randint(10, [RESNET_BATCH], (Kind::Int64, Device::Cpu)),
+        lengths: None,
+    };
+    let train = time_student(RESNET_WARMUP, RESNET_TIMED, || {
+        student.train_step(&batch, &mut noise)?;
+        Ok(())
+    })?;
+    let forward = time_student(RESNET_WARMUP, RESNET_TIMED, || {
+        let _ = std::hint::black_box(student.logits(&batch));
+        Ok(())
+    })?;
+    rows.push(Row::new(
+        section,
+        format!("train_step, M={RESNET_BATCH}, 3x32x32 random ({RESNET_TIMED} timed)"),
+        &train,
+    ));
+    rows.push(
+        Row::new(
+            section,
+            format!("logits (eval, no grad), M={RESNET_BATCH}"),
+            &forward,
+        )
+        .with_ratio(format!(
+            "{:.2}x logits/train_step",
+            forward.median() / train.median()
+        )),
+    );
+    Ok(())
+}
+
+// ----------------------------------------------------------------------------------
+// lstm
+
+/// Padded token batches: ids in 1..vocab up to a random length in 20..=100, 0 after.
+fn lstm_batches(count: usize, rng: &mut ChaCha8Rng) -> Vec<Batch> {
+    (0..count)
+        .map(|_| {
+            let mut tokens = vec![0i64; (LSTM_BATCH * LSTM_WIDTH) as usize];
+            let mut lengths = Vec::with_capacity(LSTM_BATCH as usize);
+            for row in tokens.chunks_mut(LSTM_WIDTH as usize) {
+                let length = rng.gen_range(20..=LSTM_WIDTH as usize);
+                for token in &mut row[..length] {
+                    *token = rng.gen_range(1..LSTM_VOCAB as i64);
+                }
+                lengths.push(length as i64);
+            }
+            let labels: Vec<i64> = (0..LSTM_BATCH).map(|_| rng.gen_range(0..2)).collect();
+            Batch {
+                inputs: Tensor::from_slice(&tokens).view([LSTM_BATCH, LSTM_WIDTH]),
+                labels: Tensor::from_slice(&labels),
+                lengths: Some(Tensor::from_slice(&lengths)),
+            }
+        })
+        .collect()
+}
+
+fn bench_lstm(rows: &mut Vec<Row>) -> Result<()> {
+    let section = "lstm";
+    let mut student = LstmStudent::new(LstmConfig::imdb(LSTM_VOCAB), Device::Cpu)?;
+    student.reset(&mut stream_rng(0, Stream::StudentInit))?;
+    let mut noise = stream_rng(0, Stream::Dropout);
+    let batches = lstm_batches(8, &mut stream_rng(0, Stream::DataOrder));
+    let mut i = 0usize;
+    let train = time_student(LSTM_WARMUP, LSTM_TIMED, || {
+        student.train_step(&batches[i % batches.len()], &mut noise)?;
+        i += 1;
+        Ok(())
+    })?;
+    let mut j = 0usize;
+    let forward = time_student(LSTM_WARMUP, LSTM_TIMED, || {
+        let _ = std::hint::black_box(student.logits(&batches[j % batches.len()]));
+        j += 1;
+        Ok(())
+    })?;
+    rows.push(Row::new(
+        section,
+        format!(
+            "train_step, M={LSTM_BATCH}, len 20..={LSTM_WIDTH}, vocab {LSTM_VOCAB} ({LSTM_TIMED} timed)"
+        ),
+        &train,
+    ));
+    rows.push(
+        Row::new(
+            section,
+            format!("logits (eval, no grad), M={LSTM_BATCH}"),
+            &forward,
+        )
+        .with_ratio(format!(
+            "{:.2}x logits/train_step",
+            forward.median() / train.median()
+        )),
+    );
+    Ok(())
+}
+
+fn time_student(
+    warmup: usize,
+    timed: usize,
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<Samples> {
+    for _ in 0..warmup {
+        step()?;
+    }
+    let mut samples = Samples::default();
+    for _ in 0..timed {
+        let start = Instant::now();
+        step()?;
+        samples.push_since(start);
+    }
+    Ok(samples)
+}
