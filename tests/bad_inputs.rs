@@ -2,27 +2,13 @@
 
 mod common;
 
-use l2t::envs::{
-    Dataset, Env, EnvError, MlpConfig, MlpStudent, OptimizerConfig, TeachingConfig, TeachingEnv,
-};
+use l2t::envs::{Dataset, Env, EnvError, TeachingConfig, TeachingEnv};
 use ndarray::Array1;
 
 fn config_error(config: TeachingConfig) -> String {
     let data = common::tiny_data();
-    let student = MlpStudent::new(
-        MlpConfig {
-            input_dim: 8,
-            hidden: vec![4],
-            num_classes: 4,
-            optimizer: OptimizerConfig::Adam {
-                learning_rate: 1e-2,
-                weight_decay: 0.0,
-            },
-        },
-        tch::Device::Cpu,
-    )
-    .unwrap();
-    match TeachingEnv::new(config, Box::new(student), data.train, data.dev) {
+    let student = common::tiny_student(8);
+    match TeachingEnv::new(config, student, data.train, data.dev) {
         Err(e @ EnvError::InvalidConfig { .. }) => e.to_string(),
         other => panic!("expected InvalidConfig, got {other:?}"),
     }
@@ -101,21 +87,8 @@ fn nan_training_loss_is_a_typed_error() {
         4,
     )
     .unwrap();
-    let student = MlpStudent::new(
-        MlpConfig {
-            input_dim: 8,
-            hidden: vec![4],
-            num_classes: 4,
-            optimizer: OptimizerConfig::Adam {
-                learning_rate: 1e-2,
-                weight_decay: 0.0,
-            },
-        },
-        tch::Device::Cpu,
-    )
-    .unwrap();
-    let mut env =
-        TeachingEnv::new(common::tiny_config(), Box::new(student), poisoned, data.dev).unwrap();
+    let student = common::tiny_student(8);
+    let mut env = TeachingEnv::new(common::tiny_config(), student, poisoned, data.dev).unwrap();
     env.reset(Some(0)).unwrap();
     let err = env.step(&Array1::from_elem(8, true)).unwrap_err();
     assert!(
@@ -132,25 +105,7 @@ fn nan_training_loss_is_a_typed_error() {
 #[test]
 fn mismatched_student_and_data_are_errors() {
     let data = common::tiny_data();
-    let student = MlpStudent::new(
-        MlpConfig {
-            input_dim: 9,
-            hidden: vec![4],
-            num_classes: 4,
-            optimizer: OptimizerConfig::Adam {
-                learning_rate: 1e-2,
-                weight_decay: 0.0,
-            },
-        },
-        tch::Device::Cpu,
-    )
-    .unwrap();
-    let err = TeachingEnv::new(
-        common::tiny_config(),
-        Box::new(student),
-        data.train,
-        data.dev,
-    )
-    .unwrap_err();
+    let student = common::tiny_student(9);
+    let err = TeachingEnv::new(common::tiny_config(), student, data.train, data.dev).unwrap_err();
     assert!(err.to_string().contains("input_dim 9"), "{err}");
 }

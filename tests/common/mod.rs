@@ -22,23 +22,24 @@ pub fn tiny_data() -> TaskData {
     .expect("valid synthetic config")
 }
 
+/// An MLP student `input_dim`-16-4 with Adam 1e-2 (input_dim 8 fits [`tiny_data`]).
+pub fn tiny_student(input_dim: usize) -> Box<MlpStudent> {
+    let config = MlpConfig {
+        input_dim,
+        hidden: vec![16],
+        num_classes: 4,
+        optimizer: OptimizerConfig::Adam {
+            learning_rate: 1e-2,
+            weight_decay: 0.0,
+        },
+    };
+    Box::new(MlpStudent::new(config, tch::Device::Cpu).expect("valid student"))
+}
+
 /// An environment over [`tiny_data`] with the given MDP settings.
 pub fn tiny_env(config: TeachingConfig) -> TeachingEnv {
     let data = tiny_data();
-    let student = MlpStudent::new(
-        MlpConfig {
-            input_dim: 8,
-            hidden: vec![16],
-            num_classes: 4,
-            optimizer: OptimizerConfig::Adam {
-                learning_rate: 1e-2,
-                weight_decay: 0.0,
-            },
-        },
-        tch::Device::Cpu,
-    )
-    .expect("valid student");
-    TeachingEnv::new(config, Box::new(student), data.train, data.dev).expect("valid env")
+    TeachingEnv::new(config, tiny_student(8), data.train, data.dev).expect("valid env")
 }
 
 /// MDP settings for [`tiny_env`]: M = 8, a threshold reached in a few dozen steps.
