@@ -88,9 +88,13 @@ fn main() -> Result<()> {
             config.teaching.max_iterations = iterations;
             config.teaching.eval_every = iterations.max(1);
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
-            let mut envs = config
-                .build(&data_dir)
-                .with_context(|| format!("preset {preset} (data folder {})", data_dir.display()))?;
+            let mut envs = config.build(&data_dir).with_context(|| {
+                format!(
+                    "preset {preset} (data folder {}) needs {}",
+                    data_dir.display(),
+                    config.data_requirement()
+                )
+            })?;
             let seeds: Vec<u64> = (0..seeds as u64).collect();
             let records =
                 evaluate_teacher(&mut envs.student_env, &mut NoTeach, &seeds, &envs.test)?;
@@ -134,8 +138,14 @@ fn main() -> Result<()> {
                 return Ok(());
             }
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
-            let report = reproduce(&config, &data_dir, |line| eprintln!("{line}"))
-                .with_context(|| format!("preset {preset} (data folder {})", data_dir.display()))?;
+            let report =
+                reproduce(&config, &data_dir, |line| eprintln!("{line}")).with_context(|| {
+                    format!(
+                        "preset {preset} (data folder {}) needs {}",
+                        data_dir.display(),
+                        config.data_requirement()
+                    )
+                })?;
             let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&preset));
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let table = report.table();

@@ -10,11 +10,12 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use l2t_agents::{ReinforceConfig, SplConfig};
+use l2t_envs::data::cifar::load_cifar10;
 use l2t_envs::data::idx::load_mnist_like;
 use l2t_envs::data::text::load_rotten_tomatoes;
 use l2t_envs::data::transform::normalise_per_channel;
 use l2t_envs::{
-    Dataset, EnvError, LstmConfig, MlpConfig, OptimizerConfig, Result, StudentConfig,
+    Dataset, EnvError, LstmConfig, MlpConfig, OptimizerConfig, ResNetConfig, Result, StudentConfig,
     SyntheticConfig, TeachingConfig, TeachingEnv,
 };
 
@@ -26,10 +27,19 @@ use crate::tasks::TeachingSplits;
 pub enum DataSource {
     /// The seeded synthetic task.
     Synthetic(SyntheticConfig),
-    /// IDX files of an MNIST-like dataset in `dir` (or the default data folder's
-    /// `fashion-mnist/` when `None`).
-    FashionMnist {
+    /// The four IDX files of an MNIST-like dataset (MNIST, Fashion-MNIST) in `dir`, or
+    /// in the data folder's `<name>/` when `None`. Images are normalised per channel
+    /// with statistics of the training split.
+    Idx {
+        /// Dataset name, also the default sub-folder (`mnist`, `fashion-mnist`).
+        name: String,
         /// Folder with the four IDX files.
+        dir: Option<PathBuf>,
+    },
+    /// The CIFAR-10 binary version (`data_batch_1.bin`..`test_batch.bin`) in `dir`, or in
+    /// the data folder's `cifar-10-batches-bin/` when `None`; normalised per channel.
+    Cifar10 {
+        /// Folder with the six binary files.
         dir: Option<PathBuf>,
     },
     /// The Rotten Tomatoes review CSV (`fresh` = positive, `rotten` = negative, plot rows
@@ -70,7 +80,13 @@ pub struct Preset {
 }
 
 /// The names of the built-in presets.
-pub const PRESETS: [&str; 3] = ["fashion-mnist-mlp", "rotten-tomatoes-lstm", "synthetic"];
+pub const PRESETS: [&str; 5] = [
+    "fashion-mnist-mlp",
+    "rotten-tomatoes-lstm",
+    "synthetic",
+    "mnist-mlp",
+    "cifar10-resnet32",
+];
 
 impl Preset {
     /// The built-in preset called `name`.
@@ -79,6 +95,8 @@ impl Preset {
             "synthetic" => Some(Self::synthetic()),
             "fashion-mnist-mlp" => Some(Self::fashion_mnist_mlp()),
             "rotten-tomatoes-lstm" => Some(Self::rotten_tomatoes_lstm()),
+            "mnist-mlp" => Some(Self::mnist_mlp()),
+            "cifar10-resnet32" => Some(Self::cifar10_resnet(32)),
             _ => None,
         }
     }
@@ -120,7 +138,10 @@ impl Preset {
     pub fn fashion_mnist_mlp() -> Self {
         Self {
             name: "fashion-mnist-mlp".into(),
-            data: DataSource::FashionMnist { dir: None },
+            data: DataSource::Idx {
+                name: "fashion-mnist".into(),
+                dir: None,
+            },
             student: StudentConfig::Mlp(MlpConfig::mnist()),
             teaching: TeachingConfig {
                 batch_size: 20,
@@ -132,6 +153,46 @@ impl Preset {
             reinforce: ReinforceConfig::default(),
             spl: SplConfig { epochs_to_all: 1.0 },
             episodes: 20,
+            eval_seeds: 5,
+            split_seed: 0,
+        }
+    }
+
+    /// The paper's MNIST task (needs the MNIST IDX files in the data folder's `mnist/`):
+    /// MLP 784-500-10, M = 20, T' = 10000, tau = 0.93 (a value of public
+    /// re-implementations), 100 teacher episodes (RL4Data's lower default).
+    pub fn mnist_mlp() -> Self {
+        Self {
+            name: "mnist-mlp".into(),
+            data: DataSource::Idx {
+                name: "mnist".into(),
+                dir: None,
+            },
+            teaching: TeachingConfig::default(),
+            episodes: 100,
+            ..Self::fashion_mnist_mlp()
+        }
+    }
+
+    /// The paper's CIFAR-10 task with a ResNet-`depth` student (needs the CIFAR-10 binary
+    /// files in the data folder's `cifar-10-batches-bin/`): momentum SGD as in He et al.,
+    /// augmentation, M = 128, T' = 10000, tau = 0.80. Sized for a GPU, not for 2 cores.
+    pub fn cifar10_resnet(depth: usize) -> Self {
+        Self {
+            name: format!("cifar10-resnet{depth}"),
+            data: DataSource::Cifar10 { dir: None },
+            student: StudentConfig::ResNet(ResNetConfig::cifar(depth)),
+            teaching: TeachingConfig {
+                batch_size: 128,
+                max_iterations: 10_000,
+                eval_every: 100,
+                eval_chunk: 500,
+                ..TeachingConfig::default()
+            }
+            .with_tau(0.80),
+            reinforce: ReinforceConfig::default(),
+            spl: SplConfig { epochs_to_all: 2.0 },
+            episodes: 100,
             eval_seeds: 5,
             split_seed: 0,
         }
@@ -168,6 +229,25 @@ impl Preset {
         }
     }
 
+    /// What data files the preset reads, for error messages.
+    pub fn data_requirement(&self) -> String {
+        match &self.data {
+            DataSource::Synthetic(_) => "nothing (generated)".into(),
+            DataSource::Idx { name, dir } => format!(
+                "the four IDX files of {name} in {} (MNIST cannot be fetched by the set-up; Fashion-MNIST is)",
+                dir.as_ref().map_or(format!("<data folder>/{name}"), |d| d.display().to_string())
+            ),
+            DataSource::Cifar10 { dir } => format!(
+                "the CIFAR-10 binary version in {} (not fetched by the set-up)",
+                dir.as_ref().map_or("<data folder>/cifar-10-batches-bin".into(), |d| d.display().to_string())
+            ),
+            DataSource::RottenTomatoes { path, .. } => format!(
+                "the Rotten Tomatoes CSV at {} (fetched by scripts/setup.sh)",
+                path.as_ref().map_or("<data folder>/rotten-tomatoes/rotten_tomatoes_corpus_full.csv".into(), |p| p.display().to_string())
+            ),
+        }
+    }
+
     /// Loads the data and builds the two environments of the protocol: one on the
     /// teacher half (teacher training) and one on the student half (evaluation), both
     /// rewarded on the same dev set; returns them with the test split.
@@ -177,27 +257,17 @@ impl Preset {
                 let data = config.generate()?;
                 (data.train, data.test)
             }
-            DataSource::FashionMnist { dir } => {
+            DataSource::Idx { name, dir } => {
+                let dir = dir.clone().unwrap_or_else(|| data_dir.join(name));
+                let (train, test) = load_mnist_like(&dir, name)?;
+                normalised(&train, &test)?
+            }
+            DataSource::Cifar10 { dir } => {
                 let dir = dir
                     .clone()
-                    .unwrap_or_else(|| data_dir.join("fashion-mnist"));
-                let (train, test) = load_mnist_like(&dir, "fashion-mnist")?;
-                let (train_inputs, others, _stats) =
-                    normalise_per_channel(train.inputs(), &[test.inputs()])?;
-                let [test_inputs]: [tch::Tensor; 1] =
-                    others.try_into().map_err(|_| EnvError::InvalidDataset {
-                        name: "fashion-mnist/test".into(),
-                        reason: "normalisation returned no test inputs".into(),
-                    })?;
-                (
-                    Dataset::new(
-                        train.name(),
-                        train_inputs,
-                        train.labels().shallow_clone(),
-                        10,
-                    )?,
-                    Dataset::new(test.name(), test_inputs, test.labels().shallow_clone(), 10)?,
-                )
+                    .unwrap_or_else(|| data_dir.join("cifar-10-batches-bin"));
+                let (train, test) = load_cifar10(&dir)?;
+                normalised(&train, &test)?
             }
             DataSource::RottenTomatoes {
                 path,
@@ -235,6 +305,32 @@ impl Preset {
             test,
         })
     }
+}
+
+/// The train and test splits with image inputs normalised per channel by statistics of
+/// the training split.
+fn normalised(train: &Dataset, test: &Dataset) -> Result<(Dataset, Dataset)> {
+    let (train_inputs, others, _stats) = normalise_per_channel(train.inputs(), &[test.inputs()])?;
+    let [test_inputs]: [tch::Tensor; 1] =
+        others.try_into().map_err(|_| EnvError::InvalidDataset {
+            name: test.name().into(),
+            reason: "normalisation returned no test inputs".into(),
+        })?;
+    let classes = train.num_classes();
+    Ok((
+        Dataset::new(
+            train.name(),
+            train_inputs,
+            train.labels().shallow_clone(),
+            classes,
+        )?,
+        Dataset::new(
+            test.name(),
+            test_inputs,
+            test.labels().shallow_clone(),
+            classes,
+        )?,
+    ))
 }
 
 /// The environments of a preset.
