@@ -4,8 +4,9 @@
 //! `lstm` (a substring is enough; no filter runs all three). A fixed workload timed with
 //! `std::time::Instant`: warm-up, then timed iterations, one sample per step; the table
 //! gives the median and the mean in milliseconds per step. Within the `mlp` section the
-//! variants are interleaved in rounds (a1 a2 b d e ... a1 a2 b d e ...), so that a
-//! change in machine load hits all of them alike and their ratios stay meaningful.
+//! variants are interleaved in rounds (a1 a2 a3 b r d d1 e e1 e2 e3, twenty times), so
+//! that a change in machine load hits all of them alike and their ratios stay
+//! meaningful.
 //!
 //! libtorch runs on one intra-op thread unless `L2T_BENCH_THREADS` says otherwise.
 //! See BENCHMARKS.md for what each row measures and the figures of a reference run.
@@ -384,7 +385,8 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     let windows = (n / m).max(1);
     let window = |step: usize| order.narrow(0, ((step % windows) * m) as i64, m as i64);
 
-    // a1: hand-written tch loop; a2: the env's MLP student driven directly.
+    // a1: hand-written tch loop; a2: an MlpStudent (the env's student type) driven
+    // directly, on the same batches.
     let mut plain = PlainLoop::new()?;
     let mut student = MlpStudent::new(MlpConfig::mnist(), Device::Cpu)?;
     student.reset(&mut stream_rng(0, Stream::StudentInit))?;
@@ -420,7 +422,7 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     let mut d_updates = 0usize;
     let mut resets = 0usize;
 
-    // e1, e2: the parts of the observation, through the public API.
+    // e1, e2, e3: the parts of the observation (gather, forward, features).
     let mut gather_cursor = 0usize;
     let index_pool: Vec<Vec<i64>> = {
         let mut rng = stream_rng(1, Stream::DataOrder);
