@@ -252,9 +252,13 @@ impl Preset {
     /// teacher half (teacher training) and one on the student half (evaluation), both
     /// rewarded on the same dev set; returns them with the test split.
     pub fn build(&self, data_dir: &Path) -> Result<PresetEnvs> {
+        // The synthetic task brings its own clean dev split (label noise is only in the
+        // training data); the real tasks hold 5% of the teacher half out, as the paper.
+        let mut clean_dev = None;
         let (train, test) = match &self.data {
             DataSource::Synthetic(config) => {
                 let data = config.generate()?;
+                clean_dev = Some(data.dev);
                 (data.train, data.test)
             }
             DataSource::Idx { name, dir } => {
@@ -290,7 +294,10 @@ impl Preset {
                 (task.train, task.test)
             }
         };
-        let splits = TeachingSplits::new(&train, 0.05, self.split_seed)?;
+        let splits = match clean_dev {
+            Some(dev) => TeachingSplits::with_dev(&train, dev, self.split_seed)?,
+            None => TeachingSplits::new(&train, 0.05, self.split_seed)?,
+        };
         let env = |train: Dataset| -> Result<TeachingEnv> {
             TeachingEnv::new(
                 self.teaching.clone(),

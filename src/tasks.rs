@@ -103,4 +103,18 @@ impl TeachingSplits {
             student_train: train.subset(format!("{name}/student-half"), &order[half..])?,
         })
     }
+
+    /// Splits `train` evenly into the two halves and uses a separately held-out `dev`
+    /// split for the reward (the synthetic task, whose dev labels are clean).
+    pub fn with_dev(train: &Dataset, dev: Dataset, seed: u64) -> Result<Self> {
+        let mut order: Vec<i64> = (0..train.len() as i64).collect();
+        order.shuffle(&mut stream_rng(seed, Stream::Data));
+        let half = order.len() / 2;
+        let name = train.name();
+        Ok(Self {
+            dev,
+            teacher_train: train.subset(format!("{name}/teacher-half"), &order[..half])?,
+            student_train: train.subset(format!("{name}/student-half"), &order[half..])?,
+        })
+    }
 }
