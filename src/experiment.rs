@@ -226,13 +226,22 @@ mod tests {
     }
 }
 
+/// The training episodes of one learned teacher.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainingRun {
+    /// Teacher name.
+    pub teacher: String,
+    /// Its episodes, in order.
+    pub episodes: Vec<EpisodeSummary>,
+}
+
 /// Everything a `reproduce` run produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// The preset that was run.
     pub preset: crate::presets::Preset,
-    /// The REINFORCE teacher's training episodes on the teacher half.
-    pub training: Vec<EpisodeSummary>,
+    /// The learned teachers' training episodes on the teacher half.
+    pub training: Vec<TrainingRun>,
     /// Every evaluation episode on the student half.
     pub evaluations: Vec<EvaluationRecord>,
     /// Per-teacher aggregates, NoTeach first.
@@ -246,16 +255,19 @@ impl Report {
     }
 }
 
-/// Runs a preset end to end: trains the REINFORCE teacher on the teacher half, then
-/// teaches fresh students on the student half with NoTeach, RandTeach (matched to the
-/// per-epoch drop ratio of the trained teacher, as in the paper), SPL and the trained
-/// teacher, over the same seeds. `log` receives one line per episode.
+/// Runs a preset end to end: trains the REINFORCE teacher and the actor-critic teacher
+/// on the teacher half (same episode budget and seeds), then teaches fresh students on
+/// the student half with NoTeach, RandTeach (matched to the per-epoch drop ratio of the
+/// trained REINFORCE teacher, as in the paper), SPL, online batch selection and the
+/// trained teachers, over the same seeds. `log` receives one line per episode.
 pub fn reproduce(
     preset: &crate::presets::Preset,
     data_dir: &std::path::Path,
     mut log: impl FnMut(&str),
 ) -> Result<Report> {
-    use l2t_agents::{NoTeach, RandTeach, RandTeachConfig, Reinforce, SelfPacedLearning};
+    use l2t_agents::{
+        ActorCritic, NoTeach, OnlineBatch, RandTeach, RandTeachConfig, Reinforce, SelfPacedLearning,
+    };
 
     if preset.eval_seeds == 0 {
         return Err(ExperimentError::InvalidSetting {
@@ -268,25 +280,34 @@ pub fn reproduce(
     let budget = preset.teaching.max_iterations * preset.teaching.batch_size;
 
     let mut l2t = Reinforce::new(preset.reinforce.clone(), feature_names.len())?;
-    let training = train_teacher(
-        &mut envs.teacher_env,
-        &mut l2t,
-        preset.episodes,
-        1_000,
-        |k, s| {
-            log(&format!(
-            "train episode {:>3}/{}: reward {:.3}, instances to tau {}, kept {:.3}, best dev {:.4}, {:.1}s",
-            k + 1,
+    let mut actor_critic = ActorCritic::new(preset.actor_critic.clone(), feature_names.len())?;
+    let mut training = Vec::new();
+    for teacher in [&mut l2t as &mut dyn Teacher, &mut actor_critic] {
+        let name = teacher.name().to_string();
+        let history = train_teacher(
+            &mut envs.teacher_env,
+            teacher,
             preset.episodes,
-            s.episode_return,
-            s.effective_instances_to_tau
-                .map_or("not reached".to_string(), |i| i.to_string()),
-            s.instances_kept as f64 / s.instances_seen.max(1) as f64,
-            s.best_dev_accuracy,
-            s.wall_seconds
-        ))
-        },
-    )?;
+            1_000,
+            |k, s| {
+                log(&format!(
+                "train {name} episode {:>3}/{}: reward {:.3}, instances to tau {}, kept {:.3}, best dev {:.4}, {:.1}s",
+                k + 1,
+                preset.episodes,
+                s.episode_return,
+                s.effective_instances_to_tau
+                    .map_or("not reached".to_string(), |i| i.to_string()),
+                s.instances_kept as f64 / s.instances_seen.max(1) as f64,
+                s.best_dev_accuracy,
+                s.wall_seconds
+            ))
+            },
+        )?;
+        training.push(TrainingRun {
+            teacher: name,
+            episodes: history,
+        });
+    }
 
     let seeds: Vec<u64> = (0..preset.eval_seeds as u64).collect();
     let mut evaluate = |teacher: &mut dyn Teacher,
@@ -333,12 +354,17 @@ pub fn reproduce(
     let no_teach_records = evaluate(&mut NoTeach, &mut log)?;
     let rand_records = evaluate(&mut rand_teach, &mut log)?;
     let spl_records = evaluate(&mut spl, &mut log)?;
+    let mut online_batch = OnlineBatch::new(preset.online_batch.clone(), &feature_names)?;
+    let online_batch_records = evaluate(&mut online_batch, &mut log)?;
+    let actor_critic_records = evaluate(&mut actor_critic, &mut log)?;
 
     let groups = [
         ("NoTeach", no_teach_records),
         ("RandTeach (matched)", rand_records),
         (spl.name(), spl_records),
+        ("Online batch (L&H)", online_batch_records),
         ("L2T (REINFORCE)", l2t_records),
+        ("Actor-critic (shaped)", actor_critic_records),
     ];
     let summaries = groups
         .iter()

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use l2t_agents::{ReinforceConfig, SplConfig};
+use l2t_agents::{ActorCriticConfig, OnlineBatchConfig, ReinforceConfig, SplConfig};
 use l2t_envs::data::cifar::load_cifar10;
 use l2t_envs::data::idx::load_mnist_like;
 use l2t_envs::data::text::load_rotten_tomatoes;
@@ -69,8 +69,14 @@ pub struct Preset {
     pub teaching: TeachingConfig,
     /// The REINFORCE teacher.
     pub reinforce: ReinforceConfig,
+    /// The actor-critic teacher.
+    #[serde(default)]
+    pub actor_critic: ActorCriticConfig,
     /// The SPL baseline.
     pub spl: SplConfig,
+    /// The online batch selection heuristic.
+    #[serde(default)]
+    pub online_batch: OnlineBatchConfig,
     /// Teacher-training episodes.
     pub episodes: usize,
     /// Evaluation seeds (fresh students per teacher).
@@ -127,7 +133,9 @@ impl Preset {
             }
             .with_tau(0.80),
             reinforce: ReinforceConfig::default(),
+            actor_critic: ActorCriticConfig::default(),
             spl: SplConfig { epochs_to_all: 1.0 },
+            online_batch: OnlineBatchConfig::default(),
             episodes: 60,
             eval_seeds: 5,
             split_seed: 0,
@@ -151,7 +159,9 @@ impl Preset {
             }
             .with_tau(0.86),
             reinforce: ReinforceConfig::default(),
+            actor_critic: ActorCriticConfig::default(),
             spl: SplConfig { epochs_to_all: 1.0 },
+            online_batch: OnlineBatchConfig::default(),
             episodes: 20,
             eval_seeds: 5,
             split_seed: 0,
@@ -191,7 +201,9 @@ impl Preset {
             }
             .with_tau(0.80),
             reinforce: ReinforceConfig::default(),
+            actor_critic: ActorCriticConfig::default(),
             spl: SplConfig { epochs_to_all: 2.0 },
+            online_batch: OnlineBatchConfig::default(),
             episodes: 100,
             eval_seeds: 5,
             split_seed: 0,
@@ -222,7 +234,9 @@ impl Preset {
             }
             .with_tau(0.70),
             reinforce: ReinforceConfig::default(),
+            actor_critic: ActorCriticConfig::default(),
             spl: SplConfig { epochs_to_all: 1.0 },
+            online_batch: OnlineBatchConfig::default(),
             episodes: 10,
             eval_seeds: 5,
             split_seed: 0,

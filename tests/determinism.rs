@@ -4,8 +4,8 @@
 mod common;
 
 use l2t::agents::{
-    NoTeach, RandTeach, RandTeachConfig, Reinforce, ReinforceConfig, SelfPacedLearning, SplConfig,
-    Teacher,
+    ActorCritic, ActorCriticConfig, NoTeach, RandTeach, RandTeachConfig, Reinforce,
+    ReinforceConfig, SelfPacedLearning, SplConfig, Teacher,
 };
 use l2t::envs::{Env, TeachingEnv};
 
@@ -124,4 +124,50 @@ fn reinforce_traces_and_trained_weights_are_bit_identical() {
     let weights_bits = |w: &[f32]| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     assert_eq!(weights_bits(&first), weights_bits(&train(5)));
     assert_ne!(weights_bits(&first), weights_bits(&train(6)));
+}
+
+#[test]
+fn actor_critic_is_deterministic() {
+    assert_deterministic(|seed| {
+        Box::new(
+            ActorCritic::new(
+                ActorCriticConfig {
+                    seed,
+                    ..ActorCriticConfig::default()
+                },
+                4 + 3 + 4 + 2,
+            )
+            .unwrap(),
+        )
+    });
+}
+
+#[test]
+fn online_batch_is_deterministic() {
+    use l2t::agents::{OnlineBatch, OnlineBatchConfig};
+    let names = common::tiny_env(common::tiny_config())
+        .feature_names()
+        .to_vec();
+    let make = move |seed: u64| -> Box<dyn Teacher> {
+        Box::new(
+            OnlineBatch::new(
+                OnlineBatchConfig {
+                    pressure_start: 10.0,
+                    pressure_end: Some(2.0),
+                    anneal_epochs: 1.0,
+                    seed,
+                    ..OnlineBatchConfig::default()
+                },
+                &names,
+            )
+            .unwrap(),
+        )
+    };
+    assert_deterministic(make.clone());
+    // The teacher's own seed changes its draws.
+    let masks = |teacher_seed: u64| {
+        let mut env = common::tiny_env(common::tiny_config());
+        trace(&mut env, make(teacher_seed).as_mut(), &[10]).masks
+    };
+    assert_ne!(masks(1), masks(2));
 }

@@ -23,6 +23,56 @@ pub enum AgentError {
     /// libtorch reported an error.
     #[error("libtorch error: {0}")]
     Torch(#[from] tch::TchError),
+    /// A checkpoint file could not be read or written.
+    #[error("checkpoint {path}: {source}")]
+    CheckpointIo {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file does not start with the checkpoint magic string.
+    #[error("{path} is not an l2t teacher checkpoint")]
+    NotACheckpoint {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// The checkpoint was written in a format version this build cannot read.
+    #[error("checkpoint {path} has format version {found}; this build reads version {supported}")]
+    UnsupportedCheckpointVersion {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// The checkpoint is truncated or its contents are damaged or inconsistent.
+    #[error("checkpoint {path} is truncated or corrupt: {reason}")]
+    CorruptCheckpoint {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What was found wrong.
+        reason: String,
+    },
+    /// The checkpoint holds another kind of teacher than the one being loaded.
+    #[error("checkpoint {path} holds a `{found}` teacher, not `{expected}`")]
+    CheckpointKind {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The teacher kind stored in the file.
+        found: String,
+        /// The teacher kind asked for.
+        expected: String,
+    },
+    /// The checkpoint's policy reads another number of features than the environment has.
+    #[error("checkpoint was trained on {trained} features, the environment has {env}")]
+    FeatureWidthMismatch {
+        /// Feature columns of the checkpoint's policy.
+        trained: usize,
+        /// Feature columns of the environment.
+        env: usize,
+    },
 }
 
 pub(crate) fn invalid_config(field: &'static str, reason: impl Into<String>) -> AgentError {

@@ -3,22 +3,37 @@
 //!
 //! - [`NoTeach`], [`RandTeach`], [`SelfPacedLearning`]: the paper's baselines;
 //! - [`Reinforce`]: the paper's learned teacher, with its [`BernoulliPolicy`];
+//! - [`ActorCritic`]: the same policy with a learned value baseline and optional
+//!   potential-based shaping, against REINFORCE's noisy terminal-reward gradient;
+//! - [`OnlineBatch`]: online batch selection by loss rank (Loshchilov & Hutter 2015);
+//! - [`TeacherConfig`]: any teacher's config, tagged by `kind`, and its builder;
+//! - [`checkpoint`]: saving and loading a trained [`Reinforce`] with its [`Adam`] state;
 //! - [`run_episode`]: the agent-environment loop.
 //!
 //! Each teacher is one file, readable top to bottom.
 
+pub mod actor_critic;
+pub mod adam;
+pub mod checkpoint;
+pub mod config;
 pub mod episode;
 pub mod error;
 pub mod no_teach;
+pub mod online_batch;
 pub mod policy;
 pub mod rand_teach;
 pub mod reinforce;
 pub mod spl;
 pub mod teacher;
 
+pub use actor_critic::{ActorCritic, ActorCriticConfig};
+pub use adam::{Adam, AdamConfig, AdamState};
+pub use checkpoint::{CHECKPOINT_MAGIC, CHECKPOINT_VERSION};
+pub use config::TeacherConfig;
 pub use episode::{run_episode, EpisodeSummary};
 pub use error::{AgentError, Result};
 pub use no_teach::NoTeach;
+pub use online_batch::{OnlineBatch, OnlineBatchConfig, PressureSchedule};
 pub use policy::BernoulliPolicy;
 pub use rand_teach::{RandTeach, RandTeachConfig};
 pub use reinforce::{Reinforce, ReinforceConfig};

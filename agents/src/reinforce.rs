@@ -11,18 +11,20 @@
 //! ```
 //!
 //! minimised as the surrogate loss `L = -(r_T - b) * sum_t sum_m log phi(a_tm | s_tm)`
-//! with Adam (lr 0.02, multiplied by 0.7 every 50 episodes). The baseline b is an
+//! with Adam (lr 0.02, multiplied by 0.7 every 50 episodes; the crate's own [`Adam`],
+//! libtorch's algorithm with a state that checkpoints can save). The baseline b is an
 //! exponential moving average of past returns, `b <- beta * b + (1 - beta) * r_T`,
 //! started at the first episode's return (so the first episode makes no update).
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tch::{nn, nn::OptimizerConfig as _, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use l2t_envs::seeding::{stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
+use crate::adam::{Adam, AdamConfig};
 use crate::error::{invalid_config, AgentError, Result};
 use crate::policy::BernoulliPolicy;
 use crate::teacher::{KeepMask, Teacher, UpdateStats};
@@ -81,18 +83,18 @@ impl ReinforceConfig {
 
 /// The REINFORCE teacher.
 pub struct Reinforce {
-    config: ReinforceConfig,
-    policy: BernoulliPolicy,
-    optimizer: nn::Optimizer,
-    sampling_rng: ChaCha8Rng,
+    pub(crate) config: ReinforceConfig,
+    pub(crate) policy: BernoulliPolicy,
+    pub(crate) optimizer: Adam,
+    pub(crate) sampling_rng: ChaCha8Rng,
     training: bool,
     /// Features s_t and actions a_t of the current episode, one tensor per step.
     episode_features: Vec<Tensor>,
     episode_actions: Vec<Tensor>,
     episode_return: f64,
     /// b: moving average of past returns; `None` before the first episode.
-    baseline: Option<f64>,
-    episodes: usize,
+    pub(crate) baseline: Option<f64>,
+    pub(crate) episodes: usize,
 }
 
 impl std::fmt::Debug for Reinforce {
@@ -116,7 +118,11 @@ impl Reinforce {
             config.output_bias,
             &mut init_rng,
         )?;
-        let optimizer = nn::Adam::default().build(policy.var_store(), config.learning_rate)?;
+        let optimizer = Adam::for_var_store(
+            policy.var_store(),
+            config.learning_rate,
+            AdamConfig::default(),
+        )?;
         Ok(Self {
             sampling_rng: stream_rng(config.seed, Stream::TeacherSampling),
             config,
@@ -129,6 +135,11 @@ impl Reinforce {
             baseline: None,
             episodes: 0,
         })
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &ReinforceConfig {
+        &self.config
     }
 
     /// The policy network.
@@ -211,7 +222,7 @@ impl Teacher for Reinforce {
         let actions = Tensor::cat(&actions, 0);
         let log_phi = self.policy.log_prob(&states, &actions).sum(Kind::Float);
         let loss = -(r_t - b) * log_phi;
-        self.optimizer.backward_step(&loss);
+        self.optimizer.backward_step(&loss)?;
 
         let beta = self.config.baseline_momentum;
         self.baseline = Some(beta * b + (1.0 - beta) * r_t);

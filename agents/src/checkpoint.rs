@@ -1,0 +1,672 @@
+//! Saving and loading a trained [`Reinforce`] teacher.
+//!
+//! A checkpoint restores everything that decides the teacher's future: the policy
+//! weights, the Adam state, the reward baseline, the episode count (which sets the
+//! learning-rate decay) and the position of the action-sampling stream. A teacher
+//! loaded from a checkpoint therefore samples the same masks and learns the same
+//! weights as the teacher that was saved. Save between episodes: the trajectory of an
+//! episode in progress is not stored. A loaded teacher is in training mode.
+//!
+//! # File format (version 1)
+//!
+//! All integers little-endian.
+//!
+//! | bytes      | content                                                    |
+//! |------------|------------------------------------------------------------|
+//! | 0..8       | magic `L2TTEACH`                                           |
+//! | 8..12      | format version, u32 (1)                                    |
+//! | 12..20     | payload length in bytes, u64                               |
+//! | 20..28     | FNV-1a (64-bit) hash of the payload, u64                   |
+//! | 28..       | payload: bincode 1 (fixed-width integers) of the fields below |
+//!
+//! Payload: teacher kind (`"reinforce"`), the config as JSON text (so that a config
+//! field added later with a default still reads old files), the feature dimension,
+//! every policy variable (name, shape, f32 values; sorted by name), the Adam state
+//! (per variable, same order: step count, first and second moments), the baseline,
+//! the episode count, and the sampling stream (ChaCha8 seed, stream, word position).
+//!
+//! The length and the hash detect truncation and corruption; every failure is a typed
+//! [`AgentError`] naming the file, never a panic. Files are written to `<path>.part`,
+//! flushed to disk, then renamed over `<path>`, so a crash never leaves half a file
+//! under the final name.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use bincode::Options as _;
+use rand::SeedableRng as _;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use crate::adam::AdamState;
+use crate::error::{AgentError, Result};
+use crate::reinforce::{Reinforce, ReinforceConfig};
+
+/// The first bytes of every teacher checkpoint.
+pub const CHECKPOINT_MAGIC: &[u8; 8] = b"L2TTEACH";
+/// The format version this build writes and reads.
+pub const CHECKPOINT_VERSION: u32 = 1;
+/// Teacher kind stored in checkpoints of [`Reinforce`] (its `TeacherConfig` kind).
+pub const REINFORCE_KIND: &str = "reinforce";
+
+const HEADER_LEN: usize = 8 + 4 + 8 + 8;
+
+/// One variable of the policy network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct NamedTensor {
+    name: String,
+    shape: Vec<i64>,
+    values: Vec<f32>,
+}
+
+/// The exact position of a ChaCha8 generator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RngState {
+    seed: [u8; 32],
+    stream: u64,
+    word_pos: u128,
+}
+
+impl RngState {
+    fn of(rng: &ChaCha8Rng) -> Self {
+        Self {
+            seed: rng.get_seed(),
+            stream: rng.get_stream(),
+            word_pos: rng.get_word_pos(),
+        }
+    }
+
+    fn restore(&self) -> ChaCha8Rng {
+        let mut rng = ChaCha8Rng::from_seed(self.seed);
+        rng.set_stream(self.stream);
+        rng.set_word_pos(self.word_pos);
+        rng
+    }
+}
+
+/// Everything after the header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Payload {
+    kind: String,
+    config_json: String,
+    feature_dim: u64,
+    weights: Vec<NamedTensor>,
+    adam: AdamState,
+    baseline: Option<f64>,
+    episodes: u64,
+    sampling_rng: RngState,
+}
+
+/// The bincode settings of the payload: fixed-width little-endian integers, and a
+/// payload must be read to its last byte.
+fn codec() -> impl bincode::Options {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_little_endian()
+        .reject_trailing_bytes()
+}
+
+/// FNV-1a, 64 bits: a cheap hash that detects flipped and shifted bytes.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> AgentError {
+    AgentError::CheckpointIo {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> AgentError {
+    AgentError::CorruptCheckpoint {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Header and payload as one byte vector.
+fn encode(payload: &Payload) -> bincode::Result<Vec<u8>> {
+    let body = codec().serialize(payload)?;
+    let mut bytes = Vec::with_capacity(HEADER_LEN + body.len());
+    bytes.extend_from_slice(CHECKPOINT_MAGIC);
+    bytes.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&fnv1a(&body).to_le_bytes());
+    bytes.extend_from_slice(&body);
+    Ok(bytes)
+}
+
+fn le_u32(bytes: &[u8]) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[..4]);
+    u32::from_le_bytes(word)
+}
+
+fn le_u64(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(word)
+}
+
+/// Checks the header and the hash of `bytes` read from `path`, and decodes the payload.
+fn decode(path: &Path, bytes: &[u8]) -> Result<Payload> {
+    let magic_len = CHECKPOINT_MAGIC.len();
+    if bytes.len() < magic_len {
+        return Err(if CHECKPOINT_MAGIC.starts_with(bytes) {
+            corrupt(path, format!("truncated to {} bytes", bytes.len()))
+        } else {
+            AgentError::NotACheckpoint {
+                path: path.to_path_buf(),
+            }
+        });
+    }
+    if &bytes[..magic_len] != CHECKPOINT_MAGIC {
+        return Err(AgentError::NotACheckpoint {
+            path: path.to_path_buf(),
+        });
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(corrupt(
+            path,
+            format!(
+                "truncated to {} bytes, shorter than the {HEADER_LEN}-byte header",
+                bytes.len()
+            ),
+        ));
+    }
+    let version = le_u32(&bytes[8..12]);
+    if version != CHECKPOINT_VERSION {
+        return Err(AgentError::UnsupportedCheckpointVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: CHECKPOINT_VERSION,
+        });
+    }
+    let declared = le_u64(&bytes[12..20]);
+    let hash = le_u64(&bytes[20..28]);
+    let body = &bytes[HEADER_LEN..];
+    let found = body.len() as u64;
+    if found < declared {
+        return Err(corrupt(
+            path,
+            format!("truncated: the payload has {found} of its {declared} bytes"),
+        ));
+    }
+    if found > declared {
+        return Err(corrupt(
+            path,
+            format!(
+                "{} bytes after the {declared}-byte payload",
+                found - declared
+            ),
+        ));
+    }
+    if fnv1a(body) != hash {
+        return Err(corrupt(path, "the payload does not match its checksum"));
+    }
+    codec()
+        .deserialize(body)
+        .map_err(|e| corrupt(path, format!("cannot decode the payload: {e}")))
+}
+
+/// Writes `bytes` to `<path>.part`, flushes it to disk and renames it to `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let file_name = path.file_name().ok_or_else(|| {
+        io_error(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
+        )
+    })?;
+    let mut part_name = file_name.to_os_string();
+    part_name.push(".part");
+    let part = path.with_file_name(part_name);
+    let write = || -> std::io::Result<()> {
+        let mut file = fs::File::create(&part)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&part, path)?;
+        // Make the rename itself durable (directories cannot be opened on Windows).
+        #[cfg(unix)]
+        {
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            fs::File::open(parent)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| {
+        // Best effort: do not leave a stale partial file behind.
+        let _ = fs::remove_file(&part);
+        io_error(path, e)
+    })
+}
+
+impl Reinforce {
+    /// Saves the teacher to `path` (see the [module docs](crate::checkpoint) for the
+    /// format), atomically: through `<path>.part`, flushed, then renamed.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let cannot_encode = |e: String| io_error(path, std::io::Error::other(e));
+        let config_json =
+            serde_json::to_string(&self.config).map_err(|e| cannot_encode(e.to_string()))?;
+        let mut weights = Vec::new();
+        for (name, tensor) in sorted_variables(self) {
+            let values = tch::no_grad(|| Vec::<f32>::try_from(tensor.detach().flatten(0, -1)))?;
+            weights.push(NamedTensor {
+                name,
+                shape: tensor.size(),
+                values,
+            });
+        }
+        let payload = Payload {
+            kind: REINFORCE_KIND.to_string(),
+            config_json,
+            feature_dim: self.policy.input_dim() as u64,
+            weights,
+            adam: self.optimizer.export_state(),
+            baseline: self.baseline,
+            episodes: self.episodes as u64,
+            sampling_rng: RngState::of(&self.sampling_rng),
+        };
+        let bytes = encode(&payload).map_err(|e| cannot_encode(e.to_string()))?;
+        write_atomically(path, &bytes)
+    }
+
+    /// Loads a teacher saved by [`Reinforce::save`]. With `expected_feature_dim`, a
+    /// checkpoint whose policy reads another number of features is refused with
+    /// [`AgentError::FeatureWidthMismatch`].
+    pub fn load(path: impl AsRef<Path>, expected_feature_dim: Option<usize>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = fs::read(path).map_err(|e| io_error(path, e))?;
+        let payload = decode(path, &bytes)?;
+        if payload.kind != REINFORCE_KIND {
+            return Err(AgentError::CheckpointKind {
+                path: path.to_path_buf(),
+                found: payload.kind,
+                expected: REINFORCE_KIND.to_string(),
+            });
+        }
+        let config: ReinforceConfig = serde_json::from_str(&payload.config_json)
+            .map_err(|e| corrupt(path, format!("unreadable config: {e}")))?;
+        let feature_dim = usize::try_from(payload.feature_dim)
+            .map_err(|_| corrupt(path, "feature dimension out of range"))?;
+        if let Some(env) = expected_feature_dim {
+            if env != feature_dim {
+                return Err(AgentError::FeatureWidthMismatch {
+                    trained: feature_dim,
+                    env,
+                });
+            }
+        }
+        // The stored values bound the policy's size: a damaged or crafted header cannot
+        // make the rebuild below allocate more than the file holds.
+        let stored_values: usize = payload.weights.iter().map(|w| w.values.len()).sum();
+        let policy_values = feature_dim
+            .checked_add(2)
+            .and_then(|f| f.checked_mul(config.hidden))
+            .and_then(|n| n.checked_add(1));
+        if policy_values != Some(stored_values) {
+            return Err(corrupt(
+                path,
+                format!(
+                    "{stored_values} stored weights for a {feature_dim}-{}-1 policy",
+                    config.hidden
+                ),
+            ));
+        }
+        let mut teacher = Reinforce::new(config, feature_dim)
+            .map_err(|e| corrupt(path, format!("cannot rebuild the teacher: {e}")))?;
+
+        let variables = sorted_variables(&teacher);
+        let stored: Vec<&str> = payload.weights.iter().map(|w| w.name.as_str()).collect();
+        let expected: Vec<&str> = variables.iter().map(|(n, _)| n.as_str()).collect();
+        if stored != expected {
+            return Err(corrupt(
+                path,
+                format!("policy variables {stored:?}, expected {expected:?}"),
+            ));
+        }
+        for ((name, tensor), stored) in variables.into_iter().zip(&payload.weights) {
+            let shape = tensor.size();
+            let numel: usize = shape.iter().map(|&d| d as usize).product();
+            if stored.shape != shape || stored.values.len() != numel {
+                return Err(corrupt(
+                    path,
+                    format!(
+                        "variable {name} has shape {:?} and {} values, expected shape {shape:?}",
+                        stored.shape,
+                        stored.values.len()
+                    ),
+                ));
+            }
+            let values = Tensor::from_slice(&stored.values).view(shape.as_slice());
+            let mut target = tensor;
+            tch::no_grad(|| target.f_copy_(&values))?;
+        }
+        teacher
+            .optimizer
+            .import_state(payload.adam)
+            .map_err(|e| corrupt(path, e.to_string()))?;
+        teacher.baseline = payload.baseline;
+        teacher.episodes = usize::try_from(payload.episodes)
+            .map_err(|_| corrupt(path, "episode count out of range"))?;
+        teacher.sampling_rng = payload.sampling_rng.restore();
+        Ok(teacher)
+    }
+}
+
+/// The policy's variables, sorted by name.
+fn sorted_variables(teacher: &Reinforce) -> Vec<(String, Tensor)> {
+    let mut variables: Vec<(String, Tensor)> =
+        teacher.policy.var_store().variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    variables
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::episode::run_episode;
+    use crate::teacher::Teacher;
+    use l2t_envs::{
+        Env, MlpConfig, MlpStudent, OptimizerConfig, SyntheticConfig, TeachingConfig, TeachingEnv,
+    };
+
+    /// A fresh scratch directory for one test.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(test: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("l2t-checkpoint-{test}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+        fn path(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The tiny environment of the integration tests: 4 classes, 8 inputs, M = 8.
+    fn tiny_env() -> TeachingEnv {
+        let data = SyntheticConfig {
+            num_classes: 4,
+            input_dim: 8,
+            train_size: 400,
+            dev_size: 100,
+            test_size: 100,
+            separation: 0.8,
+            label_noise: 0.1,
+            data_seed: 3,
+        }
+        .generate()
+        .unwrap();
+        let student = MlpStudent::new(
+            MlpConfig {
+                input_dim: 8,
+                hidden: vec![16],
+                num_classes: 4,
+                optimizer: OptimizerConfig::Adam {
+                    learning_rate: 1e-2,
+                    weight_decay: 0.0,
+                },
+            },
+            tch::Device::Cpu,
+        )
+        .unwrap();
+        let config = TeachingConfig {
+            batch_size: 8,
+            max_iterations: 300,
+            eval_every: 2,
+            ..TeachingConfig::default()
+        }
+        .with_tau(0.7);
+        TeachingEnv::new(config, Box::new(student), data.train, data.dev).unwrap()
+    }
+
+    fn bits(weights: &[f32]) -> Vec<u32> {
+        weights.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// Masks (and weights afterwards) of one training episode from `reset(seed)`.
+    fn episode_masks(env: &mut TeachingEnv, teacher: &mut Reinforce, seed: u64) -> Vec<bool> {
+        let (mut observation, mut info) = env.reset(Some(seed)).unwrap();
+        let mut masks = Vec::new();
+        loop {
+            let mask = teacher.act(&observation, &info).unwrap();
+            masks.extend(mask.iter());
+            let step = env.step(&mask).unwrap();
+            teacher.observe(step.reward, step.done()).unwrap();
+            if step.done() {
+                teacher.end_episode().unwrap();
+                return masks;
+            }
+            observation = step.observation;
+            info = step.info;
+        }
+    }
+
+    /// A small untrained teacher and its checkpoint bytes.
+    fn small_checkpoint(scratch: &Scratch) -> (PathBuf, Vec<u8>) {
+        let config = ReinforceConfig {
+            hidden: 3,
+            seed: 9,
+            ..ReinforceConfig::default()
+        };
+        let path = scratch.path("small.ckpt");
+        Reinforce::new(config, 4).unwrap().save(&path).unwrap();
+        let bytes = fs::read(&path).unwrap();
+        (path, bytes)
+    }
+
+    #[test]
+    fn round_trip_acts_and_keeps_training_identically() {
+        let scratch = Scratch::new("round-trip");
+        let mut env = tiny_env();
+        let feature_dim = env.feature_names().len();
+        let mut original = Reinforce::new(
+            ReinforceConfig {
+                seed: 4,
+                lr_decay_every: 2,
+                ..ReinforceConfig::default()
+            },
+            feature_dim,
+        )
+        .unwrap();
+        for seed in 1..=3 {
+            run_episode(&mut env, &mut original, Some(seed)).unwrap();
+        }
+        let path = scratch.path("teacher.ckpt");
+        original.save(&path).unwrap();
+        assert!(!scratch.path("teacher.ckpt.part").exists());
+        let mut loaded = Reinforce::load(&path, Some(feature_dim)).unwrap();
+        assert_eq!(bits(&loaded.flat_weights()), bits(&original.flat_weights()));
+        assert_eq!(loaded.baseline(), original.baseline());
+        assert_eq!(loaded.episodes(), 3);
+        assert_eq!(loaded.config, original.config);
+        assert_eq!(
+            loaded.optimizer.export_state(),
+            original.optimizer.export_state()
+        );
+
+        // One more episode each, on the same observations: same masks, same weights.
+        let masks_original = episode_masks(&mut env, &mut original, 7);
+        let masks_loaded = episode_masks(&mut env, &mut loaded, 7);
+        assert_eq!(masks_original, masks_loaded);
+        assert_eq!(bits(&loaded.flat_weights()), bits(&original.flat_weights()));
+        assert_eq!(loaded.baseline(), original.baseline());
+        assert_eq!(loaded.episodes(), 4);
+
+        // Saving the loaded teacher reproduces the original's file byte for byte.
+        original.save(scratch.path("a.ckpt")).unwrap();
+        loaded.save(scratch.path("b.ckpt")).unwrap();
+        assert_eq!(
+            fs::read(scratch.path("a.ckpt")).unwrap(),
+            fs::read(scratch.path("b.ckpt")).unwrap()
+        );
+    }
+
+    #[test]
+    fn wrong_feature_width_is_refused() {
+        let scratch = Scratch::new("width");
+        let (path, _) = small_checkpoint(&scratch);
+        let error = Reinforce::load(&path, Some(25)).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                AgentError::FeatureWidthMismatch {
+                    trained: 4,
+                    env: 25
+                }
+            ),
+            "{error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "checkpoint was trained on 4 features, the environment has 25"
+        );
+        assert!(Reinforce::load(&path, Some(4)).is_ok());
+        assert!(Reinforce::load(&path, None).is_ok());
+    }
+
+    #[test]
+    fn every_truncation_is_a_typed_error() {
+        let scratch = Scratch::new("truncated");
+        let (path, bytes) = small_checkpoint(&scratch);
+        let cut = scratch.path("cut.ckpt");
+        let check = |len: usize, result: Result<Payload>| match result {
+            Err(AgentError::CorruptCheckpoint { path, reason }) => {
+                assert_eq!(path, cut);
+                assert!(reason.contains("truncated"), "{len}: {reason}");
+            }
+            other => panic!("truncated to {len} bytes: {other:?}"),
+        };
+        // Every length in memory, a sample of them through the file system.
+        for len in 0..bytes.len() {
+            check(len, decode(&cut, &bytes[..len]));
+            if len % 61 == 0 || len < HEADER_LEN + 2 || len + 2 > bytes.len() {
+                fs::write(&cut, &bytes[..len]).unwrap();
+                check(len, Reinforce::load(&cut, None).map(|_| unreachable!()));
+            }
+        }
+        let message = Reinforce::load(&cut, None).unwrap_err().to_string();
+        assert!(message.contains("cut.ckpt"), "{message}");
+        // Appended bytes are refused too.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        fs::write(&cut, &longer).unwrap();
+        assert!(matches!(
+            Reinforce::load(&cut, None),
+            Err(AgentError::CorruptCheckpoint { .. })
+        ));
+        assert!(Reinforce::load(&path, None).is_ok());
+    }
+
+    #[test]
+    fn every_flipped_byte_is_a_typed_error() {
+        let scratch = Scratch::new("flipped");
+        let (_, bytes) = small_checkpoint(&scratch);
+        let bad = scratch.path("bad.ckpt");
+        let expected = |i: usize, error: &AgentError| match i {
+            0..=7 => matches!(error, AgentError::NotACheckpoint { .. }),
+            8..=11 => matches!(error, AgentError::UnsupportedCheckpointVersion { .. }),
+            _ => matches!(error, AgentError::CorruptCheckpoint { .. }),
+        };
+        for i in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[i] ^= 0x10;
+            let error = decode(&bad, &damaged).unwrap_err();
+            assert!(expected(i, &error), "byte {i}: {error}");
+            if i % 61 == 0 {
+                fs::write(&bad, &damaged).unwrap();
+                let error = Reinforce::load(&bad, None).unwrap_err();
+                assert!(expected(i, &error), "byte {i}: {error}");
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_magic_version_kind_and_missing_file() {
+        let scratch = Scratch::new("magic");
+        let (_, bytes) = small_checkpoint(&scratch);
+        let other = scratch.path("other.bin");
+        fs::write(&other, b"PK\x03\x04 a zip file, not a checkpoint at all").unwrap();
+        let error = Reinforce::load(&other, None).unwrap_err();
+        assert!(matches!(error, AgentError::NotACheckpoint { .. }));
+        assert!(error
+            .to_string()
+            .ends_with("is not an l2t teacher checkpoint"));
+
+        let mut future = bytes.clone();
+        future[8..12].copy_from_slice(&2u32.to_le_bytes());
+        fs::write(&other, &future).unwrap();
+        assert!(matches!(
+            Reinforce::load(&other, None),
+            Err(AgentError::UnsupportedCheckpointVersion {
+                found: 2,
+                supported: 1,
+                ..
+            })
+        ));
+
+        // A well-formed checkpoint of another teacher kind.
+        let mut payload = decode(&other, &bytes).unwrap();
+        payload.kind = "actor_critic".to_string();
+        fs::write(&other, encode(&payload).unwrap()).unwrap();
+        let error = Reinforce::load(&other, None).unwrap_err();
+        assert!(
+            matches!(&error, AgentError::CheckpointKind { found, .. } if found == "actor_critic"),
+            "{error}"
+        );
+
+        // Consistent hash but inconsistent contents: a weight with the wrong shape.
+        let mut payload = decode(&other, &bytes).unwrap();
+        payload.weights[0].values.pop();
+        fs::write(&other, encode(&payload).unwrap()).unwrap();
+        assert!(matches!(
+            Reinforce::load(&other, None),
+            Err(AgentError::CorruptCheckpoint { .. })
+        ));
+
+        // A consistent hash but an absurd feature width: refused before any allocation.
+        let mut payload = decode(&other, &bytes).unwrap();
+        payload.feature_dim = 1 << 40;
+        fs::write(&other, encode(&payload).unwrap()).unwrap();
+        assert!(matches!(
+            Reinforce::load(&other, None),
+            Err(AgentError::CorruptCheckpoint { .. })
+        ));
+
+        let missing = scratch.path("missing.ckpt");
+        let error = Reinforce::load(&missing, None).unwrap_err();
+        match &error {
+            AgentError::CheckpointIo { path, source } => {
+                assert_eq!(path, &missing);
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(error.to_string().contains("missing.ckpt"));
+        // Saving into a directory that does not exist is an I/O error too.
+        let teacher = Reinforce::new(ReinforceConfig::default(), 4).unwrap();
+        assert!(matches!(
+            teacher.save(scratch.path("no/such/dir/t.ckpt")),
+            Err(AgentError::CheckpointIo { .. })
+        ));
+    }
+}

@@ -1,0 +1,177 @@
+//! One serde type for choosing and configuring any teacher, e.g. in an experiment file:
+//!
+//! ```json
+//! {"kind": "online_batch", "pressure_start": 100, "pressure_end": 1, "anneal_epochs": 5}
+//! {"kind": "spl", "epochs_to_all": 2}
+//! {"kind": "reinforce", "seed": 3}
+//! {"kind": "no_teach"}
+//! ```
+//!
+//! The `kind` tag picks the teacher; the other fields are that teacher's config, each
+//! with its defaults. [`TeacherConfig::build`] makes the teacher for an environment's
+//! feature layout.
+
+use serde::{Deserialize, Serialize};
+
+use crate::actor_critic::{ActorCritic, ActorCriticConfig};
+use crate::error::{invalid_config, Result};
+use crate::no_teach::NoTeach;
+use crate::online_batch::{OnlineBatch, OnlineBatchConfig};
+use crate::rand_teach::{RandTeach, RandTeachConfig};
+use crate::reinforce::{Reinforce, ReinforceConfig};
+use crate::spl::{SelfPacedLearning, SplConfig};
+use crate::teacher::Teacher;
+
+/// Any teacher's configuration, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TeacherConfig {
+    /// `no_teach`: [`NoTeach`], keeps everything.
+    NoTeach,
+    /// `rand_teach`: [`RandTeach`], drops at random.
+    RandTeach(RandTeachConfig),
+    /// `spl`: [`SelfPacedLearning`], drops the hardest, fewer over time.
+    Spl(SplConfig),
+    /// `online_batch`: [`OnlineBatch`], keeps by loss rank (Loshchilov & Hutter).
+    OnlineBatch(OnlineBatchConfig),
+    /// `reinforce`: [`Reinforce`], the paper's learned teacher.
+    Reinforce(ReinforceConfig),
+    /// `actor_critic`: [`ActorCritic`], the same policy with a learned value baseline.
+    ActorCritic(ActorCriticConfig),
+}
+
+impl TeacherConfig {
+    /// The `kind` tags, in declaration order.
+    pub fn names() -> &'static [&'static str] {
+        &[
+            "no_teach",
+            "rand_teach",
+            "spl",
+            "online_batch",
+            "reinforce",
+            "actor_critic",
+        ]
+    }
+
+    /// This config's `kind` tag.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NoTeach => "no_teach",
+            Self::RandTeach(_) => "rand_teach",
+            Self::Spl(_) => "spl",
+            Self::OnlineBatch(_) => "online_batch",
+            Self::Reinforce(_) => "reinforce",
+            Self::ActorCritic(_) => "actor_critic",
+        }
+    }
+
+    /// Parses a config from JSON; an unknown `kind` or field is an
+    /// [`InvalidConfig`](crate::AgentError::InvalidConfig) error listing the kinds.
+    pub fn from_json(text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| {
+            invalid_config(
+                "teacher",
+                format!("{e} (teacher kinds: {})", Self::names().join(", ")),
+            )
+        })
+    }
+
+    /// The teacher, for an environment whose feature columns are `feature_names`.
+    pub fn build(&self, feature_names: &[String]) -> Result<Box<dyn Teacher>> {
+        Ok(match self {
+            Self::NoTeach => Box::new(NoTeach),
+            Self::RandTeach(config) => Box::new(RandTeach::new(config.clone())?),
+            Self::Spl(config) => Box::new(SelfPacedLearning::new(config.clone(), feature_names)?),
+            Self::OnlineBatch(config) => Box::new(OnlineBatch::new(config.clone(), feature_names)?),
+            Self::Reinforce(config) => {
+                Box::new(Reinforce::new(config.clone(), feature_names.len())?)
+            }
+            Self::ActorCritic(config) => {
+                Box::new(ActorCritic::new(config.clone(), feature_names.len())?)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::AgentError;
+
+    fn feature_names() -> Vec<String> {
+        ["label_0", "label_1", "iteration", "loss", "margin"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn every_kind_deserializes_and_builds() {
+        let cases = [
+            (r#"{"kind": "no_teach"}"#, "NoTeach"),
+            (
+                r#"{"kind": "rand_teach", "drop_ratio": 0.2, "seed": 1}"#,
+                "RandTeach",
+            ),
+            (r#"{"kind": "spl", "epochs_to_all": 3}"#, "SPL-3"),
+            (
+                r#"{"kind": "online_batch", "pressure_start": 100, "pressure_end": 1,
+                    "anneal_epochs": 5, "schedule": "linear"}"#,
+                "OnlineBatch",
+            ),
+            (
+                r#"{"kind": "reinforce", "hidden": 4, "seed": 2}"#,
+                "L2T-REINFORCE",
+            ),
+            (
+                r#"{"kind": "actor_critic", "shaping": 0.5, "seed": 2}"#,
+                "ActorCritic",
+            ),
+        ];
+        let mut kinds = Vec::new();
+        for (json, name) in cases {
+            let config = TeacherConfig::from_json(json).unwrap();
+            kinds.push(config.kind());
+            let teacher = config.build(&feature_names()).unwrap();
+            assert_eq!(teacher.name(), name);
+            // Serialising and reading back gives the same config.
+            let text = serde_json::to_string(&config).unwrap();
+            assert_eq!(TeacherConfig::from_json(&text).unwrap(), config);
+        }
+        assert_eq!(kinds, TeacherConfig::names());
+        // Fields default when absent.
+        assert_eq!(
+            TeacherConfig::from_json(r#"{"kind": "spl"}"#).unwrap(),
+            TeacherConfig::Spl(SplConfig::default())
+        );
+        assert_eq!(
+            TeacherConfig::from_json(r#"{"kind": "reinforce"}"#).unwrap(),
+            TeacherConfig::Reinforce(ReinforceConfig::default())
+        );
+    }
+
+    #[test]
+    fn unknown_kinds_fields_and_values_are_clear_errors() {
+        let message = TeacherConfig::from_json(r#"{"kind": "mentor_net"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("mentor_net"), "{message}");
+        assert!(message.contains("online_batch"), "{message}");
+        assert!(TeacherConfig::from_json(r#"{"drop_ratio": 0.2}"#).is_err());
+        assert!(TeacherConfig::from_json(r#"{"kind": "spl", "epochs": 2}"#).is_err());
+        // Valid syntax, invalid value: refused when building.
+        let config =
+            TeacherConfig::from_json(r#"{"kind": "online_batch", "pressure_start": 0.5}"#).unwrap();
+        assert!(matches!(
+            config.build(&feature_names()),
+            Err(AgentError::InvalidConfig { .. })
+        ));
+        // A layout without the loss column cannot feed the loss-based teachers.
+        let no_loss = vec!["margin".to_string()];
+        let spl = TeacherConfig::from_json(r#"{"kind": "spl"}"#).unwrap();
+        assert!(matches!(
+            spl.build(&no_loss),
+            Err(AgentError::MissingFeature(_))
+        ));
+    }
+}
