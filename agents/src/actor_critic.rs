@@ -30,7 +30,6 @@
 //!
 //! minimised with Adam (learning rate decayed like REINFORCE's).
 
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, nn::OptimizerConfig as _, Device, Kind, Tensor};
@@ -250,7 +249,7 @@ impl Teacher for ActorCritic {
     }
 
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
-        let (m, f) = observation.features.dim();
+        let f = observation.features.ncols();
         if f != self.policy.input_dim() || observation.student_state.len() != 3 {
             return Err(AgentError::Observation(format!(
                 "{f} feature columns and {} state values, the teacher was built for {} and 3",
@@ -259,13 +258,11 @@ impl Teacher for ActorCritic {
             )));
         }
         let features = BernoulliPolicy::features_tensor(&observation.features);
-        let keep_probabilities = Vec::<f32>::try_from(self.policy.keep_probabilities(&features))?;
-        let rng = &mut self.sampling_rng;
-        let mask = KeepMask::from_shape_fn(m, |i| rng.gen::<f32>() < keep_probabilities[i]);
+        // a_m ~ Bernoulli(phi(1 | s_m)), drawn from the teacher's own stream.
+        let (mask, actions) = self.policy.sample(&features, &mut self.sampling_rng)?;
         if self.training {
-            let actions: Vec<f32> = mask.iter().map(|&keep| f32::from(u8::from(keep))).collect();
             self.episode_features.push(features);
-            self.episode_actions.push(Tensor::from_slice(&actions));
+            self.episode_actions.push(actions);
             self.episode_states.extend(observation.student_state.iter());
         }
         Ok(mask)

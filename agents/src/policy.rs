@@ -6,12 +6,14 @@
 //! `features -> hidden tanh -> 1` (25-12-1 for MNIST in the paper). The output bias
 //! starts at 2.0 (sigma(2) = 0.88), so that early on most data is kept.
 
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use l2t_envs::student::{init_from_stream, torch_default_init, Init};
 
 use crate::error::{invalid_config, Result};
+use crate::teacher::KeepMask;
 
 /// The Bernoulli keep-policy network.
 pub struct BernoulliPolicy {
@@ -115,6 +117,18 @@ impl BernoulliPolicy {
         let log_keep = -(-&z).softplus();
         let log_drop = -z.softplus();
         actions * log_keep + (1.0 - actions) * log_drop
+    }
+
+    /// Samples the keep-mask `a_m ~ Bernoulli(phi(1 | s_m))` for features `[M, F]`,
+    /// one uniform draw per instance from `rng` (the teacher's own stream). Returns the
+    /// mask and the same actions as a float tensor `[M]` (1 keep, 0 drop) for the update.
+    pub fn sample(&self, features: &Tensor, rng: &mut ChaCha8Rng) -> Result<(KeepMask, Tensor)> {
+        let keep_probabilities = Vec::<f32>::try_from(self.keep_probabilities(features))?;
+        let mask = KeepMask::from_shape_fn(keep_probabilities.len(), |i| {
+            rng.gen::<f32>() < keep_probabilities[i]
+        });
+        let actions: Vec<f32> = mask.iter().map(|&keep| f32::from(u8::from(keep))).collect();
+        Ok((mask, Tensor::from_slice(&actions)))
     }
 
     /// Features as a float tensor `[n, F]` from an ndarray view.

@@ -16,7 +16,6 @@
 //! exponential moving average of past returns, `b <- beta * b + (1 - beta) * r_T`,
 //! started at the first episode's return (so the first episode makes no update).
 
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -181,7 +180,7 @@ impl Teacher for Reinforce {
     }
 
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
-        let (m, f) = observation.features.dim();
+        let f = observation.features.ncols();
         if f != self.policy.input_dim() {
             return Err(AgentError::Observation(format!(
                 "{f} feature columns, the policy was built for {}",
@@ -189,14 +188,11 @@ impl Teacher for Reinforce {
             )));
         }
         let features = BernoulliPolicy::features_tensor(&observation.features);
-        let keep_probabilities = Vec::<f32>::try_from(self.policy.keep_probabilities(&features))?;
         // a_m ~ Bernoulli(phi(1 | s_m)), drawn from the teacher's own stream.
-        let rng = &mut self.sampling_rng;
-        let mask = KeepMask::from_shape_fn(m, |i| rng.gen::<f32>() < keep_probabilities[i]);
+        let (mask, actions) = self.policy.sample(&features, &mut self.sampling_rng)?;
         if self.training {
-            let actions: Vec<f32> = mask.iter().map(|&keep| f32::from(u8::from(keep))).collect();
             self.episode_features.push(features);
-            self.episode_actions.push(Tensor::from_slice(&actions));
+            self.episode_actions.push(actions);
         }
         Ok(mask)
     }
