@@ -241,19 +241,11 @@ mod tests {
     }
 
     fn expect_malformed(path: &Path, offset: u64) -> String {
-        let err = read_cifar_file(path).unwrap_err();
-        let msg = err.to_string();
-        match err {
-            DataError::Malformed {
-                path: p, offset: o, ..
-            } => {
-                assert_eq!(p, path);
-                assert_eq!(o, offset, "{msg}");
-            }
-            other => panic!("expected Malformed, got {other:?}"),
-        }
-        assert!(msg.contains(&path.display().to_string()), "{msg}");
-        msg
+        crate::data::test_support::expect_malformed(
+            read_cifar_file(path).unwrap_err(),
+            path,
+            offset,
+        )
     }
 
     #[test]

@@ -430,20 +430,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn expect_malformed(err: DataError, file: &Path, offset: u64) -> String {
-        let msg = err.to_string();
-        match err {
-            DataError::Malformed {
-                path, offset: o, ..
-            } => {
-                assert_eq!(path, file);
-                assert_eq!(o, offset, "{msg}");
-            }
-            other => panic!("expected Malformed, got {other:?}"),
-        }
-        assert!(msg.contains(&file.display().to_string()), "{msg}");
-        msg
-    }
+    use crate::data::test_support::expect_malformed;
 
     #[test]
     fn wrong_magic_is_malformed() {

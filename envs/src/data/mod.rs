@@ -6,6 +6,9 @@
 pub mod cifar;
 pub mod idx;
 pub mod synthetic;
+
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod text;
 pub mod transform;
 
