@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: set-up (idempotent), then the Fashion-MNIST
 # reproduction: train the L2T teacher on the teacher half, then teach fresh students
-# on the student half against NoTeach, RandTeach and SPL. Extra arguments go to
+# on the student half against NoTeach, RandTeach, SPL and online batch selection.
+# Extra arguments go to
 # `l2t reproduce` (e.g. --episodes 40 --seeds 10).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
