@@ -277,14 +277,7 @@ impl Student for LstmStudent {
                 self.config.vocab_size
             )));
         }
-        if data.num_classes() != self.config.num_classes {
-            return Err(invalid(format!(
-                "{} classes, the LSTM predicts {}",
-                data.num_classes(),
-                self.config.num_classes
-            )));
-        }
-        Ok(())
+        super::check_num_classes(data, self.config.num_classes, "LSTM")
     }
 
     fn reset(&mut self, init_rng: &mut ChaCha8Rng) -> Result<()> {

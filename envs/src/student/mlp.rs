@@ -5,7 +5,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Device, Tensor};
 
-use super::{count_parameters, init_from_stream, torch_default_init, OptimizerConfig, Student};
+use super::{
+    check_num_classes, count_parameters, init_from_stream, torch_default_init, OptimizerConfig,
+    Student,
+};
 use crate::data::{Batch, Dataset};
 use crate::error::{invalid_config, EnvError, Result};
 
@@ -119,17 +122,7 @@ impl Student for MlpStudent {
                 ),
             });
         }
-        if data.num_classes() != self.config.num_classes {
-            return Err(EnvError::InvalidDataset {
-                name: data.name().to_string(),
-                reason: format!(
-                    "{} classes, the MLP predicts {}",
-                    data.num_classes(),
-                    self.config.num_classes
-                ),
-            });
-        }
-        Ok(())
+        check_num_classes(data, self.config.num_classes, "MLP")
     }
 
     fn reset(&mut self, init_rng: &mut ChaCha8Rng) -> Result<()> {

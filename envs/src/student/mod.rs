@@ -60,6 +60,20 @@ pub trait Student {
     }
 }
 
+/// Checks that `data` has the `num_classes` classes the `model` predicts.
+pub(crate) fn check_num_classes(data: &Dataset, num_classes: usize, model: &str) -> Result<()> {
+    if data.num_classes() != num_classes {
+        return Err(crate::error::EnvError::InvalidDataset {
+            name: data.name().to_string(),
+            reason: format!(
+                "{} classes, the {model} predicts {num_classes}",
+                data.num_classes()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The optimizer of a student, with the paper's choices as presets: Adam for the MLP
 /// and LSTM, momentum SGD with weight decay and step decays for the ResNets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -371,14 +371,7 @@ impl Student for ResNetStudent {
                 "inputs are {kind:?}, the ResNet expects floating-point images"
             )));
         }
-        if data.num_classes() != self.config.num_classes {
-            return Err(invalid(format!(
-                "{} classes, the ResNet predicts {}",
-                data.num_classes(),
-                self.config.num_classes
-            )));
-        }
-        Ok(())
+        super::check_num_classes(data, self.config.num_classes, "ResNet")
     }
 
     fn reset(&mut self, init_rng: &mut ChaCha8Rng) -> Result<()> {
