@@ -349,13 +349,8 @@ mod tests {
         )
             .prop_map(|(n, gz, cut, flips)| {
                 let plain = records(n, 0, 1);
-                let mut bytes = if gz { gzip(&plain) } else { plain };
-                for (at, xor) in flips {
-                    let i = at.index(bytes.len());
-                    bytes[i] ^= xor;
-                }
-                bytes.truncate(cut.index(bytes.len() + 1));
-                bytes
+                let bytes = if gz { gzip(&plain) } else { plain };
+                crate::data::test_support::corrupt(bytes, &flips, cut)
             })
     }
 

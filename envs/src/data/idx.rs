@@ -628,13 +628,8 @@ pub(crate) mod tests {
                 } else {
                     idx_images(n, rows, cols, &pixels(n, rows * cols))
                 };
-                let mut bytes = if gz { gzip(&plain) } else { plain };
-                for (at, xor) in flips {
-                    let i = at.index(bytes.len());
-                    bytes[i] ^= xor;
-                }
-                bytes.truncate(cut.index(bytes.len() + 1));
-                bytes
+                let bytes = if gz { gzip(&plain) } else { plain };
+                crate::data::test_support::corrupt(bytes, &flips, cut)
             })
     }
 

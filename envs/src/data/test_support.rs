@@ -20,3 +20,18 @@ pub(crate) fn expect_malformed(err: DataError, file: &Path, offset: u64) -> Stri
     assert!(msg.contains(&file.display().to_string()), "{msg}");
     msg
 }
+
+/// A damaged copy of a valid file: each `(at, xor)` flips bits of one byte, then the
+/// bytes are cut at `cut` (possibly keeping all of them).
+pub(crate) fn corrupt(
+    mut bytes: Vec<u8>,
+    flips: &[(proptest::sample::Index, u8)],
+    cut: proptest::sample::Index,
+) -> Vec<u8> {
+    for (at, xor) in flips {
+        let i = at.index(bytes.len());
+        bytes[i] ^= xor;
+    }
+    bytes.truncate(cut.index(bytes.len() + 1));
+    bytes
+}
