@@ -32,12 +32,13 @@
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tch::{nn, nn::Module, nn::OptimizerConfig as _, Device, Kind, Tensor};
+use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use l2t_envs::seeding::{stream_rng, Stream};
 use l2t_envs::student::{init_from_stream, torch_default_init};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
+use crate::adam::{Adam, AdamConfig};
 use crate::error::{invalid_config, AgentError, Result};
 use crate::policy::BernoulliPolicy;
 use crate::teacher::{KeepMask, Teacher, UpdateStats};
@@ -116,8 +117,8 @@ impl ActorCriticConfig {
 }
 
 /// The state-value critic V_psi(s) on the student-state vector.
-struct Critic {
-    vs: nn::VarStore,
+pub(crate) struct Critic {
+    pub(crate) vs: nn::VarStore,
     hidden: nn::Linear,
     output: nn::Linear,
 }
@@ -153,19 +154,20 @@ impl Critic {
 
 /// The actor-critic teacher.
 pub struct ActorCritic {
-    config: ActorCriticConfig,
-    policy: BernoulliPolicy,
-    critic: Critic,
-    actor_optimizer: nn::Optimizer,
-    critic_optimizer: nn::Optimizer,
-    sampling_rng: ChaCha8Rng,
+    pub(crate) config: ActorCriticConfig,
+    pub(crate) policy: BernoulliPolicy,
+    pub(crate) critic: Critic,
+    // The crate's Adam (not libtorch's), so that a checkpoint can store its state.
+    pub(crate) actor_optimizer: Adam,
+    pub(crate) critic_optimizer: Adam,
+    pub(crate) sampling_rng: ChaCha8Rng,
     training: bool,
     /// Per step of the current episode: features, actions, student state, reward.
     episode_features: Vec<Tensor>,
     episode_actions: Vec<Tensor>,
     episode_states: Vec<f32>,
     episode_rewards: Vec<f64>,
-    episodes: usize,
+    pub(crate) episodes: usize,
 }
 
 impl std::fmt::Debug for ActorCritic {
@@ -189,10 +191,16 @@ impl ActorCritic {
             &mut init_rng,
         )?;
         let critic = Critic::new(3, config.critic_hidden, &mut init_rng);
-        let actor_optimizer =
-            nn::Adam::default().build(policy.var_store(), config.learning_rate)?;
-        let critic_optimizer =
-            nn::Adam::default().build(&critic.vs, config.critic_learning_rate)?;
+        let actor_optimizer = Adam::for_var_store(
+            policy.var_store(),
+            config.learning_rate,
+            AdamConfig::default(),
+        )?;
+        let critic_optimizer = Adam::for_var_store(
+            &critic.vs,
+            config.critic_learning_rate,
+            AdamConfig::default(),
+        )?;
         Ok(Self {
             sampling_rng: stream_rng(config.seed, Stream::TeacherSampling),
             config,
@@ -314,8 +322,8 @@ impl Teacher for ActorCritic {
         self.actor_optimizer.zero_grad();
         self.critic_optimizer.zero_grad();
         (&actor_loss + &critic_loss).backward();
-        self.actor_optimizer.step();
-        self.critic_optimizer.step();
+        self.actor_optimizer.step()?;
+        self.critic_optimizer.step()?;
         self.episodes += 1;
 
         let kept_ratio = Tensor::cat(&self.episode_actions, 0)
@@ -331,6 +339,10 @@ impl Teacher for ActorCritic {
             learning_rate,
             kept_ratio,
         }))
+    }
+
+    fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
+        self.save(path)
     }
 
     fn set_training(&mut self, training: bool) {

@@ -1,29 +1,32 @@
-//! Saving and loading a trained [`Reinforce`] teacher.
+//! Saving and loading trained teachers: [`Reinforce`] and [`ActorCritic`].
 //!
-//! A checkpoint restores everything that decides the teacher's future: the policy
-//! weights, the Adam state, the reward baseline, the episode count (which sets the
-//! learning-rate decay) and the position of the action-sampling stream. A teacher
-//! loaded from a checkpoint therefore samples the same masks and learns the same
-//! weights as the teacher that was saved. Save between episodes: the trajectory of an
-//! episode in progress is not stored. A loaded teacher is in training mode.
+//! A checkpoint restores everything that decides the teacher's future: the network
+//! weights, the Adam state of every optimizer, the reward baseline, the episode count
+//! (which sets the learning-rate decay) and the position of the action-sampling
+//! stream. A teacher loaded from a checkpoint therefore samples the same masks and
+//! learns the same weights as the teacher that was saved. Save between episodes: the
+//! trajectory of an episode in progress is not stored. A loaded teacher is in training
+//! mode. [`load_teacher`] reads either kind.
 //!
-//! # File format (version 1)
+//! # File format (version 2)
 //!
 //! All integers little-endian.
 //!
 //! | bytes      | content                                                    |
 //! |------------|------------------------------------------------------------|
 //! | 0..8       | magic `L2TTEACH`                                           |
-//! | 8..12      | format version, u32 (1)                                    |
+//! | 8..12      | format version, u32 (2; version 1 files are still read)    |
 //! | 12..20     | payload length in bytes, u64                               |
 //! | 20..28     | FNV-1a (64-bit) hash of the payload, u64                   |
 //! | 28..       | payload: bincode 1 (fixed-width integers) of the fields below |
 //!
-//! Payload: teacher kind (`"reinforce"`), the config as JSON text (so that a config
-//! field added later with a default still reads old files), the feature dimension,
-//! every policy variable (name, shape, f32 values; sorted by name), the Adam state
-//! (per variable, same order: step count, first and second moments), the baseline,
-//! the episode count, and the sampling stream (ChaCha8 seed, stream, word position).
+//! Payload: teacher kind (`"reinforce"` or `"actor_critic"`), the config as JSON text
+//! (so that a config field added later with a default still reads old files), the
+//! feature dimension, every network variable (name, shape, f32 values; sorted by name;
+//! the actor-critic's prefixed `actor/` and `critic/`), the Adam states (one per
+//! optimizer: per variable, same order, step count, first and second moments), the
+//! baseline, the episode count, and the sampling stream (ChaCha8 seed, stream, word
+//! position). Version 1 held a single Adam state and only REINFORCE.
 //!
 //! The length and the hash detect truncation and corruption; every failure is a typed
 //! [`AgentError`] naming the file, never a panic. Files are written to `<path>.part`,
@@ -40,16 +43,20 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use crate::adam::AdamState;
+use crate::actor_critic::{ActorCritic, ActorCriticConfig};
+use crate::adam::{named_trainable_in_name_order, Adam, AdamState};
 use crate::error::{AgentError, Result};
 use crate::reinforce::{Reinforce, ReinforceConfig};
+use crate::teacher::Teacher;
 
 /// The first bytes of every teacher checkpoint.
 pub const CHECKPOINT_MAGIC: &[u8; 8] = b"L2TTEACH";
-/// The format version this build writes and reads.
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// The format version this build writes (it also reads version 1).
+pub const CHECKPOINT_VERSION: u32 = 2;
 /// Teacher kind stored in checkpoints of [`Reinforce`] (its `TeacherConfig` kind).
 pub const REINFORCE_KIND: &str = "reinforce";
+/// Teacher kind stored in checkpoints of [`ActorCritic`] (its `TeacherConfig` kind).
+pub const ACTOR_CRITIC_KIND: &str = "actor_critic";
 
 const HEADER_LEN: usize = 8 + 4 + 8 + 8;
 
@@ -93,10 +100,38 @@ struct Payload {
     config_json: String,
     feature_dim: u64,
     weights: Vec<NamedTensor>,
+    optimizers: Vec<AdamState>,
+    baseline: Option<f64>,
+    episodes: u64,
+    sampling_rng: RngState,
+}
+
+/// The payload of format version 1 (REINFORCE only, one Adam state).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct PayloadV1 {
+    kind: String,
+    config_json: String,
+    feature_dim: u64,
+    weights: Vec<NamedTensor>,
     adam: AdamState,
     baseline: Option<f64>,
     episodes: u64,
     sampling_rng: RngState,
+}
+
+impl From<PayloadV1> for Payload {
+    fn from(v1: PayloadV1) -> Self {
+        Self {
+            kind: v1.kind,
+            config_json: v1.config_json,
+            feature_dim: v1.feature_dim,
+            weights: v1.weights,
+            optimizers: vec![v1.adam],
+            baseline: v1.baseline,
+            episodes: v1.episodes,
+            sampling_rng: v1.sampling_rng,
+        }
+    }
 }
 
 /// The bincode settings of the payload: fixed-width little-endian integers, and a
@@ -180,7 +215,7 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Payload> {
         ));
     }
     let version = le_u32(&bytes[8..12]);
-    if version != CHECKPOINT_VERSION {
+    if !(1..=CHECKPOINT_VERSION).contains(&version) {
         return Err(AgentError::UnsupportedCheckpointVersion {
             path: path.to_path_buf(),
             found: version,
@@ -209,9 +244,173 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Payload> {
     if fnv1a(body) != hash {
         return Err(corrupt(path, "the payload does not match its checksum"));
     }
-    codec()
-        .deserialize(body)
-        .map_err(|e| corrupt(path, format!("cannot decode the payload: {e}")))
+    let cannot_decode =
+        |e: bincode::Error| corrupt(path, format!("cannot decode the payload: {e}"));
+    if version == 1 {
+        return codec()
+            .deserialize::<PayloadV1>(body)
+            .map(Payload::from)
+            .map_err(cannot_decode);
+    }
+    codec().deserialize(body).map_err(cannot_decode)
+}
+
+/// Reads and checks the checkpoint at `path`.
+fn read_payload(path: &Path) -> Result<Payload> {
+    let bytes = fs::read(path).map_err(|e| io_error(path, e))?;
+    decode(path, &bytes)
+}
+
+/// Refuses a payload of another teacher kind, or one whose network reads another
+/// number of features than `expected_feature_dim`; returns its feature dimension.
+fn check_kind_and_width(
+    path: &Path,
+    payload: &Payload,
+    kind: &str,
+    expected_feature_dim: Option<usize>,
+) -> Result<usize> {
+    if payload.kind != kind {
+        return Err(AgentError::CheckpointKind {
+            path: path.to_path_buf(),
+            found: payload.kind.clone(),
+            expected: kind.to_string(),
+        });
+    }
+    let feature_dim = usize::try_from(payload.feature_dim)
+        .map_err(|_| corrupt(path, "feature dimension out of range"))?;
+    if let Some(env) = expected_feature_dim {
+        if env != feature_dim {
+            return Err(AgentError::FeatureWidthMismatch {
+                trained: feature_dim,
+                env,
+            });
+        }
+    }
+    Ok(feature_dim)
+}
+
+/// The stored values bound the networks' size: a damaged or crafted header cannot make
+/// a rebuild allocate more than the file holds.
+fn check_value_count(
+    path: &Path,
+    payload: &Payload,
+    expected: Option<usize>,
+    what: &str,
+) -> Result<()> {
+    let stored: usize = payload.weights.iter().map(|w| w.values.len()).sum();
+    if expected != Some(stored) {
+        return Err(corrupt(path, format!("{stored} stored weights for {what}")));
+    }
+    Ok(())
+}
+
+/// The current values of `variables` as stored records.
+fn export_weights(variables: Vec<(String, Tensor)>) -> Result<Vec<NamedTensor>> {
+    let mut weights = Vec::with_capacity(variables.len());
+    for (name, tensor) in variables {
+        let values = tch::no_grad(|| Vec::<f32>::try_from(tensor.detach().flatten(0, -1)))?;
+        weights.push(NamedTensor {
+            name,
+            shape: tensor.size(),
+            values,
+        });
+    }
+    Ok(weights)
+}
+
+/// Copies the stored records into `variables`, which must match them name by name
+/// and shape by shape.
+fn import_weights(
+    path: &Path,
+    variables: Vec<(String, Tensor)>,
+    stored: &[NamedTensor],
+) -> Result<()> {
+    let stored_names: Vec<&str> = stored.iter().map(|w| w.name.as_str()).collect();
+    let expected: Vec<&str> = variables.iter().map(|(n, _)| n.as_str()).collect();
+    if stored_names != expected {
+        return Err(corrupt(
+            path,
+            format!("network variables {stored_names:?}, expected {expected:?}"),
+        ));
+    }
+    for ((name, tensor), stored) in variables.into_iter().zip(stored) {
+        let shape = tensor.size();
+        let numel: usize = shape.iter().map(|&d| d as usize).product();
+        if stored.shape != shape || stored.values.len() != numel {
+            return Err(corrupt(
+                path,
+                format!(
+                    "variable {name} has shape {:?} and {} values, expected shape {shape:?}",
+                    stored.shape,
+                    stored.values.len()
+                ),
+            ));
+        }
+        let values = Tensor::from_slice(&stored.values).view(shape.as_slice());
+        let mut target = tensor;
+        tch::no_grad(|| target.f_copy_(&values))?;
+    }
+    Ok(())
+}
+
+/// Restores the Adam states of `optimizers`, one stored state each, in order.
+fn import_optimizers(
+    path: &Path,
+    optimizers: Vec<&mut Adam>,
+    stored: Vec<AdamState>,
+) -> Result<()> {
+    if optimizers.len() != stored.len() {
+        return Err(corrupt(
+            path,
+            format!(
+                "{} optimizer states, expected {}",
+                stored.len(),
+                optimizers.len()
+            ),
+        ));
+    }
+    for (optimizer, state) in optimizers.into_iter().zip(stored) {
+        optimizer
+            .import_state(state)
+            .map_err(|e| corrupt(path, e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The stored episode count.
+fn episodes_of(path: &Path, episodes: u64) -> Result<usize> {
+    usize::try_from(episodes).map_err(|_| corrupt(path, "episode count out of range"))
+}
+
+/// Loads any checkpointed teacher, choosing the type by the kind stored in the file.
+/// With `expected_feature_dim`, a checkpoint whose networks read another number of
+/// features is refused with [`AgentError::FeatureWidthMismatch`].
+pub fn load_teacher(
+    path: impl AsRef<Path>,
+    expected_feature_dim: Option<usize>,
+) -> Result<Box<dyn Teacher>> {
+    let path = path.as_ref();
+    let payload = read_payload(path)?;
+    Ok(match payload.kind.as_str() {
+        REINFORCE_KIND => Box::new(Reinforce::from_payload(
+            path,
+            payload,
+            expected_feature_dim,
+        )?),
+        ACTOR_CRITIC_KIND => Box::new(ActorCritic::from_payload(
+            path,
+            payload,
+            expected_feature_dim,
+        )?),
+        other => {
+            return Err(corrupt(
+                path,
+                format!(
+                    "unknown teacher kind `{other}` (known: {REINFORCE_KIND}, {ACTOR_CRITIC_KIND})"
+                ),
+            ))
+        }
+    })
 }
 
 /// Writes `bytes` to `<path>.part`, flushes it to disk and renames it to `path`.
@@ -249,35 +448,34 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Encodes `payload` and writes it to `path` atomically.
+fn save_payload(path: &Path, payload: &Payload) -> Result<()> {
+    let bytes =
+        encode(payload).map_err(|e| io_error(path, std::io::Error::other(e.to_string())))?;
+    write_atomically(path, &bytes)
+}
+
+/// The config of `payload` as JSON text.
+fn config_json(path: &Path, config: &impl Serialize) -> Result<String> {
+    serde_json::to_string(config).map_err(|e| io_error(path, std::io::Error::other(e.to_string())))
+}
+
 impl Reinforce {
     /// Saves the teacher to `path` (see the [module docs](crate::checkpoint) for the
     /// format), atomically: through `<path>.part`, flushed, then renamed.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let cannot_encode = |e: String| io_error(path, std::io::Error::other(e));
-        let config_json =
-            serde_json::to_string(&self.config).map_err(|e| cannot_encode(e.to_string()))?;
-        let mut weights = Vec::new();
-        for (name, tensor) in sorted_variables(self) {
-            let values = tch::no_grad(|| Vec::<f32>::try_from(tensor.detach().flatten(0, -1)))?;
-            weights.push(NamedTensor {
-                name,
-                shape: tensor.size(),
-                values,
-            });
-        }
         let payload = Payload {
             kind: REINFORCE_KIND.to_string(),
-            config_json,
+            config_json: config_json(path, &self.config)?,
             feature_dim: self.policy.input_dim() as u64,
-            weights,
-            adam: self.optimizer.export_state(),
+            weights: export_weights(reinforce_variables(self))?,
+            optimizers: vec![self.optimizer.export_state()],
             baseline: self.baseline,
             episodes: self.episodes as u64,
             sampling_rng: RngState::of(&self.sampling_rng),
         };
-        let bytes = encode(&payload).map_err(|e| cannot_encode(e.to_string()))?;
-        write_atomically(path, &bytes)
+        save_payload(path, &payload)
     }
 
     /// Loads a teacher saved by [`Reinforce::save`]. With `expected_feature_dim`, a
@@ -285,89 +483,132 @@ impl Reinforce {
     /// [`AgentError::FeatureWidthMismatch`].
     pub fn load(path: impl AsRef<Path>, expected_feature_dim: Option<usize>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = fs::read(path).map_err(|e| io_error(path, e))?;
-        let payload = decode(path, &bytes)?;
-        if payload.kind != REINFORCE_KIND {
-            return Err(AgentError::CheckpointKind {
-                path: path.to_path_buf(),
-                found: payload.kind,
-                expected: REINFORCE_KIND.to_string(),
-            });
-        }
+        Self::from_payload(path, read_payload(path)?, expected_feature_dim)
+    }
+
+    fn from_payload(
+        path: &Path,
+        payload: Payload,
+        expected_feature_dim: Option<usize>,
+    ) -> Result<Self> {
+        let feature_dim =
+            check_kind_and_width(path, &payload, REINFORCE_KIND, expected_feature_dim)?;
         let config: ReinforceConfig = serde_json::from_str(&payload.config_json)
             .map_err(|e| corrupt(path, format!("unreadable config: {e}")))?;
-        let feature_dim = usize::try_from(payload.feature_dim)
-            .map_err(|_| corrupt(path, "feature dimension out of range"))?;
-        if let Some(env) = expected_feature_dim {
-            if env != feature_dim {
-                return Err(AgentError::FeatureWidthMismatch {
-                    trained: feature_dim,
-                    env,
-                });
-            }
-        }
-        // The stored values bound the policy's size: a damaged or crafted header cannot
-        // make the rebuild below allocate more than the file holds.
-        let stored_values: usize = payload.weights.iter().map(|w| w.values.len()).sum();
-        let policy_values = feature_dim
-            .checked_add(2)
-            .and_then(|f| f.checked_mul(config.hidden))
-            .and_then(|n| n.checked_add(1));
-        if policy_values != Some(stored_values) {
-            return Err(corrupt(
-                path,
-                format!(
-                    "{stored_values} stored weights for a {feature_dim}-{}-1 policy",
-                    config.hidden
-                ),
-            ));
-        }
+        check_value_count(
+            path,
+            &payload,
+            policy_size(feature_dim, config.hidden),
+            &format!("a {feature_dim}-{}-1 policy", config.hidden),
+        )?;
         let mut teacher = Reinforce::new(config, feature_dim)
             .map_err(|e| corrupt(path, format!("cannot rebuild the teacher: {e}")))?;
-
-        let variables = sorted_variables(&teacher);
-        let stored: Vec<&str> = payload.weights.iter().map(|w| w.name.as_str()).collect();
-        let expected: Vec<&str> = variables.iter().map(|(n, _)| n.as_str()).collect();
-        if stored != expected {
-            return Err(corrupt(
-                path,
-                format!("policy variables {stored:?}, expected {expected:?}"),
-            ));
-        }
-        for ((name, tensor), stored) in variables.into_iter().zip(&payload.weights) {
-            let shape = tensor.size();
-            let numel: usize = shape.iter().map(|&d| d as usize).product();
-            if stored.shape != shape || stored.values.len() != numel {
-                return Err(corrupt(
-                    path,
-                    format!(
-                        "variable {name} has shape {:?} and {} values, expected shape {shape:?}",
-                        stored.shape,
-                        stored.values.len()
-                    ),
-                ));
-            }
-            let values = Tensor::from_slice(&stored.values).view(shape.as_slice());
-            let mut target = tensor;
-            tch::no_grad(|| target.f_copy_(&values))?;
-        }
-        teacher
-            .optimizer
-            .import_state(payload.adam)
-            .map_err(|e| corrupt(path, e.to_string()))?;
+        import_weights(path, reinforce_variables(&teacher), &payload.weights)?;
+        import_optimizers(path, vec![&mut teacher.optimizer], payload.optimizers)?;
         teacher.baseline = payload.baseline;
-        teacher.episodes = usize::try_from(payload.episodes)
-            .map_err(|_| corrupt(path, "episode count out of range"))?;
+        teacher.episodes = episodes_of(path, payload.episodes)?;
         teacher.sampling_rng = payload.sampling_rng.restore();
         Ok(teacher)
     }
 }
 
-/// The policy's variables, sorted by name.
-fn sorted_variables(teacher: &Reinforce) -> Vec<(String, Tensor)> {
-    let mut variables: Vec<(String, Tensor)> =
-        teacher.policy.var_store().variables().into_iter().collect();
-    variables.sort_by(|a, b| a.0.cmp(&b.0));
+impl ActorCritic {
+    /// Saves the teacher (actor, critic, both Adam states, episode count, sampling
+    /// stream) to `path`, atomically, in the format of the [module docs](crate::checkpoint).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let payload = Payload {
+            kind: ACTOR_CRITIC_KIND.to_string(),
+            config_json: config_json(path, &self.config)?,
+            feature_dim: self.policy.input_dim() as u64,
+            weights: export_weights(actor_critic_variables(self))?,
+            optimizers: vec![
+                self.actor_optimizer.export_state(),
+                self.critic_optimizer.export_state(),
+            ],
+            baseline: None,
+            episodes: self.episodes as u64,
+            sampling_rng: RngState::of(&self.sampling_rng),
+        };
+        save_payload(path, &payload)
+    }
+
+    /// Loads a teacher saved by [`ActorCritic::save`]; `expected_feature_dim` as in
+    /// [`Reinforce::load`].
+    pub fn load(path: impl AsRef<Path>, expected_feature_dim: Option<usize>) -> Result<Self> {
+        let path = path.as_ref();
+        Self::from_payload(path, read_payload(path)?, expected_feature_dim)
+    }
+
+    fn from_payload(
+        path: &Path,
+        payload: Payload,
+        expected_feature_dim: Option<usize>,
+    ) -> Result<Self> {
+        let feature_dim =
+            check_kind_and_width(path, &payload, ACTOR_CRITIC_KIND, expected_feature_dim)?;
+        let config: ActorCriticConfig = serde_json::from_str(&payload.config_json)
+            .map_err(|e| corrupt(path, format!("unreadable config: {e}")))?;
+        // Critic: 3 state values -> critic_hidden tanh -> 1.
+        let critic_size = config
+            .critic_hidden
+            .checked_mul(5)
+            .and_then(|n| n.checked_add(1));
+        let total = policy_size(feature_dim, config.hidden)
+            .zip(critic_size)
+            .and_then(|(a, c)| a.checked_add(c));
+        check_value_count(
+            path,
+            &payload,
+            total,
+            &format!(
+                "a {feature_dim}-{}-1 actor and a 3-{}-1 critic",
+                config.hidden, config.critic_hidden
+            ),
+        )?;
+        let mut teacher = ActorCritic::new(config, feature_dim)
+            .map_err(|e| corrupt(path, format!("cannot rebuild the teacher: {e}")))?;
+        import_weights(path, actor_critic_variables(&teacher), &payload.weights)?;
+        let ActorCritic {
+            actor_optimizer,
+            critic_optimizer,
+            ..
+        } = &mut teacher;
+        import_optimizers(
+            path,
+            vec![actor_optimizer, critic_optimizer],
+            payload.optimizers,
+        )?;
+        teacher.episodes = episodes_of(path, payload.episodes)?;
+        teacher.sampling_rng = payload.sampling_rng.restore();
+        Ok(teacher)
+    }
+}
+
+/// Scalars of a `feature_dim`-`hidden`-1 policy: (F + 1) H + H + 1.
+fn policy_size(feature_dim: usize, hidden: usize) -> Option<usize> {
+    feature_dim
+        .checked_add(2)
+        .and_then(|f| f.checked_mul(hidden))
+        .and_then(|n| n.checked_add(1))
+}
+
+/// REINFORCE's policy variables, sorted by name.
+fn reinforce_variables(teacher: &Reinforce) -> Vec<(String, Tensor)> {
+    named_trainable_in_name_order(teacher.policy.var_store())
+}
+
+/// The actor-critic's variables: the actor's then the critic's, each sorted by name
+/// and prefixed `actor/` or `critic/`.
+fn actor_critic_variables(teacher: &ActorCritic) -> Vec<(String, Tensor)> {
+    let prefixed = |prefix: &str, vs: &tch::nn::VarStore| {
+        named_trainable_in_name_order(vs)
+            .into_iter()
+            .map(|(name, t)| (format!("{prefix}/{name}"), t))
+            .collect::<Vec<_>>()
+    };
+    let mut variables = prefixed("actor", teacher.policy.var_store());
+    variables.extend(prefixed("critic", &teacher.critic.vs));
     variables
 }
 
@@ -443,24 +684,6 @@ mod tests {
         weights.iter().map(|v| v.to_bits()).collect()
     }
 
-    /// Masks (and weights afterwards) of one training episode from `reset(seed)`.
-    fn episode_masks(env: &mut TeachingEnv, teacher: &mut Reinforce, seed: u64) -> Vec<bool> {
-        let (mut observation, mut info) = env.reset(Some(seed)).unwrap();
-        let mut masks = Vec::new();
-        loop {
-            let mask = teacher.act(&observation, &info).unwrap();
-            masks.extend(mask.iter());
-            let step = env.step(&mask).unwrap();
-            teacher.observe(step.reward, step.done()).unwrap();
-            if step.done() {
-                teacher.end_episode().unwrap();
-                return masks;
-            }
-            observation = step.observation;
-            info = step.info;
-        }
-    }
-
     /// A small untrained teacher and its checkpoint bytes.
     fn small_checkpoint(scratch: &Scratch) -> (PathBuf, Vec<u8>) {
         let config = ReinforceConfig {
@@ -505,8 +728,8 @@ mod tests {
         );
 
         // One more episode each, on the same observations: same masks, same weights.
-        let masks_original = episode_masks(&mut env, &mut original, 7);
-        let masks_loaded = episode_masks(&mut env, &mut loaded, 7);
+        let masks_original = teacher_episode_masks(&mut env, &mut original, 7);
+        let masks_loaded = teacher_episode_masks(&mut env, &mut loaded, 7);
         assert_eq!(masks_original, masks_loaded);
         assert_eq!(bits(&loaded.flat_weights()), bits(&original.flat_weights()));
         assert_eq!(loaded.baseline(), original.baseline());
@@ -613,13 +836,13 @@ mod tests {
             .ends_with("is not an l2t teacher checkpoint"));
 
         let mut future = bytes.clone();
-        future[8..12].copy_from_slice(&2u32.to_le_bytes());
+        future[8..12].copy_from_slice(&3u32.to_le_bytes());
         fs::write(&other, &future).unwrap();
         assert!(matches!(
             Reinforce::load(&other, None),
             Err(AgentError::UnsupportedCheckpointVersion {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             })
         ));
@@ -668,5 +891,141 @@ mod tests {
             teacher.save(scratch.path("no/such/dir/t.ckpt")),
             Err(AgentError::CheckpointIo { .. })
         ));
+    }
+
+    /// The actor-critic's weights, flattened in checkpoint order.
+    fn actor_critic_weights(teacher: &ActorCritic) -> Vec<u32> {
+        export_weights(actor_critic_variables(teacher))
+            .unwrap()
+            .iter()
+            .flat_map(|w| bits(&w.values))
+            .collect()
+    }
+
+    /// Masks of one training episode of any teacher from `reset(seed)`.
+    fn teacher_episode_masks(
+        env: &mut TeachingEnv,
+        teacher: &mut dyn Teacher,
+        seed: u64,
+    ) -> Vec<bool> {
+        let (mut observation, mut info) = env.reset(Some(seed)).unwrap();
+        let mut masks = Vec::new();
+        loop {
+            let mask = teacher.act(&observation, &info).unwrap();
+            masks.extend(mask.iter());
+            let step = env.step(&mask).unwrap();
+            teacher.observe(step.reward, step.done()).unwrap();
+            if step.done() {
+                teacher.end_episode().unwrap();
+                return masks;
+            }
+            observation = step.observation;
+            info = step.info;
+        }
+    }
+
+    #[test]
+    fn actor_critic_round_trip_keeps_training_identically() {
+        let scratch = Scratch::new("actor-critic");
+        let mut env = tiny_env();
+        let feature_dim = env.feature_names().len();
+        let config = ActorCriticConfig {
+            seed: 5,
+            lr_decay_every: 2,
+            ..ActorCriticConfig::default()
+        };
+        let mut original = ActorCritic::new(config, feature_dim).unwrap();
+        for seed in 1..=3 {
+            run_episode(&mut env, &mut original, Some(seed)).unwrap();
+        }
+        let path = scratch.path("ac.ckpt");
+        original.save_checkpoint(&path).unwrap();
+        let mut loaded = ActorCritic::load(&path, Some(feature_dim)).unwrap();
+        assert_eq!(
+            actor_critic_weights(&loaded),
+            actor_critic_weights(&original)
+        );
+        assert_eq!(loaded.episodes(), 3);
+        assert_eq!(
+            loaded.critic_optimizer.export_state(),
+            original.critic_optimizer.export_state()
+        );
+
+        let masks_original = teacher_episode_masks(&mut env, &mut original, 7);
+        let masks_loaded = teacher_episode_masks(&mut env, &mut loaded, 7);
+        assert_eq!(masks_original, masks_loaded);
+        assert_eq!(
+            actor_critic_weights(&loaded),
+            actor_critic_weights(&original)
+        );
+        original.save(scratch.path("a.ckpt")).unwrap();
+        loaded.save(scratch.path("b.ckpt")).unwrap();
+        assert_eq!(
+            fs::read(scratch.path("a.ckpt")).unwrap(),
+            fs::read(scratch.path("b.ckpt")).unwrap()
+        );
+
+        // `load_teacher` picks the type from the file; a REINFORCE loader refuses it.
+        let any = load_teacher(&path, Some(feature_dim)).unwrap();
+        assert_eq!(any.name(), "ActorCritic");
+        assert!(matches!(
+            Reinforce::load(&path, None),
+            Err(AgentError::CheckpointKind { .. })
+        ));
+        assert!(matches!(
+            load_teacher(&path, Some(feature_dim + 1)),
+            Err(AgentError::FeatureWidthMismatch { .. })
+        ));
+        // A damaged actor-critic file is a typed error too.
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            load_teacher(&path, None),
+            Err(AgentError::CorruptCheckpoint { .. })
+        ));
+    }
+
+    #[test]
+    fn version_1_files_still_load() {
+        let scratch = Scratch::new("v1");
+        let (path, bytes) = small_checkpoint(&scratch);
+        let payload = decode(&path, &bytes).unwrap();
+        let v1 = PayloadV1 {
+            kind: payload.kind.clone(),
+            config_json: payload.config_json.clone(),
+            feature_dim: payload.feature_dim,
+            weights: payload.weights.clone(),
+            adam: payload.optimizers[0].clone(),
+            baseline: payload.baseline,
+            episodes: payload.episodes,
+            sampling_rng: payload.sampling_rng.clone(),
+        };
+        let body = codec().serialize(&v1).unwrap();
+        let mut old = Vec::new();
+        old.extend_from_slice(CHECKPOINT_MAGIC);
+        old.extend_from_slice(&1u32.to_le_bytes());
+        old.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        old.extend_from_slice(&fnv1a(&body).to_le_bytes());
+        old.extend_from_slice(&body);
+        let old_path = scratch.path("v1.ckpt");
+        fs::write(&old_path, &old).unwrap();
+        assert_eq!(decode(&old_path, &old).unwrap(), payload);
+        let teacher = load_teacher(&old_path, Some(4)).unwrap();
+        assert_eq!(teacher.name(), "L2T-REINFORCE");
+    }
+
+    #[test]
+    fn teachers_without_learned_state_refuse_to_save() {
+        let scratch = Scratch::new("no-state");
+        let error = crate::NoTeach
+            .save_checkpoint(&scratch.path("x.ckpt"))
+            .unwrap_err();
+        assert!(
+            matches!(error, AgentError::NotCheckpointable { .. }),
+            "{error}"
+        );
+        assert!(!scratch.path("x.ckpt").exists());
     }
 }

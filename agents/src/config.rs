@@ -5,6 +5,7 @@
 //! {"kind": "spl", "epochs_to_all": 2}
 //! {"kind": "reinforce", "seed": 3}
 //! {"kind": "no_teach"}
+//! {"kind": "checkpoint", "path": "runs/fashion-mnist-mlp/reinforce.ckpt"}
 //! ```
 //!
 //! The `kind` tag picks the teacher; the other fields are that teacher's config, each
@@ -14,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::actor_critic::{ActorCritic, ActorCriticConfig};
+use crate::checkpoint::load_teacher;
 use crate::error::{invalid_config, Result};
 use crate::no_teach::NoTeach;
 use crate::online_batch::{OnlineBatch, OnlineBatchConfig};
@@ -38,6 +40,12 @@ pub enum TeacherConfig {
     Reinforce(ReinforceConfig),
     /// `actor_critic`: [`ActorCritic`], the same policy with a learned value baseline.
     ActorCritic(ActorCriticConfig),
+    /// `checkpoint`: a trained teacher read from a checkpoint file (any kind that
+    /// saves; see [`load_teacher`](crate::checkpoint::load_teacher)).
+    Checkpoint {
+        /// The checkpoint file.
+        path: std::path::PathBuf,
+    },
 }
 
 impl TeacherConfig {
@@ -50,6 +58,7 @@ impl TeacherConfig {
             "online_batch",
             "reinforce",
             "actor_critic",
+            "checkpoint",
         ]
     }
 
@@ -62,6 +71,7 @@ impl TeacherConfig {
             Self::OnlineBatch(_) => "online_batch",
             Self::Reinforce(_) => "reinforce",
             Self::ActorCritic(_) => "actor_critic",
+            Self::Checkpoint { .. } => "checkpoint",
         }
     }
 
@@ -89,6 +99,7 @@ impl TeacherConfig {
             Self::ActorCritic(config) => {
                 Box::new(ActorCritic::new(config.clone(), feature_names.len())?)
             }
+            Self::Checkpoint { path } => load_teacher(path, Some(feature_names.len()))?,
         })
     }
 }
@@ -128,8 +139,24 @@ mod tests {
                 "ActorCritic",
             ),
         ];
+        let dir = std::env::temp_dir().join(format!("l2t-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let checkpoint = dir.join("teacher.ckpt");
+        crate::Reinforce::new(ReinforceConfig::default(), feature_names().len())
+            .unwrap()
+            .save(&checkpoint)
+            .unwrap();
+        let checkpoint_json = format!(
+            r#"{{"kind": "checkpoint", "path": {}}}"#,
+            serde_json::to_string(&checkpoint).unwrap()
+        );
+        let cases = cases
+            .into_iter()
+            .map(|(json, name)| (json.to_string(), name))
+            .chain([(checkpoint_json, "L2T-REINFORCE")]);
         let mut kinds = Vec::new();
         for (json, name) in cases {
+            let json = json.as_str();
             let config = TeacherConfig::from_json(json).unwrap();
             kinds.push(config.kind());
             let teacher = config.build(&feature_names()).unwrap();
@@ -139,6 +166,14 @@ mod tests {
             assert_eq!(TeacherConfig::from_json(&text).unwrap(), config);
         }
         assert_eq!(kinds, TeacherConfig::names());
+        // A checkpoint trained on another feature width is refused by name.
+        let wider: Vec<String> = (0..7).map(|i| format!("f{i}")).collect();
+        let from_file = TeacherConfig::Checkpoint { path: checkpoint };
+        assert!(matches!(
+            from_file.build(&wider),
+            Err(AgentError::FeatureWidthMismatch { trained: 5, env: 7 })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
         // Fields default when absent.
         assert_eq!(
             TeacherConfig::from_json(r#"{"kind": "spl"}"#).unwrap(),

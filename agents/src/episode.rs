@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use l2t_envs::{Env, TeachingEnv};
+use l2t_envs::{Dataset, Env, TeachingEnv, TeachingInfo};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -38,21 +38,114 @@ pub struct EpisodeSummary {
     pub wall_seconds: f64,
     /// The teacher's update, if it learned from the episode.
     pub update: Option<UpdateStats>,
+    /// The student's learning curve: one point per dev evaluation.
+    #[serde(default)]
+    pub curve: Vec<CurvePoint>,
+    /// What the teacher dropped by loss rank within each incoming batch, in windows of
+    /// [`DROP_WINDOW_STEPS`] steps (the paper's analysis of the filtered data).
+    #[serde(default)]
+    pub loss_rank_drops: Vec<LossRankDrops>,
+}
+
+/// The student's state at one dev evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// Student updates so far.
+    pub iteration: usize,
+    /// Effective training instances so far (iteration * M).
+    pub effective_instances: usize,
+    /// Dev accuracy at this point.
+    pub dev_accuracy: f64,
+    /// Test accuracy at this point, where the episode was asked to measure it.
+    pub test_accuracy: Option<f64>,
+    /// Wall-clock seconds since the episode's reset.
+    pub seconds: f64,
+}
+
+/// Number of loss-rank buckets of [`LossRankDrops`] (bucket 0: the lowest losses).
+pub const LOSS_RANK_BUCKETS: usize = 5;
+/// Environment steps per [`LossRankDrops`] window.
+pub const DROP_WINDOW_STEPS: usize = 50;
+
+/// Instances seen and dropped in each loss-rank bucket during one window of steps.
+/// An instance's bucket is `rank * 5 / M`, its loss rank within its incoming batch
+/// (0 = smallest loss).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossRankDrops {
+    /// Student updates at the end of the window.
+    pub iteration: usize,
+    /// Instances seen per bucket.
+    pub seen: [usize; LOSS_RANK_BUCKETS],
+    /// Instances dropped per bucket.
+    pub dropped: [usize; LOSS_RANK_BUCKETS],
+}
+
+impl LossRankDrops {
+    /// Share of each bucket's instances that were dropped (0 for an empty bucket).
+    pub fn dropped_shares(&self) -> [f64; LOSS_RANK_BUCKETS] {
+        std::array::from_fn(|b| {
+            if self.seen[b] == 0 {
+                0.0
+            } else {
+                self.dropped[b] as f64 / self.seen[b] as f64
+            }
+        })
+    }
+}
+
+/// What [`run_episode_recorded`] measures besides the episode itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Recording<'a> {
+    /// A split (e.g. the test split) whose accuracy is measured at every
+    /// `test_every`-th dev evaluation and at the end, for the learning curve.
+    pub test: Option<&'a Dataset>,
+    /// Dev evaluations between two test measurements (0: only at the end).
+    pub test_every: usize,
 }
 
 /// Runs one episode of `teacher` on `env` from `reset(seed)` to its end, then lets the
-/// teacher learn.
+/// teacher learn. Records the dev-accuracy curve and the drops by loss rank.
 pub fn run_episode(
     env: &mut TeachingEnv,
     teacher: &mut dyn Teacher,
     seed: Option<u64>,
 ) -> Result<EpisodeSummary> {
+    run_episode_recorded(env, teacher, seed, Recording::default())
+}
+
+/// [`run_episode`], also measuring the accuracy on `recording.test` along the curve.
+pub fn run_episode_recorded(
+    env: &mut TeachingEnv,
+    teacher: &mut dyn Teacher,
+    seed: Option<u64>,
+    recording: Recording<'_>,
+) -> Result<EpisodeSummary> {
     let start = Instant::now();
     let (mut observation, mut info) = env.reset(seed)?;
+    let loss_column = env.feature_index("loss");
     let mut episode_return = 0.0;
     let mut steps = 0;
+    let mut evaluations = 0;
+    let mut curve = Vec::new();
+    let mut record_point = |env: &TeachingEnv, info: &TeachingInfo, test_now: bool| {
+        let test_accuracy = match recording.test {
+            Some(test) if test_now => Some(env.evaluate(test)),
+            _ => None,
+        }
+        .transpose()?;
+        curve.push(CurvePoint {
+            iteration: info.iteration,
+            effective_instances: info.effective_instances,
+            dev_accuracy: info.dev_accuracy,
+            test_accuracy,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+        Ok::<_, crate::AgentError>(())
+    };
+    record_point(env, &info, true)?;
     // (seen, kept) per epoch of the training split.
     let mut per_epoch: Vec<(usize, usize)> = Vec::new();
+    let mut loss_rank_drops: Vec<LossRankDrops> = Vec::new();
     loop {
         let keep_mask = teacher.act(&observation, &info)?;
         let epoch = info.epochs.floor() as usize;
@@ -61,6 +154,22 @@ pub fn run_episode(
         }
         per_epoch[epoch].0 += keep_mask.len();
         per_epoch[epoch].1 += keep_mask.iter().filter(|&&keep| keep).count();
+        if let Some(column) = loss_column {
+            if steps % DROP_WINDOW_STEPS == 0 {
+                loss_rank_drops.push(LossRankDrops {
+                    iteration: info.iteration,
+                    seen: [0; LOSS_RANK_BUCKETS],
+                    dropped: [0; LOSS_RANK_BUCKETS],
+                });
+            }
+            if let Some(window) = loss_rank_drops.last_mut() {
+                count_drops_by_loss_rank(
+                    observation.features.column(column).iter().copied(),
+                    keep_mask.iter().copied(),
+                    window,
+                );
+            }
+        }
         let step = env.step(&keep_mask)?;
         steps += 1;
         episode_return += step.reward;
@@ -68,6 +177,17 @@ pub fn run_episode(
         teacher.observe(step.reward, done)?;
         observation = step.observation;
         info = step.info;
+        if let Some(window) = loss_rank_drops.last_mut() {
+            window.iteration = info.iteration;
+        }
+        if info.evaluated {
+            evaluations += 1;
+            let test_now =
+                done || (recording.test_every > 0 && evaluations % recording.test_every == 0);
+            record_point(env, &info, test_now)?;
+        } else if done && recording.test.is_some() {
+            record_point(env, &info, true)?;
+        }
         if done {
             let update = teacher.end_episode()?;
             let m = env.config().batch_size;
@@ -94,7 +214,51 @@ pub fn run_episode(
                     .collect(),
                 wall_seconds: start.elapsed().as_secs_f64(),
                 update,
+                curve,
+                loss_rank_drops,
             });
         }
+    }
+}
+
+/// Adds one incoming batch to `window`: each instance's loss rank within the batch
+/// (ties by position) picks its bucket, and a `false` in the keep-mask counts it dropped.
+fn count_drops_by_loss_rank(
+    losses: impl Iterator<Item = f32>,
+    keep_mask: impl Iterator<Item = bool>,
+    window: &mut LossRankDrops,
+) {
+    let rows: Vec<(f32, bool)> = losses.zip(keep_mask).collect();
+    let m = rows.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| rows[a].0.total_cmp(&rows[b].0).then(a.cmp(&b)));
+    for (rank, &row) in order.iter().enumerate() {
+        let bucket = rank * LOSS_RANK_BUCKETS / m;
+        window.seen[bucket] += 1;
+        if !rows[row].1 {
+            window.dropped[bucket] += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_counted_in_loss_rank_buckets() {
+        let mut window = LossRankDrops {
+            iteration: 0,
+            seen: [0; LOSS_RANK_BUCKETS],
+            dropped: [0; LOSS_RANK_BUCKETS],
+        };
+        // Ten instances, losses descending with position; drop the two largest losses
+        // (positions 0 and 1) and the smallest one (position 9).
+        let losses = (0..10).map(|i| 1.0 - i as f32 / 10.0);
+        let keep = (0..10).map(|i| !(i < 2 || i == 9));
+        count_drops_by_loss_rank(losses, keep, &mut window);
+        assert_eq!(window.seen, [2; 5]);
+        assert_eq!(window.dropped, [1, 0, 0, 0, 2]);
+        assert_eq!(window.dropped_shares(), [0.5, 0.0, 0.0, 0.0, 1.0]);
     }
 }

@@ -38,7 +38,9 @@ pub enum AgentError {
         path: std::path::PathBuf,
     },
     /// The checkpoint was written in a format version this build cannot read.
-    #[error("checkpoint {path} has format version {found}; this build reads version {supported}")]
+    #[error(
+        "checkpoint {path} has format version {found}; this build reads versions 1 to {supported}"
+    )]
     UnsupportedCheckpointVersion {
         /// The file.
         path: std::path::PathBuf,
@@ -64,6 +66,12 @@ pub enum AgentError {
         found: String,
         /// The teacher kind asked for.
         expected: String,
+    },
+    /// The teacher has no learned state to save.
+    #[error("the {teacher} teacher learns nothing and has no checkpoint")]
+    NotCheckpointable {
+        /// The teacher's name.
+        teacher: String,
     },
     /// The checkpoint's policy reads another number of features than the environment has.
     #[error("checkpoint was trained on {trained} features, the environment has {env}")]

@@ -7,7 +7,8 @@
 //!   potential-based shaping, against REINFORCE's noisy terminal-reward gradient;
 //! - [`OnlineBatch`]: online batch selection by loss rank (Loshchilov & Hutter 2015);
 //! - [`TeacherConfig`]: any teacher's config, tagged by `kind`, and its builder;
-//! - [`checkpoint`]: saving and loading a trained [`Reinforce`] with its [`Adam`] state;
+//! - [`checkpoint`]: saving and loading trained [`Reinforce`] and [`ActorCritic`]
+//!   teachers with their [`Adam`] states;
 //! - [`run_episode`]: the agent-environment loop.
 //!
 //! Each teacher is one file, readable top to bottom.
@@ -28,9 +29,12 @@ pub mod teacher;
 
 pub use actor_critic::{ActorCritic, ActorCriticConfig};
 pub use adam::{Adam, AdamConfig, AdamState};
-pub use checkpoint::{CHECKPOINT_MAGIC, CHECKPOINT_VERSION};
+pub use checkpoint::{load_teacher, CHECKPOINT_MAGIC, CHECKPOINT_VERSION};
 pub use config::TeacherConfig;
-pub use episode::{run_episode, EpisodeSummary};
+pub use episode::{
+    run_episode, run_episode_recorded, CurvePoint, EpisodeSummary, LossRankDrops, Recording,
+    DROP_WINDOW_STEPS, LOSS_RANK_BUCKETS,
+};
 pub use error::{AgentError, Result};
 pub use no_teach::NoTeach;
 pub use online_batch::{OnlineBatch, OnlineBatchConfig, PressureSchedule};

@@ -233,6 +233,10 @@ impl Teacher for Reinforce {
         }))
     }
 
+    fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
+        self.save(path)
+    }
+
     fn set_training(&mut self, training: bool) {
         self.training = training;
         self.episode_features.clear();

@@ -49,6 +49,15 @@ pub trait Teacher {
     }
     /// Switches between training (recording trajectories, learning) and evaluation.
     fn set_training(&mut self, _training: bool) {}
+    /// Saves what the teacher has learned to `path` (atomically), so that training can
+    /// resume or the trained teacher teach elsewhere; read back with
+    /// [`load_teacher`](crate::checkpoint::load_teacher). Teachers that learn nothing
+    /// refuse with [`AgentError::NotCheckpointable`](crate::AgentError::NotCheckpointable).
+    fn save_checkpoint(&self, _path: &std::path::Path) -> Result<()> {
+        Err(crate::AgentError::NotCheckpointable {
+            teacher: self.name().to_string(),
+        })
+    }
 }
 
 /// Index of the feature column `name` in `feature_names`.
