@@ -29,6 +29,51 @@ fn main() {
     if cfg!(unix) || std::env::var("CARGO_CFG_UNIX").is_ok() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     }
+    // Versions for the run manifests: libtorch's folder, tch from Cargo.lock, rustc.
+    let libtorch_dir = libtorch.canonicalize().unwrap_or(libtorch);
+    println!(
+        "cargo:rustc-env=L2T_LIBTORCH_DIR={}",
+        libtorch_dir.display()
+    );
+    println!("cargo:rustc-env=L2T_TCH_VERSION={}", locked_version("tch"));
+    println!("cargo:rustc-env=L2T_RUSTC_VERSION={}", rustc_version());
+}
+
+/// The version of `package` in the workspace's Cargo.lock ("unknown" if unreadable).
+fn locked_version(package: &str) -> String {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let lock = manifest_dir
+        .ancestors()
+        .map(|dir| dir.join("Cargo.lock"))
+        .find(|path| path.exists());
+    let Some(lock) = lock else {
+        return "unknown".into();
+    };
+    println!("cargo:rerun-if-changed={}", lock.display());
+    let text = std::fs::read_to_string(&lock).unwrap_or_default();
+    let name_line = format!("name = \"{package}\"");
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == name_line {
+            if let Some(version) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = "))
+            {
+                return version.trim_matches('"').to_string();
+            }
+        }
+    }
+    "unknown".into()
+}
+
+fn rustc_version() -> String {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    std::process::Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn fail(reason: &str) -> ! {

@@ -1,14 +1,29 @@
-//! The experiment layer: train a teacher on the teacher half, teach fresh students on
-//! the student half, and compare teachers over seeds with confidence intervals.
+//! The experiment layer: train teachers on the teacher half (with checkpoints and
+//! resume), teach fresh students on the student half, compare teachers over seeds with
+//! confidence intervals, transfer a teacher to another task, and write the run folder.
 //!
 //! Fairness: every teacher is evaluated with the same environment seeds, so for a
 //! given seed all teachers see the same data order and the same student
 //! initialisation; only their keep-masks differ.
+//!
+//! Determinism: teacher-training episode `k` is seeded `first_seed + k` and every
+//! teacher owns its streams, so a resumed training run is bit-identical to an
+//! uninterrupted one, and the same run twice writes the same result files apart from
+//! their timing fields.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use l2t_agents::{run_episode, EpisodeSummary, Teacher};
+use l2t_agents::{
+    checkpoint_episodes, load_teacher, run_episode, run_episode_recorded, EpisodeSummary,
+    RandTeach, Recording, Teacher, TeacherConfig,
+};
 use l2t_envs::{Dataset, TeachingEnv};
+
+use crate::config::{RunConfig, TeacherEntry};
+use crate::run_dir::{short_hash, slug, JsonLines, Manifest, RunDir};
 
 /// Error of the experiment layer.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +42,53 @@ pub enum ExperimentError {
         /// Why.
         reason: String,
     },
+    /// A run config could not be read.
+    #[error("run config {source_name}: {reason}")]
+    Config {
+        /// The file (or "TOML text").
+        source_name: String,
+        /// What is wrong, with the field.
+        reason: String,
+    },
+    /// A file of the run folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A JSON, JSON-lines or CSV file could not be written or read back.
+    #[error("{path}: {reason}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A teacher trained on one task cannot read another task's features.
+    #[error(
+        "cannot transfer: teachers trained on `{train_task}` read {trained} feature columns, \
+         `{eval_task}` has {eval} (different number of classes, or sentence length on one side only)"
+    )]
+    TransferWidth {
+        /// The task the teacher is trained on.
+        train_task: String,
+        /// The task it would teach.
+        eval_task: String,
+        /// Feature columns of the training task.
+        trained: usize,
+        /// Feature columns of the evaluation task.
+        eval: usize,
+    },
+    /// A plot could not be drawn.
+    #[error("plot {path}: {reason}")]
+    Plot {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Result alias of the experiment layer.
@@ -34,7 +96,7 @@ pub type Result<T, E = ExperimentError> = std::result::Result<T, E>;
 
 /// Trains `teacher` for `episodes` episodes on `env` (the teacher half), episode `k`
 /// seeded with `first_seed + k`. `on_episode` sees every finished episode (progress,
-/// logs).
+/// logs). No checkpoints: see [`train_resumable`] for that.
 pub fn train_teacher(
     env: &mut TeachingEnv,
     teacher: &mut dyn Teacher,
@@ -53,39 +115,190 @@ pub fn train_teacher(
     Ok(history)
 }
 
+/// One finished teacher-training episode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingEpisode {
+    /// Episode index, from 0.
+    pub episode: usize,
+    /// Its environment seed.
+    pub seed: u64,
+    /// What happened.
+    pub summary: EpisodeSummary,
+}
+
+/// Where [`train_resumable`] keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrainingFiles {
+    /// The teacher checkpoint, rewritten atomically every `checkpoint_every` episodes.
+    pub checkpoint: PathBuf,
+    /// Finished episodes, one JSON line each, flushed as they finish.
+    pub history: PathBuf,
+}
+
+/// A trained teacher and its training episodes.
+pub struct TrainedTeacher {
+    /// The teacher, in evaluation mode.
+    pub teacher: Box<dyn Teacher>,
+    /// Every training episode, including those of earlier, interrupted runs.
+    pub history: Vec<TrainingEpisode>,
+    /// Episodes that were read back from a checkpoint instead of being run now.
+    pub resumed_from: usize,
+}
+
+impl std::fmt::Debug for TrainedTeacher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainedTeacher")
+            .field("teacher", &self.teacher.name())
+            .field("episodes", &self.history.len())
+            .field("resumed_from", &self.resumed_from)
+            .finish()
+    }
+}
+
+/// Trains the teacher of `config` for `episodes` episodes on `env`, episode `k` seeded
+/// `first_seed + k`, saving a checkpoint every `checkpoint_every` episodes and after the
+/// last. When `files.checkpoint` exists, training resumes from it: the episodes it
+/// holds are not run again, so an interrupted run loses at most the episodes since its
+/// last checkpoint (none with `checkpoint_every = 1`), and the result is bit-identical
+/// to an uninterrupted run.
+pub fn train_resumable(
+    env: &mut TeachingEnv,
+    config: &TeacherConfig,
+    episodes: usize,
+    first_seed: u64,
+    files: &TrainingFiles,
+    checkpoint_every: usize,
+    mut on_episode: impl FnMut(&TrainingEpisode),
+) -> Result<TrainedTeacher> {
+    if checkpoint_every == 0 {
+        return Err(ExperimentError::InvalidSetting {
+            field: "checkpoint_every",
+            reason: "must be at least 1".into(),
+        });
+    }
+    let feature_names = env.feature_names().to_vec();
+    let (mut teacher, mut history) = if files.checkpoint.exists() {
+        let done = checkpoint_episodes(&files.checkpoint)?;
+        if done > episodes {
+            return Err(ExperimentError::InvalidSetting {
+                field: "episodes",
+                reason: format!(
+                    "{episodes} asked, but the checkpoint {} already holds {done}; \
+                     use another output folder to train from scratch",
+                    files.checkpoint.display()
+                ),
+            });
+        }
+        let teacher = load_teacher(&files.checkpoint, Some(feature_names.len()))?;
+        let mut history: Vec<TrainingEpisode> = if files.history.exists() {
+            JsonLines::read(&files.history)?
+        } else {
+            Vec::new()
+        };
+        // Episodes logged after the last checkpoint are run again.
+        history.retain(|e| e.episode < done);
+        if history.len() != done {
+            return Err(ExperimentError::Json {
+                path: files.history.clone(),
+                reason: format!(
+                    "holds {} of the {done} episodes of checkpoint {}",
+                    history.len(),
+                    files.checkpoint.display()
+                ),
+            });
+        }
+        let mut log = JsonLines::open(&files.history, true)?;
+        for episode in &history {
+            log.append(episode)?;
+        }
+        (teacher, history)
+    } else {
+        JsonLines::open(&files.history, true)?;
+        (config.build(&feature_names)?, Vec::new())
+    };
+    let resumed_from = history.len();
+    let mut log = JsonLines::open(&files.history, false)?;
+    teacher.set_training(true);
+    for k in resumed_from..episodes {
+        let seed = first_seed + k as u64;
+        let summary = run_episode(env, teacher.as_mut(), Some(seed))?;
+        let record = TrainingEpisode {
+            episode: k,
+            seed,
+            summary,
+        };
+        log.append(&record)?;
+        if (k + 1) % checkpoint_every == 0 || k + 1 == episodes {
+            teacher.save_checkpoint(&files.checkpoint)?;
+        }
+        on_episode(&record);
+        history.push(record);
+    }
+    teacher.set_training(false);
+    Ok(TrainedTeacher {
+        teacher,
+        history,
+        resumed_from,
+    })
+}
+
 /// One evaluation episode: a fresh student taught from `reset(seed)` to the end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvaluationRecord {
-    /// Teacher name.
+    /// Teacher label.
     pub teacher: String,
     /// Environment seed (data order and student initialisation).
     pub seed: u64,
     /// Test accuracy of the student when the episode ended.
     pub test_accuracy: f64,
-    /// The episode.
+    /// The episode, with its learning curve.
     pub episode: EpisodeSummary,
 }
 
-/// Teaches one fresh student per seed with `teacher` (in evaluation mode) and reports
-/// test accuracy at the end of each episode.
+/// Teaches one fresh student on `env` from `reset(seed)` with `teacher` (in evaluation
+/// mode), measuring test accuracy at the end and every `test_every` dev evaluations.
+pub fn evaluate_once(
+    env: &mut TeachingEnv,
+    teacher: &mut dyn Teacher,
+    label: &str,
+    seed: u64,
+    test: &Dataset,
+    test_every: usize,
+) -> Result<EvaluationRecord> {
+    teacher.set_training(false);
+    let episode = run_episode_recorded(
+        env,
+        teacher,
+        Some(seed),
+        Recording {
+            test: Some(test),
+            test_every,
+        },
+    )?;
+    let test_accuracy = match episode.curve.last().and_then(|p| p.test_accuracy) {
+        Some(accuracy) => accuracy,
+        None => env.evaluate(test)?,
+    };
+    Ok(EvaluationRecord {
+        teacher: label.to_string(),
+        seed,
+        test_accuracy,
+        episode,
+    })
+}
+
+/// [`evaluate_once`] for every seed of `seeds`, labelled with the teacher's name.
 pub fn evaluate_teacher(
     env: &mut TeachingEnv,
     teacher: &mut dyn Teacher,
     seeds: &[u64],
     test: &Dataset,
 ) -> Result<Vec<EvaluationRecord>> {
-    teacher.set_training(false);
-    let mut records = Vec::with_capacity(seeds.len());
-    for &seed in seeds {
-        let episode = run_episode(env, teacher, Some(seed))?;
-        records.push(EvaluationRecord {
-            teacher: teacher.name().to_string(),
-            seed,
-            test_accuracy: env.evaluate(test)?,
-            episode,
-        });
-    }
-    Ok(records)
+    let label = teacher.name().to_string();
+    seeds
+        .iter()
+        .map(|&seed| evaluate_once(env, teacher, &label, seed, test, 0))
+        .collect()
 }
 
 /// Mean and half-width of the 95% confidence interval (Student's t) of `values`.
@@ -226,26 +439,178 @@ mod tests {
     }
 }
 
+/// Effective instances and wall-clock to reach one dev-accuracy level, over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LevelSummary {
+    /// Teacher label.
+    pub teacher: String,
+    /// The dev-accuracy level (reached when exceeded, like tau).
+    pub level: f64,
+    /// Seeds evaluated.
+    pub runs: usize,
+    /// Seeds whose student exceeded the level.
+    pub reached: usize,
+    /// Mean effective instances to the level (budget T' * M for runs that missed it).
+    pub instances_mean: f64,
+    /// Half-width of its 95% confidence interval.
+    pub instances_ci95: f64,
+    /// Mean wall-clock seconds to the level (episode length for runs that missed it).
+    pub seconds_mean: f64,
+    /// Half-width of its 95% confidence interval.
+    pub seconds_ci95: f64,
+}
+
+/// The first point of an episode's curve whose dev accuracy exceeds `level`.
+fn first_above(episode: &EpisodeSummary, level: f64) -> Option<&l2t_agents::CurvePoint> {
+    episode
+        .curve
+        .iter()
+        .find(|p| p.iteration > 0 && p.dev_accuracy > level)
+}
+
+/// Per-level summaries of one teacher's `records`.
+pub fn level_summaries(
+    teacher: &str,
+    records: &[EvaluationRecord],
+    levels: &[f64],
+    budget_instances: usize,
+) -> Vec<LevelSummary> {
+    levels
+        .iter()
+        .map(|&level| {
+            let hits: Vec<Option<&l2t_agents::CurvePoint>> = records
+                .iter()
+                .map(|r| first_above(&r.episode, level))
+                .collect();
+            let instances: Vec<f64> = hits
+                .iter()
+                .map(|h| h.map_or(budget_instances, |p| p.effective_instances) as f64)
+                .collect();
+            let seconds: Vec<f64> = hits
+                .iter()
+                .zip(records)
+                .map(|(h, r)| h.map_or(r.episode.wall_seconds, |p| p.seconds))
+                .collect();
+            let (instances_mean, instances_ci95) = mean_ci95(&instances);
+            let (seconds_mean, seconds_ci95) = mean_ci95(&seconds);
+            LevelSummary {
+                teacher: teacher.to_string(),
+                level,
+                runs: records.len(),
+                reached: hits.iter().filter(|h| h.is_some()).count(),
+                instances_mean,
+                instances_ci95,
+                seconds_mean,
+                seconds_ci95,
+            }
+        })
+        .collect()
+}
+
+/// A markdown table of level summaries: one row per teacher and level.
+pub fn levels_table(levels: &[LevelSummary]) -> String {
+    let mut out = String::from(
+        "| teacher | dev accuracy level | reached | effective instances (mean ± 95% CI) | wall-clock seconds (mean ± 95% CI) |\n|---|---|---|---|---|\n",
+    );
+    for l in levels {
+        out.push_str(&format!(
+            "| {} | {:.3} | {}/{} | {:.0} ± {:.0} | {:.2} ± {:.2} |\n",
+            l.teacher,
+            l.level,
+            l.reached,
+            l.runs,
+            l.instances_mean,
+            l.instances_ci95,
+            l.seconds_mean,
+            l.seconds_ci95
+        ));
+    }
+    out
+}
+
+/// The per-epoch drop ratio of `records` (mean over seeds, epoch by epoch): the
+/// schedule a matched RandTeach replays.
+pub fn per_epoch_drop_ratio(records: &[EvaluationRecord]) -> Vec<f64> {
+    let epochs = records
+        .iter()
+        .map(|r| r.episode.epoch_drop_ratios.len())
+        .max()
+        .unwrap_or(0);
+    (0..epochs)
+        .map(|e| {
+            let ratios: Vec<f64> = records
+                .iter()
+                .filter_map(|r| r.episode.epoch_drop_ratios.get(e).copied())
+                .collect();
+            mean_ci95(&ratios).0
+        })
+        .collect()
+}
+
+/// The per-epoch drop ratio of the teacher labelled `label` in the evaluation events
+/// of an earlier run: `run` is its folder or its `events.jsonl`.
+pub fn per_epoch_drop_ratio_from_run(run: &Path, label: &str) -> Result<Vec<f64>> {
+    let path = if run.is_dir() {
+        run.join("events.jsonl")
+    } else {
+        run.to_path_buf()
+    };
+    let records: Vec<EvaluationRecord> = JsonLines::read::<Event>(&path)?
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::Evaluation(record) if record.teacher == label => Some(record),
+            _ => None,
+        })
+        .collect();
+    if records.is_empty() {
+        return Err(ExperimentError::Json {
+            path,
+            reason: format!("no evaluation episode of a teacher labelled `{label}`"),
+        });
+    }
+    Ok(per_epoch_drop_ratio(&records))
+}
+
+/// One line of a run's `events.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A teacher-training episode finished (or was read back from a checkpoint).
+    TrainingEpisode {
+        /// Teacher label.
+        teacher: String,
+        /// The episode.
+        #[serde(flatten)]
+        record: TrainingEpisode,
+    },
+    /// An evaluation episode finished.
+    Evaluation(EvaluationRecord),
+}
+
 /// The training episodes of one learned teacher.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainingRun {
-    /// Teacher name.
+    /// Teacher label.
     pub teacher: String,
+    /// The task it was trained on.
+    pub task: String,
     /// Its episodes, in order.
-    pub episodes: Vec<EpisodeSummary>,
+    pub episodes: Vec<TrainingEpisode>,
 }
 
-/// Everything a `reproduce` run produced.
+/// Everything a run produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
-    /// The preset that was run.
-    pub preset: crate::presets::Preset,
+    /// The resolved config of the run.
+    pub config: RunConfig,
     /// The learned teachers' training episodes on the teacher half.
     pub training: Vec<TrainingRun>,
     /// Every evaluation episode on the student half.
     pub evaluations: Vec<EvaluationRecord>,
-    /// Per-teacher aggregates, NoTeach first.
+    /// Per-teacher aggregates, in the config's teacher order.
     pub summaries: Vec<TeacherSummary>,
+    /// Effective instances and wall-clock to each accuracy level.
+    pub levels: Vec<LevelSummary>,
 }
 
 impl Report {
@@ -253,127 +618,340 @@ impl Report {
     pub fn table(&self) -> String {
         markdown_table(&self.summaries)
     }
-}
 
-/// Runs a preset end to end: trains the REINFORCE teacher and the actor-critic teacher
-/// on the teacher half (same episode budget and seeds), then teaches fresh students on
-/// the student half with NoTeach, RandTeach (matched to the per-epoch drop ratio of the
-/// trained REINFORCE teacher, as in the paper), SPL, online batch selection and the
-/// trained teachers, over the same seeds. `log` receives one line per episode.
-pub fn reproduce(
-    preset: &crate::presets::Preset,
-    data_dir: &std::path::Path,
-    mut log: impl FnMut(&str),
-) -> Result<Report> {
-    use l2t_agents::{
-        ActorCritic, NoTeach, OnlineBatch, RandTeach, RandTeachConfig, Reinforce, SelfPacedLearning,
-    };
-
-    if preset.eval_seeds == 0 {
-        return Err(ExperimentError::InvalidSetting {
-            field: "eval_seeds",
-            reason: "must be at least 1".into(),
-        });
-    }
-    let mut envs = preset.build(data_dir)?;
-    let feature_names = envs.teacher_env.feature_names().to_vec();
-    let budget = preset.teaching.max_iterations * preset.teaching.batch_size;
-
-    let mut l2t = Reinforce::new(preset.reinforce.clone(), feature_names.len())?;
-    let mut actor_critic = ActorCritic::new(preset.actor_critic.clone(), feature_names.len())?;
-    let mut training = Vec::new();
-    for teacher in [&mut l2t as &mut dyn Teacher, &mut actor_critic] {
-        let name = teacher.name().to_string();
-        let history = train_teacher(
-            &mut envs.teacher_env,
-            teacher,
-            preset.episodes,
-            1_000,
-            |k, s| {
-                log(&format!(
-                "train {name} episode {:>3}/{}: reward {:.3}, instances to tau {}, kept {:.3}, best dev {:.4}, {:.1}s",
-                k + 1,
-                preset.episodes,
-                s.episode_return,
-                s.effective_instances_to_tau
-                    .map_or("not reached".to_string(), |i| i.to_string()),
-                s.instances_kept as f64 / s.instances_seen.max(1) as f64,
-                s.best_dev_accuracy,
-                s.wall_seconds
-            ))
-            },
-        )?;
-        training.push(TrainingRun {
-            teacher: name,
-            episodes: history,
-        });
+    /// The evaluation records of the teacher labelled `label`.
+    pub fn records_of(&self, label: &str) -> Vec<&EvaluationRecord> {
+        self.evaluations
+            .iter()
+            .filter(|r| r.teacher == label)
+            .collect()
     }
 
-    let seeds: Vec<u64> = (0..preset.eval_seeds as u64).collect();
-    let mut evaluate = |teacher: &mut dyn Teacher,
-                        log: &mut dyn FnMut(&str)|
-     -> Result<Vec<EvaluationRecord>> {
-        let records = evaluate_teacher(&mut envs.student_env, teacher, &seeds, &envs.test)?;
-        for r in &records {
-            log(&format!(
-                "evaluate {:<14} seed {}: instances to tau {}, test accuracy {:.4}, kept {:.3}, {:.1}s",
-                r.teacher,
-                r.seed,
-                r.episode
-                    .effective_instances_to_tau
-                    .map_or("not reached".to_string(), |i| i.to_string()),
-                r.test_accuracy,
-                r.episode.instances_kept as f64 / r.episode.instances_seen.max(1) as f64,
-                r.episode.wall_seconds
+    /// `summary.md`: both tables and how they were made.
+    pub fn summary_markdown(&self) -> String {
+        let preset = &self.config.preset;
+        let mut out = format!(
+            "# {}\n\nTeachers compared on fresh students of the student half, {} seeds each; \
+             effective training instances = student updates x M (M = {}); tau = {}.\n\n",
+            preset.name,
+            preset.eval_seeds,
+            preset.teaching.batch_size,
+            preset
+                .teaching
+                .thresholds
+                .iter()
+                .map(|t| format!("{}", t.accuracy))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if let Some(train_on) = &self.config.train_on {
+            out.push_str(&format!(
+                "Learned teachers were trained on `{}` (transfer).\n\n",
+                train_on.name
             ));
         }
-        Ok(records)
+        out.push_str(&self.table());
+        out.push_str("\n## Effective instances and wall-clock to each dev-accuracy level\n\n");
+        out.push_str(&levels_table(&self.levels));
+        out
+    }
+}
+
+/// What [`run`] reports as it goes.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// A phase starts: training a teacher (`total` episodes, `done` of them read back
+    /// from a checkpoint) or evaluating one (`total` seeds).
+    Phase {
+        /// Teacher label.
+        teacher: &'a str,
+        /// True for training, false for evaluation.
+        training: bool,
+        /// Episodes in the phase.
+        total: usize,
+        /// Episodes already done (resumed).
+        done: usize,
+    },
+    /// A training episode finished.
+    Trained(&'a TrainingEpisode),
+    /// An evaluation episode finished.
+    Evaluated(&'a EvaluationRecord),
+}
+
+/// Environment seed of the first teacher-training episode (episode k: + k); far from
+/// the evaluation seeds 0, 1, ... so no training episode repeats an evaluation one.
+pub const FIRST_TRAINING_SEED: u64 = 1_000;
+
+/// Runs `config`: trains the learned teachers on the teacher half of the training
+/// task (resuming from checkpoints in `out`), teaches fresh students of the student
+/// half with every teacher on the same seeds, and writes the run folder (see
+/// [`crate::run_dir`]).
+pub fn run(
+    config: &RunConfig,
+    data_dir: &Path,
+    out: &mut RunDir,
+    mut progress: impl FnMut(Progress<'_>),
+) -> Result<Report> {
+    config.validate()?;
+    let device = config.device.device()?;
+    let seeds: Vec<u64> = (0..config.preset.eval_seeds as u64).collect();
+    out.write_json(
+        "manifest.json",
+        &Manifest::new(config, seeds.clone(), FIRST_TRAINING_SEED),
+    )?;
+    out.write("config.toml", config.to_toml()?.as_bytes())?;
+
+    let mut envs = config.preset.build_on(data_dir, device)?;
+    let eval_width = envs.student_env.feature_names().len();
+    let needs_training = config.teachers.iter().any(|e| e.train);
+    let mut transfer_env = match (&config.train_on, needs_training) {
+        (Some(train_on), true) => Some(train_on.build_on(data_dir, device)?.teacher_env),
+        _ => None,
     };
-    let l2t_records = evaluate(&mut l2t, &mut log)?;
-    // RandTeach drops at the per-epoch ratio the trained teacher dropped (mean over seeds).
-    let epochs = l2t_records
+    let training_preset = config.training_preset();
+    if needs_training {
+        let train_env = transfer_env.as_ref().unwrap_or(&envs.teacher_env);
+        let trained = train_env.feature_names().len();
+        if trained != eval_width {
+            return Err(ExperimentError::TransferWidth {
+                train_task: training_preset.name.clone(),
+                eval_task: config.preset.name.clone(),
+                trained,
+                eval: eval_width,
+            });
+        }
+    }
+
+    // 1. Train the learned teachers on the training task's teacher half.
+    let mut teachers: HashMap<String, Box<dyn Teacher>> = HashMap::new();
+    let mut training = Vec::new();
+    for entry in config.teachers.iter().filter(|e| e.train) {
+        let files = training_files(out, training_preset, entry)?;
+        let train_env = transfer_env.as_mut().unwrap_or(&mut envs.teacher_env);
+        let resumed = if files.checkpoint.exists() {
+            checkpoint_episodes(&files.checkpoint)?.min(training_preset.episodes)
+        } else {
+            0
+        };
+        progress(Progress::Phase {
+            teacher: &entry.label,
+            training: true,
+            total: training_preset.episodes,
+            done: resumed,
+        });
+        let trained = train_resumable(
+            train_env,
+            &entry.teacher,
+            training_preset.episodes,
+            FIRST_TRAINING_SEED,
+            &files,
+            config.checkpoint_every,
+            |record| progress(Progress::Trained(record)),
+        )?;
+        for record in &trained.history {
+            out.event(&Event::TrainingEpisode {
+                teacher: entry.label.clone(),
+                record: record.clone(),
+            })?;
+        }
+        training.push(TrainingRun {
+            teacher: entry.label.clone(),
+            task: training_preset.name.clone(),
+            episodes: trained.history,
+        });
+        teachers.insert(entry.label.clone(), trained.teacher);
+    }
+
+    // 2. Teach fresh students of the student half: unmatched teachers first, so that a
+    //    matched RandTeach can replay its target's drop schedule.
+    let feature_names = envs.student_env.feature_names().to_vec();
+    let budget = config.preset.teaching.max_iterations * config.preset.teaching.batch_size;
+    let mut records: HashMap<String, Vec<EvaluationRecord>> = HashMap::new();
+    let (unmatched, matched): (Vec<&TeacherEntry>, Vec<&TeacherEntry>) = config
+        .teachers
         .iter()
-        .map(|r| r.episode.epoch_drop_ratios.len())
-        .max()
-        .unwrap_or(0);
-    let per_epoch_drop_ratio: Vec<f64> = (0..epochs)
-        .map(|e| {
-            let ratios: Vec<f64> = l2t_records
-                .iter()
-                .filter_map(|r| r.episode.epoch_drop_ratios.get(e).copied())
-                .collect();
-            mean_ci95(&ratios).0
+        .partition(|e| e.match_drop_ratio_of.is_none());
+    for entry in unmatched.into_iter().chain(matched) {
+        let mut teacher: Box<dyn Teacher> = match teachers.remove(&entry.label) {
+            Some(trained) => trained,
+            None => match (&entry.match_drop_ratio_of, &entry.teacher) {
+                (Some(target), TeacherConfig::RandTeach(rand_config)) => {
+                    let schedule = match &entry.match_run {
+                        Some(run) => per_epoch_drop_ratio_from_run(run, target)?,
+                        None => per_epoch_drop_ratio(records.get(target).map_or(&[][..], |r| r)),
+                    };
+                    let mut rand_config = rand_config.clone();
+                    rand_config.per_epoch_drop_ratio = schedule;
+                    Box::new(RandTeach::new(rand_config)?)
+                }
+                _ => entry.teacher.build(&feature_names)?,
+            },
+        };
+        progress(Progress::Phase {
+            teacher: &entry.label,
+            training: false,
+            total: seeds.len(),
+            done: 0,
+        });
+        let mut teacher_records = Vec::with_capacity(seeds.len());
+        for &seed in &seeds {
+            let record = evaluate_once(
+                &mut envs.student_env,
+                teacher.as_mut(),
+                &entry.label,
+                seed,
+                &envs.test,
+                config.report.test_every,
+            )?;
+            out.event(&Event::Evaluation(record.clone()))?;
+            progress(Progress::Evaluated(&record));
+            teacher_records.push(record);
+        }
+        records.insert(entry.label.clone(), teacher_records);
+    }
+
+    // 3. Aggregate in the config's order and write the folder.
+    let levels = config.levels();
+    let mut summaries = Vec::new();
+    let mut level_rows = Vec::new();
+    let mut evaluations = Vec::new();
+    for entry in &config.teachers {
+        let teacher_records = records.remove(&entry.label).unwrap_or_default();
+        summaries.push(summarise(&entry.label, &teacher_records, budget));
+        level_rows.extend(level_summaries(
+            &entry.label,
+            &teacher_records,
+            &levels,
+            budget,
+        ));
+        evaluations.extend(teacher_records);
+    }
+    let report = Report {
+        config: config.clone(),
+        training,
+        evaluations,
+        summaries,
+        levels: level_rows,
+    };
+    write_results(out, &report)?;
+    Ok(report)
+}
+
+/// The checkpoint and history files of `entry` trained on `preset`: named after the
+/// label and a hash of everything that decides the training except the episode count,
+/// so that asking for more episodes resumes, and a changed config starts afresh.
+pub fn training_files(
+    out: &RunDir,
+    preset: &crate::presets::Preset,
+    entry: &TeacherEntry,
+) -> Result<TrainingFiles> {
+    let mut identity = preset.clone();
+    identity.episodes = 0;
+    identity.eval_seeds = 0;
+    let text =
+        serde_json::to_string(&(identity, &entry.teacher)).map_err(|e| ExperimentError::Json {
+            path: out.root().to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let stem = format!("{}-{}", slug(&entry.label), short_hash(&text));
+    Ok(TrainingFiles {
+        checkpoint: out.path(&format!("{stem}.ckpt")),
+        history: out.path(&format!("{stem}-training.jsonl")),
+    })
+}
+
+/// Writes `report.json`, `summary.md` and the CSV curves of `report` into `out`.
+pub fn write_results(out: &RunDir, report: &Report) -> Result<()> {
+    out.write_json("report.json", report)?;
+    out.write("summary.md", report.summary_markdown().as_bytes())?;
+    let option = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    let mut curves = Vec::new();
+    let mut drops = Vec::new();
+    for r in &report.evaluations {
+        for p in &r.episode.curve {
+            curves.push(vec![
+                r.teacher.clone(),
+                r.seed.to_string(),
+                p.iteration.to_string(),
+                p.effective_instances.to_string(),
+                p.dev_accuracy.to_string(),
+                option(p.test_accuracy),
+                format!("{:.3}", p.seconds),
+            ]);
+        }
+        for w in &r.episode.loss_rank_drops {
+            for (bucket, share) in w.dropped_shares().iter().enumerate() {
+                drops.push(vec![
+                    r.teacher.clone(),
+                    r.seed.to_string(),
+                    w.iteration.to_string(),
+                    (bucket + 1).to_string(),
+                    w.seen[bucket].to_string(),
+                    w.dropped[bucket].to_string(),
+                    share.to_string(),
+                ]);
+            }
+        }
+    }
+    out.write_csv(
+        "curves.csv",
+        &[
+            "teacher",
+            "seed",
+            "iteration",
+            "effective_instances",
+            "dev_accuracy",
+            "test_accuracy",
+            "seconds",
+        ],
+        &curves,
+    )?;
+    out.write_csv(
+        "loss_rank_drops.csv",
+        &[
+            "teacher",
+            "seed",
+            "iteration",
+            "loss_rank_bucket",
+            "seen",
+            "dropped",
+            "dropped_share",
+        ],
+        &drops,
+    )?;
+    let training: Vec<Vec<String>> = report
+        .training
+        .iter()
+        .flat_map(|run| {
+            run.episodes.iter().map(move |e| {
+                let s = &e.summary;
+                vec![
+                    run.teacher.clone(),
+                    e.episode.to_string(),
+                    e.seed.to_string(),
+                    s.episode_return.to_string(),
+                    s.effective_instances_to_tau
+                        .map_or(String::new(), |i| i.to_string()),
+                    (s.instances_kept as f64 / s.instances_seen.max(1) as f64).to_string(),
+                    s.best_dev_accuracy.to_string(),
+                    format!("{:.3}", s.wall_seconds),
+                ]
+            })
         })
         .collect();
-    let mut rand_teach = RandTeach::new(RandTeachConfig {
-        per_epoch_drop_ratio,
-        seed: 7,
-        ..RandTeachConfig::default()
-    })?;
-    let mut spl = SelfPacedLearning::new(preset.spl.clone(), &feature_names)?;
-    let no_teach_records = evaluate(&mut NoTeach, &mut log)?;
-    let rand_records = evaluate(&mut rand_teach, &mut log)?;
-    let spl_records = evaluate(&mut spl, &mut log)?;
-    let mut online_batch = OnlineBatch::new(preset.online_batch.clone(), &feature_names)?;
-    let online_batch_records = evaluate(&mut online_batch, &mut log)?;
-    let actor_critic_records = evaluate(&mut actor_critic, &mut log)?;
-
-    let groups = [
-        ("NoTeach", no_teach_records),
-        ("RandTeach (matched)", rand_records),
-        (spl.name(), spl_records),
-        ("Online batch (L&H)", online_batch_records),
-        ("L2T (REINFORCE)", l2t_records),
-        ("Actor-critic (shaped)", actor_critic_records),
-    ];
-    let summaries = groups
-        .iter()
-        .map(|(name, records)| summarise(name, records, budget))
-        .collect();
-    Ok(Report {
-        preset: preset.clone(),
-        training,
-        evaluations: groups.into_iter().flat_map(|(_, r)| r).collect(),
-        summaries,
-    })
+    out.write_csv(
+        "training.csv",
+        &[
+            "teacher",
+            "episode",
+            "seed",
+            "return",
+            "effective_instances_to_tau",
+            "kept_ratio",
+            "best_dev_accuracy",
+            "seconds",
+        ],
+        &training,
+    )?;
+    Ok(())
 }

@@ -1,13 +1,19 @@
-//! The `l2t` command: run the paper's experiments from presets.
+//! The `l2t` command: train teachers, evaluate and compare them, reproduce the paper's
+//! experiments from presets. Every run is a TOML config (`--print-config` shows it,
+//! `--config` reads one, flags override it) and writes a folder (see `l2t::run_dir`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use l2t::agents::NoTeach;
-use l2t::experiment::{evaluate_teacher, mean_ci95, reproduce};
+use l2t::agents::{NoTeach, TeacherConfig};
+use l2t::config::{DeviceChoice, RunConfig, TeacherEntry, TRANSFERS};
+use l2t::experiment::{evaluate_teacher, mean_ci95, run, Progress, Report};
 use l2t::presets::{default_data_dir, Preset, PRESETS};
+use l2t::run_dir::RunDir;
 
 /// Learning to Teach (Fan et al., ICLR 2018): train teachers and compare them.
 #[derive(Debug, Parser)]
@@ -16,35 +22,65 @@ struct Cli {
     /// libtorch intra-op threads (1 is fastest for the small students on 2 cores).
     #[arg(long, global = true, default_value_t = 1)]
     threads: i32,
+    /// Where students and data live: cpu or cuda (needs a CUDA libtorch).
+    #[arg(long, global = true, value_parser = parse_device)]
+    device: Option<DeviceChoice>,
+    /// No progress bars; one log line per episode on stderr instead.
+    #[arg(long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Train the REINFORCE teacher on the teacher half, then compare it with NoTeach,
-    /// RandTeach and SPL on fresh students of the student half.
+    /// The paper's comparison on a preset: train REINFORCE and the actor-critic on the
+    /// teacher half, then teach fresh students of the student half with NoTeach,
+    /// RandTeach (matched), SPL, online batch selection and the trained teachers.
     Reproduce {
+        /// Preset or transfer name (see `l2t list`).
+        preset: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Train one teacher on a preset's teacher half, with checkpoints (an interrupted
+    /// run resumes where it stopped), then evaluate it on the student half.
+    Train {
         /// Preset name (see `l2t list`).
         preset: String,
-        /// Teacher-training episodes (default: the preset's).
+        /// The teacher: a kind (`reinforce`, `actor_critic`) or a JSON config;
+        /// `label=...` names it.
+        #[arg(long, default_value = "reinforce")]
+        teacher: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Teach fresh students of a preset's student half with one teacher.
+    Evaluate {
+        /// Preset name (see `l2t list`).
+        preset: String,
+        /// The teacher: a kind, a JSON config or a checkpoint file (a teacher trained on
+        /// another task is a transfer); `label=...` names it.
         #[arg(long)]
-        episodes: Option<usize>,
-        /// Evaluation seeds per teacher (default: the preset's).
-        #[arg(long)]
-        seeds: Option<usize>,
-        /// Dev-accuracy threshold tau (default: the preset's).
-        #[arg(long)]
-        tau: Option<f64>,
-        /// Folder with the data (default: $L2T_DATA or the set-up's cache).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Folder for the results (default: runs/<preset>).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Print the resolved preset as JSON and exit.
-        #[arg(long)]
-        print_config: bool,
+        teacher: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Teach fresh students with several teachers on the same seeds and tabulate them.
+    Compare {
+        /// Preset name (see `l2t list`).
+        preset: String,
+        /// Teachers (repeat the flag): kinds, JSON configs or checkpoint files, each
+        /// optionally `label=...`. The first is the reference row.
+        #[arg(long = "teacher", required = true)]
+        teachers: Vec<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Run a config file as it is (flags still override it).
+    Run {
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Train fresh students of a preset with NoTeach for a fixed number of updates on
     /// the student half (no early stop) and report their test accuracy.
@@ -61,112 +97,393 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// List the presets.
+    /// List presets, transfers, students and teachers.
     List,
+}
+
+/// Options shared by the commands that run an experiment.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// A run config (TOML) to start from instead of the preset's.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Teacher-training episodes.
+    #[arg(long)]
+    episodes: Option<usize>,
+    /// Evaluation seeds per teacher.
+    #[arg(long)]
+    seeds: Option<usize>,
+    /// Dev-accuracy threshold tau.
+    #[arg(long)]
+    tau: Option<f64>,
+    /// Teacher-training episodes between two checkpoints.
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    /// Dev evaluations between two test-accuracy points of the learning curves.
+    #[arg(long)]
+    test_every: Option<usize>,
+    /// Train the learned teachers on this preset's teacher half (transfer).
+    #[arg(long)]
+    train_on: Option<String>,
+    /// Skip the plots.
+    #[arg(long)]
+    no_plots: bool,
+    /// Folder with the data (default: $L2T_DATA or the set-up's cache).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Folder for the results (default: runs/<name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the resolved config as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn parse_device(text: &str) -> Result<DeviceChoice, String> {
+    match text {
+        "cpu" => Ok(DeviceChoice::Cpu),
+        "cuda" => Ok(DeviceChoice::Cuda),
+        other => Err(format!("`{other}`: expected cpu or cuda")),
+    }
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     tch::set_num_threads(cli.threads);
+    let context = RunContext {
+        device: cli.device,
+        quiet: cli.quiet,
+    };
     match cli.command {
-        Command::List => {
-            for name in PRESETS {
-                println!("{name}");
-            }
-        }
+        Command::List => list(),
         Command::Noteach {
             preset,
             iterations,
             seeds,
             data_dir,
-        } => {
-            let Some(mut config) = Preset::named(&preset) else {
-                bail!("unknown preset `{preset}`; known: {}", PRESETS.join(", "));
-            };
-            // tau = 1.0 is never exceeded: every episode runs the full budget.
-            config.teaching = config.teaching.with_tau(1.0);
-            config.teaching.max_iterations = iterations;
-            config.teaching.eval_every = iterations.max(1);
-            let data_dir = data_dir.unwrap_or_else(default_data_dir);
-            let mut envs = config.build(&data_dir).with_context(|| {
-                format!(
-                    "preset {preset} (data folder {}) needs {}",
-                    data_dir.display(),
-                    config.data_requirement()
-                )
-            })?;
-            let seeds: Vec<u64> = (0..seeds as u64).collect();
-            let records =
-                evaluate_teacher(&mut envs.student_env, &mut NoTeach, &seeds, &envs.test)?;
-            for r in &records {
-                println!(
-                    "seed {}: {} updates of M = {}, test accuracy {:.4}, {:.1}s",
-                    r.seed,
-                    r.episode.iterations,
-                    config.teaching.batch_size,
-                    r.test_accuracy,
-                    r.episode.wall_seconds
-                );
-            }
-            let accuracies: Vec<f64> = records.iter().map(|r| r.test_accuracy).collect();
-            let (mean, half_width) = mean_ci95(&accuracies);
-            println!("{preset}: NoTeach test accuracy {mean:.4} ± {half_width:.4} (95% CI, {} seeds) after {iterations} updates", records.len());
+        } => noteach(&preset, iterations, seeds, data_dir),
+        Command::Reproduce { preset, run } => {
+            let base = RunConfig::named(&preset).with_context(|| unknown(&preset))?;
+            execute(base, run, &preset, &context)
         }
-        Command::Reproduce {
+        Command::Train {
             preset,
-            episodes,
-            seeds,
-            tau,
-            data_dir,
-            out,
-            print_config,
+            teacher,
+            run,
         } => {
-            let Some(mut config) = Preset::named(&preset) else {
-                bail!("unknown preset `{preset}`; known: {}", PRESETS.join(", "));
+            let mut base = preset_config(&preset)?;
+            base.teachers = vec![parse_teacher(&teacher, &base.preset)?.trained()];
+            execute(base, run, &format!("{preset}-train"), &context)
+        }
+        Command::Evaluate {
+            preset,
+            teacher,
+            run,
+        } => {
+            let mut base = preset_config(&preset)?;
+            base.teachers = vec![parse_teacher(&teacher, &base.preset)?];
+            execute(base, run, &format!("{preset}-evaluate"), &context)
+        }
+        Command::Compare {
+            preset,
+            teachers,
+            run,
+        } => {
+            let mut base = preset_config(&preset)?;
+            base.teachers = teachers
+                .iter()
+                .map(|t| parse_teacher(t, &base.preset))
+                .collect::<Result<_>>()?;
+            execute(base, run, &format!("{preset}-compare"), &context)
+        }
+        Command::Run { run } => {
+            let Some(path) = &run.config else {
+                bail!("`l2t run` needs --config <file.toml>");
             };
-            if let Some(episodes) = episodes {
-                config.episodes = episodes;
-            }
-            if let Some(seeds) = seeds {
-                config.eval_seeds = seeds;
-            }
-            if let Some(tau) = tau {
-                config.teaching = config.teaching.with_tau(tau);
-            }
-            if print_config {
-                println!("{}", serde_json::to_string_pretty(&config)?);
-                return Ok(());
-            }
-            let data_dir = data_dir.unwrap_or_else(default_data_dir);
-            let report =
-                reproduce(&config, &data_dir, |line| eprintln!("{line}")).with_context(|| {
-                    format!(
-                        "preset {preset} (data folder {}) needs {}",
-                        data_dir.display(),
-                        config.data_requirement()
-                    )
-                })?;
-            let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&preset));
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let table = report.table();
-            write_atomic(&out.join("summary.md"), table.as_bytes())?;
-            write_atomic(
-                &out.join("report.json"),
-                serde_json::to_string_pretty(&report)?.as_bytes(),
-            )?;
-            println!("\n{table}");
-            println!("results written to {}", out.display());
+            let base = RunConfig::from_toml_file(path)?;
+            let name = base.preset.name.clone();
+            execute(base, run, &name, &context)
         }
     }
+}
+
+/// Global options the experiment commands need.
+struct RunContext {
+    device: Option<DeviceChoice>,
+    quiet: bool,
+}
+
+fn unknown(name: &str) -> String {
+    format!(
+        "unknown preset `{name}`; presets: {}; transfers: {}",
+        PRESETS.join(", "),
+        TRANSFERS.join(", ")
+    )
+}
+
+fn preset_config(name: &str) -> Result<RunConfig> {
+    let preset = Preset::named(name).with_context(|| unknown(name))?;
+    Ok(RunConfig::reproduction(preset))
+}
+
+/// `label=spec` or `spec`, where spec is a teacher kind, a JSON config or a
+/// checkpoint file. Kinds take the preset's configs of that teacher.
+fn parse_teacher(text: &str, preset: &Preset) -> Result<TeacherEntry> {
+    let (label, spec) = match text.split_once('=') {
+        Some((label, spec)) if !label.trim_start().starts_with('{') => {
+            (Some(label.trim().to_string()), spec.trim())
+        }
+        _ => (None, text.trim()),
+    };
+    let config = if spec.starts_with('{') {
+        TeacherConfig::from_json(spec)?
+    } else if Path::new(spec).is_file() {
+        TeacherConfig::Checkpoint {
+            path: PathBuf::from(spec),
+        }
+    } else {
+        match spec {
+            "no_teach" => TeacherConfig::NoTeach,
+            "rand_teach" => TeacherConfig::RandTeach(Default::default()),
+            "spl" => TeacherConfig::Spl(preset.spl.clone()),
+            "online_batch" => TeacherConfig::OnlineBatch(preset.online_batch.clone()),
+            "reinforce" => TeacherConfig::Reinforce(preset.reinforce.clone()),
+            "actor_critic" => TeacherConfig::ActorCritic(preset.actor_critic.clone()),
+            other => bail!(
+                "teacher `{other}` is neither a kind ({}), a JSON config nor an existing checkpoint file",
+                TeacherConfig::names().join(", ")
+            ),
+        }
+    };
+    let label = label.unwrap_or_else(|| match &config {
+        TeacherConfig::Checkpoint { path } => path
+            .file_stem()
+            .map_or("checkpoint".into(), |s| s.to_string_lossy().into_owned()),
+        other => other.kind().to_string(),
+    });
+    Ok(TeacherEntry::new(label, config))
+}
+
+/// Applies the flags to `base` (or to the `--config` file), then runs it or prints it.
+fn execute(base: RunConfig, args: RunArgs, name: &str, context: &RunContext) -> Result<()> {
+    let mut config = match &args.config {
+        Some(path) => RunConfig::from_toml_file(path)?,
+        None => base,
+    };
+    if let Some(episodes) = args.episodes {
+        config.preset.episodes = episodes;
+        if let Some(train_on) = &mut config.train_on {
+            train_on.episodes = episodes;
+        }
+    }
+    if let Some(seeds) = args.seeds {
+        config.preset.eval_seeds = seeds;
+    }
+    if let Some(tau) = args.tau {
+        config.preset.teaching = config.preset.teaching.clone().with_tau(tau);
+    }
+    if let Some(every) = args.checkpoint_every {
+        config.checkpoint_every = every;
+    }
+    if let Some(every) = args.test_every {
+        config.report.test_every = every;
+    }
+    if let Some(train_on) = &args.train_on {
+        let mut preset = Preset::named(train_on).with_context(|| unknown(train_on))?;
+        if let Some(episodes) = args.episodes {
+            preset.episodes = episodes;
+        }
+        config.train_on = Some(preset);
+    }
+    if args.no_plots {
+        config.report.plots = false;
+    }
+    if let Some(device) = context.device {
+        config.device = device;
+    }
+    config.validate()?;
+    if args.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let out = args.out.unwrap_or_else(|| PathBuf::from("runs").join(name));
+    let mut run_dir = RunDir::create(&out)?;
+    let mut bars = Bars::new(context.quiet);
+    let report = run(&config, &data_dir, &mut run_dir, |p| bars.update(p)).with_context(|| {
+        format!(
+            "run {name} (data folder {}) needs {}",
+            data_dir.display(),
+            config.preset.data_requirement()
+        )
+    })?;
+    bars.finish();
+    print_report(&report, &out);
     Ok(())
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so an interrupted run
-/// never leaves a truncated result.
-fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("part");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+fn print_report(report: &Report, out: &Path) {
+    println!("\n{}", report.table());
+    println!("results written to {}", out.display());
+}
+
+/// Progress bars: one per phase (training a teacher, evaluating a teacher), showing
+/// the episode, reward, dev accuracy and kept ratio. Off a terminal, or with
+/// `--quiet`, one log line per episode on stderr instead.
+struct Bars {
+    multi: MultiProgress,
+    current: Option<ProgressBar>,
+    lines: bool,
+}
+
+impl Bars {
+    fn new(quiet: bool) -> Self {
+        let multi = MultiProgress::new();
+        let lines = quiet || multi.is_hidden();
+        if lines {
+            multi.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        Self {
+            multi,
+            current: None,
+            lines,
+        }
+    }
+
+    fn update(&mut self, progress: Progress<'_>) {
+        match progress {
+            Progress::Phase {
+                teacher,
+                training,
+                total,
+                done,
+            } => {
+                if let Some(bar) = self.current.take() {
+                    bar.finish();
+                }
+                let what = if training { "train" } else { "teach" };
+                if self.lines {
+                    let resumed = if done > 0 {
+                        format!(" ({done} episodes read back from the checkpoint)")
+                    } else {
+                        String::new()
+                    };
+                    eprintln!("{what} {teacher}: {total} episodes{resumed}");
+                    return;
+                }
+                let bar = self.multi.add(ProgressBar::new(total as u64));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>28} [{bar:25}] {pos}/{len} {elapsed_precise} {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix(format!("{what} {teacher}"));
+                bar.set_position(done as u64);
+                bar.enable_steady_tick(Duration::from_millis(500));
+                self.current = Some(bar);
+            }
+            Progress::Trained(record) => {
+                let s = &record.summary;
+                let line = format!(
+                    "reward {:.3}, best dev {:.4}, kept {:.3}, to tau {}",
+                    s.episode_return,
+                    s.best_dev_accuracy,
+                    s.instances_kept as f64 / s.instances_seen.max(1) as f64,
+                    s.effective_instances_to_tau
+                        .map_or("-".to_string(), |i| i.to_string())
+                );
+                self.advance(&format!("episode {}: {line}", record.episode + 1));
+            }
+            Progress::Evaluated(record) => {
+                let s = &record.episode;
+                let line = format!(
+                    "seed {}: to tau {}, test {:.4}, best dev {:.4}, kept {:.3}, {:.1}s",
+                    record.seed,
+                    s.effective_instances_to_tau
+                        .map_or("not reached".to_string(), |i| i.to_string()),
+                    record.test_accuracy,
+                    s.best_dev_accuracy,
+                    s.instances_kept as f64 / s.instances_seen.max(1) as f64,
+                    s.wall_seconds
+                );
+                self.advance(&format!("{} {line}", record.teacher));
+            }
+        }
+    }
+
+    fn advance(&self, line: &str) {
+        match &self.current {
+            Some(bar) => {
+                bar.inc(1);
+                bar.set_message(line.to_string());
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.current.take() {
+            bar.finish();
+        }
+    }
+}
+
+fn list() -> Result<()> {
+    println!("presets (l2t reproduce <name>; the first three run on the set-up's data or none):");
+    for name in PRESETS {
+        let preset = Preset::named(name).with_context(|| unknown(name))?;
+        println!("  {name:<24} needs {}", preset.data_requirement());
+    }
+    println!("transfers (l2t reproduce <name>):");
+    for name in TRANSFERS {
+        let config = RunConfig::named(name).with_context(|| unknown(name))?;
+        println!(
+            "  {name:<32} teachers trained on {}, teaching {}",
+            config.training_preset().name,
+            config.preset.data_requirement()
+        );
+    }
+    println!("students: mlp, resnet (6n+2 layers, CIFAR), lstm");
+    println!(
+        "teachers (--teacher <kind> | <json> | <checkpoint file>): {}",
+        TeacherConfig::names().join(", ")
+    );
+    Ok(())
+}
+
+fn noteach(preset: &str, iterations: usize, seeds: usize, data_dir: Option<PathBuf>) -> Result<()> {
+    let mut config = Preset::named(preset).with_context(|| unknown(preset))?;
+    // tau = 1.0 is never exceeded: every episode runs the full budget.
+    config.teaching = config.teaching.with_tau(1.0);
+    config.teaching.max_iterations = iterations;
+    config.teaching.eval_every = iterations.max(1);
+    let data_dir = data_dir.unwrap_or_else(default_data_dir);
+    let mut envs = config.build(&data_dir).with_context(|| {
+        format!(
+            "preset {preset} (data folder {}) needs {}",
+            data_dir.display(),
+            config.data_requirement()
+        )
+    })?;
+    let seeds: Vec<u64> = (0..seeds as u64).collect();
+    let records = evaluate_teacher(&mut envs.student_env, &mut NoTeach, &seeds, &envs.test)?;
+    for r in &records {
+        println!(
+            "seed {}: {} updates of M = {}, test accuracy {:.4}, {:.1}s",
+            r.seed,
+            r.episode.iterations,
+            config.teaching.batch_size,
+            r.test_accuracy,
+            r.episode.wall_seconds
+        );
+    }
+    let accuracies: Vec<f64> = records.iter().map(|r| r.test_accuracy).collect();
+    let (mean, half_width) = mean_ci95(&accuracies);
+    println!(
+        "{preset}: NoTeach test accuracy {mean:.4} ± {half_width:.4} (95% CI, {} seeds) after {iterations} updates",
+        records.len()
+    );
     Ok(())
 }

@@ -12,7 +12,7 @@ use tch::Device;
 use l2t_agents::{ActorCriticConfig, OnlineBatchConfig, ReinforceConfig, SplConfig};
 use l2t_envs::data::cifar::load_cifar10;
 use l2t_envs::data::idx::load_mnist_like;
-use l2t_envs::data::text::load_rotten_tomatoes;
+use l2t_envs::data::text::{load_aclimdb, load_rotten_tomatoes};
 use l2t_envs::data::transform::normalise_per_channel;
 use l2t_envs::{
     Dataset, EnvError, LstmConfig, MlpConfig, OptimizerConfig, ResNetConfig, Result, StudentConfig,
@@ -41,6 +41,16 @@ pub enum DataSource {
     Cifar10 {
         /// Folder with the six binary files.
         dir: Option<PathBuf>,
+    },
+    /// The aclImdb folder (`train/pos`, `train/neg`, `test/pos`, `test/neg`) in `dir`, or
+    /// in the data folder's `aclImdb/` when `None`.
+    AclImdb {
+        /// The aclImdb folder.
+        dir: Option<PathBuf>,
+        /// Vocabulary size K (most frequent training words).
+        vocab_size: usize,
+        /// Tokens per review after padding or truncation.
+        max_length: usize,
     },
     /// The Rotten Tomatoes review CSV (`fresh` = positive, `rotten` = negative, plot rows
     /// dropped), split into train and test by `split_seed`.
@@ -86,12 +96,14 @@ pub struct Preset {
 }
 
 /// The names of the built-in presets.
-pub const PRESETS: [&str; 5] = [
+pub const PRESETS: [&str; 7] = [
     "fashion-mnist-mlp",
     "rotten-tomatoes-lstm",
     "synthetic",
     "mnist-mlp",
     "cifar10-resnet32",
+    "cifar10-resnet110",
+    "imdb-lstm",
 ];
 
 impl Preset {
@@ -103,6 +115,8 @@ impl Preset {
             "rotten-tomatoes-lstm" => Some(Self::rotten_tomatoes_lstm()),
             "mnist-mlp" => Some(Self::mnist_mlp()),
             "cifar10-resnet32" => Some(Self::cifar10_resnet(32)),
+            "cifar10-resnet110" => Some(Self::cifar10_resnet(110)),
+            "imdb-lstm" => Some(Self::imdb_lstm()),
             _ => None,
         }
     }
@@ -210,6 +224,37 @@ impl Preset {
         }
     }
 
+    /// The paper's IMDB task (needs the aclImdb folder in the data folder's `aclImdb/`):
+    /// LSTM student (embedding 128, hidden 128, Adam), M = 16, 10k-word vocabulary,
+    /// reviews cut to 400 tokens, T' = 10000, tau = 0.80.
+    pub fn imdb_lstm() -> Self {
+        let vocab_size = 10_000;
+        Self {
+            name: "imdb-lstm".into(),
+            data: DataSource::AclImdb {
+                dir: None,
+                vocab_size,
+                max_length: 400,
+            },
+            student: StudentConfig::Lstm(LstmConfig::imdb(vocab_size + 2)),
+            teaching: TeachingConfig {
+                batch_size: 16,
+                max_iterations: 10_000,
+                eval_every: 100,
+                eval_chunk: 256,
+                ..TeachingConfig::default()
+            }
+            .with_tau(0.80),
+            reinforce: ReinforceConfig::default(),
+            actor_critic: ActorCriticConfig::default(),
+            spl: SplConfig { epochs_to_all: 2.0 },
+            online_batch: OnlineBatchConfig::default(),
+            episodes: 100,
+            eval_seeds: 5,
+            split_seed: 0,
+        }
+    }
+
     /// Movie-review sentiment (Rotten Tomatoes) with the paper's IMDB student: an LSTM
     /// (embedding 128, hidden 128, Adam), M = 16, 10k-word vocabulary, reviews cut to 48
     /// tokens (snippets are short: 99% of them fit).
@@ -255,6 +300,10 @@ impl Preset {
                 "the CIFAR-10 binary version in {} (not fetched by the set-up)",
                 dir.as_ref().map_or("<data folder>/cifar-10-batches-bin".into(), |d| d.display().to_string())
             ),
+            DataSource::AclImdb { dir, .. } => format!(
+                "the aclImdb folder (train/ and test/ with pos/ and neg/) at {} (not fetched by the set-up)",
+                dir.as_ref().map_or("<data folder>/aclImdb".into(), |d| d.display().to_string())
+            ),
             DataSource::RottenTomatoes { path, .. } => format!(
                 "the Rotten Tomatoes CSV at {} (fetched by scripts/setup.sh)",
                 path.as_ref().map_or("<data folder>/rotten-tomatoes/rotten_tomatoes_corpus_full.csv".into(), |p| p.display().to_string())
@@ -264,8 +313,13 @@ impl Preset {
 
     /// Loads the data and builds the two environments of the protocol: one on the
     /// teacher half (teacher training) and one on the student half (evaluation), both
-    /// rewarded on the same dev set; returns them with the test split.
+    /// rewarded on the same dev set; returns them with the test split. On the CPU.
     pub fn build(&self, data_dir: &Path) -> Result<PresetEnvs> {
+        self.build_on(data_dir, Device::Cpu)
+    }
+
+    /// [`Preset::build`] with the data staged once on `device` and the students there.
+    pub fn build_on(&self, data_dir: &Path, device: Device) -> Result<PresetEnvs> {
         // The synthetic task brings its own clean dev split (label noise is only in the
         // training data); the real tasks hold 5% of the teacher half out, as the paper.
         let mut clean_dev = None;
@@ -286,6 +340,15 @@ impl Preset {
                     .unwrap_or_else(|| data_dir.join("cifar-10-batches-bin"));
                 let (train, test) = load_cifar10(&dir)?;
                 normalised(&train, &test)?
+            }
+            DataSource::AclImdb {
+                dir,
+                vocab_size,
+                max_length,
+            } => {
+                let dir = dir.clone().unwrap_or_else(|| data_dir.join("aclImdb"));
+                let task = load_aclimdb(&dir, *vocab_size, *max_length)?;
+                (task.train, task.test)
             }
             DataSource::RottenTomatoes {
                 path,
@@ -312,18 +375,19 @@ impl Preset {
             Some(dev) => TeachingSplits::with_dev(&train, dev, self.split_seed)?,
             None => TeachingSplits::new(&train, 0.05, self.split_seed)?,
         };
-        let env = |train: Dataset| -> Result<TeachingEnv> {
+        let dev = splits.dev.to_device(device);
+        let env = |train: &Dataset| -> Result<TeachingEnv> {
             TeachingEnv::new(
                 self.teaching.clone(),
-                self.student.build(Device::Cpu)?,
-                train,
-                splits.dev.shallow_clone(),
+                self.student.build(device)?,
+                train.to_device(device),
+                dev.shallow_clone(),
             )
         };
         Ok(PresetEnvs {
-            teacher_env: env(splits.teacher_train.shallow_clone())?,
-            student_env: env(splits.student_train.shallow_clone())?,
-            test,
+            teacher_env: env(&splits.teacher_train)?,
+            student_env: env(&splits.student_train)?,
+            test: test.to_device(device),
         })
     }
 }

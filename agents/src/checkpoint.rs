@@ -382,6 +382,14 @@ fn episodes_of(path: &Path, episodes: u64) -> Result<usize> {
     usize::try_from(episodes).map_err(|_| corrupt(path, "episode count out of range"))
 }
 
+/// The number of episodes the teacher in the checkpoint at `path` has learned from
+/// (where resumed training continues).
+pub fn checkpoint_episodes(path: impl AsRef<Path>) -> Result<usize> {
+    let path = path.as_ref();
+    let payload = read_payload(path)?;
+    episodes_of(path, payload.episodes)
+}
+
 /// Loads any checkpointed teacher, choosing the type by the kind stored in the file.
 /// With `expected_feature_dim`, a checkpoint whose networks read another number of
 /// features is refused with [`AgentError::FeatureWidthMismatch`].

@@ -29,7 +29,7 @@ pub mod teacher;
 
 pub use actor_critic::{ActorCritic, ActorCriticConfig};
 pub use adam::{Adam, AdamConfig, AdamState};
-pub use checkpoint::{load_teacher, CHECKPOINT_MAGIC, CHECKPOINT_VERSION};
+pub use checkpoint::{checkpoint_episodes, load_teacher, CHECKPOINT_MAGIC, CHECKPOINT_VERSION};
 pub use config::TeacherConfig;
 pub use episode::{
     run_episode, run_episode_recorded, CurvePoint, EpisodeSummary, LossRankDrops, Recording,

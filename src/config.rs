@@ -1,0 +1,400 @@
+//! Run configurations: one TOML file describes a whole run (the task, the teachers to
+//! train and compare, what to report), so that `l2t --print-config` shows everything a
+//! run used and `l2t --config run.toml` repeats it.
+//!
+//! ```toml
+//! checkpoint_every = 1
+//! device = "cpu"
+//!
+//! [preset]            # the task: data, student, MDP, budgets (a built-in preset, edited)
+//! name = "fashion-mnist-mlp"
+//! episodes = 20
+//! eval_seeds = 5
+//! # ...
+//!
+//! [report]
+//! levels = [0.8, 0.83, 0.86]   # accuracy levels of the summary table
+//! test_every = 0               # dev evaluations between test-accuracy points
+//!
+//! [[teachers]]
+//! label = "NoTeach"
+//! teacher = { kind = "no_teach" }
+//!
+//! [[teachers]]
+//! label = "L2T (REINFORCE)"
+//! train = true                 # trained on the teacher half first
+//! teacher = { kind = "reinforce", seed = 0 }
+//!
+//! [[teachers]]
+//! label = "RandTeach (matched)"
+//! teacher = { kind = "rand_teach" }
+//! match_drop_ratio_of = "L2T (REINFORCE)"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use l2t_agents::{RandTeachConfig, TeacherConfig};
+
+use crate::experiment::{ExperimentError, Result};
+use crate::presets::Preset;
+
+/// Where students and data live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// The CPU (what CI and the set-up's libtorch have).
+    #[default]
+    Cpu,
+    /// The first CUDA device; needs a CUDA build of libtorch.
+    Cuda,
+}
+
+impl DeviceChoice {
+    /// The libtorch device, or an error naming the fix when CUDA is asked for but
+    /// this libtorch has none.
+    pub fn device(self) -> Result<tch::Device> {
+        match self {
+            Self::Cpu => Ok(tch::Device::Cpu),
+            Self::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
+            Self::Cuda => Err(ExperimentError::InvalidSetting {
+                field: "device",
+                reason: "cuda was asked for, but this libtorch sees no CUDA device (the set-up \
+                         installs the CPU build; point LIBTORCH at a CUDA libtorch on a GPU machine)"
+                    .into(),
+            }),
+        }
+    }
+}
+
+/// One teacher of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherEntry {
+    /// Name in tables, plots and logs; unique within a run.
+    pub label: String,
+    /// The teacher (any kind, including a checkpoint file).
+    pub teacher: TeacherConfig,
+    /// Train the teacher on the teacher half before it teaches (learned teachers).
+    #[serde(default)]
+    pub train: bool,
+    /// For RandTeach: drop at the per-epoch ratio that the teacher with this label
+    /// dropped in its evaluation episodes (the paper's matched RandTeach).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_drop_ratio_of: Option<String>,
+    /// Where that teacher's evaluation episodes are read from: a previous run's
+    /// folder or its `events.jsonl`; this run's own episodes when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_run: Option<PathBuf>,
+}
+
+impl TeacherEntry {
+    /// An entry with no training and no matching.
+    pub fn new(label: impl Into<String>, teacher: TeacherConfig) -> Self {
+        Self {
+            label: label.into(),
+            teacher,
+            train: false,
+            match_drop_ratio_of: None,
+            match_run: None,
+        }
+    }
+
+    /// The same entry, trained on the teacher half first.
+    pub fn trained(mut self) -> Self {
+        self.train = true;
+        self
+    }
+}
+
+/// What the summary reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Dev-accuracy levels of the summary table (effective instances and wall-clock
+    /// to reach each); empty: tau - 0.06, tau - 0.03 and tau.
+    pub levels: Vec<f64>,
+    /// Dev evaluations between two test-accuracy points on the learning curves
+    /// (0: test accuracy at the start and the end of each episode only).
+    pub test_every: usize,
+    /// Write the plots (SVG and PNG).
+    pub plots: bool,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self {
+            levels: Vec::new(),
+            test_every: 0,
+            plots: true,
+        }
+    }
+}
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Teacher-training episodes between two checkpoints (1: no finished episode is
+    /// lost when a run is interrupted).
+    #[serde(default = "one")]
+    pub checkpoint_every: usize,
+    /// Where students and data live.
+    #[serde(default)]
+    pub device: DeviceChoice,
+    /// The task the teachers teach on its student half.
+    pub preset: Preset,
+    /// For transfer: the task whose teacher half trains the learned teachers (another
+    /// dataset or student architecture); `preset` itself when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_on: Option<Preset>,
+    /// What the summary reports.
+    #[serde(default)]
+    pub report: ReportConfig,
+    /// The teachers, in table order (the first is the reference row).
+    pub teachers: Vec<TeacherEntry>,
+}
+
+/// The names of the built-in transfer runs (see [`RunConfig::named`]).
+pub const TRANSFERS: [&str; 4] = [
+    "mnist-to-cifar10",
+    "cifar10-to-mnist",
+    "cifar10-resnet110-from-resnet32",
+    "synthetic-to-fashion-mnist",
+];
+
+fn one() -> usize {
+    1
+}
+
+/// The labels of the teachers of [`RunConfig::reproduction`].
+pub mod labels {
+    /// NoTeach.
+    pub const NO_TEACH: &str = "NoTeach";
+    /// RandTeach matched to REINFORCE.
+    pub const RAND_TEACH: &str = "RandTeach (matched)";
+    /// Self-paced learning.
+    pub const SPL: &str = "SPL";
+    /// Online batch selection.
+    pub const ONLINE_BATCH: &str = "Online batch (L&H)";
+    /// The paper's REINFORCE teacher.
+    pub const REINFORCE: &str = "L2T (REINFORCE)";
+    /// The actor-critic teacher.
+    pub const ACTOR_CRITIC: &str = "Actor-critic (shaped)";
+}
+
+impl RunConfig {
+    /// The paper's comparison on `preset`: REINFORCE and the actor-critic trained on
+    /// the teacher half with the same episode budget, then NoTeach, RandTeach matched to
+    /// REINFORCE, SPL, online batch selection and the two trained teachers on fresh
+    /// students of the student half.
+    pub fn reproduction(preset: Preset) -> Self {
+        let teachers = vec![
+            TeacherEntry::new(labels::NO_TEACH, TeacherConfig::NoTeach),
+            TeacherEntry {
+                match_drop_ratio_of: Some(labels::REINFORCE.into()),
+                ..TeacherEntry::new(
+                    labels::RAND_TEACH,
+                    TeacherConfig::RandTeach(RandTeachConfig {
+                        seed: 7,
+                        ..RandTeachConfig::default()
+                    }),
+                )
+            },
+            TeacherEntry::new(labels::SPL, TeacherConfig::Spl(preset.spl.clone())),
+            TeacherEntry::new(
+                labels::ONLINE_BATCH,
+                TeacherConfig::OnlineBatch(preset.online_batch.clone()),
+            ),
+            TeacherEntry::new(
+                labels::REINFORCE,
+                TeacherConfig::Reinforce(preset.reinforce.clone()),
+            )
+            .trained(),
+            TeacherEntry::new(
+                labels::ACTOR_CRITIC,
+                TeacherConfig::ActorCritic(preset.actor_critic.clone()),
+            )
+            .trained(),
+        ];
+        Self {
+            checkpoint_every: 1,
+            device: DeviceChoice::Cpu,
+            preset,
+            train_on: None,
+            report: ReportConfig::default(),
+            teachers,
+        }
+    }
+
+    /// The built-in runs: every preset's [reproduction](Self::reproduction), and the
+    /// paper's transfers: `mnist-to-cifar10` and `cifar10-to-mnist` (a teacher trained on
+    /// one dataset and student teaches the other), `cifar10-resnet110-from-resnet32`
+    /// (trained with ResNet-32 students, teaching ResNet-110), plus the CPU-sized
+    /// `synthetic-to-fashion-mnist`.
+    pub fn named(name: &str) -> Option<Self> {
+        let transfer = |train: &str, eval: &str| -> Option<Self> {
+            let mut config = Self::reproduction(Preset::named(eval)?);
+            config.train_on = Some(Preset::named(train)?);
+            config.preset.name = name.to_string();
+            Some(config)
+        };
+        match name {
+            "mnist-to-cifar10" => transfer("mnist-mlp", "cifar10-resnet32"),
+            "cifar10-to-mnist" => transfer("cifar10-resnet32", "mnist-mlp"),
+            "cifar10-resnet110-from-resnet32" => transfer("cifar10-resnet32", "cifar10-resnet110"),
+            "synthetic-to-fashion-mnist" => transfer("synthetic", "fashion-mnist-mlp"),
+            _ => Preset::named(name).map(Self::reproduction),
+        }
+    }
+
+    /// Reads a run config from a TOML file; errors name the file and the field.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| ExperimentError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ExperimentError::Config { reason, .. } => ExperimentError::Config {
+                source_name: path.display().to_string(),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses a run config from TOML text.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| ExperimentError::Config {
+            source_name: "TOML text".into(),
+            reason: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config as TOML (what `--print-config` shows).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).map_err(|e| ExperimentError::Config {
+            source_name: "the resolved config".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The accuracy levels of the summary table.
+    pub fn levels(&self) -> Vec<f64> {
+        if !self.report.levels.is_empty() {
+            return self.report.levels.clone();
+        }
+        let tau = self
+            .preset
+            .teaching
+            .thresholds
+            .iter()
+            .map(|t| t.accuracy)
+            .fold(f64::NAN, f64::max);
+        [tau - 0.06, tau - 0.03, tau]
+            .into_iter()
+            .filter(|l| l.is_finite() && *l > 0.0)
+            .collect()
+    }
+
+    /// Checks what the types cannot: unique labels, matches that name a teacher, at
+    /// least one seed, a positive checkpoint interval.
+    pub fn validate(&self) -> Result<()> {
+        let invalid =
+            |field: &'static str, reason: String| ExperimentError::InvalidSetting { field, reason };
+        if self.teachers.is_empty() {
+            return Err(invalid("teachers", "no teacher to run".into()));
+        }
+        if self.preset.eval_seeds == 0 {
+            return Err(invalid("preset.eval_seeds", "must be at least 1".into()));
+        }
+        if self.checkpoint_every == 0 {
+            return Err(invalid("checkpoint_every", "must be at least 1".into()));
+        }
+        for (i, entry) in self.teachers.iter().enumerate() {
+            if self.teachers[..i].iter().any(|e| e.label == entry.label) {
+                return Err(invalid(
+                    "teachers.label",
+                    format!("`{}` is used twice", entry.label),
+                ));
+            }
+            if let Some(target) = &entry.match_drop_ratio_of {
+                if !matches!(entry.teacher, TeacherConfig::RandTeach(_)) {
+                    return Err(invalid(
+                        "teachers.match_drop_ratio_of",
+                        format!("`{}` is not a rand_teach teacher", entry.label),
+                    ));
+                }
+                if entry.match_run.is_none()
+                    && !self.teachers[..i].iter().any(|e| &e.label == target)
+                    && !self.teachers.iter().any(|e| &e.label == target)
+                {
+                    return Err(invalid(
+                        "teachers.match_drop_ratio_of",
+                        format!(
+                            "`{}` matches `{target}`, which is not a teacher of this run",
+                            entry.label
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(train_on) = &self.train_on {
+            if train_on.episodes == 0 && self.teachers.iter().any(|e| e.train) {
+                return Err(invalid("train_on.episodes", "must be at least 1".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The preset whose teacher half trains the learned teachers.
+    pub fn training_preset(&self) -> &Preset {
+        self.train_on.as_ref().unwrap_or(&self.preset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reproduction_config_round_trips_through_toml() {
+        for name in crate::presets::PRESETS.iter().chain(&TRANSFERS) {
+            let config = RunConfig::named(name).unwrap();
+            let text = config.to_toml().unwrap();
+            assert_eq!(RunConfig::from_toml(&text).unwrap(), config, "{name}");
+        }
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let mut config = RunConfig::reproduction(Preset::synthetic());
+        config.teachers.push(config.teachers[0].clone());
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("teachers.label"), "{message}");
+
+        let mut config = RunConfig::reproduction(Preset::synthetic());
+        config.teachers[1].match_drop_ratio_of = Some("nobody".into());
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("nobody"), "{message}");
+
+        let text = RunConfig::reproduction(Preset::synthetic())
+            .to_toml()
+            .unwrap()
+            .replace("checkpoint_every = 1", "checkpoint_every = 1\nepisodez = 3");
+        let message = RunConfig::from_toml(&text).unwrap_err().to_string();
+        assert!(message.contains("episodez"), "{message}");
+    }
+
+    #[test]
+    fn default_levels_end_at_tau() {
+        let config = RunConfig::reproduction(Preset::fashion_mnist_mlp());
+        let levels = config.levels();
+        assert_eq!(levels.len(), 3);
+        approx::assert_relative_eq!(levels[2], 0.86);
+        approx::assert_relative_eq!(levels[0], 0.80, epsilon = 1e-12);
+    }
+}

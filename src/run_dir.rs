@@ -1,0 +1,354 @@
+//! The folder a run writes: every file is written whole through a temporary name and
+//! a rename (an interrupted run never leaves a truncated result), except the event
+//! log, which is appended and flushed one JSON line at a time (an interrupted run
+//! keeps every event it logged).
+//!
+//! | file | content |
+//! |------|---------|
+//! | `manifest.json` | resolved config, seeds, versions, git commit, machine |
+//! | `config.toml` | the resolved config, to rerun with `l2t run --config` |
+//! | `events.jsonl` | one event per teacher-training or evaluation episode |
+//! | `<teacher>-<hash>.ckpt`, `<teacher>-<hash>-training.jsonl` | teacher checkpoint and its finished training episodes (resume) |
+//! | `curves.csv`, `training.csv`, `loss_rank_drops.csv` | learning curves, teacher-training curves, drops by loss rank |
+//! | `summary.md`, `report.json` | the tables and everything behind them |
+//! | `*.svg`, `*.png` | the plots |
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::experiment::{ExperimentError, Result};
+
+fn io_error(path: &Path, source: std::io::Error) -> ExperimentError {
+    ExperimentError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` through `<path>.part` and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut part_name = path.file_name().unwrap_or_default().to_os_string();
+    part_name.push(".part");
+    let part = path.with_file_name(part_name);
+    let write = || -> std::io::Result<()> {
+        let mut file = File::create(&part)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&part, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&part);
+        io_error(path, e)
+    })
+}
+
+/// An append-only JSON-lines file, flushed after every line.
+#[derive(Debug)]
+pub struct JsonLines {
+    path: PathBuf,
+    file: File,
+}
+
+impl JsonLines {
+    /// Opens `path` for appending (created if absent); `truncate` starts it empty.
+    pub fn open(path: &Path, truncate: bool) -> Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(!truncate)
+            .write(true)
+            .truncate(truncate)
+            .open(path)
+            .map_err(|e| io_error(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Appends `value` as one line and flushes it.
+    pub fn append(&mut self, value: &impl Serialize) -> Result<()> {
+        let mut line = serde_json::to_vec(value).map_err(|e| ExperimentError::Json {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .and_then(|()| self.file.flush())
+            .map_err(|e| io_error(&self.path, e))
+    }
+
+    /// Reads every line of `path` as a `T`. A last line cut short by an interruption
+    /// is ignored; any other unreadable line is an error naming the file and line.
+    pub fn read<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+        let file = File::open(path).map_err(|e| io_error(path, e))?;
+        let lines: Vec<String> = BufReader::new(file)
+            .lines()
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| io_error(path, e))?;
+        let mut values = Vec::with_capacity(lines.len());
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str(line) {
+                Ok(value) => values.push(value),
+                Err(_) if i + 1 == lines.len() => break,
+                Err(e) => {
+                    return Err(ExperimentError::Json {
+                        path: path.to_path_buf(),
+                        reason: format!("line {}: {e}", i + 1),
+                    })
+                }
+            }
+        }
+        Ok(values)
+    }
+}
+
+/// What the run was, where and with what: written before any work starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The `l2t` command line.
+    pub command: Vec<String>,
+    /// The resolved config.
+    pub config: crate::config::RunConfig,
+    /// Environment seeds of the evaluation episodes.
+    pub evaluation_seeds: Vec<u64>,
+    /// Environment seed of the first teacher-training episode (episode k: +k).
+    pub first_training_seed: u64,
+    /// Versions of the crates and of libtorch.
+    pub versions: Versions,
+    /// `git rev-parse HEAD` of the working tree, with `-dirty` when it has changes.
+    pub git_commit: Option<String>,
+    /// The machine: CPU model, cores, OS.
+    pub machine: Machine,
+    /// libtorch intra-op threads.
+    pub threads: i32,
+    /// Seconds since the Unix epoch when the run started (a timing field).
+    pub started_unix_seconds: u64,
+}
+
+/// Versions that decide the numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Versions {
+    /// This crate (and its workspace: l2t-envs, l2t-agents).
+    pub l2t: String,
+    /// The tch crate.
+    pub tch: String,
+    /// libtorch, from `$LIBTORCH/build-version` when readable.
+    pub libtorch: Option<String>,
+    /// rustc that built the binary.
+    pub rustc: String,
+}
+
+/// The machine a run came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// CPU model name.
+    pub cpu: Option<String>,
+    /// Logical cores available.
+    pub cores: usize,
+    /// `std::env::consts::OS` / `ARCH`.
+    pub os: String,
+}
+
+impl Manifest {
+    /// The manifest of a run of `config` started now.
+    pub fn new(
+        config: &crate::config::RunConfig,
+        evaluation_seeds: Vec<u64>,
+        first_training_seed: u64,
+    ) -> Self {
+        Self {
+            command: std::env::args().collect(),
+            config: config.clone(),
+            evaluation_seeds,
+            first_training_seed,
+            versions: Versions {
+                l2t: env!("CARGO_PKG_VERSION").to_string(),
+                tch: env!("L2T_TCH_VERSION").to_string(),
+                libtorch: libtorch_version(),
+                rustc: env!("L2T_RUSTC_VERSION").to_string(),
+            },
+            git_commit: git_commit(),
+            machine: Machine {
+                cpu: cpu_model(),
+                cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
+            },
+            threads: tch::get_num_threads(),
+            started_unix_seconds: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+}
+
+fn libtorch_version() -> Option<String> {
+    let dir = std::env::var_os("LIBTORCH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("L2T_LIBTORCH_DIR")));
+    fs::read_to_string(dir.join("build-version"))
+        .ok()
+        .map(|v| v.trim().to_string())
+}
+
+fn git_commit() -> Option<String> {
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = run(&["rev-parse", "HEAD"])?;
+    let dirty =
+        run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
+    })
+}
+
+fn cpu_model() -> Option<String> {
+    let info = fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|m| m.trim().to_string())
+}
+
+/// The output folder of a run.
+#[derive(Debug)]
+pub struct RunDir {
+    root: PathBuf,
+    events: JsonLines,
+}
+
+impl RunDir {
+    /// Creates `root` (and parents) and starts a fresh event log in it.
+    pub fn create(root: &Path) -> Result<Self> {
+        fs::create_dir_all(root).map_err(|e| io_error(root, e))?;
+        let events = JsonLines::open(&root.join("events.jsonl"), true)?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            events,
+        })
+    }
+
+    /// The folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The path of `name` inside the folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Appends one event to `events.jsonl`.
+    pub fn event(&mut self, event: &impl Serialize) -> Result<()> {
+        self.events.append(event)
+    }
+
+    /// Writes `name` atomically.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        write_atomic(&self.path(name), bytes)
+    }
+
+    /// Writes `value` as pretty JSON to `name`, atomically.
+    pub fn write_json(&self, name: &str, value: &impl Serialize) -> Result<()> {
+        let text = serde_json::to_string_pretty(value).map_err(|e| ExperimentError::Json {
+            path: self.path(name),
+            reason: e.to_string(),
+        })?;
+        self.write(name, text.as_bytes())
+    }
+
+    /// Writes `rows` with `header` as CSV to `name`, atomically.
+    pub fn write_csv(&self, name: &str, header: &[&str], rows: &[Vec<String>]) -> Result<()> {
+        let path = self.path(name);
+        let csv_error = |e: csv::Error| ExperimentError::Json {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(header).map_err(csv_error)?;
+        for row in rows {
+            writer.write_record(row).map_err(csv_error)?;
+        }
+        let bytes = writer.into_inner().map_err(|e| ExperimentError::Json {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&path, &bytes)
+    }
+}
+
+/// A file-name-safe form of a teacher label: `L2T (REINFORCE)` -> `l2t-reinforce`.
+pub fn slug(label: &str) -> String {
+    let mut out = String::new();
+    for c in label.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+/// FNV-1a of `text` as 8 hex digits: names checkpoint files after the config that
+/// trained them, so a changed config never resumes from a stale checkpoint.
+pub fn short_hash(text: &str) -> String {
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{:08x}", hash >> 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_and_hashes() {
+        assert_eq!(slug("L2T (REINFORCE)"), "l2t-reinforce");
+        assert_eq!(slug("Online batch (L&H)"), "online-batch-l-h");
+        assert_eq!(short_hash("a"), short_hash("a"));
+        assert_ne!(short_hash("a"), short_hash("b"));
+        assert_eq!(short_hash("a").len(), 8);
+    }
+
+    #[test]
+    fn json_lines_survive_a_cut_last_line_but_not_a_damaged_middle() {
+        let dir = std::env::temp_dir().join(format!("l2t-jsonl-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log.jsonl");
+        let mut log = JsonLines::open(&path, true).unwrap();
+        for i in 0..3 {
+            log.append(&vec![i]).unwrap();
+        }
+        drop(log);
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str("[3, 4");
+        fs::write(&path, &text).unwrap();
+        assert_eq!(
+            JsonLines::read::<Vec<i32>>(&path).unwrap(),
+            vec![vec![0], vec![1], vec![2]]
+        );
+        fs::write(&path, "[0]\n{oops\n[2]\n").unwrap();
+        let message = JsonLines::read::<Vec<i32>>(&path).unwrap_err().to_string();
+        assert!(
+            message.contains("line 2") && message.contains("log.jsonl"),
+            "{message}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
