@@ -1,0 +1,329 @@
+//! The experiment layer end to end on a small synthetic preset: identical result files
+//! on a rerun, resumed teacher training identical to uninterrupted training, transfer
+//! width errors, and RandTeach matched from an earlier run's log.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use l2t::agents::{ReinforceConfig, TeacherConfig};
+use l2t::config::{labels, RunConfig, TeacherEntry};
+use l2t::experiment::{
+    per_epoch_drop_ratio_from_run, run, train_resumable, ExperimentError, TrainingEpisode,
+    TrainingFiles,
+};
+use l2t::presets::Preset;
+use l2t::run_dir::{JsonLines, RunDir};
+
+/// A fresh scratch folder, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("l2t-exp-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The synthetic preset, shrunk so that a whole run takes seconds.
+fn small_preset() -> Preset {
+    // One intra-op thread, as the `l2t` command: tiny students are slower with more.
+    tch::set_num_threads(1);
+    let mut preset = Preset::synthetic();
+    if let l2t::presets::DataSource::Synthetic(data) = &mut preset.data {
+        data.train_size = 3_000;
+        data.dev_size = 400;
+        data.test_size = 400;
+    }
+    preset.teaching.max_iterations = 400;
+    preset.teaching = preset.teaching.clone().with_tau(0.7);
+    preset.episodes = 3;
+    preset.eval_seeds = 2;
+    preset
+}
+
+fn small_config() -> RunConfig {
+    let mut config = RunConfig::reproduction(small_preset());
+    config.report.plots = false;
+    config.report.test_every = 4;
+    config
+}
+
+/// Runs `config` into `dir`.
+fn run_into(config: &RunConfig, dir: &Path) -> l2t::experiment::Report {
+    let mut out = RunDir::create(dir).unwrap();
+    run(config, Path::new("unused-data-dir"), &mut out, |_| {}).unwrap()
+}
+
+/// `value` with every timing field (and the command line) removed.
+fn without_timing(mut value: Value) -> Value {
+    fn strip(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                map.retain(|key, _| {
+                    !(key.contains("seconds") || key == "command" || key == "git_commit")
+                });
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut value);
+    value
+}
+
+fn json_file(path: &Path) -> Value {
+    without_timing(serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap())
+}
+
+fn jsonl_file(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| without_timing(serde_json::from_str(line).unwrap()))
+        .collect()
+}
+
+/// A CSV file without its `seconds` column.
+fn csv_without_seconds(path: &Path) -> Vec<Vec<String>> {
+    let text = fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let keep: Vec<bool> = header.iter().map(|h| *h != "seconds").collect();
+    text.lines()
+        .map(|line| {
+            line.split(',')
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(v, _)| v.to_string())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_same_run_twice_writes_the_same_results() {
+    let scratch = Scratch::new("rerun");
+    let config = small_config();
+    let first = run_into(&config, &scratch.join("a"));
+    let second = run_into(&config, &scratch.join("b"));
+    assert_eq!(first.summaries.len(), config.teachers.len());
+    assert_eq!(first.table().lines().next(), second.table().lines().next());
+    let (a, b) = (scratch.join("a"), scratch.join("b"));
+    for name in ["report.json", "manifest.json"] {
+        assert_eq!(json_file(&a.join(name)), json_file(&b.join(name)), "{name}");
+    }
+    assert_eq!(
+        jsonl_file(&a.join("events.jsonl")),
+        jsonl_file(&b.join("events.jsonl"))
+    );
+    for name in ["curves.csv", "training.csv", "loss_rank_drops.csv"] {
+        let rows = csv_without_seconds(&a.join(name));
+        assert!(rows.len() > 1, "{name} is empty");
+        assert_eq!(rows, csv_without_seconds(&b.join(name)), "{name}");
+    }
+    assert_eq!(
+        fs::read(a.join("config.toml")).unwrap(),
+        fs::read(b.join("config.toml")).unwrap()
+    );
+    // The checkpoints of the trained teachers are byte-identical.
+    let checkpoints: Vec<_> = fs::read_dir(&a)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".ckpt"))
+        .collect();
+    assert_eq!(checkpoints.len(), 2);
+    for name in checkpoints {
+        assert_eq!(
+            fs::read(a.join(&name)).unwrap(),
+            fs::read(b.join(&name)).unwrap()
+        );
+    }
+    // The summary's tables hold every teacher and every level.
+    let summary = fs::read_to_string(a.join("summary.md")).unwrap();
+    for entry in &config.teachers {
+        assert!(summary.contains(&entry.label), "{}", entry.label);
+    }
+    assert_eq!(
+        first.levels.len(),
+        config.teachers.len() * config.levels().len()
+    );
+    // Test accuracy was measured along the curves (test_every = 4) and at the end.
+    let record = &first.evaluations[0];
+    let measured = record
+        .episode
+        .curve
+        .iter()
+        .filter(|p| p.test_accuracy.is_some())
+        .count();
+    assert!(measured >= 2, "{measured} test points");
+    assert_eq!(
+        record.episode.curve.last().unwrap().test_accuracy,
+        Some(record.test_accuracy)
+    );
+}
+
+#[test]
+fn resumed_training_matches_uninterrupted_training() {
+    let scratch = Scratch::new("resume");
+    let preset = small_preset();
+    let teacher = TeacherConfig::Reinforce(ReinforceConfig {
+        seed: 3,
+        ..ReinforceConfig::default()
+    });
+    let files = |dir: &str| TrainingFiles {
+        checkpoint: scratch.join(&format!("{dir}.ckpt")),
+        history: scratch.join(&format!("{dir}.jsonl")),
+    };
+    let mut env = preset.build(Path::new("unused")).unwrap().teacher_env;
+
+    // Uninterrupted: 4 episodes.
+    let straight =
+        train_resumable(&mut env, &teacher, 4, 1_000, &files("straight"), 1, |_| {}).unwrap();
+    assert_eq!(straight.resumed_from, 0);
+
+    // Interrupted after 2 episodes, with a third episode logged but not checkpointed
+    // (as if the process died between the log line and the checkpoint).
+    let interrupted = files("interrupted");
+    train_resumable(&mut env, &teacher, 2, 1_000, &interrupted, 1, |_| {}).unwrap();
+    let mut log = JsonLines::open(&interrupted.history, false).unwrap();
+    log.append(&straight.history[2]).unwrap();
+    drop(log);
+    let mut seen = Vec::new();
+    let resumed = train_resumable(&mut env, &teacher, 4, 1_000, &interrupted, 1, |e| {
+        seen.push(e.episode)
+    })
+    .unwrap();
+    assert_eq!(resumed.resumed_from, 2);
+    assert_eq!(seen, vec![2, 3]);
+    assert_eq!(
+        fs::read(&files("straight").checkpoint).unwrap(),
+        fs::read(&interrupted.checkpoint).unwrap()
+    );
+    let masks = |history: &[TrainingEpisode]| -> Vec<(usize, u64, usize, usize)> {
+        history
+            .iter()
+            .map(|e| {
+                (
+                    e.episode,
+                    e.seed,
+                    e.summary.instances_kept,
+                    e.summary.iterations,
+                )
+            })
+            .collect()
+    };
+    assert_eq!(masks(&straight.history), masks(&resumed.history));
+    let logged: Vec<TrainingEpisode> = JsonLines::read(&interrupted.history).unwrap();
+    assert_eq!(masks(&logged), masks(&straight.history));
+
+    // Asking for fewer episodes than the checkpoint holds is a clear error.
+    let error = train_resumable(&mut env, &teacher, 3, 1_000, &interrupted, 1, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("already holds 4"), "{error}");
+}
+
+#[test]
+fn a_teacher_cannot_transfer_to_another_feature_width() {
+    let scratch = Scratch::new("transfer");
+    let mut config = small_config();
+    let mut four_classes = small_preset();
+    four_classes.name = "synthetic-4-classes".into();
+    if let l2t::presets::DataSource::Synthetic(data) = &mut four_classes.data {
+        data.num_classes = 4;
+    }
+    if let l2t::envs::StudentConfig::Mlp(mlp) = &mut four_classes.student {
+        mlp.num_classes = 4;
+    }
+    config.train_on = Some(four_classes);
+    let mut out = RunDir::create(&scratch.join("run")).unwrap();
+    let error = run(&config, Path::new("unused"), &mut out, |_| {}).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ExperimentError::TransferWidth {
+                trained: 13,
+                eval: 25,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("synthetic-4-classes"), "{error}");
+    // Nothing was trained.
+    assert!(!fs::read_dir(scratch.join("run")).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".ckpt")));
+}
+
+#[test]
+fn a_transferred_checkpoint_teaches_and_rand_teach_matches_an_earlier_run() {
+    let scratch = Scratch::new("match");
+    let config = small_config();
+    let first = run_into(&config, &scratch.join("first"));
+
+    // A second run on a task with other data: the first run's REINFORCE checkpoint
+    // teaches it, and RandTeach replays the drop schedule logged by the first run.
+    let checkpoint = fs::read_dir(scratch.join("first"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("l2t-reinforce") && name.ends_with(".ckpt")
+        })
+        .unwrap();
+    let mut other = small_preset();
+    if let l2t::presets::DataSource::Synthetic(data) = &mut other.data {
+        data.data_seed = 11;
+    }
+    let mut second = RunConfig::reproduction(other);
+    second.report.plots = false;
+    second.teachers = vec![
+        TeacherEntry::new(
+            "transferred",
+            TeacherConfig::Checkpoint { path: checkpoint },
+        ),
+        TeacherEntry {
+            match_drop_ratio_of: Some(labels::REINFORCE.into()),
+            match_run: Some(scratch.join("first")),
+            ..TeacherEntry::new("matched", TeacherConfig::RandTeach(Default::default()))
+        },
+    ];
+    let report = run_into(&second, &scratch.join("second"));
+    assert_eq!(report.summaries.len(), 2);
+    let schedule =
+        per_epoch_drop_ratio_from_run(&scratch.join("first"), labels::REINFORCE).unwrap();
+    assert!(!schedule.is_empty());
+    let expected = l2t::experiment::per_epoch_drop_ratio(
+        &first
+            .records_of(labels::REINFORCE)
+            .into_iter()
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(schedule, expected);
+    // A label that the log does not hold is an error naming it.
+    let error = per_epoch_drop_ratio_from_run(&scratch.join("first"), "nobody")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("nobody") && error.contains("events.jsonl"),
+        "{error}"
+    );
+}
