@@ -118,8 +118,21 @@ setup_data() {
   say "data ready in $data"
 }
 
+# The PNG plots draw their text with DejaVu Sans (SVGs need no font file).
+setup_fonts() {
+  local font=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+  if [[ -z "${L2T_FONT:-}" && ! -f "$font" ]]; then
+    say "installing Debian package fonts-dejavu-core (text of the PNG plots)"
+    local sudo=""
+    [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq fonts-dejavu-core >/dev/null
+  fi
+}
+
 setup_libtorch
 ln -sfn "$libtorch" "$repo/.libtorch"
 if [[ "${L2T_SKIP_DATA:-0}" != "1" ]]; then
   setup_data
+  setup_fonts
 fi

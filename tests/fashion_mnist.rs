@@ -7,6 +7,7 @@ use l2t::presets::{default_data_dir, Preset};
 
 #[test]
 fn a_short_episode_on_real_fashion_mnist() {
+    tch::set_num_threads(1);
     let data_dir = default_data_dir();
     assert!(
         data_dir.join("fashion-mnist").exists(),

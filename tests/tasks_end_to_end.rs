@@ -60,6 +60,7 @@ fn short_episode_config(batch_size: usize) -> TeachingConfig {
 
 #[test]
 fn resnet_teaching_episode_on_cifar_format_files() {
+    tch::set_num_threads(1);
     let dir = scratch_dir("cifar");
     write_cifar(&dir, 8);
     let (train, test) = load_cifar10(&dir).unwrap();
@@ -83,6 +84,7 @@ fn resnet_teaching_episode_on_cifar_format_files() {
 
 #[test]
 fn lstm_teaching_episode_on_review_csv() {
+    tch::set_num_threads(1);
     let dir = scratch_dir("reviews");
     let path = dir.join("reviews.csv");
     let mut csv = String::from("category,text,movie_name,has_plot_and_reviews\n");

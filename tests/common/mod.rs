@@ -8,6 +8,7 @@ use l2t::envs::{
 
 /// A tiny synthetic task: 400 training instances of 8 features, 4 classes.
 pub fn tiny_data() -> TaskData {
+    single_thread();
     SyntheticConfig {
         num_classes: 4,
         input_dim: 8,
@@ -22,8 +23,15 @@ pub fn tiny_data() -> TaskData {
     .expect("valid synthetic config")
 }
 
+/// One libtorch intra-op thread, as the `l2t` command uses: tiny students run several
+/// times slower with more threads on a shared 2-core machine.
+pub fn single_thread() {
+    tch::set_num_threads(1);
+}
+
 /// An MLP student `input_dim`-16-4 with Adam 1e-2 (input_dim 8 fits [`tiny_data`]).
 pub fn tiny_student(input_dim: usize) -> Box<MlpStudent> {
+    single_thread();
     let config = MlpConfig {
         input_dim,
         hidden: vec![16],
