@@ -2,11 +2,13 @@
 //! interchangeable teachers and the experiment layer that trains and compares them.
 //!
 //! This crate re-exports the environment crate ([`envs`]) and the teacher crate
-//! ([`agents`]) and adds ready-made tasks ([`tasks`]).
+//! ([`agents`]) and adds ready-made tasks ([`tasks`]) and the figures of results
+//! ([`plots`]).
 
 pub use l2t_agents as agents;
 pub use l2t_envs as envs;
 
 pub mod experiment;
+pub mod plots;
 pub mod presets;
 pub mod tasks;
