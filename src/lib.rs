@@ -4,13 +4,14 @@
 //! This crate re-exports the environment crate ([`envs`]) and the teacher crate
 //! ([`agents`]) and adds ready-made tasks ([`tasks`]), presets ([`presets`]), run
 //! configs ([`config`]), the experiment layer ([`experiment`]: train, evaluate, compare,
-//! transfer) and the run folder it writes ([`run_dir`]).
+//! transfer) the run folder it writes ([`run_dir`]) and the figures of results ([`plots`]).
 
 pub use l2t_agents as agents;
 pub use l2t_envs as envs;
 
 pub mod config;
 pub mod experiment;
+pub mod plots;
 pub mod presets;
 pub mod run_dir;
 pub mod tasks;

@@ -1,0 +1,1753 @@
+//! Figures for experiment results: the convergence plot with confidence bands, the
+//! filtered-data analysis and the teachers' training curves of Fan et al. (ICLR 2018).
+//!
+//! Every plot function writes `<stem>.svg` and `<stem>.png`, each atomically (written to
+//! a temporary file in the same folder, then renamed), and returns both paths in
+//! [`PlotFiles`]. The input types are plain data defined here, so this module depends
+//! on no other part of `l2t`.
+//!
+//! # Fonts
+//!
+//! SVG files name the generic `sans-serif` family and leave the glyphs to the viewer, so
+//! they need no font file: the layout never measures text. PNG files are rasterised here
+//! and need a TrueType/OpenType font, loaded at run time from `$L2T_FONT` when that is set
+//! (and only from there), else from the first of [`DEFAULT_FONT_PATHS`] that exists
+//! (Debian's `fonts-dejavu-core` installs the first one). Without a font the plot
+//! functions still write the SVG file and then return [`PlotError::FontNotFound`], which
+//! names the paths tried, the SVG written and the fix.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::Write;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// Environment variable naming the TTF/OTF font file used for PNG text.
+///
+/// When set, it is the only place looked at, so a wrong path is reported instead of
+/// silently falling back to another font.
+pub const FONT_ENV: &str = "L2T_FONT";
+
+/// Font files tried in order for PNG text when [`FONT_ENV`] is not set.
+///
+/// The first is Debian/Ubuntu's `fonts-dejavu-core`; the others are the same font's
+/// places on Fedora and Arch, and Liberation Sans as a last resort.
+pub const DEFAULT_FONT_PATHS: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+];
+
+/// The family name every text style uses. The PNG font is registered under this name,
+/// and SVG viewers resolve it to their own sans-serif font.
+const FONT_FAMILY: &str = "sans-serif";
+
+/// Errors from building or writing a figure.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// There is nothing to draw or to compute (no series, no finite point, empty grid).
+    #[error("nothing to plot: {0}")]
+    EmptyInput(String),
+    /// The input breaks a documented requirement (e.g. a grid that is not increasing).
+    #[error("invalid plot input: {0}")]
+    InvalidInput(String),
+    /// No font file for PNG text. `svg` is the SVG file written before the PNG was
+    /// attempted, if any, so a caller that can live without the PNG can go on.
+    #[error(
+        "no font for PNG text: tried {}; install one with `apt-get install fonts-dejavu-core` \
+         or set {FONT_ENV} to a .ttf file{}",
+        join_paths(.tried),
+        svg_note(.svg)
+    )]
+    FontNotFound {
+        /// The font paths looked at, in order.
+        tried: Vec<PathBuf>,
+        /// The SVG file that was written anyway.
+        svg: Option<PathBuf>,
+    },
+    /// The font file exists but could not be read.
+    #[error("reading font {}: {source}", .path.display())]
+    FontRead {
+        /// The font file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The font file is not a TrueType/OpenType font.
+    #[error("font {} is not a TrueType/OpenType font; set {FONT_ENV} to a .ttf file", .path.display())]
+    InvalidFont {
+        /// The font file.
+        path: PathBuf,
+    },
+    /// plotters failed while drawing.
+    #[error("drawing {}: {message}", .path.display())]
+    Draw {
+        /// The file being drawn.
+        path: PathBuf,
+        /// plotters' description of the failure.
+        message: String,
+    },
+    /// Creating the folder, writing the temporary file or renaming it failed.
+    #[error("writing {}: {source}", .path.display())]
+    Io {
+        /// The file (or folder) being written.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Encoding the PNG failed.
+    #[error("encoding PNG {}: {source}", .path.display())]
+    PngEncode {
+        /// The PNG file.
+        path: PathBuf,
+        /// The encoder's error.
+        source: png::EncodingError,
+    },
+}
+
+fn join_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn svg_note(svg: &Option<PathBuf>) -> String {
+    match svg {
+        Some(p) => format!(" (the SVG {} was written)", p.display()),
+        None => String::new(),
+    }
+}
+
+/// The two files a plot function wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlotFiles {
+    /// `<stem>.svg`.
+    pub svg: PathBuf,
+    /// `<stem>.png`.
+    pub png: PathBuf,
+}
+
+/// Title and axis titles of a figure.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ChartLabels {
+    /// Drawn centred above the figure; empty for none.
+    pub title: String,
+    /// Title of the x axis.
+    pub x_label: String,
+    /// Title of the y axis.
+    pub y_label: String,
+}
+
+impl ChartLabels {
+    /// Labels from string slices.
+    pub fn new(title: &str, x_label: &str, y_label: &str) -> Self {
+        Self {
+            title: title.to_string(),
+            x_label: x_label.to_string(),
+            y_label: y_label.to_string(),
+        }
+    }
+}
+
+/// One point of a line with a confidence band: the mean across seeds and the band's
+/// lower and upper edge at `x`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BandPoint {
+    /// Position on the x axis (e.g. effective training instances).
+    pub x: f64,
+    /// Mean across seeds.
+    pub mean: f64,
+    /// Lower edge of the band (e.g. the 95% confidence interval's).
+    pub lower: f64,
+    /// Upper edge of the band.
+    pub upper: f64,
+}
+
+/// A labelled line with a shaded band, one per teacher in the convergence plot.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BandSeries {
+    /// Legend label (the teacher's name).
+    pub label: String,
+    /// Points in increasing `x`; points with a non-finite value are skipped, breaking
+    /// the line and the band there.
+    pub points: Vec<BandPoint>,
+}
+
+/// Share of the instances dropped in each of five loss-rank buckets at one moment of
+/// training.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DropPoint {
+    /// Training progress (e.g. student iteration or effective training instances).
+    pub x: f64,
+    /// Dropped share per bucket, in `[0, 1]`: bucket 1 (index 0) holds the instances
+    /// with the lowest loss, bucket 5 (index 4) those with the highest.
+    pub shares: [f64; 5],
+}
+
+/// One teacher's filtered-data record: a panel of the filtered-data figure.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DroppedShares {
+    /// Panel title (the teacher's name).
+    pub label: String,
+    /// Points in increasing `x`.
+    pub points: Vec<DropPoint>,
+}
+
+/// A plain labelled `(x, y)` series.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CurveSeries {
+    /// Legend label.
+    pub label: String,
+    /// Points in increasing `x`; non-finite points are skipped.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One teacher's training curve: a value per episode (e.g. the episode return) and an
+/// optional second series drawn thicker in the same colour (e.g. a moving average from
+/// [`moving_average`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TeacherCurve {
+    /// Legend label of the per-episode values.
+    pub label: String,
+    /// `(episode index, value)` in increasing episode order.
+    pub values: Vec<(f64, f64)>,
+    /// Optional second series with its own legend label.
+    pub secondary: Option<CurveSeries>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Bands across seeds
+// ---------------------------------------------------------------------------------------
+
+/// Two-sided 95% critical values of Student's t for 1..=30 degrees of freedom.
+const T_975: [f64; 30] = [
+    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010,
+    2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739, 2.0687,
+    2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
+];
+
+/// The two-sided 95% critical value of Student's t with `df` degrees of freedom: the
+/// table value for 1..=30 and the normal 1.96 beyond (and 0 for `df` 0, where there is
+/// no spread to scale).
+pub fn t_critical_95(df: usize) -> f64 {
+    match df {
+        0 => 0.0,
+        1..=30 => T_975[df - 1],
+        _ => 1.96,
+    }
+}
+
+/// `n` evenly spaced points from `start` to `end` inclusive: a common x grid for
+/// [`band_from_seeds`].
+pub fn linear_grid(start: f64, end: f64, n: usize) -> Vec<f64> {
+    match n {
+        0 => Vec::new(),
+        1 => vec![start],
+        _ => (0..n)
+            .map(|i| start + (end - start) * i as f64 / (n - 1) as f64)
+            .collect(),
+    }
+}
+
+/// Turns per-seed curves into a [`BandSeries`]: at each grid point, the mean across
+/// seeds and its Student-t 95% confidence interval.
+///
+/// Each seed's curve is a list of `(x, y)` measurements in non-decreasing `x`, read as a
+/// step function: its value at a grid point `g` is the last measurement with `x <= g`.
+/// So a curve that ends early (its episode ended when it reached tau) keeps its last
+/// value from then on. A seed with no measurement at or before `g` does not count at
+/// `g`; grid points no seed reaches are left out. Measurements with a non-finite `x` or
+/// `y` are ignored. With one seed counted the band is the line itself.
+///
+/// Errors: [`PlotError::EmptyInput`] for no seeds, an empty grid or no point at all;
+/// [`PlotError::InvalidInput`] for a grid that is not finite and strictly increasing or a
+/// curve whose `x` decreases.
+pub fn band_from_seeds(
+    label: impl Into<String>,
+    seeds: &[Vec<(f64, f64)>],
+    grid: &[f64],
+) -> Result<BandSeries, PlotError> {
+    if seeds.is_empty() {
+        return Err(PlotError::EmptyInput("no seed curves".into()));
+    }
+    if grid.is_empty() {
+        return Err(PlotError::EmptyInput("empty x grid".into()));
+    }
+    if grid.iter().any(|g| !g.is_finite()) || grid.windows(2).any(|w| w[1] <= w[0]) {
+        return Err(PlotError::InvalidInput(
+            "the x grid must be finite and strictly increasing".into(),
+        ));
+    }
+    let mut curves = Vec::with_capacity(seeds.len());
+    for (i, seed) in seeds.iter().enumerate() {
+        let clean: Vec<(f64, f64)> = seed
+            .iter()
+            .copied()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect();
+        if clean.windows(2).any(|w| w[1].0 < w[0].0) {
+            return Err(PlotError::InvalidInput(format!(
+                "seed curve {i} has decreasing x"
+            )));
+        }
+        curves.push(clean);
+    }
+    let mut points = Vec::with_capacity(grid.len());
+    let mut values = Vec::with_capacity(curves.len());
+    for &g in grid {
+        values.clear();
+        values.extend(curves.iter().filter_map(|c| step_value_at(c, g)));
+        if let Some((mean, half)) = mean_and_half_width(&values) {
+            points.push(BandPoint {
+                x: g,
+                mean,
+                lower: mean - half,
+                upper: mean + half,
+            });
+        }
+    }
+    if points.is_empty() {
+        return Err(PlotError::EmptyInput(
+            "no seed has a finite measurement at or before the last grid point".into(),
+        ));
+    }
+    Ok(BandSeries {
+        label: label.into(),
+        points,
+    })
+}
+
+/// The value of a step curve (sorted by `x`) at `x`: its last measurement at or before
+/// `x`, `None` before the first.
+fn step_value_at(curve: &[(f64, f64)], x: f64) -> Option<f64> {
+    let idx = curve.partition_point(|p| p.0 <= x);
+    idx.checked_sub(1).map(|i| curve[i].1)
+}
+
+/// The mean and the half width of the Student-t 95% confidence interval of `values`;
+/// `None` when empty, half width 0 for one value.
+fn mean_and_half_width(values: &[f64]) -> Option<(f64, f64)> {
+    let n = values.len();
+    if n == 0 {
+        return None;
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    if n == 1 {
+        return Some((mean, 0.0));
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    Some((mean, t_critical_95(n - 1) * (var / n as f64).sqrt()))
+}
+
+/// Trailing moving average over the last `window` finite values (fewer at the start),
+/// at each point's `x`: the smoothed second series of a [`TeacherCurve`]. Non-finite
+/// values are skipped; `window` 0 is taken as 1.
+pub fn moving_average(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
+    let window = window.max(1);
+    let finite: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    let mut out = Vec::with_capacity(finite.len());
+    let mut sum = 0.0;
+    for (i, &(x, y)) in finite.iter().enumerate() {
+        sum += y;
+        if i >= window {
+            sum -= finite[i - window].1;
+        }
+        let count = (i + 1).min(window);
+        out.push((x, sum / count as f64));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Fonts
+// ---------------------------------------------------------------------------------------
+
+/// The font file registered with plotters, once one has been.
+static REGISTERED_FONT: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The font file PNG text would use: `$L2T_FONT` if set, else the first existing entry
+/// of [`DEFAULT_FONT_PATHS`]. Only checks existence; [`PlotError::FontNotFound`] (with
+/// `svg: None`) lists the paths tried when there is none.
+pub fn find_font() -> Result<PathBuf, PlotError> {
+    let tried: Vec<PathBuf> = match std::env::var_os(FONT_ENV) {
+        Some(p) if !p.is_empty() => vec![PathBuf::from(p)],
+        _ => DEFAULT_FONT_PATHS.iter().map(PathBuf::from).collect(),
+    };
+    match tried.iter().find(|p| p.is_file()) {
+        Some(p) => Ok(p.clone()),
+        None => Err(PlotError::FontNotFound { tried, svg: None }),
+    }
+}
+
+/// Loads the PNG font and registers it with plotters under [`FONT_FAMILY`], once per
+/// process (the bytes are leaked once, as plotters needs them for `'static`).
+fn ensure_font() -> Result<(), PlotError> {
+    let mut registered = REGISTERED_FONT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if registered.is_some() {
+        return Ok(());
+    }
+    let path = find_font()?;
+    let bytes = fs::read(&path).map_err(|source| PlotError::FontRead {
+        path: path.clone(),
+        source,
+    })?;
+    // Parse first so that a bad file is not leaked.
+    if ab_glyph::FontRef::try_from_slice(&bytes).is_err() {
+        return Err(PlotError::InvalidFont { path });
+    }
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, bytes)
+        .map_err(|_| PlotError::InvalidFont { path: path.clone() })?;
+    *registered = Some(path);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------------------
+
+/// A figure drawable on any plotters backend, so the SVG and the PNG share one layout.
+trait Figure {
+    /// Canvas size in pixels.
+    fn size(&self) -> (u32, u32);
+    /// Draws the whole figure on `root`.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB>;
+}
+
+type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+/// `<stem>.<ext>`, appending rather than replacing so that stems with dots survive.
+fn with_suffix(stem: &Path, ext: &str) -> PathBuf {
+    let mut s: OsString = stem.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+/// Writes the SVG, then the PNG (after loading the font), both atomically.
+fn write_figure<F: Figure>(stem: &Path, figure: &F) -> Result<PlotFiles, PlotError> {
+    let svg = with_suffix(stem, "svg");
+    let png = with_suffix(stem, "png");
+    if let Some(dir) = svg.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|source| PlotError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let size = figure.size();
+
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+        let drawn = figure.draw(&root).and_then(|()| root.present());
+        drawn.map_err(|e| PlotError::Draw {
+            path: svg.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    write_atomic(&svg, text.as_bytes())?;
+
+    match ensure_font() {
+        Ok(()) => {}
+        Err(PlotError::FontNotFound { tried, .. }) => {
+            return Err(PlotError::FontNotFound {
+                tried,
+                svg: Some(svg),
+            })
+        }
+        Err(e) => return Err(e),
+    }
+    let (w, h) = size;
+    let mut pixels = vec![0u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
+        let drawn = figure.draw(&root).and_then(|()| root.present());
+        drawn.map_err(|e| PlotError::Draw {
+            path: png.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    let mut encoded = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut encoded, w, h);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let encode = |source| PlotError::PngEncode {
+            path: png.clone(),
+            source,
+        };
+        let mut writer = encoder.write_header().map_err(encode)?;
+        writer.write_image_data(&pixels).map_err(encode)?;
+        writer.finish().map_err(encode)?;
+    }
+    write_atomic(&png, &encoded)?;
+    Ok(PlotFiles { svg, png })
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over
+/// `path`, so a reader never sees a half-written figure.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PlotError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let io_err = |source| PlotError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(&name);
+    tmp_name.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(source) = result {
+        // Best effort: the temporary file may not exist.
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(source));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared drawing pieces
+// ---------------------------------------------------------------------------------------
+
+/// Teacher colours: the Okabe-Ito palette (colour-blind safe), reordered so the first
+/// ones contrast most, with its yellow swapped for olive (yellow is unreadable on white).
+/// Series take colours by their position in the input, cycling after eight.
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0x00, 0x72, 0xB2), // blue
+    RGBColor(0xD5, 0x5E, 0x00), // vermillion
+    RGBColor(0x00, 0x9E, 0x73), // bluish green
+    RGBColor(0xCC, 0x79, 0xA7), // reddish purple
+    RGBColor(0xE6, 0x9F, 0x00), // orange
+    RGBColor(0x56, 0xB4, 0xE9), // sky blue
+    RGBColor(0x33, 0x33, 0x33), // near black
+    RGBColor(0x99, 0x99, 0x33), // olive
+];
+
+/// Loss-rank bucket colours, blue (lowest loss) through grey to red (highest loss).
+const BUCKET_COLOURS: [RGBColor; 5] = [
+    RGBColor(0x21, 0x66, 0xAC),
+    RGBColor(0x67, 0xA9, 0xCF),
+    RGBColor(0x80, 0x80, 0x80),
+    RGBColor(0xEF, 0x8A, 0x62),
+    RGBColor(0xB2, 0x18, 0x2B),
+];
+
+fn palette(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+const TITLE_PX: u32 = 22;
+const PANEL_TITLE_PX: u32 = 17;
+const AXIS_TITLE_PX: u32 = 16;
+const TICK_PX: u32 = 14;
+const LEGEND_PX: u32 = 14;
+const LEGEND_ROW: i32 = 22;
+const SWATCH_W: i32 = 28;
+
+fn text_style(px: u32, pos: Pos) -> TextStyle<'static> {
+    (FONT_FAMILY, px).into_font().color(&BLACK).pos(pos)
+}
+
+/// A rough width of `text` at `px` pixels, for layout without font metrics (DejaVu Sans
+/// averages about 0.6 em per character); generous on purpose.
+fn approx_text_width(text: &str, px: u32) -> i32 {
+    (text.chars().count() as f64 * f64::from(px) * 0.62).ceil() as i32
+}
+
+/// How a legend entry's swatch is drawn.
+#[derive(Clone, Copy)]
+enum Swatch {
+    /// A line of this width.
+    Line(u32),
+    /// A line over a shaded band.
+    Band,
+    /// A thin line with a marker.
+    LineMarker,
+    /// A dashed grey line (the tau threshold).
+    Dashed,
+}
+
+struct LegendEntry {
+    label: String,
+    colour: RGBColor,
+    swatch: Swatch,
+}
+
+/// Width of a vertical legend with these entries.
+fn legend_width(entries: &[LegendEntry]) -> i32 {
+    let text = entries
+        .iter()
+        .map(|e| approx_text_width(&e.label, LEGEND_PX))
+        .max()
+        .unwrap_or(0);
+    SWATCH_W + 10 + text + 16
+}
+
+/// Draws one swatch with its left end at `(x, y)`, `y` being the row's centre line.
+fn draw_swatch<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entry: &LegendEntry,
+    (x, y): (i32, i32),
+) -> DrawResult<DB> {
+    let c = entry.colour;
+    let end = x + SWATCH_W;
+    match entry.swatch {
+        Swatch::Line(w) => {
+            area.draw(&PathElement::new(vec![(x, y), (end, y)], c.stroke_width(w)))?;
+        }
+        Swatch::Band => {
+            area.draw(&Rectangle::new(
+                [(x, y - 7), (end, y + 7)],
+                c.mix(0.2).filled(),
+            ))?;
+            area.draw(&PathElement::new(vec![(x, y), (end, y)], c.stroke_width(2)))?;
+        }
+        Swatch::LineMarker => {
+            area.draw(&PathElement::new(vec![(x, y), (end, y)], c.stroke_width(1)))?;
+            area.draw(&Circle::new((x + SWATCH_W / 2, y), 3, c.filled()))?;
+        }
+        Swatch::Dashed => {
+            for k in 0..3 {
+                let s = x + k * 11;
+                area.draw(&PathElement::new(
+                    vec![(s, y), ((s + 6).min(end), y)],
+                    c.stroke_width(2),
+                ))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A vertical legend with its top-left corner at `(x, y)`.
+fn draw_legend_column<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[LegendEntry],
+    (x, y): (i32, i32),
+) -> DrawResult<DB> {
+    let style = text_style(LEGEND_PX, Pos::new(HPos::Left, VPos::Center));
+    for (i, entry) in entries.iter().enumerate() {
+        let cy = y + LEGEND_ROW / 2 + i as i32 * LEGEND_ROW;
+        draw_swatch(area, entry, (x, cy))?;
+        area.draw_text(&entry.label, &style, (x + SWATCH_W + 8, cy))?;
+    }
+    Ok(())
+}
+
+/// Width of one entry of a horizontal legend, spacing included.
+fn legend_row_item_width(entry: &LegendEntry) -> i32 {
+    SWATCH_W + 8 + approx_text_width(&entry.label, LEGEND_PX) + 24
+}
+
+/// A horizontal legend centred at `(cx, cy)`.
+fn draw_legend_row<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[LegendEntry],
+    (cx, cy): (i32, i32),
+) -> DrawResult<DB> {
+    let widths: Vec<i32> = entries.iter().map(legend_row_item_width).collect();
+    let total: i32 = widths.iter().sum();
+    let mut x = cx - total / 2;
+    let style = text_style(LEGEND_PX, Pos::new(HPos::Left, VPos::Center));
+    for (entry, w) in entries.iter().zip(widths) {
+        draw_swatch(area, entry, (x, cy))?;
+        area.draw_text(&entry.label, &style, (x + SWATCH_W + 8, cy))?;
+        x += w;
+    }
+    Ok(())
+}
+
+/// The title centred at the top of `area`, if not empty.
+fn draw_title<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    px: u32,
+    top: i32,
+) -> DrawResult<DB> {
+    if title.is_empty() {
+        return Ok(());
+    }
+    let (w, _) = area.dim_in_pixel();
+    area.draw_text(
+        title,
+        &text_style(px, Pos::new(HPos::Center, VPos::Top)),
+        (w as i32 / 2, top),
+    )
+}
+
+/// Tick labels: short, without trailing zeros, `k`/`M` for large values.
+fn fmt_tick(v: &f64) -> String {
+    let v = *v;
+    let a = v.abs();
+    let s = if a >= 1e6 {
+        format!("{}M", trim_zeros(format!("{:.2}", v / 1e6)))
+    } else if a >= 1e4 {
+        format!("{}k", trim_zeros(format!("{:.1}", v / 1e3)))
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        trim_zeros(format!("{v:.3}"))
+    };
+    if s == "-0" {
+        "0".into()
+    } else {
+        s
+    }
+}
+
+fn trim_zeros(s: String) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// The finite min and max of `values`, if any.
+fn finite_range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+    values
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .fold(None, |acc, v| match acc {
+            None => Some((v, v)),
+            Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+        })
+}
+
+/// `lo..hi` widened by `frac` of the span on each side, or by a unit-ish amount when
+/// the span is zero, so a single point still gets a drawable axis.
+fn padded(lo: f64, hi: f64, frac: f64) -> Range<f64> {
+    let span = hi - lo;
+    if span > 0.0 {
+        (lo - span * frac)..(hi + span * frac)
+    } else {
+        let d = if lo.abs() > 0.0 { lo.abs() * 0.1 } else { 1.0 };
+        (lo - d)..(hi + d)
+    }
+}
+
+/// Splits `points` into runs of consecutive points accepted by `keep`, so that a line
+/// or band is broken (not joined across) where a value is missing.
+fn finite_runs<T: Copy>(points: &[T], keep: impl Fn(&T) -> bool) -> Vec<Vec<T>> {
+    let mut runs = Vec::new();
+    let mut current = Vec::new();
+    for p in points {
+        if keep(p) {
+            current.push(*p);
+        } else if !current.is_empty() {
+            runs.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        runs.push(current);
+    }
+    runs
+}
+
+/// The chart type of every panel: `f64` on both axes.
+type XyChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Builds the cartesian chart in `area` with a light grid, tick labels and axis titles.
+fn build_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    x: Range<f64>,
+    y: Range<f64>,
+    labels: &ChartLabels,
+) -> Result<XyChart<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut chart = ChartBuilder::on(area)
+        .margin(12)
+        .x_label_area_size(52)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x, y)?;
+    chart
+        .configure_mesh()
+        .x_desc(labels.x_label.as_str())
+        .y_desc(labels.y_label.as_str())
+        .x_labels(8)
+        .y_labels(8)
+        .x_label_formatter(&fmt_tick)
+        .y_label_formatter(&fmt_tick)
+        .label_style((FONT_FAMILY, TICK_PX))
+        .axis_desc_style((FONT_FAMILY, AXIS_TITLE_PX))
+        .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD))
+        .light_line_style(RGBColor(0xF3, 0xF3, 0xF3))
+        .max_light_lines(1)
+        .axis_style(RGBColor(0x55, 0x55, 0x55))
+        .draw()?;
+    Ok(chart)
+}
+
+/// Plain finite `(x, y)` pairs.
+fn finite_xy(p: &(f64, f64)) -> bool {
+    p.0.is_finite() && p.1.is_finite()
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Convergence plot
+// ---------------------------------------------------------------------------------------
+
+struct Convergence<'a> {
+    series: &'a [BandSeries],
+    labels: &'a ChartLabels,
+    tau: Option<f64>,
+    x: Range<f64>,
+    y: Range<f64>,
+    legend: Vec<LegendEntry>,
+}
+
+impl Figure for Convergence<'_> {
+    fn size(&self) -> (u32, u32) {
+        (960 + legend_width(&self.legend).max(0) as u32, 600)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        root.fill(&WHITE)?;
+        draw_title(root, &self.labels.title, TITLE_PX, 12)?;
+        let (_, body) = root.split_vertically(48);
+        let (plot, legend) = body.split_horizontally(960);
+        let mut chart = build_chart(&plot, self.x.clone(), self.y.clone(), self.labels)?;
+
+        let band_ok = |p: &BandPoint| {
+            p.x.is_finite() && p.mean.is_finite() && p.lower.is_finite() && p.upper.is_finite()
+        };
+        // Bands first, all of them, so that no band covers another teacher's line.
+        for (i, s) in self.series.iter().enumerate() {
+            let colour = palette(i);
+            for run in finite_runs(&s.points, band_ok) {
+                if run.len() < 2 || run.iter().all(|p| p.upper == p.lower) {
+                    continue;
+                }
+                let outline: Vec<(f64, f64)> = run
+                    .iter()
+                    .map(|p| (p.x, p.upper))
+                    .chain(run.iter().rev().map(|p| (p.x, p.lower)))
+                    .collect();
+                chart.draw_series(std::iter::once(Polygon::new(
+                    outline,
+                    colour.mix(0.18).filled(),
+                )))?;
+            }
+        }
+        if let Some(tau) = self.tau.filter(|t| t.is_finite()) {
+            chart.draw_series(DashedLineSeries::new(
+                vec![(self.x.start, tau), (self.x.end, tau)],
+                8,
+                5,
+                RGBColor(0x66, 0x66, 0x66).stroke_width(2),
+            ))?;
+        }
+        let mean_ok = |p: &BandPoint| p.x.is_finite() && p.mean.is_finite();
+        for (i, s) in self.series.iter().enumerate() {
+            let colour = palette(i);
+            for run in finite_runs(&s.points, mean_ok) {
+                if run.len() == 1 {
+                    chart.draw_series(std::iter::once(Circle::new(
+                        (run[0].x, run[0].mean),
+                        3,
+                        colour.filled(),
+                    )))?;
+                } else {
+                    chart.draw_series(LineSeries::new(
+                        run.iter().map(|p| (p.x, p.mean)),
+                        colour.stroke_width(2),
+                    ))?;
+                }
+            }
+        }
+        draw_legend_column(&legend, &self.legend, (4, 12))?;
+        Ok(())
+    }
+}
+
+/// Writes the convergence plot (the paper's accuracy against effective training
+/// instances): one line per teacher (the mean across seeds) with its shaded band (e.g.
+/// the 95% confidence interval from [`band_from_seeds`]), and an optional dashed
+/// horizontal line at `tau`. Teachers take palette colours by position in `series`.
+///
+/// Non-finite points are skipped (the line and band break there). Errors:
+/// [`PlotError::EmptyInput`] when `series` is empty or holds no finite point; the
+/// file and font errors of [`PlotError`] otherwise.
+pub fn plot_convergence(
+    stem: impl AsRef<Path>,
+    series: &[BandSeries],
+    labels: &ChartLabels,
+    tau: Option<f64>,
+) -> Result<PlotFiles, PlotError> {
+    if series.is_empty() {
+        return Err(PlotError::EmptyInput(
+            "no series for the convergence plot".into(),
+        ));
+    }
+    let finite = || {
+        series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|p| p.x.is_finite() && p.mean.is_finite())
+    };
+    let (x0, x1) = finite_range(finite().map(|p| p.x))
+        .ok_or_else(|| PlotError::EmptyInput("no finite point in any convergence series".into()))?;
+    let ys = finite()
+        .flat_map(|p| [p.mean, p.lower, p.upper])
+        .chain(tau.filter(|t| t.is_finite()));
+    let (y0, y1) = finite_range(ys).unwrap_or((0.0, 1.0));
+    let mut legend: Vec<LegendEntry> = series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| LegendEntry {
+            label: s.label.clone(),
+            colour: palette(i),
+            swatch: Swatch::Band,
+        })
+        .collect();
+    if let Some(t) = tau.filter(|t| t.is_finite()) {
+        legend.push(LegendEntry {
+            label: format!("tau = {}", fmt_tick(&t)),
+            colour: RGBColor(0x66, 0x66, 0x66),
+            swatch: Swatch::Dashed,
+        });
+    }
+    let figure = Convergence {
+        series,
+        labels,
+        tau,
+        x: if x1 > x0 { x0..x1 } else { padded(x0, x1, 0.0) },
+        y: padded(y0, y1, 0.05),
+        legend,
+    };
+    write_figure(stem.as_ref(), &figure)
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Filtered-data analysis
+// ---------------------------------------------------------------------------------------
+
+const PANEL_W: u32 = 520;
+const PANEL_H: u32 = 360;
+const FILTERED_HEADER: u32 = 84;
+
+struct Filtered<'a> {
+    teachers: &'a [DroppedShares],
+    legend: Vec<LegendEntry>,
+    labels: &'a ChartLabels,
+    cols: usize,
+    rows: usize,
+    x: Range<f64>,
+    y: Range<f64>,
+}
+
+impl Figure for Filtered<'_> {
+    fn size(&self) -> (u32, u32) {
+        let legend: i32 = self.legend.iter().map(legend_row_item_width).sum();
+        (
+            (PANEL_W * self.cols as u32).max(legend.max(0) as u32 + 40),
+            FILTERED_HEADER + PANEL_H * self.rows as u32,
+        )
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        root.fill(&WHITE)?;
+        draw_title(root, &self.labels.title, TITLE_PX, 12)?;
+        let (w, _) = root.dim_in_pixel();
+        draw_legend_row(root, &self.legend, (w as i32 / 2, 60))?;
+        let (_, grid) = root.split_vertically(FILTERED_HEADER);
+        let panels = grid.split_evenly((self.rows, self.cols));
+        for (teacher, panel) in self.teachers.iter().zip(panels.iter()) {
+            draw_title(panel, &teacher.label, PANEL_TITLE_PX, 6)?;
+            let (_, body) = panel.split_vertically(26);
+            let mut chart = build_chart(&body, self.x.clone(), self.y.clone(), self.labels)?;
+            for (b, &colour) in BUCKET_COLOURS.iter().enumerate() {
+                let pts: Vec<(f64, f64)> =
+                    teacher.points.iter().map(|p| (p.x, p.shares[b])).collect();
+                let many = pts.len() > 60;
+                for run in finite_runs(&pts, finite_xy) {
+                    chart.draw_series(LineSeries::new(
+                        run.iter().copied(),
+                        colour.stroke_width(2),
+                    ))?;
+                    if !many {
+                        chart
+                            .draw_series(run.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes the filtered-data analysis (the paper's figure of what the teacher drops):
+/// one panel per teacher, each with five lines, the share of instances dropped in each
+/// loss-rank bucket (1 = lowest loss, blue, ... 5 = highest loss, red) over training.
+/// Panels are laid out in up to three columns; the y axis spans at least `[0, 1]`;
+/// `labels.x_label`/`y_label` title every panel's axes and `labels.title` the figure.
+/// Lines have markers when a panel has at most 60 points.
+///
+/// Non-finite shares are skipped. Errors: [`PlotError::EmptyInput`] when `teachers`
+/// is empty or holds no finite point; the file and font errors otherwise.
+pub fn plot_filtered_data(
+    stem: impl AsRef<Path>,
+    teachers: &[DroppedShares],
+    labels: &ChartLabels,
+) -> Result<PlotFiles, PlotError> {
+    if teachers.is_empty() {
+        return Err(PlotError::EmptyInput(
+            "no teachers for the filtered-data plot".into(),
+        ));
+    }
+    let finite = || {
+        teachers
+            .iter()
+            .flat_map(|t| t.points.iter())
+            .flat_map(|p| p.shares.iter().map(move |&s| (p.x, s)))
+            .filter(finite_xy)
+    };
+    let (x0, x1) = finite_range(finite().map(|p| p.0)).ok_or_else(|| {
+        PlotError::EmptyInput("no finite point in any filtered-data series".into())
+    })?;
+    let (y0, y1) = finite_range(finite().map(|p| p.1).chain([0.0, 1.0])).unwrap_or((0.0, 1.0));
+    let n = teachers.len();
+    let cols = match n {
+        1 => 1,
+        2..=4 => 2,
+        _ => 3,
+    };
+    let legend = BUCKET_COLOURS
+        .iter()
+        .enumerate()
+        .map(|(b, &colour)| LegendEntry {
+            label: match b {
+                0 => "bucket 1 (lowest loss)".to_string(),
+                4 => "bucket 5 (highest loss)".to_string(),
+                _ => format!("bucket {}", b + 1),
+            },
+            colour,
+            swatch: Swatch::LineMarker,
+        })
+        .collect();
+    let figure = Filtered {
+        teachers,
+        legend,
+        labels,
+        cols,
+        rows: n.div_ceil(cols),
+        // A little room so the end markers are not cut in half.
+        x: padded(x0, x1, 0.02),
+        y: padded(y0, y1, 0.03),
+    };
+    write_figure(stem.as_ref(), &figure)
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Teacher training curves
+// ---------------------------------------------------------------------------------------
+
+/// At most this many points per series get markers; beyond, markers would hide the line.
+const MAX_MARKERS: usize = 150;
+
+struct Training<'a> {
+    curves: &'a [TeacherCurve],
+    labels: &'a ChartLabels,
+    x: Range<f64>,
+    y: Range<f64>,
+    legend: Vec<LegendEntry>,
+}
+
+impl Figure for Training<'_> {
+    fn size(&self) -> (u32, u32) {
+        (960 + legend_width(&self.legend).max(0) as u32, 600)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        root.fill(&WHITE)?;
+        draw_title(root, &self.labels.title, TITLE_PX, 12)?;
+        let (_, body) = root.split_vertically(48);
+        let (plot, legend) = body.split_horizontally(960);
+        let mut chart = build_chart(&plot, self.x.clone(), self.y.clone(), self.labels)?;
+        for (i, c) in self.curves.iter().enumerate() {
+            let colour = palette(i);
+            // With a second series the raw values step back (lighter) behind it.
+            let raw = if c.secondary.is_some() {
+                colour.mix(0.45)
+            } else {
+                colour.mix(1.0)
+            };
+            let markers = c.values.len() <= MAX_MARKERS;
+            for run in finite_runs(&c.values, finite_xy) {
+                chart.draw_series(LineSeries::new(run.iter().copied(), raw.stroke_width(1)))?;
+                if markers {
+                    chart.draw_series(run.iter().map(|&p| Circle::new(p, 3, raw.filled())))?;
+                }
+            }
+            if let Some(sec) = &c.secondary {
+                for run in finite_runs(&sec.points, finite_xy) {
+                    chart.draw_series(LineSeries::new(
+                        run.iter().copied(),
+                        colour.stroke_width(3),
+                    ))?;
+                }
+            }
+        }
+        draw_legend_column(&legend, &self.legend, (4, 12))?;
+        Ok(())
+    }
+}
+
+/// Writes the teachers' training curves: per teacher, the per-episode values (e.g.
+/// episode returns) as a thin line with markers (markers up to 150 points per series),
+/// and the optional second series as a thick line in the same colour (the raw values
+/// are then drawn lighter). Teachers take palette colours by position in `curves`.
+///
+/// Non-finite points are skipped. Errors: [`PlotError::EmptyInput`] when `curves` is
+/// empty or holds no finite point; the file and font errors otherwise.
+pub fn plot_teacher_training(
+    stem: impl AsRef<Path>,
+    curves: &[TeacherCurve],
+    labels: &ChartLabels,
+) -> Result<PlotFiles, PlotError> {
+    if curves.is_empty() {
+        return Err(PlotError::EmptyInput("no teacher training curves".into()));
+    }
+    let all = || {
+        curves
+            .iter()
+            .flat_map(|c| {
+                c.values
+                    .iter()
+                    .chain(c.secondary.iter().flat_map(|s| s.points.iter()))
+            })
+            .copied()
+            .filter(finite_xy)
+    };
+    let (x0, x1) = finite_range(all().map(|p| p.0))
+        .ok_or_else(|| PlotError::EmptyInput("no finite point in any training curve".into()))?;
+    let (y0, y1) = finite_range(all().map(|p| p.1)).unwrap_or((0.0, 1.0));
+    let mut legend = Vec::new();
+    for (i, c) in curves.iter().enumerate() {
+        let colour = palette(i);
+        legend.push(LegendEntry {
+            label: c.label.clone(),
+            colour: if c.secondary.is_some() {
+                // Legend swatches are drawn opaque; a lighter shade says "raw values".
+                mix_with_white(colour, 0.45)
+            } else {
+                colour
+            },
+            swatch: Swatch::LineMarker,
+        });
+        if let Some(sec) = &c.secondary {
+            legend.push(LegendEntry {
+                label: sec.label.clone(),
+                colour,
+                swatch: Swatch::Line(3),
+            });
+        }
+    }
+    let figure = Training {
+        curves,
+        labels,
+        x: padded(x0, x1, 0.02),
+        y: padded(y0, y1, 0.05),
+        legend,
+    };
+    write_figure(stem.as_ref(), &figure)
+}
+
+/// `colour` at opacity `alpha` over white, as an opaque colour.
+fn mix_with_white(colour: RGBColor, alpha: f64) -> RGBColor {
+    let m = |c: u8| (f64::from(c) * alpha + 255.0 * (1.0 - alpha)).round() as u8;
+    RGBColor(m(colour.0), m(colour.1), m(colour.2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_abs_diff_eq;
+
+    /// Set to keep the test figures (under the system temp dir) for a look.
+    const KEEP_ENV: &str = "L2T_PLOTS_TEST_KEEP";
+
+    /// A fresh folder under the system temp dir for one test, removed when dropped
+    /// unless `L2T_PLOTS_TEST_KEEP` is set.
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            if std::env::var_os(KEEP_ENV).is_none() {
+                let _ = fs::remove_dir_all(&self.0);
+            } else {
+                eprintln!("note: test figures kept in {}", self.0.display());
+            }
+        }
+    }
+
+    impl AsRef<Path> for Scratch {
+        fn as_ref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl std::ops::Deref for Scratch {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    fn scratch(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("l2t-plots-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+
+    fn font_present() -> bool {
+        match find_font() {
+            Ok(_) => true,
+            Err(e) => {
+                eprintln!("note: PNG checks skipped: {e}");
+                false
+            }
+        }
+    }
+
+    /// Runs a plot call; with no font, checks the SVG was written and returns `None`.
+    fn plot_or_skip(result: Result<PlotFiles, PlotError>, stem: &Path) -> Option<PlotFiles> {
+        match result {
+            Ok(files) => Some(files),
+            Err(PlotError::FontNotFound { svg: Some(svg), .. }) => {
+                assert!(!font_present());
+                assert_eq!(svg, with_suffix(stem, "svg"));
+                check_svg(&svg);
+                None
+            }
+            Err(e) => panic!("plot failed: {e}"),
+        }
+    }
+
+    fn check_svg(path: &Path) {
+        let text = fs::read_to_string(path).expect("read svg");
+        assert!(
+            text.starts_with("<svg"),
+            "not an SVG: {}",
+            &text[..40.min(text.len())]
+        );
+        assert!(text.contains("<text"), "SVG without text");
+        assert!(text.trim_end().ends_with("</svg>"));
+    }
+
+    /// Decodes the PNG and checks its size and that it has drawn (coloured) pixels.
+    fn check_png(path: &Path, expect_colour: bool) -> (u32, u32) {
+        let decoder = png::Decoder::new(fs::File::open(path).expect("open png"));
+        let mut reader = decoder.read_info().expect("png header");
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).expect("png frame");
+        let px = &buf[..info.buffer_size()];
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        let non_white = px.chunks(3).filter(|c| c != &[255, 255, 255]).count();
+        assert!(
+            non_white > 1000,
+            "PNG nearly blank: {non_white} drawn pixels"
+        );
+        if expect_colour {
+            let coloured = px
+                .chunks(3)
+                .filter(|c| c.iter().max().unwrap_or(&0) - c.iter().min().unwrap_or(&0) > 60)
+                .count();
+            assert!(coloured > 200, "PNG has no coloured lines: {coloured}");
+        }
+        (info.width, info.height)
+    }
+
+    fn no_temp_files_left(dir: &Path) {
+        for entry in fs::read_dir(dir).expect("read dir") {
+            let name = entry.expect("entry").file_name();
+            assert!(
+                !name.to_string_lossy().contains(".tmp-"),
+                "temporary file left: {name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn t_table_edges() {
+        assert_eq!(t_critical_95(0), 0.0);
+        assert_abs_diff_eq!(t_critical_95(1), 12.7062);
+        assert_abs_diff_eq!(t_critical_95(4), 2.7764);
+        assert_abs_diff_eq!(t_critical_95(30), 2.0423);
+        assert_abs_diff_eq!(t_critical_95(31), 1.96);
+        assert_abs_diff_eq!(t_critical_95(1000), 1.96);
+    }
+
+    #[test]
+    fn band_by_hand() {
+        // Three seeds measured at the same x: at x = 0 the values are 1, 2, 3.
+        let seeds = vec![
+            vec![(0.0, 1.0), (10.0, 4.0)],
+            vec![(0.0, 2.0), (10.0, 4.0)],
+            vec![(0.0, 3.0), (10.0, 4.0)],
+        ];
+        let band = band_from_seeds("t", &seeds, &[0.0, 5.0, 10.0]).expect("band");
+        assert_eq!(band.label, "t");
+        assert_eq!(band.points.len(), 3);
+        // mean 2, sample sd 1, half width t(2) * 1 / sqrt(3).
+        let half = 4.3027 / 3f64.sqrt();
+        let p = band.points[0];
+        assert_abs_diff_eq!(p.mean, 2.0, epsilon = 1e-12);
+        assert_abs_diff_eq!(p.lower, 2.0 - half, epsilon = 1e-12);
+        assert_abs_diff_eq!(p.upper, 2.0 + half, epsilon = 1e-12);
+        // x = 5 falls between measurements: the step value is the one from x = 0.
+        assert_eq!(band.points[1].mean, 2.0);
+        // At x = 10 all agree: the band collapses onto the mean.
+        let q = band.points[2];
+        assert_eq!((q.mean, q.lower, q.upper), (4.0, 4.0, 4.0));
+    }
+
+    #[test]
+    fn band_two_seeds_by_hand() {
+        let seeds = vec![vec![(1.0, 0.5)], vec![(1.0, 0.7)]];
+        let band = band_from_seeds("t", &seeds, &[1.0]).expect("band");
+        // mean 0.6, sd sqrt(0.02) = 0.141421..., half = 12.7062 * sd / sqrt 2 = 12.7062 * 0.1
+        let p = band.points[0];
+        assert_abs_diff_eq!(p.mean, 0.6, epsilon = 1e-12);
+        assert_abs_diff_eq!(p.upper - p.mean, 1.27062, epsilon = 1e-9);
+        assert_abs_diff_eq!(p.mean - p.lower, 1.27062, epsilon = 1e-9);
+    }
+
+    #[test]
+    fn band_carries_finished_seeds_forward() {
+        // Seed 0 reached tau at x = 20 and stopped; seed 1 goes on to x = 40.
+        let seeds = vec![
+            vec![(0.0, 0.1), (20.0, 0.9)],
+            vec![(0.0, 0.1), (20.0, 0.5), (40.0, 0.7)],
+        ];
+        let band = band_from_seeds("t", &seeds, &[0.0, 20.0, 30.0, 40.0]).expect("band");
+        let means: Vec<f64> = band.points.iter().map(|p| p.mean).collect();
+        assert_abs_diff_eq!(means[0], 0.1, epsilon = 1e-12);
+        assert_abs_diff_eq!(means[1], 0.7, epsilon = 1e-12);
+        assert_abs_diff_eq!(means[2], 0.7, epsilon = 1e-12); // 0.9 carried, 0.5 held
+        assert_abs_diff_eq!(means[3], 0.8, epsilon = 1e-12); // 0.9 carried, 0.7
+    }
+
+    #[test]
+    fn band_skips_grid_points_before_any_measurement_and_counts_started_seeds() {
+        let seeds = vec![vec![(5.0, 1.0)], vec![(10.0, 3.0)]];
+        let band = band_from_seeds("t", &seeds, &[0.0, 5.0, 10.0]).expect("band");
+        let xs: Vec<f64> = band.points.iter().map(|p| p.x).collect();
+        assert_eq!(xs, vec![5.0, 10.0]);
+        // At x = 5 only seed 0 has started: a single value, band = line.
+        let p = band.points[0];
+        assert_eq!((p.mean, p.lower, p.upper), (1.0, 1.0, 1.0));
+        assert_abs_diff_eq!(band.points[1].mean, 2.0, epsilon = 1e-12);
+    }
+
+    #[test]
+    fn single_seed_band_is_the_line() {
+        let seeds = vec![vec![(0.0, 0.2), (1.0, 0.4), (2.0, 0.6)]];
+        let band = band_from_seeds("one", &seeds, &linear_grid(0.0, 2.0, 5)).expect("band");
+        assert_eq!(band.points.len(), 5);
+        for p in &band.points {
+            assert_eq!(p.lower, p.mean);
+            assert_eq!(p.upper, p.mean);
+        }
+        assert_eq!(band.points[3].mean, 0.4); // x = 1.5: step value from x = 1
+    }
+
+    #[test]
+    fn band_ignores_nan_measurements() {
+        let seeds = vec![
+            vec![(0.0, 0.2), (1.0, f64::NAN), (f64::NAN, 0.9), (2.0, 0.6)],
+            vec![(0.0, f64::NAN)],
+        ];
+        let band = band_from_seeds("t", &seeds, &[0.0, 1.0, 2.0]).expect("band");
+        let means: Vec<f64> = band.points.iter().map(|p| p.mean).collect();
+        assert_eq!(means, vec![0.2, 0.2, 0.6]);
+        assert!(band.points.iter().all(|p| p.lower.is_finite()));
+    }
+
+    #[test]
+    fn band_errors() {
+        let grid = [0.0, 1.0];
+        assert!(matches!(
+            band_from_seeds("t", &[], &grid),
+            Err(PlotError::EmptyInput(_))
+        ));
+        assert!(matches!(
+            band_from_seeds("t", &[vec![(0.0, 1.0)]], &[]),
+            Err(PlotError::EmptyInput(_))
+        ));
+        assert!(matches!(
+            band_from_seeds("t", &[vec![]], &grid),
+            Err(PlotError::EmptyInput(_))
+        ));
+        assert!(matches!(
+            band_from_seeds("t", &[vec![(0.0, f64::NAN)]], &grid),
+            Err(PlotError::EmptyInput(_))
+        ));
+        assert!(matches!(
+            band_from_seeds("t", &[vec![(5.0, 1.0)]], &grid),
+            Err(PlotError::EmptyInput(_))
+        ));
+        assert!(matches!(
+            band_from_seeds("t", &[vec![(0.0, 1.0)]], &[1.0, 0.0]),
+            Err(PlotError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            band_from_seeds("t", &[vec![(0.0, 1.0)]], &[0.0, f64::NAN]),
+            Err(PlotError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            band_from_seeds("t", &[vec![(1.0, 1.0), (0.0, 1.0)]], &grid),
+            Err(PlotError::InvalidInput(_))
+        ));
+    }
+
+    #[test]
+    fn moving_average_by_hand() {
+        let pts = [
+            (0.0, 1.0),
+            (1.0, 3.0),
+            (2.0, f64::NAN),
+            (3.0, 5.0),
+            (4.0, 7.0),
+        ];
+        let ma = moving_average(&pts, 2);
+        assert_eq!(ma, vec![(0.0, 1.0), (1.0, 2.0), (3.0, 4.0), (4.0, 6.0)]);
+        assert_eq!(moving_average(&pts[..2], 0), vec![(0.0, 1.0), (1.0, 3.0)]);
+        assert!(moving_average(&[], 3).is_empty());
+    }
+
+    #[test]
+    fn tick_format() {
+        assert_eq!(fmt_tick(&0.0), "0");
+        assert_eq!(fmt_tick(&-0.0001), "0");
+        assert_eq!(fmt_tick(&0.85), "0.85");
+        assert_eq!(fmt_tick(&250.0), "250");
+        assert_eq!(fmt_tick(&20_000.0), "20k");
+        assert_eq!(fmt_tick(&1_500_000.0), "1.5M");
+    }
+
+    #[test]
+    fn stem_suffix_keeps_dots() {
+        assert_eq!(
+            with_suffix(Path::new("out/fig.v2"), "svg"),
+            PathBuf::from("out/fig.v2.svg")
+        );
+    }
+
+    fn teachers(n: usize) -> Vec<BandSeries> {
+        (0..n)
+            .map(|t| {
+                let seeds: Vec<Vec<(f64, f64)>> = (0..5)
+                    .map(|s| {
+                        let end = 40_000.0 + 30_000.0 * t as f64 + 5_000.0 * s as f64;
+                        (0..=40)
+                            .map(|k| k as f64 * 5_000.0)
+                            .take_while(|&x| x <= end)
+                            .map(|x| {
+                                let rate = 1.0 + 0.3 * t as f64 + 0.05 * s as f64;
+                                (x, 0.9 - 0.8 * (-x * rate / 40_000.0).exp())
+                            })
+                            .collect()
+                    })
+                    .collect();
+                band_from_seeds(
+                    format!("teacher {t}"),
+                    &seeds,
+                    &linear_grid(0.0, 200_000.0, 81),
+                )
+                .expect("band")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn convergence_writes_svg_and_png() {
+        let dir = scratch("convergence");
+        let stem = dir.join("convergence");
+        let mut series = teachers(7);
+        // A NaN in the middle of one series must not panic.
+        series[1].points[10].mean = f64::NAN;
+        series[2].points[5].upper = f64::INFINITY;
+        let labels = ChartLabels::new(
+            "Fashion-MNIST MLP: dev accuracy",
+            "effective training instances",
+            "dev accuracy",
+        );
+        if let Some(files) =
+            plot_or_skip(plot_convergence(&stem, &series, &labels, Some(0.8)), &stem)
+        {
+            assert_eq!(files.svg, dir.join("convergence.svg"));
+            check_svg(&files.svg);
+            let (w, h) = check_png(&files.png, true);
+            assert_eq!(h, 600);
+            assert!(w > 960);
+        }
+        no_temp_files_left(&dir);
+    }
+
+    #[test]
+    fn convergence_single_point_and_single_seed() {
+        let dir = scratch("convergence-one");
+        let stem = dir.join("one");
+        let one = band_from_seeds("only", &[vec![(3.0, 0.5)]], &[3.0]).expect("band");
+        let labels = ChartLabels::new("", "x", "y");
+        if let Some(files) = plot_or_skip(plot_convergence(&stem, &[one], &labels, None), &stem) {
+            check_svg(&files.svg);
+            check_png(&files.png, false);
+        }
+    }
+
+    #[test]
+    fn plots_reject_empty_input() {
+        let dir = scratch("empty");
+        let labels = ChartLabels::default();
+        let stem = dir.join("e");
+        assert!(matches!(
+            plot_convergence(&stem, &[], &labels, None),
+            Err(PlotError::EmptyInput(_))
+        ));
+        let nan = BandSeries {
+            label: "nan".into(),
+            points: vec![BandPoint {
+                x: f64::NAN,
+                mean: 1.0,
+                lower: 0.0,
+                upper: 2.0,
+            }],
+        };
+        assert!(matches!(
+            plot_convergence(&stem, &[nan], &labels, Some(0.5)),
+            Err(PlotError::EmptyInput(_))
+        ));
+        assert!(matches!(
+            plot_filtered_data(&stem, &[], &labels),
+            Err(PlotError::EmptyInput(_))
+        ));
+        let empty = DroppedShares {
+            label: "x".into(),
+            points: vec![],
+        };
+        assert!(matches!(
+            plot_filtered_data(&stem, &[empty], &labels),
+            Err(PlotError::EmptyInput(_))
+        ));
+        assert!(matches!(
+            plot_teacher_training(&stem, &[], &labels),
+            Err(PlotError::EmptyInput(_))
+        ));
+        let nan_curve = TeacherCurve {
+            label: "x".into(),
+            values: vec![(0.0, f64::NAN)],
+            secondary: None,
+        };
+        assert!(matches!(
+            plot_teacher_training(&stem, &[nan_curve], &labels),
+            Err(PlotError::EmptyInput(_))
+        ));
+        // Nothing was written for rejected input.
+        assert_eq!(fs::read_dir(&dir).expect("dir").count(), 0);
+    }
+
+    fn drop_record(label: &str, shift: f64) -> DroppedShares {
+        DroppedShares {
+            label: label.into(),
+            points: (0..40)
+                .map(|k| {
+                    let x = k as f64 * 250.0;
+                    let t = k as f64 / 40.0;
+                    let mut shares = [0.0; 5];
+                    for (b, s) in shares.iter_mut().enumerate() {
+                        // Early on the easy buckets are dropped; later the hard ones.
+                        let centre = t * 4.0 + shift;
+                        *s = (0.6 * (-(b as f64 - centre).powi(2) / 2.0).exp()).min(1.0);
+                    }
+                    if k == 7 {
+                        shares[2] = f64::NAN;
+                    }
+                    DropPoint { x, shares }
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn filtered_data_writes_svg_and_png() {
+        let dir = scratch("filtered");
+        let labels = ChartLabels::new(
+            "Share of instances dropped per loss bucket",
+            "student iteration",
+            "share dropped",
+        );
+        for n in [1usize, 3, 5] {
+            let stem = dir.join(format!("filtered-{n}"));
+            let records: Vec<DroppedShares> = (0..n)
+                .map(|i| drop_record(&format!("teacher {i}"), -(i as f64) * 0.5))
+                .collect();
+            if let Some(files) = plot_or_skip(plot_filtered_data(&stem, &records, &labels), &stem) {
+                check_svg(&files.svg);
+                let (w, h) = check_png(&files.png, true);
+                let cols = [1, 2, 3][usize::from(n > 1) + usize::from(n > 4)];
+                // One column is widened to fit the bucket legend.
+                assert!(w >= PANEL_W * cols);
+                assert_eq!(
+                    h,
+                    FILTERED_HEADER + PANEL_H * n.div_ceil(cols as usize) as u32
+                );
+            }
+        }
+        no_temp_files_left(&dir);
+    }
+
+    #[test]
+    fn teacher_training_writes_svg_and_png() {
+        let dir = scratch("training");
+        let stem = dir.join("training");
+        let curves: Vec<TeacherCurve> = (0..3)
+            .map(|t| {
+                let values: Vec<(f64, f64)> = (0..60)
+                    .map(|e| {
+                        let e = e as f64;
+                        let noise = ((e * 12.9898 + t as f64).sin() * 43_758.545).fract() * 0.3;
+                        (
+                            e,
+                            -2.0 + 1.5 * (1.0 - (-e / 20.0).exp()) + noise + 0.2 * t as f64,
+                        )
+                    })
+                    .collect();
+                let smooth = moving_average(&values, 10);
+                TeacherCurve {
+                    label: format!("teacher {t}"),
+                    values,
+                    secondary: (t != 2).then(|| CurveSeries {
+                        label: format!("teacher {t}, moving average (10)"),
+                        points: smooth,
+                    }),
+                }
+            })
+            .collect();
+        let labels = ChartLabels::new("Teacher training", "episode", "episode return");
+        if let Some(files) = plot_or_skip(plot_teacher_training(&stem, &curves, &labels), &stem) {
+            check_svg(&files.svg);
+            check_png(&files.png, true);
+        }
+        no_temp_files_left(&dir);
+    }
+
+    #[test]
+    fn png_font_error_names_the_fix() {
+        let e = PlotError::FontNotFound {
+            tried: vec![PathBuf::from("/nope/DejaVuSans.ttf")],
+            svg: Some(PathBuf::from("out/fig.svg")),
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("/nope/DejaVuSans.ttf"), "{msg}");
+        assert!(msg.contains("apt-get install fonts-dejavu-core"), "{msg}");
+        assert!(msg.contains(FONT_ENV), "{msg}");
+        assert!(msg.contains("out/fig.svg"), "{msg}");
+    }
+
+    /// Env var through which [`svg_without_font`] tells its child where to write.
+    const CHILD_OUT: &str = "L2T_PLOTS_TEST_CHILD_OUT";
+
+    /// Runs [`svg_without_font_child`] in a fresh test process (no font registered
+    /// yet) with `L2T_FONT` pointing nowhere: the SVG must still be written and the
+    /// error must be `FontNotFound`.
+    #[test]
+    fn svg_without_font() {
+        let dir = scratch("nofont");
+        let exe = std::env::current_exe().expect("test binary");
+        // Test names leave out the crate's name.
+        let module = module_path!().split_once("::").map_or("", |(_, rest)| rest);
+        let child = std::process::Command::new(exe)
+            .args([
+                "--ignored",
+                "--exact",
+                &format!("{module}::svg_without_font_child"),
+                "--test-threads=1",
+            ])
+            .env(FONT_ENV, dir.join("missing-font.ttf"))
+            .env(CHILD_OUT, dir.as_os_str())
+            .output()
+            .expect("run child test");
+        // Captured, so the child's summary lines don't mix with this run's.
+        assert!(
+            child.status.success(),
+            "child test failed:\n{}\n{}",
+            String::from_utf8_lossy(&child.stdout),
+            String::from_utf8_lossy(&child.stderr)
+        );
+        for name in ["convergence.svg", "filtered.svg", "training.svg"] {
+            check_svg(&dir.join(name));
+        }
+        for name in ["convergence.png", "filtered.png", "training.png"] {
+            assert!(!dir.join(name).exists(), "{name} written without a font");
+        }
+        let marker = fs::read_to_string(dir.join("ran")).expect("child ran");
+        assert_eq!(marker, "3");
+    }
+
+    #[test]
+    #[ignore = "run by svg_without_font in a child process"]
+    fn svg_without_font_child() {
+        let Some(dir) = std::env::var_os(CHILD_OUT).map(PathBuf::from) else {
+            eprintln!("note: only meaningful when run by svg_without_font");
+            return;
+        };
+        let labels = ChartLabels::new("no font", "x", "y");
+        let mut ran = 0;
+        let results = [
+            plot_convergence(dir.join("convergence"), &teachers(2), &labels, Some(0.8)),
+            plot_filtered_data(dir.join("filtered"), &[drop_record("t", 0.0)], &labels),
+            plot_teacher_training(
+                dir.join("training"),
+                &[TeacherCurve {
+                    label: "t".into(),
+                    values: vec![(0.0, 1.0), (1.0, 2.0)],
+                    secondary: None,
+                }],
+                &labels,
+            ),
+        ];
+        for r in results {
+            match r {
+                Err(PlotError::FontNotFound {
+                    tried,
+                    svg: Some(svg),
+                }) => {
+                    assert_eq!(tried, vec![dir.join("missing-font.ttf")]);
+                    assert!(svg.is_file());
+                    ran += 1;
+                }
+                other => panic!("expected FontNotFound with the SVG written, got {other:?}"),
+            }
+        }
+        fs::write(dir.join("ran"), ran.to_string()).expect("marker");
+    }
+}
