@@ -611,6 +611,10 @@ pub struct Report {
     pub summaries: Vec<TeacherSummary>,
     /// Effective instances and wall-clock to each accuracy level.
     pub levels: Vec<LevelSummary>,
+    /// Plots that could not be drawn in full (e.g. a PNG without a font; the SVG is
+    /// there), as messages.
+    #[serde(default)]
+    pub plot_warnings: Vec<String>,
 }
 
 impl Report {
@@ -826,13 +830,17 @@ pub fn run(
         ));
         evaluations.extend(teacher_records);
     }
-    let report = Report {
+    let mut report = Report {
         config: config.clone(),
         training,
         evaluations,
         summaries,
         levels: level_rows,
+        plot_warnings: Vec::new(),
     };
+    if config.report.plots {
+        report.plot_warnings = write_plots(out, &report)?;
+    }
     write_results(out, &report)?;
     Ok(report)
 }
@@ -954,4 +962,196 @@ pub fn write_results(out: &RunDir, report: &Report) -> Result<()> {
         &training,
     )?;
     Ok(())
+}
+
+/// Points on the x grid of the convergence plot.
+const CONVERGENCE_GRID_POINTS: usize = 80;
+
+/// Draws the run's figures into `out` (SVG and PNG each): `convergence` (dev accuracy
+/// against effective training instances per teacher, mean and 95% band over seeds;
+/// the paper's convergence figure), `filtered_data` (share of each loss-rank bucket
+/// dropped over training, per teacher that drops anything; the paper's analysis
+/// figure) and `teacher_training` (episode returns of the learned teachers). A missing
+/// PNG font is not an error: the SVGs are written and the message is returned.
+pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
+    use crate::plots::{
+        band_from_seeds, linear_grid, moving_average, plot_convergence, plot_filtered_data,
+        plot_teacher_training, ChartLabels, CurveSeries, DropPoint, DroppedShares, PlotError,
+        TeacherCurve,
+    };
+    let mut warnings = Vec::new();
+    let mut keep_going = |result: std::result::Result<crate::plots::PlotFiles, PlotError>,
+                          stem: &str|
+     -> Result<()> {
+        match result {
+            Ok(_) => Ok(()),
+            Err(error @ PlotError::FontNotFound { .. }) => {
+                warnings.push(error.to_string());
+                Ok(())
+            }
+            Err(error) => Err(ExperimentError::Plot {
+                path: out.path(stem),
+                reason: error.to_string(),
+            }),
+        }
+    };
+    let preset = &report.config.preset;
+    let labels: Vec<&str> = report
+        .config
+        .teachers
+        .iter()
+        .map(|e| e.label.as_str())
+        .collect();
+
+    // Convergence: per-seed step curves on a common grid.
+    let max_x = report
+        .evaluations
+        .iter()
+        .flat_map(|r| r.episode.curve.iter().map(|p| p.effective_instances))
+        .max()
+        .unwrap_or(0) as f64;
+    if max_x > 0.0 {
+        let grid = linear_grid(0.0, max_x, CONVERGENCE_GRID_POINTS);
+        let mut series = Vec::new();
+        for label in &labels {
+            let seeds: Vec<Vec<(f64, f64)>> = report
+                .records_of(label)
+                .iter()
+                .map(|r| {
+                    r.episode
+                        .curve
+                        .iter()
+                        .map(|p| (p.effective_instances as f64, p.dev_accuracy))
+                        .collect()
+                })
+                .collect();
+            if seeds.iter().any(|s| !s.is_empty()) {
+                let mut band =
+                    band_from_seeds(*label, &seeds, &grid).map_err(|e| ExperimentError::Plot {
+                        path: out.path("convergence"),
+                        reason: e.to_string(),
+                    })?;
+                // Accuracies live in [0, 1]; so does the band drawn around them.
+                for point in &mut band.points {
+                    point.lower = point.lower.max(0.0);
+                    point.upper = point.upper.min(1.0);
+                }
+                series.push(band);
+            }
+        }
+        let tau = preset
+            .teaching
+            .thresholds
+            .iter()
+            .map(|t| t.accuracy)
+            .reduce(f64::max);
+        let chart = ChartLabels::new(
+            &format!(
+                "{}: dev accuracy of fresh students (mean, 95% CI over {} seeds)",
+                preset.name, preset.eval_seeds
+            ),
+            "effective training instances (updates x M)",
+            "dev accuracy",
+        );
+        keep_going(
+            plot_convergence(out.path("convergence"), &series, &chart, tau),
+            "convergence",
+        )?;
+    }
+
+    // Filtered data: windows of steps, pooled over seeds.
+    let m = preset.teaching.batch_size as f64;
+    let mut dropped = Vec::new();
+    for label in &labels {
+        let records = report.records_of(label);
+        let windows = records
+            .iter()
+            .map(|r| r.episode.loss_rank_drops.len())
+            .max()
+            .unwrap_or(0);
+        let mut points = Vec::with_capacity(windows);
+        let mut drops_anything = false;
+        for k in 0..windows {
+            let in_window: Vec<&l2t_agents::LossRankDrops> = records
+                .iter()
+                .filter_map(|r| r.episode.loss_rank_drops.get(k))
+                .collect();
+            let seen: [usize; 5] =
+                std::array::from_fn(|b| in_window.iter().map(|w| w.seen[b]).sum());
+            let dropped_count: [usize; 5] =
+                std::array::from_fn(|b| in_window.iter().map(|w| w.dropped[b]).sum());
+            drops_anything |= dropped_count.iter().any(|&d| d > 0);
+            let x = in_window.iter().map(|w| w.iteration as f64).sum::<f64>()
+                / in_window.len().max(1) as f64
+                * m;
+            points.push(DropPoint {
+                x,
+                shares: std::array::from_fn(|b| {
+                    if seen[b] == 0 {
+                        0.0
+                    } else {
+                        dropped_count[b] as f64 / seen[b] as f64
+                    }
+                }),
+            });
+        }
+        if drops_anything {
+            dropped.push(DroppedShares {
+                label: label.to_string(),
+                points,
+            });
+        }
+    }
+    if !dropped.is_empty() {
+        let chart = ChartLabels::new(
+            &format!(
+                "{}: share of each loss-rank bucket dropped (1 = lowest loss)",
+                preset.name
+            ),
+            "effective training instances (updates x M)",
+            "share dropped",
+        );
+        keep_going(
+            plot_filtered_data(out.path("filtered_data"), &dropped, &chart),
+            "filtered_data",
+        )?;
+    }
+
+    // Teacher training: episode returns and their moving average.
+    let curves: Vec<TeacherCurve> = report
+        .training
+        .iter()
+        .filter(|run| !run.episodes.is_empty())
+        .map(|run| {
+            let values: Vec<(f64, f64)> = run
+                .episodes
+                .iter()
+                .map(|e| ((e.episode + 1) as f64, e.summary.episode_return))
+                .collect();
+            TeacherCurve {
+                label: run.teacher.clone(),
+                secondary: Some(CurveSeries {
+                    label: "moving average (5)".into(),
+                    points: moving_average(&values, 5),
+                }),
+                values,
+            }
+        })
+        .collect();
+    if !curves.is_empty() {
+        let chart = ChartLabels::new(
+            &format!(
+                "{}: teacher training on {} (reward -ln(i_tau / T') per episode)",
+                preset.name,
+                report.config.training_preset().name
+            ),
+            "episode",
+            "episode return",
+        );
+        keep_going(
+            plot_teacher_training(out.path("teacher_training"), &curves, &chart),
+            "teacher_training",
+        )?;
+    }
+    Ok(warnings)
 }

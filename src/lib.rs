@@ -4,7 +4,7 @@
 //! This crate re-exports the environment crate ([`envs`]) and the teacher crate
 //! ([`agents`]) and adds ready-made tasks ([`tasks`]), presets ([`presets`]), run
 //! configs ([`config`]), the experiment layer ([`experiment`]: train, evaluate, compare,
-//! transfer) the run folder it writes ([`run_dir`]) and the figures of results ([`plots`]).
+//! transfer), the run folder it writes ([`run_dir`]) and the figures of results ([`plots`]).
 
 pub use l2t_agents as agents;
 pub use l2t_envs as envs;

@@ -323,6 +323,9 @@ fn execute(base: RunConfig, args: RunArgs, name: &str, context: &RunContext) -> 
 }
 
 fn print_report(report: &Report, out: &Path) {
+    for warning in &report.plot_warnings {
+        eprintln!("warning: {warning}");
+    }
     println!("\n{}", report.table());
     println!("results written to {}", out.display());
 }

@@ -56,7 +56,6 @@ fn small_preset() -> Preset {
 
 fn small_config() -> RunConfig {
     let mut config = RunConfig::reproduction(small_preset());
-    config.report.plots = false;
     config.report.test_every = 4;
     config
 }
@@ -139,6 +138,29 @@ fn the_same_run_twice_writes_the_same_results() {
         fs::read(a.join("config.toml")).unwrap(),
         fs::read(b.join("config.toml")).unwrap()
     );
+    // The plots are drawn, and drawn the same (PNGs only where a font is installed).
+    for stem in ["convergence", "filtered_data", "teacher_training"] {
+        let svg = fs::read(a.join(format!("{stem}.svg"))).unwrap();
+        assert!(svg.len() > 1_000, "{stem}.svg");
+        assert_eq!(
+            svg,
+            fs::read(b.join(format!("{stem}.svg"))).unwrap(),
+            "{stem}"
+        );
+        let png = a.join(format!("{stem}.png"));
+        if png.exists() {
+            assert_eq!(
+                fs::read(&png).unwrap(),
+                fs::read(b.join(format!("{stem}.png"))).unwrap(),
+                "{stem}.png"
+            );
+        } else {
+            assert!(
+                !first.plot_warnings.is_empty(),
+                "no {stem}.png and no warning"
+            );
+        }
+    }
     // The checkpoints of the trained teachers are byte-identical.
     let checkpoints: Vec<_> = fs::read_dir(&a)
         .unwrap()
