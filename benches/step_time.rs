@@ -401,19 +401,26 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     lean.reset(&mut stream_rng(0, Stream::StudentInit))?;
     let mut lean_step = 0usize;
     let mut lean_batch = train.batch(&window(0));
-    // r: the env's step rewritten in the bench, op for op (indices from Rust vectors,
-    // two gathers, train step, logits, feature ops, ndarray), without the env: if r
-    // matches b, the env's bookkeeping costs nothing and the pieces below explain b.
+    // r: the env's NoTeach step rewritten in the bench, op for op (indices from Rust
+    // vectors, one gather of the incoming batch, the update on the logits recorded by
+    // the previous observation, the next batch's logits with graph, feature ops,
+    // ndarray), without the env: if r matches b, the env's bookkeeping costs nothing
+    // and the pieces below explain b.
     let mut replica = MlpStudent::new(MlpConfig::mnist(), Device::Cpu)?;
     replica.reset(&mut stream_rng(0, Stream::StudentInit))?;
     let replica_order: Vec<i64> = Vec::<i64>::try_from(&order)?;
     let mut replica_cursor = 0usize;
-    let mut replica_incoming: Vec<i64> = replica_order[0..m].to_vec();
+    let mut replica_batch = train.batch(&Tensor::from_slice(&replica_order[0..m]));
+    let mut replica_logits = replica.logits_for_training(&replica_batch);
 
-    // b, d, e: one environment, stepped with all-true masks (NoTeach), with the
-    // REINFORCE teacher's masks, and with all-false masks (observation only).
+    // b: its own environment stepped with all-true masks (NoTeach): the buffer is
+    // always empty before a step, so every update reuses the observation's forward.
+    // d, e: a second environment, stepped with the REINFORCE teacher's masks and with
+    // all-false masks (observation only); d leaves leftovers in its buffer.
     let all_true = Array1::from_elem(m, true);
     let all_false = Array1::from_elem(m, false);
+    let (mut no_teach_env, _) = mlp_env(&mut Vec::new())?;
+    let (mut b_obs, mut b_info) = no_teach_env.reset(Some(0))?;
     let mut teacher = Reinforce::new(ReinforceConfig::default(), env.feature_names().len())?;
     let (mut obs, mut info): (TeachingObservation, TeachingInfo) = env.reset(Some(0))?;
     // d1: the teacher's act alone, on a fixed observation, with its own teacher.
@@ -458,17 +465,19 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
             }
         };
     }
-    // One env step with `mask`; the reset after an episode end is not timed.
+    // One step of `env` with `mask` (or the teacher's), from the observation `obs` and
+    // `info`; the reset after an episode end is not timed.
     macro_rules! env_step {
-        ($samples:expr, $count:expr, $record:expr, $mask:expr, $teacher:expr) => {
+        ($samples:expr, $count:expr, $record:expr, $mask:expr, $teacher:expr,
+         $env:ident, $obs:ident, $info:ident) => {
             for _ in 0..$count {
                 let start = Instant::now();
                 let mask = if $teacher {
-                    teacher.act(&obs, &info)?
+                    teacher.act(&$obs, &$info)?
                 } else {
                     $mask.clone()
                 };
-                let step = env.step(&mask)?;
+                let step = $env.step(&mask)?;
                 if $teacher {
                     teacher.observe(step.reward, step.done())?;
                 }
@@ -479,13 +488,13 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
                     }
                 }
                 let done = step.done();
-                obs = step.observation;
-                info = step.info;
+                $obs = step.observation;
+                $info = step.info;
                 if done {
                     if $teacher {
                         teacher.end_episode()?;
                     }
-                    (obs, info) = env.reset(None)?;
+                    ($obs, $info) = $env.reset(None)?;
                     resets += 1;
                 }
             }
@@ -515,22 +524,33 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
             lean_batch = train.batch(&window(lean_step));
             let _ = std::hint::black_box(lean.logits(&lean_batch));
         });
-        env_step!(b, count, record, all_true, false);
+        env_step!(
+            b,
+            count,
+            record,
+            all_true,
+            false,
+            no_teach_env,
+            b_obs,
+            b_info
+        );
         run_variant!(r, count, record, {
-            let train_indices = replica_incoming.clone();
-            let batch = train.batch(&Tensor::from_slice(&train_indices));
-            replica.train_step(&batch, &mut noise)?;
+            replica.train_step_on_logits(&replica_logits, &replica_batch.labels)?;
             replica_cursor = (replica_cursor + m) % (windows * m);
-            replica_incoming = replica_order[replica_cursor..replica_cursor + m].to_vec();
-            let batch = train.batch(&Tensor::from_slice(&replica_incoming));
-            let logits = replica.logits(&batch);
-            std::hint::black_box(featurise_replica(&logits, &batch, &state)?);
+            let incoming = replica_order[replica_cursor..replica_cursor + m].to_vec();
+            replica_batch = train.batch(&Tensor::from_slice(&incoming));
+            replica_logits = replica.logits_for_training(&replica_batch);
+            std::hint::black_box(featurise_replica(
+                &replica_logits.detach(),
+                &replica_batch,
+                &state,
+            )?);
         });
-        env_step!(d, count, record, all_true, true);
+        env_step!(d, count, record, all_true, true, env, obs, info);
         run_variant!(d1, count, record, {
             std::hint::black_box(act_teacher.act(&fixed_obs, &fixed_info)?);
         });
-        env_step!(e, count, record, all_false, false);
+        env_step!(e, count, record, all_false, false, env, obs, info);
         run_variant!(e1, count, record, {
             let idx = &index_pool[gather_cursor % index_pool.len()];
             let batch = train.batch(&Tensor::from_slice(idx));

@@ -537,24 +537,35 @@ pub(crate) fn featurise(
     let size = logits.size();
     let (b, m) = (size[0], size[1]);
     let num_classes = train.num_classes();
+    // Few ops, in place where possible: at M = 20 each op's dispatch costs more than
+    // its arithmetic.
     let log_probs = logits.log_softmax(-1, Kind::Float);
-    let probs = log_probs.exp().clamp(0.0, 1.0);
+    let mut probs = log_probs.exp();
+    let _ = probs.clamp_(0.0, 1.0);
     let labels = labels.unsqueeze(-1);
-    let label_one_hot = probs.zeros_like().scatter_value(-1, &labels, 1.0);
-    // Combined features: loss -log p_y and margin p_y - max_{y' != y} p_{y'}.
-    let loss = -log_probs.gather(-1, &labels, false);
+    let mut label_one_hot = probs.zeros_like();
+    let _ = label_one_hot.scatter_value_(-1, &labels, 1.0);
+    // Combined features: loss -log p_y and margin p_y - max_{y' != y} p_{y'} (the
+    // label's own probability replaced by -1 before the max).
+    let log_p_label = log_probs.gather(-1, &labels, false);
     let p_label = probs.gather(-1, &labels, false);
     let best_other = probs
-        .masked_fill(&label_one_hot.to_kind(Kind::Bool), -1.0)
+        .scatter_value(-1, &labels, -1.0)
         .amax([-1].as_slice(), true);
-    let margin = (p_label - best_other).clamp(-1.0, 1.0);
+    let mut margin = p_label - best_other;
+    let _ = margin.clamp_(-1.0, 1.0);
     let loss_feature = match config.loss_scaling {
-        LossScaling::Fixed => (loss / (2.0 * (num_classes as f64).ln())).clamp(0.0, 1.0),
+        LossScaling::Fixed => {
+            // -log p_y / (2 ln|Y|), the sign folded into the divisor (negation is exact).
+            let mut scaled = log_p_label / (-2.0 * (num_classes as f64).ln());
+            let _ = scaled.clamp_(0.0, 1.0);
+            scaled
+        }
         LossScaling::Rank => {
-            // Rank within each batch, 0 = smallest loss.
-            let rank = loss
+            // Rank within each batch, 0 = smallest loss -log p_y, i.e. largest log p_y.
+            let rank = log_p_label
                 .squeeze_dim(-1)
-                .argsort_stable(true, -1, false)
+                .argsort_stable(true, -1, true)
                 .argsort_stable(true, -1, false)
                 .to_kind(Kind::Float);
             (rank / ((m - 1).max(1) as f64)).unsqueeze(-1)
