@@ -4,8 +4,8 @@
 mod common;
 
 use l2t::envs::{
-    BatchedTeachingEnv, EnvError, MlpConfig, OptimizerConfig, Space, SyncVectorEnv,
-    TeachingConfig, TeachingEnv, TeachingInfo, VecStep, VectorEnv,
+    BatchedTeachingEnv, EnvError, MlpConfig, OptimizerConfig, Space, SyncVectorEnv, TeachingConfig,
+    TeachingEnv, TeachingInfo, VecStep, VectorEnv,
 };
 use ndarray::Array1;
 
@@ -61,11 +61,14 @@ fn mask(env: usize, step: usize) -> Array1<bool> {
 /// iterations_to_tau, whether a final info came back); `steps` vector steps.
 type Row = (usize, bool, bool, f64, f64, Option<usize>, bool);
 
-fn run(env: &mut dyn VectorEnv<
-    Observation = l2t::envs::TeachingObservation,
-    Action = Array1<bool>,
-    Info = TeachingInfo,
->, steps: usize) -> (Vec<Row>, Vec<f32>) {
+fn run(
+    env: &mut dyn VectorEnv<
+        Observation = l2t::envs::TeachingObservation,
+        Action = Array1<bool>,
+        Info = TeachingInfo,
+    >,
+    steps: usize,
+) -> (Vec<Row>, Vec<f32>) {
     let (observations, _) = env.reset(Some(7)).unwrap();
     let mut features: Vec<f32> = observations
         .iter()
@@ -137,7 +140,10 @@ fn batched_env_follows_separate_teaching_envs() {
         );
         ends += usize::from(s.6);
     }
-    assert!(ends >= N, "expected every env to finish an episode, got {ends} ends");
+    assert!(
+        ends >= N,
+        "expected every env to finish an episode, got {ends} ends"
+    );
     let worst = sync_features
         .iter()
         .zip(&batched_features)
@@ -168,7 +174,9 @@ fn batched_env_checks_its_actions_and_spaces() {
     assert!(observations
         .iter()
         .all(|o| env.observation_space().contains(o)));
-    let err = env.step(&vec![Array1::from_elem(8, true); N - 1]).unwrap_err();
+    let err = env
+        .step(&vec![Array1::from_elem(8, true); N - 1])
+        .unwrap_err();
     assert!(matches!(err, EnvError::InvalidAction(_)), "{err}");
     let mut bad = vec![Array1::from_elem(8, true); N];
     bad[1] = Array1::from_elem(7, true);

@@ -727,6 +727,11 @@ impl TeachingEnv {
         &self.train
     }
 
+    /// The dev split that decides the reward.
+    pub fn dev_data(&self) -> &Dataset {
+        &self.dev
+    }
+
     /// Accuracy of the current student on any split (e.g. the test split, for reports).
     pub fn evaluate(&self, data: &Dataset) -> Result<f64> {
         self.student.accepts(data)?;
