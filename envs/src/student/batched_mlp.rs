@@ -8,11 +8,12 @@
 //! batches, and its own Adam state with its own step count, since students update at
 //! different env steps. Only the students named in a training call update.
 //!
-//! Adam is written out on the stacked tensors. It follows libtorch's `torch::optim::Adam`
-//! op for op but one: libtorch computes `m = beta1 m + (1 - beta1) g` with a fused
-//! multiply-add (`add_` with `alpha`), which tch does not expose, so here the product
-//! `(1 - beta1) g` is rounded before the add. Batched students therefore follow the
-//! individual ones to float tolerance, not bit for bit.
+//! Adam is written out on the stacked tensors, in place with preallocated work space:
+//! the same update as libtorch's `torch::optim::Adam` (default betas and eps, per-student
+//! bias corrections), with the first moment as `m.lerp_(g, 1 - beta1)` as PyTorch's
+//! Python Adam computes it. libtorch's C++ Adam rounds that step differently (a fused
+//! multiply-add that tch does not expose), so batched students follow the individual
+//! ones to float tolerance, not bit for bit.
 
 use rand_chacha::ChaCha8Rng;
 use tch::{nn, Device, Kind, Tensor};
@@ -51,11 +52,15 @@ pub struct BatchedMlp {
     num_students: usize,
     learning_rate: f64,
     weight_decay: f64,
-    /// Per layer `l`: `params[2l]` the weights `[N, out, in]`, `params[2l + 1]` the
-    /// biases `[N, out]`. Plain tensors: each training call makes its own leaves.
+    /// Per layer `l`: `params[2l]` the weights, transposed to `[N, in, out]` so that the
+    /// forward is `x @ W` and the gradient comes out contiguous (a transposed gradient
+    /// makes every Adam op stride through memory), and `params[2l + 1]` the biases
+    /// `[N, out]`. Plain tensors: each training call makes its own leaves.
     params: Vec<Tensor>,
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
+    /// Work space of the Adam step, one per parameter (same shapes).
+    scratch: Vec<Tensor>,
     steps: Vec<u32>,
     /// One `MlpStudent`'s variables, used only to draw initial weights in its order.
     template: nn::VarStore,
@@ -97,13 +102,14 @@ impl BatchedMlp {
         let widths = layer_widths(&config);
         let mut params = Vec::new();
         for w in widths.windows(2) {
-            params.push(Tensor::zeros([n, w[1], w[0]], (Kind::Float, device)));
+            params.push(Tensor::zeros([n, w[0], w[1]], (Kind::Float, device)));
             params.push(Tensor::zeros([n, w[1]], (Kind::Float, device)));
         }
         let zeros = |ps: &[Tensor]| ps.iter().map(Tensor::zeros_like).collect::<Vec<_>>();
         Ok(Self {
             exp_avg: zeros(&params),
             exp_avg_sq: zeros(&params),
+            scratch: zeros(&params),
             steps: vec![0; num_students],
             params,
             config,
@@ -172,7 +178,13 @@ impl BatchedMlp {
                 let value = variables.get(&name).ok_or_else(|| {
                     EnvError::Unsupported(format!("MLP template has no variable {name}"))
                 })?;
-                param.get(row).copy_(value);
+                // MlpStudent's weights are [out, in]; ours are their transpose.
+                let value = if part == "weight" {
+                    value.tr()
+                } else {
+                    value.shallow_clone()
+                };
+                param.get(row).copy_(&value);
                 let _ = self.exp_avg[index].get(row).zero_();
                 let _ = self.exp_avg_sq[index].get(row).zero_();
             }
@@ -222,9 +234,7 @@ impl BatchedMlp {
         let layers = params.len() / 2;
         for layer in 0..layers {
             let (weight, bias) = (&params[2 * layer], &params[2 * layer + 1]);
-            x = bias
-                .unsqueeze(1)
-                .baddbmm(&x, &weight.transpose(1, 2), 1.0, 1.0);
+            x = bias.unsqueeze(1).baddbmm(&x, weight, 1.0, 1.0);
             if layer + 1 < layers {
                 x = x.relu();
             }
@@ -322,6 +332,7 @@ impl BatchedMlp {
                         &grad,
                         &self.exp_avg[index],
                         &self.exp_avg_sq[index],
+                        &self.scratch[index],
                         &step_size,
                         &sqrt_bc2,
                         self.weight_decay,
@@ -335,6 +346,7 @@ impl BatchedMlp {
                             &grad.get(row),
                             &self.exp_avg[index].get(student),
                             &self.exp_avg_sq[index].get(student),
+                            &self.scratch[index].get(row),
                             &step_size,
                             &sqrt_bc2,
                             self.weight_decay,
@@ -348,7 +360,7 @@ impl BatchedMlp {
         Ok(values)
     }
 
-    /// Per-student `lr / (1 - beta1^t)` and `sqrt(1 - beta2^t)` as `[k, 1, ...]`
+    /// Per-student `-lr / (1 - beta1^t)` and `sqrt(1 - beta2^t)` as `[k, 1, ...]`
     /// tensors of `dims` dimensions, from each student's step count `t` (computed in
     /// f64 as libtorch does, then rounded to f32 as libtorch's scalar arguments are).
     fn step_scalars(&self, students: &[usize], dims: i64) -> (Tensor, Tensor) {
@@ -356,7 +368,7 @@ impl BatchedMlp {
         let mut sqrt_bc2 = Vec::with_capacity(students.len());
         for &i in students {
             let t = f64::from(self.steps[i]);
-            step_size.push((self.learning_rate / (1.0 - BETA1.powf(t))) as f32);
+            step_size.push((-self.learning_rate / (1.0 - BETA1.powf(t))) as f32);
             sqrt_bc2.push((1.0 - BETA2.powf(t)).sqrt() as f32);
         }
         let mut shape = vec![students.len() as i64];
@@ -404,34 +416,41 @@ impl BatchedMlp {
     }
 }
 
-/// libtorch's Adam step on rows of stacked tensors (`step_size` and `sqrt_bc2`
-/// broadcast per row): `m = beta1 m + (1 - beta1) g`, `v = beta2 v + (1 - beta2) g^2`,
-/// `p -= step_size * m / (sqrt(v) / sqrt_bc2 + eps)`.
+/// One Adam step on rows of stacked tensors, in place and without temporaries (at
+/// N x 400k parameters, allocating a temporary costs more than the arithmetic):
+/// `m = lerp(m, g, 1 - beta1)`, `v = beta2 v + (1 - beta2) g^2`,
+/// `p += neg_step_size * m / (sqrt(v) / sqrt_bc2 + eps)`, with `neg_step_size` and
+/// `sqrt_bc2` broadcast per row. `grad` and `scratch` are overwritten.
+#[allow(clippy::too_many_arguments)]
 fn adam_rows(
     param: &Tensor,
     grad: &Tensor,
     exp_avg: &Tensor,
     exp_avg_sq: &Tensor,
-    step_size: &Tensor,
+    scratch: &Tensor,
+    neg_step_size: &Tensor,
     sqrt_bc2: &Tensor,
     weight_decay: f64,
 ) {
-    let grad = if weight_decay != 0.0 {
-        grad + param * weight_decay
-    } else {
-        grad.shallow_clone()
-    };
-    let (mut param, mut exp_avg, mut exp_avg_sq) = (
+    let (mut param, mut grad, mut exp_avg, mut exp_avg_sq, mut scratch) = (
         param.shallow_clone(),
+        grad.shallow_clone(),
         exp_avg.shallow_clone(),
         exp_avg_sq.shallow_clone(),
+        scratch.shallow_clone(),
     );
-    let _ = exp_avg.g_mul_scalar_(BETA1);
-    let _ = exp_avg.g_add_(&(&grad * (1.0 - BETA1)));
+    if weight_decay != 0.0 {
+        let _ = grad.g_add_(&(&param * weight_decay));
+    }
+    let _ = exp_avg.lerp_(&grad, 1.0 - BETA1);
+    let _ = grad.mul_scalar_out(&scratch, 1.0 - BETA2);
     let _ = exp_avg_sq.g_mul_scalar_(BETA2);
-    let _ = exp_avg_sq.addcmul_(&(&grad * (1.0 - BETA2)), &grad);
-    let denom = (exp_avg_sq.sqrt() / sqrt_bc2).g_add_scalar_(EPS);
-    let _ = param.addcdiv_(&(&exp_avg * -step_size), &denom);
+    let _ = exp_avg_sq.addcmul_(&scratch, &grad);
+    let _ = exp_avg_sq.sqrt_out(&scratch);
+    let _ = scratch.g_div_(sqrt_bc2);
+    let _ = scratch.g_add_scalar_(EPS);
+    let _ = exp_avg.mul_out(&grad, neg_step_size);
+    let _ = param.addcdiv_(&grad, &scratch);
 }
 
 #[cfg(test)]
