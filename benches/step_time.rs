@@ -4,7 +4,7 @@
 //! `lstm` (a substring is enough; no filter runs all three). A fixed workload timed with
 //! `std::time::Instant`: warm-up, then timed iterations, one sample per step; the table
 //! gives the median and the mean in milliseconds per step. Within the `mlp` section the
-//! variants are interleaved in rounds (a1 a2 a3 b r d d1 e e1 e2 e3, twenty times), so
+//! variants are interleaved in rounds (a1 a2 a3 b r d d1 e e1 e2 e3 e4, twenty times), so
 //! that a change in machine load hits all of them alike and their ratios stay
 //! meaningful.
 //!
@@ -23,6 +23,7 @@ use tch::{nn, nn::Module, nn::OptimizerConfig as _, Device, Kind, Tensor};
 use l2t::agents::{Reinforce, ReinforceConfig, Teacher};
 use l2t::envs::seeding::{stream_rng, Stream};
 use l2t::envs::student::{LstmConfig, LstmStudent, ResNetConfig, ResNetStudent};
+use l2t::envs::teaching::featurise;
 use l2t::envs::{
     Batch, Dataset, Env, MlpConfig, MlpStudent, Student, TeachingConfig, TeachingEnv, TeachingInfo,
     TeachingObservation,
@@ -345,9 +346,9 @@ impl PlainLoop {
     }
 }
 
-/// A copy of the tensor work of `TeachingEnv::featurise` (LossScaling::Fixed, image
-/// data) and of the ndarray conversion of `observe_incoming`, from given logits: the
-/// env keeps both private, so this replica times them in isolation.
+/// The feature work as the env did it before it assembled rows in Rust: a dozen
+/// tensor ops (LossScaling::Fixed, image data) and one copy to an `Array2`, from given
+/// logits; e3 times it beside e4, the env's current `featurise`.
 fn featurise_replica(logits: &Tensor, batch: &Batch, state: &[f32; 3]) -> Result<Array2<f32>> {
     let m = batch.len() as i64;
     let num_classes = 10.0f64;
@@ -440,6 +441,7 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     let fixed_batch = train.batch(&Tensor::from_slice(&index_pool[0]));
     let fixed_logits = env.student().logits(&fixed_batch);
     let state = [0.5f32, 0.3, 0.8];
+    let feature_config = env.config().clone();
 
     let mut a1 = Samples::default();
     let mut a2 = Samples::default();
@@ -452,6 +454,7 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     let mut e1 = Samples::default();
     let mut e2 = Samples::default();
     let mut e3 = Samples::default();
+    let mut e4 = Samples::default();
 
     // Steps one variant `count` times; `record` false is the warm-up.
     macro_rules! run_variant {
@@ -540,10 +543,13 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
             let incoming = replica_order[replica_cursor..replica_cursor + m].to_vec();
             replica_batch = train.batch(&Tensor::from_slice(&incoming));
             replica_logits = replica.logits_for_training(&replica_batch);
-            std::hint::black_box(featurise_replica(
-                &replica_logits.detach(),
-                &replica_batch,
-                &state,
+            std::hint::black_box(featurise(
+                &feature_config,
+                &train,
+                &replica_logits.detach().unsqueeze(0),
+                &replica_batch.labels.unsqueeze(0),
+                None,
+                &[state],
             )?);
         });
         env_step!(d, count, record, all_true, true, env, obs, info);
@@ -562,6 +568,16 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
         });
         run_variant!(e3, count, record, {
             std::hint::black_box(featurise_replica(&fixed_logits, &fixed_batch, &state)?);
+        });
+        run_variant!(e4, count, record, {
+            std::hint::black_box(featurise(
+                &feature_config,
+                &train,
+                &fixed_logits.unsqueeze(0),
+                &fixed_batch.labels.unsqueeze(0),
+                None,
+                &[state],
+            )?);
         });
     }
     if resets > 0 {
@@ -621,7 +637,8 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
             .with_ratio(format!("{:.2}x e/b (mean)", e.mean() / b.mean())),
         timed("e1 gather M=20: from_slice + index_select", &e1),
         timed("e2 student logits M=20, no grad", &e2),
-        timed("e3 features + ndarray (bench replica of featurise)", &e3),
+        timed("e3 features as 14 tensor ops + ndarray (before)", &e3),
+        timed("e4 featurise: log-softmax, one copy, rows in Rust", &e4),
     ]);
     notes.push(format!(
         "mlp: {} timed steps per variant in {MLP_ROUNDS} interleaved rounds after {MLP_WARMUP} \

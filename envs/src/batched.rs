@@ -30,7 +30,7 @@ use crate::error::Result;
 use crate::spaces::MultiBinary;
 use crate::student::{BatchedMlp, MlpConfig, RecordedForward};
 use crate::teaching::{
-    check_splits, featurise, spaces, to_observations, EpisodeState, TeachingConfig, TeachingInfo,
+    check_splits, featurise, spaces, EpisodeState, TeachingConfig, TeachingInfo,
     TeachingObservation, TeachingObservationSpace, Update,
 };
 use crate::vector::{check_action_count, env_seed, VecStep, VectorEnv};
@@ -201,19 +201,18 @@ impl BatchedTeachingEnv {
             .iter()
             .map(|&i| self.episodes[i].student_state(&self.config, self.train.num_classes()))
             .collect();
-        let flat_states: Vec<f32> = states.iter().flatten().copied().collect();
-        let features = featurise(
+        let observations = featurise(
             &self.config,
             &self.train,
             &logits,
             &labels,
             batch.lengths.as_ref().map(|l| l.view([k, m])).as_ref(),
-            &Tensor::from_slice(&flat_states).view([k, 3]),
-        );
+            &states,
+        )?;
         // A partial observation (the first ones after resets) leaves the all-env
         // batches stale for the reset envs.
         self.incoming = everyone.then_some((inputs, labels));
-        to_observations(&features, &states)
+        Ok(observations)
     }
 
     /// One batched Adam step for the envs of `updates`; returns each one's loss.

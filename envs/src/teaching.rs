@@ -22,7 +22,8 @@
 //!      rank within the batch divided by M-1, see [`LossScaling`]) and the `margin`
 //!      p_y - max_{y' != y} p_{y'} in [-1, 1].
 //!
-//!    For |Y| = 10 that is 10 + 3 + 12 = 25 columns, as in the paper.
+//!    For |Y| = 10 that is 10 + 3 + 12 = 25 columns, as in the paper. [`featurise`]
+//!    computes them.
 //! 3. **Action.** The teacher answers with a keep-mask `a` of length M (`a_m = true`
 //!    keeps instance m). Any other length is an error.
 //! 4. **Accumulation.** Kept instances join a buffer. Once it holds M, the student
@@ -522,97 +523,100 @@ impl EpisodeState {
     }
 }
 
-/// The feature tensor `[B, M, F]` of B incoming batches, in the column order of
-/// [`feature_layout`]: `logits` `[B, M, |Y|]` (without gradient), `labels` `[B, M]`,
-/// `lengths` `[B, M]` for text, `states` `[B, 3]` (the student-state features of each
-/// batch). A plain env has B = 1; the batched env featurises all its envs at once.
-pub(crate) fn featurise(
+/// The observations of B incoming batches, with columns as in
+/// [`TeachingEnv::feature_names`]: `logits` `[B, M, |Y|]` (without gradient), `labels`
+/// `[B, M]`, `lengths` `[B, M]` for text, `states[b]` the student-state features of
+/// batch b. A plain env has B = 1; the batched env featurises all its envs at once.
+///
+/// The log-softmax runs as one tensor op; its `[B, M, |Y|]` values and the labels are
+/// then copied to Rust once and each row is assembled there (probabilities, one-hot,
+/// loss, margin, rank): at M = 20 the dozen small tensor ops this replaces cost more in
+/// dispatch than the arithmetic, and the rows are the ndarray the teacher reads anyway.
+pub fn featurise(
     config: &TeachingConfig,
     train: &Dataset,
     logits: &Tensor,
     labels: &Tensor,
     lengths: Option<&Tensor>,
-    states: &Tensor,
-) -> Tensor {
-    let size = logits.size();
-    let (b, m) = (size[0], size[1]);
-    let num_classes = train.num_classes();
-    // Few ops, in place where possible: at M = 20 each op's dispatch costs more than
-    // its arithmetic.
-    let log_probs = logits.log_softmax(-1, Kind::Float);
-    let mut probs = log_probs.exp();
-    let _ = probs.clamp_(0.0, 1.0);
-    let labels = labels.unsqueeze(-1);
-    let mut label_one_hot = probs.zeros_like();
-    let _ = label_one_hot.scatter_value_(-1, &labels, 1.0);
-    // Combined features: loss -log p_y and margin p_y - max_{y' != y} p_{y'} (the
-    // label's own probability replaced by -1 before the max).
-    let log_p_label = log_probs.gather(-1, &labels, false);
-    let p_label = probs.gather(-1, &labels, false);
-    let best_other = probs
-        .scatter_value(-1, &labels, -1.0)
-        .amax([-1].as_slice(), true);
-    let mut margin = p_label - best_other;
-    let _ = margin.clamp_(-1.0, 1.0);
-    let loss_feature = match config.loss_scaling {
-        LossScaling::Fixed => {
-            // -log p_y / (2 ln|Y|), the sign folded into the divisor (negation is exact).
-            let mut scaled = log_p_label / (-2.0 * (num_classes as f64).ln());
-            let _ = scaled.clamp_(0.0, 1.0);
-            scaled
-        }
-        LossScaling::Rank => {
-            // Rank within each batch, 0 = smallest loss -log p_y, i.e. largest log p_y.
-            let rank = log_p_label
-                .squeeze_dim(-1)
-                .argsort_stable(true, -1, true)
-                .argsort_stable(true, -1, false)
-                .to_kind(Kind::Float);
-            (rank / ((m - 1).max(1) as f64)).unsqueeze(-1)
-        }
-    };
-    let student_state = states.view([b, 1, 3]).expand([b, m, 3], false);
-    let mut columns = vec![label_one_hot];
-    if let Some(lengths) = lengths {
-        let max_length = train.max_length() as f64;
-        columns.push(
-            (lengths.to_kind(Kind::Float) / max_length)
-                .clamp(0.0, 1.0)
-                .unsqueeze(-1),
-        );
-    }
-    columns.extend([student_state, probs, loss_feature, margin]);
-    Tensor::cat(&columns, -1)
-}
-
-/// Splits a feature tensor `[B, M, F]` into B observations, copying to ndarray once.
-pub(crate) fn to_observations(
-    features: &Tensor,
     states: &[[f32; 3]],
 ) -> Result<Vec<TeachingObservation>> {
-    let size = features.size();
-    let (b, m, f) = (size[0] as usize, size[1] as usize, size[2] as usize);
-    let flat = Vec::<f32>::try_from(features.contiguous().view(-1))?;
-    let shape_error = |e: ndarray::ShapeError| EnvError::InvalidDataset {
-        name: "features".into(),
-        reason: format!("feature matrix shape: {e}"),
-    };
-    if b == 1 {
-        let features = Array2::from_shape_vec((m, f), flat).map_err(shape_error)?;
-        return Ok(vec![TeachingObservation {
-            features,
-            student_state: Array1::from_vec(states.first().copied().unwrap_or_default().to_vec()),
-        }]);
+    let size = logits.size();
+    let (b, m, c) = (size[0] as usize, size[1] as usize, size[2] as usize);
+    let log_probs = Vec::<f32>::try_from(logits.log_softmax(-1, Kind::Float).view(-1))?;
+    let labels = Vec::<i64>::try_from(labels.contiguous().view(-1))?;
+    let lengths = lengths
+        .map(|l| Vec::<i64>::try_from(l.contiguous().view(-1)))
+        .transpose()?;
+    if states.len() != b || labels.len() != b * m || log_probs.len() != b * m * c {
+        return Err(EnvError::InvalidDataset {
+            name: train.name().to_string(),
+            reason: format!(
+                "featurise: {} states, {} labels, {} log-probabilities for [{b}, {m}, {c}]",
+                states.len(),
+                labels.len(),
+                log_probs.len()
+            ),
+        });
     }
-    flat.chunks_exact(m * f)
-        .zip(states)
-        .map(|(rows, state)| {
-            Ok(TeachingObservation {
-                features: Array2::from_shape_vec((m, f), rows.to_vec()).map_err(shape_error)?,
-                student_state: Array1::from_vec(state.to_vec()),
-            })
-        })
-        .collect()
+    let loss_scale = (2.0 * (c as f64).ln()) as f32;
+    let max_length = train.max_length() as f32;
+    let width = c + usize::from(lengths.is_some()) + 3 + c + 2;
+    let mut observations = Vec::with_capacity(b);
+    let mut losses = vec![0f32; m];
+    let mut order: Vec<usize> = Vec::with_capacity(m);
+    for (batch, state) in states.iter().enumerate() {
+        let mut rows = Vec::with_capacity(m * width);
+        for (row, loss) in losses.iter_mut().enumerate() {
+            let at = batch * m + row;
+            let lp = &log_probs[at * c..(at + 1) * c];
+            let label = usize::try_from(labels[at]).unwrap_or(usize::MAX).min(c - 1);
+            // Data features: the label one-hot, and for text the length / max length.
+            rows.extend((0..c).map(|k| if k == label { 1.0 } else { 0.0 }));
+            if let Some(lengths) = &lengths {
+                rows.push((lengths[at] as f32 / max_length).clamp(0.0, 1.0));
+            }
+            // Student features.
+            rows.extend_from_slice(state);
+            // Combined features: p(y' | x) for every class, loss -log p_y (scaled below)
+            // and margin p_y - max_{y' != y} p_{y'}.
+            let probs_start = rows.len();
+            rows.extend(lp.iter().map(|v| v.exp().clamp(0.0, 1.0)));
+            let probs = &rows[probs_start..];
+            let best_other = probs
+                .iter()
+                .enumerate()
+                .filter(|&(k, _)| k != label)
+                .map(|(_, &p)| p)
+                .fold(-1.0f32, f32::max);
+            let margin = (probs[label] - best_other).clamp(-1.0, 1.0);
+            *loss = -lp[label];
+            rows.push(match config.loss_scaling {
+                LossScaling::Fixed => (*loss / loss_scale).clamp(0.0, 1.0),
+                LossScaling::Rank => 0.0, // filled in below, once all losses are known
+            });
+            rows.push(margin);
+        }
+        if config.loss_scaling == LossScaling::Rank {
+            // Rank within the batch (0 = smallest loss, ties in arrival order).
+            order.clear();
+            order.extend(0..m);
+            order.sort_by(|&i, &j| losses[i].total_cmp(&losses[j]));
+            let denominator = (m.saturating_sub(1)).max(1) as f32;
+            for (rank, &row) in order.iter().enumerate() {
+                rows[row * width + width - 2] = rank as f32 / denominator;
+            }
+        }
+        let features =
+            Array2::from_shape_vec((m, width), rows).map_err(|e| EnvError::InvalidDataset {
+                name: train.name().to_string(),
+                reason: format!("feature matrix shape: {e}"),
+            })?;
+        observations.push(TeachingObservation {
+            features,
+            student_state: Array1::from_vec(state.to_vec()),
+        });
+    }
+    Ok(observations)
 }
 
 /// The data-teaching environment: a student, its training and dev splits, and the MDP.
@@ -761,16 +765,16 @@ impl TeachingEnv {
         let state = self
             .episode
             .student_state(&self.config, self.train.num_classes());
-        let features = featurise(
+        let mut observations = featurise(
             &self.config,
             &self.train,
             &logits.unsqueeze(0),
             &batch.labels.unsqueeze(0),
             batch.lengths.as_ref().map(|l| l.unsqueeze(0)).as_ref(),
-            &Tensor::from_slice(&state),
-        );
+            &[state],
+        )?;
         self.incoming_batch = Some(batch);
-        to_observations(&features, &[state])?
+        observations
             .pop()
             .ok_or_else(|| EnvError::Unsupported("featurise returned no observation".into()))
     }
@@ -884,5 +888,104 @@ impl Env for TeachingEnv {
                 .episode
                 .info(&self.config, self.train.len(), updates, evaluated),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The features as tensor ops (the formulas of the module docs, as the env computed
+    /// them before `featurise` assembled rows in Rust), for one batch `[M, |Y|]`.
+    fn reference(
+        scaling: LossScaling,
+        logits: &Tensor,
+        labels: &Tensor,
+        lengths: Option<(&Tensor, f64)>,
+        state: &[f32; 3],
+    ) -> Tensor {
+        let m = logits.size()[0];
+        let c = logits.size()[1];
+        let log_probs = logits.log_softmax(-1, Kind::Float);
+        let probs = log_probs.exp().clamp(0.0, 1.0);
+        let labels = labels.unsqueeze(1);
+        let one_hot = probs.zeros_like().scatter_value(1, &labels, 1.0);
+        let loss = -log_probs.gather(1, &labels, false);
+        let best_other = probs
+            .masked_fill(&one_hot.to_kind(Kind::Bool), -1.0)
+            .amax([1].as_slice(), true);
+        let margin = (probs.gather(1, &labels, false) - best_other).clamp(-1.0, 1.0);
+        let loss = match scaling {
+            LossScaling::Fixed => (loss / (2.0 * (c as f64).ln())).clamp(0.0, 1.0),
+            LossScaling::Rank => {
+                let rank = loss
+                    .view([-1])
+                    .argsort_stable(true, 0, false)
+                    .argsort_stable(true, 0, false)
+                    .to_kind(Kind::Float);
+                (rank / ((m - 1).max(1) as f64)).unsqueeze(1)
+            }
+        };
+        let mut columns = vec![one_hot];
+        if let Some((lengths, max)) = lengths {
+            columns.push(
+                (lengths.to_kind(Kind::Float) / max)
+                    .clamp(0.0, 1.0)
+                    .unsqueeze(1),
+            );
+        }
+        columns.push(Tensor::from_slice(state).view([1, 3]).expand([m, 3], false));
+        columns.extend([probs, loss, margin]);
+        Tensor::cat(&columns, 1)
+    }
+
+    #[test]
+    fn featurise_matches_the_tensor_formulas() {
+        tch::manual_seed(3);
+        let (b, m, c) = (3i64, 7i64, 4i64);
+        let inputs = Tensor::zeros([10, 2], tch::kind::FLOAT_CPU);
+        let all_labels = Tensor::from_slice(&[0i64, 1, 2, 3, 0, 1, 2, 3, 0, 1]);
+        let text = Dataset::new("text", inputs, all_labels, c as usize)
+            .unwrap()
+            .with_lengths(Tensor::from_slice(&[5i64; 10]), 40)
+            .unwrap();
+        // Ties in the logits of batch 0 exercise the rank's tie order.
+        let logits = Tensor::randn([b, m, c], tch::kind::FLOAT_CPU) * 3.0;
+        let _ = logits.get(0).get(1).copy_(&logits.get(0).get(0));
+        let labels = Tensor::randint(c, [b, m], tch::kind::INT64_CPU);
+        let _ = labels.get(0).get(1).copy_(&labels.get(0).get(0));
+        let lengths = Tensor::randint_low(1, 60, [b, m], tch::kind::INT64_CPU);
+        let states = [[0.1f32, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]];
+        for scaling in [LossScaling::Fixed, LossScaling::Rank] {
+            let config = TeachingConfig {
+                loss_scaling: scaling,
+                ..TeachingConfig::default()
+            };
+            let observations =
+                featurise(&config, &text, &logits, &labels, Some(&lengths), &states).unwrap();
+            assert_eq!(observations.len(), b as usize);
+            let (names, _) = feature_layout(c as usize, true);
+            for (i, observation) in observations.iter().enumerate() {
+                let i64_i = i as i64;
+                let expected = reference(
+                    scaling,
+                    &logits.get(i64_i),
+                    &labels.get(i64_i),
+                    Some((&lengths.get(i64_i), 40.0)),
+                    &states[i],
+                );
+                let expected = Vec::<f32>::try_from(expected.view(-1)).unwrap();
+                assert_eq!(observation.features.dim(), (m as usize, names.len()));
+                for (k, (got, want)) in observation.features.iter().zip(&expected).enumerate() {
+                    assert!(
+                        (got - want).abs() <= 1e-6,
+                        "{scaling:?} batch {i} row {} column {}: {got} vs {want}",
+                        k / names.len(),
+                        names[k % names.len()]
+                    );
+                }
+                assert_eq!(observation.student_state.to_vec(), states[i].to_vec());
+            }
+        }
     }
 }
