@@ -52,8 +52,8 @@ fn batched_env() -> BatchedTeachingEnv {
 fn mask(env: usize, step: usize) -> Array1<bool> {
     Array1::from_shape_fn(8, |i| match env {
         0 => true,
-        1 => step % 2 == 0 || i % 3 != 0,
-        _ => (i + step) % 2 == 0,
+        1 => step.is_multiple_of(2) || !i.is_multiple_of(3),
+        _ => (i + step).is_multiple_of(2),
     })
 }
 

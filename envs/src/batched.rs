@@ -1,6 +1,8 @@
 //! N teaching episodes driven by one batched MLP student ([`BatchedMlp`]): the
 //! vectorised form of [`TeachingEnv`] with an [`MlpStudent`](crate::MlpStudent).
 //!
+//! [`TeachingEnv`]: crate::TeachingEnv
+//!
 //! Every env has its own episode bookkeeping (the same `EpisodeState` that
 //! [`TeachingEnv`] drives, so the MDP is written once, in `teaching.rs`), its own
 //! streams, data order, buffer and student. One vector step runs each phase for all
@@ -33,7 +35,7 @@ use crate::teaching::{
     check_splits, featurise, spaces, EpisodeState, TeachingConfig, TeachingInfo,
     TeachingObservation, TeachingObservationSpace, Update,
 };
-use crate::vector::{check_action_count, env_seed, VecStep, VectorEnv};
+use crate::vector::{check_action_count, env_seed, VecReset, VecStep, VectorEnv};
 
 /// N teaching episodes over one training and dev split, taught to N MLP students that
 /// live in one [`BatchedMlp`].
@@ -266,10 +268,7 @@ impl VectorEnv for BatchedTeachingEnv {
         self.episodes.len()
     }
 
-    fn reset(
-        &mut self,
-        seed: Option<u64>,
-    ) -> Result<(Vec<TeachingObservation>, Vec<TeachingInfo>)> {
+    fn reset(&mut self, seed: Option<u64>) -> Result<VecReset<TeachingObservation, TeachingInfo>> {
         self.recorded = None;
         for (i, episode) in self.episodes.iter_mut().enumerate() {
             if let Some(seed) = env_seed(seed, i) {

@@ -34,4 +34,4 @@ pub use student::{
 pub use teaching::{
     LossScaling, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation, Threshold,
 };
-pub use vector::{SyncVectorEnv, VecStep, VectorEnv};
+pub use vector::{SyncVectorEnv, VecReset, VecStep, VectorEnv};

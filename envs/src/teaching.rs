@@ -951,9 +951,9 @@ mod tests {
             .unwrap();
         // Ties in the logits of batch 0 exercise the rank's tie order.
         let logits = Tensor::randn([b, m, c], tch::kind::FLOAT_CPU) * 3.0;
-        let _ = logits.get(0).get(1).copy_(&logits.get(0).get(0));
+        logits.get(0).get(1).copy_(&logits.get(0).get(0));
         let labels = Tensor::randint(c, [b, m], tch::kind::INT64_CPU);
-        let _ = labels.get(0).get(1).copy_(&labels.get(0).get(0));
+        labels.get(0).get(1).copy_(&labels.get(0).get(0));
         let lengths = Tensor::randint_low(1, 60, [b, m], tch::kind::INT64_CPU);
         let states = [[0.1f32, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]];
         for scaling in [LossScaling::Fixed, LossScaling::Rank] {

@@ -51,6 +51,9 @@ impl<O, I> VecStep<O, I> {
     }
 }
 
+/// What a vector reset returns: one observation and one info per env.
+pub type VecReset<O, I> = (Vec<O>, Vec<I>);
+
 /// N environments stepped together with autoreset.
 pub trait VectorEnv {
     /// What one env's agent sees.
@@ -64,7 +67,7 @@ pub trait VectorEnv {
     fn num_envs(&self) -> usize;
     /// Starts an episode in every env; `Some(seed)` seeds env `i` with `seed + i`,
     /// `None` continues every env's streams.
-    fn reset(&mut self, seed: Option<u64>) -> Result<(Vec<Self::Observation>, Vec<Self::Info>)>;
+    fn reset(&mut self, seed: Option<u64>) -> Result<VecReset<Self::Observation, Self::Info>>;
     /// Applies `actions[i]` to env `i`, resetting the envs whose episode ends.
     /// Exactly N actions, or [`EnvError::InvalidAction`].
     fn step(&mut self, actions: &[Self::Action]) -> Result<VecStep<Self::Observation, Self::Info>>;
@@ -133,7 +136,7 @@ impl<E: Env> VectorEnv for SyncVectorEnv<E> {
         self.envs.len()
     }
 
-    fn reset(&mut self, seed: Option<u64>) -> Result<(Vec<E::Observation>, Vec<E::Info>)> {
+    fn reset(&mut self, seed: Option<u64>) -> Result<VecReset<E::Observation, E::Info>> {
         let mut observations = Vec::with_capacity(self.envs.len());
         let mut infos = Vec::with_capacity(self.envs.len());
         for (i, env) in self.envs.iter_mut().enumerate() {

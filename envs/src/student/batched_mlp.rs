@@ -8,12 +8,19 @@
 //! batches, and its own Adam state with its own step count, since students update at
 //! different env steps. Only the students named in a training call update.
 //!
-//! Adam is written out on the stacked tensors, in place with preallocated work space:
-//! the same update as libtorch's `torch::optim::Adam` (default betas and eps, per-student
-//! bias corrections), with the first moment as `m.lerp_(g, 1 - beta1)` as PyTorch's
-//! Python Adam computes it. libtorch's C++ Adam rounds that step differently (a fused
-//! multiply-add that tch does not expose), so batched students follow the individual
-//! ones to float tolerance, not bit for bit.
+//! Adam is written out on the stacked tensors: in place with preallocated work space,
+//! student by student (each student's parameters and moments stay in cache through the
+//! passes), with its own bias corrections. It is libtorch's `torch::optim::Adam` update
+//! (default betas and eps), with the first moment as `m.lerp_(g, 1 - beta1)` as
+//! PyTorch's Python Adam computes it; libtorch's C++ Adam rounds that step differently
+//! (a fused multiply-add that tch does not expose), so batched students follow the
+//! individual ones to float tolerance, not bit for bit.
+//!
+//! Stacking does not reduce the arithmetic of N students (see BENCHMARKS.md, section
+//! `vector_env`): it saves per-op dispatch, and gives libtorch larger ops to spread over
+//! several threads.
+//!
+//! [`MlpStudent`]: super::MlpStudent
 
 use rand_chacha::ChaCha8Rng;
 use tch::{nn, Device, Kind, Tensor};
