@@ -39,6 +39,11 @@ use crate::vector::{check_action_count, env_seed, VecReset, VecStep, VectorEnv};
 
 /// N teaching episodes over one training and dev split, taught to N MLP students that
 /// live in one [`BatchedMlp`].
+///
+/// A step validates every action before it changes anything (a wrong count or a
+/// keep-mask of the wrong length is [`crate::EnvError::InvalidAction`]); an error after
+/// that (a non-finite training loss, a libtorch error) leaves the envs part-way through
+/// the step: reset before stepping again.
 pub struct BatchedTeachingEnv {
     config: TeachingConfig,
     student: BatchedMlp,
