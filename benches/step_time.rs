@@ -4,7 +4,7 @@
 //! `lstm` (a substring is enough; no filter runs all three). A fixed workload timed with
 //! `std::time::Instant`: warm-up, then timed iterations, one sample per step; the table
 //! gives the median and the mean in milliseconds per step. Within the `mlp` section the
-//! variants are interleaved in rounds (a1 a2 a3 b r d d1 e e1 e2 e3, twenty times), so
+//! variants are interleaved in rounds (a1 a2 a3 b r d d1 e e1 e2 e3 e4, twenty times), so
 //! that a change in machine load hits all of them alike and their ratios stay
 //! meaningful.
 //!
@@ -23,6 +23,7 @@ use tch::{nn, nn::Module, nn::OptimizerConfig as _, Device, Kind, Tensor};
 use l2t::agents::{Reinforce, ReinforceConfig, Teacher};
 use l2t::envs::seeding::{stream_rng, Stream};
 use l2t::envs::student::{LstmConfig, LstmStudent, ResNetConfig, ResNetStudent};
+use l2t::envs::teaching::featurise;
 use l2t::envs::{
     Batch, Dataset, Env, MlpConfig, MlpStudent, Student, TeachingConfig, TeachingEnv, TeachingInfo,
     TeachingObservation,
@@ -345,9 +346,9 @@ impl PlainLoop {
     }
 }
 
-/// A copy of the tensor work of `TeachingEnv::featurise` (LossScaling::Fixed, image
-/// data) and of the ndarray conversion of `observe_incoming`, from given logits: the
-/// env keeps both private, so this replica times them in isolation.
+/// The feature work as the env did it before it assembled rows in Rust: a dozen
+/// tensor ops (LossScaling::Fixed, image data) and one copy to an `Array2`, from given
+/// logits; e3 times it beside e4, the env's current `featurise`.
 fn featurise_replica(logits: &Tensor, batch: &Batch, state: &[f32; 3]) -> Result<Array2<f32>> {
     let m = batch.len() as i64;
     let num_classes = 10.0f64;
@@ -401,19 +402,26 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     lean.reset(&mut stream_rng(0, Stream::StudentInit))?;
     let mut lean_step = 0usize;
     let mut lean_batch = train.batch(&window(0));
-    // r: the env's step rewritten in the bench, op for op (indices from Rust vectors,
-    // two gathers, train step, logits, feature ops, ndarray), without the env: if r
-    // matches b, the env's bookkeeping costs nothing and the pieces below explain b.
+    // r: the env's NoTeach step rewritten in the bench, op for op (indices from Rust
+    // vectors, one gather of the incoming batch, the update on the logits recorded by
+    // the previous observation, the next batch's logits with graph, feature ops,
+    // ndarray), without the env: if r matches b, the env's bookkeeping costs nothing
+    // and the pieces below explain b.
     let mut replica = MlpStudent::new(MlpConfig::mnist(), Device::Cpu)?;
     replica.reset(&mut stream_rng(0, Stream::StudentInit))?;
     let replica_order: Vec<i64> = Vec::<i64>::try_from(&order)?;
     let mut replica_cursor = 0usize;
-    let mut replica_incoming: Vec<i64> = replica_order[0..m].to_vec();
+    let mut replica_batch = train.batch(&Tensor::from_slice(&replica_order[0..m]));
+    let mut replica_logits = replica.logits_for_training(&replica_batch);
 
-    // b, d, e: one environment, stepped with all-true masks (NoTeach), with the
-    // REINFORCE teacher's masks, and with all-false masks (observation only).
+    // b: its own environment stepped with all-true masks (NoTeach): the buffer is
+    // always empty before a step, so every update reuses the observation's forward.
+    // d, e: a second environment, stepped with the REINFORCE teacher's masks and with
+    // all-false masks (observation only); d leaves leftovers in its buffer.
     let all_true = Array1::from_elem(m, true);
     let all_false = Array1::from_elem(m, false);
+    let (mut no_teach_env, _) = mlp_env(&mut Vec::new())?;
+    let (mut b_obs, mut b_info) = no_teach_env.reset(Some(0))?;
     let mut teacher = Reinforce::new(ReinforceConfig::default(), env.feature_names().len())?;
     let (mut obs, mut info): (TeachingObservation, TeachingInfo) = env.reset(Some(0))?;
     // d1: the teacher's act alone, on a fixed observation, with its own teacher.
@@ -433,6 +441,7 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     let fixed_batch = train.batch(&Tensor::from_slice(&index_pool[0]));
     let fixed_logits = env.student().logits(&fixed_batch);
     let state = [0.5f32, 0.3, 0.8];
+    let feature_config = env.config().clone();
 
     let mut a1 = Samples::default();
     let mut a2 = Samples::default();
@@ -445,6 +454,7 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     let mut e1 = Samples::default();
     let mut e2 = Samples::default();
     let mut e3 = Samples::default();
+    let mut e4 = Samples::default();
 
     // Steps one variant `count` times; `record` false is the warm-up.
     macro_rules! run_variant {
@@ -458,17 +468,19 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
             }
         };
     }
-    // One env step with `mask`; the reset after an episode end is not timed.
+    // One step of `env` with `mask` (or the teacher's), from the observation `obs` and
+    // `info`; the reset after an episode end is not timed.
     macro_rules! env_step {
-        ($samples:expr, $count:expr, $record:expr, $mask:expr, $teacher:expr) => {
+        ($samples:expr, $count:expr, $record:expr, $mask:expr, $teacher:expr,
+         $env:ident, $obs:ident, $info:ident) => {
             for _ in 0..$count {
                 let start = Instant::now();
                 let mask = if $teacher {
-                    teacher.act(&obs, &info)?
+                    teacher.act(&$obs, &$info)?
                 } else {
                     $mask.clone()
                 };
-                let step = env.step(&mask)?;
+                let step = $env.step(&mask)?;
                 if $teacher {
                     teacher.observe(step.reward, step.done())?;
                 }
@@ -479,13 +491,13 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
                     }
                 }
                 let done = step.done();
-                obs = step.observation;
-                info = step.info;
+                $obs = step.observation;
+                $info = step.info;
                 if done {
                     if $teacher {
                         teacher.end_episode()?;
                     }
-                    (obs, info) = env.reset(None)?;
+                    ($obs, $info) = $env.reset(None)?;
                     resets += 1;
                 }
             }
@@ -515,22 +527,36 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
             lean_batch = train.batch(&window(lean_step));
             let _ = std::hint::black_box(lean.logits(&lean_batch));
         });
-        env_step!(b, count, record, all_true, false);
+        env_step!(
+            b,
+            count,
+            record,
+            all_true,
+            false,
+            no_teach_env,
+            b_obs,
+            b_info
+        );
         run_variant!(r, count, record, {
-            let train_indices = replica_incoming.clone();
-            let batch = train.batch(&Tensor::from_slice(&train_indices));
-            replica.train_step(&batch, &mut noise)?;
+            replica.train_step_on_logits(&replica_logits, &replica_batch.labels)?;
             replica_cursor = (replica_cursor + m) % (windows * m);
-            replica_incoming = replica_order[replica_cursor..replica_cursor + m].to_vec();
-            let batch = train.batch(&Tensor::from_slice(&replica_incoming));
-            let logits = replica.logits(&batch);
-            std::hint::black_box(featurise_replica(&logits, &batch, &state)?);
+            let incoming = replica_order[replica_cursor..replica_cursor + m].to_vec();
+            replica_batch = train.batch(&Tensor::from_slice(&incoming));
+            replica_logits = replica.logits_for_training(&replica_batch);
+            std::hint::black_box(featurise(
+                &feature_config,
+                &train,
+                &replica_logits.detach().unsqueeze(0),
+                &replica_batch.labels.unsqueeze(0),
+                None,
+                &[state],
+            )?);
         });
-        env_step!(d, count, record, all_true, true);
+        env_step!(d, count, record, all_true, true, env, obs, info);
         run_variant!(d1, count, record, {
             std::hint::black_box(act_teacher.act(&fixed_obs, &fixed_info)?);
         });
-        env_step!(e, count, record, all_false, false);
+        env_step!(e, count, record, all_false, false, env, obs, info);
         run_variant!(e1, count, record, {
             let idx = &index_pool[gather_cursor % index_pool.len()];
             let batch = train.batch(&Tensor::from_slice(idx));
@@ -542,6 +568,16 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
         });
         run_variant!(e3, count, record, {
             std::hint::black_box(featurise_replica(&fixed_logits, &fixed_batch, &state)?);
+        });
+        run_variant!(e4, count, record, {
+            std::hint::black_box(featurise(
+                &feature_config,
+                &train,
+                &fixed_logits.unsqueeze(0),
+                &fixed_batch.labels.unsqueeze(0),
+                None,
+                &[state],
+            )?);
         });
     }
     if resets > 0 {
@@ -601,7 +637,8 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
             .with_ratio(format!("{:.2}x e/b (mean)", e.mean() / b.mean())),
         timed("e1 gather M=20: from_slice + index_select", &e1),
         timed("e2 student logits M=20, no grad", &e2),
-        timed("e3 features + ndarray (bench replica of featurise)", &e3),
+        timed("e3 features as 14 tensor ops + ndarray (before)", &e3),
+        timed("e4 featurise: log-softmax, one copy, rows in Rust", &e4),
     ]);
     notes.push(format!(
         "mlp: {} timed steps per variant in {MLP_ROUNDS} interleaved rounds after {MLP_WARMUP} \

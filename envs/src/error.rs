@@ -33,6 +33,10 @@ pub enum EnvError {
         /// The loss value.
         loss: f64,
     },
+    /// An operation the object does not offer (e.g. training on recorded logits for a
+    /// student whose training forward differs from its evaluation forward).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     /// A dataset is unusable for the task (empty, wrong shapes, labels out of range).
     #[error("dataset `{name}`: {reason}")]
     InvalidDataset {

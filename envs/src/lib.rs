@@ -4,10 +4,13 @@
 //! - [`spaces`]: bounded boxes and `MultiBinary` masks;
 //! - [`check`]: `check_env`, the conformance checks every env passes;
 //! - [`teaching`]: the data-teaching MDP, in one file;
+//! - [`vector`]: N environments stepped together with autoreset (`SyncVectorEnv`);
+//! - [`batched`]: N teaching episodes on one batched MLP student (`BatchedTeachingEnv`);
 //! - [`student`]: the models being taught;
 //! - [`data`]: datasets staged as tensors, and the synthetic task;
 //! - [`seeding`]: one master seed, one ChaCha stream per source of randomness.
 
+pub mod batched;
 pub mod check;
 pub mod data;
 pub mod env;
@@ -16,16 +19,19 @@ pub mod seeding;
 pub mod spaces;
 pub mod student;
 pub mod teaching;
+pub mod vector;
 
+pub use batched::BatchedTeachingEnv;
 pub use check::{check_env, CheckFailure, CheckOptions};
 pub use data::{synthetic::SyntheticConfig, Batch, Dataset, TaskData};
 pub use env::{Env, Step};
 pub use error::{DataError, EnvError, Result};
 pub use spaces::{BoxSpace, MultiBinary, Space};
 pub use student::{
-    LstmConfig, LstmStudent, MlpConfig, MlpStudent, OptimizerConfig, ResNetConfig, ResNetStudent,
-    Student, StudentConfig,
+    BatchedMlp, LstmConfig, LstmStudent, MlpConfig, MlpStudent, OptimizerConfig, ResNetConfig,
+    ResNetStudent, Student, StudentConfig,
 };
 pub use teaching::{
     LossScaling, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation, Threshold,
 };
+pub use vector::{SyncVectorEnv, VecReset, VecStep, VectorEnv};

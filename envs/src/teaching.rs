@@ -4,8 +4,13 @@
 //!
 //! 1. **Incoming batch.** `M` training instances arrive in a seeded order (epochs of
 //!    permutations drawn from the env's data-order stream).
-//! 2. **Observation.** The student computes logits for them (no gradient), and each
-//!    instance gets one feature row (see [`TeachingEnv::feature_names`]):
+//! 2. **Observation.** The student computes logits for them, and each instance gets one
+//!    feature row (see [`TeachingEnv::feature_names`]). Students whose training
+//!    forward equals their evaluation forward ([`Student::reuses_forward`], the MLP)
+//!    record this forward's graph: if the teacher keeps the whole batch and the buffer
+//!    was empty, the batch is the next training batch and the update reuses these
+//!    logits instead of a second forward pass. Other students compute them without
+//!    gradient.
 //!    - data features: the label one-hot (|Y| columns); for text, the sentence length
 //!      divided by the maximum length;
 //!    - student features: `iteration` = i / T', `average_training_loss` = the mean
@@ -17,12 +22,14 @@
 //!      rank within the batch divided by M-1, see [`LossScaling`]) and the `margin`
 //!      p_y - max_{y' != y} p_{y'} in [-1, 1].
 //!
-//!    For |Y| = 10 that is 10 + 3 + 12 = 25 columns, as in the paper.
+//!    For |Y| = 10 that is 10 + 3 + 12 = 25 columns, as in the paper. [`featurise`]
+//!    computes them.
 //! 3. **Action.** The teacher answers with a keep-mask `a` of length M (`a_m = true`
 //!    keeps instance m). Any other length is an error.
-//! 4. **Accumulation.** Kept instances join a buffer. While it holds at least M, the
-//!    student takes one optimizer step on the oldest M of them and the iteration count
-//!    `i` grows by one; leftovers wait for the next batch.
+//! 4. **Accumulation.** Kept instances join a buffer. Once it holds M, the student
+//!    takes one optimizer step on the oldest M of them and the iteration count `i`
+//!    grows by one; leftovers wait for the next batch. The buffer holds fewer than M
+//!    before a step and gains at most M, so a step makes at most one update.
 //! 5. **Reward.** Every `eval_every` iterations the student is evaluated on the dev
 //!    split D'_dev. The first time its accuracy exceeds the threshold tau, at iteration
 //!    `i_tau`, the reward is `r = -ln(i_tau / T')` and the episode terminates; every
@@ -31,6 +38,9 @@
 //!    when all are passed.
 //! 6. **Budgets.** The episode is truncated at T' iterations, or after
 //!    `max_incoming_batches` incoming batches, so a teacher that keeps nothing ends too.
+//!
+//! The bookkeeping of these phases lives in one private `EpisodeState`, which both
+//! [`TeachingEnv`] and the batched [`crate::batched::BatchedTeachingEnv`] drive.
 
 use std::collections::VecDeque;
 
@@ -251,20 +261,40 @@ enum Phase {
     Ended,
 }
 
-/// The data-teaching environment: a student, its training and dev splits, and the MDP.
-pub struct TeachingEnv {
-    config: TeachingConfig,
-    student: Box<dyn Student>,
-    train: Dataset,
-    dev: Dataset,
-    feature_names: Vec<String>,
-    observation_space: TeachingObservationSpace,
-    action_space: MultiBinary,
+/// The training batch of one student update, as decided by [`EpisodeState::absorb`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Update {
+    /// Dataset indices of the M instances, oldest first.
+    pub(crate) indices: Vec<i64>,
+    /// Whether the M instances are exactly this step's incoming batch, in its order
+    /// (the buffer was empty and the teacher kept all M). Then the batch gathered for
+    /// the observation, and its logits when the student reuses forwards, were computed
+    /// under the current weights and serve the update as they are.
+    pub(crate) is_incoming: bool,
+}
+
+/// The bookkeeping of one teaching episode: everything of the MDP but the student and
+/// the data. [`TeachingEnv`] and the batched env drive it through the phases of a step,
+/// in this order:
+///
+/// 1. [`check_action`](Self::check_action) and [`absorb`](Self::absorb): the keep-mask
+///    joins the buffer; at most one [`Update`] of M instances comes out (the buffer
+///    holds fewer than M before a step and gains at most M);
+/// 2. the caller trains the student on it, then [`record_update`](Self::record_update)
+///    counts the iteration and says whether the dev split is due;
+/// 3. the caller evaluates the student, then
+///    [`record_evaluation`](Self::record_evaluation) turns the accuracy into the reward;
+/// 4. [`end_step`](Self::end_step): terminated / truncated;
+/// 5. [`draw_incoming`](Self::draw_incoming): the next M indices, whose observation
+///    the caller computes from the student's logits with [`featurise`].
+#[derive(Debug)]
+pub(crate) struct EpisodeState {
     // Random streams, owned by the env and derived from the master seed.
     order_rng: ChaCha8Rng,
-    init_rng: ChaCha8Rng,
-    noise_rng: ChaCha8Rng,
-    // Episode state.
+    /// Stream of the student's initial weights.
+    pub(crate) init_rng: ChaCha8Rng,
+    /// Stream of the student's training noise (dropout, augmentation).
+    pub(crate) noise_rng: ChaCha8Rng,
     phase: Phase,
     order: Vec<i64>,
     cursor: usize,
@@ -280,15 +310,373 @@ pub struct TeachingEnv {
     threshold_iterations: Vec<Option<usize>>,
 }
 
+impl EpisodeState {
+    /// The state before the first reset, with the streams of `config.seed`.
+    pub(crate) fn new(config: &TeachingConfig, train_len: usize) -> Self {
+        let m = config.batch_size;
+        let seed = config.seed;
+        Self {
+            order_rng: stream_rng(seed, Stream::DataOrder),
+            init_rng: stream_rng(seed, Stream::StudentInit),
+            noise_rng: stream_rng(seed, Stream::Dropout),
+            phase: Phase::NeedsReset,
+            order: (0..train_len as i64).collect(),
+            cursor: train_len,
+            incoming: Vec::with_capacity(m),
+            buffer: VecDeque::with_capacity(2 * m),
+            iteration: 0,
+            incoming_batches: 0,
+            instances_seen: 0,
+            instances_kept: 0,
+            loss_sum: 0.0,
+            dev_accuracy: 0.0,
+            best_dev_accuracy: 0.0,
+            threshold_iterations: vec![None; config.thresholds.len()],
+        }
+    }
+
+    /// Re-seeds every stream from `seed`.
+    pub(crate) fn reseed(&mut self, seed: u64) {
+        self.order_rng = stream_rng(seed, Stream::DataOrder);
+        self.init_rng = stream_rng(seed, Stream::StudentInit);
+        self.noise_rng = stream_rng(seed, Stream::Dropout);
+    }
+
+    /// Starts an episode: a fresh epoch and zero counters; the streams continue. The
+    /// caller resets the student (from `init_rng`) before, and evaluates it
+    /// ([`record_evaluation`](Self::record_evaluation)) and draws the first incoming
+    /// batch after.
+    pub(crate) fn begin(&mut self) {
+        let n = self.order.len();
+        self.order.clear();
+        self.order.extend(0..n as i64);
+        self.cursor = n;
+        self.buffer.clear();
+        self.iteration = 0;
+        self.incoming_batches = 0;
+        self.instances_seen = 0;
+        self.instances_kept = 0;
+        self.loss_sum = 0.0;
+        self.best_dev_accuracy = 0.0;
+        self.threshold_iterations.iter_mut().for_each(|t| *t = None);
+        self.phase = Phase::Running;
+    }
+
+    /// Errors for a step outside a running episode or a keep-mask of the wrong length.
+    pub(crate) fn check_action(&self, m: usize, keep_mask: &Array1<bool>) -> Result<()> {
+        match self.phase {
+            Phase::NeedsReset => return Err(EnvError::ResetNeeded),
+            Phase::Ended => return Err(EnvError::EpisodeEnded),
+            Phase::Running => {}
+        }
+        if keep_mask.len() != m {
+            return Err(EnvError::InvalidAction(format!(
+                "keep-mask has length {}, the batch size M is {m}",
+                keep_mask.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Kept instances join the buffer in arrival order; returns the update of the
+    /// oldest M once the buffer holds M. Call after [`check_action`](Self::check_action).
+    pub(crate) fn absorb(&mut self, m: usize, keep_mask: &Array1<bool>) -> Option<Update> {
+        let kept_before = self.buffer.len();
+        self.buffer.extend(
+            self.incoming
+                .iter()
+                .zip(keep_mask.iter())
+                .filter(|(_, &keep)| keep)
+                .map(|(&index, _)| index),
+        );
+        let kept = self.buffer.len() - kept_before;
+        self.instances_kept += kept;
+        self.instances_seen += m;
+        self.incoming_batches += 1;
+        (self.buffer.len() >= m).then(|| Update {
+            indices: self.buffer.drain(..m).collect(),
+            is_incoming: kept_before == 0 && kept == m,
+        })
+    }
+
+    /// Counts the update whose training loss was `loss`; returns whether the dev split
+    /// is due. A non-finite loss ends the episode with an error.
+    pub(crate) fn record_update(&mut self, config: &TeachingConfig, loss: f64) -> Result<bool> {
+        if !loss.is_finite() {
+            self.phase = Phase::Ended;
+            return Err(EnvError::NonFiniteLoss {
+                iteration: self.iteration + 1,
+                loss,
+            });
+        }
+        self.iteration += 1;
+        self.loss_sum += loss;
+        Ok(self.iteration.is_multiple_of(config.eval_every))
+    }
+
+    /// Records a dev accuracy and credits every threshold passed for the first time;
+    /// returns the reward earned (none at iteration 0, the evaluation of a reset).
+    pub(crate) fn record_evaluation(&mut self, config: &TeachingConfig, accuracy: f64) -> f64 {
+        self.dev_accuracy = accuracy;
+        self.best_dev_accuracy = self.best_dev_accuracy.max(accuracy);
+        let mut reward = 0.0;
+        if self.iteration == 0 {
+            return reward;
+        }
+        let t_prime = config.max_iterations as f64;
+        for (threshold, reached) in config
+            .thresholds
+            .iter()
+            .zip(self.threshold_iterations.iter_mut())
+        {
+            if reached.is_none() && accuracy > threshold.accuracy {
+                *reached = Some(self.iteration);
+                // r = -ln(i_tau / T'): larger when the student is faster.
+                reward += threshold.weight * -(self.iteration as f64 / t_prime).ln();
+            }
+        }
+        reward
+    }
+
+    /// Whether the episode ended with this step: `(terminated, truncated)`. Terminated
+    /// when every threshold is passed; otherwise truncated at T' iterations or at the
+    /// incoming-batch budget.
+    pub(crate) fn end_step(&mut self, config: &TeachingConfig) -> (bool, bool) {
+        let terminated = self.threshold_iterations.iter().all(Option::is_some);
+        let truncated = !terminated
+            && (self.iteration >= config.max_iterations
+                || self.incoming_batches >= config.incoming_batch_budget());
+        if terminated || truncated {
+            self.phase = Phase::Ended;
+        }
+        (terminated, truncated)
+    }
+
+    /// Draws the next M indices of the seeded data order, starting a new epoch (a new
+    /// permutation) whenever the current one is used up.
+    pub(crate) fn draw_incoming(&mut self, m: usize) {
+        self.incoming.clear();
+        while self.incoming.len() < m {
+            if self.cursor == self.order.len() {
+                self.order.shuffle(&mut self.order_rng);
+                self.cursor = 0;
+            }
+            self.incoming.push(self.order[self.cursor]);
+            self.cursor += 1;
+        }
+    }
+
+    /// The dataset indices of the incoming batch.
+    pub(crate) fn incoming(&self) -> &[i64] {
+        &self.incoming
+    }
+
+    /// The student-state features: iteration / T', normalised average training loss,
+    /// best dev accuracy.
+    pub(crate) fn student_state(&self, config: &TeachingConfig, num_classes: usize) -> [f32; 3] {
+        let log_classes = (num_classes as f64).ln();
+        let average_loss = if self.iteration == 0 {
+            log_classes
+        } else {
+            self.loss_sum / self.iteration as f64
+        };
+        [
+            (self.iteration as f64 / config.max_iterations as f64).min(1.0) as f32,
+            (average_loss / (2.0 * log_classes)).clamp(0.0, 1.0) as f32,
+            self.best_dev_accuracy as f32,
+        ]
+    }
+
+    /// The info value of the current state.
+    pub(crate) fn info(
+        &self,
+        config: &TeachingConfig,
+        train_len: usize,
+        updates_this_step: usize,
+        evaluated: bool,
+    ) -> TeachingInfo {
+        let iterations_to_tau = if self.threshold_iterations.iter().all(Option::is_some) {
+            self.threshold_iterations.iter().flatten().max().copied()
+        } else {
+            None
+        };
+        TeachingInfo {
+            iteration: self.iteration,
+            effective_instances: self.iteration * config.batch_size,
+            incoming_batches: self.incoming_batches,
+            instances_seen: self.instances_seen,
+            instances_kept: self.instances_kept,
+            buffered: self.buffer.len(),
+            epochs: self.instances_seen as f64 / train_len as f64,
+            dev_accuracy: self.dev_accuracy,
+            best_dev_accuracy: self.best_dev_accuracy,
+            average_training_loss: if self.iteration == 0 {
+                f64::NAN
+            } else {
+                self.loss_sum / self.iteration as f64
+            },
+            updates_this_step,
+            evaluated,
+            threshold_iterations: self.threshold_iterations.clone(),
+            iterations_to_tau,
+        }
+    }
+}
+
+/// The observations of B incoming batches, with columns as in
+/// [`TeachingEnv::feature_names`]: `logits` `[B, M, |Y|]` (without gradient), `labels`
+/// `[B, M]`, `lengths` `[B, M]` for text, `states[b]` the student-state features of
+/// batch b. A plain env has B = 1; the batched env featurises all its envs at once.
+///
+/// The log-softmax runs as one tensor op; its `[B, M, |Y|]` values and the labels are
+/// then copied to Rust once and each row is assembled there (probabilities, one-hot,
+/// loss, margin, rank): at M = 20 the dozen small tensor ops this replaces cost more in
+/// dispatch than the arithmetic, and the rows are the ndarray the teacher reads anyway.
+pub fn featurise(
+    config: &TeachingConfig,
+    train: &Dataset,
+    logits: &Tensor,
+    labels: &Tensor,
+    lengths: Option<&Tensor>,
+    states: &[[f32; 3]],
+) -> Result<Vec<TeachingObservation>> {
+    let size = logits.size();
+    let (b, m, c) = (size[0] as usize, size[1] as usize, size[2] as usize);
+    let log_probs = Vec::<f32>::try_from(logits.log_softmax(-1, Kind::Float).view(-1))?;
+    let labels = Vec::<i64>::try_from(labels.contiguous().view(-1))?;
+    let lengths = lengths
+        .map(|l| Vec::<i64>::try_from(l.contiguous().view(-1)))
+        .transpose()?;
+    if states.len() != b || labels.len() != b * m || log_probs.len() != b * m * c {
+        return Err(EnvError::InvalidDataset {
+            name: train.name().to_string(),
+            reason: format!(
+                "featurise: {} states, {} labels, {} log-probabilities for [{b}, {m}, {c}]",
+                states.len(),
+                labels.len(),
+                log_probs.len()
+            ),
+        });
+    }
+    let loss_scale = (2.0 * (c as f64).ln()) as f32;
+    let max_length = train.max_length() as f32;
+    let width = c + usize::from(lengths.is_some()) + 3 + c + 2;
+    let mut observations = Vec::with_capacity(b);
+    let mut losses = vec![0f32; m];
+    let mut order: Vec<usize> = Vec::with_capacity(m);
+    for (batch, state) in states.iter().enumerate() {
+        let mut rows = Vec::with_capacity(m * width);
+        for (row, loss) in losses.iter_mut().enumerate() {
+            let at = batch * m + row;
+            let lp = &log_probs[at * c..(at + 1) * c];
+            let label = usize::try_from(labels[at]).unwrap_or(usize::MAX).min(c - 1);
+            // Data features: the label one-hot, and for text the length / max length.
+            rows.extend((0..c).map(|k| if k == label { 1.0 } else { 0.0 }));
+            if let Some(lengths) = &lengths {
+                rows.push((lengths[at] as f32 / max_length).clamp(0.0, 1.0));
+            }
+            // Student features.
+            rows.extend_from_slice(state);
+            // Combined features: p(y' | x) for every class, loss -log p_y (scaled below)
+            // and margin p_y - max_{y' != y} p_{y'}.
+            let probs_start = rows.len();
+            rows.extend(lp.iter().map(|v| v.exp().clamp(0.0, 1.0)));
+            let probs = &rows[probs_start..];
+            let best_other = probs
+                .iter()
+                .enumerate()
+                .filter(|&(k, _)| k != label)
+                .map(|(_, &p)| p)
+                .fold(-1.0f32, f32::max);
+            let margin = (probs[label] - best_other).clamp(-1.0, 1.0);
+            *loss = -lp[label];
+            rows.push(match config.loss_scaling {
+                LossScaling::Fixed => (*loss / loss_scale).clamp(0.0, 1.0),
+                LossScaling::Rank => 0.0, // filled in below, once all losses are known
+            });
+            rows.push(margin);
+        }
+        if config.loss_scaling == LossScaling::Rank {
+            // Rank within the batch (0 = smallest loss, ties in arrival order).
+            order.clear();
+            order.extend(0..m);
+            order.sort_by(|&i, &j| losses[i].total_cmp(&losses[j]));
+            let denominator = (m.saturating_sub(1)).max(1) as f32;
+            for (rank, &row) in order.iter().enumerate() {
+                rows[row * width + width - 2] = rank as f32 / denominator;
+            }
+        }
+        let features =
+            Array2::from_shape_vec((m, width), rows).map_err(|e| EnvError::InvalidDataset {
+                name: train.name().to_string(),
+                reason: format!("feature matrix shape: {e}"),
+            })?;
+        observations.push(TeachingObservation {
+            features,
+            student_state: Array1::from_vec(state.to_vec()),
+        });
+    }
+    Ok(observations)
+}
+
+/// The data-teaching environment: a student, its training and dev splits, and the MDP.
+pub struct TeachingEnv {
+    config: TeachingConfig,
+    student: Box<dyn Student>,
+    train: Dataset,
+    dev: Dataset,
+    feature_names: Vec<String>,
+    observation_space: TeachingObservationSpace,
+    action_space: MultiBinary,
+    episode: EpisodeState,
+    /// The incoming batch as gathered for the observation, so an update on exactly
+    /// these instances does not gather them again.
+    incoming_batch: Option<Batch>,
+    /// Its logits with the autograd graph, when the student reuses forwards.
+    incoming_logits: Option<Tensor>,
+}
+
 impl std::fmt::Debug for TeachingEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TeachingEnv")
             .field("config", &self.config)
             .field("train", &self.train.name())
             .field("dev", &self.dev.name())
-            .field("iteration", &self.iteration)
+            .field("iteration", &self.episode.iteration)
             .finish()
     }
+}
+
+/// Checks that a dev split matches its training split (classes and input shape).
+pub(crate) fn check_splits(train: &Dataset, dev: &Dataset) -> Result<()> {
+    if train.num_classes() != dev.num_classes() || train.input_shape() != dev.input_shape() {
+        return Err(EnvError::InvalidDataset {
+            name: dev.name().to_string(),
+            reason: format!(
+                "dev split ({} classes, inputs {:?}) differs from train split {} ({} classes, inputs {:?})",
+                dev.num_classes(),
+                dev.input_shape(),
+                train.name(),
+                train.num_classes(),
+                train.input_shape()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The observation space and the feature names of an env with `config` over `train`.
+pub(crate) fn spaces(
+    config: &TeachingConfig,
+    train: &Dataset,
+) -> (Vec<String>, TeachingObservationSpace, MultiBinary) {
+    let (feature_names, bounds) = feature_layout(train.num_classes(), train.has_lengths());
+    let m = config.batch_size;
+    let observation_space = TeachingObservationSpace {
+        features: BoxSpace::from_columns(&[m, feature_names.len()], &bounds),
+        student_state: BoxSpace::from_columns(&[3], &[(0.0, 1.0); 3]),
+    };
+    (feature_names, observation_space, MultiBinary(m))
 }
 
 impl TeachingEnv {
@@ -302,48 +690,15 @@ impl TeachingEnv {
         config.validate()?;
         student.accepts(&train)?;
         student.accepts(&dev)?;
-        if train.num_classes() != dev.num_classes() || train.input_shape() != dev.input_shape() {
-            return Err(EnvError::InvalidDataset {
-                name: dev.name().to_string(),
-                reason: format!(
-                    "dev split ({} classes, inputs {:?}) differs from train split {} ({} classes, inputs {:?})",
-                    dev.num_classes(),
-                    dev.input_shape(),
-                    train.name(),
-                    train.num_classes(),
-                    train.input_shape()
-                ),
-            });
-        }
-        let num_classes = train.num_classes();
-        let (feature_names, bounds) = feature_layout(num_classes, train.has_lengths());
-        let m = config.batch_size;
-        let observation_space = TeachingObservationSpace {
-            features: BoxSpace::from_columns(&[m, feature_names.len()], &bounds),
-            student_state: BoxSpace::from_columns(&[3], &[(0.0, 1.0); 3]),
-        };
-        let seed = config.seed;
-        let n_thresholds = config.thresholds.len();
+        check_splits(&train, &dev)?;
+        let (feature_names, observation_space, action_space) = spaces(&config, &train);
         Ok(Self {
-            action_space: MultiBinary(m),
+            action_space,
             observation_space,
             feature_names,
-            order_rng: stream_rng(seed, Stream::DataOrder),
-            init_rng: stream_rng(seed, Stream::StudentInit),
-            noise_rng: stream_rng(seed, Stream::Dropout),
-            phase: Phase::NeedsReset,
-            order: (0..train.len() as i64).collect(),
-            cursor: train.len(),
-            incoming: Vec::with_capacity(m),
-            buffer: VecDeque::with_capacity(2 * m),
-            iteration: 0,
-            incoming_batches: 0,
-            instances_seen: 0,
-            instances_kept: 0,
-            loss_sum: 0.0,
-            dev_accuracy: 0.0,
-            best_dev_accuracy: 0.0,
-            threshold_iterations: vec![None; n_thresholds],
+            episode: EpisodeState::new(&config, train.len()),
+            incoming_batch: None,
+            incoming_logits: None,
             config,
             student,
             train,
@@ -376,6 +731,11 @@ impl TeachingEnv {
         &self.train
     }
 
+    /// The dev split that decides the reward.
+    pub fn dev_data(&self) -> &Dataset {
+        &self.dev
+    }
+
     /// Accuracy of the current student on any split (e.g. the test split, for reports).
     pub fn evaluate(&self, data: &Dataset) -> Result<f64> {
         self.student.accepts(data)?;
@@ -384,149 +744,55 @@ impl TeachingEnv {
 
     /// The info value of the current state.
     pub fn info(&self) -> TeachingInfo {
-        self.make_info(0, false)
+        self.episode.info(&self.config, self.train.len(), 0, false)
     }
 
-    fn make_info(&self, updates_this_step: usize, evaluated: bool) -> TeachingInfo {
-        let iterations_to_tau = if self.threshold_iterations.iter().all(Option::is_some) {
-            self.threshold_iterations.iter().flatten().max().copied()
+    /// The observation of the incoming batch: one forward pass of the student (kept
+    /// with its graph when the student reuses forwards), all features computed as
+    /// tensors, converted to ndarray once at the end.
+    fn observe_incoming(&mut self) -> Result<TeachingObservation> {
+        let batch = self
+            .train
+            .batch(&Tensor::from_slice(self.episode.incoming()));
+        let logits = if self.student.reuses_forward() {
+            let logits = self.student.logits_for_training(&batch);
+            let values = logits.detach();
+            self.incoming_logits = Some(logits);
+            values
         } else {
-            None
+            self.student.logits(&batch)
         };
-        TeachingInfo {
-            iteration: self.iteration,
-            effective_instances: self.iteration * self.config.batch_size,
-            incoming_batches: self.incoming_batches,
-            instances_seen: self.instances_seen,
-            instances_kept: self.instances_kept,
-            buffered: self.buffer.len(),
-            epochs: self.instances_seen as f64 / self.train.len() as f64,
-            dev_accuracy: self.dev_accuracy,
-            best_dev_accuracy: self.best_dev_accuracy,
-            average_training_loss: if self.iteration == 0 {
-                f64::NAN
-            } else {
-                self.loss_sum / self.iteration as f64
+        let state = self
+            .episode
+            .student_state(&self.config, self.train.num_classes());
+        let mut observations = featurise(
+            &self.config,
+            &self.train,
+            &logits.unsqueeze(0),
+            &batch.labels.unsqueeze(0),
+            batch.lengths.as_ref().map(|l| l.unsqueeze(0)).as_ref(),
+            &[state],
+        )?;
+        self.incoming_batch = Some(batch);
+        observations
+            .pop()
+            .ok_or_else(|| EnvError::Unsupported("featurise returned no observation".into()))
+    }
+
+    /// One student update on `update`'s instances; returns its training loss. When they
+    /// are the incoming batch, its gathered rows (and, for students that reuse
+    /// forwards, its recorded logits) serve as they are.
+    fn train(&mut self, update: &Update, logits: Option<Tensor>) -> Result<f64> {
+        match (&self.incoming_batch, update.is_incoming) {
+            (Some(batch), true) => match logits {
+                Some(logits) => self.student.train_step_on_logits(&logits, &batch.labels),
+                None => self.student.train_step(batch, &mut self.episode.noise_rng),
             },
-            updates_this_step,
-            evaluated,
-            threshold_iterations: self.threshold_iterations.clone(),
-            iterations_to_tau,
-        }
-    }
-
-    /// The student-state features: iteration / T', normalised average training loss,
-    /// best dev accuracy.
-    fn student_state(&self) -> [f32; 3] {
-        let log_classes = (self.train.num_classes() as f64).ln();
-        let average_loss = if self.iteration == 0 {
-            log_classes
-        } else {
-            self.loss_sum / self.iteration as f64
-        };
-        [
-            (self.iteration as f64 / self.config.max_iterations as f64).min(1.0) as f32,
-            (average_loss / (2.0 * log_classes)).clamp(0.0, 1.0) as f32,
-            self.best_dev_accuracy as f32,
-        ]
-    }
-
-    /// Draws the next M indices of the seeded data order, starting a new epoch (a new
-    /// permutation) whenever the current one is used up.
-    fn draw_incoming(&mut self) {
-        self.incoming.clear();
-        while self.incoming.len() < self.config.batch_size {
-            if self.cursor == self.order.len() {
-                self.order.shuffle(&mut self.order_rng);
-                self.cursor = 0;
-            }
-            self.incoming.push(self.order[self.cursor]);
-            self.cursor += 1;
-        }
-    }
-
-    /// The observation of the incoming batch: one forward pass of the student, all
-    /// features computed as tensors, converted to ndarray once at the end.
-    fn observe_incoming(&self) -> Result<TeachingObservation> {
-        let batch = self.train.batch(&Tensor::from_slice(&self.incoming));
-        let state = self.student_state();
-        let features = self.featurise(&batch, &state);
-        let (rows, cols) = (self.config.batch_size, self.feature_names.len());
-        let flat = Vec::<f32>::try_from(features.contiguous().view(-1))?;
-        let features =
-            Array2::from_shape_vec((rows, cols), flat).map_err(|e| EnvError::InvalidDataset {
-                name: self.train.name().to_string(),
-                reason: format!("feature matrix shape: {e}"),
-            })?;
-        Ok(TeachingObservation {
-            features,
-            student_state: Array1::from_vec(state.to_vec()),
-        })
-    }
-
-    /// The feature matrix `[M, F]` of `batch`, in the column order of `feature_layout`.
-    fn featurise(&self, batch: &Batch, state: &[f32; 3]) -> Tensor {
-        let m = batch.len() as i64;
-        let num_classes = self.train.num_classes();
-        let log_probs = self.student.logits(batch).log_softmax(-1, Kind::Float);
-        let probs = log_probs.exp().clamp(0.0, 1.0);
-        let labels = batch.labels.unsqueeze(1);
-        let label_one_hot = probs.zeros_like().scatter_value(1, &labels, 1.0);
-        // Combined features: loss -log p_y and margin p_y - max_{y' != y} p_{y'}.
-        let loss = -log_probs.gather(1, &labels, false);
-        let p_label = probs.gather(1, &labels, false);
-        let best_other = probs
-            .masked_fill(&label_one_hot.to_kind(Kind::Bool), -1.0)
-            .amax([1].as_slice(), true);
-        let margin = (p_label - best_other).clamp(-1.0, 1.0);
-        let loss_feature = match self.config.loss_scaling {
-            LossScaling::Fixed => (loss / (2.0 * (num_classes as f64).ln())).clamp(0.0, 1.0),
-            LossScaling::Rank => {
-                let rank = loss
-                    .view([-1])
-                    .argsort_stable(true, 0, false)
-                    .argsort_stable(true, 0, false)
-                    .to_kind(Kind::Float);
-                (rank / ((m - 1).max(1) as f64)).unsqueeze(1)
-            }
-        };
-        let student_state = Tensor::from_slice(state).view([1, 3]).expand([m, 3], false);
-        let mut columns = vec![label_one_hot];
-        if let Some(lengths) = &batch.lengths {
-            let max_length = self.train.max_length() as f64;
-            columns.push(
-                (lengths.to_kind(Kind::Float) / max_length)
-                    .clamp(0.0, 1.0)
-                    .unsqueeze(1),
-            );
-        }
-        columns.extend([student_state, probs, loss_feature, margin]);
-        Tensor::cat(&columns, 1)
-    }
-
-    /// Evaluates the dev split and credits every threshold passed for the first time;
-    /// returns the reward earned.
-    fn evaluate_dev(&mut self) -> f64 {
-        self.dev_accuracy = self.student.accuracy(&self.dev, self.config.eval_chunk);
-        self.best_dev_accuracy = self.best_dev_accuracy.max(self.dev_accuracy);
-        let mut reward = 0.0;
-        if self.iteration == 0 {
-            return reward;
-        }
-        let t_prime = self.config.max_iterations as f64;
-        for (threshold, reached) in self
-            .config
-            .thresholds
-            .iter()
-            .zip(self.threshold_iterations.iter_mut())
-        {
-            if reached.is_none() && self.dev_accuracy > threshold.accuracy {
-                *reached = Some(self.iteration);
-                // r = -ln(i_tau / T'): larger when the student is faster.
-                reward += threshold.weight * -(self.iteration as f64 / t_prime).ln();
+            _ => {
+                let batch = self.train.batch(&Tensor::from_slice(&update.indices));
+                self.student.train_step(&batch, &mut self.episode.noise_rng)
             }
         }
-        reward
     }
 }
 
@@ -574,107 +840,152 @@ impl Env for TeachingEnv {
 
     fn reset(&mut self, seed: Option<u64>) -> Result<(TeachingObservation, TeachingInfo)> {
         if let Some(seed) = seed {
-            self.order_rng = stream_rng(seed, Stream::DataOrder);
-            self.init_rng = stream_rng(seed, Stream::StudentInit);
-            self.noise_rng = stream_rng(seed, Stream::Dropout);
+            self.episode.reseed(seed);
         }
         // A fresh student and a fresh epoch; the streams continue unless re-seeded.
-        self.student.reset(&mut self.init_rng)?;
-        self.order = (0..self.train.len() as i64).collect();
-        self.cursor = self.order.len();
-        self.buffer.clear();
-        self.iteration = 0;
-        self.incoming_batches = 0;
-        self.instances_seen = 0;
-        self.instances_kept = 0;
-        self.loss_sum = 0.0;
-        self.best_dev_accuracy = 0.0;
-        self.threshold_iterations.iter_mut().for_each(|t| *t = None);
-        self.evaluate_dev();
-        self.draw_incoming();
+        self.incoming_logits = None;
+        self.student.reset(&mut self.episode.init_rng)?;
+        self.episode.begin();
+        let accuracy = self.student.accuracy(&self.dev, self.config.eval_chunk);
+        self.episode.record_evaluation(&self.config, accuracy);
+        self.episode.draw_incoming(self.config.batch_size);
         let observation = self.observe_incoming()?;
-        self.phase = Phase::Running;
-        Ok((observation, self.make_info(0, true)))
+        Ok((
+            observation,
+            self.episode.info(&self.config, self.train.len(), 0, true),
+        ))
     }
 
     fn step(
         &mut self,
         keep_mask: &Array1<bool>,
     ) -> Result<Step<TeachingObservation, TeachingInfo>> {
-        match self.phase {
-            Phase::NeedsReset => return Err(EnvError::ResetNeeded),
-            Phase::Ended => return Err(EnvError::EpisodeEnded),
-            Phase::Running => {}
-        }
         let m = self.config.batch_size;
-        if keep_mask.len() != m {
-            return Err(EnvError::InvalidAction(format!(
-                "keep-mask has length {}, the batch size M is {m}",
-                keep_mask.len()
-            )));
-        }
-        // Kept instances join the buffer, in arrival order.
-        let kept_before = self.buffer.len();
-        self.buffer.extend(
-            self.incoming
-                .iter()
-                .zip(keep_mask.iter())
-                .filter(|(_, &keep)| keep)
-                .map(|(&index, _)| index),
-        );
-        self.instances_kept += self.buffer.len() - kept_before;
-        self.instances_seen += m;
-        self.incoming_batches += 1;
-
-        // One optimizer step per M kept instances.
+        self.episode.check_action(m, keep_mask)?;
+        // The recorded logits are valid only until the weights change.
+        let logits = self.incoming_logits.take();
         let mut reward = 0.0;
         let mut updates = 0;
         let mut evaluated = false;
-        let mut terminated = false;
-        let mut truncated = false;
-        let mut train_indices = Vec::with_capacity(m);
-        while self.buffer.len() >= m {
-            train_indices.clear();
-            train_indices.extend(self.buffer.drain(..m));
-            let batch = self.train.batch(&Tensor::from_slice(&train_indices));
-            let loss = self.student.train_step(&batch, &mut self.noise_rng)?;
-            if !loss.is_finite() {
-                self.phase = Phase::Ended;
-                return Err(EnvError::NonFiniteLoss {
-                    iteration: self.iteration + 1,
-                    loss,
-                });
-            }
-            self.iteration += 1;
-            self.loss_sum += loss;
-            updates += 1;
-            if self.iteration.is_multiple_of(self.config.eval_every) {
-                reward += self.evaluate_dev();
+        if let Some(update) = self.episode.absorb(m, keep_mask) {
+            let loss = self.train(&update, logits)?;
+            updates = 1;
+            if self.episode.record_update(&self.config, loss)? {
+                let accuracy = self.student.accuracy(&self.dev, self.config.eval_chunk);
+                reward += self.episode.record_evaluation(&self.config, accuracy);
                 evaluated = true;
             }
-            if self.threshold_iterations.iter().all(Option::is_some) {
-                terminated = true;
-                break;
-            }
-            if self.iteration >= self.config.max_iterations {
-                truncated = true;
-                break;
-            }
         }
-        if !terminated && self.incoming_batches >= self.config.incoming_batch_budget() {
-            truncated = true;
-        }
-        if terminated || truncated {
-            self.phase = Phase::Ended;
-        }
-        self.draw_incoming();
+        let (terminated, truncated) = self.episode.end_step(&self.config);
+        self.episode.draw_incoming(m);
         let observation = self.observe_incoming()?;
         Ok(Step {
             observation,
             reward,
             terminated,
             truncated,
-            info: self.make_info(updates, evaluated),
+            info: self
+                .episode
+                .info(&self.config, self.train.len(), updates, evaluated),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The features as tensor ops (the formulas of the module docs, as the env computed
+    /// them before `featurise` assembled rows in Rust), for one batch `[M, |Y|]`.
+    fn reference(
+        scaling: LossScaling,
+        logits: &Tensor,
+        labels: &Tensor,
+        lengths: Option<(&Tensor, f64)>,
+        state: &[f32; 3],
+    ) -> Tensor {
+        let m = logits.size()[0];
+        let c = logits.size()[1];
+        let log_probs = logits.log_softmax(-1, Kind::Float);
+        let probs = log_probs.exp().clamp(0.0, 1.0);
+        let labels = labels.unsqueeze(1);
+        let one_hot = probs.zeros_like().scatter_value(1, &labels, 1.0);
+        let loss = -log_probs.gather(1, &labels, false);
+        let best_other = probs
+            .masked_fill(&one_hot.to_kind(Kind::Bool), -1.0)
+            .amax([1].as_slice(), true);
+        let margin = (probs.gather(1, &labels, false) - best_other).clamp(-1.0, 1.0);
+        let loss = match scaling {
+            LossScaling::Fixed => (loss / (2.0 * (c as f64).ln())).clamp(0.0, 1.0),
+            LossScaling::Rank => {
+                let rank = loss
+                    .view([-1])
+                    .argsort_stable(true, 0, false)
+                    .argsort_stable(true, 0, false)
+                    .to_kind(Kind::Float);
+                (rank / ((m - 1).max(1) as f64)).unsqueeze(1)
+            }
+        };
+        let mut columns = vec![one_hot];
+        if let Some((lengths, max)) = lengths {
+            columns.push(
+                (lengths.to_kind(Kind::Float) / max)
+                    .clamp(0.0, 1.0)
+                    .unsqueeze(1),
+            );
+        }
+        columns.push(Tensor::from_slice(state).view([1, 3]).expand([m, 3], false));
+        columns.extend([probs, loss, margin]);
+        Tensor::cat(&columns, 1)
+    }
+
+    #[test]
+    fn featurise_matches_the_tensor_formulas() {
+        tch::manual_seed(3);
+        let (b, m, c) = (3i64, 7i64, 4i64);
+        let inputs = Tensor::zeros([10, 2], tch::kind::FLOAT_CPU);
+        let all_labels = Tensor::from_slice(&[0i64, 1, 2, 3, 0, 1, 2, 3, 0, 1]);
+        let text = Dataset::new("text", inputs, all_labels, c as usize)
+            .unwrap()
+            .with_lengths(Tensor::from_slice(&[5i64; 10]), 40)
+            .unwrap();
+        // Ties in the logits of batch 0 exercise the rank's tie order.
+        let logits = Tensor::randn([b, m, c], tch::kind::FLOAT_CPU) * 3.0;
+        logits.get(0).get(1).copy_(&logits.get(0).get(0));
+        let labels = Tensor::randint(c, [b, m], tch::kind::INT64_CPU);
+        labels.get(0).get(1).copy_(&labels.get(0).get(0));
+        let lengths = Tensor::randint_low(1, 60, [b, m], tch::kind::INT64_CPU);
+        let states = [[0.1f32, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]];
+        for scaling in [LossScaling::Fixed, LossScaling::Rank] {
+            let config = TeachingConfig {
+                loss_scaling: scaling,
+                ..TeachingConfig::default()
+            };
+            let observations =
+                featurise(&config, &text, &logits, &labels, Some(&lengths), &states).unwrap();
+            assert_eq!(observations.len(), b as usize);
+            let (names, _) = feature_layout(c as usize, true);
+            for (i, observation) in observations.iter().enumerate() {
+                let i64_i = i as i64;
+                let expected = reference(
+                    scaling,
+                    &logits.get(i64_i),
+                    &labels.get(i64_i),
+                    Some((&lengths.get(i64_i), 40.0)),
+                    &states[i],
+                );
+                let expected = Vec::<f32>::try_from(expected.view(-1)).unwrap();
+                assert_eq!(observation.features.dim(), (m as usize, names.len()));
+                for (k, (got, want)) in observation.features.iter().zip(&expected).enumerate() {
+                    assert!(
+                        (got - want).abs() <= 1e-6,
+                        "{scaling:?} batch {i} row {} column {}: {got} vs {want}",
+                        k / names.len(),
+                        names[k % names.len()]
+                    );
+                }
+                assert_eq!(observation.student_state.to_vec(), states[i].to_vec());
+            }
+        }
     }
 }

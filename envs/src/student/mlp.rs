@@ -41,6 +41,22 @@ impl MlpConfig {
     }
 }
 
+impl MlpConfig {
+    /// Checks the widths and the optimizer; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.input_dim == 0 {
+            return Err(invalid_config("student.input_dim", "must be positive"));
+        }
+        if self.num_classes < 2 {
+            return Err(invalid_config("student.num_classes", "must be at least 2"));
+        }
+        if self.hidden.contains(&0) {
+            return Err(invalid_config("student.hidden", "widths must be positive"));
+        }
+        self.optimizer.validate()
+    }
+}
+
 /// An MLP with ReLU hidden layers, trained with cross-entropy.
 pub struct MlpStudent {
     config: MlpConfig,
@@ -60,26 +76,9 @@ impl std::fmt::Debug for MlpStudent {
 impl MlpStudent {
     /// Builds the network on `device`. Weights are placeholders until [`Student::reset`].
     pub fn new(config: MlpConfig, device: Device) -> Result<Self> {
-        if config.input_dim == 0 {
-            return Err(invalid_config("student.input_dim", "must be positive"));
-        }
-        if config.num_classes < 2 {
-            return Err(invalid_config("student.num_classes", "must be at least 2"));
-        }
-        if config.hidden.contains(&0) {
-            return Err(invalid_config("student.hidden", "widths must be positive"));
-        }
-        config.optimizer.validate()?;
+        config.validate()?;
         let vs = nn::VarStore::new(device);
-        let root = vs.root();
-        let mut widths = vec![config.input_dim as i64];
-        widths.extend(config.hidden.iter().map(|&h| h as i64));
-        widths.push(config.num_classes as i64);
-        let layers = widths
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| nn::linear(&root / format!("layer{i}"), w[0], w[1], Default::default()))
-            .collect();
+        let layers = build_layers(&vs, &config);
         let optimizer = config.optimizer.build(&vs)?;
         Ok(Self {
             config,
@@ -89,6 +88,7 @@ impl MlpStudent {
         })
     }
 
+    /// The forward pass, recording gradients unless the caller disabled them.
     fn forward(&self, inputs: &Tensor) -> Tensor {
         let mut x = inputs.flatten(1, -1);
         let last = self.layers.len() - 1;
@@ -139,12 +139,46 @@ impl Student for MlpStudent {
     }
 
     fn train_step(&mut self, batch: &Batch, _noise_rng: &mut ChaCha8Rng) -> Result<f64> {
-        let loss = self
-            .forward(&batch.inputs)
-            .cross_entropy_for_logits(&batch.labels);
+        let logits = self.forward(&batch.inputs);
+        self.train_step_on_logits(&logits, &batch.labels)
+    }
+
+    /// True: no dropout, no batch norm, so the observation's forward is the training
+    /// forward.
+    fn reuses_forward(&self) -> bool {
+        true
+    }
+
+    fn logits_for_training(&self, batch: &Batch) -> Tensor {
+        self.forward(&batch.inputs)
+    }
+
+    fn train_step_on_logits(&mut self, logits: &Tensor, labels: &Tensor) -> Result<f64> {
+        let loss = logits.cross_entropy_for_logits(labels);
         self.optimizer.backward_step(&loss);
         Ok(loss.double_value(&[]))
     }
+}
+
+/// The linear layers `layer0, layer1, ...` of an MLP of `config` in `vs`: the
+/// variables (names, shapes, creation) whose name order `init_from_stream` follows, so
+/// every model built from them draws the same initial weights from the same stream.
+pub(crate) fn build_layers(vs: &nn::VarStore, config: &MlpConfig) -> Vec<nn::Linear> {
+    let root = vs.root();
+    let widths = layer_widths(config);
+    widths
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| nn::linear(&root / format!("layer{i}"), w[0], w[1], Default::default()))
+        .collect()
+}
+
+/// Input width, hidden widths and number of classes, in layer order.
+pub(crate) fn layer_widths(config: &MlpConfig) -> Vec<i64> {
+    let mut widths = vec![config.input_dim as i64];
+    widths.extend(config.hidden.iter().map(|&h| h as i64));
+    widths.push(config.num_classes as i64);
+    widths
 }
 
 #[cfg(test)]

@@ -3,9 +3,12 @@
 //! A student owns its network, its optimizer and its schedule. The environment asks
 //! it for logits on an incoming batch (no gradient, evaluation mode) to compute the
 //! state features, for one optimizer step on exactly M kept instances, and for its
-//! accuracy on the dev split. Weights are initialised from the environment's own
+//! accuracy on the dev split. Students whose training forward equals their evaluation
+//! forward (the MLP) may instead record the observation's forward and train on it
+//! ([`Student::reuses_forward`]). Weights are initialised from the environment's own
 //! random stream, never from libtorch's global generator.
 
+pub mod batched_mlp;
 pub mod lstm;
 pub mod mlp;
 pub mod resnet;
@@ -17,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
 use crate::data::{Batch, Dataset};
-use crate::error::{invalid_config, Result};
+use crate::error::{invalid_config, EnvError, Result};
 
+pub use batched_mlp::{BatchedMlp, RecordedForward};
 pub use lstm::{LstmConfig, LstmStudent};
 pub use mlp::{MlpConfig, MlpStudent};
 pub use resnet::{ResNetConfig, ResNetStudent, Shortcut};
@@ -39,6 +43,39 @@ pub trait Student {
     /// One optimizer step on `batch`; returns the mean training loss of the batch
     /// before the step. `noise_rng` drives dropout and any other training noise.
     fn train_step(&mut self, batch: &Batch, noise_rng: &mut ChaCha8Rng) -> Result<f64>;
+
+    /// Whether a forward pass made for the observation may also serve the training
+    /// step on the same instances: true only for students whose training-mode forward
+    /// equals their evaluation-mode forward (no dropout, no batch norm, no
+    /// augmentation). The environment then asks for [`Student::logits_for_training`]
+    /// instead of [`Student::logits`] and, when the observed batch becomes the next
+    /// training batch before the weights change, calls
+    /// [`Student::train_step_on_logits`] on those logits: one forward pass less per
+    /// update. Default: false (the ResNet and the LSTM train differently from how they
+    /// evaluate).
+    fn reuses_forward(&self) -> bool {
+        false
+    }
+
+    /// Logits `[n, |Y|]` with the autograd graph recorded, for a later
+    /// [`Student::train_step_on_logits`]; their values equal [`Student::logits`].
+    /// Only meaningful when [`Student::reuses_forward`] is true; the default returns
+    /// the no-grad logits.
+    fn logits_for_training(&self, batch: &Batch) -> Tensor {
+        self.logits(batch)
+    }
+
+    /// One optimizer step on the cross-entropy of `logits` (from
+    /// [`Student::logits_for_training`], computed under the current weights) against
+    /// `labels`: the same update as [`Student::train_step`] on that batch, without its
+    /// forward pass. Returns the mean training loss before the step. Students that do
+    /// not reuse forwards return [`EnvError::Unsupported`].
+    fn train_step_on_logits(&mut self, logits: &Tensor, labels: &Tensor) -> Result<f64> {
+        let _ = (logits, labels);
+        Err(EnvError::Unsupported(
+            "train_step_on_logits on a student whose reuses_forward() is false".into(),
+        ))
+    }
 
     /// Accuracy on `data`, evaluated in chunks of `chunk` instances.
     fn accuracy(&self, data: &Dataset, chunk: usize) -> f64 {
@@ -63,7 +100,7 @@ pub trait Student {
 /// Checks that `data` has the `num_classes` classes the `model` predicts.
 pub(crate) fn check_num_classes(data: &Dataset, num_classes: usize, model: &str) -> Result<()> {
     if data.num_classes() != num_classes {
-        return Err(crate::error::EnvError::InvalidDataset {
+        return Err(EnvError::InvalidDataset {
             name: data.name().to_string(),
             reason: format!(
                 "{} classes, the {model} predicts {num_classes}",
