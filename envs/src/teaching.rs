@@ -542,10 +542,12 @@ pub fn featurise(
 ) -> Result<Vec<TeachingObservation>> {
     let size = logits.size();
     let (b, m, c) = (size[0] as usize, size[1] as usize, size[2] as usize);
-    let log_probs = Vec::<f32>::try_from(logits.log_softmax(-1, Kind::Float).view(-1))?;
-    let labels = Vec::<i64>::try_from(labels.contiguous().view(-1))?;
+    // One copy to host memory (a no-op move on the CPU), then plain Rust.
+    let host = |t: Tensor| t.to_device(tch::Device::Cpu).contiguous().view(-1);
+    let log_probs = Vec::<f32>::try_from(host(logits.log_softmax(-1, Kind::Float)))?;
+    let labels = Vec::<i64>::try_from(host(labels.shallow_clone()))?;
     let lengths = lengths
-        .map(|l| Vec::<i64>::try_from(l.contiguous().view(-1)))
+        .map(|l| Vec::<i64>::try_from(host(l.shallow_clone())))
         .transpose()?;
     if states.len() != b || labels.len() != b * m || log_probs.len() != b * m * c {
         return Err(EnvError::InvalidDataset {

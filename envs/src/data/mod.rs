@@ -166,8 +166,10 @@ impl Dataset {
         &self.inputs
     }
 
-    /// The rows at `indices` (int64 tensor) as a batch.
+    /// The rows at `indices` (int64 tensor, on any device) as a batch, gathered on the
+    /// dataset's device.
     pub fn batch(&self, indices: &Tensor) -> Batch {
+        let indices = &indices.to_device(self.inputs.device());
         Batch {
             inputs: self.inputs.index_select(0, indices),
             labels: self.labels.index_select(0, indices),
