@@ -15,6 +15,16 @@
 //! libtorch's algorithm with a state that checkpoints can save). The baseline b is an
 //! exponential moving average of past returns, `b <- beta * b + (1 - beta) * r_T`,
 //! started at the first episode's return (so the first episode makes no update).
+//!
+//! Several episodes per update (`episodes_per_update = K`, e.g. K environments of a
+//! vector env stepped together; see [`Reinforce::act_for`] and
+//! [`crate::episode::train_vectorised`]): the K finished episodes are averaged,
+//!
+//! ```text
+//! L = -(1/K) sum_k (r_k - b) * sum_t sum_m log phi(a_ktm | s_ktm),   b <- beta b + (1 - beta) mean_k r_k
+//! ```
+//!
+//! which is the paper's update for K = 1 (the default).
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -46,6 +56,10 @@ pub struct ReinforceConfig {
     pub baseline_momentum: f64,
     /// Seed of the teacher's streams (weights and action sampling).
     pub seed: u64,
+    /// K: finished episodes pooled into one update (1 in the paper). With K > 1, save
+    /// checkpoints right after updates (every multiple of K episodes): episodes waiting
+    /// for an update are not stored.
+    pub episodes_per_update: usize,
 }
 
 impl Default for ReinforceConfig {
@@ -58,6 +72,7 @@ impl Default for ReinforceConfig {
             lr_decay_every: 50,
             baseline_momentum: 0.9,
             seed: 0,
+            episodes_per_update: 1,
         }
     }
 }
@@ -76,6 +91,9 @@ impl ReinforceConfig {
         if !(0.0..1.0).contains(&self.baseline_momentum) {
             return Err(invalid_config("baseline_momentum", "must be in [0, 1)"));
         }
+        if self.episodes_per_update == 0 {
+            return Err(invalid_config("episodes_per_update", "must be at least 1"));
+        }
         Ok(())
     }
 }
@@ -87,10 +105,11 @@ pub struct Reinforce {
     pub(crate) optimizer: Adam,
     pub(crate) sampling_rng: ChaCha8Rng,
     training: bool,
-    /// Features s_t and actions a_t of the current episode, one tensor per step.
-    episode_features: Vec<Tensor>,
-    episode_actions: Vec<Tensor>,
-    episode_return: f64,
+    /// The episode in progress in each slot (slot 0 for a single env, slot i for env i
+    /// of a vector env).
+    in_progress: Vec<Trajectory>,
+    /// Finished episodes waiting for the next update.
+    finished: Vec<Trajectory>,
     /// b: moving average of past returns; `None` before the first episode.
     pub(crate) baseline: Option<f64>,
     pub(crate) episodes: usize,
@@ -128,9 +147,8 @@ impl Reinforce {
             policy,
             optimizer,
             training: true,
-            episode_features: Vec::new(),
-            episode_actions: Vec::new(),
-            episode_return: 0.0,
+            in_progress: Vec::new(),
+            finished: Vec::new(),
             baseline: None,
             episodes: 0,
         })
@@ -174,12 +192,19 @@ impl Reinforce {
     }
 }
 
-impl Teacher for Reinforce {
-    fn name(&self) -> &str {
-        "L2T-REINFORCE"
-    }
+/// The features s_t, actions a_t and return of one episode.
+#[derive(Default)]
+struct Trajectory {
+    features: Vec<Tensor>,
+    actions: Vec<Tensor>,
+    episode_return: f64,
+}
 
-    fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
+impl Reinforce {
+    /// The keep-mask for the incoming batch of env `slot` (0 for a single env): samples
+    /// a_m ~ Bernoulli(phi(1 | s_m)) from the teacher's own stream and, in training,
+    /// records the step in that slot's episode.
+    pub fn act_for(&mut self, slot: usize, observation: &TeachingObservation) -> Result<KeepMask> {
         let f = observation.features.ncols();
         if f != self.policy.input_dim() {
             return Err(AgentError::Observation(format!(
@@ -188,49 +213,101 @@ impl Teacher for Reinforce {
             )));
         }
         let features = BernoulliPolicy::features_tensor(&observation.features);
-        // a_m ~ Bernoulli(phi(1 | s_m)), drawn from the teacher's own stream.
         let (mask, actions) = self.policy.sample(&features, &mut self.sampling_rng)?;
         if self.training {
-            self.episode_features.push(features);
-            self.episode_actions.push(actions);
+            let episode = self.slot(slot);
+            episode.features.push(features);
+            episode.actions.push(actions);
         }
         Ok(mask)
     }
 
-    fn observe(&mut self, reward: f64, _done: bool) -> Result<()> {
-        self.episode_return += reward;
-        Ok(())
+    /// Adds `reward` to the return of env `slot`'s episode.
+    pub fn observe_for(&mut self, slot: usize, reward: f64) {
+        if self.training {
+            self.slot(slot).episode_return += reward;
+        }
     }
 
-    fn end_episode(&mut self) -> Result<Option<UpdateStats>> {
-        let r_t = std::mem::take(&mut self.episode_return);
-        let features = std::mem::take(&mut self.episode_features);
-        let actions = std::mem::take(&mut self.episode_actions);
-        if !self.training || features.is_empty() {
+    /// Env `slot`'s episode has ended: it joins the finished episodes, and once K of
+    /// them are there the teacher updates (returns the update's statistics).
+    pub fn end_episode_for(&mut self, slot: usize) -> Result<Option<UpdateStats>> {
+        let episode = std::mem::take(self.slot(slot));
+        if !self.training || episode.features.is_empty() {
             return Ok(None);
         }
-        let b = self.baseline.unwrap_or(r_t);
+        self.finished.push(episode);
+        if self.finished.len() < self.config.episodes_per_update {
+            return Ok(None);
+        }
+        self.update().map(Some)
+    }
+
+    fn slot(&mut self, slot: usize) -> &mut Trajectory {
+        if self.in_progress.len() <= slot {
+            self.in_progress.resize_with(slot + 1, Trajectory::default);
+        }
+        &mut self.in_progress[slot]
+    }
+
+    /// One policy-gradient step on the finished episodes.
+    fn update(&mut self) -> Result<UpdateStats> {
+        let episodes = std::mem::take(&mut self.finished);
+        let k = episodes.len();
+        let mean_return = episodes.iter().map(|e| e.episode_return).sum::<f64>() / k as f64;
+        let b = self.baseline.unwrap_or(mean_return);
         let learning_rate = self.learning_rate_at(self.episodes);
         self.optimizer.set_lr(learning_rate);
 
-        // L = -(r_T - b) * sum_t sum_m log phi(a_tm | s_tm), over the whole episode at once.
-        let states = Tensor::cat(&features, 0);
-        let actions = Tensor::cat(&actions, 0);
-        let log_phi = self.policy.log_prob(&states, &actions).sum(Kind::Float);
-        let loss = -(r_t - b) * log_phi;
+        // L = -(1/K) sum_k (r_k - b) * sum_t sum_m log phi(a_ktm | s_ktm).
+        let mut terms = Vec::with_capacity(k);
+        let mut all_actions = Vec::with_capacity(k);
+        for episode in &episodes {
+            let states = Tensor::cat(&episode.features, 0);
+            let actions = Tensor::cat(&episode.actions, 0);
+            let log_phi = self.policy.log_prob(&states, &actions).sum(Kind::Float);
+            terms.push(-(episode.episode_return - b) * log_phi);
+            all_actions.push(actions);
+        }
+        let loss = if k == 1 {
+            terms.remove(0)
+        } else {
+            Tensor::stack(&terms, 0).sum(Kind::Float) / k as f64
+        };
         self.optimizer.backward_step(&loss)?;
 
         let beta = self.config.baseline_momentum;
-        self.baseline = Some(beta * b + (1.0 - beta) * r_t);
-        self.episodes += 1;
-        let kept_ratio = actions.mean(Kind::Float).double_value(&[]);
-        Ok(Some(UpdateStats {
-            episode_return: r_t,
+        self.baseline = Some(beta * b + (1.0 - beta) * mean_return);
+        self.episodes += k;
+        let kept_ratio = Tensor::cat(&all_actions, 0)
+            .mean(Kind::Float)
+            .double_value(&[]);
+        Ok(UpdateStats {
+            episode_return: mean_return,
             baseline: b,
             loss: loss.double_value(&[]),
             learning_rate,
             kept_ratio,
-        }))
+        })
+    }
+}
+
+impl Teacher for Reinforce {
+    fn name(&self) -> &str {
+        "L2T-REINFORCE"
+    }
+
+    fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
+        self.act_for(0, observation)
+    }
+
+    fn observe(&mut self, reward: f64, _done: bool) -> Result<()> {
+        self.observe_for(0, reward);
+        Ok(())
+    }
+
+    fn end_episode(&mut self) -> Result<Option<UpdateStats>> {
+        self.end_episode_for(0)
     }
 
     fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
@@ -239,8 +316,7 @@ impl Teacher for Reinforce {
 
     fn set_training(&mut self, training: bool) {
         self.training = training;
-        self.episode_features.clear();
-        self.episode_actions.clear();
-        self.episode_return = 0.0;
+        self.in_progress.clear();
+        self.finished.clear();
     }
 }
