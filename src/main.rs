@@ -11,7 +11,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use l2t::agents::{NoTeach, TeacherConfig};
 use l2t::config::{DeviceChoice, RunConfig, TeacherEntry, TRANSFERS};
-use l2t::experiment::{evaluate_teacher, mean_ci95, run, Progress, Report};
+use l2t::envs::EnvError;
+use l2t::experiment::{evaluate_teacher, mean_ci95, run, ExperimentError, Progress, Report};
 use l2t::presets::{default_data_dir, Preset, PRESETS};
 use l2t::run_dir::RunDir;
 
@@ -310,13 +311,25 @@ fn execute(base: RunConfig, args: RunArgs, name: &str, context: &RunContext) -> 
     let out = args.out.unwrap_or_else(|| PathBuf::from("runs").join(name));
     let mut run_dir = RunDir::create(&out)?;
     let mut bars = Bars::new(context.quiet);
-    let report = run(&config, &data_dir, &mut run_dir, |p| bars.update(p)).with_context(|| {
-        format!(
-            "run {name} (data folder {}) needs {}",
-            data_dir.display(),
-            config.preset.data_requirement()
-        )
-    })?;
+    let report = match run(&config, &data_dir, &mut run_dir, |p| bars.update(p)) {
+        Ok(report) => report,
+        // A data file missing or unreadable: say what the preset needs and where.
+        Err(error @ ExperimentError::Env(EnvError::Data(_))) => {
+            let needs = match &config.train_on {
+                Some(train_on) => format!(
+                    "{}, and {}",
+                    config.preset.data_requirement(),
+                    train_on.data_requirement()
+                ),
+                None => config.preset.data_requirement(),
+            };
+            return Err(anyhow::Error::new(error).context(format!(
+                "run {name} (data folder {}) needs {needs}",
+                data_dir.display()
+            )));
+        }
+        Err(error) => return Err(anyhow::Error::new(error).context(format!("run {name}"))),
+    };
     bars.finish();
     print_report(&report, &out);
     Ok(())
