@@ -328,14 +328,17 @@ impl RunConfig {
                         format!("`{}` is not a rand_teach teacher", entry.label),
                     ));
                 }
-                if entry.match_run.is_none()
-                    && !self.teachers[..i].iter().any(|e| &e.label == target)
-                    && !self.teachers.iter().any(|e| &e.label == target)
-                {
+                // Without a previous run to read, the target must be a teacher of this
+                // run that is not itself matched (it is evaluated first).
+                let target_here = self
+                    .teachers
+                    .iter()
+                    .any(|e| &e.label == target && e.match_drop_ratio_of.is_none());
+                if entry.match_run.is_none() && !target_here {
                     return Err(invalid(
                         "teachers.match_drop_ratio_of",
                         format!(
-                            "`{}` matches `{target}`, which is not a teacher of this run",
+                            "`{}` matches `{target}`, which is not an unmatched teacher of this run",
                             entry.label
                         ),
                     ));

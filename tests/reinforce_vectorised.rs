@@ -5,9 +5,7 @@
 mod common;
 
 use l2t::agents::{train_vectorised, Reinforce, ReinforceConfig};
-use l2t::envs::{
-    BatchedTeachingEnv, MlpConfig, OptimizerConfig, SyncVectorEnv, TeachingConfig, TeachingEnv,
-};
+use l2t::envs::{BatchedTeachingEnv, SyncVectorEnv, TeachingConfig, TeachingEnv};
 
 const N: usize = 4;
 
@@ -20,15 +18,7 @@ fn config() -> TeachingConfig {
 
 fn batched_env() -> BatchedTeachingEnv {
     let data = common::tiny_data();
-    let student = MlpConfig {
-        input_dim: 8,
-        hidden: vec![16],
-        num_classes: 4,
-        optimizer: OptimizerConfig::Adam {
-            learning_rate: 1e-2,
-            weight_decay: 0.0,
-        },
-    };
+    let student = common::tiny_student_config(8);
     BatchedTeachingEnv::new(config(), student, N, data.train, data.dev, tch::Device::Cpu).unwrap()
 }
 

@@ -4,23 +4,15 @@
 mod common;
 
 use l2t::envs::{
-    BatchedTeachingEnv, EnvError, MlpConfig, OptimizerConfig, Space, SyncVectorEnv, TeachingConfig,
-    TeachingEnv, TeachingInfo, VecStep, VectorEnv,
+    BatchedTeachingEnv, EnvError, MlpConfig, Space, SyncVectorEnv, TeachingConfig, TeachingEnv,
+    TeachingInfo, VecStep, VectorEnv,
 };
 use ndarray::Array1;
 
 const N: usize = 3;
 
 fn student_config() -> MlpConfig {
-    MlpConfig {
-        input_dim: 8,
-        hidden: vec![16],
-        num_classes: 4,
-        optimizer: OptimizerConfig::Adam {
-            learning_rate: 1e-2,
-            weight_decay: 0.0,
-        },
-    }
+    common::tiny_student_config(8)
 }
 
 fn config() -> TeachingConfig {

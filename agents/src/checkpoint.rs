@@ -289,6 +289,12 @@ fn check_kind_and_width(
     Ok(feature_dim)
 }
 
+/// The teacher config stored in `payload`.
+fn read_config<T: serde::de::DeserializeOwned>(path: &Path, payload: &Payload) -> Result<T> {
+    serde_json::from_str(&payload.config_json)
+        .map_err(|e| corrupt(path, format!("unreadable config: {e}")))
+}
+
 /// The stored values bound the networks' size: a damaged or crafted header cannot make
 /// a rebuild allocate more than the file holds.
 fn check_value_count(
@@ -501,8 +507,7 @@ impl Reinforce {
     ) -> Result<Self> {
         let feature_dim =
             check_kind_and_width(path, &payload, REINFORCE_KIND, expected_feature_dim)?;
-        let config: ReinforceConfig = serde_json::from_str(&payload.config_json)
-            .map_err(|e| corrupt(path, format!("unreadable config: {e}")))?;
+        let config: ReinforceConfig = read_config(path, &payload)?;
         check_value_count(
             path,
             &payload,
@@ -555,8 +560,7 @@ impl ActorCritic {
     ) -> Result<Self> {
         let feature_dim =
             check_kind_and_width(path, &payload, ACTOR_CRITIC_KIND, expected_feature_dim)?;
-        let config: ActorCriticConfig = serde_json::from_str(&payload.config_json)
-            .map_err(|e| corrupt(path, format!("unreadable config: {e}")))?;
+        let config: ActorCriticConfig = read_config(path, &payload)?;
         // Critic: 3 state values -> critic_hidden tanh -> 1.
         let critic_size = config
             .critic_hidden

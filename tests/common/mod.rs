@@ -29,10 +29,9 @@ pub fn single_thread() {
     tch::set_num_threads(1);
 }
 
-/// An MLP student `input_dim`-16-4 with Adam 1e-2 (input_dim 8 fits [`tiny_data`]).
-pub fn tiny_student(input_dim: usize) -> Box<MlpStudent> {
-    single_thread();
-    let config = MlpConfig {
+/// The MLP `input_dim`-16-4 with Adam 1e-2 (input_dim 8 fits [`tiny_data`]).
+pub fn tiny_student_config(input_dim: usize) -> MlpConfig {
+    MlpConfig {
         input_dim,
         hidden: vec![16],
         num_classes: 4,
@@ -40,7 +39,13 @@ pub fn tiny_student(input_dim: usize) -> Box<MlpStudent> {
             learning_rate: 1e-2,
             weight_decay: 0.0,
         },
-    };
+    }
+}
+
+/// An MLP student of [`tiny_student_config`].
+pub fn tiny_student(input_dim: usize) -> Box<MlpStudent> {
+    single_thread();
+    let config = tiny_student_config(input_dim);
     Box::new(MlpStudent::new(config, tch::Device::Cpu).expect("valid student"))
 }
 
