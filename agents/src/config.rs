@@ -41,7 +41,7 @@ pub enum TeacherConfig {
     /// `actor_critic`: [`ActorCritic`], the same policy with a learned value baseline.
     ActorCritic(ActorCriticConfig),
     /// `checkpoint`: a trained teacher read from a checkpoint file (any kind that
-    /// saves; see [`load_teacher`](crate::checkpoint::load_teacher)).
+    /// saves; see [`load_teacher`]).
     Checkpoint {
         /// The checkpoint file.
         path: std::path::PathBuf,

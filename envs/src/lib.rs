@@ -1,6 +1,6 @@
 //! Gym-style environments for "Learning to Teach" (Fan et al., ICLR 2018).
 //!
-//! - [`env`]: the `Env` contract (reset with a seed, step with terminated/truncated);
+//! - [`env`](mod@env): the `Env` contract (reset with a seed, step with terminated/truncated);
 //! - [`spaces`]: bounded boxes and `MultiBinary` masks;
 //! - [`check`]: `check_env`, the conformance checks every env passes;
 //! - [`teaching`]: the data-teaching MDP, in one file;
