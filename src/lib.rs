@@ -15,3 +15,8 @@ pub mod plots;
 pub mod presets;
 pub mod run_dir;
 pub mod tasks;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
