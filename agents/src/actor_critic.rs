@@ -162,9 +162,13 @@ pub struct ActorCritic {
     pub(crate) critic_optimizer: Adam,
     pub(crate) sampling_rng: ChaCha8Rng,
     training: bool,
-    /// Per step of the current episode: features, actions, student state, reward.
-    episode_features: Vec<Tensor>,
-    episode_actions: Vec<Tensor>,
+    /// The current episode, appended per step to flat vectors (a few amortised
+    /// allocations per episode, as in [`crate::reinforce`]): the features' rows
+    /// (row-major), their actions in {0, 1}, the rows of each step, the student state
+    /// (3 per step) and the reward.
+    episode_features: Vec<f32>,
+    episode_actions: Vec<f32>,
+    episode_rows: Vec<usize>,
     episode_states: Vec<f32>,
     episode_rewards: Vec<f64>,
     pub(crate) episodes: usize,
@@ -211,6 +215,7 @@ impl ActorCritic {
             training: true,
             episode_features: Vec::new(),
             episode_actions: Vec::new(),
+            episode_rows: Vec::new(),
             episode_states: Vec::new(),
             episode_rewards: Vec::new(),
             episodes: 0,
@@ -267,10 +272,15 @@ impl Teacher for ActorCritic {
         }
         let features = BernoulliPolicy::features_tensor(&observation.features);
         // a_m ~ Bernoulli(phi(1 | s_m)), drawn from the teacher's own stream.
-        let (mask, actions) = self.policy.sample(&features, &mut self.sampling_rng)?;
+        let mask = self.policy.sample(&features, &mut self.sampling_rng)?;
         if self.training {
-            self.episode_features.push(features);
-            self.episode_actions.push(actions);
+            match observation.features.as_slice() {
+                Some(rows) => self.episode_features.extend_from_slice(rows),
+                None => self.episode_features.extend(observation.features.iter()),
+            }
+            self.episode_actions
+                .extend(BernoulliPolicy::actions_of(&mask));
+            self.episode_rows.push(mask.len());
             self.episode_states.extend(observation.student_state.iter());
         }
         Ok(mask)
@@ -285,7 +295,7 @@ impl Teacher for ActorCritic {
 
     fn end_episode(&mut self) -> Result<Option<UpdateStats>> {
         let steps = self.episode_rewards.len();
-        if !self.training || steps == 0 || self.episode_features.len() != steps {
+        if !self.training || steps == 0 || self.episode_rows.len() != steps {
             self.clear_episode();
             return Ok(None);
         }
@@ -304,12 +314,18 @@ impl Teacher for ActorCritic {
         let advantages = (&returns - values.detach()).detach();
 
         // Actor: each step's M decisions share that step's advantage.
-        let per_step_log_phi: Vec<Tensor> = self
-            .episode_features
-            .iter()
-            .zip(&self.episode_actions)
-            .map(|(s, a)| self.policy.log_prob(s, a).sum(Kind::Float))
-            .collect();
+        let feature_dim = self.policy.input_dim();
+        let mut per_step_log_phi = Vec::with_capacity(steps);
+        let mut start = 0;
+        for &rows in &self.episode_rows {
+            let s = Tensor::from_slice(
+                &self.episode_features[start * feature_dim..][..rows * feature_dim],
+            )
+            .view([rows as i64, feature_dim as i64]);
+            let a = Tensor::from_slice(&self.episode_actions[start..start + rows]);
+            per_step_log_phi.push(self.policy.log_prob(&s, &a).sum(Kind::Float));
+            start += rows;
+        }
         let log_phi = Tensor::stack(&per_step_log_phi, 0);
         let actor_loss = -(advantages * log_phi).sum(Kind::Float);
         let critic_loss = self.config.value_coef * (&returns - &values).square().sum(Kind::Float);
@@ -326,7 +342,7 @@ impl Teacher for ActorCritic {
         self.critic_optimizer.step()?;
         self.episodes += 1;
 
-        let kept_ratio = Tensor::cat(&self.episode_actions, 0)
+        let kept_ratio = Tensor::from_slice(&self.episode_actions)
             .mean(Kind::Float)
             .double_value(&[]);
         let baseline = values.get(0).double_value(&[]);
@@ -355,6 +371,7 @@ impl ActorCritic {
     fn clear_episode(&mut self) {
         self.episode_features.clear();
         self.episode_actions.clear();
+        self.episode_rows.clear();
         self.episode_states.clear();
         self.episode_rewards.clear();
     }

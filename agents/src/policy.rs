@@ -120,15 +120,18 @@ impl BernoulliPolicy {
     }
 
     /// Samples the keep-mask `a_m ~ Bernoulli(phi(1 | s_m))` for features `[M, F]`,
-    /// one uniform draw per instance from `rng` (the teacher's own stream). Returns the
-    /// mask and the same actions as a float tensor `[M]` (1 keep, 0 drop) for the update.
-    pub fn sample(&self, features: &Tensor, rng: &mut ChaCha8Rng) -> Result<(KeepMask, Tensor)> {
+    /// one uniform draw per instance from `rng` (the teacher's own stream).
+    pub fn sample(&self, features: &Tensor, rng: &mut ChaCha8Rng) -> Result<KeepMask> {
         let keep_probabilities = Vec::<f32>::try_from(self.keep_probabilities(features))?;
-        let mask = KeepMask::from_shape_fn(keep_probabilities.len(), |i| {
+        Ok(KeepMask::from_shape_fn(keep_probabilities.len(), |i| {
             rng.gen::<f32>() < keep_probabilities[i]
-        });
-        let actions: Vec<f32> = mask.iter().map(|&keep| f32::from(u8::from(keep))).collect();
-        Ok((mask, Tensor::from_slice(&actions)))
+        }))
+    }
+
+    /// The actions a_m of a keep-mask as floats (1 keep, 0 drop), the form
+    /// [`Self::log_prob`] takes.
+    pub fn actions_of(mask: &KeepMask) -> impl Iterator<Item = f32> + '_ {
+        mask.iter().map(|&keep| f32::from(u8::from(keep)))
     }
 
     /// Features as a float tensor `[n, F]` from an ndarray view.

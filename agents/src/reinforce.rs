@@ -193,10 +193,18 @@ impl Reinforce {
 }
 
 /// The features s_t, actions a_t and return of one episode.
+///
+/// Rows of all steps are appended to two flat vectors rather than kept as one small
+/// tensor per step: a few amortised allocations per episode instead of two per step,
+/// which would otherwise be scattered through the heap between the student's
+/// weight-sized temporaries and keep it from reusing their space (glibc fragmentation:
+/// peak memory 1.2 GiB instead of about 0.3 GiB on the Fashion-MNIST preset).
 #[derive(Default)]
 struct Trajectory {
-    features: Vec<Tensor>,
-    actions: Vec<Tensor>,
+    /// s_tm, row-major, `feature_dim` columns.
+    features: Vec<f32>,
+    /// a_tm in {0, 1}, one per row of `features`.
+    actions: Vec<f32>,
     episode_return: f64,
 }
 
@@ -213,11 +221,14 @@ impl Reinforce {
             )));
         }
         let features = BernoulliPolicy::features_tensor(&observation.features);
-        let (mask, actions) = self.policy.sample(&features, &mut self.sampling_rng)?;
+        let mask = self.policy.sample(&features, &mut self.sampling_rng)?;
         if self.training {
             let episode = self.slot(slot);
-            episode.features.push(features);
-            episode.actions.push(actions);
+            match observation.features.as_slice() {
+                Some(rows) => episode.features.extend_from_slice(rows),
+                None => episode.features.extend(observation.features.iter()),
+            }
+            episode.actions.extend(BernoulliPolicy::actions_of(&mask));
         }
         Ok(mask)
     }
@@ -262,9 +273,10 @@ impl Reinforce {
         // L = -(1/K) sum_k (r_k - b) * sum_t sum_m log phi(a_ktm | s_ktm).
         let mut terms = Vec::with_capacity(k);
         let mut all_actions = Vec::with_capacity(k);
+        let feature_dim = self.policy.input_dim() as i64;
         for episode in &episodes {
-            let states = Tensor::cat(&episode.features, 0);
-            let actions = Tensor::cat(&episode.actions, 0);
+            let states = Tensor::from_slice(&episode.features).view([-1, feature_dim]);
+            let actions = Tensor::from_slice(&episode.actions);
             let log_phi = self.policy.log_prob(&states, &actions).sum(Kind::Float);
             terms.push(-(episode.episode_return - b) * log_phi);
             all_actions.push(actions);
