@@ -8,13 +8,11 @@
 //! batches, and its own Adam state with its own step count, since students update at
 //! different env steps. Only the students named in a training call update.
 //!
-//! Adam is written out on the stacked tensors: in place with preallocated work space,
-//! student by student (each student's parameters and moments stay in cache through the
-//! passes), with its own bias corrections. It is libtorch's `torch::optim::Adam` update
-//! (default betas and eps), with the first moment as `m.lerp_(g, 1 - beta1)` as
-//! PyTorch's Python Adam computes it; libtorch's C++ Adam rounds that step differently
-//! (a fused multiply-add that tch does not expose), so batched students follow the
-//! individual ones to float tolerance, not bit for bit.
+//! Adam runs student by student on rows of the stacked tensors with
+//! [`adam_update`](super::adam::adam_update), the same fused single pass as
+//! [`MlpStudent`]'s, with each student's own step count and bias corrections. The
+//! forward (`baddbmm` against `linear`) rounds differently, so batched students follow
+//! the individual ones to float tolerance, not bit for bit.
 //!
 //! Stacking does not reduce the arithmetic of N students (see BENCHMARKS.md, section
 //! `vector_env`): it saves per-op dispatch, and gives libtorch larger ops to spread over
@@ -25,16 +23,12 @@
 use rand_chacha::ChaCha8Rng;
 use tch::{nn, Device, Kind, Tensor};
 
+use super::adam::{adam_update, AdamStep};
 use super::mlp::{build_layers, layer_widths};
 use super::{check_num_classes, init_from_stream, torch_default_init, OptimizerConfig};
 use crate::data::Dataset;
 use crate::error::{invalid_config, EnvError, Result};
 use crate::student::MlpConfig;
-
-/// libtorch's Adam defaults, as used by [`MlpStudent`](super::MlpStudent).
-const BETA1: f64 = 0.9;
-const BETA2: f64 = 0.999;
-const EPS: f64 = 1e-8;
 
 /// A forward pass of all N students with its autograd graph, for
 /// [`BatchedMlp::train_step_on_recorded`].
@@ -66,8 +60,6 @@ pub struct BatchedMlp {
     params: Vec<Tensor>,
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
-    /// Work space of the Adam step, one per parameter (same shapes).
-    scratch: Vec<Tensor>,
     steps: Vec<u32>,
     /// One `MlpStudent`'s variables, used only to draw initial weights in its order.
     template: nn::VarStore,
@@ -116,7 +108,6 @@ impl BatchedMlp {
         Ok(Self {
             exp_avg: zeros(&params),
             exp_avg_sq: zeros(&params),
-            scratch: zeros(&params),
             steps: vec![0; num_students],
             params,
             config,
@@ -327,25 +318,21 @@ impl BatchedMlp {
             self.steps[i] += 1;
         }
         let everyone = self.is_everyone(students);
-        tch::no_grad(|| {
+        tch::no_grad(|| -> Result<()> {
             let grads: Vec<Tensor> = leaves.iter().map(Tensor::grad).collect();
-            // Student by student: its parameters, moments and work space (about 6 MB
-            // for 784-500-10) stay in cache through the nine passes of Adam, where
-            // passes over the whole stack would stream N times that from memory.
+            // Student by student: its parameters, gradients and moments (about 6 MB
+            // for 784-500-10) pass through the cache once, in one fused pass each.
             for (j, &i) in students.iter().enumerate() {
                 let (row, student) = (j as i64, i as i64);
-                let (neg_step_size, sqrt_bc2) = self.step_scalars(i);
+                let step = AdamStep::at(self.steps[i], self.learning_rate, self.weight_decay);
                 for (index, leaf) in leaves.iter().enumerate() {
-                    adam_rows(
+                    adam_update(
                         &leaf.get(row),
                         &grads[index].get(row),
                         &self.exp_avg[index].get(student),
                         &self.exp_avg_sq[index].get(student),
-                        &self.scratch[index].get(row),
-                        neg_step_size,
-                        sqrt_bc2,
-                        self.weight_decay,
-                    );
+                        &step,
+                    )?;
                 }
             }
             if !everyone {
@@ -355,18 +342,9 @@ impl BatchedMlp {
                     let _ = param.index_copy_(0, &index_tensor, leaf);
                 }
             }
-        });
+            Ok(())
+        })?;
         Ok(values)
-    }
-
-    /// Student `i`'s `-lr / (1 - beta1^t)` and `sqrt(1 - beta2^t)` from its step count
-    /// `t`, computed in f64 as libtorch does.
-    fn step_scalars(&self, i: usize) -> (f64, f64) {
-        let t = f64::from(self.steps[i]);
-        (
-            -self.learning_rate / (1.0 - BETA1.powf(t)),
-            (1.0 - BETA2.powf(t)).sqrt(),
-        )
     }
 
     /// Accuracy of each of `students` on `data`, evaluated in chunks of `chunk`
@@ -399,43 +377,6 @@ impl BatchedMlp {
         let correct = Vec::<i64>::try_from(correct)?;
         Ok(correct.iter().map(|&c| c as f64 / n as f64).collect())
     }
-}
-
-/// One Adam step on rows of stacked tensors, in place and without temporaries (at
-/// N x 400k parameters, allocating a temporary costs more than the arithmetic):
-/// `m = lerp(m, g, 1 - beta1)`, `v = beta2 v + (1 - beta2) g^2`,
-/// `p += neg_step_size * m / (sqrt(v) / sqrt_bc2 + eps)`. `grad` and `scratch` are
-/// overwritten.
-#[allow(clippy::too_many_arguments)]
-fn adam_rows(
-    param: &Tensor,
-    grad: &Tensor,
-    exp_avg: &Tensor,
-    exp_avg_sq: &Tensor,
-    scratch: &Tensor,
-    neg_step_size: f64,
-    sqrt_bc2: f64,
-    weight_decay: f64,
-) {
-    let (mut param, mut grad, mut exp_avg, mut exp_avg_sq, mut scratch) = (
-        param.shallow_clone(),
-        grad.shallow_clone(),
-        exp_avg.shallow_clone(),
-        exp_avg_sq.shallow_clone(),
-        scratch.shallow_clone(),
-    );
-    if weight_decay != 0.0 {
-        let _ = grad.g_add_(&(&param * weight_decay));
-    }
-    let _ = exp_avg.lerp_(&grad, 1.0 - BETA1);
-    let _ = grad.mul_scalar_out(&scratch, 1.0 - BETA2);
-    let _ = exp_avg_sq.g_mul_scalar_(BETA2);
-    let _ = exp_avg_sq.addcmul_(&scratch, &grad);
-    let _ = exp_avg_sq.sqrt_out(&scratch);
-    let _ = scratch.g_div_scalar_(sqrt_bc2);
-    let _ = scratch.g_add_scalar_(EPS);
-    let _ = exp_avg.mul_scalar_out(&grad, neg_step_size);
-    let _ = param.addcdiv_(&grad, &scratch);
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! ([`Student::reuses_forward`]). Weights are initialised from the environment's own
 //! random stream, never from libtorch's global generator.
 
+pub mod adam;
 pub mod batched_mlp;
 pub mod lstm;
 pub mod mlp;
@@ -22,6 +23,7 @@ use tch::{nn, Kind, Tensor};
 use crate::data::{Batch, Dataset};
 use crate::error::{invalid_config, EnvError, Result};
 
+pub use adam::FusedAdam;
 pub use batched_mlp::{BatchedMlp, RecordedForward};
 pub use lstm::{LstmConfig, LstmStudent};
 pub use mlp::{MlpConfig, MlpStudent};
