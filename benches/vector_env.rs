@@ -1,5 +1,6 @@
 //! Throughput of parallel teaching episodes: one `TeachingEnv`, a `SyncVectorEnv` of 4,
-//! and the `BatchedTeachingEnv` with 1, 4 and 16 envs.
+//! a `ThreadedVectorEnv` of 2 and 4 envs on 2 worker threads, and the
+//! `BatchedTeachingEnv` with 1, 4 and 16 envs.
 //!
 //! `cargo bench --bench vector_env`. Fixed workload: NoTeach (every mask all-true) on
 //! the `fashion-mnist-mlp` preset's student half (MLP 784-500-10, Adam 1e-3, M = 20,
@@ -10,7 +11,8 @@
 //! per second and episodes per minute, and the speed-up over one env. Random data of
 //! the same shape stand in when the Fashion-MNIST files are missing.
 //!
-//! libtorch runs on 1 intra-op thread, except the last row (the batched env with 16
+//! libtorch runs on 1 intra-op thread (the threaded rows' parallelism is their 2
+//! workers), except the last row (the batched env with 16
 //! envs on 2 threads). See BENCHMARKS.md for a reference run.
 
 use std::time::Instant;
@@ -20,8 +22,8 @@ use ndarray::Array1;
 use tch::{Device, Kind, Tensor};
 
 use l2t::envs::{
-    BatchedTeachingEnv, Dataset, Env, MlpConfig, MlpStudent, SyncVectorEnv, TeachingConfig,
-    TeachingEnv, VectorEnv,
+    BatchedTeachingEnv, Dataset, Env, EnvFactory, MlpConfig, MlpStudent, SyncVectorEnv,
+    TeachingConfig, TeachingEnv, ThreadedVectorEnv, VectorEnv,
 };
 use l2t::presets::{default_data_dir, Preset};
 
@@ -177,6 +179,31 @@ fn main() -> Result<()> {
     timed("SyncVectorEnv, 4 envs".into(), 1, &mut || {
         drive(&mut sync, total_steps / 4, m)
     })?;
+
+    // The same TeachingEnvs on worker threads (each builds its own env; libtorch on 1
+    // intra-op thread, the workers are the parallelism).
+    for (n, workers) in [(2, 2), (4, 2)] {
+        let factories = (0..n)
+            .map(|_| {
+                let (config, student) = (config.clone(), student.clone());
+                let (train, dev) = (train.shallow_clone(), dev.shallow_clone());
+                Box::new(move || {
+                    TeachingEnv::new(
+                        config,
+                        Box::new(MlpStudent::new(student, Device::Cpu)?),
+                        train,
+                        dev,
+                    )
+                }) as EnvFactory<TeachingEnv>
+            })
+            .collect();
+        let mut threaded = ThreadedVectorEnv::new(factories, workers)?;
+        timed(
+            format!("Threaded, {n} envs, {workers} workers"),
+            1,
+            &mut || drive(&mut threaded, total_steps / n, m),
+        )?;
+    }
 
     for (n, threads) in [(1, 1), (4, 1), (16, 1), (16, 2)] {
         let mut batched = BatchedTeachingEnv::new(

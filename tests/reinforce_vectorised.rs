@@ -5,7 +5,9 @@
 mod common;
 
 use l2t::agents::{train_vectorised, Reinforce, ReinforceConfig};
-use l2t::envs::{BatchedTeachingEnv, SyncVectorEnv, TeachingConfig, TeachingEnv};
+use l2t::envs::{
+    BatchedTeachingEnv, EnvFactory, SyncVectorEnv, TeachingConfig, TeachingEnv, ThreadedVectorEnv,
+};
 
 const N: usize = 4;
 
@@ -80,6 +82,30 @@ fn the_sync_vector_env_trains_the_same_way() {
     assert!(episodes
         .iter()
         .all(|e| e.instances_kept <= e.instances_seen));
+}
+
+#[test]
+fn threaded_workers_train_the_teacher_as_the_sync_vector_env_does() {
+    let sync_weights = {
+        let mut env = SyncVectorEnv::new(
+            (0..N)
+                .map(|_| common::tiny_env(config()))
+                .collect::<Vec<TeachingEnv>>(),
+        )
+        .unwrap();
+        let mut reinforce = teacher(2);
+        train_vectorised(&mut env, &mut reinforce, 4, 3).unwrap();
+        reinforce.flat_weights()
+    };
+    let factories = (0..N)
+        .map(|_| Box::new(|| Ok(common::tiny_env(config()))) as EnvFactory<TeachingEnv>)
+        .collect();
+    let mut env = ThreadedVectorEnv::new(factories, 2).unwrap();
+    let mut reinforce = teacher(2);
+    let episodes = train_vectorised(&mut env, &mut reinforce, 4, 3).unwrap();
+    assert_eq!(episodes.len(), 4);
+    let bits = |w: &[f32]| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&reinforce.flat_weights()), bits(&sync_weights));
 }
 
 #[test]

@@ -1,11 +1,12 @@
-//! Vector envs: `SyncVectorEnv` over `TeachingEnv`s and the `BatchedTeachingEnv` give
-//! the same teaching trajectories under the same seeds and masks.
+//! Vector envs: `SyncVectorEnv` and `ThreadedVectorEnv` over `TeachingEnv`s and the
+//! `BatchedTeachingEnv` give the same teaching trajectories under the same seeds and
+//! masks.
 
 mod common;
 
 use l2t::envs::{
-    BatchedTeachingEnv, EnvError, MlpConfig, Space, SyncVectorEnv, TeachingConfig, TeachingEnv,
-    TeachingInfo, VecStep, VectorEnv,
+    BatchedTeachingEnv, EnvError, EnvFactory, MlpConfig, Space, SyncVectorEnv, TeachingConfig,
+    TeachingEnv, TeachingInfo, ThreadedVectorEnv, VecStep, VectorEnv,
 };
 use ndarray::Array1;
 
@@ -106,6 +107,24 @@ fn sync_vector_env_is_deterministic_and_autoresets() {
     assert!(a.iter().any(|r| r.6), "no episode ended in 120 steps");
 }
 
+fn threaded_env(workers: usize) -> ThreadedVectorEnv<TeachingEnv> {
+    let factories = (0..N)
+        .map(|_| Box::new(|| Ok(common::tiny_env(config()))) as EnvFactory<TeachingEnv>)
+        .collect();
+    ThreadedVectorEnv::new(factories, workers).unwrap()
+}
+
+#[test]
+fn threaded_vector_env_is_bit_identical_to_sync_for_any_worker_count() {
+    let (sync_rows, sync_features) = run(&mut sync_env(), 120);
+    let bits = |f: &[f32]| f.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for workers in [1, 2, N] {
+        let (rows, features) = run(&mut threaded_env(workers), 120);
+        assert_eq!(rows, sync_rows, "{workers} workers");
+        assert_eq!(bits(&features), bits(&sync_features), "{workers} workers");
+    }
+}
+
 #[test]
 fn batched_env_follows_separate_teaching_envs() {
     let steps = 120;
@@ -122,8 +141,8 @@ fn batched_env_follows_separate_teaching_envs() {
             "step {step} env {env}: {s:?} vs {b:?}"
         );
         assert!((s.3 - b.3).abs() < 1e-9, "reward at step {step} env {env}");
-        // ... the accuracies to float tolerance (batched products and the unfused
-        // Adam multiply-add round differently; one dev instance is 0.01 here).
+        // ... the accuracies to float tolerance (batched products round differently
+        // from one student's; one dev instance is 0.01 here).
         assert!(
             (s.4 - b.4).abs() <= 0.02,
             "dev accuracy at step {step} env {env}: {} vs {}",

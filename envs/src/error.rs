@@ -37,6 +37,15 @@ pub enum EnvError {
     /// student whose training forward differs from its evaluation forward).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A worker thread of a [`ThreadedVectorEnv`](crate::threaded::ThreadedVectorEnv)
+    /// could not start or has stopped.
+    #[error("vector env worker {worker}: {reason}")]
+    Worker {
+        /// The worker's index.
+        worker: usize,
+        /// What happened.
+        reason: String,
+    },
     /// A dataset is unusable for the task (empty, wrong shapes, labels out of range).
     #[error("dataset `{name}`: {reason}")]
     InvalidDataset {

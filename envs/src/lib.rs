@@ -5,6 +5,7 @@
 //! - [`check`]: `check_env`, the conformance checks every env passes;
 //! - [`teaching`]: the data-teaching MDP, in one file;
 //! - [`vector`]: N environments stepped together with autoreset (`SyncVectorEnv`);
+//! - [`threaded`]: the same, with the envs spread over worker threads (`ThreadedVectorEnv`);
 //! - [`batched`]: N teaching episodes on one batched MLP student (`BatchedTeachingEnv`);
 //! - [`student`]: the models being taught;
 //! - [`data`]: datasets staged as tensors, and the synthetic task;
@@ -19,6 +20,7 @@ pub mod seeding;
 pub mod spaces;
 pub mod student;
 pub mod teaching;
+pub mod threaded;
 pub mod vector;
 
 pub use batched::BatchedTeachingEnv;
@@ -34,4 +36,5 @@ pub use student::{
 pub use teaching::{
     LossScaling, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation, Threshold,
 };
+pub use threaded::{EnvFactory, ThreadedVectorEnv};
 pub use vector::{SyncVectorEnv, VecReset, VecStep, VectorEnv};

@@ -1,0 +1,461 @@
+//! N environments stepped in parallel on worker threads, after Gymnasium's
+//! `AsyncVectorEnv` (which uses processes; a Rust env can share the data tensors with
+//! its siblings and needs no pickling, so threads do).
+//!
+//! The N envs are split into W contiguous chunks, one per worker thread. Each worker
+//! builds its envs itself, from the factories it is given (so the envs need not be
+//! `Send`: a `TeachingEnv` holds a boxed student), and steps its chunk as a
+//! [`SyncVectorEnv`]. A vector `step` sends every worker its slice of the actions,
+//! then collects the replies in order, so the workers step concurrently and the result
+//! is laid out exactly as a [`SyncVectorEnv`] of the same N envs would lay it out.
+//!
+//! **Determinism.** Env `i` is seeded with `seed + i` whatever worker runs it, and
+//! envs share no random stream, so the results are the same for any number of workers
+//! W, and bit-identical to a [`SyncVectorEnv`] over the same envs (checked in
+//! `tests/vector_env.rs`).
+//!
+//! **Threads.** Run libtorch with one intra-op thread (`tch::set_num_threads(1)`) and
+//! at most one worker per free core: the workers are the parallelism. Worker threads
+//! take the process's libtorch thread setting.
+//!
+//! **Errors.** A failing env returns its error from `step` or `reset`; other workers
+//! have stepped by then (as in [`SyncVectorEnv`]): reset before stepping again. A
+//! worker that stops (its env panicked) is [`EnvError::Worker`].
+
+use std::marker::PhantomData;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::thread::JoinHandle;
+
+use crate::env::Env;
+use crate::error::{invalid_config, EnvError, Result};
+use crate::vector::{check_action_count, SyncVectorEnv, VecReset, VecStep, VectorEnv};
+
+/// What the main thread asks a worker to do.
+enum Command<A> {
+    Reset(Option<u64>),
+    Step(Vec<A>),
+}
+
+/// A worker's answer to a [`Command`] (or to its start).
+enum Reply<O, I> {
+    Ready(Result<()>),
+    Reset(Result<VecReset<O, I>>),
+    Step(Result<VecStep<O, I>>),
+}
+
+/// One worker thread and the envs `first_env..first_env + num_envs` it runs.
+struct Worker<A, O, I> {
+    commands: Option<Sender<Command<A>>>,
+    replies: Receiver<Reply<O, I>>,
+    handle: Option<JoinHandle<()>>,
+    first_env: usize,
+    num_envs: usize,
+}
+
+/// A factory of one environment, run on the worker thread that will own the env.
+pub type EnvFactory<E> = Box<dyn FnOnce() -> Result<E> + Send>;
+
+/// N environments of one type, stepped in parallel on W worker threads.
+pub struct ThreadedVectorEnv<E: Env> {
+    workers: Vec<Worker<E::Action, E::Observation, E::Info>>,
+    num_envs: usize,
+    _envs: PhantomData<fn() -> E>,
+}
+
+impl<E: Env> std::fmt::Debug for ThreadedVectorEnv<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadedVectorEnv")
+            .field("num_envs", &self.num_envs)
+            .field("num_workers", &self.workers.len())
+            .finish()
+    }
+}
+
+impl<E> ThreadedVectorEnv<E>
+where
+    E: Env + 'static,
+    E::Action: Clone + Send + 'static,
+    E::Observation: Send + 'static,
+    E::Info: Send + 'static,
+{
+    /// Builds env `i` from `env_fns[i]` on one of `num_workers` threads (envs split in
+    /// contiguous chunks, the first chunks one env longer when N is not a multiple of
+    /// W). Fails with the first factory's error, or if there are no envs or workers.
+    pub fn new(env_fns: Vec<EnvFactory<E>>, num_workers: usize) -> Result<Self> {
+        let num_envs = env_fns.len();
+        if num_envs == 0 {
+            return Err(invalid_config(
+                "num_envs",
+                "a vector env needs at least one env",
+            ));
+        }
+        if num_workers == 0 {
+            return Err(invalid_config("num_workers", "needs at least one worker"));
+        }
+        let num_workers = num_workers.min(num_envs);
+        let mut factories = env_fns.into_iter();
+        let mut workers = Vec::with_capacity(num_workers);
+        let mut first_env = 0;
+        for w in 0..num_workers {
+            let chunk = num_envs / num_workers + usize::from(w < num_envs % num_workers);
+            let fns: Vec<EnvFactory<E>> = factories.by_ref().take(chunk).collect();
+            let (command_tx, command_rx) = channel::<Command<E::Action>>();
+            let (reply_tx, reply_rx) = channel::<Reply<E::Observation, E::Info>>();
+            let handle = std::thread::Builder::new()
+                .name(format!("l2t-env-worker-{w}"))
+                .spawn(move || run_worker(fns, command_rx, reply_tx))
+                .map_err(|e| EnvError::Worker {
+                    worker: w,
+                    reason: format!("cannot start the thread: {e}"),
+                })?;
+            workers.push(Worker {
+                commands: Some(command_tx),
+                replies: reply_rx,
+                handle: Some(handle),
+                first_env,
+                num_envs: chunk,
+            });
+            first_env += chunk;
+        }
+        let env = Self {
+            workers,
+            num_envs,
+            _envs: PhantomData,
+        };
+        for (w, worker) in env.workers.iter().enumerate() {
+            match worker.replies.recv() {
+                Ok(Reply::Ready(result)) => result?,
+                Ok(_) => return Err(unexpected_reply(w)),
+                Err(_) => return Err(stopped(w)),
+            }
+        }
+        Ok(env)
+    }
+
+    /// Number of worker threads W.
+    pub fn num_workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    fn send(&self, w: usize, command: Command<E::Action>) -> Result<()> {
+        self.workers[w]
+            .commands
+            .as_ref()
+            .ok_or_else(|| stopped(w))?
+            .send(command)
+            .map_err(|_| stopped(w))
+    }
+}
+
+/// The worker thread: builds its envs, reports, then serves commands until the main
+/// thread drops its sender.
+fn run_worker<E: Env>(
+    env_fns: Vec<EnvFactory<E>>,
+    commands: Receiver<Command<E::Action>>,
+    replies: Sender<Reply<E::Observation, E::Info>>,
+) {
+    let built = env_fns
+        .into_iter()
+        .map(|build| build())
+        .collect::<Result<Vec<E>>>()
+        .and_then(SyncVectorEnv::new);
+    let mut envs = match built {
+        Ok(envs) => {
+            if replies.send(Reply::Ready(Ok(()))).is_err() {
+                return;
+            }
+            envs
+        }
+        Err(e) => {
+            let _ = replies.send(Reply::Ready(Err(e)));
+            return;
+        }
+    };
+    while let Ok(command) = commands.recv() {
+        let reply = match command {
+            Command::Reset(seed) => Reply::Reset(envs.reset(seed)),
+            Command::Step(actions) => Reply::Step(envs.step(&actions)),
+        };
+        if replies.send(reply).is_err() {
+            return;
+        }
+    }
+}
+
+fn stopped(worker: usize) -> EnvError {
+    EnvError::Worker {
+        worker,
+        reason: "the worker thread has stopped (an env panicked)".into(),
+    }
+}
+
+fn unexpected_reply(worker: usize) -> EnvError {
+    EnvError::Worker {
+        worker,
+        reason: "answered a different command".into(),
+    }
+}
+
+impl<E> VectorEnv for ThreadedVectorEnv<E>
+where
+    E: Env + 'static,
+    E::Action: Clone + Send + 'static,
+    E::Observation: Send + 'static,
+    E::Info: Send + 'static,
+{
+    type Observation = E::Observation;
+    type Action = E::Action;
+    type Info = E::Info;
+
+    fn num_envs(&self) -> usize {
+        self.num_envs
+    }
+
+    /// `Some(seed)` seeds env `i` with `seed + i`, whichever worker runs it.
+    fn reset(&mut self, seed: Option<u64>) -> Result<VecReset<E::Observation, E::Info>> {
+        for w in 0..self.workers.len() {
+            let first = self.workers[w].first_env as u64;
+            self.send(w, Command::Reset(seed.map(|s| s.wrapping_add(first))))?;
+        }
+        let mut observations = Vec::with_capacity(self.num_envs);
+        let mut infos = Vec::with_capacity(self.num_envs);
+        let mut first_error = None;
+        // Collect every reply, so that no worker's answer is left for the next command.
+        for (w, worker) in self.workers.iter().enumerate() {
+            match worker.replies.recv() {
+                Ok(Reply::Reset(Ok((o, i)))) => {
+                    observations.extend(o);
+                    infos.extend(i);
+                }
+                Ok(Reply::Reset(Err(e))) => {
+                    first_error.get_or_insert(e);
+                }
+                Ok(_) => {
+                    first_error.get_or_insert(unexpected_reply(w));
+                }
+                Err(_) => {
+                    first_error.get_or_insert(stopped(w));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok((observations, infos)),
+        }
+    }
+
+    fn step(&mut self, actions: &[E::Action]) -> Result<VecStep<E::Observation, E::Info>> {
+        check_action_count(actions.len(), self.num_envs)?;
+        for w in 0..self.workers.len() {
+            let worker = &self.workers[w];
+            let chunk = actions[worker.first_env..worker.first_env + worker.num_envs].to_vec();
+            self.send(w, Command::Step(chunk))?;
+        }
+        let n = self.num_envs;
+        let mut out = VecStep {
+            observations: Vec::with_capacity(n),
+            rewards: Vec::with_capacity(n),
+            terminated: Vec::with_capacity(n),
+            truncated: Vec::with_capacity(n),
+            infos: Vec::with_capacity(n),
+            final_observations: Vec::with_capacity(n),
+            final_infos: Vec::with_capacity(n),
+        };
+        let mut first_error = None;
+        for (w, worker) in self.workers.iter().enumerate() {
+            match worker.replies.recv() {
+                Ok(Reply::Step(Ok(step))) => {
+                    out.observations.extend(step.observations);
+                    out.rewards.extend(step.rewards);
+                    out.terminated.extend(step.terminated);
+                    out.truncated.extend(step.truncated);
+                    out.infos.extend(step.infos);
+                    out.final_observations.extend(step.final_observations);
+                    out.final_infos.extend(step.final_infos);
+                }
+                Ok(Reply::Step(Err(e))) => {
+                    first_error.get_or_insert(e);
+                }
+                Ok(_) => {
+                    first_error.get_or_insert(unexpected_reply(w));
+                }
+                Err(_) => {
+                    first_error.get_or_insert(stopped(w));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}
+
+impl<E: Env> Drop for ThreadedVectorEnv<E> {
+    /// Closes the command channels (each worker then returns) and joins the threads.
+    fn drop(&mut self) {
+        for worker in &mut self.workers {
+            worker.commands.take();
+        }
+        for worker in &mut self.workers {
+            if let Some(handle) = worker.handle.take() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::Step;
+    use crate::spaces::{BoxSpace, MultiBinary};
+    use ndarray::{Array1, ArrayD};
+
+    /// Episodes of `length` steps; the observation is `[seed, step]`, the reward the
+    /// number of kept entries; a mask with all 3 entries set to false panics.
+    struct Countdown {
+        length: usize,
+        seed: u64,
+        steps: usize,
+        observation_space: BoxSpace,
+        action_space: MultiBinary,
+    }
+
+    impl Countdown {
+        fn new(length: usize) -> Self {
+            Self {
+                length,
+                seed: 0,
+                steps: 0,
+                observation_space: BoxSpace::from_columns(&[2], &[(0.0, 1e9); 2]),
+                action_space: MultiBinary(3),
+            }
+        }
+    }
+
+    impl Env for Countdown {
+        type Observation = ArrayD<f32>;
+        type Action = Array1<bool>;
+        type Info = usize;
+        type ObservationSpace = BoxSpace;
+        type ActionSpace = MultiBinary;
+
+        fn observation_space(&self) -> &BoxSpace {
+            &self.observation_space
+        }
+        fn action_space(&self) -> &MultiBinary {
+            &self.action_space
+        }
+        fn reset(&mut self, seed: Option<u64>) -> Result<(ArrayD<f32>, usize)> {
+            if let Some(seed) = seed {
+                self.seed = seed;
+            }
+            self.steps = 0;
+            Ok((Array1::from(vec![self.seed as f32, 0.0]).into_dyn(), 0))
+        }
+        fn step(&mut self, action: &Array1<bool>) -> Result<Step<ArrayD<f32>, usize>> {
+            if action.len() != 3 {
+                return Err(EnvError::InvalidAction("3 entries".into()));
+            }
+            assert!(
+                action.iter().any(|&k| k),
+                "a test env panics on an all-false mask"
+            );
+            self.steps += 1;
+            Ok(Step {
+                observation: Array1::from(vec![self.seed as f32, self.steps as f32]).into_dyn(),
+                reward: action.iter().filter(|&&k| k).count() as f64,
+                terminated: self.steps == self.length,
+                truncated: false,
+                info: self.steps,
+            })
+        }
+    }
+
+    fn factories(lengths: &[usize]) -> Vec<EnvFactory<Countdown>> {
+        lengths
+            .iter()
+            .map(|&length| Box::new(move || Ok(Countdown::new(length))) as EnvFactory<Countdown>)
+            .collect()
+    }
+
+    fn keep(i: usize) -> Array1<bool> {
+        Array1::from_shape_fn(3, |j| j <= i % 3)
+    }
+
+    #[test]
+    fn any_worker_count_gives_the_sync_results() {
+        let lengths = [2, 3, 4, 5, 2];
+        let run = |env: &mut dyn VectorEnv<
+            Observation = ArrayD<f32>,
+            Action = Array1<bool>,
+            Info = usize,
+        >| {
+            let mut trace = vec![format!("{:?}", env.reset(Some(10)).unwrap())];
+            for t in 0..7 {
+                let actions: Vec<_> = (0..lengths.len()).map(|i| keep(i + t)).collect();
+                trace.push(format!("{:?}", env.step(&actions).unwrap()));
+            }
+            trace
+        };
+        let mut sync =
+            SyncVectorEnv::new(lengths.iter().map(|&l| Countdown::new(l)).collect()).unwrap();
+        let expected = run(&mut sync);
+        for workers in [1, 2, 3, 5, 8] {
+            let mut threaded = ThreadedVectorEnv::new(factories(&lengths), workers).unwrap();
+            assert_eq!(threaded.num_workers(), workers.min(lengths.len()));
+            assert_eq!(run(&mut threaded), expected, "{workers} workers");
+        }
+    }
+
+    #[test]
+    fn bad_input_is_a_typed_error() {
+        assert!(matches!(
+            ThreadedVectorEnv::<Countdown>::new(Vec::new(), 2),
+            Err(EnvError::InvalidConfig {
+                field: "num_envs",
+                ..
+            })
+        ));
+        assert!(matches!(
+            ThreadedVectorEnv::new(factories(&[2]), 0),
+            Err(EnvError::InvalidConfig {
+                field: "num_workers",
+                ..
+            })
+        ));
+        let mut failing = factories(&[2, 2]);
+        failing.push(Box::new(|| Err(invalid_config("student", "no such model"))));
+        let err = ThreadedVectorEnv::new(failing, 2).unwrap_err();
+        assert!(err.to_string().contains("no such model"), "{err}");
+
+        let mut env = ThreadedVectorEnv::new(factories(&[2, 2, 2]), 2).unwrap();
+        env.reset(Some(0)).unwrap();
+        let err = env.step(&[keep(0), keep(1)]).unwrap_err();
+        assert!(
+            err.to_string().contains("2 actions for 3 environments"),
+            "{err}"
+        );
+        // A wrong mask in one env is that env's error; the vector env keeps working.
+        let err = env
+            .step(&[keep(0), Array1::from(vec![true]), keep(2)])
+            .unwrap_err();
+        assert!(matches!(err, EnvError::InvalidAction(_)), "{err}");
+        env.reset(Some(0)).unwrap();
+        env.step(&[keep(0), keep(1), keep(2)]).unwrap();
+    }
+
+    #[test]
+    fn a_panicking_env_stops_its_worker_with_an_error() {
+        let mut env = ThreadedVectorEnv::new(factories(&[3, 3]), 2).unwrap();
+        env.reset(Some(0)).unwrap();
+        let all_false = Array1::from_elem(3, false);
+        let err = env.step(&[keep(0), all_false]).unwrap_err();
+        assert!(matches!(err, EnvError::Worker { worker: 1, .. }), "{err}");
+        let err = env.reset(None).unwrap_err();
+        assert!(matches!(err, EnvError::Worker { worker: 1, .. }), "{err}");
+        // Dropping joins the healthy worker and the stopped one.
+        drop(env);
+    }
+}
