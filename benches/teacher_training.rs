@@ -20,6 +20,11 @@
 //! per thread count; where the reset is refused the process-wide peak is shown and
 //! marked.
 //!
+//! Parallel episodes (after the passes; `L2T_BENCH_WORKERS`, default 2, 0 or 1 to skip):
+//! a fresh teacher with K = W episodes per update learns from the same number of
+//! episodes on a `ThreadedVectorEnv` of W copies of the teacher env, one per worker
+//! thread, libtorch on 1 intra-op thread: episodes per minute against the 1-thread pass.
+//!
 //! Data: Fashion-MNIST from the default data folder (`~/.cache/l2t/data/fashion-mnist`
 //! or `$L2T_DATA`); when the folder is missing the bench says so and exits 0 (random
 //! data never reach tau, so they would time a different workload). See BENCHMARKS.md.
@@ -29,8 +34,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use l2t::agents::Reinforce;
-use l2t::envs::TeachingEnv;
+use l2t::agents::episode::train_vectorised;
+use l2t::agents::{Reinforce, ReinforceConfig};
+use l2t::envs::{EnvFactory, TeachingEnv, ThreadedVectorEnv};
 use l2t::experiment::train_teacher;
 use l2t::presets::{default_data_dir, Preset};
 
@@ -279,6 +285,10 @@ fn main() -> Result<()> {
         "load average at the end: {}; training wall time {total_s:.1} s",
         load_average()
     );
+    let workers = env_workers()?;
+    if workers > 1 {
+        parallel_pass(&env, &preset, feature_dim, episodes, workers, ready.rss_kib)?;
+    }
     // Every episode must have reached the teacher's update, else this was not teacher
     // training.
     for pass in &passes {
@@ -289,6 +299,95 @@ fn main() -> Result<()> {
                 pass.teacher.episodes()
             );
         }
+    }
+    Ok(())
+}
+
+/// `L2T_BENCH_WORKERS`: worker threads of the parallel pass (default 2; 0 or 1 skip it).
+fn env_workers() -> Result<usize> {
+    match std::env::var("L2T_BENCH_WORKERS") {
+        Err(_) => Ok(2),
+        Ok(value) => value
+            .trim()
+            .parse()
+            .with_context(|| format!("L2T_BENCH_WORKERS={value:?} is not a worker count")),
+    }
+}
+
+/// Parallel episodes: a fresh REINFORCE teacher with K = `workers` episodes per update
+/// learns from `episodes` episodes of `workers` copies of the teacher env on a
+/// `ThreadedVectorEnv` (one env per worker thread, libtorch on 1 intra-op thread).
+/// Episodes are seeded `FIRST_SEED + i` for env `i` and run on by autoreset, so they
+/// are other episodes of the same preset than the passes above.
+fn parallel_pass(
+    env: &TeachingEnv,
+    preset: &Preset,
+    feature_dim: usize,
+    episodes: usize,
+    workers: usize,
+    rss_before_kib: Option<u64>,
+) -> Result<()> {
+    tch::set_num_threads(1);
+    let factories = (0..workers)
+        .map(|_| {
+            let (config, student) = (env.config().clone(), preset.student.clone());
+            let (train, dev) = (
+                env.train_data().shallow_clone(),
+                env.dev_data().shallow_clone(),
+            );
+            Box::new(move || TeachingEnv::new(config, student.build(tch::Device::Cpu)?, train, dev))
+                as EnvFactory<TeachingEnv>
+        })
+        .collect();
+    let mut vector_env = ThreadedVectorEnv::new(factories, workers)?;
+    let config = ReinforceConfig {
+        episodes_per_update: workers,
+        ..preset.reinforce.clone()
+    };
+    let mut teacher = Reinforce::new(config, feature_dim)?;
+    let peak_reset = reset_peak();
+    let load_before = load_average_1m();
+    let start = Instant::now();
+    let finished = train_vectorised(&mut vector_env, &mut teacher, episodes, FIRST_SEED)?;
+    let wall_s = start.elapsed().as_secs_f64();
+    let mem = memory();
+    let seen: usize = finished.iter().map(|e| e.instances_seen).sum();
+    let reached = finished
+        .iter()
+        .filter(|e| e.iterations_to_tau.is_some())
+        .count();
+    let steps = seen / env.config().batch_size;
+    println!(
+        "Parallel episodes: REINFORCE with K = {workers} over a ThreadedVectorEnv of {workers} \
+         teacher envs on {workers} worker threads (libtorch 1 intra-op thread each)"
+    );
+    println!();
+    println!("| workers | episodes | tau reached | load 1m before | wall s | episodes/min | env steps (finished episodes) | steps/s | peak VmHWM MiB | peak - VmRSS before MiB |");
+    println!("|---------|----------|-------------|----------------|--------|--------------|-------------------------------|---------|----------------|-------------------------|");
+    let increment = match (mem.hwm_kib, rss_before_kib) {
+        (Some(p), Some(r)) => format!("{:+.1}", (p as f64 - r as f64) / 1024.0),
+        _ => "-".into(),
+    };
+    println!(
+        "| {:>7} | {:>8} | {:>11} | {:>14} | {:>6.1} | {:>12.2} | {:>29} | {:>7.1} | {:>14}{} | {:>23} |",
+        workers,
+        finished.len(),
+        reached,
+        load_before,
+        wall_s,
+        finished.len() as f64 / wall_s * 60.0,
+        steps,
+        steps as f64 / wall_s,
+        mib(mem.hwm_kib),
+        if peak_reset { "" } else { " (process)" },
+        increment
+    );
+    println!();
+    if teacher.episodes() != episodes - episodes % workers {
+        bail!(
+            "the parallel teacher learned from {} of {episodes} episodes",
+            teacher.episodes()
+        );
     }
     Ok(())
 }
