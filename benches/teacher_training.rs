@@ -22,8 +22,11 @@
 //!
 //! Parallel episodes (after the passes; `L2T_BENCH_WORKERS`, default 2, 0 or 1 to skip):
 //! a fresh teacher with K = W episodes per update learns from the same number of
-//! episodes on a `ThreadedVectorEnv` of W copies of the teacher env, one per worker
-//! thread, libtorch on 1 intra-op thread: episodes per minute against the 1-thread pass.
+//! episodes on W copies of the teacher env, one per worker thread, libtorch on 1
+//! intra-op thread, two ways: stepped together as a `ThreadedVectorEnv`
+//! (`train_vectorised`: the workers meet at every step) and as whole episodes on an
+//! `EnvPool` (`train_parallel`: the workers meet once per update). Episodes per minute
+//! and steps per second, against the 1-thread pass.
 //!
 //! Data: Fashion-MNIST from the default data folder (`~/.cache/l2t/data/fashion-mnist`
 //! or `$L2T_DATA`); when the folder is missing the bench says so and exits 0 (random
@@ -34,9 +37,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use l2t::agents::episode::train_vectorised;
-use l2t::agents::{Reinforce, ReinforceConfig};
-use l2t::envs::{EnvFactory, TeachingEnv, ThreadedVectorEnv};
+use l2t::agents::episode::{train_vectorised, VecEpisode};
+use l2t::agents::{train_parallel, Reinforce, ReinforceConfig};
+use l2t::envs::{EnvFactory, EnvPool, TeachingEnv, ThreadedVectorEnv};
 use l2t::experiment::train_teacher;
 use l2t::presets::{default_data_dir, Preset};
 
@@ -287,7 +290,25 @@ fn main() -> Result<()> {
     );
     let workers = env_workers()?;
     if workers > 1 {
-        parallel_pass(&env, &preset, feature_dim, episodes, workers, ready.rss_kib)?;
+        println!(
+            "Parallel episodes: REINFORCE with K = {workers} over {workers} teacher envs on \
+             {workers} worker threads (libtorch 1 intra-op thread each)"
+        );
+        println!();
+        println!("| workers | episodes from | episodes | tau reached | load 1m before | wall s | episodes/min | env steps (finished episodes) | steps/s | peak VmHWM MiB | peak - VmRSS before MiB |");
+        println!("|---------|---------------|----------|-------------|----------------|--------|--------------|-------------------------------|---------|----------------|-------------------------|");
+        for mode in [Parallel::VectorEnv, Parallel::Pool] {
+            parallel_pass(
+                &env,
+                &preset,
+                feature_dim,
+                episodes,
+                workers,
+                mode,
+                ready.rss_kib,
+            )?;
+        }
+        println!();
     }
     // Every episode must have reached the teacher's update, else this was not teacher
     // training.
@@ -314,21 +335,31 @@ fn env_workers() -> Result<usize> {
     }
 }
 
+/// How the parallel pass spreads its episodes over the workers.
+#[derive(Debug, Clone, Copy)]
+enum Parallel {
+    /// `train_vectorised` over a `ThreadedVectorEnv`: one barrier per step.
+    VectorEnv,
+    /// `train_parallel` over an `EnvPool`: whole episodes, one barrier per update.
+    Pool,
+}
+
 /// Parallel episodes: a fresh REINFORCE teacher with K = `workers` episodes per update
-/// learns from `episodes` episodes of `workers` copies of the teacher env on a
-/// `ThreadedVectorEnv` (one env per worker thread, libtorch on 1 intra-op thread).
-/// Episodes are seeded `FIRST_SEED + i` for env `i` and run on by autoreset, so they
-/// are other episodes of the same preset than the passes above.
+/// learns from `episodes` episodes of `workers` copies of the teacher env, one per
+/// worker thread, libtorch on 1 intra-op thread. Episodes are seeded from `FIRST_SEED`
+/// on (per env and autoreset for the vector env, `FIRST_SEED + i` for episode `i` on
+/// the pool), so they are other episodes of the same preset than the passes above.
 fn parallel_pass(
     env: &TeachingEnv,
     preset: &Preset,
     feature_dim: usize,
     episodes: usize,
     workers: usize,
+    mode: Parallel,
     rss_before_kib: Option<u64>,
 ) -> Result<()> {
     tch::set_num_threads(1);
-    let factories = (0..workers)
+    let factories: Vec<EnvFactory<TeachingEnv>> = (0..workers)
         .map(|_| {
             let (config, student) = (env.config().clone(), preset.student.clone());
             let (train, dev) = (
@@ -339,7 +370,6 @@ fn parallel_pass(
                 as EnvFactory<TeachingEnv>
         })
         .collect();
-    let mut vector_env = ThreadedVectorEnv::new(factories, workers)?;
     let config = ReinforceConfig {
         episodes_per_update: workers,
         ..preset.reinforce.clone()
@@ -348,7 +378,16 @@ fn parallel_pass(
     let peak_reset = reset_peak();
     let load_before = load_average_1m();
     let start = Instant::now();
-    let finished = train_vectorised(&mut vector_env, &mut teacher, episodes, FIRST_SEED)?;
+    let finished: Vec<VecEpisode> = match mode {
+        Parallel::VectorEnv => {
+            let mut vector_env = ThreadedVectorEnv::new(factories, workers)?;
+            train_vectorised(&mut vector_env, &mut teacher, episodes, FIRST_SEED)?
+        }
+        Parallel::Pool => {
+            let mut pool = EnvPool::new(factories)?;
+            train_parallel(&mut pool, &mut teacher, episodes, FIRST_SEED)?
+        }
+    };
     let wall_s = start.elapsed().as_secs_f64();
     let mem = memory();
     let seen: usize = finished.iter().map(|e| e.instances_seen).sum();
@@ -357,20 +396,18 @@ fn parallel_pass(
         .filter(|e| e.iterations_to_tau.is_some())
         .count();
     let steps = seen / env.config().batch_size;
-    println!(
-        "Parallel episodes: REINFORCE with K = {workers} over a ThreadedVectorEnv of {workers} \
-         teacher envs on {workers} worker threads (libtorch 1 intra-op thread each)"
-    );
-    println!();
-    println!("| workers | episodes | tau reached | load 1m before | wall s | episodes/min | env steps (finished episodes) | steps/s | peak VmHWM MiB | peak - VmRSS before MiB |");
-    println!("|---------|----------|-------------|----------------|--------|--------------|-------------------------------|---------|----------------|-------------------------|");
     let increment = match (mem.hwm_kib, rss_before_kib) {
         (Some(p), Some(r)) => format!("{:+.1}", (p as f64 - r as f64) / 1024.0),
         _ => "-".into(),
     };
+    let source = match mode {
+        Parallel::VectorEnv => "vector env",
+        Parallel::Pool => "env pool",
+    };
     println!(
-        "| {:>7} | {:>8} | {:>11} | {:>14} | {:>6.1} | {:>12.2} | {:>29} | {:>7.1} | {:>14}{} | {:>23} |",
+        "| {:>7} | {:>13} | {:>8} | {:>11} | {:>14} | {:>6.1} | {:>12.2} | {:>29} | {:>7.1} | {:>14}{} | {:>23} |",
         workers,
+        source,
         finished.len(),
         reached,
         load_before,
@@ -382,10 +419,9 @@ fn parallel_pass(
         if peak_reset { "" } else { " (process)" },
         increment
     );
-    println!();
     if teacher.episodes() != episodes - episodes % workers {
         bail!(
-            "the parallel teacher learned from {} of {episodes} episodes",
+            "the parallel teacher ({source}) learned from {} of {episodes} episodes",
             teacher.episodes()
         );
     }

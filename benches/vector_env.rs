@@ -1,6 +1,6 @@
 //! Throughput of parallel teaching episodes: one `TeachingEnv`, a `SyncVectorEnv` of 4,
-//! a `ThreadedVectorEnv` of 2 and 4 envs on 2 worker threads, and the
-//! `BatchedTeachingEnv` with 1, 4 and 16 envs.
+//! a `ThreadedVectorEnv` of 2 and 4 envs on 2 worker threads, an `EnvPool` of 2
+//! workers running whole episodes, and the `BatchedTeachingEnv` with 1, 4 and 16 envs.
 //!
 //! `cargo bench --bench vector_env`. Fixed workload: NoTeach (every mask all-true) on
 //! the `fashion-mnist-mlp` preset's student half (MLP 784-500-10, Adam 1e-3, M = 20,
@@ -22,8 +22,8 @@ use ndarray::Array1;
 use tch::{Device, Kind, Tensor};
 
 use l2t::envs::{
-    BatchedTeachingEnv, Dataset, Env, EnvFactory, MlpConfig, MlpStudent, SyncVectorEnv,
-    TeachingConfig, TeachingEnv, ThreadedVectorEnv, VectorEnv,
+    BatchedTeachingEnv, Dataset, Env, EnvFactory, EnvJob, EnvPool, MlpConfig, MlpStudent,
+    SyncVectorEnv, TeachingConfig, TeachingEnv, ThreadedVectorEnv, VectorEnv,
 };
 use l2t::presets::{default_data_dir, Preset};
 
@@ -205,6 +205,48 @@ fn main() -> Result<()> {
         )?;
     }
 
+    // Whole episodes on an EnvPool: the 2 workers meet once per call, not per step.
+    let workers = 2;
+    let factories = (0..workers)
+        .map(|_| {
+            let (config, student) = (config.clone(), student.clone());
+            let (train, dev) = (train.shallow_clone(), dev.shallow_clone());
+            Box::new(move || {
+                TeachingEnv::new(
+                    config,
+                    Box::new(MlpStudent::new(student, Device::Cpu)?),
+                    train,
+                    dev,
+                )
+            }) as EnvFactory<TeachingEnv>
+        })
+        .collect();
+    let mut pool = EnvPool::new(factories)?;
+    timed(
+        format!("EnvPool, {workers} workers, episodes"),
+        1,
+        &mut || {
+            let jobs = (0..TOTAL_EPISODES as u64)
+                .map(|seed| {
+                    Box::new(move |env: &mut TeachingEnv| -> l2t::envs::Result<usize> {
+                        let all = Array1::from_elem(m, true);
+                        env.reset(Some(seed))?;
+                        let mut steps = 1;
+                        while !env.step(&all)?.done() {
+                            steps += 1;
+                        }
+                        Ok(steps)
+                    }) as EnvJob<TeachingEnv, _>
+                })
+                .collect();
+            let steps = pool
+                .run(jobs)?
+                .into_iter()
+                .collect::<l2t::envs::Result<Vec<usize>>>()?;
+            Ok((steps.iter().sum(), steps.len()))
+        },
+    )?;
+
     for (n, threads) in [(1, 1), (4, 1), (16, 1), (16, 2)] {
         let mut batched = BatchedTeachingEnv::new(
             config.clone(),
@@ -224,17 +266,17 @@ fn main() -> Result<()> {
     let base = rows[0].env_steps as f64 / rows[0].seconds;
     println!();
     println!(
-        "| {:<28} | {:>7} | {:>8} | {:>12} | {:>12} | {:>8} | {:>10} |",
+        "| {:<30} | {:>7} | {:>8} | {:>12} | {:>12} | {:>8} | {:>10} |",
         "what", "threads", "wall s", "env-steps/s", "episodes/min", "episodes", "vs 1 env"
     );
     println!(
-        "|{:-<30}|{:-<9}|{:-<10}|{:-<14}|{:-<14}|{:-<10}|{:-<12}|",
+        "|{:-<32}|{:-<9}|{:-<10}|{:-<14}|{:-<14}|{:-<10}|{:-<12}|",
         "", "", "", "", "", "", ""
     );
     for r in &rows {
         let rate = r.env_steps as f64 / r.seconds;
         println!(
-            "| {:<28} | {:>7} | {:>8.1} | {:>12.1} | {:>12.2} | {:>8} | {:>9.2}x |",
+            "| {:<30} | {:>7} | {:>8.1} | {:>12.1} | {:>12.2} | {:>8} | {:>9.2}x |",
             r.what,
             r.threads,
             r.seconds,

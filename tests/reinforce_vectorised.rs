@@ -1,12 +1,16 @@
 //! REINFORCE learning from several episodes per update, over a vector env: one update
 //! per K finished episodes, deterministic for a fixed number of envs, and the same
-//! algorithm with either vector env.
+//! algorithm with either vector env; and the K episodes of one update rolled out whole
+//! on the worker threads of an `EnvPool`, the same for any number of workers.
 
 mod common;
 
-use l2t::agents::{train_vectorised, Reinforce, ReinforceConfig};
+use l2t::agents::{
+    rollout, train_parallel, train_vectorised, Reinforce, ReinforceConfig, Trajectory,
+};
 use l2t::envs::{
-    BatchedTeachingEnv, EnvFactory, SyncVectorEnv, TeachingConfig, TeachingEnv, ThreadedVectorEnv,
+    BatchedTeachingEnv, EnvFactory, EnvPool, SyncVectorEnv, TeachingConfig, TeachingEnv,
+    ThreadedVectorEnv,
 };
 
 const N: usize = 4;
@@ -116,4 +120,89 @@ fn zero_episodes_per_update_is_refused() {
     };
     let error = Reinforce::new(config, 13).unwrap_err().to_string();
     assert!(error.contains("episodes_per_update"), "{error}");
+}
+
+fn pool(workers: usize) -> EnvPool<TeachingEnv> {
+    let factories = (0..workers)
+        .map(|_| Box::new(|| Ok(common::tiny_env(config()))) as EnvFactory<TeachingEnv>)
+        .collect();
+    EnvPool::new(factories).unwrap()
+}
+
+#[test]
+fn parallel_rollouts_train_the_same_teacher_for_any_worker_count() {
+    let run = |workers: usize| {
+        let mut reinforce = teacher(N);
+        let episodes = train_parallel(&mut pool(workers), &mut reinforce, 10, 3).unwrap();
+        (episodes, reinforce.flat_weights(), reinforce.episodes())
+    };
+    let bits = |w: &[f32]| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let (episodes, weights, learned) = run(1);
+    assert_eq!(episodes.len(), 10);
+    // Updates after episodes 4 and 8; the last two wait for a third that never comes.
+    let updates: Vec<usize> = episodes
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.update.is_some())
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(updates, vec![3, 7]);
+    assert_eq!(learned, 8);
+    assert_ne!(
+        weights,
+        teacher(N).flat_weights(),
+        "the policy did not move"
+    );
+    assert!(episodes
+        .iter()
+        .all(|e| e.instances_kept <= e.instances_seen && e.instances_seen > 0));
+    for workers in [2, 3] {
+        let (other, other_weights, other_learned) = run(workers);
+        assert_eq!(other_learned, learned);
+        assert_eq!(bits(&other_weights), bits(&weights), "{workers} workers");
+        for (k, (a, b)) in episodes.iter().zip(&other).enumerate() {
+            assert_eq!(b.env, k % N % workers, "episode {k}");
+            let strip = |e: &l2t::agents::VecEpisode| l2t::agents::VecEpisode {
+                env: 0,
+                ..e.clone()
+            };
+            assert_eq!(strip(a), strip(b), "episode {k}, {workers} workers");
+        }
+    }
+}
+
+#[test]
+fn a_rollout_is_a_function_of_its_policy_stream_and_seed() {
+    let reinforce = teacher(1);
+    let policy = reinforce.policy().try_clone().unwrap();
+    let once = |env: &mut TeachingEnv, seed: u64| {
+        let mut rng = reinforce.episode_sampling_rng(seed);
+        rollout(env, &policy, &mut rng, seed).unwrap()
+    };
+    let mut env = common::tiny_env(config());
+    let (first, end) = once(&mut env, 11);
+    assert!(first.instances() > 0);
+    assert_eq!(end.info.instances_seen, first.instances());
+    // Another episode in between changes nothing: the env is reseeded, the stream is
+    // the episode's own.
+    let (other, _) = once(&mut env, 12);
+    assert_ne!(other, first);
+    assert_eq!(once(&mut env, 11).0, first);
+    assert_eq!(once(&mut common::tiny_env(config()), 11).0, first);
+}
+
+#[test]
+fn a_trajectory_of_the_wrong_width_is_refused() {
+    let mut reinforce = teacher(1);
+    let mut trajectory = Trajectory::default();
+    let features = ndarray::Array2::<f32>::zeros((3, 7));
+    trajectory.record(&features, &ndarray::Array1::from_elem(3, true));
+    let error = reinforce.learn_from(trajectory).unwrap_err().to_string();
+    assert!(error.contains("13"), "{error}");
+    assert_eq!(reinforce.episodes(), 0);
+    // An empty one is ignored.
+    assert!(reinforce
+        .learn_from(Trajectory::default())
+        .unwrap()
+        .is_none());
 }

@@ -9,7 +9,8 @@
 //! - [`TeacherConfig`]: any teacher's config, tagged by `kind`, and its builder;
 //! - [`checkpoint`]: saving and loading trained [`Reinforce`] and [`ActorCritic`]
 //!   teachers with their [`Adam`] states;
-//! - [`run_episode`]: the agent-environment loop.
+//! - [`run_episode`]: the agent-environment loop;
+//! - [`train_parallel`]: REINFORCE's K episodes per update rolled out on worker threads.
 //!
 //! Each teacher is one file, readable top to bottom.
 
@@ -21,6 +22,7 @@ pub mod episode;
 pub mod error;
 pub mod no_teach;
 pub mod online_batch;
+pub mod parallel;
 pub mod policy;
 pub mod rand_teach;
 pub mod reinforce;
@@ -38,8 +40,9 @@ pub use episode::{
 pub use error::{AgentError, Result};
 pub use no_teach::NoTeach;
 pub use online_batch::{OnlineBatch, OnlineBatchConfig, PressureSchedule};
+pub use parallel::{rollout, train_parallel, RolloutEnd};
 pub use policy::BernoulliPolicy;
 pub use rand_teach::{RandTeach, RandTeachConfig};
-pub use reinforce::{Reinforce, ReinforceConfig};
+pub use reinforce::{Reinforce, ReinforceConfig, Trajectory};
 pub use spl::{SelfPacedLearning, SplConfig};
 pub use teacher::{feature_column, KeepMask, Teacher, UpdateStats};

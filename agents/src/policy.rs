@@ -68,6 +68,29 @@ impl BernoulliPolicy {
         Ok(policy)
     }
 
+    /// An independent copy with the same weights (its own variables, no gradient
+    /// history): the frozen policy an episode rolled out on another thread samples
+    /// from, while the original goes on learning.
+    pub fn try_clone(&self) -> Result<Self> {
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let hidden = nn::linear(
+            &root / "hidden",
+            self.input_dim as i64,
+            self.hidden.ws.size()[0],
+            Default::default(),
+        );
+        let output = nn::linear(&root / "output", hidden.ws.size()[0], 1, Default::default());
+        vs.copy(&self.vs)?;
+        Ok(Self {
+            vs,
+            hidden,
+            output,
+            input_dim: self.input_dim,
+            output_bias: self.output_bias,
+        })
+    }
+
     /// Draws fresh weights from `init_rng`.
     pub fn reinitialise(&self, init_rng: &mut ChaCha8Rng) {
         let vs = &self.vs;
@@ -143,5 +166,35 @@ impl BernoulliPolicy {
         }
         .view([rows as i64, cols as i64])
         .to_kind(Kind::Float)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use l2t_envs::seeding::{stream_rng, Stream};
+
+    fn flat(policy: &BernoulliPolicy) -> Vec<f32> {
+        let mut variables: Vec<_> = policy.var_store().variables().into_iter().collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        variables
+            .iter()
+            .flat_map(|(_, t)| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_clone_has_the_same_weights_and_its_own_variables() {
+        let policy =
+            BernoulliPolicy::new(5, 4, 2.0, &mut stream_rng(1, Stream::TeacherInit)).unwrap();
+        let copy = policy.try_clone().unwrap();
+        assert_eq!(flat(&copy), flat(&policy));
+        assert_eq!(copy.input_dim(), 5);
+        let features = Tensor::from_slice(&[0.5f32; 15]).view([3, 5]);
+        let keep = |p: &BernoulliPolicy| Vec::<f32>::try_from(p.keep_probabilities(&features));
+        assert_eq!(keep(&copy).unwrap(), keep(&policy).unwrap());
+        // Changing the original leaves the copy as it was.
+        policy.reinitialise(&mut stream_rng(2, Stream::TeacherInit));
+        assert_ne!(flat(&copy), flat(&policy));
     }
 }

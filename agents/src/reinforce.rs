@@ -26,6 +26,7 @@
 //!
 //! which is the paper's update for K = 1 (the default).
 
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -180,6 +181,19 @@ impl Reinforce {
         self.config.learning_rate * self.config.lr_decay.powi(decays)
     }
 
+    /// The action-sampling stream of an episode rolled out away from the teacher
+    /// (see [`crate::parallel`]), keyed by the teacher's seed and `episode_key` (the
+    /// episode's env seed): a function of the two only, so an episode samples the same
+    /// actions whichever thread runs it and whatever ran before.
+    pub fn episode_sampling_rng(&self, episode_key: u64) -> ChaCha8Rng {
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&self.config.seed.to_le_bytes());
+        key[8..16].copy_from_slice(&episode_key.to_le_bytes());
+        let mut rng = ChaCha8Rng::from_seed(key);
+        rng.set_stream(Stream::TeacherSampling as u64);
+        rng
+    }
+
     /// All weights flattened in name order: for determinism checks and inspection.
     pub fn flat_weights(&self) -> Vec<f32> {
         let variables = self.policy.var_store().variables();
@@ -192,20 +206,51 @@ impl Reinforce {
     }
 }
 
-/// The features s_t, actions a_t and return of one episode.
+/// The features s_t, actions a_t and return of one episode: what REINFORCE learns from.
+///
+/// [`Reinforce::act_for`] records one per env slot; an episode rolled out elsewhere
+/// (on a worker thread, see [`crate::parallel`]) records its own with [`Self::record`]
+/// and [`Self::add_reward`] and hands it to [`Reinforce::learn_from`].
 ///
 /// Rows of all steps are appended to two flat vectors rather than kept as one small
 /// tensor per step: a few amortised allocations per episode instead of two per step,
 /// which would otherwise be scattered through the heap between the student's
 /// weight-sized temporaries and keep it from reusing their space (glibc fragmentation:
 /// peak memory 1.2 GiB instead of about 0.3 GiB on the Fashion-MNIST preset).
-#[derive(Default)]
-struct Trajectory {
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Trajectory {
     /// s_tm, row-major, `feature_dim` columns.
     features: Vec<f32>,
     /// a_tm in {0, 1}, one per row of `features`.
     actions: Vec<f32>,
     episode_return: f64,
+}
+
+impl Trajectory {
+    /// Appends one step: the incoming batch's features s_t (`[M, F]`) and the keep-mask
+    /// a_t sampled for them.
+    pub fn record(&mut self, features: &ndarray::Array2<f32>, keep_mask: &KeepMask) {
+        match features.as_slice() {
+            Some(rows) => self.features.extend_from_slice(rows),
+            None => self.features.extend(features.iter()),
+        }
+        self.actions.extend(BernoulliPolicy::actions_of(keep_mask));
+    }
+
+    /// Adds a reward to the episode's return.
+    pub fn add_reward(&mut self, reward: f64) {
+        self.episode_return += reward;
+    }
+
+    /// The return: the sum of the rewards added.
+    pub fn episode_return(&self) -> f64 {
+        self.episode_return
+    }
+
+    /// Instances recorded (rows of s over all steps).
+    pub fn instances(&self) -> usize {
+        self.actions.len()
+    }
 }
 
 impl Reinforce {
@@ -223,12 +268,7 @@ impl Reinforce {
         let features = BernoulliPolicy::features_tensor(&observation.features);
         let mask = self.policy.sample(&features, &mut self.sampling_rng)?;
         if self.training {
-            let episode = self.slot(slot);
-            match observation.features.as_slice() {
-                Some(rows) => episode.features.extend_from_slice(rows),
-                None => episode.features.extend(observation.features.iter()),
-            }
-            episode.actions.extend(BernoulliPolicy::actions_of(&mask));
+            self.slot(slot).record(&observation.features, &mask);
         }
         Ok(mask)
     }
@@ -236,7 +276,7 @@ impl Reinforce {
     /// Adds `reward` to the return of env `slot`'s episode.
     pub fn observe_for(&mut self, slot: usize, reward: f64) {
         if self.training {
-            self.slot(slot).episode_return += reward;
+            self.slot(slot).add_reward(reward);
         }
     }
 
@@ -244,8 +284,28 @@ impl Reinforce {
     /// them are there the teacher updates (returns the update's statistics).
     pub fn end_episode_for(&mut self, slot: usize) -> Result<Option<UpdateStats>> {
         let episode = std::mem::take(self.slot(slot));
-        if !self.training || episode.features.is_empty() {
+        if !self.training {
             return Ok(None);
+        }
+        self.learn_from(episode)
+    }
+
+    /// A finished episode recorded away from [`Self::act_for`] (on a worker thread,
+    /// from a [`BernoulliPolicy::try_clone`] of this teacher's policy): it joins the
+    /// finished episodes, and once K of them are there the teacher updates. An empty
+    /// trajectory is ignored. For the update to be on-policy, roll the episode out
+    /// with the policy as it is now, i.e. copied after the last update.
+    pub fn learn_from(&mut self, episode: Trajectory) -> Result<Option<UpdateStats>> {
+        if episode.actions.is_empty() {
+            return Ok(None);
+        }
+        let feature_dim = self.policy.input_dim();
+        if episode.features.len() != episode.actions.len() * feature_dim {
+            return Err(AgentError::Observation(format!(
+                "the trajectory holds {} feature values for {} actions, the policy reads {feature_dim} features",
+                episode.features.len(),
+                episode.actions.len()
+            )));
         }
         self.finished.push(episode);
         if self.finished.len() < self.config.episodes_per_update {

@@ -6,6 +6,7 @@
 //! - [`teaching`]: the data-teaching MDP, in one file;
 //! - [`vector`]: N environments stepped together with autoreset (`SyncVectorEnv`);
 //! - [`threaded`]: the same, with the envs spread over worker threads (`ThreadedVectorEnv`);
+//! - [`pool`]: envs owned by worker threads that run whole episodes (`EnvPool`);
 //! - [`batched`]: N teaching episodes on one batched MLP student (`BatchedTeachingEnv`);
 //! - [`student`]: the models being taught;
 //! - [`data`]: datasets staged as tensors, and the synthetic task;
@@ -16,6 +17,7 @@ pub mod check;
 pub mod data;
 pub mod env;
 pub mod error;
+pub mod pool;
 pub mod seeding;
 pub mod spaces;
 pub mod student;
@@ -28,6 +30,7 @@ pub use check::{check_env, CheckFailure, CheckOptions};
 pub use data::{synthetic::SyntheticConfig, Batch, Dataset, TaskData};
 pub use env::{Env, Step};
 pub use error::{DataError, EnvError, Result};
+pub use pool::{EnvJob, EnvPool};
 pub use spaces::{BoxSpace, MultiBinary, Space};
 pub use student::{
     BatchedMlp, LstmConfig, LstmStudent, MlpConfig, MlpStudent, OptimizerConfig, ResNetConfig,
