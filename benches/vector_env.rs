@@ -182,8 +182,8 @@ fn main() -> Result<()> {
 
     // The same TeachingEnvs on worker threads (each builds its own env; libtorch on 1
     // intra-op thread, the workers are the parallelism).
-    for (n, workers) in [(2, 2), (4, 2)] {
-        let factories = (0..n)
+    let env_factories = |n: usize| -> Vec<EnvFactory<TeachingEnv>> {
+        (0..n)
             .map(|_| {
                 let (config, student) = (config.clone(), student.clone());
                 let (train, dev) = (train.shallow_clone(), dev.shallow_clone());
@@ -196,8 +196,10 @@ fn main() -> Result<()> {
                     )
                 }) as EnvFactory<TeachingEnv>
             })
-            .collect();
-        let mut threaded = ThreadedVectorEnv::new(factories, workers)?;
+            .collect()
+    };
+    for (n, workers) in [(2, 2), (4, 2)] {
+        let mut threaded = ThreadedVectorEnv::new(env_factories(n), workers)?;
         timed(
             format!("Threaded, {n} envs, {workers} workers"),
             1,
@@ -207,21 +209,7 @@ fn main() -> Result<()> {
 
     // Whole episodes on an EnvPool: the 2 workers meet once per call, not per step.
     let workers = 2;
-    let factories = (0..workers)
-        .map(|_| {
-            let (config, student) = (config.clone(), student.clone());
-            let (train, dev) = (train.shallow_clone(), dev.shallow_clone());
-            Box::new(move || {
-                TeachingEnv::new(
-                    config,
-                    Box::new(MlpStudent::new(student, Device::Cpu)?),
-                    train,
-                    dev,
-                )
-            }) as EnvFactory<TeachingEnv>
-        })
-        .collect();
-    let mut pool = EnvPool::new(factories)?;
+    let mut pool = EnvPool::new(env_factories(workers))?;
     timed(
         format!("EnvPool, {workers} workers, episodes"),
         1,

@@ -20,8 +20,9 @@
 //! (the operations are the same, their rounding order is not); tests check both paths
 //! against `tch::nn::Adam`.
 
-use tch::{Device, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
+use super::OptimizerConfig;
 use crate::error::Result;
 
 /// beta1, libtorch's default.
@@ -228,6 +229,85 @@ impl FusedAdam {
         loss.backward();
         self.step()
     }
+
+    /// As [`backward_step`](Self::backward_step), with the gradients first scaled so that
+    /// their global L2 norm is at most `max_norm` (as `tch`'s `clip_grad_norm`: scaled by
+    /// `max_norm / (norm + 1e-6)` when that is below 1).
+    pub fn backward_step_clip_norm(&mut self, loss: &Tensor, max_norm: f64) -> Result<()> {
+        self.zero_grad();
+        loss.backward();
+        tch::no_grad(|| -> Result<()> {
+            let grads: Vec<Tensor> = self
+                .params
+                .iter()
+                .map(Tensor::grad)
+                .filter(Tensor::defined)
+                .collect();
+            if grads.is_empty() {
+                return Ok(());
+            }
+            let norms: Vec<Tensor> = grads.iter().map(Tensor::norm).collect();
+            let total_norm = f64::try_from(Tensor::stack(&norms, 0).norm())?;
+            let clip_coef = max_norm / (total_norm + 1e-6);
+            if clip_coef < 1.0 {
+                for mut grad in grads {
+                    let _ = grad.f_mul_scalar_(clip_coef)?;
+                }
+            }
+            Ok(())
+        })?;
+        self.step()
+    }
+}
+
+/// A student's optimizer as its config asks: Adam as [`FusedAdam`] (the update is a
+/// large share of a small model's step), SGD as libtorch's.
+pub(crate) enum StudentOptimizer {
+    Adam(FusedAdam),
+    Torch(nn::Optimizer),
+}
+
+impl StudentOptimizer {
+    /// The optimizer of `config` over the trainable variables of `vs`.
+    pub(crate) fn build(config: &OptimizerConfig, vs: &nn::VarStore) -> Result<Self> {
+        Ok(match config {
+            OptimizerConfig::Adam {
+                learning_rate,
+                weight_decay,
+            } => Self::Adam(FusedAdam::new(
+                vs.trainable_variables(),
+                *learning_rate,
+                *weight_decay,
+            )),
+            OptimizerConfig::Sgd { .. } => Self::Torch(config.build(vs)?),
+        })
+    }
+
+    /// A fresh optimizer state after the student's weights were redrawn.
+    pub(crate) fn reset(&mut self, config: &OptimizerConfig, vs: &nn::VarStore) -> Result<()> {
+        match self {
+            Self::Adam(adam) => adam.reset(),
+            Self::Torch(_) => *self = Self::build(config, vs)?,
+        }
+        Ok(())
+    }
+
+    /// Zeroes the gradients, back-propagates `loss`, clips the gradients' global norm
+    /// at `clip_norm` when given, and takes one step.
+    pub(crate) fn backward_step(&mut self, loss: &Tensor, clip_norm: Option<f64>) -> Result<()> {
+        match (self, clip_norm) {
+            (Self::Adam(adam), None) => adam.backward_step(loss),
+            (Self::Adam(adam), Some(max)) => adam.backward_step_clip_norm(loss, max),
+            (Self::Torch(optimizer), None) => {
+                optimizer.backward_step(loss);
+                Ok(())
+            }
+            (Self::Torch(optimizer), Some(max)) => {
+                optimizer.backward_step_clip_norm(loss, max);
+                Ok(())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -241,14 +321,27 @@ mod tests {
     }
 
     /// Trains the same small net with libtorch's Adam and with `FusedAdam`.
-    fn compare_with_libtorch(weight_decay: f64) {
+    /// Returns the trained weights, flattened in name order.
+    fn compare_with_libtorch(weight_decay: f64, clip_norm: Option<f64>) -> Vec<f32> {
+        // The same weights in both nets, set from a formula rather than libtorch's
+        // global generator (which tests running in parallel would share).
         let build = || {
-            tch::manual_seed(7);
             let vs = nn::VarStore::new(Device::Cpu);
             let net = nn::seq()
                 .add(nn::linear(vs.root() / "a", 12, 9, Default::default()))
                 .add_fn(|x| x.tanh())
                 .add(nn::linear(vs.root() / "b", 9, 3, Default::default()));
+            tch::no_grad(|| {
+                let mut variables: Vec<_> = vs.variables().into_iter().collect();
+                variables.sort_by(|a, b| a.0.cmp(&b.0));
+                for (k, (_, mut var)) in variables.into_iter().enumerate() {
+                    let n = var.numel();
+                    let init: Vec<f32> = (0..n)
+                        .map(|i| 0.3 * ((i * 7 + k * 13) as f32 * 0.61).sin())
+                        .collect();
+                    var.copy_(&Tensor::from_slice(&init).view_as(&var));
+                }
+            });
             (vs, net)
         };
         let x = Tensor::from_slice(&(0..60).map(|i| (i as f32 * 0.37).sin()).collect::<Vec<_>>())
@@ -265,10 +358,18 @@ mod tests {
         let (vs, net) = build();
         let mut fused = FusedAdam::new(vs.trainable_variables(), 1e-2, weight_decay);
         for _ in 0..25 {
-            reference.backward_step(&net_ref.forward(&x).cross_entropy_for_logits(&y));
-            fused
-                .backward_step(&net.forward(&x).cross_entropy_for_logits(&y))
-                .unwrap();
+            let loss_ref = net_ref.forward(&x).cross_entropy_for_logits(&y);
+            let loss = net.forward(&x).cross_entropy_for_logits(&y);
+            match clip_norm {
+                None => {
+                    reference.backward_step(&loss_ref);
+                    fused.backward_step(&loss).unwrap();
+                }
+                Some(max) => {
+                    reference.backward_step_clip_norm(&loss_ref, max);
+                    fused.backward_step_clip_norm(&loss, max).unwrap();
+                }
+            }
         }
         assert_eq!(fused.steps(), 25);
         let (a, b) = (vs_ref.variables(), vs.variables());
@@ -277,16 +378,26 @@ mod tests {
                 assert_abs_diff_eq!(*x, y, epsilon = 1e-5);
             }
         }
+        let mut names: Vec<_> = b.keys().cloned().collect();
+        names.sort();
+        names.iter().flat_map(|n| values(&b[n])).collect()
     }
 
     #[test]
     fn fused_adam_follows_libtorch_adam() {
-        compare_with_libtorch(0.0);
+        compare_with_libtorch(0.0, None);
+    }
+
+    #[test]
+    fn fused_adam_clips_the_gradient_norm_as_libtorch_does() {
+        // A norm of 0.05 clips this net's gradients: the weights end elsewhere.
+        let clipped = compare_with_libtorch(0.0, Some(0.05));
+        assert_ne!(clipped, compare_with_libtorch(0.0, None));
     }
 
     #[test]
     fn fused_adam_follows_libtorch_adam_with_weight_decay() {
-        compare_with_libtorch(1e-2);
+        compare_with_libtorch(1e-2, None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The LSTM text classifier of the paper's IMDB task: token embedding, a single-layer
 //! unidirectional LSTM (128 hidden units in RL4Data), dropout and a linear layer to the
-//! classes, trained with Adam.
+//! classes, trained with Adam ([`super::adam::FusedAdam`], gradient norm clipped as the
+//! config asks).
 //!
 //! Inputs are int64 token ids `[n, L]`, right-padded with id 0, with the true lengths
 //! in [`Batch::lengths`]. The sentence representation is the LSTM output at each
@@ -23,6 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, nn::RNN, Device, Kind, Tensor};
 
+use super::adam::StudentOptimizer;
 use super::{
     count_parameters, init_from_stream, torch_default_init, Init, OptimizerConfig, Student,
 };
@@ -119,7 +121,7 @@ pub struct LstmStudent {
     embedding: nn::Embedding,
     lstm: nn::LSTM,
     fc: nn::Linear,
-    optimizer: nn::Optimizer,
+    optimizer: StudentOptimizer,
 }
 
 impl std::fmt::Debug for LstmStudent {
@@ -160,7 +162,7 @@ impl LstmStudent {
             config.num_classes as i64,
             Default::default(),
         );
-        let optimizer = config.optimizer.build(&vs)?;
+        let optimizer = StudentOptimizer::build(&config.optimizer, &vs)?;
         Ok(Self {
             config,
             vs,
@@ -289,7 +291,7 @@ impl Student for LstmStudent {
         tch::no_grad(|| {
             let _ = self.embedding.ws.get(PADDING_ID).fill_(0.0);
         });
-        self.optimizer = self.config.optimizer.build(&self.vs)?;
+        self.optimizer.reset(&self.config.optimizer, &self.vs)?;
         Ok(())
     }
 
@@ -303,10 +305,8 @@ impl Student for LstmStudent {
         let loss = self
             .forward(batch, mask.as_ref())
             .cross_entropy_for_logits(&labels);
-        match self.config.grad_clip_norm {
-            Some(max) => self.optimizer.backward_step_clip_norm(&loss, max),
-            None => self.optimizer.backward_step(&loss),
-        }
+        self.optimizer
+            .backward_step(&loss, self.config.grad_clip_norm)?;
         Ok(loss.double_value(&[]))
     }
 }

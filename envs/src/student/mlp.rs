@@ -5,7 +5,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Device, Tensor};
 
-use super::adam::FusedAdam;
+use super::adam::StudentOptimizer;
 use super::{
     check_num_classes, count_parameters, init_from_stream, torch_default_init, OptimizerConfig,
     Student,
@@ -63,49 +63,7 @@ pub struct MlpStudent {
     config: MlpConfig,
     vs: nn::VarStore,
     layers: Vec<nn::Linear>,
-    optimizer: MlpOptimizer,
-}
-
-/// Adam as one fused pass per tensor (the update dominates this small model's step,
-/// see [`super::adam`]); SGD as libtorch's.
-enum MlpOptimizer {
-    Adam(FusedAdam),
-    Torch(nn::Optimizer),
-}
-
-impl MlpOptimizer {
-    fn build(config: &OptimizerConfig, vs: &nn::VarStore) -> Result<Self> {
-        Ok(match config {
-            OptimizerConfig::Adam {
-                learning_rate,
-                weight_decay,
-            } => Self::Adam(FusedAdam::new(
-                vs.trainable_variables(),
-                *learning_rate,
-                *weight_decay,
-            )),
-            OptimizerConfig::Sgd { .. } => Self::Torch(config.build(vs)?),
-        })
-    }
-
-    /// A fresh optimizer state after the student's weights were redrawn.
-    fn reset(&mut self, config: &OptimizerConfig, vs: &nn::VarStore) -> Result<()> {
-        match self {
-            Self::Adam(adam) => adam.reset(),
-            Self::Torch(_) => *self = Self::build(config, vs)?,
-        }
-        Ok(())
-    }
-
-    fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
-        match self {
-            Self::Adam(adam) => adam.backward_step(loss),
-            Self::Torch(optimizer) => {
-                optimizer.backward_step(loss);
-                Ok(())
-            }
-        }
-    }
+    optimizer: StudentOptimizer,
 }
 
 impl std::fmt::Debug for MlpStudent {
@@ -122,7 +80,7 @@ impl MlpStudent {
         config.validate()?;
         let vs = nn::VarStore::new(device);
         let layers = build_layers(&vs, &config);
-        let optimizer = MlpOptimizer::build(&config.optimizer, &vs)?;
+        let optimizer = StudentOptimizer::build(&config.optimizer, &vs)?;
         Ok(Self {
             config,
             vs,
@@ -198,7 +156,7 @@ impl Student for MlpStudent {
 
     fn train_step_on_logits(&mut self, logits: &Tensor, labels: &Tensor) -> Result<f64> {
         let loss = logits.cross_entropy_for_logits(labels);
-        self.optimizer.backward_step(&loss)?;
+        self.optimizer.backward_step(&loss, None)?;
         Ok(loss.double_value(&[]))
     }
 }
