@@ -17,8 +17,10 @@
 //! started at the first episode's return (so the first episode makes no update).
 //!
 //! Several episodes per update (`episodes_per_update = K`, e.g. K environments of a
-//! vector env stepped together; see [`Reinforce::act_for`] and
-//! [`crate::episode::train_vectorised`]): the K finished episodes are averaged,
+//! vector env stepped together, see [`Reinforce::act_for`] and
+//! [`crate::episode::train_vectorised`]; or K whole episodes rolled out on worker
+//! threads, see [`Reinforce::learn_from`] and [`crate::parallel::train_parallel`]): the
+//! K finished episodes are averaged,
 //!
 //! ```text
 //! L = -(1/K) sum_k (r_k - b) * sum_t sum_m log phi(a_ktm | s_ktm),   b <- beta b + (1 - beta) mean_k r_k

@@ -9,7 +9,7 @@
 //! different env steps. Only the students named in a training call update.
 //!
 //! Adam runs student by student on rows of the stacked tensors with
-//! [`adam_update`](super::adam::adam_update), the same fused single pass as
+//! [`adam_update`], the same fused single pass as
 //! [`MlpStudent`]'s, with each student's own step count and bias corrections. The
 //! forward (`baddbmm` against `linear`) rounds differently, so batched students follow
 //! the individual ones to float tolerance, not bit for bit.
