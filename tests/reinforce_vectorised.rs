@@ -15,6 +15,16 @@ use l2t::envs::{
 
 const N: usize = 4;
 
+/// Positions of the episodes that completed an update.
+fn update_positions(episodes: &[l2t::agents::VecEpisode]) -> Vec<usize> {
+    episodes
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.update.is_some())
+        .map(|(k, _)| k)
+        .collect()
+}
+
 fn config() -> TeachingConfig {
     TeachingConfig {
         max_iterations: 80,
@@ -48,12 +58,7 @@ fn one_update_per_k_finished_episodes_and_reruns_are_identical() {
     let (episodes, weights, learned) = run();
     assert_eq!(episodes.len(), 12);
     // An update after every 4th finished episode.
-    let updates: Vec<usize> = episodes
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.update.is_some())
-        .map(|(k, _)| k)
-        .collect();
+    let updates = update_positions(&episodes);
     assert_eq!(updates, vec![3, 7, 11]);
     assert_eq!(learned, 12);
     // Every env contributed episodes.
@@ -140,12 +145,7 @@ fn parallel_rollouts_train_the_same_teacher_for_any_worker_count() {
     let (episodes, weights, learned) = run(1);
     assert_eq!(episodes.len(), 10);
     // Updates after episodes 4 and 8; the last two wait for a third that never comes.
-    let updates: Vec<usize> = episodes
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.update.is_some())
-        .map(|(k, _)| k)
-        .collect();
+    let updates = update_positions(&episodes);
     assert_eq!(updates, vec![3, 7]);
     assert_eq!(learned, 8);
     assert_ne!(

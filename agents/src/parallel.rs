@@ -32,7 +32,7 @@ use rand_chacha::ChaCha8Rng;
 use l2t_envs::{Env, EnvJob, EnvPool, TeachingInfo, TeachingObservation};
 
 use crate::episode::VecEpisode;
-use crate::error::{AgentError, Result};
+use crate::error::Result;
 use crate::policy::BernoulliPolicy;
 use crate::reinforce::{Reinforce, Trajectory};
 use crate::teacher::{KeepMask, Teacher};
@@ -60,15 +60,7 @@ where
     let (mut observation, _info) = env.reset(Some(seed))?;
     let mut trajectory = Trajectory::default();
     loop {
-        let f = observation.features.ncols();
-        if f != policy.input_dim() {
-            return Err(AgentError::Observation(format!(
-                "{f} feature columns, the policy was built for {}",
-                policy.input_dim()
-            )));
-        }
-        let features = BernoulliPolicy::features_tensor(&observation.features);
-        let keep_mask = policy.sample(&features, sampling_rng)?;
+        let keep_mask = policy.sample_features(&observation.features, sampling_rng)?;
         trajectory.record(&observation.features, &keep_mask);
         let step = env.step(&keep_mask)?;
         trajectory.add_reward(step.reward);

@@ -12,7 +12,7 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use l2t_envs::student::{init_from_stream, torch_default_init, Init};
 
-use crate::error::{invalid_config, Result};
+use crate::error::{invalid_config, AgentError, Result};
 use crate::teacher::KeepMask;
 
 /// The Bernoulli keep-policy network.
@@ -48,6 +48,14 @@ impl BernoulliPolicy {
         if hidden == 0 {
             return Err(invalid_config("hidden", "must be positive"));
         }
+        let policy = Self::with_layers(input_dim, hidden, output_bias);
+        policy.reinitialise(init_rng);
+        Ok(policy)
+    }
+
+    /// The variables and layers of a policy, weights not yet drawn (placeholders from
+    /// `nn::linear`, overwritten by [`Self::reinitialise`] or a copy).
+    fn with_layers(input_dim: usize, hidden: usize, output_bias: f64) -> Self {
         let vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
         let hidden_layer = nn::linear(
@@ -57,38 +65,23 @@ impl BernoulliPolicy {
             Default::default(),
         );
         let output = nn::linear(&root / "output", hidden as i64, 1, Default::default());
-        let policy = Self {
+        Self {
             vs,
             hidden: hidden_layer,
             output,
             input_dim,
             output_bias,
-        };
-        policy.reinitialise(init_rng);
-        Ok(policy)
+        }
     }
 
     /// An independent copy with the same weights (its own variables, no gradient
     /// history): the frozen policy an episode rolled out on another thread samples
     /// from, while the original goes on learning.
     pub fn try_clone(&self) -> Result<Self> {
-        let mut vs = nn::VarStore::new(Device::Cpu);
-        let root = vs.root();
-        let hidden = nn::linear(
-            &root / "hidden",
-            self.input_dim as i64,
-            self.hidden.ws.size()[0],
-            Default::default(),
-        );
-        let output = nn::linear(&root / "output", hidden.ws.size()[0], 1, Default::default());
-        vs.copy(&self.vs)?;
-        Ok(Self {
-            vs,
-            hidden,
-            output,
-            input_dim: self.input_dim,
-            output_bias: self.output_bias,
-        })
+        let hidden = self.hidden.ws.size()[0] as usize;
+        let mut copy = Self::with_layers(self.input_dim, hidden, self.output_bias);
+        copy.vs.copy(&self.vs)?;
+        Ok(copy)
     }
 
     /// Draws fresh weights from `init_rng`.
@@ -149,6 +142,23 @@ impl BernoulliPolicy {
         Ok(KeepMask::from_shape_fn(keep_probabilities.len(), |i| {
             rng.gen::<f32>() < keep_probabilities[i]
         }))
+    }
+
+    /// [`Self::sample`] for an observation's feature matrix `[M, F]`, after checking
+    /// that it has the F columns the policy reads.
+    pub fn sample_features(
+        &self,
+        features: &ndarray::Array2<f32>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<KeepMask> {
+        let f = features.ncols();
+        if f != self.input_dim {
+            return Err(AgentError::Observation(format!(
+                "{f} feature columns, the policy was built for {}",
+                self.input_dim
+            )));
+        }
+        self.sample(&Self::features_tensor(features), rng)
     }
 
     /// The actions a_m of a keep-mask as floats (1 keep, 0 drop), the form

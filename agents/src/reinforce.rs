@@ -260,15 +260,9 @@ impl Reinforce {
     /// a_m ~ Bernoulli(phi(1 | s_m)) from the teacher's own stream and, in training,
     /// records the step in that slot's episode.
     pub fn act_for(&mut self, slot: usize, observation: &TeachingObservation) -> Result<KeepMask> {
-        let f = observation.features.ncols();
-        if f != self.policy.input_dim() {
-            return Err(AgentError::Observation(format!(
-                "{f} feature columns, the policy was built for {}",
-                self.policy.input_dim()
-            )));
-        }
-        let features = BernoulliPolicy::features_tensor(&observation.features);
-        let mask = self.policy.sample(&features, &mut self.sampling_rng)?;
+        let mask = self
+            .policy
+            .sample_features(&observation.features, &mut self.sampling_rng)?;
         if self.training {
             self.slot(slot).record(&observation.features, &mask);
         }
