@@ -35,7 +35,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use l2t_agents::{RandTeachConfig, TeacherConfig};
+use l2t_agents::{EsConfig, RandTeachConfig, TeacherConfig};
+use l2t_envs::TeachingConfig;
 
 use crate::experiment::{ExperimentError, Result};
 use crate::presets::Preset;
@@ -132,6 +133,38 @@ impl Default for ReportConfig {
     }
 }
 
+/// How learned teachers are trained: the worker threads that roll out their episodes,
+/// and the training episodes' own MDP where it differs from the evaluation's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Worker threads rolling out a learner's episodes (0: one per available core).
+    /// Results do not depend on it.
+    pub workers: usize,
+    /// A training tau: training episodes end when the dev accuracy passes it (reward
+    /// -ln(i_tau / T')), instead of the training task's thresholds. Evaluation keeps
+    /// the preset's. A tau on the steep part of the dev curve makes i_tau less noisy
+    /// and the episodes shorter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tau: Option<f64>,
+    /// Training episodes measure dev accuracy on this many instances of the teacher
+    /// half's dev split (a seeded subsample, the same for every episode) instead of all
+    /// of it: the dev evaluations are most of an episode's cost. Evaluation keeps the
+    /// whole split.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev_subsample: Option<usize>,
+}
+
+impl TrainingConfig {
+    /// The number of workers: `workers`, or the available cores for 0.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
 /// A whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,6 +182,9 @@ pub struct RunConfig {
     /// dataset or student architecture); `preset` itself when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_on: Option<Preset>,
+    /// How the learned teachers are trained.
+    #[serde(default)]
+    pub training: TrainingConfig,
     /// What the summary reports.
     #[serde(default)]
     pub report: ReportConfig,
@@ -182,6 +218,8 @@ pub mod labels {
     pub const REINFORCE: &str = "L2T (REINFORCE)";
     /// The actor-critic teacher.
     pub const ACTOR_CRITIC: &str = "Actor-critic (shaped)";
+    /// The evolution-strategies teacher.
+    pub const ES: &str = "L2T (ES)";
 }
 
 impl RunConfig {
@@ -217,12 +255,14 @@ impl RunConfig {
                 TeacherConfig::ActorCritic(preset.actor_critic.clone()),
             )
             .trained(),
+            TeacherEntry::new(labels::ES, TeacherConfig::Es(EsConfig::default())).trained(),
         ];
         Self {
             checkpoint_every: 1,
             device: DeviceChoice::Cpu,
             preset,
             train_on: None,
+            training: TrainingConfig::default(),
             report: ReportConfig::default(),
             teachers,
         }
@@ -314,6 +354,17 @@ impl RunConfig {
         if self.checkpoint_every == 0 {
             return Err(invalid("checkpoint_every", "must be at least 1".into()));
         }
+        if self.training.dev_subsample == Some(0) {
+            return Err(invalid("training.dev_subsample", "must be at least 1".into()));
+        }
+        if let Some(tau) = self.training.tau {
+            if !(tau > 0.0 && tau <= 1.0) {
+                return Err(invalid(
+                    "training.tau",
+                    format!("{tau} is not a dev accuracy in (0, 1]"),
+                ));
+            }
+        }
         for (i, entry) in self.teachers.iter().enumerate() {
             if self.teachers[..i].iter().any(|e| e.label == entry.label) {
                 return Err(invalid(
@@ -356,6 +407,16 @@ impl RunConfig {
     /// The preset whose teacher half trains the learned teachers.
     pub fn training_preset(&self) -> &Preset {
         self.train_on.as_ref().unwrap_or(&self.preset)
+    }
+
+    /// The MDP of teacher-training episodes: the training preset's, with the training
+    /// tau when one is set.
+    pub fn training_teaching(&self) -> TeachingConfig {
+        let teaching = self.training_preset().teaching.clone();
+        match self.training.tau {
+            Some(tau) => teaching.with_tau(tau),
+            None => teaching,
+        }
     }
 }
 

@@ -17,10 +17,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use l2t_agents::{
-    checkpoint_episodes, load_teacher, run_episode, run_episode_recorded, EpisodeSummary,
-    RandTeach, Recording, Teacher, TeacherConfig,
+    checkpoint_episodes, load_teacher, run_episode, run_episode_recorded, train_parallel,
+    EpisodeSummary, Learner, PooledEpisode, RandTeach, Recording, Teacher, TeacherConfig,
 };
-use l2t_envs::{Dataset, TeachingEnv};
+use rand::seq::SliceRandom;
+
+use l2t_envs::seeding::{stream_rng, Stream};
+use l2t_envs::student::StudentConfig;
+use l2t_envs::{Dataset, EnvFactory, EnvPool, TeachingConfig, TeachingEnv};
 
 use crate::config::{RunConfig, TeacherEntry};
 use crate::run_dir::{short_hash, slug, JsonLines, Manifest, RunDir};
@@ -155,14 +159,104 @@ impl std::fmt::Debug for TrainedTeacher {
     }
 }
 
-/// Trains the teacher of `config` for `episodes` episodes on `env`, episode `k` seeded
-/// `first_seed + k`, saving a checkpoint every `checkpoint_every` episodes and after the
-/// last. When `files.checkpoint` exists, training resumes from it: the episodes it
-/// holds are not run again, so an interrupted run loses at most the episodes since its
-/// last checkpoint (none with `checkpoint_every = 1`), and the result is bit-identical
-/// to an uninterrupted run.
+/// What teacher training runs on: the training task's teaching MDP, its student and
+/// its teacher half, and how many worker threads roll out a [`Learner`]'s episodes.
+/// Every env of a training run, sequential or on the pool, is built from it, so the
+/// MDP a teacher is trained on is the one the run's config shows.
+pub struct TrainingTask {
+    /// The teaching MDP of training episodes (tau, T', budgets).
+    pub teaching: TeachingConfig,
+    /// The student.
+    pub student: StudentConfig,
+    /// The teacher half's training split.
+    pub train: Dataset,
+    /// The teacher half's dev split (D'_dev, which decides the reward).
+    pub dev: Dataset,
+    /// Where students live.
+    pub device: tch::Device,
+    /// Worker threads (each with its own env) for learners' episodes; at least 1.
+    pub workers: usize,
+}
+
+impl std::fmt::Debug for TrainingTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainingTask")
+            .field("teaching", &self.teaching)
+            .field("student", &self.student)
+            .field("workers", &self.workers)
+            .finish()
+    }
+}
+
+impl TrainingTask {
+    /// The task of `env` (its MDP and splits, shared, not copied) with `student`.
+    pub fn of(env: &TeachingEnv, student: StudentConfig, workers: usize) -> Self {
+        Self {
+            teaching: env.config().clone(),
+            student,
+            train: env.train_data().shallow_clone(),
+            dev: env.dev_data().shallow_clone(),
+            device: env.train_data().inputs().device(),
+            workers,
+        }
+    }
+
+    /// A fresh env of the task.
+    pub fn env(&self) -> Result<TeachingEnv> {
+        Ok(TeachingEnv::new(
+            self.teaching.clone(),
+            self.student.build(self.device)?,
+            self.train.shallow_clone(),
+            self.dev.shallow_clone(),
+        )?)
+    }
+
+    /// `workers` envs of the task, one per worker thread (the data is shared). Each
+    /// worker runs libtorch with the calling thread's intra-op thread count (OpenMP
+    /// keeps that count per thread, and a new thread would otherwise use every core).
+    pub fn pool(&self) -> Result<EnvPool<TeachingEnv>> {
+        let threads = tch::get_num_threads();
+        let factories = (0..self.workers.max(1))
+            .map(|_| {
+                let teaching = self.teaching.clone();
+                let student = self.student.clone();
+                let (train, dev) = (self.train.shallow_clone(), self.dev.shallow_clone());
+                let device = self.device;
+                Box::new(move || {
+                    tch::set_num_threads(threads);
+                    TeachingEnv::new(teaching, student.build(device)?, train, dev)
+                }) as EnvFactory<TeachingEnv>
+            })
+            .collect();
+        Ok(EnvPool::new(factories)?)
+    }
+}
+
+/// `size` instances of `dev` drawn without replacement by a permutation from the
+/// [`Stream::Data`] stream of `seed` (all of `dev` when it has no more).
+pub fn dev_subsample(dev: &Dataset, size: usize, seed: u64) -> Result<Dataset> {
+    if size >= dev.len() {
+        return Ok(dev.shallow_clone());
+    }
+    let mut order: Vec<i64> = (0..dev.len() as i64).collect();
+    order.shuffle(&mut stream_rng(seed, Stream::Data));
+    order.truncate(size);
+    order.sort_unstable();
+    Ok(dev.subset(format!("{}-subsample-{size}", dev.name()), &order)?)
+}
+
+/// Trains the teacher of `config` for `episodes` episodes of `task`, episode `k`
+/// seeded `first_seed + k` (a learner that shares seeds within an update, ES, derives
+/// them from that), saving a checkpoint every `checkpoint_every` episodes and after the
+/// last. A [`Learner`] (REINFORCE, ES) is trained by [`train_parallel`], its episodes
+/// rolled out on `task.workers` threads, whole updates only (checkpoints after
+/// updates); other teachers learn episode by episode in [`run_episode`]. When
+/// `files.checkpoint` exists, training resumes from it: the episodes it holds are not
+/// run again, so an interrupted run loses at most the episodes since its last
+/// checkpoint, and the result is bit-identical to an uninterrupted run, for any number
+/// of workers.
 pub fn train_resumable(
-    env: &mut TeachingEnv,
+    task: &TrainingTask,
     config: &TeacherConfig,
     episodes: usize,
     first_seed: u64,
@@ -176,6 +270,7 @@ pub fn train_resumable(
             reason: "must be at least 1".into(),
         });
     }
+    let mut env = task.env()?;
     let feature_names = env.feature_names().to_vec();
     let (mut teacher, mut history) = if files.checkpoint.exists() {
         let done = checkpoint_episodes(&files.checkpoint)?;
@@ -219,20 +314,49 @@ pub fn train_resumable(
     let resumed_from = history.len();
     let mut log = JsonLines::open(&files.history, false)?;
     teacher.set_training(true);
-    for k in resumed_from..episodes {
-        let seed = first_seed + k as u64;
-        let summary = run_episode(env, teacher.as_mut(), Some(seed))?;
-        let record = TrainingEpisode {
-            episode: k,
-            seed,
-            summary,
-        };
-        log.append(&record)?;
-        if (k + 1) % checkpoint_every == 0 || k + 1 == episodes {
-            teacher.save_checkpoint(&files.checkpoint)?;
+    if let Some(learner) = teacher.as_learner() {
+        let mut pool = task.pool()?;
+        let mut saved = resumed_from;
+        train_parallel(
+            &mut pool,
+            learner,
+            episodes,
+            first_seed,
+            |learner: &dyn Learner, update: &[PooledEpisode]| -> Result<()> {
+                for episode in update {
+                    let record = TrainingEpisode {
+                        episode: history.len(),
+                        seed: episode.seed,
+                        summary: episode.summary.clone(),
+                    };
+                    log.append(&record)?;
+                    on_episode(&record);
+                    history.push(record);
+                }
+                let learned = learner.episodes_learned();
+                if learned >= saved + checkpoint_every || learned >= episodes {
+                    learner.save_checkpoint(&files.checkpoint)?;
+                    saved = learned;
+                }
+                Ok(())
+            },
+        )?;
+    } else {
+        for k in resumed_from..episodes {
+            let seed = first_seed + k as u64;
+            let summary = run_episode(&mut env, teacher.as_mut(), Some(seed))?;
+            let record = TrainingEpisode {
+                episode: k,
+                seed,
+                summary,
+            };
+            log.append(&record)?;
+            if (k + 1) % checkpoint_every == 0 || k + 1 == episodes {
+                teacher.save_checkpoint(&files.checkpoint)?;
+            }
+            on_episode(&record);
+            history.push(record);
         }
-        on_episode(&record);
-        history.push(record);
     }
     teacher.set_training(false);
     Ok(TrainedTeacher {
@@ -708,7 +832,7 @@ pub fn run(
     let mut envs = config.preset.build_on(data_dir, device)?;
     let eval_width = envs.student_env.feature_names().len();
     let needs_training = config.teachers.iter().any(|e| e.train);
-    let mut transfer_env = match (&config.train_on, needs_training) {
+    let transfer_env = match (&config.train_on, needs_training) {
         (Some(train_on), true) => Some(train_on.build_on(data_dir, device)?.teacher_env),
         _ => None,
     };
@@ -729,41 +853,52 @@ pub fn run(
     // 1. Train the learned teachers on the training task's teacher half.
     let mut teachers: HashMap<String, Box<dyn Teacher>> = HashMap::new();
     let mut training = Vec::new();
-    for entry in config.teachers.iter().filter(|e| e.train) {
-        let files = training_files(out, training_preset, entry)?;
-        let train_env = transfer_env.as_mut().unwrap_or(&mut envs.teacher_env);
-        let resumed = if files.checkpoint.exists() {
-            checkpoint_episodes(&files.checkpoint)?.min(training_preset.episodes)
-        } else {
-            0
-        };
-        progress(Progress::Phase {
-            teacher: &entry.label,
-            training: true,
-            total: training_preset.episodes,
-            done: resumed,
-        });
-        let trained = train_resumable(
+    if needs_training {
+        let train_env = transfer_env.as_ref().unwrap_or(&envs.teacher_env);
+        let mut task = TrainingTask::of(
             train_env,
-            &entry.teacher,
-            training_preset.episodes,
-            FIRST_TRAINING_SEED,
-            &files,
-            config.checkpoint_every,
-            |record| progress(Progress::Trained(record)),
-        )?;
-        for record in &trained.history {
-            out.event(&Event::TrainingEpisode {
-                teacher: entry.label.clone(),
-                record: record.clone(),
-            })?;
+            training_preset.student.clone(),
+            config.training.worker_count(),
+        );
+        task.teaching = config.training_teaching();
+        if let Some(size) = config.training.dev_subsample {
+            task.dev = dev_subsample(&task.dev, size, config.training_preset().split_seed)?;
         }
-        training.push(TrainingRun {
-            teacher: entry.label.clone(),
-            task: training_preset.name.clone(),
-            episodes: trained.history,
-        });
-        teachers.insert(entry.label.clone(), trained.teacher);
+        for entry in config.teachers.iter().filter(|e| e.train) {
+            let files = training_files(out, config, entry)?;
+            let resumed = if files.checkpoint.exists() {
+                checkpoint_episodes(&files.checkpoint)?.min(training_preset.episodes)
+            } else {
+                0
+            };
+            progress(Progress::Phase {
+                teacher: &entry.label,
+                training: true,
+                total: training_preset.episodes,
+                done: resumed,
+            });
+            let trained = train_resumable(
+                &task,
+                &entry.teacher,
+                training_preset.episodes,
+                FIRST_TRAINING_SEED,
+                &files,
+                config.checkpoint_every,
+                |record| progress(Progress::Trained(record)),
+            )?;
+            for record in &trained.history {
+                out.event(&Event::TrainingEpisode {
+                    teacher: entry.label.clone(),
+                    record: record.clone(),
+                })?;
+            }
+            training.push(TrainingRun {
+                teacher: entry.label.clone(),
+                task: training_preset.name.clone(),
+                episodes: trained.history,
+            });
+            teachers.insert(entry.label.clone(), trained.teacher);
+        }
     }
 
     // 2. Teach fresh students of the student half: unmatched teachers first, so that a
@@ -845,22 +980,28 @@ pub fn run(
     Ok(report)
 }
 
-/// The checkpoint and history files of `entry` trained on `preset`: named after the
-/// label and a hash of everything that decides the training except the episode count,
-/// so that asking for more episodes resumes, and a changed config starts afresh.
+/// The checkpoint and history files of `entry` trained under `config`: named after
+/// the label and a hash of everything that decides the training except the episode
+/// count and the number of workers (the training task and its training MDP, the
+/// teacher), so that asking for more episodes resumes, and a changed config starts
+/// afresh.
 pub fn training_files(
     out: &RunDir,
-    preset: &crate::presets::Preset,
+    config: &RunConfig,
     entry: &TeacherEntry,
 ) -> Result<TrainingFiles> {
-    let mut identity = preset.clone();
+    let mut identity = config.training_preset().clone();
     identity.episodes = 0;
     identity.eval_seeds = 0;
-    let text =
-        serde_json::to_string(&(identity, &entry.teacher)).map_err(|e| ExperimentError::Json {
-            path: out.root().to_path_buf(),
-            reason: e.to_string(),
-        })?;
+    identity.teaching = config.training_teaching();
+    let json = match config.training.dev_subsample {
+        None => serde_json::to_string(&(identity, &entry.teacher)),
+        Some(size) => serde_json::to_string(&(identity, &entry.teacher, size)),
+    };
+    let text = json.map_err(|e| ExperimentError::Json {
+        path: out.root().to_path_buf(),
+        reason: e.to_string(),
+    })?;
     let stem = format!("{}-{}", slug(&entry.label), short_hash(&text));
     Ok(TrainingFiles {
         checkpoint: out.path(&format!("{stem}.ckpt")),

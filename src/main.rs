@@ -120,6 +120,17 @@ struct RunArgs {
     /// Teacher-training episodes between two checkpoints.
     #[arg(long)]
     checkpoint_every: Option<usize>,
+    /// Worker threads rolling out the learned teachers' training episodes (0: one per
+    /// core); the results do not depend on it.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// A training tau: teacher-training episodes end at this dev accuracy (evaluation
+    /// keeps the preset's tau).
+    #[arg(long)]
+    train_tau: Option<f64>,
+    /// Teacher-training episodes measure dev accuracy on this many dev instances.
+    #[arg(long)]
+    train_dev: Option<usize>,
     /// Dev evaluations between two test-accuracy points of the learning curves.
     #[arg(long)]
     test_every: Option<usize>,
@@ -250,6 +261,7 @@ fn parse_teacher(text: &str, preset: &Preset) -> Result<TeacherEntry> {
             "online_batch" => TeacherConfig::OnlineBatch(preset.online_batch.clone()),
             "reinforce" => TeacherConfig::Reinforce(preset.reinforce.clone()),
             "actor_critic" => TeacherConfig::ActorCritic(preset.actor_critic.clone()),
+            "es" => TeacherConfig::Es(Default::default()),
             other => bail!(
                 "teacher `{other}` is neither a kind ({}), a JSON config nor an existing checkpoint file",
                 TeacherConfig::names().join(", ")
@@ -285,6 +297,15 @@ fn execute(base: RunConfig, args: RunArgs, name: &str, context: &RunContext) -> 
     }
     if let Some(every) = args.checkpoint_every {
         config.checkpoint_every = every;
+    }
+    if let Some(workers) = args.workers {
+        config.training.workers = workers;
+    }
+    if let Some(tau) = args.train_tau {
+        config.training.tau = Some(tau);
+    }
+    if let Some(size) = args.train_dev {
+        config.training.dev_subsample = Some(size);
     }
     if let Some(every) = args.test_every {
         config.report.test_every = every;

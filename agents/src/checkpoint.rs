@@ -46,6 +46,7 @@ use tch::Tensor;
 use crate::actor_critic::{ActorCritic, ActorCriticConfig};
 use crate::adam::{named_trainable_in_name_order, Adam, AdamState};
 use crate::error::{AgentError, Result};
+use crate::es::{EsConfig, EvolutionStrategies};
 use crate::reinforce::{Reinforce, ReinforceConfig};
 use crate::teacher::Teacher;
 
@@ -57,6 +58,8 @@ pub const CHECKPOINT_VERSION: u32 = 2;
 pub const REINFORCE_KIND: &str = "reinforce";
 /// Teacher kind stored in checkpoints of [`ActorCritic`] (its `TeacherConfig` kind).
 pub const ACTOR_CRITIC_KIND: &str = "actor_critic";
+/// Teacher kind stored in checkpoints of [`EvolutionStrategies`] (its `TeacherConfig` kind).
+pub const ES_KIND: &str = "es";
 
 const HEADER_LEN: usize = 8 + 4 + 8 + 8;
 
@@ -416,11 +419,16 @@ pub fn load_teacher(
             payload,
             expected_feature_dim,
         )?),
+        ES_KIND => Box::new(EvolutionStrategies::from_payload(
+            path,
+            payload,
+            expected_feature_dim,
+        )?),
         other => {
             return Err(corrupt(
                 path,
                 format!(
-                    "unknown teacher kind `{other}` (known: {REINFORCE_KIND}, {ACTOR_CRITIC_KIND})"
+                    "unknown teacher kind `{other}` (known: {REINFORCE_KIND}, {ACTOR_CRITIC_KIND}, {ES_KIND})"
                 ),
             ))
         }
@@ -591,6 +599,59 @@ impl ActorCritic {
             vec![actor_optimizer, critic_optimizer],
             payload.optimizers,
         )?;
+        teacher.episodes = episodes_of(path, payload.episodes)?;
+        teacher.sampling_rng = payload.sampling_rng.restore();
+        Ok(teacher)
+    }
+}
+
+impl EvolutionStrategies {
+    /// Saves the teacher (theta, its Adam state, the episode count and the teaching
+    /// stream; a generation's directions are regenerated from the seed) to `path`,
+    /// atomically, in the format of the [module docs](crate::checkpoint).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let payload = Payload {
+            kind: ES_KIND.to_string(),
+            config_json: config_json(path, &self.config)?,
+            feature_dim: self.policy.input_dim() as u64,
+            weights: export_weights(named_trainable_in_name_order(self.policy.var_store()))?,
+            optimizers: vec![self.optimizer.export_state()],
+            baseline: None,
+            episodes: self.episodes as u64,
+            sampling_rng: RngState::of(&self.sampling_rng),
+        };
+        save_payload(path, &payload)
+    }
+
+    /// Loads a teacher saved by [`EvolutionStrategies::save`]; `expected_feature_dim`
+    /// as in [`Reinforce::load`].
+    pub fn load(path: impl AsRef<Path>, expected_feature_dim: Option<usize>) -> Result<Self> {
+        let path = path.as_ref();
+        Self::from_payload(path, read_payload(path)?, expected_feature_dim)
+    }
+
+    fn from_payload(
+        path: &Path,
+        payload: Payload,
+        expected_feature_dim: Option<usize>,
+    ) -> Result<Self> {
+        let feature_dim = check_kind_and_width(path, &payload, ES_KIND, expected_feature_dim)?;
+        let config: EsConfig = read_config(path, &payload)?;
+        check_value_count(
+            path,
+            &payload,
+            policy_size(feature_dim, config.hidden),
+            &format!("a {feature_dim}-{}-1 policy", config.hidden),
+        )?;
+        let mut teacher = EvolutionStrategies::new(config, feature_dim)
+            .map_err(|e| corrupt(path, format!("cannot rebuild the teacher: {e}")))?;
+        import_weights(
+            path,
+            named_trainable_in_name_order(teacher.policy.var_store()),
+            &payload.weights,
+        )?;
+        import_optimizers(path, vec![&mut teacher.optimizer], payload.optimizers)?;
         teacher.episodes = episodes_of(path, payload.episodes)?;
         teacher.sampling_rng = payload.sampling_rng.restore();
         Ok(teacher)

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::actor_critic::{ActorCritic, ActorCriticConfig};
 use crate::checkpoint::load_teacher;
 use crate::error::{invalid_config, Result};
+use crate::es::{EsConfig, EvolutionStrategies};
 use crate::no_teach::NoTeach;
 use crate::online_batch::{OnlineBatch, OnlineBatchConfig};
 use crate::rand_teach::{RandTeach, RandTeachConfig};
@@ -40,6 +41,8 @@ pub enum TeacherConfig {
     Reinforce(ReinforceConfig),
     /// `actor_critic`: [`ActorCritic`], the same policy with a learned value baseline.
     ActorCritic(ActorCriticConfig),
+    /// `es`: [`EvolutionStrategies`], the same policy trained by weight perturbations.
+    Es(EsConfig),
     /// `checkpoint`: a trained teacher read from a checkpoint file (any kind that
     /// saves; see [`load_teacher`]).
     Checkpoint {
@@ -58,6 +61,7 @@ impl TeacherConfig {
             "online_batch",
             "reinforce",
             "actor_critic",
+            "es",
             "checkpoint",
         ]
     }
@@ -71,6 +75,7 @@ impl TeacherConfig {
             Self::OnlineBatch(_) => "online_batch",
             Self::Reinforce(_) => "reinforce",
             Self::ActorCritic(_) => "actor_critic",
+            Self::Es(_) => "es",
             Self::Checkpoint { .. } => "checkpoint",
         }
     }
@@ -99,6 +104,10 @@ impl TeacherConfig {
             Self::ActorCritic(config) => {
                 Box::new(ActorCritic::new(config.clone(), feature_names.len())?)
             }
+            Self::Es(config) => Box::new(EvolutionStrategies::new(
+                config.clone(),
+                feature_names.len(),
+            )?),
             Self::Checkpoint { path } => load_teacher(path, Some(feature_names.len()))?,
         })
     }

@@ -10,7 +10,10 @@
 //! - [`checkpoint`]: saving and loading trained [`Reinforce`] and [`ActorCritic`]
 //!   teachers with their [`Adam`] states;
 //! - [`run_episode`]: the agent-environment loop;
-//! - [`train_parallel`]: REINFORCE's K episodes per update rolled out on worker threads.
+//! - [`EvolutionStrategies`]: OpenAI-ES over the same policy's weights, antithetic
+//!   pairs with common random numbers and rank-normalised returns;
+//! - [`train_parallel`]: the one rollout-and-learn loop of every [`Learner`] (REINFORCE,
+//!   ES): each update's episodes rolled out on worker threads.
 //!
 //! Each teacher is one file, readable top to bottom.
 
@@ -20,6 +23,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod episode;
 pub mod error;
+pub mod es;
 pub mod no_teach;
 pub mod online_batch;
 pub mod parallel;
@@ -38,9 +42,10 @@ pub use episode::{
     Recording, VecEpisode, DROP_WINDOW_STEPS, LOSS_RANK_BUCKETS,
 };
 pub use error::{AgentError, Result};
+pub use es::{EsConfig, EvolutionStrategies};
 pub use no_teach::NoTeach;
 pub use online_batch::{OnlineBatch, OnlineBatchConfig, PressureSchedule};
-pub use parallel::{rollout, train_parallel, RolloutEnd};
+pub use parallel::{train_parallel, Learner, PolicyRollout, PooledEpisode, RolloutJob};
 pub use policy::BernoulliPolicy;
 pub use rand_teach::{RandTeach, RandTeachConfig};
 pub use reinforce::{Reinforce, ReinforceConfig, Trajectory};

@@ -1,129 +1,193 @@
-//! REINFORCE with its K episodes per update rolled out in parallel, one whole episode
-//! per worker thread.
+//! The rollout-and-learn loop of every learned teacher: the episodes of one update
+//! rolled out whole on the worker threads of an [`EnvPool`], then one update.
 //!
-//! Between two updates REINFORCE's policy is fixed, so the K episodes of one update
-//! (`episodes_per_update = K`) are independent: each worker of an [`EnvPool`] gets a
-//! copy of the policy ([`BernoulliPolicy::try_clone`]) and runs one episode on its own
-//! env from reset to end, sampling a_m ~ Bernoulli(phi(1 | s_m)) from the episode's
-//! own stream ([`Reinforce::episode_sampling_rng`]); the main thread gathers the K
-//! [`Trajectory`]s in episode order and makes the update of [`crate::reinforce`]:
+//! A learned teacher's policy is fixed between two updates, so the episodes of one
+//! update are independent. A [`Learner`] plans them ([`Learner::plan_update`]): for
+//! each episode an env seed and a [`PolicyRollout`], a frozen copy of a policy
+//! ([`BernoulliPolicy::try_clone`], or a perturbed one for evolution strategies) with
+//! the episode's own sampling stream. Each job runs [`run_episode`], the one episode
+//! loop of the crate, on a worker's env; the main thread gathers the finished
+//! episodes in plan order and hands their [`Trajectory`]s to [`Learner::learn`]:
 //!
 //! ```text
-//! L = -(1/K) sum_k (r_k - b) * sum_t sum_m log phi(a_ktm | s_ktm)
+//! for u in updates:
+//!     jobs      = learner.plan_update(first_seed + episodes_so_far)   # (seed, frozen policy)
+//!     episodes  = pool.run(jobs)                                      # run_episode on W workers
+//!     stats     = learner.learn(trajectories(episodes))               # one update
+//!     on_update(u, episodes, stats)                                   # logs, checkpoints
 //! ```
 //!
-//! Unlike a vector env ([`crate::episode::train_vectorised`] over a
-//! `ThreadedVectorEnv`), the workers do not wait for each other at every step, only
+//! Unlike a vector env, the workers do not wait for each other at every step, only
 //! once per update: a teaching env's steps cost very different amounts (most only
 //! featurise a batch, some train the student, some also evaluate it on the dev split),
 //! and a per-step barrier makes every step as slow as the slowest env's.
 //!
-//! **Determinism.** Episode `i` of a call (counting from 0) resets its env with
-//! `seed + i` and samples from the stream keyed by that seed, so the results do not
-//! depend on the number of workers W (`tests/reinforce_vectorised.rs`). They differ
-//! from `train_vectorised`'s, whose envs share the teacher's one sampling stream.
+//! **Determinism.** A job is a function of its policy, its sampling stream and its env
+//! seed only, and [`EnvPool::run`] returns results in job order, so the results do not
+//! depend on the number of workers W (`tests/reinforce_vectorised.rs`,
+//! `tests/evolution.rs`).
 //!
-//! **Throughput.** W workers are busy only when K >= W; K = W (one episode per worker
-//! per update) is the natural choice. K = 1, the paper's setting, leaves nothing to
-//! parallelise: each episode needs the update of the one before.
+//! **Throughput.** W workers are busy only when an update has at least W episodes.
 
 use rand_chacha::ChaCha8Rng;
 
-use l2t_envs::{Env, EnvJob, EnvPool, TeachingInfo, TeachingObservation};
+use l2t_envs::{EnvJob, EnvPool, TeachingEnv, TeachingInfo, TeachingObservation};
 
-use crate::episode::VecEpisode;
-use crate::error::Result;
+use crate::episode::{run_episode, EpisodeSummary};
+use crate::error::{AgentError, Result};
 use crate::policy::BernoulliPolicy;
-use crate::reinforce::{Reinforce, Trajectory};
-use crate::teacher::{KeepMask, Teacher};
+use crate::reinforce::Trajectory;
+use crate::teacher::{KeepMask, Teacher, UpdateStats};
 
-/// How one episode rolled out on a worker ended.
+/// A frozen policy teaching one episode away from its learner: samples
+/// a_m ~ Bernoulli(phi(1 | s_m)) from its own stream and records the trajectory.
+pub struct PolicyRollout {
+    policy: BernoulliPolicy,
+    sampling_rng: ChaCha8Rng,
+    trajectory: Trajectory,
+}
+
+impl std::fmt::Debug for PolicyRollout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyRollout")
+            .field("policy", &self.policy)
+            .field("instances", &self.trajectory.instances())
+            .finish()
+    }
+}
+
+impl PolicyRollout {
+    /// A rollout of `policy` sampling from `sampling_rng`.
+    pub fn new(policy: BernoulliPolicy, sampling_rng: ChaCha8Rng) -> Self {
+        Self {
+            policy,
+            sampling_rng,
+            trajectory: Trajectory::default(),
+        }
+    }
+
+    /// The recorded episode.
+    pub fn into_trajectory(self) -> Trajectory {
+        self.trajectory
+    }
+}
+
+impl Teacher for PolicyRollout {
+    fn name(&self) -> &str {
+        "PolicyRollout"
+    }
+
+    fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
+        let mask = self
+            .policy
+            .sample_features(&observation.features, &mut self.sampling_rng)?;
+        self.trajectory.record(&observation.features, &mask);
+        Ok(mask)
+    }
+
+    fn observe(&mut self, reward: f64, _done: bool) -> Result<()> {
+        self.trajectory.add_reward(reward);
+        Ok(())
+    }
+}
+
+/// One episode of a planned update: reset the env with `seed`, teach with `rollout`.
+#[derive(Debug)]
+pub struct RolloutJob {
+    /// The env seed (student initialisation and data order).
+    pub seed: u64,
+    /// The frozen policy and its sampling stream.
+    pub rollout: PolicyRollout,
+}
+
+/// A teacher that learns from whole episodes rolled out away from it, K at a time.
+/// [`Teacher::as_learner`] hands it to [`train_parallel`].
+pub trait Learner: Teacher {
+    /// The episodes of the next update. `first_seed` is the seed the update's first
+    /// episode would have if every episode had its own (the loop passes
+    /// `first_seed + episodes learned so far`); a learner that shares seeds between
+    /// episodes (common random numbers) derives its seeds from it.
+    fn plan_update(&mut self, first_seed: u64) -> Result<Vec<RolloutJob>>;
+    /// One update from the finished episodes of the last plan, in plan order.
+    fn learn(&mut self, episodes: Vec<Trajectory>) -> Result<UpdateStats>;
+    /// Episodes learned from so far.
+    fn episodes_learned(&self) -> usize;
+}
+
+/// One finished episode of [`train_parallel`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct RolloutEnd {
-    /// The env's info at the last step.
-    pub info: TeachingInfo,
-    /// Whether the episode reached its goal (tau) rather than a budget.
-    pub terminated: bool,
+pub struct PooledEpisode {
+    /// Its env seed.
+    pub seed: u64,
+    /// The worker that ran it.
+    pub worker: usize,
+    /// What happened; `update` is set on the last episode of each update.
+    pub summary: EpisodeSummary,
 }
 
-/// Runs one episode of `policy` on `env` from `reset(Some(seed))` to its end, sampling
-/// the keep-masks from `sampling_rng`; returns the trajectory and how it ended.
-pub fn rollout<E>(
-    env: &mut E,
-    policy: &BernoulliPolicy,
-    sampling_rng: &mut ChaCha8Rng,
-    seed: u64,
-) -> Result<(Trajectory, RolloutEnd)>
-where
-    E: Env<Observation = TeachingObservation, Action = KeepMask, Info = TeachingInfo>,
-{
-    let (mut observation, _info) = env.reset(Some(seed))?;
-    let mut trajectory = Trajectory::default();
-    loop {
-        let keep_mask = policy.sample_features(&observation.features, sampling_rng)?;
-        trajectory.record(&observation.features, &keep_mask);
-        let step = env.step(&keep_mask)?;
-        trajectory.add_reward(step.reward);
-        if step.done() {
-            return Ok((
-                trajectory,
-                RolloutEnd {
-                    info: step.info,
-                    terminated: step.terminated,
-                },
-            ));
-        }
-        observation = step.observation;
-    }
-}
-
-/// Trains `teacher` on `episodes` episodes rolled out on the workers of `pool`, K =
-/// `episodes_per_update` at a time (the last round shorter when K does not divide
-/// `episodes`; its episodes wait for an update that does not come). Episode `i`
-/// resets its env with `seed + i`. Returns one [`VecEpisode`] per episode, in order;
-/// `env` is the worker that ran it (`i % W` within its round).
-pub fn train_parallel<E>(
-    pool: &mut EnvPool<E>,
-    teacher: &mut Reinforce,
+/// Trains `learner` on the workers of `pool` until it has learned from at least
+/// `episodes` episodes (whole updates only: the last one may go past `episodes`).
+/// Update `u`'s episodes are planned with `first_seed + episodes learned so far`, so
+/// a learner resumed from a checkpoint continues with the seeds it would have had.
+/// `on_update` sees the learner after each update and that update's episodes (in plan
+/// order), before the next is planned: the place for logs and checkpoints; its error
+/// stops training.
+pub fn train_parallel<E: From<AgentError>>(
+    pool: &mut EnvPool<TeachingEnv>,
+    learner: &mut dyn Learner,
     episodes: usize,
-    seed: u64,
-) -> Result<Vec<VecEpisode>>
-where
-    E: Env<Observation = TeachingObservation, Action = KeepMask, Info = TeachingInfo> + 'static,
-{
-    teacher.set_training(true);
-    let per_update = teacher.config().episodes_per_update;
+    first_seed: u64,
+    mut on_update: impl FnMut(&dyn Learner, &[PooledEpisode]) -> std::result::Result<(), E>,
+) -> std::result::Result<Vec<PooledEpisode>, E> {
     let workers = pool.num_workers();
-    let mut finished = Vec::with_capacity(episodes);
-    while finished.len() < episodes {
-        let first = finished.len();
-        let round = per_update.min(episodes - first);
-        let jobs = (first..first + round)
-            .map(|i| {
-                let episode_seed = seed.wrapping_add(i as u64);
-                let policy = teacher.policy().try_clone()?;
-                let mut sampling_rng = teacher.episode_sampling_rng(episode_seed);
-                let job: EnvJob<E, Result<(Trajectory, RolloutEnd)>> =
-                    Box::new(move |env: &mut E| {
-                        rollout(env, &policy, &mut sampling_rng, episode_seed)
-                    });
-                Ok(job)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        for (j, result) in pool.run(jobs)?.into_iter().enumerate() {
-            let (trajectory, end) = result?;
-            let episode_return = trajectory.episode_return();
-            let update = teacher.learn_from(trajectory)?;
-            finished.push(VecEpisode {
-                env: j % workers,
-                episode_return,
-                iterations_to_tau: end.info.iterations_to_tau,
-                instances_seen: end.info.instances_seen,
-                instances_kept: end.info.instances_kept,
-                update,
-            });
+    let mut finished = Vec::new();
+    while learner.episodes_learned() < episodes {
+        let first = first_seed.wrapping_add(learner.episodes_learned() as u64);
+        let plan = learner.plan_update(first)?;
+        if plan.is_empty() {
+            return Err(AgentError::Observation(
+                "the learner planned an update without episodes".into(),
+            )
+            .into());
         }
+        let seeds: Vec<u64> = plan.iter().map(|job| job.seed).collect();
+        let jobs = plan
+            .into_iter()
+            .map(|RolloutJob { seed, mut rollout }| {
+                let job: EnvJob<TeachingEnv, Result<(EpisodeSummary, Trajectory)>> =
+                    Box::new(move |env: &mut TeachingEnv| {
+                        let summary = run_episode(env, &mut rollout, Some(seed))?;
+                        Ok((summary, rollout.into_trajectory()))
+                    });
+                job
+            })
+            .collect();
+        let mut summaries = Vec::with_capacity(seeds.len());
+        let mut trajectories = Vec::with_capacity(seeds.len());
+        for result in pool.run(jobs).map_err(AgentError::from)? {
+            let (summary, trajectory) = result?;
+            summaries.push(summary);
+            trajectories.push(trajectory);
+        }
+        let stats = learner.learn(trajectories)?;
+        let count = summaries.len();
+        let update: Vec<PooledEpisode> = summaries
+            .into_iter()
+            .zip(seeds)
+            .enumerate()
+            .map(|(j, (mut summary, seed))| {
+                if j + 1 == count {
+                    summary.update = Some(stats.clone());
+                }
+                PooledEpisode {
+                    seed,
+                    worker: j % workers,
+                    summary,
+                }
+            })
+            .collect();
+        on_update(&*learner, &update)?;
+        finished.extend(update);
     }
-    teacher.set_training(false);
     Ok(finished)
 }

@@ -38,6 +38,7 @@ use l2t_envs::{TeachingInfo, TeachingObservation};
 
 use crate::adam::{Adam, AdamConfig};
 use crate::error::{invalid_config, AgentError, Result};
+use crate::parallel::{Learner, PolicyRollout, RolloutJob};
 use crate::policy::BernoulliPolicy;
 use crate::teacher::{KeepMask, Teacher, UpdateStats};
 
@@ -253,6 +254,11 @@ impl Trajectory {
     pub fn instances(&self) -> usize {
         self.actions.len()
     }
+
+    /// Instances kept (a_tm = 1).
+    pub fn instances_kept(&self) -> usize {
+        self.actions.iter().filter(|&&a| a > 0.5).count()
+    }
 }
 
 impl Reinforce {
@@ -386,5 +392,46 @@ impl Teacher for Reinforce {
         self.training = training;
         self.in_progress.clear();
         self.finished.clear();
+    }
+
+    fn as_learner(&mut self) -> Option<&mut dyn Learner> {
+        Some(self)
+    }
+}
+
+impl Learner for Reinforce {
+    /// K episodes with the current policy: episode j is seeded `first_seed + j` and
+    /// samples from [`Reinforce::episode_sampling_rng`] of its seed.
+    fn plan_update(&mut self, first_seed: u64) -> Result<Vec<RolloutJob>> {
+        (0..self.config.episodes_per_update as u64)
+            .map(|j| {
+                let seed = first_seed.wrapping_add(j);
+                Ok(RolloutJob {
+                    seed,
+                    rollout: PolicyRollout::new(
+                        self.policy.try_clone()?,
+                        self.episode_sampling_rng(seed),
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    fn learn(&mut self, episodes: Vec<Trajectory>) -> Result<UpdateStats> {
+        self.finished.clear();
+        let mut stats = None;
+        for episode in episodes {
+            stats = self.learn_from(episode)?;
+        }
+        stats.ok_or_else(|| {
+            AgentError::Observation(format!(
+                "an update needs {} non-empty episodes",
+                self.config.episodes_per_update
+            ))
+        })
+    }
+
+    fn episodes_learned(&self) -> usize {
+        self.episodes
     }
 }

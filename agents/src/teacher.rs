@@ -58,6 +58,13 @@ pub trait Teacher {
             teacher: self.name().to_string(),
         })
     }
+    /// The teacher as a [`Learner`](crate::parallel::Learner), when it learns from
+    /// whole episodes rolled out away from it (on worker threads, see
+    /// [`train_parallel`](crate::parallel::train_parallel)); `None` for teachers that
+    /// learn nothing or only from their own [`Teacher::act`] calls.
+    fn as_learner(&mut self) -> Option<&mut dyn crate::parallel::Learner> {
+        None
+    }
 }
 
 /// Index of the feature column `name` in `feature_names`.

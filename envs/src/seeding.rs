@@ -30,6 +30,8 @@ pub enum Stream {
     Baseline = 7,
     /// Generation of synthetic data and data splits.
     Data = 8,
+    /// Weight perturbations of evolution strategies.
+    Perturbation = 9,
 }
 
 /// A ChaCha8 generator for `stream` under `master_seed`.

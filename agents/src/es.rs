@@ -1,0 +1,383 @@
+//! Evolution strategies (OpenAI-ES, Salimans et al. 2017) over the weights of the
+//! teacher's [`BernoulliPolicy`].
+//!
+//! REINFORCE perturbs every one of thousands of keep decisions independently and
+//! credits all of them with one noisy terminal reward. ES perturbs the policy as a
+//! whole instead: one generation draws n Gaussian directions eps_j over the flat weight
+//! vector theta and teaches one episode with each of theta + sigma eps_j and
+//! theta - sigma eps_j (antithetic pairs). Both members of a pair see the same student
+//! (same initialisation and data order: env seed `first_seed + 2j`) and the same
+//! uniforms for their Bernoulli draws (common random numbers), so the difference of
+//! their returns measures what the direction changed, not the student's luck. The
+//! 2n returns R are replaced by their centred ranks F (in [-0.5, 0.5], ties share the
+//! mean rank), which makes the update blind to the scale of the reward, and
+//!
+//! ```text
+//! g      = 1 / (2 n sigma) * sum_j (F(theta + sigma eps_j) - F(theta - sigma eps_j)) * eps_j
+//! theta <- Adam(theta, -g + weight_decay * theta)      (gradient ascent on E[R])
+//! ```
+//!
+//! R is the env's return: with the paper's reward r = -ln(i_tau / T') (or its weighted
+//! multi-threshold variant), fewer student iterations to tau rank higher. ES does not
+//! care that the reward is sparse, and its 2n episodes are independent: they run on
+//! the worker threads of the [`Learner`] loop ([`crate::parallel::train_parallel`]).
+//! The directions are regenerated from `(seed, generation, j)` when learning, so
+//! nothing but theta and the Adam state needs saving.
+//!
+//! When it teaches (evaluation), the teacher samples a_m ~ Bernoulli(phi_theta(1 | s_m))
+//! from the mean weights theta and its own stream.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use l2t_envs::seeding::{stream_rng, Stream};
+use l2t_envs::{TeachingInfo, TeachingObservation};
+
+use crate::adam::{named_trainable_in_name_order, Adam, AdamConfig};
+use crate::error::{invalid_config, AgentError, Result};
+use crate::parallel::{Learner, PolicyRollout, RolloutJob};
+use crate::policy::BernoulliPolicy;
+use crate::reinforce::Trajectory;
+use crate::teacher::{KeepMask, Teacher, UpdateStats};
+
+/// Hyper-parameters of [`EvolutionStrategies`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EsConfig {
+    /// Width of the policy's tanh hidden layer.
+    pub hidden: usize,
+    /// Initial bias of the policy's output unit (2.0: keep about 88% at first).
+    pub output_bias: f64,
+    /// n: antithetic pairs per generation (2n episodes per update).
+    pub pairs: usize,
+    /// sigma: standard deviation of the weight perturbations.
+    pub sigma: f64,
+    /// Adam learning rate of theta.
+    pub learning_rate: f64,
+    /// L2 coefficient pulling theta towards 0.
+    pub weight_decay: f64,
+    /// Both members of a pair teach the same student with the same sampling uniforms
+    /// (common random numbers); off: each episode has its own seed and stream.
+    pub common_random_numbers: bool,
+    /// Seed of the teacher's streams (initial weights, directions, sampling).
+    pub seed: u64,
+}
+
+impl Default for EsConfig {
+    fn default() -> Self {
+        Self {
+            hidden: 12,
+            output_bias: 2.0,
+            pairs: 4,
+            sigma: 0.5,
+            learning_rate: 0.1,
+            weight_decay: 0.0,
+            common_random_numbers: true,
+            seed: 0,
+        }
+    }
+}
+
+impl EsConfig {
+    fn validate(&self) -> Result<()> {
+        if self.pairs == 0 {
+            return Err(invalid_config("pairs", "must be at least 1"));
+        }
+        if !(self.sigma.is_finite() && self.sigma > 0.0) {
+            return Err(invalid_config("sigma", "must be positive"));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(invalid_config("learning_rate", "must be positive"));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(invalid_config("weight_decay", "must be at least 0"));
+        }
+        Ok(())
+    }
+}
+
+/// The evolution-strategies teacher: a mean policy theta, improved one generation of
+/// 2n perturbed episodes at a time.
+pub struct EvolutionStrategies {
+    pub(crate) config: EsConfig,
+    /// theta: the mean policy.
+    pub(crate) policy: BernoulliPolicy,
+    pub(crate) optimizer: Adam,
+    /// The stream of the masks sampled when teaching (not in training rollouts).
+    pub(crate) sampling_rng: ChaCha8Rng,
+    pub(crate) episodes: usize,
+}
+
+impl std::fmt::Debug for EvolutionStrategies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvolutionStrategies")
+            .field("config", &self.config)
+            .field("episodes", &self.episodes)
+            .finish()
+    }
+}
+
+impl EvolutionStrategies {
+    /// An ES teacher for observations with `feature_dim` columns.
+    pub fn new(config: EsConfig, feature_dim: usize) -> Result<Self> {
+        config.validate()?;
+        let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
+        let policy = BernoulliPolicy::new(
+            feature_dim,
+            config.hidden,
+            config.output_bias,
+            &mut init_rng,
+        )?;
+        let optimizer = Adam::for_var_store(
+            policy.var_store(),
+            config.learning_rate,
+            AdamConfig::default(),
+        )?;
+        Ok(Self {
+            sampling_rng: stream_rng(config.seed, Stream::TeacherSampling),
+            config,
+            policy,
+            optimizer,
+            episodes: 0,
+        })
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &EsConfig {
+        &self.config
+    }
+
+    /// The mean policy theta.
+    pub fn policy(&self) -> &BernoulliPolicy {
+        &self.policy
+    }
+
+    /// Generations (updates) made so far.
+    pub fn generations(&self) -> usize {
+        self.episodes / (2 * self.config.pairs)
+    }
+
+    /// theta flattened in name order: for determinism checks and inspection.
+    pub fn flat_weights(&self) -> Result<Vec<f32>> {
+        let mut flat = Vec::new();
+        for (_, variable) in named_trainable_in_name_order(self.policy.var_store()) {
+            flat.extend(Vec::<f32>::try_from(variable.flatten(0, -1))?);
+        }
+        Ok(flat)
+    }
+
+    /// A stream keyed by the teacher's seed, the generation and the pair: a function
+    /// of the three only, so a generation's directions and uniforms do not depend on
+    /// what ran before or on which thread.
+    fn pair_rng(&self, generation: usize, pair: usize, stream: Stream) -> ChaCha8Rng {
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&self.config.seed.to_le_bytes());
+        key[8..16].copy_from_slice(&(generation as u64).to_le_bytes());
+        key[16..24].copy_from_slice(&(pair as u64).to_le_bytes());
+        let mut rng = ChaCha8Rng::from_seed(key);
+        rng.set_stream(stream as u64);
+        rng
+    }
+
+    /// eps_j of `generation`: one standard normal tensor per variable of theta, in
+    /// name order.
+    fn direction(&self, generation: usize, pair: usize) -> Vec<Tensor> {
+        let mut rng = self.pair_rng(generation, pair, Stream::Perturbation);
+        named_trainable_in_name_order(self.policy.var_store())
+            .iter()
+            .map(|(_, variable)| {
+                let values: Vec<f32> = (0..variable.numel())
+                    .map(|_| StandardNormal.sample(&mut rng))
+                    .collect();
+                Tensor::from_slice(&values).view(variable.size().as_slice())
+            })
+            .collect()
+    }
+
+    /// A copy of theta + scale * eps.
+    fn perturbed(&self, direction: &[Tensor], scale: f64) -> Result<BernoulliPolicy> {
+        let copy = self.policy.try_clone()?;
+        let variables = named_trainable_in_name_order(copy.var_store());
+        tch::no_grad(|| -> Result<()> {
+            for ((_, variable), eps) in variables.iter().zip(direction) {
+                let mut variable = variable.shallow_clone();
+                let _ = variable.f_add_(&(eps * scale))?;
+            }
+            Ok(())
+        })?;
+        Ok(copy)
+    }
+}
+
+/// Centred ranks of `values` in [-0.5, 0.5] (ties share their mean rank); a single
+/// value ranks 0.
+pub fn centred_ranks(values: &[f64]) -> Vec<f64> {
+    let n = values.len();
+    if n < 2 {
+        return vec![0.0; n];
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; n];
+    let mut start = 0;
+    while start < n {
+        let mut end = start + 1;
+        while end < n && values[order[end]] == values[order[start]] {
+            end += 1;
+        }
+        let mean_rank = (start + end - 1) as f64 / 2.0;
+        for &i in &order[start..end] {
+            ranks[i] = mean_rank / (n - 1) as f64 - 0.5;
+        }
+        start = end;
+    }
+    ranks
+}
+
+impl Learner for EvolutionStrategies {
+    /// Episodes 2j and 2j + 1 teach with theta + sigma eps_j and theta - sigma eps_j.
+    fn plan_update(&mut self, first_seed: u64) -> Result<Vec<RolloutJob>> {
+        let generation = self.generations();
+        let sigma = self.config.sigma;
+        let mut jobs = Vec::with_capacity(2 * self.config.pairs);
+        for pair in 0..self.config.pairs {
+            let direction = self.direction(generation, pair);
+            for (member, sign) in [(0usize, 1.0), (1, -1.0)] {
+                let episode = 2 * pair + member;
+                let (seed, sampling_rng) = if self.config.common_random_numbers {
+                    let rng = self.pair_rng(generation, pair, Stream::TeacherSampling);
+                    (first_seed.wrapping_add(2 * pair as u64), rng)
+                } else {
+                    let rng = self.pair_rng(generation, episode, Stream::TeacherSampling);
+                    (first_seed.wrapping_add(episode as u64), rng)
+                };
+                jobs.push(RolloutJob {
+                    seed,
+                    rollout: PolicyRollout::new(
+                        self.perturbed(&direction, sign * sigma)?,
+                        sampling_rng,
+                    ),
+                });
+            }
+        }
+        Ok(jobs)
+    }
+
+    fn learn(&mut self, episodes: Vec<Trajectory>) -> Result<UpdateStats> {
+        let n = self.config.pairs;
+        if episodes.len() != 2 * n {
+            return Err(AgentError::Observation(format!(
+                "a generation has {} episodes, {} were given",
+                2 * n,
+                episodes.len()
+            )));
+        }
+        let generation = self.generations();
+        let returns: Vec<f64> = episodes.iter().map(Trajectory::episode_return).collect();
+        if let Some(bad) = returns.iter().find(|r| !r.is_finite()) {
+            return Err(AgentError::Observation(format!(
+                "an episode of generation {generation} returned {bad}"
+            )));
+        }
+        let ranks = centred_ranks(&returns);
+        let sigma = self.config.sigma;
+        // g = 1 / (2 n sigma) sum_j (F_j+ - F_j-) eps_j, accumulated per variable.
+        let variables = named_trainable_in_name_order(self.policy.var_store());
+        let mut gradient: Vec<Tensor> = variables
+            .iter()
+            .map(|(_, v)| Tensor::zeros(v.size().as_slice(), (Kind::Float, v.device())))
+            .collect();
+        for pair in 0..n {
+            let weight = (ranks[2 * pair] - ranks[2 * pair + 1]) / (2.0 * n as f64 * sigma);
+            for (g, eps) in gradient.iter_mut().zip(self.direction(generation, pair)) {
+                *g += eps * weight;
+            }
+        }
+        // Adam minimises L = -sum theta . g + (wd / 2) |theta|^2, whose gradient is
+        // -g + wd * theta.
+        let decay = self.config.weight_decay;
+        let mut loss = Tensor::zeros([], (Kind::Float, tch::Device::Cpu));
+        for ((_, theta), g) in variables.iter().zip(&gradient) {
+            loss = loss - (theta * g).sum(Kind::Float)
+                + theta.square().sum(Kind::Float) * (decay / 2.0);
+        }
+        self.optimizer.backward_step(&loss)?;
+        self.episodes += episodes.len();
+        let instances: usize = episodes.iter().map(Trajectory::instances).sum();
+        let kept: f64 = episodes.iter().map(Trajectory::instances_kept).sum::<usize>() as f64;
+        let mean_return = returns.iter().sum::<f64>() / returns.len() as f64;
+        Ok(UpdateStats {
+            episode_return: mean_return,
+            baseline: mean_return,
+            loss: loss.double_value(&[]),
+            learning_rate: self.config.learning_rate,
+            kept_ratio: if instances == 0 {
+                0.0
+            } else {
+                kept / instances as f64
+            },
+        })
+    }
+
+    fn episodes_learned(&self) -> usize {
+        self.episodes
+    }
+}
+
+impl Teacher for EvolutionStrategies {
+    fn name(&self) -> &str {
+        "ES"
+    }
+
+    fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
+        self.policy
+            .sample_features(&observation.features, &mut self.sampling_rng)
+    }
+
+    fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
+        self.save(path)
+    }
+
+    fn as_learner(&mut self) -> Option<&mut dyn Learner> {
+        Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn centred_ranks_span_minus_half_to_half_and_share_ties() {
+        assert_eq!(centred_ranks(&[3.0, 1.0, 2.0]), vec![0.5, -0.5, 0.0]);
+        assert_eq!(centred_ranks(&[1.0, 1.0, 2.0, 0.0]), vec![0.0, 0.0, 0.5, -0.5]);
+        assert_eq!(centred_ranks(&[7.0]), vec![0.0]);
+    }
+
+    #[test]
+    fn antithetic_members_are_mirror_images_of_theta() {
+        let es = EvolutionStrategies::new(EsConfig::default(), 5).unwrap();
+        let direction = es.direction(0, 1);
+        let plus = es.perturbed(&direction, 0.5).unwrap();
+        let minus = es.perturbed(&direction, -0.5).unwrap();
+        let flat = |p: &BernoulliPolicy| {
+            named_trainable_in_name_order(p.var_store())
+                .iter()
+                .flat_map(|(_, t)| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap())
+                .collect::<Vec<f32>>()
+        };
+        let theta = es.flat_weights().unwrap();
+        for ((p, m), t) in flat(&plus).iter().zip(flat(&minus)).zip(&theta) {
+            assert!(((p + m) / 2.0 - t).abs() < 1e-6);
+        }
+        assert_ne!(flat(&plus), theta);
+        // Directions are a function of (seed, generation, pair).
+        assert_eq!(
+            Vec::<f32>::try_from(direction[0].flatten(0, -1)).unwrap(),
+            Vec::<f32>::try_from(es.direction(0, 1)[0].flatten(0, -1)).unwrap()
+        );
+    }
+}
