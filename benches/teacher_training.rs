@@ -385,7 +385,23 @@ fn parallel_pass(
         }
         Parallel::Pool => {
             let mut pool = EnvPool::new(factories)?;
-            train_parallel(&mut pool, &mut teacher, episodes, FIRST_SEED)?
+            train_parallel(
+                &mut pool,
+                &mut teacher,
+                episodes,
+                FIRST_SEED,
+                |_, _| -> std::result::Result<(), l2t::agents::AgentError> { Ok(()) },
+            )?
+            .into_iter()
+            .map(|e| VecEpisode {
+                env: e.worker,
+                episode_return: e.summary.episode_return,
+                iterations_to_tau: e.summary.iterations_to_tau,
+                instances_seen: e.summary.instances_seen,
+                instances_kept: e.summary.instances_kept,
+                update: e.summary.update,
+            })
+            .collect()
         }
     };
     let wall_s = start.elapsed().as_secs_f64();

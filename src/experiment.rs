@@ -866,21 +866,22 @@ pub fn run(
         }
         for entry in config.teachers.iter().filter(|e| e.train) {
             let files = training_files(out, config, entry)?;
+            let episodes = entry.episodes.unwrap_or(training_preset.episodes);
             let resumed = if files.checkpoint.exists() {
-                checkpoint_episodes(&files.checkpoint)?.min(training_preset.episodes)
+                checkpoint_episodes(&files.checkpoint)?.min(episodes)
             } else {
                 0
             };
             progress(Progress::Phase {
                 teacher: &entry.label,
                 training: true,
-                total: training_preset.episodes,
+                total: episodes,
                 done: resumed,
             });
             let trained = train_resumable(
                 &task,
                 &entry.teacher,
-                training_preset.episodes,
+                episodes,
                 FIRST_TRAINING_SEED,
                 &files,
                 config.checkpoint_every,

@@ -108,7 +108,7 @@ struct RunArgs {
     /// A run config (TOML) to start from instead of the preset's.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Teacher-training episodes.
+    /// Teacher-training episodes of every learned teacher.
     #[arg(long)]
     episodes: Option<usize>,
     /// Evaluation seeds per teacher.
@@ -285,6 +285,9 @@ fn execute(base: RunConfig, args: RunArgs, name: &str, context: &RunContext) -> 
     };
     if let Some(episodes) = args.episodes {
         config.preset.episodes = episodes;
+        for entry in &mut config.teachers {
+            entry.episodes = None;
+        }
         if let Some(train_on) = &mut config.train_on {
             train_on.episodes = episodes;
         }

@@ -11,7 +11,7 @@ use l2t::agents::{ReinforceConfig, TeacherConfig};
 use l2t::config::{labels, RunConfig, TeacherEntry};
 use l2t::experiment::{
     per_epoch_drop_ratio_from_run, run, train_resumable, ExperimentError, TrainingEpisode,
-    TrainingFiles,
+    TrainingFiles, TrainingTask,
 };
 use l2t::presets::Preset;
 use l2t::run_dir::{JsonLines, RunDir};
@@ -210,22 +210,23 @@ fn resumed_training_matches_uninterrupted_training() {
         checkpoint: scratch.join(&format!("{dir}.ckpt")),
         history: scratch.join(&format!("{dir}.jsonl")),
     };
-    let mut env = preset.build(Path::new("unused")).unwrap().teacher_env;
+    let env = preset.build(Path::new("unused")).unwrap().teacher_env;
+    let task = TrainingTask::of(&env, preset.student.clone(), 2);
 
     // Uninterrupted: 4 episodes.
     let straight =
-        train_resumable(&mut env, &teacher, 4, 1_000, &files("straight"), 1, |_| {}).unwrap();
+        train_resumable(&task, &teacher, 4, 1_000, &files("straight"), 1, |_| {}).unwrap();
     assert_eq!(straight.resumed_from, 0);
 
     // Interrupted after 2 episodes, with a third episode logged but not checkpointed
     // (as if the process died between the log line and the checkpoint).
     let interrupted = files("interrupted");
-    train_resumable(&mut env, &teacher, 2, 1_000, &interrupted, 1, |_| {}).unwrap();
+    train_resumable(&task, &teacher, 2, 1_000, &interrupted, 1, |_| {}).unwrap();
     let mut log = JsonLines::open(&interrupted.history, false).unwrap();
     log.append(&straight.history[2]).unwrap();
     drop(log);
     let mut seen = Vec::new();
-    let resumed = train_resumable(&mut env, &teacher, 4, 1_000, &interrupted, 1, |e| {
+    let resumed = train_resumable(&task, &teacher, 4, 1_000, &interrupted, 1, |e| {
         seen.push(e.episode)
     })
     .unwrap();
@@ -253,7 +254,7 @@ fn resumed_training_matches_uninterrupted_training() {
     assert_eq!(masks(&logged), masks(&straight.history));
 
     // Asking for fewer episodes than the checkpoint holds is a clear error.
-    let error = train_resumable(&mut env, &teacher, 3, 1_000, &interrupted, 1, |_| {})
+    let error = train_resumable(&task, &teacher, 3, 1_000, &interrupted, 1, |_| {})
         .unwrap_err()
         .to_string();
     assert!(error.contains("already holds 4"), "{error}");

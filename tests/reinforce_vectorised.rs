@@ -1,12 +1,14 @@
 //! REINFORCE learning from several episodes per update, over a vector env: one update
 //! per K finished episodes, deterministic for a fixed number of envs, and the same
 //! algorithm with either vector env; and the K episodes of one update rolled out whole
-//! on the worker threads of an `EnvPool`, the same for any number of workers.
+//! on the worker threads of an `EnvPool` (the `Learner` loop), the same for any number
+//! of workers.
 
 mod common;
 
 use l2t::agents::{
-    rollout, train_parallel, train_vectorised, Reinforce, ReinforceConfig, Trajectory,
+    run_episode, train_parallel, train_vectorised, AgentError, PolicyRollout, PooledEpisode,
+    Reinforce, ReinforceConfig, Teacher, Trajectory,
 };
 use l2t::envs::{
     BatchedTeachingEnv, EnvFactory, EnvPool, SyncVectorEnv, TeachingConfig, TeachingEnv,
@@ -138,16 +140,36 @@ fn pool(workers: usize) -> EnvPool<TeachingEnv> {
 fn parallel_rollouts_train_the_same_teacher_for_any_worker_count() {
     let run = |workers: usize| {
         let mut reinforce = teacher(N);
-        let episodes = train_parallel(&mut pool(workers), &mut reinforce, 10, 3).unwrap();
+        let mut updates_seen = 0;
+        let episodes = train_parallel(
+            &mut pool(workers),
+            &mut reinforce,
+            10,
+            3,
+            |_, update: &[PooledEpisode]| -> Result<(), AgentError> {
+                assert_eq!(update.len(), N);
+                updates_seen += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(updates_seen, 3);
         (episodes, reinforce.flat_weights(), reinforce.episodes())
     };
     let bits = |w: &[f32]| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     let (episodes, weights, learned) = run(1);
-    assert_eq!(episodes.len(), 10);
-    // Updates after episodes 4 and 8; the last two wait for a third that never comes.
-    let updates = update_positions(&episodes);
-    assert_eq!(updates, vec![3, 7]);
-    assert_eq!(learned, 8);
+    // Whole updates only: 10 episodes asked, 3 updates of 4 run.
+    assert_eq!(episodes.len(), 12);
+    let updates: Vec<usize> = episodes
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.summary.update.is_some())
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(updates, vec![3, 7, 11]);
+    assert_eq!(learned, 12);
+    let seeds: Vec<u64> = episodes.iter().map(|e| e.seed).collect();
+    assert_eq!(seeds, (3..15).collect::<Vec<u64>>());
     assert_ne!(
         weights,
         teacher(N).flat_weights(),
@@ -155,16 +177,21 @@ fn parallel_rollouts_train_the_same_teacher_for_any_worker_count() {
     );
     assert!(episodes
         .iter()
-        .all(|e| e.instances_kept <= e.instances_seen && e.instances_seen > 0));
+        .all(|e| e.summary.instances_kept <= e.summary.instances_seen
+            && e.summary.instances_seen > 0));
     for workers in [2, 3] {
         let (other, other_weights, other_learned) = run(workers);
         assert_eq!(other_learned, learned);
         assert_eq!(bits(&other_weights), bits(&weights), "{workers} workers");
         for (k, (a, b)) in episodes.iter().zip(&other).enumerate() {
-            assert_eq!(b.env, k % N % workers, "episode {k}");
-            let strip = |e: &l2t::agents::VecEpisode| l2t::agents::VecEpisode {
-                env: 0,
-                ..e.clone()
+            assert_eq!(b.worker, k % N % workers, "episode {k}");
+            let strip = |e: &PooledEpisode| {
+                let mut summary = e.summary.clone();
+                summary.wall_seconds = 0.0;
+                for point in &mut summary.curve {
+                    point.seconds = 0.0;
+                }
+                (e.seed, summary)
             };
             assert_eq!(strip(a), strip(b), "episode {k}, {workers} workers");
         }
@@ -174,15 +201,21 @@ fn parallel_rollouts_train_the_same_teacher_for_any_worker_count() {
 #[test]
 fn a_rollout_is_a_function_of_its_policy_stream_and_seed() {
     let reinforce = teacher(1);
-    let policy = reinforce.policy().try_clone().unwrap();
     let once = |env: &mut TeachingEnv, seed: u64| {
-        let mut rng = reinforce.episode_sampling_rng(seed);
-        rollout(env, &policy, &mut rng, seed).unwrap()
+        let mut rollout = PolicyRollout::new(
+            reinforce.policy().try_clone().unwrap(),
+            reinforce.episode_sampling_rng(seed),
+        );
+        assert_eq!(rollout.name(), "PolicyRollout");
+        let summary = run_episode(env, &mut rollout, Some(seed)).unwrap();
+        (rollout.into_trajectory(), summary)
     };
     let mut env = common::tiny_env(config());
-    let (first, end) = once(&mut env, 11);
+    let (first, summary) = once(&mut env, 11);
     assert!(first.instances() > 0);
-    assert_eq!(end.info.instances_seen, first.instances());
+    assert_eq!(summary.instances_seen, first.instances());
+    assert_eq!(summary.instances_kept, first.instances_kept());
+    assert_eq!(summary.episode_return, first.episode_return());
     // Another episode in between changes nothing: the env is reseeded, the stream is
     // the episode's own.
     let (other, _) = once(&mut env, 12);

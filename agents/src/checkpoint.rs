@@ -46,7 +46,7 @@ use tch::Tensor;
 use crate::actor_critic::{ActorCritic, ActorCriticConfig};
 use crate::adam::{named_trainable_in_name_order, Adam, AdamState};
 use crate::error::{AgentError, Result};
-use crate::es::{EsConfig, EvolutionStrategies};
+use crate::es::{EsConfig, EvolutionStrategies, FeatureStats};
 use crate::reinforce::{Reinforce, ReinforceConfig};
 use crate::teacher::Teacher;
 
@@ -606,14 +606,15 @@ impl ActorCritic {
 }
 
 impl EvolutionStrategies {
-    /// Saves the teacher (theta, its Adam state, the episode count and the teaching
-    /// stream; a generation's directions are regenerated from the seed) to `path`,
+    /// Saves the teacher (theta, its Adam state, the feature statistics beside the
+    /// config in the JSON text, the episode count and the teaching stream; a
+    /// generation's directions are regenerated from the seed) to `path`,
     /// atomically, in the format of the [module docs](crate::checkpoint).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let payload = Payload {
             kind: ES_KIND.to_string(),
-            config_json: config_json(path, &self.config)?,
+            config_json: config_json(path, &(&self.config, &self.features))?,
             feature_dim: self.policy.input_dim() as u64,
             weights: export_weights(named_trainable_in_name_order(self.policy.var_store()))?,
             optimizers: vec![self.optimizer.export_state()],
@@ -637,7 +638,16 @@ impl EvolutionStrategies {
         expected_feature_dim: Option<usize>,
     ) -> Result<Self> {
         let feature_dim = check_kind_and_width(path, &payload, ES_KIND, expected_feature_dim)?;
-        let config: EsConfig = read_config(path, &payload)?;
+        let (config, features): (EsConfig, FeatureStats) = read_config(path, &payload)?;
+        if features.sum.len() != feature_dim || features.sum_sq.len() != feature_dim {
+            return Err(corrupt(
+                path,
+                format!(
+                    "feature statistics of {} columns for {feature_dim} features",
+                    features.sum.len()
+                ),
+            ));
+        }
         check_value_count(
             path,
             &payload,
@@ -654,12 +664,20 @@ impl EvolutionStrategies {
         import_optimizers(path, vec![&mut teacher.optimizer], payload.optimizers)?;
         teacher.episodes = episodes_of(path, payload.episodes)?;
         teacher.sampling_rng = payload.sampling_rng.restore();
+        teacher.features = features;
+        teacher
+            .refold()
+            .map_err(|e| corrupt(path, format!("cannot rebuild the teacher: {e}")))?;
         Ok(teacher)
     }
 }
 
 /// Scalars of a `feature_dim`-`hidden`-1 policy: (F + 1) H + H + 1.
 fn policy_size(feature_dim: usize, hidden: usize) -> Option<usize> {
+    if hidden == 0 {
+        // Linear: F weights and the bias.
+        return feature_dim.checked_add(1);
+    }
     feature_dim
         .checked_add(2)
         .and_then(|f| f.checked_mul(hidden))

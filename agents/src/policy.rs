@@ -3,8 +3,9 @@
 //!
 //! phi_theta(a | s) = a * sigma(w . g(s) + b) + (1 - a) * (1 - sigma(w . g(s) + b)):
 //! an independent Bernoulli per instance, with g a 3-layer network
-//! `features -> hidden tanh -> 1` (25-12-1 for MNIST in the paper). The output bias
-//! starts at 2.0 (sigma(2) = 0.88), so that early on most data is kept.
+//! `features -> hidden tanh -> 1` (25-12-1 for MNIST in the paper), or with 0 hidden
+//! units the identity (a linear policy, w . s + b). The output bias starts at 2.0
+//! (sigma(2) = 0.88), so that early on most data is kept.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -18,7 +19,9 @@ use crate::teacher::KeepMask;
 /// The Bernoulli keep-policy network.
 pub struct BernoulliPolicy {
     vs: nn::VarStore,
-    hidden: nn::Linear,
+    /// The tanh layer; `None` for a linear policy.
+    hidden: Option<nn::Linear>,
+    hidden_units: usize,
     output: nn::Linear,
     input_dim: usize,
     output_bias: f64,
@@ -34,8 +37,9 @@ impl std::fmt::Debug for BernoulliPolicy {
 }
 
 impl BernoulliPolicy {
-    /// A policy over `input_dim` features with `hidden` tanh units, weights drawn from
-    /// `init_rng` (PyTorch's default ranges) and the output bias set to `output_bias`.
+    /// A policy over `input_dim` features with `hidden` tanh units (0: linear), weights
+    /// drawn from `init_rng` (PyTorch's default ranges) and the output bias set to
+    /// `output_bias`.
     pub fn new(
         input_dim: usize,
         hidden: usize,
@@ -44,9 +48,6 @@ impl BernoulliPolicy {
     ) -> Result<Self> {
         if input_dim == 0 {
             return Err(invalid_config("input_dim", "must be positive"));
-        }
-        if hidden == 0 {
-            return Err(invalid_config("hidden", "must be positive"));
         }
         let policy = Self::with_layers(input_dim, hidden, output_bias);
         policy.reinitialise(init_rng);
@@ -58,16 +59,25 @@ impl BernoulliPolicy {
     fn with_layers(input_dim: usize, hidden: usize, output_bias: f64) -> Self {
         let vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
-        let hidden_layer = nn::linear(
-            &root / "hidden",
-            input_dim as i64,
-            hidden as i64,
+        let hidden_layer = (hidden > 0).then(|| {
+            nn::linear(
+                &root / "hidden",
+                input_dim as i64,
+                hidden as i64,
+                Default::default(),
+            )
+        });
+        let output_inputs = if hidden > 0 { hidden } else { input_dim };
+        let output = nn::linear(
+            &root / "output",
+            output_inputs as i64,
+            1,
             Default::default(),
         );
-        let output = nn::linear(&root / "output", hidden as i64, 1, Default::default());
         Self {
             vs,
             hidden: hidden_layer,
+            hidden_units: hidden,
             output,
             input_dim,
             output_bias,
@@ -78,8 +88,7 @@ impl BernoulliPolicy {
     /// history): the frozen policy an episode rolled out on another thread samples
     /// from, while the original goes on learning.
     pub fn try_clone(&self) -> Result<Self> {
-        let hidden = self.hidden.ws.size()[0] as usize;
-        let mut copy = Self::with_layers(self.input_dim, hidden, self.output_bias);
+        let mut copy = Self::with_layers(self.input_dim, self.hidden_units, self.output_bias);
         copy.vs.copy(&self.vs)?;
         Ok(copy)
     }
@@ -102,6 +111,11 @@ impl BernoulliPolicy {
         self.input_dim
     }
 
+    /// Tanh hidden units (0 for a linear policy).
+    pub fn hidden_units(&self) -> usize {
+        self.hidden_units
+    }
+
     /// The variables, for optimizers and checkpoints.
     pub fn var_store(&self) -> &nn::VarStore {
         &self.vs
@@ -114,9 +128,11 @@ impl BernoulliPolicy {
 
     /// Logits w . g(s) + b, shape `[n]`, for features `[n, F]`.
     pub fn logits(&self, features: &Tensor) -> Tensor {
-        self.output
-            .forward(&self.hidden.forward(features).tanh())
-            .squeeze_dim(-1)
+        match &self.hidden {
+            Some(hidden) => self.output.forward(&hidden.forward(features).tanh()),
+            None => self.output.forward(features),
+        }
+        .squeeze_dim(-1)
     }
 
     /// Keep probabilities sigma(w . g(s) + b), shape `[n]`, without gradient.

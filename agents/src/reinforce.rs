@@ -255,6 +255,11 @@ impl Trajectory {
         self.actions.len()
     }
 
+    /// s_tm of every step, row-major (`feature_dim` columns).
+    pub fn feature_rows(&self) -> &[f32] {
+        &self.features
+    }
+
     /// Instances kept (a_tm = 1).
     pub fn instances_kept(&self) -> usize {
         self.actions.iter().filter(|&&a| a > 0.5).count()

@@ -1,0 +1,211 @@
+//! Evolution strategies: the same teacher for any number of workers, antithetic pairs
+//! with common random numbers, a checkpoint that resumes bit for bit, and a gradient
+//! estimate that climbs a reward it can see.
+
+mod common;
+
+use ndarray::{Array1, Array2};
+use rand::Rng;
+
+use l2t::agents::{
+    load_teacher, train_parallel, AgentError, EsConfig, EvolutionStrategies, Learner,
+    PooledEpisode, Teacher,
+};
+use l2t::envs::seeding::{stream_rng, Stream};
+use l2t::envs::{Env, EnvFactory, EnvPool, TeachingConfig, TeachingEnv, TeachingObservation};
+
+fn config() -> TeachingConfig {
+    TeachingConfig {
+        max_iterations: 80,
+        ..common::tiny_config()
+    }
+}
+
+fn pool(workers: usize) -> EnvPool<TeachingEnv> {
+    let factories = (0..workers)
+        .map(|_| Box::new(|| Ok(common::tiny_env(config()))) as EnvFactory<TeachingEnv>)
+        .collect();
+    EnvPool::new(factories).unwrap()
+}
+
+fn es(hidden: usize) -> EvolutionStrategies {
+    let config = EsConfig {
+        pairs: 2,
+        hidden,
+        seed: 9,
+        ..EsConfig::default()
+    };
+    EvolutionStrategies::new(config, 13).unwrap()
+}
+
+fn train(es: &mut EvolutionStrategies, workers: usize, episodes: usize) -> Vec<PooledEpisode> {
+    train_parallel(
+        &mut pool(workers),
+        es,
+        episodes,
+        100,
+        |_, _| -> Result<(), AgentError> { Ok(()) },
+    )
+    .unwrap()
+}
+
+fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn es_trains_the_same_teacher_for_any_worker_count() {
+    for hidden in [0, 4] {
+        let mut reference = es(hidden);
+        let episodes = train(&mut reference, 1, 8);
+        assert_eq!(episodes.len(), 8);
+        assert_eq!(reference.generations(), 2);
+        // Pairs share the student (seed) but not the policy.
+        let seeds: Vec<u64> = episodes.iter().map(|e| e.seed).collect();
+        assert_eq!(seeds, vec![100, 100, 102, 102, 104, 104, 106, 106]);
+        assert_ne!(
+            bits(&reference.flat_weights().unwrap()),
+            bits(&es(hidden).flat_weights().unwrap()),
+            "theta did not move"
+        );
+        for workers in [2, 3] {
+            let mut other = es(hidden);
+            let other_episodes = train(&mut other, workers, 8);
+            assert_eq!(
+                bits(&other.flat_weights().unwrap()),
+                bits(&reference.flat_weights().unwrap()),
+                "hidden {hidden}, {workers} workers"
+            );
+            for (a, b) in episodes.iter().zip(&other_episodes) {
+                assert_eq!(a.seed, b.seed);
+                assert_eq!(a.summary.episode_return, b.summary.episode_return);
+                assert_eq!(a.summary.instances_kept, b.summary.instances_kept);
+                assert_eq!(a.summary.update, b.summary.update);
+            }
+        }
+    }
+}
+
+#[test]
+fn without_common_random_numbers_every_episode_has_its_own_seed() {
+    let mut teacher = EvolutionStrategies::new(
+        EsConfig {
+            pairs: 2,
+            common_random_numbers: false,
+            ..EsConfig::default()
+        },
+        13,
+    )
+    .unwrap();
+    let seeds: Vec<u64> = train(&mut teacher, 2, 4).iter().map(|e| e.seed).collect();
+    assert_eq!(seeds, vec![100, 101, 102, 103]);
+}
+
+#[test]
+fn a_checkpoint_resumes_es_bit_for_bit() {
+    let dir = std::env::temp_dir().join(format!("l2t-es-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let straight_path = dir.join("straight.ckpt");
+    let resumed_path = dir.join("resumed.ckpt");
+
+    let mut straight = es(0);
+    train(&mut straight, 2, 8);
+    straight.save(&straight_path).unwrap();
+
+    let mut first = es(0);
+    train(&mut first, 2, 4);
+    first.save(&resumed_path).unwrap();
+    let mut loaded = EvolutionStrategies::load(&resumed_path, Some(13)).unwrap();
+    assert_eq!(loaded.episodes_learned(), 4);
+    train(&mut loaded, 1, 8);
+    loaded.save(&resumed_path).unwrap();
+    assert_eq!(
+        std::fs::read(&straight_path).unwrap(),
+        std::fs::read(&resumed_path).unwrap()
+    );
+
+    // load_teacher picks the kind from the file; a wrong width is a typed error.
+    let mut any = load_teacher(&straight_path, Some(13)).unwrap();
+    assert_eq!(any.name(), "ES");
+    assert!(any.as_learner().is_some());
+    let error = match load_teacher(&straight_path, Some(12)) {
+        Ok(_) => panic!("a 13-feature checkpoint loaded for 12 features"),
+        Err(e) => e.to_string(),
+    };
+    assert!(error.contains("13") && error.contains("12"), "{error}");
+    // A damaged file is refused, never a panic.
+    let mut bytes = std::fs::read(&straight_path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&resumed_path, &bytes).unwrap();
+    assert!(EvolutionStrategies::load(&resumed_path, Some(13)).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Mean keep probability of `teacher` on `rows` (features `[n, 13]`).
+fn keep_probability(teacher: &EvolutionStrategies, rows: &Array2<f32>) -> f64 {
+    let features = l2t::agents::BernoulliPolicy::features_tensor(rows);
+    teacher
+        .policy()
+        .keep_probabilities(&features)
+        .mean(tch::Kind::Float)
+        .double_value(&[])
+}
+
+#[test]
+fn es_climbs_a_reward_for_keeping_the_rows_with_a_high_feature() {
+    // Reward: kept rows whose column 3 is above 0.5, minus kept rows below, over a
+    // few batches of random features. The initial policy keeps both alike.
+    let mut rng = stream_rng(4, Stream::Data);
+    let batches: Vec<Array2<f32>> = (0..4)
+        .map(|_| Array2::from_shape_fn((16, 13), |_| rng.gen::<f32>()))
+        .collect();
+    let info = common::tiny_env(config()).reset(Some(0)).unwrap().1;
+    let mut teacher = EvolutionStrategies::new(
+        EsConfig {
+            pairs: 8,
+            sigma: 0.5,
+            learning_rate: 0.1,
+            ..EsConfig::default()
+        },
+        13,
+    )
+    .unwrap();
+    let split = |high: bool| {
+        let rows: Vec<f32> = batches
+            .iter()
+            .flat_map(|b| b.rows().into_iter().map(|r| r.to_vec()).collect::<Vec<_>>())
+            .filter(|r| (r[3] > 0.5) == high)
+            .flatten()
+            .collect();
+        Array2::from_shape_vec((rows.len() / 13, 13), rows).unwrap()
+    };
+    let (high, low) = (split(true), split(false));
+    let gap_before = keep_probability(&teacher, &high) - keep_probability(&teacher, &low);
+    for _ in 0..25 {
+        let jobs = teacher.plan_update(0).unwrap();
+        let mut trajectories = Vec::new();
+        for job in jobs {
+            let mut rollout = job.rollout;
+            let mut reward = 0.0;
+            for batch in &batches {
+                let observation = TeachingObservation {
+                    features: batch.clone(),
+                    student_state: Array1::zeros(3),
+                };
+                let mask = rollout.act(&observation, &info).unwrap();
+                for (row, keep) in batch.rows().into_iter().zip(mask.iter()) {
+                    if *keep {
+                        reward += if row[3] > 0.5 { 1.0 } else { -1.0 };
+                    }
+                }
+            }
+            rollout.observe(reward / 64.0, true).unwrap();
+            trajectories.push(rollout.into_trajectory());
+        }
+        teacher.learn(trajectories).unwrap();
+    }
+    let gap_after = keep_probability(&teacher, &high) - keep_probability(&teacher, &low);
+    assert!(gap_before.abs() < 0.1, "{gap_before}");
+    assert!(gap_after > 0.5, "gap {gap_before} -> {gap_after}");
+}
