@@ -615,8 +615,8 @@ impl EvolutionStrategies {
         let payload = Payload {
             kind: ES_KIND.to_string(),
             config_json: config_json(path, &(&self.config, &self.features))?,
-            feature_dim: self.policy.input_dim() as u64,
-            weights: export_weights(named_trainable_in_name_order(self.policy.var_store()))?,
+            feature_dim: self.theta.input_dim() as u64,
+            weights: export_weights(named_trainable_in_name_order(self.theta.var_store()))?,
             optimizers: vec![self.optimizer.export_state()],
             baseline: None,
             episodes: self.episodes as u64,
@@ -658,7 +658,7 @@ impl EvolutionStrategies {
             .map_err(|e| corrupt(path, format!("cannot rebuild the teacher: {e}")))?;
         import_weights(
             path,
-            named_trainable_in_name_order(teacher.policy.var_store()),
+            named_trainable_in_name_order(teacher.theta.var_store()),
             &payload.weights,
         )?;
         import_optimizers(path, vec![&mut teacher.optimizer], payload.optimizers)?;

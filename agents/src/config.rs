@@ -147,6 +147,7 @@ mod tests {
                 r#"{"kind": "actor_critic", "shaping": 0.5, "seed": 2}"#,
                 "ActorCritic",
             ),
+            (r#"{"kind": "es", "pairs": 3, "sigma": 0.2}"#, "ES"),
         ];
         let dir = std::env::temp_dir().join(format!("l2t-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

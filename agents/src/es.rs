@@ -118,7 +118,7 @@ impl EsConfig {
 pub struct EvolutionStrategies {
     pub(crate) config: EsConfig,
     /// theta: the mean policy, over standardised features.
-    pub(crate) policy: BernoulliPolicy,
+    pub(crate) theta: BernoulliPolicy,
     /// theta folded with `features`: the policy that teaches.
     folded: BernoulliPolicy,
     /// Statistics of the feature rows seen in training.
@@ -159,7 +159,7 @@ impl EvolutionStrategies {
         Ok(Self {
             sampling_rng: stream_rng(config.seed, Stream::TeacherSampling),
             config,
-            policy,
+            theta: policy,
             folded,
             features,
             optimizer,
@@ -169,7 +169,7 @@ impl EvolutionStrategies {
 
     /// Recomputes the teaching policy from theta and the feature statistics.
     pub(crate) fn refold(&mut self) -> Result<()> {
-        self.folded = self.features.fold(&self.policy)?;
+        self.folded = self.features.fold(&self.theta)?;
         Ok(())
     }
 
@@ -192,7 +192,7 @@ impl EvolutionStrategies {
     /// theta flattened in name order: for determinism checks and inspection.
     pub fn flat_weights(&self) -> Result<Vec<f32>> {
         let mut flat = Vec::new();
-        for (_, variable) in named_trainable_in_name_order(self.policy.var_store()) {
+        for (_, variable) in named_trainable_in_name_order(self.theta.var_store()) {
             flat.extend(Vec::<f32>::try_from(variable.flatten(0, -1))?);
         }
         Ok(flat)
@@ -215,7 +215,7 @@ impl EvolutionStrategies {
     /// name order.
     fn direction(&self, generation: usize, pair: usize) -> Vec<Tensor> {
         let mut rng = self.pair_rng(generation, pair, Stream::Perturbation);
-        named_trainable_in_name_order(self.policy.var_store())
+        named_trainable_in_name_order(self.theta.var_store())
             .iter()
             .map(|(_, variable)| {
                 let values: Vec<f32> = (0..variable.numel())
@@ -228,7 +228,7 @@ impl EvolutionStrategies {
 
     /// A copy of theta + scale * eps.
     fn perturbed(&self, direction: &[Tensor], scale: f64) -> Result<BernoulliPolicy> {
-        let copy = self.policy.try_clone()?;
+        let copy = self.theta.try_clone()?;
         let variables = named_trainable_in_name_order(copy.var_store());
         tch::no_grad(|| -> Result<()> {
             for ((_, variable), eps) in variables.iter().zip(direction) {
@@ -323,7 +323,7 @@ impl FeatureStats {
         tch::no_grad(|| -> Result<()> {
             let scaled = weight.f_div(&sd.unsqueeze(0))?;
             let shift = scaled.f_matmul(&mean)?;
-            let _ = weight.shallow_clone().f_copy_(&scaled)?;
+            weight.shallow_clone().f_copy_(&scaled)?;
             let _ = bias.shallow_clone().f_sub_(&shift)?;
             Ok(())
         })?;
@@ -404,7 +404,7 @@ impl Learner for EvolutionStrategies {
         let ranks = centred_ranks(&returns);
         let sigma = self.config.sigma;
         // g = 1 / (2 n sigma) sum_j (F_j+ - F_j-) eps_j, accumulated per variable.
-        let variables = named_trainable_in_name_order(self.policy.var_store());
+        let variables = named_trainable_in_name_order(self.theta.var_store());
         let mut gradient: Vec<Tensor> = variables
             .iter()
             .map(|(_, v)| Tensor::zeros(v.size().as_slice(), (Kind::Float, v.device())))
