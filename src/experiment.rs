@@ -6,10 +6,11 @@
 //! given seed all teachers see the same data order and the same student
 //! initialisation; only their keep-masks differ.
 //!
-//! Determinism: teacher-training episode `k` is seeded `first_seed + k` and every
-//! teacher owns its streams, so a resumed training run is bit-identical to an
-//! uninterrupted one, and the same run twice writes the same result files apart from
-//! their timing fields.
+//! Determinism: teacher-training episode `k` is seeded `first_seed + k` (ES's pairs
+//! share the seed of their first episode) and every teacher owns its streams; a
+//! learner's episodes run on worker threads with streams of their own. So a resumed
+//! training run is bit-identical to an uninterrupted one, for any number of workers,
+//! and the same run twice writes the same result files apart from their timing fields.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

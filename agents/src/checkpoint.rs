@@ -1,4 +1,5 @@
-//! Saving and loading trained teachers: [`Reinforce`] and [`ActorCritic`].
+//! Saving and loading trained teachers: [`Reinforce`], [`ActorCritic`] and
+//! [`EvolutionStrategies`].
 //!
 //! A checkpoint restores everything that decides the teacher's future: the network
 //! weights, the Adam state of every optimizer, the reward baseline, the episode count
@@ -20,7 +21,8 @@
 //! | 20..28     | FNV-1a (64-bit) hash of the payload, u64                   |
 //! | 28..       | payload: bincode 1 (fixed-width integers) of the fields below |
 //!
-//! Payload: teacher kind (`"reinforce"` or `"actor_critic"`), the config as JSON text
+//! Payload: teacher kind (`"reinforce"`, `"actor_critic"` or `"es"`), the config as JSON
+//! text (for ES, the config and the feature statistics)
 //! (so that a config field added later with a default still reads old files), the
 //! feature dimension, every network variable (name, shape, f32 values; sorted by name;
 //! the actor-critic's prefixed `actor/` and `critic/`), the Adam states (one per

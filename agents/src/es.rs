@@ -41,13 +41,12 @@
 //! When it teaches (evaluation), the teacher samples a_m ~ Bernoulli(phi_theta(1 | s_m))
 //! from the mean weights theta and its own stream.
 
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use l2t_envs::seeding::{stream_rng, Stream};
+use l2t_envs::seeding::{keyed_rng, stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
 use crate::adam::{named_trainable_in_name_order, Adam, AdamConfig};
@@ -202,13 +201,7 @@ impl EvolutionStrategies {
     /// of the three only, so a generation's directions and uniforms do not depend on
     /// what ran before or on which thread.
     fn pair_rng(&self, generation: usize, pair: usize, stream: Stream) -> ChaCha8Rng {
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&self.config.seed.to_le_bytes());
-        key[8..16].copy_from_slice(&(generation as u64).to_le_bytes());
-        key[16..24].copy_from_slice(&(pair as u64).to_le_bytes());
-        let mut rng = ChaCha8Rng::from_seed(key);
-        rng.set_stream(stream as u64);
-        rng
+        keyed_rng(&[self.config.seed, generation as u64, pair as u64], stream)
     }
 
     /// eps_j of `generation`: one standard normal tensor per variable of theta, in

@@ -7,8 +7,8 @@
 //!   potential-based shaping, against REINFORCE's noisy terminal-reward gradient;
 //! - [`OnlineBatch`]: online batch selection by loss rank (Loshchilov & Hutter 2015);
 //! - [`TeacherConfig`]: any teacher's config, tagged by `kind`, and its builder;
-//! - [`checkpoint`]: saving and loading trained [`Reinforce`] and [`ActorCritic`]
-//!   teachers with their [`Adam`] states;
+//! - [`checkpoint`]: saving and loading trained [`Reinforce`], [`ActorCritic`] and
+//!   [`EvolutionStrategies`] teachers with their [`Adam`] states;
 //! - [`run_episode`]: the agent-environment loop;
 //! - [`EvolutionStrategies`]: OpenAI-ES over the same policy's weights, antithetic
 //!   pairs with common random numbers and rank-normalised returns;

@@ -28,12 +28,11 @@
 //!
 //! which is the paper's update for K = 1 (the default).
 
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use l2t_envs::seeding::{stream_rng, Stream};
+use l2t_envs::seeding::{keyed_rng, stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
 use crate::adam::{Adam, AdamConfig};
@@ -189,12 +188,7 @@ impl Reinforce {
     /// episode's env seed): a function of the two only, so an episode samples the same
     /// actions whichever thread runs it and whatever ran before.
     pub fn episode_sampling_rng(&self, episode_key: u64) -> ChaCha8Rng {
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&self.config.seed.to_le_bytes());
-        key[8..16].copy_from_slice(&episode_key.to_le_bytes());
-        let mut rng = ChaCha8Rng::from_seed(key);
-        rng.set_stream(Stream::TeacherSampling as u64);
-        rng
+        keyed_rng(&[self.config.seed, episode_key], Stream::TeacherSampling)
     }
 
     /// All weights flattened in name order: for determinism checks and inspection.

@@ -41,6 +41,20 @@ pub fn stream_rng(master_seed: u64, stream: Stream) -> ChaCha8Rng {
     rng
 }
 
+/// A ChaCha8 generator for `stream` keyed by up to four numbers (e.g. a teacher's seed,
+/// a generation and a pair), each filling 8 bytes of the 32-byte key in order, the rest
+/// zero: a function of the numbers only, so a draw does not depend on what ran before
+/// or on which thread. Numbers past the fourth are ignored.
+pub fn keyed_rng(parts: &[u64], stream: Stream) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    for (chunk, part) in key.chunks_exact_mut(8).zip(parts) {
+        chunk.copy_from_slice(&part.to_le_bytes());
+    }
+    let mut rng = ChaCha8Rng::from_seed(key);
+    rng.set_stream(stream as u64);
+    rng
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
