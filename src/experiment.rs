@@ -996,11 +996,8 @@ pub fn training_files(
     identity.episodes = 0;
     identity.eval_seeds = 0;
     identity.teaching = config.training_teaching();
-    let json = match config.training.dev_subsample {
-        None => serde_json::to_string(&(identity, &entry.teacher)),
-        Some(size) => serde_json::to_string(&(identity, &entry.teacher, size)),
-    };
-    let text = json.map_err(|e| ExperimentError::Json {
+    let identity = (identity, &entry.teacher, config.training.dev_subsample);
+    let text = serde_json::to_string(&identity).map_err(|e| ExperimentError::Json {
         path: out.root().to_path_buf(),
         reason: e.to_string(),
     })?;

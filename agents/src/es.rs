@@ -154,7 +154,7 @@ impl EvolutionStrategies {
             AdamConfig::default(),
         )?;
         let features = FeatureStats::new(feature_dim);
-        let folded = features.fold(&policy)?;
+        let folded = features.fold(policy.try_clone()?)?;
         Ok(Self {
             sampling_rng: stream_rng(config.seed, Stream::TeacherSampling),
             config,
@@ -168,7 +168,7 @@ impl EvolutionStrategies {
 
     /// Recomputes the teaching policy from theta and the feature statistics.
     pub(crate) fn refold(&mut self) -> Result<()> {
-        self.folded = self.features.fold(&self.theta)?;
+        self.folded = self.features.fold(self.theta.try_clone()?)?;
         Ok(())
     }
 
@@ -291,16 +291,15 @@ impl FeatureStats {
             .unzip()
     }
 
-    /// A copy of `policy` (over standardised features) that reads raw features: its
+    /// `policy` (over standardised features) made to read raw features, in place: its
     /// first layer's W' = W / sd and b' = b - W' mu.
-    pub fn fold(&self, policy: &BernoulliPolicy) -> Result<BernoulliPolicy> {
-        let folded = policy.try_clone()?;
-        let first = if folded.hidden_units() > 0 {
+    pub fn fold(&self, policy: BernoulliPolicy) -> Result<BernoulliPolicy> {
+        let first = if policy.hidden_units() > 0 {
             "hidden"
         } else {
             "output"
         };
-        let variables = folded.var_store().variables();
+        let variables = policy.var_store().variables();
         let (Some(weight), Some(bias)) = (
             variables.get(&format!("{first}.weight")),
             variables.get(&format!("{first}.bias")),
@@ -320,7 +319,7 @@ impl FeatureStats {
             let _ = bias.shallow_clone().f_sub_(&shift)?;
             Ok(())
         })?;
-        Ok(folded)
+        Ok(policy)
     }
 }
 
@@ -368,7 +367,7 @@ impl Learner for EvolutionStrategies {
                 };
                 let policy = self
                     .features
-                    .fold(&self.perturbed(&direction, sign * sigma)?)?;
+                    .fold(self.perturbed(&direction, sign * sigma)?)?;
                 jobs.push(RolloutJob {
                     seed,
                     rollout: PolicyRollout::new(policy, sampling_rng),
