@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use l2t_agents::{EsConfig, RandTeachConfig, TeacherConfig};
-use l2t_envs::TeachingConfig;
+use l2t_envs::{Reward, TeachingConfig};
 
 use crate::experiment::{ExperimentError, Result};
 use crate::presets::Preset;
@@ -158,6 +158,12 @@ pub struct TrainingConfig {
     /// whole split.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dev_subsample: Option<usize>,
+    /// The reward of training episodes, when it is not the training task's (for
+    /// example `{ kind = "dev_accuracy_area", iterations = 500 }`: the area under the
+    /// dev curve over the first 500 updates, which moves smoothly with the teacher's
+    /// choices). Evaluation keeps the preset's reward and reports instances to tau.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reward: Option<Reward>,
 }
 
 impl TrainingConfig {
@@ -292,6 +298,7 @@ impl RunConfig {
                 workers: 0,
                 tau: Some(tau),
                 dev_subsample: Some(1000),
+                reward: None,
             },
             report: ReportConfig::default(),
             teachers,
@@ -398,6 +405,11 @@ impl RunConfig {
                 ));
             }
         }
+        if self.teachers.iter().any(|e| e.train) {
+            if let Err(e) = self.training_teaching().validate() {
+                return Err(invalid("training", e.to_string()));
+            }
+        }
         for (i, entry) in self.teachers.iter().enumerate() {
             if self.teachers[..i].iter().any(|e| e.label == entry.label) {
                 return Err(invalid(
@@ -445,11 +457,14 @@ impl RunConfig {
     /// The MDP of teacher-training episodes: the training preset's, with the training
     /// tau when one is set.
     pub fn training_teaching(&self) -> TeachingConfig {
-        let teaching = self.training_preset().teaching.clone();
-        match self.training.tau {
-            Some(tau) => teaching.with_tau(tau),
-            None => teaching,
+        let mut teaching = self.training_preset().teaching.clone();
+        if let Some(tau) = self.training.tau {
+            teaching = teaching.with_tau(tau);
         }
+        if let Some(reward) = self.training.reward {
+            teaching.reward = reward;
+        }
+        teaching
     }
 }
 

@@ -19,13 +19,14 @@ use serde::{Deserialize, Serialize};
 
 use l2t_agents::{
     checkpoint_episodes, load_teacher, run_episode, run_episode_recorded, train_parallel,
-    EpisodeSummary, Learner, PooledEpisode, RandTeach, Recording, Teacher, TeacherConfig,
+    EpisodeSummary, Learner, LossRankDrops, PooledEpisode, RandTeach, Recording, Teacher,
+    TeacherConfig, LOSS_RANK_BUCKETS,
 };
 use rand::seq::SliceRandom;
 
 use l2t_envs::seeding::{stream_rng, Stream};
 use l2t_envs::student::StudentConfig;
-use l2t_envs::{Dataset, EnvFactory, EnvPool, TeachingConfig, TeachingEnv};
+use l2t_envs::{Dataset, EnvFactory, EnvPool, Reward, TeachingConfig, TeachingEnv};
 
 use crate::config::{RunConfig, TeacherEntry};
 use crate::run_dir::{short_hash, slug, JsonLines, Manifest, RunDir};
@@ -1101,6 +1102,29 @@ pub fn write_results(out: &RunDir, report: &Report) -> Result<()> {
         ],
         &training,
     )?;
+    let per_update: Vec<Vec<String>> = report
+        .training
+        .iter()
+        .flat_map(|run| {
+            training_drops(run)
+                .into_iter()
+                .flat_map(move |(episode, shares)| {
+                    shares.into_iter().enumerate().map(move |(bucket, share)| {
+                        vec![
+                            run.teacher.clone(),
+                            episode.to_string(),
+                            (bucket + 1).to_string(),
+                            share.to_string(),
+                        ]
+                    })
+                })
+        })
+        .collect();
+    out.write_csv(
+        "training_drops.csv",
+        &["teacher", "episodes", "loss_rank_bucket", "dropped_share"],
+        &per_update,
+    )?;
     Ok(())
 }
 
@@ -1279,9 +1303,15 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
         })
         .collect();
     if !curves.is_empty() {
+        let reward = match report.config.training_teaching().reward {
+            Reward::IterationsToTau => "reward -ln(i_tau / T')".to_string(),
+            Reward::DevAccuracyArea { iterations } => {
+                format!("reward: area under the dev curve over {iterations} updates")
+            }
+        };
         let chart = ChartLabels::new(
             &format!(
-                "{}: teacher training on {} (reward -ln(i_tau / T') per episode)",
+                "{}: teacher training on {} ({reward} per episode)",
                 preset.name,
                 report.config.training_preset().name
             ),
@@ -1292,6 +1322,66 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
             plot_teacher_training(out.path("teacher_training"), &curves, &chart),
             "teacher_training",
         )?;
+        // What the policy learned, update by update: the share of each loss-rank
+        // bucket its training episodes dropped.
+        let per_update: Vec<DroppedShares> = report
+            .training
+            .iter()
+            .map(|run| DroppedShares {
+                label: run.teacher.clone(),
+                points: training_drops(run)
+                    .into_iter()
+                    .map(|(episode, shares)| DropPoint {
+                        x: episode as f64,
+                        shares,
+                    })
+                    .collect(),
+            })
+            .filter(|run| !run.points.is_empty())
+            .collect();
+        if !per_update.is_empty() {
+            let chart = ChartLabels::new(
+                &format!(
+                    "{}: share of each loss-rank bucket dropped per teacher update (1 = lowest loss)",
+                    preset.name
+                ),
+                "training episodes",
+                "share dropped",
+            );
+            keep_going(
+                plot_filtered_data(out.path("training_drops"), &per_update, &chart),
+                "training_drops",
+            )?;
+        }
     }
     Ok(warnings)
+}
+
+/// The share of each loss-rank bucket that the training episodes of each update of
+/// `run` dropped: `(episodes so far, shares)` per update, pooled over the update's
+/// episodes (an update closes with the episode whose summary carries it). For a
+/// Bernoulli policy this estimates its mean drop probability per bucket at that update.
+pub fn training_drops(run: &TrainingRun) -> Vec<(usize, [f64; LOSS_RANK_BUCKETS])> {
+    let mut points = Vec::new();
+    let mut seen = [0usize; LOSS_RANK_BUCKETS];
+    let mut dropped = [0usize; LOSS_RANK_BUCKETS];
+    for episode in &run.episodes {
+        for window in &episode.summary.loss_rank_drops {
+            for b in 0..LOSS_RANK_BUCKETS {
+                seen[b] += window.seen[b];
+                dropped[b] += window.dropped[b];
+            }
+        }
+        if episode.summary.update.is_some() && seen.iter().any(|&n| n > 0) {
+            let window = LossRankDrops {
+                iteration: 0,
+                seen,
+                dropped,
+            };
+            points.push((episode.episode + 1, window.dropped_shares()));
+            seen = [0; LOSS_RANK_BUCKETS];
+            dropped = [0; LOSS_RANK_BUCKETS];
+        }
+    }
+    points
 }

@@ -131,6 +131,11 @@ struct RunArgs {
     /// Teacher-training episodes measure dev accuracy on this many dev instances.
     #[arg(long)]
     train_dev: Option<usize>,
+    /// Teacher-training episodes are rewarded with the area under the dev-accuracy
+    /// curve over this many student updates (0: the preset's reward, iterations to
+    /// tau); evaluation keeps instances to tau.
+    #[arg(long)]
+    train_area: Option<usize>,
     /// Dev evaluations between two test-accuracy points of the learning curves.
     #[arg(long)]
     test_every: Option<usize>,
@@ -309,6 +314,13 @@ fn execute(base: RunConfig, args: RunArgs, name: &str, context: &RunContext) -> 
     }
     if let Some(size) = args.train_dev {
         config.training.dev_subsample = Some(size);
+    }
+    match args.train_area {
+        Some(0) => config.training.reward = None,
+        Some(iterations) => {
+            config.training.reward = Some(l2t::envs::Reward::DevAccuracyArea { iterations })
+        }
+        None => {}
     }
     if let Some(every) = args.test_every {
         config.report.test_every = every;

@@ -1,10 +1,11 @@
 //! The reward is -ln(i_tau / T') at the step tau is first exceeded and 0 elsewhere;
-//! the weighted multi-threshold variant pays each threshold once.
+//! the weighted multi-threshold variant pays each threshold once; the dev-accuracy
+//! area pays acc * eval_every / H at each evaluation up to the horizon H.
 
 mod common;
 
 use approx::assert_relative_eq;
-use l2t::envs::{Env, TeachingConfig, Threshold};
+use l2t::envs::{Env, EnvError, Reward, TeachingConfig, Threshold};
 use ndarray::Array1;
 
 /// Runs an episode keeping everything; returns (rewards, final info).
@@ -100,4 +101,63 @@ fn a_teacher_that_keeps_nothing_is_truncated_by_the_batch_budget() {
         }
     }
     assert_eq!(steps, 25);
+}
+
+#[test]
+fn the_area_reward_pays_the_mean_dev_accuracy_and_ends_at_the_horizon() {
+    let horizon = 40;
+    let config = TeachingConfig {
+        reward: Reward::DevAccuracyArea {
+            iterations: horizon,
+        },
+        ..common::tiny_config()
+    };
+    let eval_every = config.eval_every;
+    let mut env = common::tiny_env(config);
+    env.reset(Some(4)).unwrap();
+    let mut accuracies = Vec::new();
+    let mut total = 0.0;
+    loop {
+        let step = env.step(&Array1::from_elem(8, true)).unwrap();
+        total += step.reward;
+        if step.info.evaluated {
+            accuracies.push(step.info.dev_accuracy);
+            assert_relative_eq!(
+                step.reward,
+                step.info.dev_accuracy * eval_every as f64 / horizon as f64,
+                epsilon = 1e-12
+            );
+        } else {
+            assert_eq!(step.reward, 0.0, "only evaluations pay");
+        }
+        if step.done() {
+            // Not at tau = 0.7: the horizon ends the episode.
+            assert!(step.terminated && !step.truncated);
+            assert_eq!(step.info.iteration, horizon);
+            break;
+        }
+    }
+    assert_eq!(accuracies.len(), horizon / eval_every);
+    let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
+    assert_relative_eq!(total, mean, epsilon = 1e-12);
+    // A teacher whose student passed tau = 0.7 before H still runs to H.
+    assert!(accuracies.iter().any(|&a| a > 0.7), "{accuracies:?}");
+}
+
+#[test]
+fn an_area_horizon_off_the_evaluation_grid_or_past_t_prime_is_refused() {
+    for (iterations, field) in [
+        (0, "reward.iterations"),
+        (41, "reward.iterations"),
+        (302, "reward.iterations"),
+    ] {
+        let config = TeachingConfig {
+            reward: Reward::DevAccuracyArea { iterations },
+            ..common::tiny_config()
+        };
+        match config.validate() {
+            Err(EnvError::InvalidConfig { field: named, .. }) => assert_eq!(named, field),
+            other => panic!("horizon {iterations}: {other:?}"),
+        }
+    }
 }

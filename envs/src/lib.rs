@@ -37,7 +37,7 @@ pub use student::{
     ResNetStudent, Student, StudentConfig,
 };
 pub use teaching::{
-    LossScaling, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation, Threshold,
+    LossScaling, Reward, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation, Threshold,
 };
 pub use threaded::{EnvFactory, ThreadedVectorEnv};
 pub use vector::{SyncVectorEnv, VecReset, VecStep, VectorEnv};

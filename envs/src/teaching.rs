@@ -30,12 +30,21 @@
 //!    takes one optimizer step on the oldest M of them and the iteration count `i`
 //!    grows by one; leftovers wait for the next batch. The buffer holds fewer than M
 //!    before a step and gains at most M, so a step makes at most one update.
-//! 5. **Reward.** Every `eval_every` iterations the student is evaluated on the dev
-//!    split D'_dev. The first time its accuracy exceeds the threshold tau, at iteration
-//!    `i_tau`, the reward is `r = -ln(i_tau / T')` and the episode terminates; every
-//!    other step has reward 0. With several weighted thresholds (RL4Data's variant)
-//!    each pays `w_k * -ln(i_k / T')` when first passed, and the episode terminates
-//!    when all are passed.
+//! 5. **Reward** ([`Reward`]). Every `eval_every` iterations the student is evaluated
+//!    on the dev split D'_dev.
+//!    - [`Reward::IterationsToTau`], the paper's: the first time its accuracy exceeds
+//!      the threshold tau, at iteration `i_tau`, the reward is `r = -ln(i_tau / T')`
+//!      and the episode terminates; every other step has reward 0. With several
+//!      weighted thresholds (RL4Data's variant) each pays `w_k * -ln(i_k / T')` when
+//!      first passed, and the episode terminates when all are passed.
+//!    - [`Reward::DevAccuracyArea`] with a horizon of H iterations (a training reward):
+//!      each evaluation at iteration i <= H pays `acc_i * eval_every / H`, so the
+//!      return is the area under the dev-accuracy curve against effective instances
+//!      over the first H * M of them, as a fraction of H * M; the episode terminates
+//!      at H. A teacher whose student learns faster per kept instance earns more, and
+//!      the return moves smoothly with the teacher's choices instead of jumping with
+//!      the one evaluation where the curve crosses tau. Thresholds are still tracked
+//!      (`info.iterations_to_tau`) but pay nothing.
 //! 6. **Budgets.** The episode is truncated at T' iterations, or after
 //!    `max_incoming_batches` incoming batches, so a teacher that keeps nothing ends too.
 //!
@@ -79,6 +88,23 @@ pub enum LossScaling {
     Rank,
 }
 
+/// What the teacher is rewarded for (see the module docs, phase 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Reward {
+    /// The paper's: `sum_k w_k * -ln(i_k / T')` as each threshold is first passed; the
+    /// episode terminates when all are.
+    #[default]
+    IterationsToTau,
+    /// The area under the dev-accuracy curve over the first `iterations` (H) student
+    /// updates: each evaluation pays `acc * eval_every / H`; the episode terminates at
+    /// H. H must be a multiple of `eval_every`.
+    DevAccuracyArea {
+        /// H: the horizon, in student iterations.
+        iterations: usize,
+    },
+}
+
 /// Settings of the teaching MDP. Defaults are the paper's MNIST values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -91,6 +117,8 @@ pub struct TeachingConfig {
     pub max_incoming_batches: Option<usize>,
     /// Reward thresholds; one entry with weight 1 is the paper's tau.
     pub thresholds: Vec<Threshold>,
+    /// What the reward pays for; the paper's iterations to tau by default.
+    pub reward: Reward,
     /// Student iterations between two dev evaluations (the resolution of i_tau).
     pub eval_every: usize,
     /// Normalisation of the per-instance loss feature.
@@ -111,6 +139,7 @@ impl Default for TeachingConfig {
                 accuracy: 0.93,
                 weight: 1.0,
             }],
+            reward: Reward::IterationsToTau,
             eval_every: 10,
             loss_scaling: LossScaling::Fixed,
             eval_chunk: 2048,
@@ -168,6 +197,27 @@ impl TeachingConfig {
         }
         if self.eval_chunk == 0 {
             return Err(invalid_config("eval_chunk", "must be at least 1"));
+        }
+        if let Reward::DevAccuracyArea { iterations } = self.reward {
+            if iterations == 0 || !iterations.is_multiple_of(self.eval_every) {
+                return Err(invalid_config(
+                    "reward.iterations",
+                    format!(
+                        "the horizon H = {iterations} must be a positive multiple of \
+                         eval_every = {}",
+                        self.eval_every
+                    ),
+                ));
+            }
+            if iterations > self.max_iterations {
+                return Err(invalid_config(
+                    "reward.iterations",
+                    format!(
+                        "the horizon H = {iterations} exceeds T' = {}",
+                        self.max_iterations
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -414,16 +464,16 @@ impl EpisodeState {
         Ok(self.iteration.is_multiple_of(config.eval_every))
     }
 
-    /// Records a dev accuracy and credits every threshold passed for the first time;
+    /// Records a dev accuracy, marks every threshold passed for the first time and
     /// returns the reward earned (none at iteration 0, the evaluation of a reset).
     pub(crate) fn record_evaluation(&mut self, config: &TeachingConfig, accuracy: f64) -> f64 {
         self.dev_accuracy = accuracy;
         self.best_dev_accuracy = self.best_dev_accuracy.max(accuracy);
-        let mut reward = 0.0;
         if self.iteration == 0 {
-            return reward;
+            return 0.0;
         }
         let t_prime = config.max_iterations as f64;
+        let mut to_tau = 0.0;
         for (threshold, reached) in config
             .thresholds
             .iter()
@@ -432,17 +482,27 @@ impl EpisodeState {
             if reached.is_none() && accuracy > threshold.accuracy {
                 *reached = Some(self.iteration);
                 // r = -ln(i_tau / T'): larger when the student is faster.
-                reward += threshold.weight * -(self.iteration as f64 / t_prime).ln();
+                to_tau += threshold.weight * -(self.iteration as f64 / t_prime).ln();
             }
         }
-        reward
+        match config.reward {
+            Reward::IterationsToTau => to_tau,
+            // One slice of the area under the dev curve: acc * eval_every / H.
+            Reward::DevAccuracyArea { iterations } if self.iteration <= iterations => {
+                accuracy * config.eval_every as f64 / iterations as f64
+            }
+            Reward::DevAccuracyArea { .. } => 0.0,
+        }
     }
 
     /// Whether the episode ended with this step: `(terminated, truncated)`. Terminated
-    /// when every threshold is passed; otherwise truncated at T' iterations or at the
-    /// incoming-batch budget.
+    /// when every threshold is passed (or at the horizon H of the area reward);
+    /// otherwise truncated at T' iterations or at the incoming-batch budget.
     pub(crate) fn end_step(&mut self, config: &TeachingConfig) -> (bool, bool) {
-        let terminated = self.threshold_iterations.iter().all(Option::is_some);
+        let terminated = match config.reward {
+            Reward::IterationsToTau => self.threshold_iterations.iter().all(Option::is_some),
+            Reward::DevAccuracyArea { iterations } => self.iteration >= iterations,
+        };
         let truncated = !terminated
             && (self.iteration >= config.max_iterations
                 || self.incoming_batches >= config.incoming_batch_budget());
