@@ -143,8 +143,8 @@ impl Default for ReportConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainingConfig {
-    /// Worker threads rolling out a learner's episodes (0: one per available core).
-    /// Results do not depend on it.
+    /// Worker threads rolling out a learner's episodes and evaluating teachers side by
+    /// side (0: one per available core). Results do not depend on it.
     pub workers: usize,
     /// A training tau: training episodes end when the dev accuracy passes it (reward
     /// -ln(i_tau / T')), instead of the training task's thresholds. Evaluation keeps
@@ -203,6 +203,9 @@ pub struct RunConfig {
     pub teachers: Vec<TeacherEntry>,
 }
 
+/// Longer versions of a preset's reproduction (see [`RunConfig::named`]).
+pub const LONG_RUNS: [&str; 1] = ["fashion-mnist-mlp-long"];
+
 /// The names of the built-in transfer runs (see [`RunConfig::named`]).
 pub const TRANSFERS: [&str; 4] = [
     "mnist-to-cifar10",
@@ -215,16 +218,15 @@ fn one() -> usize {
     1
 }
 
-/// The training tau of [`RunConfig::reproduction`]: 0.06 below the highest threshold,
-/// in hundredths (0.80 for tau = 0.86: NoTeach reaches it in a seventh of the
-/// instances, where the dev curve is still steep).
-pub fn training_tau(teaching: &TeachingConfig) -> f64 {
-    let top = teaching
-        .thresholds
-        .iter()
-        .map(|t| t.accuracy)
-        .fold(0.0, f64::max);
-    ((top - 0.06) * 100.0).round().max(1.0) / 100.0
+/// The horizon H of the training reward of [`RunConfig::reproduction`]: the area under
+/// the dev-accuracy curve over the first T' / 12 student updates, on the evaluation
+/// grid (500 of T' = 6000 for Fashion-MNIST, 10k effective instances: NoTeach's dev
+/// curve is at about 0.83 there, online batch selection's at tau = 0.86). The area
+/// moves smoothly with the teacher's choices, where the paper's i_tau jumps with the
+/// one evaluation that crosses tau (`examples/reward_snr.rs` measures both).
+pub fn training_horizon(teaching: &TeachingConfig) -> usize {
+    let every = teaching.eval_every.max(1);
+    ((teaching.max_iterations / 12) / every).max(1) * every
 }
 
 /// ES's training episodes in [`RunConfig::reproduction`]: 30 generations of 8.
@@ -286,19 +288,22 @@ impl RunConfig {
                 ..TeacherEntry::new(labels::ES, TeacherConfig::Es(EsConfig::default())).trained()
             },
         ];
-        let tau = training_tau(&preset.teaching);
+        let horizon = training_horizon(&preset.teaching);
         Self {
             checkpoint_every: 1,
             device: DeviceChoice::Cpu,
             preset,
             train_on: None,
-            // Cheaper, less noisy training episodes: tau on the steep part of the dev
-            // curve and a 1000-instance dev subsample; evaluation keeps the preset's.
+            // Training episodes with a smoother reward (the dev curve's area over H
+            // updates) on a 1000-instance dev subsample; evaluation keeps the preset's
+            // reward and reports effective instances to tau.
             training: TrainingConfig {
                 workers: 0,
-                tau: Some(tau),
+                tau: None,
                 dev_subsample: Some(1000),
-                reward: None,
+                reward: Some(Reward::DevAccuracyArea {
+                    iterations: horizon,
+                }),
             },
             report: ReportConfig::default(),
             teachers,
@@ -309,7 +314,8 @@ impl RunConfig {
     /// paper's transfers: `mnist-to-cifar10` and `cifar10-to-mnist` (a teacher trained on
     /// one dataset and student teaches the other), `cifar10-resnet110-from-resnet32`
     /// (trained with ResNet-32 students, teaching ResNet-110), plus the CPU-sized
-    /// `synthetic-to-fashion-mnist`.
+    /// `synthetic-to-fashion-mnist`; and `fashion-mnist-mlp-long`, the main job with
+    /// ten times the REINFORCE and actor-critic training and four times ES's.
     pub fn named(name: &str) -> Option<Self> {
         let transfer = |train: &str, eval: &str| -> Option<Self> {
             let mut config = Self::reproduction(Preset::named(eval)?);
@@ -322,6 +328,19 @@ impl RunConfig {
             "cifar10-to-mnist" => transfer("cifar10-resnet32", "mnist-mlp"),
             "cifar10-resnet110-from-resnet32" => transfer("cifar10-resnet32", "cifar10-resnet110"),
             "synthetic-to-fashion-mnist" => transfer("synthetic", "fashion-mnist-mlp"),
+            "fashion-mnist-mlp-long" => {
+                // The main job with ten times REINFORCE's and the actor-critic's
+                // training and four times ES's: how far more training goes.
+                let mut config = Self::reproduction(Preset::fashion_mnist_mlp());
+                config.preset.name = name.to_string();
+                config.preset.episodes *= 10;
+                for entry in &mut config.teachers {
+                    if let Some(episodes) = &mut entry.episodes {
+                        *episodes *= 4;
+                    }
+                }
+                Some(config)
+            }
             _ => Preset::named(name).map(Self::reproduction),
         }
     }

@@ -8,9 +8,11 @@
 //!
 //! Determinism: teacher-training episode `k` is seeded `first_seed + k` (ES's pairs
 //! share the seed of their first episode) and every teacher owns its streams; a
-//! learner's episodes run on worker threads with streams of their own. So a resumed
-//! training run is bit-identical to an uninterrupted one, for any number of workers,
-//! and the same run twice writes the same result files apart from their timing fields.
+//! learner's episodes run on worker threads with streams of their own, and in
+//! evaluation each teacher runs its seeds in order on one worker (teachers side by
+//! side). So a resumed training run is bit-identical to an uninterrupted one, for any
+//! number of workers, and the same run twice, with any number of workers, writes the
+//! same result files apart from their timing fields.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,9 @@ pub enum ExperimentError {
     /// The environment failed.
     #[error(transparent)]
     Env(#[from] l2t_envs::EnvError),
+    /// A worker thread died (panicked) or stopped before its work was done.
+    #[error("worker thread: {0}")]
+    Worker(String),
     /// An experiment setting is invalid.
     #[error("invalid experiment setting `{field}`: {reason}")]
     InvalidSetting {
@@ -204,13 +209,26 @@ impl TrainingTask {
     }
 
     /// A fresh env of the task.
-    pub fn env(&self) -> Result<TeachingEnv> {
-        Ok(TeachingEnv::new(
+    pub fn env(&self) -> l2t_envs::Result<TeachingEnv> {
+        TeachingEnv::new(
             self.teaching.clone(),
             self.student.build(self.device)?,
             self.train.shallow_clone(),
             self.dev.shallow_clone(),
-        )?)
+        )
+    }
+
+    /// The same task on shared data (shallow copies of the splits), to hand to
+    /// another thread: tensors are `Send` but not `Sync`.
+    pub fn share(&self) -> Self {
+        Self {
+            teaching: self.teaching.clone(),
+            student: self.student.clone(),
+            train: self.train.shallow_clone(),
+            dev: self.dev.shallow_clone(),
+            device: self.device,
+            workers: self.workers,
+        }
     }
 
     /// `workers` envs of the task, one per worker thread (the data is shared). Each
@@ -220,13 +238,10 @@ impl TrainingTask {
         let threads = tch::get_num_threads();
         let factories = (0..self.workers.max(1))
             .map(|_| {
-                let teaching = self.teaching.clone();
-                let student = self.student.clone();
-                let (train, dev) = (self.train.shallow_clone(), self.dev.shallow_clone());
-                let device = self.device;
+                let task = self.share();
                 Box::new(move || {
                     tch::set_num_threads(threads);
-                    TeachingEnv::new(teaching, student.build(device)?, train, dev)
+                    task.env()
                 }) as EnvFactory<TeachingEnv>
             })
             .collect();
@@ -424,6 +439,142 @@ pub fn evaluate_teacher(
     seeds
         .iter()
         .map(|&seed| evaluate_once(env, teacher, &label, seed, test, 0))
+        .collect()
+}
+
+/// What [`evaluate_side_by_side`] reports, in a fixed order.
+enum Finished<'a> {
+    /// A teacher's first seed is in.
+    Started(&'a str),
+    /// One evaluation episode.
+    Record(&'a EvaluationRecord),
+}
+
+/// Evaluates every `(label, teacher)` of `jobs` on all `seeds` ([`evaluate_once`]),
+/// teachers side by side on up to `task.workers` threads, each with an env of `task`
+/// of its own. A teacher's seeds run in order on one thread, exactly as one thread
+/// running every teacher in turn would run them, so the records do not depend on the
+/// number of workers. `report` sees the records in job order, then seed order, each as
+/// soon as it and all before it are in: the run's events and progress read the same
+/// for any number of workers. The first error (of a job, an env or `report`) stops
+/// the workers before their next episode and is returned; a panicking worker is an
+/// error too, never a hang.
+fn evaluate_side_by_side(
+    task: &TrainingTask,
+    jobs: Vec<(String, Box<dyn Teacher>)>,
+    seeds: &[u64],
+    test: &Dataset,
+    test_every: usize,
+    mut report: impl FnMut(Finished<'_>) -> Result<()>,
+) -> Result<Vec<(String, Vec<EvaluationRecord>)>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Mutex};
+
+    let labels: Vec<String> = jobs.iter().map(|(label, _)| label.clone()).collect();
+    let workers = task.workers.clamp(1, jobs.len().max(1));
+    let queue = Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>());
+    let stop = AtomicBool::new(false);
+    let threads = tch::get_num_threads();
+    let mut slots: Vec<Vec<Option<EvaluationRecord>>> = vec![vec![None; seeds.len()]; labels.len()];
+    let mut first_error: Option<ExperimentError> = None;
+    std::thread::scope(|scope| {
+        let (sender, receiver) = mpsc::channel::<(usize, usize, Result<EvaluationRecord>)>();
+        let mut handles = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            // Tensors are Send, not Sync: every worker gets its own handles on the data.
+            let (task, test) = (task.share(), test.shallow_clone());
+            let (sender, queue, stop) = (sender.clone(), &queue, &stop);
+            handles.push(scope.spawn(move || {
+                tch::set_num_threads(threads);
+                let mut env = match task.env() {
+                    Ok(env) => env,
+                    Err(e) => {
+                        let _ = sender.send((usize::MAX, 0, Err(e.into())));
+                        return;
+                    }
+                };
+                loop {
+                    // Jobs are taken from the front, in order.
+                    let next = match queue.lock() {
+                        Ok(mut jobs) if !jobs.is_empty() => jobs.remove(0),
+                        _ => return,
+                    };
+                    let (j, (label, mut teacher)) = next;
+                    for (s, &seed) in seeds.iter().enumerate() {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let record = evaluate_once(
+                            &mut env,
+                            teacher.as_mut(),
+                            &label,
+                            seed,
+                            &test,
+                            test_every,
+                        );
+                        if sender.send((j, s, record)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }));
+        }
+        drop(sender);
+        let (mut job, mut seed) = (0, 0);
+        for (j, s, record) in receiver {
+            match record {
+                Ok(record) if j < slots.len() => slots[j][s] = Some(record),
+                Ok(_) => {}
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            }
+            // Report everything that is now complete in job, then seed order.
+            while first_error.is_none() && job < slots.len() {
+                let Some(record) = &slots[job][seed] else {
+                    break;
+                };
+                let reported = (if seed == 0 {
+                    report(Finished::Started(&labels[job]))
+                } else {
+                    Ok(())
+                })
+                .and_then(|()| report(Finished::Record(record)));
+                if let Err(e) = reported {
+                    stop.store(true, Ordering::Relaxed);
+                    first_error = Some(e);
+                    break;
+                }
+                seed += 1;
+                if seed == seeds.len() {
+                    (job, seed) = (job + 1, 0);
+                }
+            }
+        }
+        for handle in handles {
+            if handle.join().is_err() && first_error.is_none() {
+                first_error = Some(ExperimentError::Worker(
+                    "an evaluation worker panicked".into(),
+                ));
+            }
+        }
+    });
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    labels
+        .into_iter()
+        .zip(slots)
+        .map(|(label, records)| {
+            let records: Option<Vec<EvaluationRecord>> = records.into_iter().collect();
+            records.map(|r| (label.clone(), r)).ok_or_else(|| {
+                ExperimentError::Worker(format!(
+                    "the evaluation of `{label}` stopped before its last seed"
+                ))
+            })
+        })
         .collect()
 }
 
@@ -831,7 +982,7 @@ pub fn run(
     )?;
     out.write("config.toml", config.to_toml()?.as_bytes())?;
 
-    let mut envs = config.preset.build_on(data_dir, device)?;
+    let envs = config.preset.build_on(data_dir, device)?;
     let eval_width = envs.student_env.feature_names().len();
     let needs_training = config.teachers.iter().any(|e| e.train);
     let transfer_env = match (&config.train_on, needs_training) {
@@ -904,8 +1055,9 @@ pub fn run(
         }
     }
 
-    // 2. Teach fresh students of the student half: unmatched teachers first, so that a
-    //    matched RandTeach can replay its target's drop schedule.
+    // 2. Teach fresh students of the student half, teachers side by side on the
+    //    workers: unmatched teachers first, so that a matched RandTeach can replay its
+    //    target's drop schedule.
     let feature_names = envs.student_env.feature_names().to_vec();
     let budget = config.preset.teaching.max_iterations * config.preset.teaching.batch_size;
     let mut records: HashMap<String, Vec<EvaluationRecord>> = HashMap::new();
@@ -913,43 +1065,56 @@ pub fn run(
         .teachers
         .iter()
         .partition(|e| e.match_drop_ratio_of.is_none());
-    for entry in unmatched.into_iter().chain(matched) {
-        let mut teacher: Box<dyn Teacher> = match teachers.remove(&entry.label) {
-            Some(trained) => trained,
-            None => match (&entry.match_drop_ratio_of, &entry.teacher) {
-                (Some(target), TeacherConfig::RandTeach(rand_config)) => {
-                    let schedule = match &entry.match_run {
-                        Some(run) => per_epoch_drop_ratio_from_run(run, target)?,
-                        None => per_epoch_drop_ratio(records.get(target).map_or(&[][..], |r| r)),
-                    };
-                    let mut rand_config = rand_config.clone();
-                    rand_config.per_epoch_drop_ratio = schedule;
-                    Box::new(RandTeach::new(rand_config)?)
-                }
-                _ => entry.teacher.build(&feature_names)?,
-            },
-        };
-        progress(Progress::Phase {
-            teacher: &entry.label,
-            training: false,
-            total: seeds.len(),
-            done: 0,
-        });
-        let mut teacher_records = Vec::with_capacity(seeds.len());
-        for &seed in &seeds {
-            let record = evaluate_once(
-                &mut envs.student_env,
-                teacher.as_mut(),
-                &entry.label,
-                seed,
-                &envs.test,
-                config.report.test_every,
-            )?;
-            out.event(&Event::Evaluation(record.clone()))?;
-            progress(Progress::Evaluated(&record));
-            teacher_records.push(record);
+    let evaluation = TrainingTask::of(
+        &envs.student_env,
+        config.preset.student.clone(),
+        config.training.worker_count(),
+    );
+    for phase in [unmatched, matched] {
+        let mut jobs = Vec::with_capacity(phase.len());
+        for entry in phase {
+            let teacher: Box<dyn Teacher> = match teachers.remove(&entry.label) {
+                Some(trained) => trained,
+                None => match (&entry.match_drop_ratio_of, &entry.teacher) {
+                    (Some(target), TeacherConfig::RandTeach(rand_config)) => {
+                        let schedule = match &entry.match_run {
+                            Some(run) => per_epoch_drop_ratio_from_run(run, target)?,
+                            None => {
+                                per_epoch_drop_ratio(records.get(target).map_or(&[][..], |r| r))
+                            }
+                        };
+                        let mut rand_config = rand_config.clone();
+                        rand_config.per_epoch_drop_ratio = schedule;
+                        Box::new(RandTeach::new(rand_config)?)
+                    }
+                    _ => entry.teacher.build(&feature_names)?,
+                },
+            };
+            jobs.push((entry.label.clone(), teacher));
         }
-        records.insert(entry.label.clone(), teacher_records);
+        let done = evaluate_side_by_side(
+            &evaluation,
+            jobs,
+            &seeds,
+            &envs.test,
+            config.report.test_every,
+            |finished| {
+                match finished {
+                    Finished::Started(label) => progress(Progress::Phase {
+                        teacher: label,
+                        training: false,
+                        total: seeds.len(),
+                        done: 0,
+                    }),
+                    Finished::Record(record) => {
+                        out.event(&Event::Evaluation(record.clone()))?;
+                        progress(Progress::Evaluated(record));
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        records.extend(done);
     }
 
     // 3. Aggregate in the config's order and write the folder.

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use l2t::agents::{NoTeach, TeacherConfig};
-use l2t::config::{DeviceChoice, RunConfig, TeacherEntry, TRANSFERS};
+use l2t::config::{DeviceChoice, RunConfig, TeacherEntry, LONG_RUNS, TRANSFERS};
 use l2t::envs::EnvError;
 use l2t::experiment::{evaluate_teacher, mean_ci95, run, ExperimentError, Progress, Report};
 use l2t::presets::{default_data_dir, Preset, PRESETS};
@@ -120,8 +120,9 @@ struct RunArgs {
     /// Teacher-training episodes between two checkpoints.
     #[arg(long)]
     checkpoint_every: Option<usize>,
-    /// Worker threads rolling out the learned teachers' training episodes (0: one per
-    /// core); the results do not depend on it.
+    /// Worker threads rolling out the learned teachers' training episodes and
+    /// evaluating teachers side by side (0: one per core); the results do not depend
+    /// on it.
     #[arg(long)]
     workers: Option<usize>,
     /// A training tau: teacher-training episodes end at this dev accuracy (evaluation
@@ -232,8 +233,9 @@ struct RunContext {
 
 fn unknown(name: &str) -> String {
     format!(
-        "unknown preset `{name}`; presets: {}; transfers: {}",
+        "unknown preset `{name}`; presets: {}; longer runs: {}; transfers: {}",
         PRESETS.join(", "),
+        LONG_RUNS.join(", "),
         TRANSFERS.join(", ")
     )
 }
@@ -487,6 +489,20 @@ fn list() -> Result<()> {
     for name in PRESETS {
         let preset = Preset::named(name).with_context(|| unknown(name))?;
         println!("  {name:<24} needs {}", preset.data_requirement());
+    }
+    println!("longer runs (l2t reproduce <name>):");
+    for name in LONG_RUNS {
+        let config = RunConfig::named(name).with_context(|| unknown(name))?;
+        let episodes: Vec<String> = config
+            .teachers
+            .iter()
+            .filter(|e| e.train)
+            .map(|e| {
+                let n = e.episodes.unwrap_or(config.preset.episodes);
+                format!("{} {n}", e.label)
+            })
+            .collect();
+        println!("  {name:<32} training episodes: {}", episodes.join(", "));
     }
     println!("transfers (l2t reproduce <name>):");
     for name in TRANSFERS {

@@ -34,7 +34,9 @@ pub struct UpdateStats {
 ///
 /// `info` is passed with the observation so that schedule-driven baselines (SPL,
 /// matched RandTeach) can read the epoch count; learned teachers use `obs` only.
-pub trait Teacher {
+/// Teachers are `Send`: a comparison evaluates several side by side on worker
+/// threads, each teacher on one thread at a time.
+pub trait Teacher: Send {
     /// Short name for logs and tables.
     fn name(&self) -> &str;
     /// The keep-mask for the incoming batch of `observation`.
