@@ -29,6 +29,7 @@ use l2t_envs::{Dataset, EnvFactory, EnvPool, TeachingConfig, TeachingEnv};
 
 use crate::config::{RunConfig, TeacherEntry};
 use crate::run_dir::{short_hash, slug, JsonLines, Manifest, RunDir};
+use crate::stats::mean_ci95;
 
 /// Error of the experiment layer.
 #[derive(Debug, thiserror::Error)]
@@ -426,37 +427,6 @@ pub fn evaluate_teacher(
         .collect()
 }
 
-/// Mean and half-width of the 95% confidence interval (Student's t) of `values`.
-/// The half-width is 0 for fewer than two values.
-pub fn mean_ci95(values: &[f64]) -> (f64, f64) {
-    let n = values.len();
-    if n == 0 {
-        return (f64::NAN, f64::NAN);
-    }
-    let mean = values.iter().sum::<f64>() / n as f64;
-    if n < 2 {
-        return (mean, 0.0);
-    }
-    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    (mean, t_critical_95(n - 1) * (variance / n as f64).sqrt())
-}
-
-/// Two-sided 95% critical value of Student's t with `df` degrees of freedom.
-fn t_critical_95(df: usize) -> f64 {
-    const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
-    ];
-    match df {
-        0 => f64::NAN,
-        1..=30 => TABLE[df - 1],
-        31..=60 => 2.000,
-        61..=120 => 1.980,
-        _ => 1.960,
-    }
-}
-
 /// Aggregate of one teacher's evaluation records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TeacherSummary {
@@ -546,22 +516,6 @@ pub fn markdown_table(summaries: &[TeacherSummary]) -> String {
         ));
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use approx::assert_relative_eq;
-
-    #[test]
-    fn confidence_interval_matches_hand_computation() {
-        // mean 2, sample sd 1, n = 3: half-width = 4.303 * 1 / sqrt(3).
-        let (mean, half) = mean_ci95(&[1.0, 2.0, 3.0]);
-        assert_relative_eq!(mean, 2.0);
-        assert_relative_eq!(half, 4.303 / 3f64.sqrt(), epsilon = 1e-12);
-        assert_eq!(mean_ci95(&[5.0]), (5.0, 0.0));
-        assert!(mean_ci95(&[]).0.is_nan());
-    }
 }
 
 /// Effective instances and wall-clock to reach one dev-accuracy level, over seeds.
