@@ -18,10 +18,8 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use plotters::coord::types::RangedCoordf64;
@@ -30,6 +28,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::stats::mean_ci95;
+use l2t_envs::io::write_atomic;
 
 /// Environment variable naming the TTF/OTF font file used for PNG text.
 ///
@@ -432,7 +431,10 @@ fn write_figure<F: Figure>(stem: &Path, figure: &F) -> Result<PlotFiles, PlotErr
             message: e.to_string(),
         })?;
     }
-    write_atomic(&svg, text.as_bytes())?;
+    write_atomic(&svg, text.as_bytes()).map_err(|source| PlotError::Io {
+        path: svg.clone(),
+        source,
+    })?;
 
     match ensure_font() {
         Ok(()) => {}
@@ -467,39 +469,11 @@ fn write_figure<F: Figure>(stem: &Path, figure: &F) -> Result<PlotFiles, PlotErr
         writer.write_image_data(&pixels).map_err(encode)?;
         writer.finish().map_err(encode)?;
     }
-    write_atomic(&png, &encoded)?;
-    Ok(PlotFiles { svg, png })
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over
-/// `path`, so a reader never sees a half-written figure.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PlotError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let io_err = |source| PlotError::Io {
-        path: path.to_path_buf(),
+    write_atomic(&png, &encoded).map_err(|source| PlotError::Io {
+        path: png.clone(),
         source,
-    };
-    let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(&name);
-    tmp_name.push(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(source) = result {
-        // Best effort: the temporary file may not exist.
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err(source));
-    }
-    Ok(())
+    })?;
+    Ok(PlotFiles { svg, png })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1259,7 +1233,7 @@ mod tests {
         for entry in fs::read_dir(dir).expect("read dir") {
             let name = entry.expect("entry").file_name();
             assert!(
-                !name.to_string_lossy().contains(".tmp-"),
+                !name.to_string_lossy().ends_with(".part"),
                 "temporary file left: {name:?}"
             );
         }

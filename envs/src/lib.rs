@@ -10,6 +10,7 @@
 //! - [`batched`]: N teaching episodes on one batched MLP student (`BatchedTeachingEnv`);
 //! - [`student`]: the models being taught;
 //! - [`data`]: datasets staged as tensors, and the synthetic task;
+//! - [`io`]: the atomic file write every crate of the workspace uses;
 //! - [`seeding`]: one master seed, one ChaCha stream per source of randomness.
 
 pub mod batched;
@@ -17,6 +18,7 @@ pub mod check;
 pub mod data;
 pub mod env;
 pub mod error;
+pub mod io;
 pub mod pool;
 pub mod seeding;
 pub mod spaces;
