@@ -49,58 +49,48 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
-    /// A fresh folder under the system temp dir, removed on drop.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Self {
-            let dir =
-                std::env::temp_dir().join(format!("l2t-envs-io-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).expect("create scratch dir");
-            Self(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
+    /// An empty folder of its own for test `name` under the system temp dir.
+    fn fresh_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("l2t-envs-io-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create the test folder");
+        dir
     }
 
     #[test]
     fn writes_and_replaces_whole_files_without_leftovers() {
-        let scratch = Scratch::new("replace");
-        let path = scratch.0.join("a.bin");
+        let dir = fresh_dir("replace");
+        let path = dir.join("a.bin");
         write_atomic(&path, b"first").expect("write");
         assert_eq!(fs::read(&path).expect("read"), b"first");
         write_atomic(&path, b"second, longer").expect("rewrite");
         assert_eq!(fs::read(&path).expect("read"), b"second, longer");
-        let names: Vec<_> = fs::read_dir(&scratch.0)
+        let names: Vec<_> = fs::read_dir(&dir)
             .expect("list")
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("a.bin")]);
+        fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]
     fn a_failed_write_returns_the_error_and_leaves_nothing() {
-        let scratch = Scratch::new("fail");
-        let missing = scratch.0.join("no-such-dir").join("a.bin");
+        let dir = fresh_dir("fail");
+        let missing = dir.join("no-such-dir").join("a.bin");
         assert_eq!(
             write_atomic(&missing, b"x").map_err(|e| e.kind()),
             Err(std::io::ErrorKind::NotFound)
         );
         // Renaming over a folder fails after the part file was written: it is removed.
-        let folder = scratch.0.join("folder");
+        let folder = dir.join("folder");
         fs::create_dir(&folder).expect("mkdir");
         assert!(write_atomic(&folder, b"x").is_err());
-        assert!(!scratch.0.join("folder.part").exists());
+        assert!(!dir.join("folder.part").exists());
         assert_eq!(
             write_atomic(Path::new(".."), b"x").map_err(|e| e.kind()),
             Err(std::io::ErrorKind::InvalidInput)
         );
+        fs::remove_dir_all(&dir).expect("clean up");
     }
 }

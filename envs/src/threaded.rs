@@ -251,16 +251,7 @@ where
             let chunk = actions[worker.first_env..worker.first_env + worker.num_envs].to_vec();
             self.send(w, Command::Step(chunk))?;
         }
-        let n = self.num_envs;
-        let mut out = VecStep {
-            observations: Vec::with_capacity(n),
-            rewards: Vec::with_capacity(n),
-            terminated: Vec::with_capacity(n),
-            truncated: Vec::with_capacity(n),
-            infos: Vec::with_capacity(n),
-            final_observations: Vec::with_capacity(n),
-            final_infos: Vec::with_capacity(n),
-        };
+        let mut out = VecStep::with_capacity(self.num_envs);
         let mut first_error = None;
         for (w, worker) in self.workers.iter().enumerate() {
             match worker.replies.recv() {

@@ -36,6 +36,19 @@ pub struct VecStep<O, I> {
 }
 
 impl<O, I> VecStep<O, I> {
+    /// An empty step with room for `n` envs, for a vector env to fill env by env.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self {
+            observations: Vec::with_capacity(n),
+            rewards: Vec::with_capacity(n),
+            terminated: Vec::with_capacity(n),
+            truncated: Vec::with_capacity(n),
+            infos: Vec::with_capacity(n),
+            final_observations: Vec::with_capacity(n),
+            final_infos: Vec::with_capacity(n),
+        }
+    }
+
     /// Whether env `i`'s episode ended on this step (terminated or truncated).
     pub fn done(&self, i: usize) -> bool {
         self.terminated.get(i).copied().unwrap_or(false)
@@ -115,16 +128,7 @@ pub(crate) fn step_envs<E: Env>(
     actions: &[E::Action],
 ) -> Result<VecStep<E::Observation, E::Info>> {
     check_action_count(actions.len(), envs.len())?;
-    let n = envs.len();
-    let mut out = VecStep {
-        observations: Vec::with_capacity(n),
-        rewards: Vec::with_capacity(n),
-        terminated: Vec::with_capacity(n),
-        truncated: Vec::with_capacity(n),
-        infos: Vec::with_capacity(n),
-        final_observations: Vec::with_capacity(n),
-        final_infos: Vec::with_capacity(n),
-    };
+    let mut out = VecStep::with_capacity(envs.len());
     for (env, action) in envs.iter_mut().zip(actions) {
         let step = env.step(action)?;
         out.rewards.push(step.reward);
