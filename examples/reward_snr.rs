@@ -24,8 +24,9 @@ use anyhow::{Context, Result};
 use l2t::agents::{run_episode, OnlineBatchConfig, TeacherConfig};
 use l2t::config::RunConfig;
 use l2t::envs::{EnvJob, Reward, TeachingConfig, TeachingEnv, Threshold};
-use l2t::experiment::{dev_subsample, mean_ci95, TrainingTask};
+use l2t::experiment::{dev_subsample, TrainingTask};
 use l2t::presets::default_data_dir;
+use l2t::stats::{mean, sample_sd};
 
 fn main() -> Result<()> {
     let seeds: u64 = match std::env::args().nth(1) {
@@ -93,22 +94,15 @@ fn main() -> Result<()> {
             .collect::<l2t::agents::Result<Vec<f64>>>()?;
         let (no_teach, online) = returns.split_at(seeds as usize);
         let d: Vec<f64> = online.iter().zip(no_teach).map(|(o, n)| o - n).collect();
-        let (mean_d, _) = mean_ci95(&d);
-        let (sd_d, sd_no_teach) = (sd(&d), sd(no_teach));
+        let mean_d = mean(&d);
+        let (sd_d, sd_no_teach) = (sample_sd(&d), sample_sd(no_teach));
         println!(
             "| {name} | {:.4} | {:.4} | {mean_d:.4} | {sd_d:.4} | {:.2} | {:.2} |",
-            mean_ci95(no_teach).0,
-            mean_ci95(online).0,
+            mean(no_teach),
+            mean(online),
             mean_d / sd_d,
             mean_d / sd_no_teach
         );
     }
     Ok(())
-}
-
-/// Sample standard deviation.
-fn sd(values: &[f64]) -> f64 {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
 }

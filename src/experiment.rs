@@ -32,6 +32,9 @@ use l2t_envs::{Dataset, EnvFactory, EnvPool, Reward, TeachingConfig, TeachingEnv
 
 use crate::config::{RunConfig, TeacherEntry};
 use crate::run_dir::{short_hash, slug, JsonLines, Manifest, RunDir};
+use crate::stats::{
+    mean_ci95, paired_differences, probability_of_improvement, PairedDifference, StatsError,
+};
 
 /// Error of the experiment layer.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +72,9 @@ pub enum ExperimentError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Two teachers' evaluation seeds could not be paired (a seed evaluated twice).
+    #[error("comparing teachers seed by seed: {0}")]
+    Stats(#[from] StatsError),
     /// A JSON, JSON-lines or CSV file could not be written or read back.
     #[error("{path}: {reason}")]
     Json {
@@ -578,37 +584,6 @@ fn evaluate_side_by_side(
         .collect()
 }
 
-/// Mean and half-width of the 95% confidence interval (Student's t) of `values`.
-/// The half-width is 0 for fewer than two values.
-pub fn mean_ci95(values: &[f64]) -> (f64, f64) {
-    let n = values.len();
-    if n == 0 {
-        return (f64::NAN, f64::NAN);
-    }
-    let mean = values.iter().sum::<f64>() / n as f64;
-    if n < 2 {
-        return (mean, 0.0);
-    }
-    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    (mean, t_critical_95(n - 1) * (variance / n as f64).sqrt())
-}
-
-/// Two-sided 95% critical value of Student's t with `df` degrees of freedom.
-fn t_critical_95(df: usize) -> f64 {
-    const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
-    ];
-    match df {
-        0 => f64::NAN,
-        1..=30 => TABLE[df - 1],
-        31..=60 => 2.000,
-        61..=120 => 1.980,
-        _ => 1.960,
-    }
-}
-
 /// Aggregate of one teacher's evaluation records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TeacherSummary {
@@ -631,6 +606,70 @@ pub struct TeacherSummary {
     pub kept_ratio_mean: f64,
     /// Mean wall-clock seconds per episode.
     pub wall_seconds_mean: f64,
+    /// This teacher against the first row of the summary on the same seeds; `None` for
+    /// the first row itself (and in reports written before the column existed).
+    #[serde(default)]
+    pub vs_first: Option<VersusFirst>,
+}
+
+/// One teacher against the reference (the first row of the summary), seed by seed.
+/// Every teacher is evaluated on the same seeds (same data order, same initial
+/// student), so pairing by seed removes the variance the teachers share and shows a
+/// difference the per-teacher intervals hide.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct VersusFirst {
+    /// Effective instances to tau of this teacher minus the reference's, seed by seed,
+    /// over the seeds where both reached tau (negative: this teacher needs fewer).
+    pub instances_to_tau: PairedDifference,
+    /// Probability of improvement: the chance that a run of this teacher needs fewer
+    /// effective instances to tau than a run of the reference (ties count one half),
+    /// over all runs, a run that missed tau counting at the budget T' * M (so it loses
+    /// to every run that reached tau, and two misses tie).
+    pub probability_of_improvement: f64,
+}
+
+/// Effective instances to tau of each record, the budget `budget_instances` standing in
+/// for a run that never reached tau.
+fn instances_or_budget(records: &[EvaluationRecord], budget_instances: usize) -> Vec<f64> {
+    records
+        .iter()
+        .map(|r| {
+            r.episode
+                .effective_instances_to_tau
+                .unwrap_or(budget_instances) as f64
+        })
+        .collect()
+}
+
+/// `(seed, effective instances to tau)` of the records that reached tau.
+fn seeds_reached(records: &[EvaluationRecord]) -> Vec<(u64, f64)> {
+    records
+        .iter()
+        .filter_map(|r| {
+            r.episode
+                .effective_instances_to_tau
+                .map(|i| (r.seed, i as f64))
+        })
+        .collect()
+}
+
+/// Compares one teacher's `records` with the reference's (`first`) seed by seed: see
+/// [`VersusFirst`]. `budget_instances` (T' * M) stands in for runs that missed tau in
+/// the probability of improvement.
+///
+/// Errors: [`ExperimentError::Stats`] when a seed appears twice in one teacher's records.
+pub fn versus_first(
+    first: &[EvaluationRecord],
+    records: &[EvaluationRecord],
+    budget_instances: usize,
+) -> Result<VersusFirst> {
+    Ok(VersusFirst {
+        instances_to_tau: paired_differences(&seeds_reached(records), &seeds_reached(first))?,
+        probability_of_improvement: probability_of_improvement(
+            &instances_or_budget(first, budget_instances),
+            &instances_or_budget(records, budget_instances),
+        ),
+    })
 }
 
 /// Summarises `records` of one teacher; `budget_instances` (T' * M) stands in for runs
@@ -640,14 +679,7 @@ pub fn summarise(
     records: &[EvaluationRecord],
     budget_instances: usize,
 ) -> TeacherSummary {
-    let instances: Vec<f64> = records
-        .iter()
-        .map(|r| {
-            r.episode
-                .effective_instances_to_tau
-                .unwrap_or(budget_instances) as f64
-        })
-        .collect();
+    let instances = instances_or_budget(records, budget_instances);
     let accuracies: Vec<f64> = records.iter().map(|r| r.test_accuracy).collect();
     let kept: Vec<f64> = records
         .iter()
@@ -669,28 +701,45 @@ pub fn summarise(
         test_accuracy_ci95,
         kept_ratio_mean: mean_ci95(&kept).0,
         wall_seconds_mean: mean_ci95(&wall).0,
+        vs_first: None,
     }
 }
 
-/// A markdown table of teacher summaries, the first row being the reference
-/// (instances relative to it in the last column).
+/// A markdown table of teacher summaries, the first row being the reference: mean
+/// instances relative to it, and (from [`TeacherSummary::vs_first`]) the paired
+/// per-seed difference to it with the number of seeds where both reached tau, and the
+/// probability of needing fewer instances than it.
 pub fn markdown_table(summaries: &[TeacherSummary]) -> String {
     let mut out = String::from(
-        "| teacher | reached tau | effective instances to tau (mean ± 95% CI) | vs first row | test accuracy at end | kept ratio | s / episode |\n|---|---|---|---|---|---|---|\n",
+        "| teacher | reached tau | effective instances to tau (mean ± 95% CI) | vs first row | paired difference to first row (mean ± 95% CI, seeds where both reached tau) | P(fewer instances than first row) | test accuracy at end | kept ratio | s / episode |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     let reference = summaries.first().map(|s| s.instances_to_tau_mean);
     for s in summaries {
         let relative = reference.filter(|r| *r > 0.0).map_or("-".to_string(), |r| {
             format!("{:.0}%", 100.0 * s.instances_to_tau_mean / r)
         });
+        let (paired, improvement) = match &s.vs_first {
+            None => ("-".to_string(), "-".to_string()),
+            Some(v) => {
+                let d = &v.instances_to_tau;
+                let paired = match d.pairs {
+                    0 => "no seed where both reached tau".to_string(),
+                    1 => format!("{:+.0} (1 seed)", d.mean),
+                    n => format!("{:+.0} ± {:.0} ({n} seeds)", d.mean, d.ci95),
+                };
+                (paired, format!("{:.2}", v.probability_of_improvement))
+            }
+        };
         out.push_str(&format!(
-            "| {} | {}/{} | {:.0} ± {:.0} | {} | {:.4} ± {:.4} | {:.3} | {:.2} |\n",
+            "| {} | {}/{} | {:.0} ± {:.0} | {} | {} | {} | {:.4} ± {:.4} | {:.3} | {:.2} |\n",
             s.teacher,
             s.reached,
             s.runs,
             s.instances_to_tau_mean,
             s.instances_to_tau_ci95,
             relative,
+            paired,
+            improvement,
             s.test_accuracy_mean,
             s.test_accuracy_ci95,
             s.kept_ratio_mean,
@@ -705,14 +754,92 @@ mod tests {
     use super::*;
     use approx::assert_relative_eq;
 
+    /// A record of `teacher` on `seed` that reached tau after `instances`, or not.
+    fn record(teacher: &str, seed: u64, instances: Option<usize>) -> EvaluationRecord {
+        EvaluationRecord {
+            teacher: teacher.to_string(),
+            seed,
+            test_accuracy: 0.9,
+            episode: EpisodeSummary {
+                episode_return: 0.0,
+                terminated: instances.is_some(),
+                truncated: instances.is_none(),
+                steps: 10,
+                iterations: 10,
+                iterations_to_tau: instances.map(|i| i / 10),
+                effective_instances_to_tau: instances,
+                instances_seen: 100,
+                instances_kept: 100,
+                best_dev_accuracy: 0.9,
+                epoch_drop_ratios: Vec::new(),
+                wall_seconds: 1.0,
+                update: None,
+                curve: Vec::new(),
+                loss_rank_drops: Vec::new(),
+            },
+        }
+    }
+
     #[test]
-    fn confidence_interval_matches_hand_computation() {
-        // mean 2, sample sd 1, n = 3: half-width = 4.303 * 1 / sqrt(3).
-        let (mean, half) = mean_ci95(&[1.0, 2.0, 3.0]);
-        assert_relative_eq!(mean, 2.0);
-        assert_relative_eq!(half, 4.303 / 3f64.sqrt(), epsilon = 1e-12);
-        assert_eq!(mean_ci95(&[5.0]), (5.0, 0.0));
-        assert!(mean_ci95(&[]).0.is_nan());
+    fn paired_column_compares_seed_by_seed_with_the_first_row() {
+        let budget = 1000;
+        let first = [
+            record("a", 1, Some(500)),
+            record("a", 2, Some(600)),
+            record("a", 3, Some(700)),
+            record("a", 4, None),
+        ];
+        // In another order. `b` missed tau on seed 3 and `a` on seed 4, so only seeds 1
+        // and 2 pair up: differences -100 and -200.
+        let other = [
+            record("b", 2, Some(400)),
+            record("b", 1, Some(400)),
+            record("b", 3, None),
+            record("b", 4, Some(900)),
+        ];
+        let versus = versus_first(&first, &other, budget).unwrap();
+        assert_eq!(versus.instances_to_tau.pairs, 2);
+        assert_relative_eq!(versus.instances_to_tau.mean, -150.0);
+        // Differences -200, -100: sample sd 70.71, so t(0.975, 1) * 70.71 / sqrt(2) = 635.3.
+        assert_relative_eq!(versus.instances_to_tau.ci95, 635.31, epsilon = 0.01);
+        // b's 400, 400, 1000 (budget), 900 against a's 500, 600, 700, 1000:
+        // each 400 is below all 4 (8), 1000 ties one (0.5), 900 is below the budget (1):
+        // 9.5 / 16.
+        assert_relative_eq!(versus.probability_of_improvement, 9.5 / 16.0);
+
+        let mut summaries = vec![
+            summarise("a", &first, budget),
+            summarise("b", &other, budget),
+        ];
+        summaries[1].vs_first = Some(versus);
+        let table = markdown_table(&summaries);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4);
+        for line in &lines {
+            assert_eq!(line.matches('|').count(), 10, "{line}");
+        }
+        assert!(
+            lines[0].contains("| paired difference to first row"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[2].contains("| - | - |"), "{}", lines[2]);
+        assert!(
+            lines[3].contains("| -150 ± 635 (2 seeds) | 0.59 |"),
+            "{}",
+            lines[3]
+        );
+
+        let none = versus_first(&first, &[record("c", 9, Some(1))], budget).unwrap();
+        assert_eq!(none.instances_to_tau.pairs, 0);
+        summaries[1].vs_first = Some(none);
+        assert!(markdown_table(&summaries).contains("| no seed where both reached tau |"));
+
+        let twice = [record("d", 1, Some(1)), record("d", 1, Some(2))];
+        assert!(matches!(
+            versus_first(&first, &twice, budget),
+            Err(ExperimentError::Stats(StatsError::DuplicateSeed(1)))
+        ));
     }
 }
 
@@ -931,6 +1058,12 @@ impl Report {
                 train_on.name
             ));
         }
+        out.push_str(
+            "The paired difference is a teacher's effective instances to tau minus the first \
+             row's on the same seed, over the seeds where both reached tau. P(fewer instances) \
+             is the probability of improvement over all seeds (ties count one half; a run that \
+             missed tau counts at the budget T' x M).\n\n",
+        );
         out.push_str(&self.table());
         out.push_str("\n## Effective instances and wall-clock to each dev-accuracy level\n\n");
         out.push_str(&levels_table(&self.levels));
@@ -1122,6 +1255,7 @@ pub fn run(
     let mut summaries = Vec::new();
     let mut level_rows = Vec::new();
     let mut evaluations = Vec::new();
+    let mut spans = Vec::new();
     for entry in &config.teachers {
         let teacher_records = records.remove(&entry.label).unwrap_or_default();
         summaries.push(summarise(&entry.label, &teacher_records, budget));
@@ -1131,7 +1265,15 @@ pub fn run(
             &levels,
             budget,
         ));
+        let start = evaluations.len();
         evaluations.extend(teacher_records);
+        spans.push(start..evaluations.len());
+    }
+    if let Some(first) = spans.first() {
+        let first = &evaluations[first.clone()];
+        for (summary, span) in summaries.iter_mut().zip(&spans).skip(1) {
+            summary.vs_first = Some(versus_first(first, &evaluations[span.clone()], budget)?);
+        }
     }
     let mut report = Report {
         config: config.clone(),

@@ -12,9 +12,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use l2t::agents::{NoTeach, TeacherConfig};
 use l2t::config::{DeviceChoice, RunConfig, TeacherEntry, LONG_RUNS, TRANSFERS};
 use l2t::envs::EnvError;
-use l2t::experiment::{evaluate_teacher, mean_ci95, run, ExperimentError, Progress, Report};
+use l2t::experiment::{evaluate_teacher, run, ExperimentError, Progress, Report};
 use l2t::presets::{default_data_dir, Preset, PRESETS};
 use l2t::run_dir::RunDir;
+use l2t::stats::mean_ci95;
 
 /// Learning to Teach (Fan et al., ICLR 2018): train teachers and compare them.
 #[derive(Debug, Parser)]

@@ -17,6 +17,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 
+use l2t_envs::io::write_atomic;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::experiment::{ExperimentError, Result};
@@ -26,23 +27,6 @@ fn io_error(path: &Path, source: std::io::Error) -> ExperimentError {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Writes `bytes` to `path` through `<path>.part` and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut part_name = path.file_name().unwrap_or_default().to_os_string();
-    part_name.push(".part");
-    let part = path.with_file_name(part_name);
-    let write = || -> std::io::Result<()> {
-        let mut file = File::create(&part)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&part, path)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&part);
-        io_error(path, e)
-    })
 }
 
 /// An append-only JSON-lines file, flushed after every line.
@@ -259,7 +243,8 @@ impl RunDir {
 
     /// Writes `name` atomically.
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        write_atomic(&self.path(name), bytes)
+        let path = self.path(name);
+        write_atomic(&path, bytes).map_err(|e| io_error(&path, e))
     }
 
     /// Writes `value` as pretty JSON to `name`, atomically.
@@ -287,7 +272,7 @@ impl RunDir {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        write_atomic(&path, &bytes)
+        write_atomic(&path, &bytes).map_err(|e| io_error(&path, e))
     }
 }
 

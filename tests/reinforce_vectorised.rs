@@ -1,6 +1,6 @@
-//! REINFORCE learning from several episodes per update, over a vector env: one update
-//! per K finished episodes, deterministic for a fixed number of envs, and the same
-//! algorithm with either vector env; and the K episodes of one update rolled out whole
+//! REINFORCE learning from several episodes per update, over a `ThreadedVectorEnv`: one
+//! update per K finished episodes, deterministic for a fixed number of envs and the same
+//! for any number of workers; and the K episodes of one update rolled out whole
 //! on the worker threads of an `EnvPool` (the `Learner` loop), the same for any number
 //! of workers.
 
@@ -10,10 +10,7 @@ use l2t::agents::{
     run_episode, train_parallel, train_vectorised, AgentError, PolicyRollout, PooledEpisode,
     Reinforce, ReinforceConfig, Teacher, Trajectory,
 };
-use l2t::envs::{
-    BatchedTeachingEnv, EnvFactory, EnvPool, SyncVectorEnv, TeachingConfig, TeachingEnv,
-    ThreadedVectorEnv,
-};
+use l2t::envs::{EnvFactory, EnvPool, TeachingConfig, TeachingEnv, ThreadedVectorEnv};
 
 const N: usize = 4;
 
@@ -34,10 +31,12 @@ fn config() -> TeachingConfig {
     }
 }
 
-fn batched_env() -> BatchedTeachingEnv {
-    let data = common::tiny_data();
-    let student = common::tiny_student_config(8);
-    BatchedTeachingEnv::new(config(), student, N, data.train, data.dev, tch::Device::Cpu).unwrap()
+/// N tiny teaching envs on `workers` worker threads.
+fn threaded_env(workers: usize) -> ThreadedVectorEnv<TeachingEnv> {
+    let factories = (0..N)
+        .map(|_| Box::new(|| Ok(common::tiny_env(config()))) as EnvFactory<TeachingEnv>)
+        .collect();
+    ThreadedVectorEnv::new(factories, workers).unwrap()
 }
 
 fn teacher(episodes_per_update: usize) -> Reinforce {
@@ -52,7 +51,7 @@ fn teacher(episodes_per_update: usize) -> Reinforce {
 #[test]
 fn one_update_per_k_finished_episodes_and_reruns_are_identical() {
     let run = || {
-        let mut env = batched_env();
+        let mut env = threaded_env(2);
         let mut reinforce = teacher(N);
         let episodes = train_vectorised(&mut env, &mut reinforce, 12, 3).unwrap();
         (episodes, reinforce.flat_weights(), reinforce.episodes())
@@ -77,46 +76,30 @@ fn one_update_per_k_finished_episodes_and_reruns_are_identical() {
 }
 
 #[test]
-fn the_sync_vector_env_trains_the_same_way() {
-    let mut env = SyncVectorEnv::new(
-        (0..N)
-            .map(|_| common::tiny_env(config()))
-            .collect::<Vec<TeachingEnv>>(),
-    )
-    .unwrap();
-    let mut reinforce = teacher(2);
-    let episodes = train_vectorised(&mut env, &mut reinforce, 6, 3).unwrap();
+fn threaded_workers_train_the_same_teacher_for_any_worker_count() {
+    let bits = |w: &[f32]| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let run = |workers: usize| {
+        let mut env = threaded_env(workers);
+        let mut reinforce = teacher(2);
+        let episodes = train_vectorised(&mut env, &mut reinforce, 6, 3).unwrap();
+        (
+            episodes,
+            bits(&reinforce.flat_weights()),
+            reinforce.episodes(),
+        )
+    };
+    let (episodes, weights, learned) = run(1);
     assert_eq!(episodes.len(), 6);
     assert_eq!(episodes.iter().filter(|e| e.update.is_some()).count(), 3);
-    assert_eq!(reinforce.episodes(), 6);
-    // After training the teacher is in evaluation mode with nothing pending.
+    assert_eq!(learned, 6);
     assert!(episodes
         .iter()
         .all(|e| e.instances_kept <= e.instances_seen));
-}
-
-#[test]
-fn threaded_workers_train_the_teacher_as_the_sync_vector_env_does() {
-    let sync_weights = {
-        let mut env = SyncVectorEnv::new(
-            (0..N)
-                .map(|_| common::tiny_env(config()))
-                .collect::<Vec<TeachingEnv>>(),
-        )
-        .unwrap();
-        let mut reinforce = teacher(2);
-        train_vectorised(&mut env, &mut reinforce, 4, 3).unwrap();
-        reinforce.flat_weights()
-    };
-    let factories = (0..N)
-        .map(|_| Box::new(|| Ok(common::tiny_env(config()))) as EnvFactory<TeachingEnv>)
-        .collect();
-    let mut env = ThreadedVectorEnv::new(factories, 2).unwrap();
-    let mut reinforce = teacher(2);
-    let episodes = train_vectorised(&mut env, &mut reinforce, 4, 3).unwrap();
-    assert_eq!(episodes.len(), 4);
-    let bits = |w: &[f32]| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&reinforce.flat_weights()), bits(&sync_weights));
+    for workers in [2, N] {
+        let (episodes_w, weights_w, _) = run(workers);
+        assert_eq!(episodes_w, episodes, "{workers} workers");
+        assert_eq!(weights_w, weights, "{workers} workers");
+    }
 }
 
 #[test]

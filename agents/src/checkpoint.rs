@@ -36,8 +36,7 @@
 //! under the final name.
 
 use std::fs;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bincode::Options as _;
 use rand::SeedableRng as _;
@@ -437,46 +436,11 @@ pub fn load_teacher(
     })
 }
 
-/// Writes `bytes` to `<path>.part`, flushes it to disk and renames it to `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let file_name = path.file_name().ok_or_else(|| {
-        io_error(
-            path,
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
-        )
-    })?;
-    let mut part_name = file_name.to_os_string();
-    part_name.push(".part");
-    let part = path.with_file_name(part_name);
-    let write = || -> std::io::Result<()> {
-        let mut file = fs::File::create(&part)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&part, path)?;
-        // Make the rename itself durable (directories cannot be opened on Windows).
-        #[cfg(unix)]
-        {
-            let parent = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            fs::File::open(parent)?.sync_all()?;
-        }
-        Ok(())
-    };
-    write().map_err(|e| {
-        // Best effort: do not leave a stale partial file behind.
-        let _ = fs::remove_file(&part);
-        io_error(path, e)
-    })
-}
-
 /// Encodes `payload` and writes it to `path` atomically.
 fn save_payload(path: &Path, payload: &Payload) -> Result<()> {
     let bytes =
         encode(payload).map_err(|e| io_error(path, std::io::Error::other(e.to_string())))?;
-    write_atomically(path, &bytes)
+    l2t_envs::io::write_atomic(path, &bytes).map_err(|e| io_error(path, e))
 }
 
 /// The config of `payload` as JSON text.
@@ -713,6 +677,7 @@ mod tests {
     use l2t_envs::{
         Env, MlpConfig, MlpStudent, OptimizerConfig, SyntheticConfig, TeachingConfig, TeachingEnv,
     };
+    use std::path::PathBuf;
 
     /// A fresh scratch directory for one test.
     struct Scratch(PathBuf);

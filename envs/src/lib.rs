@@ -4,19 +4,19 @@
 //! - [`spaces`]: bounded boxes and `MultiBinary` masks;
 //! - [`check`]: `check_env`, the conformance checks every env passes;
 //! - [`teaching`]: the data-teaching MDP, in one file;
-//! - [`vector`]: N environments stepped together with autoreset (`SyncVectorEnv`);
-//! - [`threaded`]: the same, with the envs spread over worker threads (`ThreadedVectorEnv`);
+//! - [`vector`]: the vector-env contract: N environments stepped together with autoreset;
+//! - [`threaded`]: its implementation, the envs spread over worker threads (`ThreadedVectorEnv`);
 //! - [`pool`]: envs owned by worker threads that run whole episodes (`EnvPool`);
-//! - [`batched`]: N teaching episodes on one batched MLP student (`BatchedTeachingEnv`);
 //! - [`student`]: the models being taught;
 //! - [`data`]: datasets staged as tensors, and the synthetic task;
+//! - [`io`]: the atomic file write every crate of the workspace uses;
 //! - [`seeding`]: one master seed, one ChaCha stream per source of randomness.
 
-pub mod batched;
 pub mod check;
 pub mod data;
 pub mod env;
 pub mod error;
+pub mod io;
 pub mod pool;
 pub mod seeding;
 pub mod spaces;
@@ -25,7 +25,6 @@ pub mod teaching;
 pub mod threaded;
 pub mod vector;
 
-pub use batched::BatchedTeachingEnv;
 pub use check::{check_env, CheckFailure, CheckOptions};
 pub use data::{synthetic::SyntheticConfig, Batch, Dataset, TaskData};
 pub use env::{Env, Step};
@@ -33,11 +32,11 @@ pub use error::{DataError, EnvError, Result};
 pub use pool::{EnvJob, EnvPool};
 pub use spaces::{BoxSpace, MultiBinary, Space};
 pub use student::{
-    BatchedMlp, LstmConfig, LstmStudent, MlpConfig, MlpStudent, OptimizerConfig, ResNetConfig,
-    ResNetStudent, Student, StudentConfig,
+    LstmConfig, LstmStudent, MlpConfig, MlpStudent, OptimizerConfig, ResNetConfig, ResNetStudent,
+    Student, StudentConfig,
 };
 pub use teaching::{
     LossScaling, Reward, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation, Threshold,
 };
 pub use threaded::{EnvFactory, ThreadedVectorEnv};
-pub use vector::{SyncVectorEnv, VecReset, VecStep, VectorEnv};
+pub use vector::{VecReset, VecStep, VectorEnv};

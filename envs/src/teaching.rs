@@ -48,8 +48,8 @@
 //! 6. **Budgets.** The episode is truncated at T' iterations, or after
 //!    `max_incoming_batches` incoming batches, so a teacher that keeps nothing ends too.
 //!
-//! The bookkeeping of these phases lives in one private `EpisodeState`, which both
-//! [`TeachingEnv`] and the batched [`crate::batched::BatchedTeachingEnv`] drive.
+//! The bookkeeping of these phases lives in one private `EpisodeState`, which
+//! [`TeachingEnv`] drives.
 
 use std::collections::VecDeque;
 
@@ -324,7 +324,7 @@ pub(crate) struct Update {
 }
 
 /// The bookkeeping of one teaching episode: everything of the MDP but the student and
-/// the data. [`TeachingEnv`] and the batched env drive it through the phases of a step,
+/// the data. [`TeachingEnv`] drives it through the phases of a step,
 /// in this order:
 ///
 /// 1. [`check_action`](Self::check_action) and [`absorb`](Self::absorb): the keep-mask
@@ -586,7 +586,7 @@ impl EpisodeState {
 /// The observations of B incoming batches, with columns as in
 /// [`TeachingEnv::feature_names`]: `logits` `[B, M, |Y|]` (without gradient), `labels`
 /// `[B, M]`, `lengths` `[B, M]` for text, `states[b]` the student-state features of
-/// batch b. A plain env has B = 1; the batched env featurises all its envs at once.
+/// batch b. A [`TeachingEnv`] has B = 1.
 ///
 /// The log-softmax runs as one tensor op; its `[B, M, |Y|]` values and the labels are
 /// then copied to Rust once and each row is assembled there (probabilities, one-hot,

@@ -4,14 +4,15 @@
 //!
 //! The N envs are split into W contiguous chunks, one per worker thread. Each worker
 //! builds its envs itself, from the factories it is given (so the envs need not be
-//! `Send`: a `TeachingEnv` holds a boxed student), and steps its chunk as a
-//! [`SyncVectorEnv`]. A vector `step` sends every worker its slice of the actions,
-//! then collects the replies in order, so the workers step concurrently and the result
-//! is laid out exactly as a [`SyncVectorEnv`] of the same N envs would lay it out.
+//! `Send`: a `TeachingEnv` holds a boxed student), and steps its chunk one env after
+//! the other ([`crate::vector`]'s autoreset rule). A vector `step` sends every worker its
+//! slice of the actions, then collects the replies in order, so the workers step
+//! concurrently and the result is laid out exactly as if the N envs were stepped one
+//! after the other in the calling thread.
 //!
 //! **Determinism.** Env `i` is seeded with `seed + i` whatever worker runs it, and
 //! envs share no random stream, so the results are the same for any number of workers
-//! W, and bit-identical to a [`SyncVectorEnv`] over the same envs (checked in
+//! W, and bit-identical to the same envs stepped one by one by hand (checked in
 //! `tests/vector_env.rs`).
 //!
 //! **Threads.** Run libtorch with one intra-op thread (`tch::set_num_threads(1)`) and
@@ -19,7 +20,7 @@
 //! take the process's libtorch thread setting.
 //!
 //! **Errors.** A failing env returns its error from `step` or `reset`; other workers
-//! have stepped by then (as in [`SyncVectorEnv`]): reset before stepping again. A
+//! have stepped by then: reset before stepping again. A
 //! worker that stops (its env panicked) is [`EnvError::Worker`].
 
 use std::marker::PhantomData;
@@ -28,7 +29,7 @@ use std::thread::JoinHandle;
 
 use crate::env::Env;
 use crate::error::{invalid_config, EnvError, Result};
-use crate::vector::{check_action_count, SyncVectorEnv, VecReset, VecStep, VectorEnv};
+use crate::vector::{check_action_count, reset_envs, step_envs, VecReset, VecStep, VectorEnv};
 
 /// What the main thread asks a worker to do.
 enum Command<A> {
@@ -157,8 +158,7 @@ fn run_worker<E: Env>(
     let built = env_fns
         .into_iter()
         .map(|build| build())
-        .collect::<Result<Vec<E>>>()
-        .and_then(SyncVectorEnv::new);
+        .collect::<Result<Vec<E>>>();
     let mut envs = match built {
         Ok(envs) => {
             if replies.send(Reply::Ready(Ok(()))).is_err() {
@@ -173,8 +173,8 @@ fn run_worker<E: Env>(
     };
     while let Ok(command) = commands.recv() {
         let reply = match command {
-            Command::Reset(seed) => Reply::Reset(envs.reset(seed)),
-            Command::Step(actions) => Reply::Step(envs.step(&actions)),
+            Command::Reset(seed) => Reply::Reset(reset_envs(&mut envs, seed)),
+            Command::Step(actions) => Reply::Step(step_envs(&mut envs, &actions)),
         };
         if replies.send(reply).is_err() {
             return;
@@ -251,16 +251,7 @@ where
             let chunk = actions[worker.first_env..worker.first_env + worker.num_envs].to_vec();
             self.send(w, Command::Step(chunk))?;
         }
-        let n = self.num_envs;
-        let mut out = VecStep {
-            observations: Vec::with_capacity(n),
-            rewards: Vec::with_capacity(n),
-            terminated: Vec::with_capacity(n),
-            truncated: Vec::with_capacity(n),
-            infos: Vec::with_capacity(n),
-            final_observations: Vec::with_capacity(n),
-            final_infos: Vec::with_capacity(n),
-        };
+        let mut out = VecStep::with_capacity(self.num_envs);
         let mut first_error = None;
         for (w, worker) in self.workers.iter().enumerate() {
             match worker.replies.recv() {
@@ -385,27 +376,22 @@ mod tests {
     }
 
     #[test]
-    fn any_worker_count_gives_the_sync_results() {
+    fn any_worker_count_gives_the_results_of_stepping_in_one_thread() {
         let lengths = [2, 3, 4, 5, 2];
-        let run = |env: &mut dyn VectorEnv<
-            Observation = ArrayD<f32>,
-            Action = Array1<bool>,
-            Info = usize,
-        >| {
-            let mut trace = vec![format!("{:?}", env.reset(Some(10)).unwrap())];
-            for t in 0..7 {
-                let actions: Vec<_> = (0..lengths.len()).map(|i| keep(i + t)).collect();
-                trace.push(format!("{:?}", env.step(&actions).unwrap()));
-            }
-            trace
-        };
-        let mut sync =
-            SyncVectorEnv::new(lengths.iter().map(|&l| Countdown::new(l)).collect()).unwrap();
-        let expected = run(&mut sync);
+        let actions = |t: usize| (0..lengths.len()).map(|i| keep(i + t)).collect::<Vec<_>>();
+        let mut envs: Vec<Countdown> = lengths.iter().map(|&l| Countdown::new(l)).collect();
+        let mut expected = vec![format!("{:?}", reset_envs(&mut envs, Some(10)).unwrap())];
+        for t in 0..7 {
+            expected.push(format!("{:?}", step_envs(&mut envs, &actions(t)).unwrap()));
+        }
         for workers in [1, 2, 3, 5, 8] {
             let mut threaded = ThreadedVectorEnv::new(factories(&lengths), workers).unwrap();
             assert_eq!(threaded.num_workers(), workers.min(lengths.len()));
-            assert_eq!(run(&mut threaded), expected, "{workers} workers");
+            let mut trace = vec![format!("{:?}", threaded.reset(Some(10)).unwrap())];
+            for t in 0..7 {
+                trace.push(format!("{:?}", threaded.step(&actions(t)).unwrap()));
+            }
+            assert_eq!(trace, expected, "{workers} workers");
         }
     }
 

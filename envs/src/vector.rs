@@ -1,4 +1,5 @@
-//! Several environments stepped together, after Gymnasium's `SyncVectorEnv`.
+//! The vector-env contract: several environments stepped together, after Gymnasium's
+//! `VectorEnv`.
 //!
 //! A vector env holds N environments of one kind. `reset(Some(seed))` seeds env `i`
 //! with `seed + i`; `step` takes one action per env and returns the batched results.
@@ -8,8 +9,9 @@
 //! continue), so `observations[i]` is the first observation of its next episode
 //! (Gymnasium's "same-step" autoreset). Stepping never needs a reset after the first.
 //!
-//! [`SyncVectorEnv`] steps any [`Env`] one after the other;
-//! [`crate::batched::BatchedTeachingEnv`] runs N teaching episodes on one batched MLP.
+//! [`crate::ThreadedVectorEnv`] implements it, its worker threads stepping their envs
+//! one after the other with [`reset_envs`] and [`step_envs`] (the autoreset rule, in
+//! one place).
 
 use crate::env::Env;
 use crate::error::{EnvError, Result};
@@ -34,6 +36,19 @@ pub struct VecStep<O, I> {
 }
 
 impl<O, I> VecStep<O, I> {
+    /// An empty step with room for `n` envs, for a vector env to fill env by env.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self {
+            observations: Vec::with_capacity(n),
+            rewards: Vec::with_capacity(n),
+            terminated: Vec::with_capacity(n),
+            truncated: Vec::with_capacity(n),
+            infos: Vec::with_capacity(n),
+            final_observations: Vec::with_capacity(n),
+            final_infos: Vec::with_capacity(n),
+        }
+    }
+
     /// Whether env `i`'s episode ended on this step (terminated or truncated).
     pub fn done(&self, i: usize) -> bool {
         self.terminated.get(i).copied().unwrap_or(false)
@@ -88,97 +103,51 @@ pub(crate) fn env_seed(seed: Option<u64>, i: usize) -> Option<u64> {
     seed.map(|s| s.wrapping_add(i as u64))
 }
 
-/// N environments of one type, stepped one after the other in the calling thread.
-///
-/// Throughput equals one env's (it is a convenience, not a speed-up); see
-/// [`crate::batched::BatchedTeachingEnv`] for N teaching episodes in one batched
-/// student. If env `i` fails during a step, envs before it have already stepped: reset
-/// the vector env before stepping it again.
-#[derive(Debug)]
-pub struct SyncVectorEnv<E: Env> {
-    envs: Vec<E>,
+/// Resets every env of `envs`; `Some(seed)` seeds env `i` with `seed + i`, `None`
+/// continues every env's streams.
+pub(crate) fn reset_envs<E: Env>(
+    envs: &mut [E],
+    seed: Option<u64>,
+) -> Result<VecReset<E::Observation, E::Info>> {
+    let mut observations = Vec::with_capacity(envs.len());
+    let mut infos = Vec::with_capacity(envs.len());
+    for (i, env) in envs.iter_mut().enumerate() {
+        let (observation, info) = env.reset(env_seed(seed, i))?;
+        observations.push(observation);
+        infos.push(info);
+    }
+    Ok((observations, infos))
 }
 
-impl<E: Env> SyncVectorEnv<E> {
-    /// A vector env over `envs` (at least one).
-    pub fn new(envs: Vec<E>) -> Result<Self> {
-        if envs.is_empty() {
-            return Err(crate::error::invalid_config(
-                "num_envs",
-                "a vector env needs at least one env",
-            ));
+/// Applies `actions[i]` to env `i` of `envs`, one env after the other, resetting at once
+/// (`reset(None)`) each env whose episode ends (the module's autoreset rule). Exactly one
+/// action per env, or [`EnvError::InvalidAction`]. If env `i` fails, envs before it have
+/// already stepped: reset before stepping again.
+pub(crate) fn step_envs<E: Env>(
+    envs: &mut [E],
+    actions: &[E::Action],
+) -> Result<VecStep<E::Observation, E::Info>> {
+    check_action_count(actions.len(), envs.len())?;
+    let mut out = VecStep::with_capacity(envs.len());
+    for (env, action) in envs.iter_mut().zip(actions) {
+        let step = env.step(action)?;
+        out.rewards.push(step.reward);
+        out.terminated.push(step.terminated);
+        out.truncated.push(step.truncated);
+        if step.done() {
+            let (observation, info) = env.reset(None)?;
+            out.final_observations.push(Some(step.observation));
+            out.final_infos.push(Some(step.info));
+            out.observations.push(observation);
+            out.infos.push(info);
+        } else {
+            out.final_observations.push(None);
+            out.final_infos.push(None);
+            out.observations.push(step.observation);
+            out.infos.push(step.info);
         }
-        Ok(Self { envs })
     }
-
-    /// The environments, in order.
-    pub fn envs(&self) -> &[E] {
-        &self.envs
-    }
-
-    /// Env `i`, e.g. to evaluate its student.
-    pub fn env_mut(&mut self, i: usize) -> Option<&mut E> {
-        self.envs.get_mut(i)
-    }
-
-    /// The environments back.
-    pub fn into_envs(self) -> Vec<E> {
-        self.envs
-    }
-}
-
-impl<E: Env> VectorEnv for SyncVectorEnv<E> {
-    type Observation = E::Observation;
-    type Action = E::Action;
-    type Info = E::Info;
-
-    fn num_envs(&self) -> usize {
-        self.envs.len()
-    }
-
-    fn reset(&mut self, seed: Option<u64>) -> Result<VecReset<E::Observation, E::Info>> {
-        let mut observations = Vec::with_capacity(self.envs.len());
-        let mut infos = Vec::with_capacity(self.envs.len());
-        for (i, env) in self.envs.iter_mut().enumerate() {
-            let (observation, info) = env.reset(env_seed(seed, i))?;
-            observations.push(observation);
-            infos.push(info);
-        }
-        Ok((observations, infos))
-    }
-
-    fn step(&mut self, actions: &[E::Action]) -> Result<VecStep<E::Observation, E::Info>> {
-        check_action_count(actions.len(), self.envs.len())?;
-        let n = self.envs.len();
-        let mut out = VecStep {
-            observations: Vec::with_capacity(n),
-            rewards: Vec::with_capacity(n),
-            terminated: Vec::with_capacity(n),
-            truncated: Vec::with_capacity(n),
-            infos: Vec::with_capacity(n),
-            final_observations: Vec::with_capacity(n),
-            final_infos: Vec::with_capacity(n),
-        };
-        for (env, action) in self.envs.iter_mut().zip(actions) {
-            let step = env.step(action)?;
-            out.rewards.push(step.reward);
-            out.terminated.push(step.terminated);
-            out.truncated.push(step.truncated);
-            if step.done() {
-                let (observation, info) = env.reset(None)?;
-                out.final_observations.push(Some(step.observation));
-                out.final_infos.push(Some(step.info));
-                out.observations.push(observation);
-                out.infos.push(info);
-            } else {
-                out.final_observations.push(None);
-                out.final_infos.push(None);
-                out.observations.push(step.observation);
-                out.infos.push(step.info);
-            }
-        }
-        Ok(out)
-    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -263,16 +232,15 @@ mod tests {
 
     #[test]
     fn seeds_each_env_and_autoresets_the_ended_ones() {
-        let mut vec_env = SyncVectorEnv::new(vec![Counter::new(2), Counter::new(3)]).unwrap();
-        assert_eq!(vec_env.num_envs(), 2);
-        let (observations, _) = vec_env.reset(Some(10)).unwrap();
+        let mut envs = vec![Counter::new(2), Counter::new(3)];
+        let (observations, _) = reset_envs(&mut envs, Some(10)).unwrap();
         assert_eq!(observations[0][[0]], 10.0);
         assert_eq!(observations[1][[0]], 11.0);
         let actions = vec![Array1::from_elem(2, true), Array1::from_elem(2, false)];
-        let first = vec_env.step(&actions).unwrap();
+        let first = step_envs(&mut envs, &actions).unwrap();
         assert_eq!(first.rewards, vec![2.0, 0.0]);
         assert_eq!(first.final_infos, vec![None, None]);
-        let second = vec_env.step(&actions).unwrap();
+        let second = step_envs(&mut envs, &actions).unwrap();
         // Env 0 ended after 2 steps: its final observation is step 2 of episode 1, the
         // returned one step 0 of episode 2 (same seed: the streams continue).
         assert!(second.done(0) && !second.done(1));
@@ -292,7 +260,7 @@ mod tests {
             second.observations[1].iter().copied().collect::<Vec<f32>>(),
             vec![11.0, 1.0, 2.0]
         );
-        let third = vec_env.step(&actions).unwrap();
+        let third = step_envs(&mut envs, &actions).unwrap();
         assert!(!third.done(0) && third.done(1));
         assert_eq!(
             third.observations[1].iter().copied().collect::<Vec<f32>>(),
@@ -302,11 +270,10 @@ mod tests {
 
     #[test]
     fn wrong_number_of_actions_is_a_typed_error() {
-        let mut vec_env = SyncVectorEnv::new(vec![Counter::new(2), Counter::new(2)]).unwrap();
-        vec_env.reset(Some(0)).unwrap();
-        let err = vec_env.step(&[Array1::from_elem(2, true)]).unwrap_err();
+        let mut envs = vec![Counter::new(2), Counter::new(2)];
+        reset_envs(&mut envs, Some(0)).unwrap();
+        let err = step_envs(&mut envs, &[Array1::from_elem(2, true)]).unwrap_err();
         assert!(matches!(err, EnvError::InvalidAction(_)), "{err}");
         assert!(err.to_string().contains("1 actions for 2 environments"));
-        assert!(SyncVectorEnv::<Counter>::new(Vec::new()).is_err());
     }
 }

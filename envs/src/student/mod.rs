@@ -9,7 +9,6 @@
 //! random stream, never from libtorch's global generator.
 
 pub mod adam;
-pub mod batched_mlp;
 pub mod lstm;
 pub mod mlp;
 pub mod resnet;
@@ -24,7 +23,6 @@ use crate::data::{Batch, Dataset};
 use crate::error::{invalid_config, EnvError, Result};
 
 pub use adam::FusedAdam;
-pub use batched_mlp::{BatchedMlp, RecordedForward};
 pub use lstm::{LstmConfig, LstmStudent};
 pub use mlp::{MlpConfig, MlpStudent};
 pub use resnet::{ResNetConfig, ResNetStudent, Shortcut};
