@@ -229,8 +229,8 @@ pub fn training_horizon(teaching: &TeachingConfig) -> usize {
     ((teaching.max_iterations / 12) / every).max(1) * every
 }
 
-/// ES's training episodes in [`RunConfig::reproduction`]: 30 generations of 8.
-pub const ES_EPISODES: usize = 240;
+/// ES's training episodes in [`RunConfig::reproduction`]: 60 generations of 8.
+pub const ES_EPISODES: usize = 480;
 
 /// The labels of the teachers of [`RunConfig::reproduction`].
 pub mod labels {
@@ -315,11 +315,16 @@ impl RunConfig {
     /// one dataset and student teaches the other), `cifar10-resnet110-from-resnet32`
     /// (trained with ResNet-32 students, teaching ResNet-110), plus the CPU-sized
     /// `synthetic-to-fashion-mnist`; and `fashion-mnist-mlp-long`, the main job with
-    /// ten times the REINFORCE and actor-critic training and four times ES's.
+    /// ten times the REINFORCE and actor-critic training and twice ES's.
     pub fn named(name: &str) -> Option<Self> {
         let transfer = |train: &str, eval: &str| -> Option<Self> {
             let mut config = Self::reproduction(Preset::named(eval)?);
-            config.train_on = Some(Preset::named(train)?);
+            let train_on = Preset::named(train)?;
+            // The training horizon is on the training task's evaluation grid.
+            config.training.reward = Some(Reward::DevAccuracyArea {
+                iterations: training_horizon(&train_on.teaching),
+            });
+            config.train_on = Some(train_on);
             config.preset.name = name.to_string();
             Some(config)
         };
@@ -330,13 +335,13 @@ impl RunConfig {
             "synthetic-to-fashion-mnist" => transfer("synthetic", "fashion-mnist-mlp"),
             "fashion-mnist-mlp-long" => {
                 // The main job with ten times REINFORCE's and the actor-critic's
-                // training and four times ES's: how far more training goes.
+                // training and twice ES's: how far more training goes.
                 let mut config = Self::reproduction(Preset::fashion_mnist_mlp());
                 config.preset.name = name.to_string();
                 config.preset.episodes *= 10;
                 for entry in &mut config.teachers {
                     if let Some(episodes) = &mut entry.episodes {
-                        *episodes *= 4;
+                        *episodes *= 2;
                     }
                 }
                 Some(config)
@@ -493,7 +498,11 @@ mod tests {
 
     #[test]
     fn reproduction_config_round_trips_through_toml() {
-        for name in crate::presets::PRESETS.iter().chain(&TRANSFERS) {
+        for name in crate::presets::PRESETS
+            .iter()
+            .chain(&LONG_RUNS)
+            .chain(&TRANSFERS)
+        {
             let config = RunConfig::named(name).unwrap();
             let text = config.to_toml().unwrap();
             assert_eq!(RunConfig::from_toml(&text).unwrap(), config, "{name}");
