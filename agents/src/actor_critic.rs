@@ -116,7 +116,8 @@ impl ActorCriticConfig {
     }
 }
 
-/// The state-value critic V_psi(s) on the student-state vector.
+/// A state-value critic V_psi(s): `state_dim -> hidden tanh -> 1` (the actor-critic's on
+/// the student-state vector, PPO's on a step's mean feature row).
 pub(crate) struct Critic {
     pub(crate) vs: nn::VarStore,
     hidden: nn::Linear,
@@ -124,7 +125,8 @@ pub(crate) struct Critic {
 }
 
 impl Critic {
-    fn new(state_dim: usize, hidden: usize, init_rng: &mut ChaCha8Rng) -> Self {
+    /// A `state_dim`-`hidden`-1 critic, weights drawn from `init_rng`.
+    pub(crate) fn new(state_dim: usize, hidden: usize, init_rng: &mut ChaCha8Rng) -> Self {
         let vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
         let hidden_layer = nn::linear(
@@ -144,8 +146,8 @@ impl Critic {
         }
     }
 
-    /// V(s) for states `[T, 3]`, shape `[T]`.
-    fn values(&self, states: &Tensor) -> Tensor {
+    /// V(s) for states `[T, state_dim]`, shape `[T]`.
+    pub(crate) fn values(&self, states: &Tensor) -> Tensor {
         self.output
             .forward(&self.hidden.forward(states).tanh())
             .squeeze_dim(-1)

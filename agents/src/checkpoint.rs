@@ -1,5 +1,5 @@
-//! Saving and loading trained teachers: [`Reinforce`], [`ActorCritic`] and
-//! [`EvolutionStrategies`].
+//! Saving and loading trained teachers: [`Reinforce`], [`ActorCritic`],
+//! [`EvolutionStrategies`] and [`Ppo`].
 //!
 //! A checkpoint restores everything that decides the teacher's future: the network
 //! weights, the Adam state of every optimizer, the reward baseline, the episode count
@@ -21,11 +21,11 @@
 //! | 20..28     | FNV-1a (64-bit) hash of the payload, u64                   |
 //! | 28..       | payload: bincode 1 (fixed-width integers) of the fields below |
 //!
-//! Payload: teacher kind (`"reinforce"`, `"actor_critic"` or `"es"`), the config as JSON
+//! Payload: teacher kind (`"reinforce"`, `"actor_critic"`, `"es"` or `"ppo"`), the config as JSON
 //! text (for ES, the config and the feature statistics)
 //! (so that a config field added later with a default still reads old files), the
 //! feature dimension, every network variable (name, shape, f32 values; sorted by name;
-//! the actor-critic's prefixed `actor/` and `critic/`), the Adam states (one per
+//! the actor-critic's and PPO's prefixed `actor/` and `critic/`), the Adam states (one per
 //! optimizer: per variable, same order, step count, first and second moments), the
 //! baseline, the episode count, and the sampling stream (ChaCha8 seed, stream, word
 //! position). Version 1 held a single Adam state and only REINFORCE.
@@ -49,6 +49,7 @@ use crate::actor_critic::{ActorCritic, ActorCriticConfig};
 use crate::adam::{named_trainable_in_name_order, Adam, AdamState};
 use crate::error::{AgentError, Result};
 use crate::es::{EsConfig, EvolutionStrategies, FeatureStats};
+use crate::ppo::{Ppo, PpoConfig};
 use crate::reinforce::{Reinforce, ReinforceConfig};
 use crate::teacher::Teacher;
 
@@ -62,6 +63,8 @@ pub const REINFORCE_KIND: &str = "reinforce";
 pub const ACTOR_CRITIC_KIND: &str = "actor_critic";
 /// Teacher kind stored in checkpoints of [`EvolutionStrategies`] (its `TeacherConfig` kind).
 pub const ES_KIND: &str = "es";
+/// Teacher kind stored in checkpoints of [`Ppo`] (its `TeacherConfig` kind).
+pub const PPO_KIND: &str = "ppo";
 
 const HEADER_LEN: usize = 8 + 4 + 8 + 8;
 
@@ -426,11 +429,12 @@ pub fn load_teacher(
             payload,
             expected_feature_dim,
         )?),
+        PPO_KIND => Box::new(Ppo::from_payload(path, payload, expected_feature_dim)?),
         other => {
             return Err(corrupt(
                 path,
                 format!(
-                    "unknown teacher kind `{other}` (known: {REINFORCE_KIND}, {ACTOR_CRITIC_KIND}, {ES_KIND})"
+                    "unknown teacher kind `{other}` (known: {REINFORCE_KIND}, {ACTOR_CRITIC_KIND}, {ES_KIND}, {PPO_KIND})"
                 ),
             ))
         }
@@ -674,6 +678,81 @@ impl EvolutionStrategies {
     }
 }
 
+impl Ppo {
+    /// Saves the teacher (actor, critic, both Adam states, episode count, teaching
+    /// stream; an update's minibatch order is regenerated from the seed) to `path`,
+    /// atomically, in the format of the [module docs](crate::checkpoint).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let payload = Payload {
+            kind: PPO_KIND.to_string(),
+            config_json: config_json(path, &self.config)?,
+            feature_dim: self.policy.input_dim() as u64,
+            weights: export_weights(actor_and_critic_variables(
+                self.policy.var_store(),
+                &self.critic.vs,
+            ))?,
+            optimizers: vec![
+                self.actor_optimizer.export_state(),
+                self.critic_optimizer.export_state(),
+            ],
+            baseline: None,
+            episodes: self.episodes as u64,
+            sampling_rng: RngState::of(&self.sampling_rng),
+        };
+        save_payload(path, &payload)
+    }
+
+    /// Loads a teacher saved by [`Ppo::save`]; `expected_feature_dim` as in
+    /// [`Reinforce::load`].
+    pub fn load(path: impl AsRef<Path>, expected_feature_dim: Option<usize>) -> Result<Self> {
+        let path = path.as_ref();
+        Self::from_payload(path, read_payload(path)?, expected_feature_dim)
+    }
+
+    fn from_payload(
+        path: &Path,
+        payload: Payload,
+        expected_feature_dim: Option<usize>,
+    ) -> Result<Self> {
+        let feature_dim = check_kind_and_width(path, &payload, PPO_KIND, expected_feature_dim)?;
+        let config: PpoConfig = read_config(path, &payload)?;
+        // Critic: F -> critic_hidden tanh -> 1, sized like a policy.
+        let total = policy_size(feature_dim, config.hidden)
+            .zip(policy_size(feature_dim, config.critic_hidden))
+            .and_then(|(a, c)| a.checked_add(c));
+        check_value_count(
+            path,
+            &payload,
+            total,
+            &format!(
+                "a {feature_dim}-{}-1 actor and a {feature_dim}-{}-1 critic",
+                config.hidden, config.critic_hidden
+            ),
+        )?;
+        let mut teacher = Ppo::new(config, feature_dim)
+            .map_err(|e| corrupt(path, format!("cannot rebuild the teacher: {e}")))?;
+        import_weights(
+            path,
+            actor_and_critic_variables(teacher.policy.var_store(), &teacher.critic.vs),
+            &payload.weights,
+        )?;
+        let Ppo {
+            actor_optimizer,
+            critic_optimizer,
+            ..
+        } = &mut teacher;
+        import_optimizers(
+            path,
+            vec![actor_optimizer, critic_optimizer],
+            payload.optimizers,
+        )?;
+        teacher.episodes = episodes_of(path, payload.episodes)?;
+        teacher.sampling_rng = payload.sampling_rng.restore();
+        Ok(teacher)
+    }
+}
+
 /// Scalars of a `feature_dim`-`hidden`-1 policy: (F + 1) H + H + 1.
 fn policy_size(feature_dim: usize, hidden: usize) -> Option<usize> {
     if hidden == 0 {
@@ -691,17 +770,25 @@ fn reinforce_variables(teacher: &Reinforce) -> Vec<(String, Tensor)> {
     named_trainable_in_name_order(teacher.policy.var_store())
 }
 
-/// The actor-critic's variables: the actor's then the critic's, each sorted by name
-/// and prefixed `actor/` or `critic/`.
+/// The actor-critic's variables (see [`actor_and_critic_variables`]).
 fn actor_critic_variables(teacher: &ActorCritic) -> Vec<(String, Tensor)> {
+    actor_and_critic_variables(teacher.policy.var_store(), &teacher.critic.vs)
+}
+
+/// The variables of an actor and a critic: the actor's then the critic's, each sorted
+/// by name and prefixed `actor/` or `critic/`.
+fn actor_and_critic_variables(
+    actor: &tch::nn::VarStore,
+    critic: &tch::nn::VarStore,
+) -> Vec<(String, Tensor)> {
     let prefixed = |prefix: &str, vs: &tch::nn::VarStore| {
         named_trainable_in_name_order(vs)
             .into_iter()
             .map(|(name, t)| (format!("{prefix}/{name}"), t))
             .collect::<Vec<_>>()
     };
-    let mut variables = prefixed("actor", teacher.policy.var_store());
-    variables.extend(prefixed("critic", &teacher.critic.vs));
+    let mut variables = prefixed("actor", actor);
+    variables.extend(prefixed("critic", critic));
     variables
 }
 

@@ -49,7 +49,7 @@ use tch::{Kind, Tensor};
 use l2t_envs::seeding::{keyed_rng, stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
-use crate::adam::{named_trainable_in_name_order, Adam, AdamConfig};
+use crate::adam::{flat_trainable, named_trainable_in_name_order, Adam, AdamConfig};
 use crate::error::{invalid_config, AgentError, Result};
 use crate::parallel::{Learner, PolicyRollout, RolloutJob};
 use crate::policy::BernoulliPolicy;
@@ -190,11 +190,7 @@ impl EvolutionStrategies {
 
     /// theta flattened in name order: for determinism checks and inspection.
     pub fn flat_weights(&self) -> Result<Vec<f32>> {
-        let mut flat = Vec::new();
-        for (_, variable) in named_trainable_in_name_order(self.theta.var_store()) {
-            flat.extend(Vec::<f32>::try_from(variable.flatten(0, -1))?);
-        }
-        Ok(flat)
+        flat_trainable(self.theta.var_store())
     }
 
     /// A stream keyed by the teacher's seed, the generation and the pair: a function

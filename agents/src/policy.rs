@@ -151,6 +151,15 @@ impl BernoulliPolicy {
         actions * log_keep + (1.0 - actions) * log_drop
     }
 
+    /// Entropy of phi(. | s) per instance, shape `[n]`:
+    /// H = -p log p - (1 - p) log(1 - p) = p softplus(-z) + (1 - p) softplus(z), with
+    /// p = sigma(z), finite where sigma saturates.
+    pub fn entropy(&self, features: &Tensor) -> Tensor {
+        let z = self.logits(features);
+        let p = z.sigmoid();
+        &p * (-&z).softplus() + (1.0 - &p) * z.softplus()
+    }
+
     /// Samples the keep-mask `a_m ~ Bernoulli(phi(1 | s_m))` for features `[M, F]`,
     /// one uniform draw per instance from `rng` (the teacher's own stream).
     pub fn sample(&self, features: &Tensor, rng: &mut ChaCha8Rng) -> Result<KeepMask> {

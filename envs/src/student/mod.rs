@@ -23,7 +23,7 @@ use tch::{nn, Kind, Tensor};
 use crate::data::{Batch, Dataset};
 use crate::error::{invalid_config, EnvError, Result};
 
-pub use adam::FusedAdam;
+pub use adam::{clip_grad_norm, FusedAdam};
 pub use batched_mlp::{BatchedMlp, RecordedForward};
 pub use lstm::{LstmConfig, LstmStudent};
 pub use mlp::{MlpConfig, MlpStudent};
