@@ -4,16 +4,10 @@
 
 mod common;
 
-use ndarray::{Array1, Array2};
-use rand::Rng;
-
 use l2t::agents::{
     load_teacher, train_parallel, AgentError, Learner, PooledEpisode, Ppo, PpoConfig, Teacher,
 };
-use l2t::envs::seeding::{stream_rng, Stream};
-use l2t::envs::{
-    Env, EnvFactory, EnvPool, Reward, TeachingConfig, TeachingEnv, TeachingObservation,
-};
+use l2t::envs::{EnvPool, Reward, TeachingConfig, TeachingEnv};
 
 fn config(reward: Reward) -> TeachingConfig {
     TeachingConfig {
@@ -24,10 +18,7 @@ fn config(reward: Reward) -> TeachingConfig {
 }
 
 fn pool(workers: usize, reward: Reward) -> EnvPool<TeachingEnv> {
-    let factories = (0..workers)
-        .map(|_| Box::new(move || Ok(common::tiny_env(config(reward)))) as EnvFactory<TeachingEnv>)
-        .collect();
-    EnvPool::new(factories).unwrap()
+    common::tiny_pool(workers, config(reward))
 }
 
 fn ppo() -> Ppo {
@@ -50,10 +41,6 @@ fn train(ppo: &mut Ppo, workers: usize, episodes: usize, reward: Reward) -> Vec<
     .unwrap()
 }
 
-fn bits(values: &[f32]) -> Vec<u32> {
-    values.iter().map(|v| v.to_bits()).collect()
-}
-
 #[test]
 fn ppo_trains_the_same_teacher_for_any_worker_count() {
     for reward in [
@@ -74,23 +61,21 @@ fn ppo_trains_the_same_teacher_for_any_worker_count() {
             2
         );
         assert_ne!(
-            bits(&reference.flat_weights().unwrap()),
-            bits(&ppo().flat_weights().unwrap()),
+            common::bits(&reference.flat_weights().unwrap()),
+            common::bits(&ppo().flat_weights().unwrap()),
             "{reward:?}: the weights did not move"
         );
         let mut other = ppo();
         let other_episodes = train(&mut other, 2, 8, reward);
         assert_eq!(
-            bits(&other.flat_weights().unwrap()),
-            bits(&reference.flat_weights().unwrap()),
+            common::bits(&other.flat_weights().unwrap()),
+            common::bits(&reference.flat_weights().unwrap()),
             "{reward:?}, 2 workers"
         );
-        for (a, b) in episodes.iter().zip(&other_episodes) {
-            assert_eq!(a.seed, b.seed);
-            assert_eq!(a.summary.episode_return, b.summary.episode_return);
-            assert_eq!(a.summary.instances_kept, b.summary.instances_kept);
-            assert_eq!(a.summary.update, b.summary.update);
-        }
+        assert_eq!(
+            common::outcomes(&episodes),
+            common::outcomes(&other_episodes)
+        );
     }
 }
 
@@ -112,17 +97,10 @@ fn a_checkpoint_resumes_ppo_bit_for_bit() {
     let mut loaded = Ppo::load(&resumed_path, Some(13)).unwrap();
     assert_eq!(loaded.episodes_learned(), 4);
     let resumed_episodes = train(&mut loaded, 1, 8, reward);
-    // Everything but the wall-clock times.
-    let runs = |episodes: &[PooledEpisode]| -> Vec<_> {
-        episodes
-            .iter()
-            .map(|e| {
-                let s = &e.summary;
-                (e.seed, s.episode_return, s.instances_kept, s.update.clone())
-            })
-            .collect()
-    };
-    assert_eq!(runs(&resumed_episodes), runs(&straight_episodes[4..]));
+    assert_eq!(
+        common::outcomes(&resumed_episodes),
+        common::outcomes(&straight_episodes[4..])
+    );
     loaded.save(&resumed_path).unwrap();
     assert_eq!(
         std::fs::read(&straight_path).unwrap(),
@@ -152,16 +130,6 @@ fn a_checkpoint_resumes_ppo_bit_for_bit() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Mean keep probability of `teacher` on `rows` (features `[n, 13]`).
-fn keep_probability(teacher: &Ppo, rows: &Array2<f32>) -> f64 {
-    let features = l2t::agents::BernoulliPolicy::features_tensor(rows);
-    teacher
-        .policy()
-        .keep_probabilities(&features)
-        .mean(tch::Kind::Float)
-        .double_value(&[])
-}
-
 #[test]
 fn ppo_climbs_a_reward_for_keeping_the_rows_with_a_high_feature() {
     // A step's reward depends on that step's keep decisions only, so gamma = 0 credits
@@ -181,51 +149,23 @@ fn ppo_climbs_a_reward_for_keeping_the_rows_with_a_high_feature() {
 /// each step, its kept rows whose column 3 is above 0.5 minus its kept rows below,
 /// over a few batches of random features (ES's test, paid per step).
 fn ascent(teacher_config: PpoConfig) -> (f64, f64) {
-    let mut rng = stream_rng(4, Stream::Data);
-    let batches: Vec<Array2<f32>> = (0..4)
-        .map(|_| Array2::from_shape_fn((16, 13), |_| rng.gen::<f32>()))
-        .collect();
-    let info = common::tiny_env(config(Reward::IterationsToTau))
-        .reset(Some(0))
-        .unwrap()
-        .1;
+    let task = common::KeepHighTask::new();
     let mut teacher = Ppo::new(teacher_config, 13).unwrap();
-    let split = |high: bool| {
-        let rows: Vec<f32> = batches
-            .iter()
-            .flat_map(|b| b.rows().into_iter().map(|r| r.to_vec()).collect::<Vec<_>>())
-            .filter(|r| (r[3] > 0.5) == high)
-            .flatten()
-            .collect();
-        Array2::from_shape_vec((rows.len() / 13, 13), rows).unwrap()
-    };
-    let (high, low) = (split(true), split(false));
-    let gap_before = keep_probability(&teacher, &high) - keep_probability(&teacher, &low);
+    let gap_before = task.gap(teacher.policy());
     for update in 0..25u64 {
         let jobs = teacher.plan_update(4 * update).unwrap();
         let mut trajectories = Vec::new();
         for job in jobs {
             let mut rollout = job.rollout;
-            for (t, batch) in batches.iter().enumerate() {
-                let observation = TeachingObservation {
-                    features: batch.clone(),
-                    student_state: Array1::zeros(3),
-                };
-                let mask = rollout.act(&observation, &info).unwrap();
-                let mut reward = 0.0;
-                for (row, keep) in batch.rows().into_iter().zip(mask.iter()) {
-                    if *keep {
-                        reward += if row[3] > 0.5 { 1.0 } else { -1.0 };
-                    }
-                }
+            let rewards = task.teach(&mut rollout);
+            for (t, reward) in rewards.iter().enumerate() {
                 rollout
-                    .observe(reward / 64.0, t + 1 == batches.len())
+                    .observe(reward / 64.0, t + 1 == rewards.len())
                     .unwrap();
             }
             trajectories.push(rollout.into_trajectory());
         }
         teacher.learn(trajectories).unwrap();
     }
-    let gap_after = keep_probability(&teacher, &high) - keep_probability(&teacher, &low);
-    (gap_before, gap_after)
+    (gap_before, task.gap(teacher.policy()))
 }

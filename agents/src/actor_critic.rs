@@ -146,6 +146,18 @@ impl Critic {
         }
     }
 
+    /// A critic as [`Self::new`] and an [`Adam`] over its weights with `learning_rate`.
+    pub(crate) fn with_adam(
+        state_dim: usize,
+        hidden: usize,
+        learning_rate: f64,
+        init_rng: &mut ChaCha8Rng,
+    ) -> Result<(Self, Adam)> {
+        let critic = Self::new(state_dim, hidden, init_rng);
+        let optimizer = Adam::for_var_store(&critic.vs, learning_rate, AdamConfig::default())?;
+        Ok((critic, optimizer))
+    }
+
     /// V(s) for states `[T, state_dim]`, shape `[T]`.
     pub(crate) fn values(&self, states: &Tensor) -> Tensor {
         self.output
@@ -190,22 +202,18 @@ impl ActorCritic {
     pub fn new(config: ActorCriticConfig, feature_dim: usize) -> Result<Self> {
         config.validate()?;
         let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
-        let policy = BernoulliPolicy::new(
+        let (policy, actor_optimizer) = BernoulliPolicy::with_adam(
             feature_dim,
             config.hidden,
             config.output_bias,
+            config.learning_rate,
             &mut init_rng,
         )?;
-        let critic = Critic::new(3, config.critic_hidden, &mut init_rng);
-        let actor_optimizer = Adam::for_var_store(
-            policy.var_store(),
-            config.learning_rate,
-            AdamConfig::default(),
-        )?;
-        let critic_optimizer = Adam::for_var_store(
-            &critic.vs,
+        let (critic, critic_optimizer) = Critic::with_adam(
+            3,
+            config.critic_hidden,
             config.critic_learning_rate,
-            AdamConfig::default(),
+            &mut init_rng,
         )?;
         Ok(Self {
             sampling_rng: stream_rng(config.seed, Stream::TeacherSampling),

@@ -49,7 +49,7 @@ use tch::{Kind, Tensor};
 use l2t_envs::seeding::{keyed_rng, stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
-use crate::adam::{flat_trainable, named_trainable_in_name_order, Adam, AdamConfig};
+use crate::adam::{flat_trainable, named_trainable_in_name_order, Adam};
 use crate::error::{invalid_config, AgentError, Result};
 use crate::parallel::{Learner, PolicyRollout, RolloutJob};
 use crate::policy::BernoulliPolicy;
@@ -142,16 +142,12 @@ impl EvolutionStrategies {
     pub fn new(config: EsConfig, feature_dim: usize) -> Result<Self> {
         config.validate()?;
         let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
-        let policy = BernoulliPolicy::new(
+        let (policy, optimizer) = BernoulliPolicy::with_adam(
             feature_dim,
             config.hidden,
             config.output_bias,
-            &mut init_rng,
-        )?;
-        let optimizer = Adam::for_var_store(
-            policy.var_store(),
             config.learning_rate,
-            AdamConfig::default(),
+            &mut init_rng,
         )?;
         let features = FeatureStats::new(feature_dim);
         let folded = features.fold(policy.try_clone()?)?;

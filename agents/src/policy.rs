@@ -13,6 +13,7 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use l2t_envs::student::{init_from_stream, torch_default_init, Init};
 
+use crate::adam::{Adam, AdamConfig};
 use crate::error::{invalid_config, AgentError, Result};
 use crate::teacher::KeepMask;
 
@@ -52,6 +53,21 @@ impl BernoulliPolicy {
         let policy = Self::with_layers(input_dim, hidden, output_bias);
         policy.reinitialise(init_rng);
         Ok(policy)
+    }
+
+    /// A policy as [`Self::new`] and an [`Adam`] over its weights with `learning_rate`
+    /// (default betas): how every learned teacher starts.
+    pub fn with_adam(
+        input_dim: usize,
+        hidden: usize,
+        output_bias: f64,
+        learning_rate: f64,
+        init_rng: &mut ChaCha8Rng,
+    ) -> Result<(Self, Adam)> {
+        let policy = Self::new(input_dim, hidden, output_bias, init_rng)?;
+        let optimizer =
+            Adam::for_var_store(policy.var_store(), learning_rate, AdamConfig::default())?;
+        Ok((policy, optimizer))
     }
 
     /// The variables and layers of a policy, weights not yet drawn (placeholders from

@@ -66,7 +66,7 @@ use l2t_envs::seeding::{keyed_rng, stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
 use crate::actor_critic::Critic;
-use crate::adam::{flat_trainable, Adam, AdamConfig};
+use crate::adam::{flat_trainable, Adam};
 use crate::error::{invalid_config, AgentError, Result};
 use crate::parallel::{plan_episodes, Learner, RolloutJob};
 use crate::policy::BernoulliPolicy;
@@ -199,22 +199,18 @@ impl Ppo {
     pub fn new(config: PpoConfig, feature_dim: usize) -> Result<Self> {
         config.validate()?;
         let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
-        let policy = BernoulliPolicy::new(
+        let (policy, actor_optimizer) = BernoulliPolicy::with_adam(
             feature_dim,
             config.hidden,
             config.output_bias,
+            config.learning_rate,
             &mut init_rng,
         )?;
-        let critic = Critic::new(feature_dim, config.critic_hidden, &mut init_rng);
-        let actor_optimizer = Adam::for_var_store(
-            policy.var_store(),
-            config.learning_rate,
-            AdamConfig::default(),
-        )?;
-        let critic_optimizer = Adam::for_var_store(
-            &critic.vs,
+        let (critic, critic_optimizer) = Critic::with_adam(
+            feature_dim,
+            config.critic_hidden,
             config.critic_learning_rate,
-            AdamConfig::default(),
+            &mut init_rng,
         )?;
         Ok(Self {
             sampling_rng: stream_rng(config.seed, Stream::TeacherSampling),

@@ -35,7 +35,7 @@ use tch::{Kind, Tensor};
 use l2t_envs::seeding::{stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
-use crate::adam::{Adam, AdamConfig};
+use crate::adam::Adam;
 use crate::error::{invalid_config, AgentError, Result};
 use crate::parallel::{episode_sampling_rng, plan_episodes, Learner, RolloutJob};
 use crate::policy::BernoulliPolicy;
@@ -133,16 +133,12 @@ impl Reinforce {
     pub fn new(config: ReinforceConfig, feature_dim: usize) -> Result<Self> {
         config.validate()?;
         let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
-        let policy = BernoulliPolicy::new(
+        let (policy, optimizer) = BernoulliPolicy::with_adam(
             feature_dim,
             config.hidden,
             config.output_bias,
-            &mut init_rng,
-        )?;
-        let optimizer = Adam::for_var_store(
-            policy.var_store(),
             config.learning_rate,
-            AdamConfig::default(),
+            &mut init_rng,
         )?;
         Ok(Self {
             sampling_rng: stream_rng(config.seed, Stream::TeacherSampling),
