@@ -394,6 +394,10 @@ impl Learner for Ppo {
         )
     }
 
+    /// One PPO update from the K episodes of the last plan, each with one reward per
+    /// step. Its statistics: the mean return, as baseline the mean V of the episodes'
+    /// first steps (before the update), as loss the mean actor loss over the update's
+    /// minibatches, the actor's learning rate and the share of instances kept.
     fn learn(&mut self, episodes: Vec<Trajectory>) -> Result<UpdateStats> {
         let k = self.config.episodes_per_update;
         if episodes.len() != k {
