@@ -264,7 +264,8 @@ impl Ppo {
 }
 
 /// GAE of one episode: the advantages A_t and the critic's targets R_t = A_t + V(s_t)
-/// for rewards r_t and values V(s_t), with V = 0 after the last step.
+/// for rewards r_t and values V(s_t), with V = 0 after the last step (over the steps
+/// both slices cover).
 pub fn gae(rewards: &[f64], values: &[f64], gamma: f64, lambda: f64) -> (Vec<f64>, Vec<f64>) {
     let steps = rewards.len().min(values.len());
     let mut advantages = vec![0.0; steps];
