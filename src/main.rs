@@ -270,6 +270,7 @@ fn parse_teacher(text: &str, preset: &Preset) -> Result<TeacherEntry> {
             "reinforce" => TeacherConfig::Reinforce(preset.reinforce.clone()),
             "actor_critic" => TeacherConfig::ActorCritic(preset.actor_critic.clone()),
             "es" => TeacherConfig::Es(Default::default()),
+            "ppo" => TeacherConfig::Ppo(Default::default()),
             other => bail!(
                 "teacher `{other}` is neither a kind ({}), a JSON config nor an existing checkpoint file",
                 TeacherConfig::names().join(", ")

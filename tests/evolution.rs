@@ -4,15 +4,11 @@
 
 mod common;
 
-use ndarray::{Array1, Array2};
-use rand::Rng;
-
 use l2t::agents::{
     load_teacher, train_parallel, AgentError, EsConfig, EvolutionStrategies, Learner,
     PooledEpisode, Teacher,
 };
-use l2t::envs::seeding::{stream_rng, Stream};
-use l2t::envs::{Env, EnvFactory, EnvPool, TeachingConfig, TeachingEnv, TeachingObservation};
+use l2t::envs::{EnvPool, TeachingConfig, TeachingEnv};
 
 fn config() -> TeachingConfig {
     TeachingConfig {
@@ -22,10 +18,7 @@ fn config() -> TeachingConfig {
 }
 
 fn pool(workers: usize) -> EnvPool<TeachingEnv> {
-    let factories = (0..workers)
-        .map(|_| Box::new(|| Ok(common::tiny_env(config()))) as EnvFactory<TeachingEnv>)
-        .collect();
-    EnvPool::new(factories).unwrap()
+    common::tiny_pool(workers, config())
 }
 
 fn es(hidden: usize) -> EvolutionStrategies {
@@ -49,10 +42,6 @@ fn train(es: &mut EvolutionStrategies, workers: usize, episodes: usize) -> Vec<P
     .unwrap()
 }
 
-fn bits(values: &[f32]) -> Vec<u32> {
-    values.iter().map(|v| v.to_bits()).collect()
-}
-
 #[test]
 fn es_trains_the_same_teacher_for_any_worker_count() {
     for hidden in [0, 4] {
@@ -64,24 +53,22 @@ fn es_trains_the_same_teacher_for_any_worker_count() {
         let seeds: Vec<u64> = episodes.iter().map(|e| e.seed).collect();
         assert_eq!(seeds, vec![100, 100, 102, 102, 104, 104, 106, 106]);
         assert_ne!(
-            bits(&reference.flat_weights().unwrap()),
-            bits(&es(hidden).flat_weights().unwrap()),
+            common::bits(&reference.flat_weights().unwrap()),
+            common::bits(&es(hidden).flat_weights().unwrap()),
             "theta did not move"
         );
         for workers in [2, 3] {
             let mut other = es(hidden);
             let other_episodes = train(&mut other, workers, 8);
             assert_eq!(
-                bits(&other.flat_weights().unwrap()),
-                bits(&reference.flat_weights().unwrap()),
+                common::bits(&other.flat_weights().unwrap()),
+                common::bits(&reference.flat_weights().unwrap()),
                 "hidden {hidden}, {workers} workers"
             );
-            for (a, b) in episodes.iter().zip(&other_episodes) {
-                assert_eq!(a.seed, b.seed);
-                assert_eq!(a.summary.episode_return, b.summary.episode_return);
-                assert_eq!(a.summary.instances_kept, b.summary.instances_kept);
-                assert_eq!(a.summary.update, b.summary.update);
-            }
+            assert_eq!(
+                common::outcomes(&episodes),
+                common::outcomes(&other_episodes)
+            );
         }
     }
 }
@@ -142,25 +129,11 @@ fn a_checkpoint_resumes_es_bit_for_bit() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Mean keep probability of `teacher` on `rows` (features `[n, 13]`).
-fn keep_probability(teacher: &EvolutionStrategies, rows: &Array2<f32>) -> f64 {
-    let features = l2t::agents::BernoulliPolicy::features_tensor(rows);
-    teacher
-        .policy()
-        .keep_probabilities(&features)
-        .mean(tch::Kind::Float)
-        .double_value(&[])
-}
-
 #[test]
 fn es_climbs_a_reward_for_keeping_the_rows_with_a_high_feature() {
     // Reward: kept rows whose column 3 is above 0.5, minus kept rows below, over a
     // few batches of random features. The initial policy keeps both alike.
-    let mut rng = stream_rng(4, Stream::Data);
-    let batches: Vec<Array2<f32>> = (0..4)
-        .map(|_| Array2::from_shape_fn((16, 13), |_| rng.gen::<f32>()))
-        .collect();
-    let info = common::tiny_env(config()).reset(Some(0)).unwrap().1;
+    let task = common::KeepHighTask::new();
     let mut teacher = EvolutionStrategies::new(
         EsConfig {
             pairs: 8,
@@ -171,41 +144,19 @@ fn es_climbs_a_reward_for_keeping_the_rows_with_a_high_feature() {
         13,
     )
     .unwrap();
-    let split = |high: bool| {
-        let rows: Vec<f32> = batches
-            .iter()
-            .flat_map(|b| b.rows().into_iter().map(|r| r.to_vec()).collect::<Vec<_>>())
-            .filter(|r| (r[3] > 0.5) == high)
-            .flatten()
-            .collect();
-        Array2::from_shape_vec((rows.len() / 13, 13), rows).unwrap()
-    };
-    let (high, low) = (split(true), split(false));
-    let gap_before = keep_probability(&teacher, &high) - keep_probability(&teacher, &low);
+    let gap_before = task.gap(teacher.policy());
     for _ in 0..25 {
         let jobs = teacher.plan_update(0).unwrap();
         let mut trajectories = Vec::new();
         for job in jobs {
             let mut rollout = job.rollout;
-            let mut reward = 0.0;
-            for batch in &batches {
-                let observation = TeachingObservation {
-                    features: batch.clone(),
-                    student_state: Array1::zeros(3),
-                };
-                let mask = rollout.act(&observation, &info).unwrap();
-                for (row, keep) in batch.rows().into_iter().zip(mask.iter()) {
-                    if *keep {
-                        reward += if row[3] > 0.5 { 1.0 } else { -1.0 };
-                    }
-                }
-            }
+            let reward: f64 = task.teach(&mut rollout).iter().sum();
             rollout.observe(reward / 64.0, true).unwrap();
             trajectories.push(rollout.into_trajectory());
         }
         teacher.learn(trajectories).unwrap();
     }
-    let gap_after = keep_probability(&teacher, &high) - keep_probability(&teacher, &low);
+    let gap_after = task.gap(teacher.policy());
     assert!(gap_before.abs() < 0.1, "{gap_before}");
     assert!(gap_after > 0.5, "gap {gap_before} -> {gap_after}");
 }

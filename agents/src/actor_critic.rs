@@ -116,7 +116,8 @@ impl ActorCriticConfig {
     }
 }
 
-/// The state-value critic V_psi(s) on the student-state vector.
+/// A state-value critic V_psi(s): `state_dim -> hidden tanh -> 1` (the actor-critic's on
+/// the student-state vector, PPO's on a step's mean feature row).
 pub(crate) struct Critic {
     pub(crate) vs: nn::VarStore,
     hidden: nn::Linear,
@@ -124,7 +125,8 @@ pub(crate) struct Critic {
 }
 
 impl Critic {
-    fn new(state_dim: usize, hidden: usize, init_rng: &mut ChaCha8Rng) -> Self {
+    /// A `state_dim`-`hidden`-1 critic, weights drawn from `init_rng`.
+    pub(crate) fn new(state_dim: usize, hidden: usize, init_rng: &mut ChaCha8Rng) -> Self {
         let vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
         let hidden_layer = nn::linear(
@@ -144,8 +146,20 @@ impl Critic {
         }
     }
 
-    /// V(s) for states `[T, 3]`, shape `[T]`.
-    fn values(&self, states: &Tensor) -> Tensor {
+    /// A critic as [`Self::new`] and an [`Adam`] over its weights with `learning_rate`.
+    pub(crate) fn with_adam(
+        state_dim: usize,
+        hidden: usize,
+        learning_rate: f64,
+        init_rng: &mut ChaCha8Rng,
+    ) -> Result<(Self, Adam)> {
+        let critic = Self::new(state_dim, hidden, init_rng);
+        let optimizer = Adam::for_var_store(&critic.vs, learning_rate, AdamConfig::default())?;
+        Ok((critic, optimizer))
+    }
+
+    /// V(s) for states `[T, state_dim]`, shape `[T]`.
+    pub(crate) fn values(&self, states: &Tensor) -> Tensor {
         self.output
             .forward(&self.hidden.forward(states).tanh())
             .squeeze_dim(-1)
@@ -188,22 +202,18 @@ impl ActorCritic {
     pub fn new(config: ActorCriticConfig, feature_dim: usize) -> Result<Self> {
         config.validate()?;
         let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
-        let policy = BernoulliPolicy::new(
+        let (policy, actor_optimizer) = BernoulliPolicy::with_adam(
             feature_dim,
             config.hidden,
             config.output_bias,
+            config.learning_rate,
             &mut init_rng,
         )?;
-        let critic = Critic::new(3, config.critic_hidden, &mut init_rng);
-        let actor_optimizer = Adam::for_var_store(
-            policy.var_store(),
-            config.learning_rate,
-            AdamConfig::default(),
-        )?;
-        let critic_optimizer = Adam::for_var_store(
-            &critic.vs,
+        let (critic, critic_optimizer) = Critic::with_adam(
+            3,
+            config.critic_hidden,
             config.critic_learning_rate,
-            AdamConfig::default(),
+            &mut init_rng,
         )?;
         Ok(Self {
             sampling_rng: stream_rng(config.seed, Stream::TeacherSampling),

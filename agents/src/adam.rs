@@ -157,6 +157,12 @@ impl Adam {
         self.step()
     }
 
+    /// Scales the gradients the parameters hold so that their global L2 norm is at most
+    /// `max_norm` (see [`l2t_envs::student::clip_grad_norm`]); returns the norm before.
+    pub fn clip_grad_norm(&self, max_norm: f64) -> Result<f64> {
+        Ok(l2t_envs::student::clip_grad_norm(&self.params, max_norm)?)
+    }
+
     /// One Adam step from the gradients currently held by the parameters.
     pub fn step(&mut self) -> Result<()> {
         let beta1 = self.config.beta1;
@@ -248,6 +254,16 @@ pub fn named_trainable_in_name_order(vs: &nn::VarStore) -> Vec<(String, Tensor)>
         .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     named
+}
+
+/// The values of the trainable variables of `vs`, flattened and concatenated in name
+/// order: for determinism checks and inspection.
+pub fn flat_trainable(vs: &nn::VarStore) -> Result<Vec<f32>> {
+    let mut flat = Vec::new();
+    for (_, variable) in named_trainable_in_name_order(vs) {
+        flat.extend(Vec::<f32>::try_from(variable.flatten(0, -1))?);
+    }
+    Ok(flat)
 }
 
 fn trainable_in_name_order(vs: &nn::VarStore) -> Vec<Tensor> {

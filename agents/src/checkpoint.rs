@@ -1,5 +1,5 @@
-//! Saving and loading trained teachers: [`Reinforce`], [`ActorCritic`] and
-//! [`EvolutionStrategies`].
+//! Saving and loading trained teachers: [`Reinforce`], [`ActorCritic`],
+//! [`EvolutionStrategies`] and [`Ppo`].
 //!
 //! A checkpoint restores everything that decides the teacher's future: the network
 //! weights, the Adam state of every optimizer, the reward baseline, the episode count
@@ -21,11 +21,11 @@
 //! | 20..28     | FNV-1a (64-bit) hash of the payload, u64                   |
 //! | 28..       | payload: bincode 1 (fixed-width integers) of the fields below |
 //!
-//! Payload: teacher kind (`"reinforce"`, `"actor_critic"` or `"es"`), the config as JSON
+//! Payload: teacher kind (`"reinforce"`, `"actor_critic"`, `"es"` or `"ppo"`), the config as JSON
 //! text (for ES, the config and the feature statistics)
 //! (so that a config field added later with a default still reads old files), the
 //! feature dimension, every network variable (name, shape, f32 values; sorted by name;
-//! the actor-critic's prefixed `actor/` and `critic/`), the Adam states (one per
+//! the actor-critic's and PPO's prefixed `actor/` and `critic/`), the Adam states (one per
 //! optimizer: per variable, same order, step count, first and second moments), the
 //! baseline, the episode count, and the sampling stream (ChaCha8 seed, stream, word
 //! position). Version 1 held a single Adam state and only REINFORCE.
@@ -44,10 +44,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use crate::actor_critic::{ActorCritic, ActorCriticConfig};
+use crate::actor_critic::{ActorCritic, ActorCriticConfig, Critic};
 use crate::adam::{named_trainable_in_name_order, Adam, AdamState};
 use crate::error::{AgentError, Result};
 use crate::es::{EsConfig, EvolutionStrategies, FeatureStats};
+use crate::policy::BernoulliPolicy;
+use crate::ppo::{Ppo, PpoConfig};
 use crate::reinforce::{Reinforce, ReinforceConfig};
 use crate::teacher::Teacher;
 
@@ -61,6 +63,8 @@ pub const REINFORCE_KIND: &str = "reinforce";
 pub const ACTOR_CRITIC_KIND: &str = "actor_critic";
 /// Teacher kind stored in checkpoints of [`EvolutionStrategies`] (its `TeacherConfig` kind).
 pub const ES_KIND: &str = "es";
+/// Teacher kind stored in checkpoints of [`Ppo`] (its `TeacherConfig` kind).
+pub const PPO_KIND: &str = "ppo";
 
 const HEADER_LEN: usize = 8 + 4 + 8 + 8;
 
@@ -425,11 +429,12 @@ pub fn load_teacher(
             payload,
             expected_feature_dim,
         )?),
+        PPO_KIND => Box::new(Ppo::from_payload(path, payload, expected_feature_dim)?),
         other => {
             return Err(corrupt(
                 path,
                 format!(
-                    "unknown teacher kind `{other}` (known: {REINFORCE_KIND}, {ACTOR_CRITIC_KIND}, {ES_KIND})"
+                    "unknown teacher kind `{other}` (known: {REINFORCE_KIND}, {ACTOR_CRITIC_KIND}, {ES_KIND}, {PPO_KIND})"
                 ),
             ))
         }
@@ -504,19 +509,17 @@ impl ActorCritic {
     /// stream) to `path`, atomically, in the format of the [module docs](crate::checkpoint).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let payload = Payload {
-            kind: ACTOR_CRITIC_KIND.to_string(),
-            config_json: config_json(path, &self.config)?,
-            feature_dim: self.policy.input_dim() as u64,
-            weights: export_weights(actor_critic_variables(self))?,
-            optimizers: vec![
-                self.actor_optimizer.export_state(),
-                self.critic_optimizer.export_state(),
-            ],
-            baseline: None,
-            episodes: self.episodes as u64,
-            sampling_rng: RngState::of(&self.sampling_rng),
+        let networks = TwoNetworks {
+            actor: &self.policy,
+            critic: &self.critic,
+            optimizers: [&self.actor_optimizer, &self.critic_optimizer],
         };
+        let payload = networks.payload(
+            ACTOR_CRITIC_KIND,
+            config_json(path, &self.config)?,
+            self.episodes,
+            &self.sampling_rng,
+        )?;
         save_payload(path, &payload)
     }
 
@@ -536,37 +539,29 @@ impl ActorCritic {
             check_kind_and_width(path, &payload, ACTOR_CRITIC_KIND, expected_feature_dim)?;
         let config: ActorCriticConfig = read_config(path, &payload)?;
         // Critic: 3 state values -> critic_hidden tanh -> 1.
-        let critic_size = config
-            .critic_hidden
-            .checked_mul(5)
-            .and_then(|n| n.checked_add(1));
-        let total = policy_size(feature_dim, config.hidden)
-            .zip(critic_size)
-            .and_then(|(a, c)| a.checked_add(c));
-        check_value_count(
+        check_two_network_size(
             path,
             &payload,
-            total,
-            &format!(
-                "a {feature_dim}-{}-1 actor and a 3-{}-1 critic",
-                config.hidden, config.critic_hidden
-            ),
+            (feature_dim, config.hidden),
+            (3, config.critic_hidden),
         )?;
         let mut teacher = ActorCritic::new(config, feature_dim)
             .map_err(|e| corrupt(path, format!("cannot rebuild the teacher: {e}")))?;
-        import_weights(path, actor_critic_variables(&teacher), &payload.weights)?;
         let ActorCritic {
+            policy,
+            critic,
             actor_optimizer,
             critic_optimizer,
             ..
         } = &mut teacher;
-        import_optimizers(
+        let (episodes, sampling_rng) = restore_two_networks(
             path,
-            vec![actor_optimizer, critic_optimizer],
-            payload.optimizers,
+            payload,
+            (policy, critic),
+            [actor_optimizer, critic_optimizer],
         )?;
-        teacher.episodes = episodes_of(path, payload.episodes)?;
-        teacher.sampling_rng = payload.sampling_rng.restore();
+        teacher.episodes = episodes;
+        teacher.sampling_rng = sampling_rng;
         Ok(teacher)
     }
 }
@@ -638,6 +633,145 @@ impl EvolutionStrategies {
     }
 }
 
+impl Ppo {
+    /// Saves the teacher (actor, critic, both Adam states, episode count, teaching
+    /// stream; an update's minibatch order is regenerated from the seed) to `path`,
+    /// atomically, in the format of the [module docs](crate::checkpoint).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let networks = TwoNetworks {
+            actor: &self.policy,
+            critic: &self.critic,
+            optimizers: [&self.actor_optimizer, &self.critic_optimizer],
+        };
+        let payload = networks.payload(
+            PPO_KIND,
+            config_json(path, &self.config)?,
+            self.episodes,
+            &self.sampling_rng,
+        )?;
+        save_payload(path, &payload)
+    }
+
+    /// Loads a teacher saved by [`Ppo::save`]; `expected_feature_dim` as in
+    /// [`Reinforce::load`].
+    pub fn load(path: impl AsRef<Path>, expected_feature_dim: Option<usize>) -> Result<Self> {
+        let path = path.as_ref();
+        Self::from_payload(path, read_payload(path)?, expected_feature_dim)
+    }
+
+    fn from_payload(
+        path: &Path,
+        payload: Payload,
+        expected_feature_dim: Option<usize>,
+    ) -> Result<Self> {
+        let feature_dim = check_kind_and_width(path, &payload, PPO_KIND, expected_feature_dim)?;
+        let config: PpoConfig = read_config(path, &payload)?;
+        // Critic: the F features of a step's mean row -> critic_hidden tanh -> 1.
+        check_two_network_size(
+            path,
+            &payload,
+            (feature_dim, config.hidden),
+            (feature_dim, config.critic_hidden),
+        )?;
+        let mut teacher = Ppo::new(config, feature_dim)
+            .map_err(|e| corrupt(path, format!("cannot rebuild the teacher: {e}")))?;
+        let Ppo {
+            policy,
+            critic,
+            actor_optimizer,
+            critic_optimizer,
+            ..
+        } = &mut teacher;
+        let (episodes, sampling_rng) = restore_two_networks(
+            path,
+            payload,
+            (policy, critic),
+            [actor_optimizer, critic_optimizer],
+        )?;
+        teacher.episodes = episodes;
+        teacher.sampling_rng = sampling_rng;
+        Ok(teacher)
+    }
+}
+
+/// The learned parts of a teacher made of an actor and a critic with an Adam each
+/// ([`ActorCritic`], [`Ppo`]), saved and restored alike.
+struct TwoNetworks<'a> {
+    actor: &'a BernoulliPolicy,
+    critic: &'a Critic,
+    /// The actor's Adam, then the critic's.
+    optimizers: [&'a Adam; 2],
+}
+
+impl TwoNetworks<'_> {
+    /// The payload of a `kind` teacher with these networks and `config_json`.
+    fn payload(
+        &self,
+        kind: &str,
+        config_json: String,
+        episodes: usize,
+        sampling_rng: &ChaCha8Rng,
+    ) -> Result<Payload> {
+        Ok(Payload {
+            kind: kind.to_string(),
+            config_json,
+            feature_dim: self.actor.input_dim() as u64,
+            weights: export_weights(actor_and_critic_variables(
+                self.actor.var_store(),
+                &self.critic.vs,
+            ))?,
+            optimizers: self.optimizers.map(Adam::export_state).to_vec(),
+            baseline: None,
+            episodes: episodes as u64,
+            sampling_rng: RngState::of(sampling_rng),
+        })
+    }
+}
+
+/// Refuses a payload whose stored values are not those of an `actor` = (F, H) network
+/// F-H-1 and a `critic` = (inputs, hidden) network inputs-hidden-1.
+fn check_two_network_size(
+    path: &Path,
+    payload: &Payload,
+    actor: (usize, usize),
+    critic: (usize, usize),
+) -> Result<()> {
+    let total = policy_size(actor.0, actor.1)
+        .zip(policy_size(critic.0, critic.1))
+        .and_then(|(a, c)| a.checked_add(c));
+    check_value_count(
+        path,
+        payload,
+        total,
+        &format!(
+            "a {}-{}-1 actor and a {}-{}-1 critic",
+            actor.0, actor.1, critic.0, critic.1
+        ),
+    )
+}
+
+/// Copies the stored weights and Adam states of `payload` into an actor and a critic
+/// and their Adams (the actor's first); returns the episode count and the sampling
+/// stream.
+fn restore_two_networks(
+    path: &Path,
+    payload: Payload,
+    (actor, critic): (&BernoulliPolicy, &Critic),
+    optimizers: [&mut Adam; 2],
+) -> Result<(usize, ChaCha8Rng)> {
+    import_weights(
+        path,
+        actor_and_critic_variables(actor.var_store(), &critic.vs),
+        &payload.weights,
+    )?;
+    import_optimizers(path, optimizers.into(), payload.optimizers)?;
+    Ok((
+        episodes_of(path, payload.episodes)?,
+        payload.sampling_rng.restore(),
+    ))
+}
+
 /// Scalars of a `feature_dim`-`hidden`-1 policy: (F + 1) H + H + 1.
 fn policy_size(feature_dim: usize, hidden: usize) -> Option<usize> {
     if hidden == 0 {
@@ -655,17 +789,20 @@ fn reinforce_variables(teacher: &Reinforce) -> Vec<(String, Tensor)> {
     named_trainable_in_name_order(teacher.policy.var_store())
 }
 
-/// The actor-critic's variables: the actor's then the critic's, each sorted by name
-/// and prefixed `actor/` or `critic/`.
-fn actor_critic_variables(teacher: &ActorCritic) -> Vec<(String, Tensor)> {
+/// The variables of an actor and a critic: the actor's then the critic's, each sorted
+/// by name and prefixed `actor/` or `critic/`.
+fn actor_and_critic_variables(
+    actor: &tch::nn::VarStore,
+    critic: &tch::nn::VarStore,
+) -> Vec<(String, Tensor)> {
     let prefixed = |prefix: &str, vs: &tch::nn::VarStore| {
         named_trainable_in_name_order(vs)
             .into_iter()
             .map(|(name, t)| (format!("{prefix}/{name}"), t))
             .collect::<Vec<_>>()
     };
-    let mut variables = prefixed("actor", teacher.policy.var_store());
-    variables.extend(prefixed("critic", &teacher.critic.vs));
+    let mut variables = prefixed("actor", actor);
+    variables.extend(prefixed("critic", critic));
     variables
 }
 
@@ -953,11 +1090,14 @@ mod tests {
 
     /// The actor-critic's weights, flattened in checkpoint order.
     fn actor_critic_weights(teacher: &ActorCritic) -> Vec<u32> {
-        export_weights(actor_critic_variables(teacher))
-            .unwrap()
-            .iter()
-            .flat_map(|w| bits(&w.values))
-            .collect()
+        export_weights(actor_and_critic_variables(
+            teacher.policy.var_store(),
+            &teacher.critic.vs,
+        ))
+        .unwrap()
+        .iter()
+        .flat_map(|w| bits(&w.values))
+        .collect()
     }
 
     /// Masks of one training episode of any teacher from `reset(seed)`.

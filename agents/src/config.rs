@@ -4,6 +4,7 @@
 //! {"kind": "online_batch", "pressure_start": 100, "pressure_end": 1, "anneal_epochs": 5}
 //! {"kind": "spl", "epochs_to_all": 2}
 //! {"kind": "reinforce", "seed": 3}
+//! {"kind": "ppo", "episodes_per_update": 4, "epochs": 4}
 //! {"kind": "no_teach"}
 //! {"kind": "checkpoint", "path": "runs/fashion-mnist-mlp/reinforce.ckpt"}
 //! ```
@@ -20,6 +21,7 @@ use crate::error::{invalid_config, Result};
 use crate::es::{EsConfig, EvolutionStrategies};
 use crate::no_teach::NoTeach;
 use crate::online_batch::{OnlineBatch, OnlineBatchConfig};
+use crate::ppo::{Ppo, PpoConfig};
 use crate::rand_teach::{RandTeach, RandTeachConfig};
 use crate::reinforce::{Reinforce, ReinforceConfig};
 use crate::spl::{SelfPacedLearning, SplConfig};
@@ -43,6 +45,8 @@ pub enum TeacherConfig {
     ActorCritic(ActorCriticConfig),
     /// `es`: [`EvolutionStrategies`], the same policy trained by weight perturbations.
     Es(EsConfig),
+    /// `ppo`: [`Ppo`], the same policy trained by PPO-clip with a critic and GAE.
+    Ppo(PpoConfig),
     /// `checkpoint`: a trained teacher read from a checkpoint file (any kind that
     /// saves; see [`load_teacher`]).
     Checkpoint {
@@ -62,6 +66,7 @@ impl TeacherConfig {
             "reinforce",
             "actor_critic",
             "es",
+            "ppo",
             "checkpoint",
         ]
     }
@@ -76,6 +81,7 @@ impl TeacherConfig {
             Self::Reinforce(_) => "reinforce",
             Self::ActorCritic(_) => "actor_critic",
             Self::Es(_) => "es",
+            Self::Ppo(_) => "ppo",
             Self::Checkpoint { .. } => "checkpoint",
         }
     }
@@ -108,6 +114,7 @@ impl TeacherConfig {
                 config.clone(),
                 feature_names.len(),
             )?),
+            Self::Ppo(config) => Box::new(Ppo::new(config.clone(), feature_names.len())?),
             Self::Checkpoint { path } => load_teacher(path, Some(feature_names.len()))?,
         })
     }
@@ -148,6 +155,10 @@ mod tests {
                 "ActorCritic",
             ),
             (r#"{"kind": "es", "pairs": 3, "sigma": 0.2}"#, "ES"),
+            (
+                r#"{"kind": "ppo", "epochs": 2, "clip_epsilon": 0.1}"#,
+                "PPO",
+            ),
         ];
         let dir = std::env::temp_dir().join(format!("l2t-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

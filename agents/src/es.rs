@@ -49,7 +49,7 @@ use tch::{Kind, Tensor};
 use l2t_envs::seeding::{keyed_rng, stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
-use crate::adam::{named_trainable_in_name_order, Adam, AdamConfig};
+use crate::adam::{flat_trainable, named_trainable_in_name_order, Adam};
 use crate::error::{invalid_config, AgentError, Result};
 use crate::parallel::{Learner, PolicyRollout, RolloutJob};
 use crate::policy::BernoulliPolicy;
@@ -142,16 +142,12 @@ impl EvolutionStrategies {
     pub fn new(config: EsConfig, feature_dim: usize) -> Result<Self> {
         config.validate()?;
         let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
-        let policy = BernoulliPolicy::new(
+        let (policy, optimizer) = BernoulliPolicy::with_adam(
             feature_dim,
             config.hidden,
             config.output_bias,
-            &mut init_rng,
-        )?;
-        let optimizer = Adam::for_var_store(
-            policy.var_store(),
             config.learning_rate,
-            AdamConfig::default(),
+            &mut init_rng,
         )?;
         let features = FeatureStats::new(feature_dim);
         let folded = features.fold(policy.try_clone()?)?;
@@ -190,11 +186,7 @@ impl EvolutionStrategies {
 
     /// theta flattened in name order: for determinism checks and inspection.
     pub fn flat_weights(&self) -> Result<Vec<f32>> {
-        let mut flat = Vec::new();
-        for (_, variable) in named_trainable_in_name_order(self.theta.var_store()) {
-            flat.extend(Vec::<f32>::try_from(variable.flatten(0, -1))?);
-        }
-        Ok(flat)
+        flat_trainable(self.theta.var_store())
     }
 
     /// A stream keyed by the teacher's seed, the generation and the pair: a function

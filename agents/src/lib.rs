@@ -7,13 +7,15 @@
 //!   potential-based shaping, against REINFORCE's noisy terminal-reward gradient;
 //! - [`OnlineBatch`]: online batch selection by loss rank (Loshchilov & Hutter 2015);
 //! - [`TeacherConfig`]: any teacher's config, tagged by `kind`, and its builder;
-//! - [`checkpoint`]: saving and loading trained [`Reinforce`], [`ActorCritic`] and
-//!   [`EvolutionStrategies`] teachers with their [`Adam`] states;
+//! - [`checkpoint`]: saving and loading trained [`Reinforce`], [`ActorCritic`],
+//!   [`EvolutionStrategies`] and [`Ppo`] teachers with their [`Adam`] states;
 //! - [`run_episode`]: the agent-environment loop;
 //! - [`EvolutionStrategies`]: OpenAI-ES over the same policy's weights, antithetic
 //!   pairs with common random numbers and rank-normalised returns;
+//! - [`Ppo`]: PPO-clip over the same policy, with a critic on each step's mean feature
+//!   row and GAE advantages from the env's per-step rewards;
 //! - [`train_parallel`]: the one rollout-and-learn loop of every [`Learner`] (REINFORCE,
-//!   ES): each update's episodes rolled out on worker threads.
+//!   ES, PPO): each update's episodes rolled out on worker threads.
 //!
 //! Each teacher is one file, readable top to bottom.
 
@@ -28,6 +30,7 @@ pub mod no_teach;
 pub mod online_batch;
 pub mod parallel;
 pub mod policy;
+pub mod ppo;
 pub mod rand_teach;
 pub mod reinforce;
 pub mod spl;
@@ -45,8 +48,12 @@ pub use error::{AgentError, Result};
 pub use es::{EsConfig, EvolutionStrategies};
 pub use no_teach::NoTeach;
 pub use online_batch::{OnlineBatch, OnlineBatchConfig, PressureSchedule};
-pub use parallel::{train_parallel, Learner, PolicyRollout, PooledEpisode, RolloutJob};
+pub use parallel::{
+    episode_sampling_rng, plan_episodes, train_parallel, Learner, PolicyRollout, PooledEpisode,
+    RolloutJob,
+};
 pub use policy::BernoulliPolicy;
+pub use ppo::{Ppo, PpoConfig};
 pub use rand_teach::{RandTeach, RandTeachConfig};
 pub use reinforce::{Reinforce, ReinforceConfig, Trajectory};
 pub use spl::{SelfPacedLearning, SplConfig};

@@ -25,12 +25,13 @@
 //! **Determinism.** A job is a function of its policy, its sampling stream and its env
 //! seed only, and [`EnvPool::run`] returns results in job order, so the results do not
 //! depend on the number of workers W (`tests/reinforce_vectorised.rs`,
-//! `tests/evolution.rs`).
+//! `tests/evolution.rs`, `tests/ppo.rs`).
 //!
 //! **Throughput.** W workers are busy only when an update has at least W episodes.
 
 use rand_chacha::ChaCha8Rng;
 
+use l2t_envs::seeding::{keyed_rng, Stream};
 use l2t_envs::{EnvJob, EnvPool, TeachingEnv, TeachingInfo, TeachingObservation};
 
 use crate::episode::{run_episode, EpisodeSummary};
@@ -98,6 +99,37 @@ pub struct RolloutJob {
     pub seed: u64,
     /// The frozen policy and its sampling stream.
     pub rollout: PolicyRollout,
+}
+
+/// The action-sampling stream of an episode rolled out away from a teacher seeded
+/// `teacher_seed`, keyed by `episode_key` (the episode's env seed): a function of the
+/// two only, so an episode samples the same actions whichever thread runs it and
+/// whatever ran before.
+pub fn episode_sampling_rng(teacher_seed: u64, episode_key: u64) -> ChaCha8Rng {
+    keyed_rng(&[teacher_seed, episode_key], Stream::TeacherSampling)
+}
+
+/// `episodes` on-policy episodes of a copy of `policy` (REINFORCE's and PPO's plan):
+/// episode j is seeded `first_seed + j` and samples from
+/// [`episode_sampling_rng`]`(teacher_seed, its seed)`.
+pub fn plan_episodes(
+    policy: &BernoulliPolicy,
+    teacher_seed: u64,
+    episodes: usize,
+    first_seed: u64,
+) -> Result<Vec<RolloutJob>> {
+    (0..episodes as u64)
+        .map(|j| {
+            let seed = first_seed.wrapping_add(j);
+            Ok(RolloutJob {
+                seed,
+                rollout: PolicyRollout::new(
+                    policy.try_clone()?,
+                    episode_sampling_rng(teacher_seed, seed),
+                ),
+            })
+        })
+        .collect()
 }
 
 /// A teacher that learns from whole episodes rolled out away from it, K at a time.

@@ -13,6 +13,7 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use l2t_envs::student::{init_from_stream, torch_default_init, Init};
 
+use crate::adam::{Adam, AdamConfig};
 use crate::error::{invalid_config, AgentError, Result};
 use crate::teacher::KeepMask;
 
@@ -52,6 +53,21 @@ impl BernoulliPolicy {
         let policy = Self::with_layers(input_dim, hidden, output_bias);
         policy.reinitialise(init_rng);
         Ok(policy)
+    }
+
+    /// A policy as [`Self::new`] and an [`Adam`] over its weights with `learning_rate`
+    /// (default betas): how every learned teacher starts.
+    pub fn with_adam(
+        input_dim: usize,
+        hidden: usize,
+        output_bias: f64,
+        learning_rate: f64,
+        init_rng: &mut ChaCha8Rng,
+    ) -> Result<(Self, Adam)> {
+        let policy = Self::new(input_dim, hidden, output_bias, init_rng)?;
+        let optimizer =
+            Adam::for_var_store(policy.var_store(), learning_rate, AdamConfig::default())?;
+        Ok((policy, optimizer))
     }
 
     /// The variables and layers of a policy, weights not yet drawn (placeholders from
@@ -149,6 +165,15 @@ impl BernoulliPolicy {
         let log_keep = -(-&z).softplus();
         let log_drop = -z.softplus();
         actions * log_keep + (1.0 - actions) * log_drop
+    }
+
+    /// Entropy of phi(. | s) per instance, shape `[n]`:
+    /// H = -p log p - (1 - p) log(1 - p) = p softplus(-z) + (1 - p) softplus(z), with
+    /// p = sigma(z), finite where sigma saturates.
+    pub fn entropy(&self, features: &Tensor) -> Tensor {
+        let z = self.logits(features);
+        let p = z.sigmoid();
+        &p * (-&z).softplus() + (1.0 - &p) * z.softplus()
     }
 
     /// Samples the keep-mask `a_m ~ Bernoulli(phi(1 | s_m))` for features `[M, F]`,

@@ -32,12 +32,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use l2t_envs::seeding::{keyed_rng, stream_rng, Stream};
+use l2t_envs::seeding::{stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
-use crate::adam::{Adam, AdamConfig};
+use crate::adam::Adam;
 use crate::error::{invalid_config, AgentError, Result};
-use crate::parallel::{Learner, PolicyRollout, RolloutJob};
+use crate::parallel::{episode_sampling_rng, plan_episodes, Learner, RolloutJob};
 use crate::policy::BernoulliPolicy;
 use crate::teacher::{KeepMask, Teacher, UpdateStats};
 
@@ -133,16 +133,12 @@ impl Reinforce {
     pub fn new(config: ReinforceConfig, feature_dim: usize) -> Result<Self> {
         config.validate()?;
         let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
-        let policy = BernoulliPolicy::new(
+        let (policy, optimizer) = BernoulliPolicy::with_adam(
             feature_dim,
             config.hidden,
             config.output_bias,
-            &mut init_rng,
-        )?;
-        let optimizer = Adam::for_var_store(
-            policy.var_store(),
             config.learning_rate,
-            AdamConfig::default(),
+            &mut init_rng,
         )?;
         Ok(Self {
             sampling_rng: stream_rng(config.seed, Stream::TeacherSampling),
@@ -188,7 +184,7 @@ impl Reinforce {
     /// episode's env seed): a function of the two only, so an episode samples the same
     /// actions whichever thread runs it and whatever ran before.
     pub fn episode_sampling_rng(&self, episode_key: u64) -> ChaCha8Rng {
-        keyed_rng(&[self.config.seed, episode_key], Stream::TeacherSampling)
+        episode_sampling_rng(self.config.seed, episode_key)
     }
 
     /// All weights flattened in name order: for determinism checks and inspection.
@@ -203,7 +199,8 @@ impl Reinforce {
     }
 }
 
-/// The features s_t, actions a_t and return of one episode: what REINFORCE learns from.
+/// The features s_t, actions a_t and rewards r_t of one episode: what REINFORCE (the
+/// return) and PPO (the per-step rewards) learn from.
 ///
 /// [`Reinforce::act_for`] records one per env slot; an episode rolled out elsewhere
 /// (on a worker thread, see [`crate::parallel`]) records its own with [`Self::record`]
@@ -220,6 +217,10 @@ pub struct Trajectory {
     features: Vec<f32>,
     /// a_tm in {0, 1}, one per row of `features`.
     actions: Vec<f32>,
+    /// Rows of each recorded step (M_t), in step order.
+    step_rows: Vec<usize>,
+    /// r_t, one per [`Self::add_reward`] call (once per env step in an episode loop).
+    step_rewards: Vec<f64>,
     episode_return: f64,
 }
 
@@ -232,11 +233,29 @@ impl Trajectory {
             None => self.features.extend(features.iter()),
         }
         self.actions.extend(BernoulliPolicy::actions_of(keep_mask));
+        self.step_rows.push(keep_mask.len());
     }
 
-    /// Adds a reward to the episode's return.
+    /// Adds the reward of the last step: kept as r_t and added to the return.
     pub fn add_reward(&mut self, reward: f64) {
+        self.step_rewards.push(reward);
         self.episode_return += reward;
+    }
+
+    /// r_t: the rewards added, in order (one per step when the episode loop adds one
+    /// per env step, as [`crate::parallel::PolicyRollout`] does).
+    pub fn step_rewards(&self) -> &[f64] {
+        &self.step_rewards
+    }
+
+    /// M_t: the rows (instances) of each recorded step, in order.
+    pub fn step_rows(&self) -> &[usize] {
+        &self.step_rows
+    }
+
+    /// a_tm of every step in {0, 1}, one per row of [`Self::feature_rows`].
+    pub fn actions(&self) -> &[f32] {
+        &self.actions
     }
 
     /// The return: the sum of the rewards added.
@@ -402,18 +421,12 @@ impl Learner for Reinforce {
     /// K episodes with the current policy: episode j is seeded `first_seed + j` and
     /// samples from [`Reinforce::episode_sampling_rng`] of its seed.
     fn plan_update(&mut self, first_seed: u64) -> Result<Vec<RolloutJob>> {
-        (0..self.config.episodes_per_update as u64)
-            .map(|j| {
-                let seed = first_seed.wrapping_add(j);
-                Ok(RolloutJob {
-                    seed,
-                    rollout: PolicyRollout::new(
-                        self.policy.try_clone()?,
-                        self.episode_sampling_rng(seed),
-                    ),
-                })
-            })
-            .collect()
+        plan_episodes(
+            &self.policy,
+            self.config.seed,
+            self.config.episodes_per_update,
+            first_seed,
+        )
     }
 
     fn learn(&mut self, episodes: Vec<Trajectory>) -> Result<UpdateStats> {

@@ -32,6 +32,8 @@ pub enum Stream {
     Data = 8,
     /// Weight perturbations of evolution strategies.
     Perturbation = 9,
+    /// Minibatch order of a teacher's update epochs (PPO).
+    Minibatch = 10,
 }
 
 /// A ChaCha8 generator for `stream` under `master_seed`.

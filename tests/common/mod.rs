@@ -2,8 +2,14 @@
 
 #![allow(dead_code)]
 
+use ndarray::{Array1, Array2};
+use rand::Rng;
+
+use l2t::agents::{BernoulliPolicy, PolicyRollout, PooledEpisode, Teacher, UpdateStats};
+use l2t::envs::seeding::{stream_rng, Stream};
 use l2t::envs::{
-    MlpConfig, MlpStudent, OptimizerConfig, SyntheticConfig, TaskData, TeachingConfig, TeachingEnv,
+    Env, EnvFactory, EnvPool, MlpConfig, MlpStudent, OptimizerConfig, SyntheticConfig, TaskData,
+    TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation,
 };
 
 /// A tiny synthetic task: 400 training instances of 8 features, 4 classes.
@@ -64,4 +70,103 @@ pub fn tiny_config() -> TeachingConfig {
         ..TeachingConfig::default()
     }
     .with_tau(0.7)
+}
+
+/// A pool of `workers` [`tiny_env`]s with the MDP settings `config`.
+pub fn tiny_pool(workers: usize, config: TeachingConfig) -> EnvPool<TeachingEnv> {
+    let factories = (0..workers)
+        .map(|_| {
+            let config = config.clone();
+            Box::new(move || Ok(tiny_env(config))) as EnvFactory<TeachingEnv>
+        })
+        .collect();
+    EnvPool::new(factories).expect("valid pool")
+}
+
+/// The bit patterns of `values`, for exact comparisons.
+pub fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+/// A reward a learned teacher can see, for ascent tests: 4 batches of 16 random
+/// feature rows (13 columns); each kept row pays +1 when its column 3 is above 0.5 and
+/// -1 below. A policy that has learned it keeps the high rows more than the low ones.
+pub struct KeepHighTask {
+    /// The incoming batches, taught in order.
+    pub batches: Vec<Array2<f32>>,
+    high: Array2<f32>,
+    low: Array2<f32>,
+    info: TeachingInfo,
+}
+
+impl KeepHighTask {
+    /// The batches (from the data stream of seed 4) and their high and low rows.
+    pub fn new() -> Self {
+        let mut rng = stream_rng(4, Stream::Data);
+        let batches: Vec<Array2<f32>> = (0..4)
+            .map(|_| Array2::from_shape_fn((16, 13), |_| rng.gen::<f32>()))
+            .collect();
+        let split = |high: bool| {
+            let rows: Vec<f32> = batches
+                .iter()
+                .flat_map(|b| b.rows().into_iter().map(|r| r.to_vec()).collect::<Vec<_>>())
+                .filter(|r| (r[3] > 0.5) == high)
+                .flatten()
+                .collect();
+            Array2::from_shape_vec((rows.len() / 13, 13), rows).expect("13 columns")
+        };
+        let (high, low) = (split(true), split(false));
+        let info = tiny_env(tiny_config()).reset(Some(0)).expect("reset").1;
+        Self {
+            batches,
+            high,
+            low,
+            info,
+        }
+    }
+
+    /// Teaches the batches with `rollout`: the reward of each step, in order (the
+    /// caller observes them).
+    pub fn teach(&self, rollout: &mut PolicyRollout) -> Vec<f64> {
+        self.batches
+            .iter()
+            .map(|batch| {
+                let observation = TeachingObservation {
+                    features: batch.clone(),
+                    student_state: Array1::zeros(3),
+                };
+                let mask = rollout.act(&observation, &self.info).expect("act");
+                batch
+                    .rows()
+                    .into_iter()
+                    .zip(mask.iter())
+                    .filter(|(_, keep)| **keep)
+                    .map(|(row, _)| if row[3] > 0.5 { 1.0 } else { -1.0 })
+                    .sum()
+            })
+            .collect()
+    }
+
+    /// Mean keep probability of `policy` on the high rows minus on the low rows.
+    pub fn gap(&self, policy: &BernoulliPolicy) -> f64 {
+        let mean_keep = |rows: &Array2<f32>| {
+            policy
+                .keep_probabilities(&BernoulliPolicy::features_tensor(rows))
+                .mean(tch::Kind::Float)
+                .double_value(&[])
+        };
+        mean_keep(&self.high) - mean_keep(&self.low)
+    }
+}
+
+/// What decides each episode of a pooled run, in order: its seed, return, instances
+/// kept and update (everything but the wall-clock times).
+pub fn outcomes(episodes: &[PooledEpisode]) -> Vec<(u64, f64, usize, Option<UpdateStats>)> {
+    episodes
+        .iter()
+        .map(|e| {
+            let s = &e.summary;
+            (e.seed, s.episode_return, s.instances_kept, s.update.clone())
+        })
+        .collect()
 }

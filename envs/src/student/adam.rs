@@ -236,28 +236,35 @@ impl FusedAdam {
     pub fn backward_step_clip_norm(&mut self, loss: &Tensor, max_norm: f64) -> Result<()> {
         self.zero_grad();
         loss.backward();
-        tch::no_grad(|| -> Result<()> {
-            let grads: Vec<Tensor> = self
-                .params
-                .iter()
-                .map(Tensor::grad)
-                .filter(Tensor::defined)
-                .collect();
-            if grads.is_empty() {
-                return Ok(());
-            }
-            let norms: Vec<Tensor> = grads.iter().map(Tensor::norm).collect();
-            let total_norm = f64::try_from(Tensor::stack(&norms, 0).norm())?;
-            let clip_coef = max_norm / (total_norm + 1e-6);
-            if clip_coef < 1.0 {
-                for mut grad in grads {
-                    let _ = grad.f_mul_scalar_(clip_coef)?;
-                }
-            }
-            Ok(())
-        })?;
+        clip_grad_norm(&self.params, max_norm)?;
         self.step()
     }
+}
+
+/// Scales the gradients of `params` in place so that their global L2 norm is at most
+/// `max_norm` (as `tch`'s `clip_grad_norm`: by `max_norm / (norm + 1e-6)` when that is
+/// below 1); parameters without a gradient are skipped. Returns the norm before
+/// clipping (0 when no parameter has a gradient).
+pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<f64> {
+    tch::no_grad(|| -> Result<f64> {
+        let grads: Vec<Tensor> = params
+            .iter()
+            .map(Tensor::grad)
+            .filter(Tensor::defined)
+            .collect();
+        if grads.is_empty() {
+            return Ok(0.0);
+        }
+        let norms: Vec<Tensor> = grads.iter().map(Tensor::norm).collect();
+        let total_norm = f64::try_from(Tensor::stack(&norms, 0).norm())?;
+        let clip_coef = max_norm / (total_norm + 1e-6);
+        if clip_coef < 1.0 {
+            for mut grad in grads {
+                let _ = grad.f_mul_scalar_(clip_coef)?;
+            }
+        }
+        Ok(total_norm)
+    })
 }
 
 /// A student's optimizer as its config asks: Adam as [`FusedAdam`] (the update is a
