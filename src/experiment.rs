@@ -1104,9 +1104,61 @@ pub fn run(
     config: &RunConfig,
     data_dir: &Path,
     out: &mut RunDir,
+    progress: impl FnMut(Progress<'_>),
+) -> Result<Report> {
+    run_with(config, Vec::new(), data_dir, out, progress)
+}
+
+/// A teacher of your own in a comparison: any [`Teacher`], under a label of its own.
+pub struct UserTeacher {
+    /// Its row label in the tables and figures.
+    pub label: String,
+    /// The teacher, used as it is (train it before, if it learns).
+    pub teacher: Box<dyn Teacher>,
+}
+
+impl UserTeacher {
+    /// `teacher` labelled `label`.
+    pub fn new(label: impl Into<String>, teacher: impl Teacher + 'static) -> Self {
+        Self {
+            label: label.into(),
+            teacher: Box::new(teacher),
+        }
+    }
+}
+
+impl std::fmt::Debug for UserTeacher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserTeacher")
+            .field("label", &self.label)
+            .finish()
+    }
+}
+
+/// [`run`] with teachers of your own beside the config's: each of `user` teaches the
+/// same fresh students on the same seeds as the config's teachers, and gets the same
+/// rows in `summary.md` and `report.json` (after the config's teachers, in the order
+/// given, with the paired difference to the first row), the same lines in
+/// `events.jsonl` and the CSVs, and its curves in the figures. A label used twice is
+/// an error naming it.
+pub fn run_with(
+    config: &RunConfig,
+    user: Vec<UserTeacher>,
+    data_dir: &Path,
+    out: &mut RunDir,
     mut progress: impl FnMut(Progress<'_>),
 ) -> Result<Report> {
     config.validate()?;
+    for (i, mine) in user.iter().enumerate() {
+        let taken = config.teachers.iter().any(|e| e.label == mine.label)
+            || user[..i].iter().any(|u| u.label == mine.label);
+        if taken {
+            return Err(ExperimentError::InvalidSetting {
+                field: "teachers.label",
+                reason: format!("`{}` is used twice", mine.label),
+            });
+        }
+    }
     let device = config.device.device()?;
     let seeds: Vec<u64> = (0..config.preset.eval_seeds as u64).collect();
     out.write_json(
@@ -1203,8 +1255,11 @@ pub fn run(
         config.preset.student.clone(),
         config.training.worker_count(),
     );
+    let user_labels: Vec<String> = user.iter().map(|u| u.label.clone()).collect();
+    let mut user_jobs: Vec<(String, Box<dyn Teacher>)> =
+        user.into_iter().map(|u| (u.label, u.teacher)).collect();
     for phase in [unmatched, matched] {
-        let mut jobs = Vec::with_capacity(phase.len());
+        let mut jobs = Vec::with_capacity(phase.len() + user_jobs.len());
         for entry in phase {
             let teacher: Box<dyn Teacher> = match teachers.remove(&entry.label) {
                 Some(trained) => trained,
@@ -1225,6 +1280,9 @@ pub fn run(
             };
             jobs.push((entry.label.clone(), teacher));
         }
+        // The user's teachers run with the unmatched ones (a matched RandTeach may
+        // replay one of them).
+        jobs.append(&mut user_jobs);
         let done = evaluate_side_by_side(
             &evaluation,
             jobs,
@@ -1250,21 +1308,17 @@ pub fn run(
         records.extend(done);
     }
 
-    // 3. Aggregate in the config's order and write the folder.
+    // 3. Aggregate in the config's order, then the user's, and write the folder.
     let levels = config.levels();
     let mut summaries = Vec::new();
     let mut level_rows = Vec::new();
     let mut evaluations = Vec::new();
     let mut spans = Vec::new();
-    for entry in &config.teachers {
-        let teacher_records = records.remove(&entry.label).unwrap_or_default();
-        summaries.push(summarise(&entry.label, &teacher_records, budget));
-        level_rows.extend(level_summaries(
-            &entry.label,
-            &teacher_records,
-            &levels,
-            budget,
-        ));
+    let table_order = config.teachers.iter().map(|e| &e.label).chain(&user_labels);
+    for label in table_order {
+        let teacher_records = records.remove(label).unwrap_or_default();
+        summaries.push(summarise(label, &teacher_records, budget));
+        level_rows.extend(level_summaries(label, &teacher_records, &levels, budget));
         let start = evaluations.len();
         evaluations.extend(teacher_records);
         spans.push(start..evaluations.len());
@@ -1468,10 +1522,9 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
     };
     let preset = &report.config.preset;
     let labels: Vec<&str> = report
-        .config
-        .teachers
+        .summaries
         .iter()
-        .map(|e| e.label.as_str())
+        .map(|summary| summary.teacher.as_str())
         .collect();
 
     // Convergence: per-seed step curves on a common grid.

@@ -10,8 +10,8 @@ use serde_json::Value;
 use l2t::agents::{ReinforceConfig, TeacherConfig};
 use l2t::config::{labels, RunConfig, TeacherEntry};
 use l2t::experiment::{
-    per_epoch_drop_ratio_from_run, run, train_resumable, ExperimentError, TrainingEpisode,
-    TrainingFiles, TrainingTask,
+    per_epoch_drop_ratio_from_run, run, run_with, train_resumable, ExperimentError,
+    TrainingEpisode, TrainingFiles, TrainingTask, UserTeacher,
 };
 use l2t::presets::Preset;
 use l2t::run_dir::{JsonLines, RunDir};
@@ -374,6 +374,69 @@ fn a_transferred_checkpoint_teaches_and_rand_teach_matches_an_earlier_run() {
         .to_string();
     assert!(
         error.contains("nobody") && error.contains("events.jsonl"),
+        "{error}"
+    );
+}
+
+/// A user's teacher: keeps every other instance.
+struct EveryOther;
+
+impl l2t::agents::Teacher for EveryOther {
+    fn name(&self) -> &str {
+        "every-other"
+    }
+
+    fn act(
+        &mut self,
+        observation: &l2t::envs::TeachingObservation,
+        _info: &l2t::envs::TeachingInfo,
+    ) -> l2t::agents::Result<l2t::agents::KeepMask> {
+        let m = observation.features.nrows();
+        Ok(ndarray::Array1::from_shape_fn(m, |i| i % 2 == 0))
+    }
+}
+
+#[test]
+fn a_users_teacher_gets_the_same_report_as_the_built_in_ones() {
+    let scratch = Scratch::new("user");
+    let mut config = small_config();
+    config.teachers = vec![
+        TeacherEntry::new("NoTeach", TeacherConfig::NoTeach),
+        TeacherEntry::new("online", TeacherConfig::OnlineBatch(Default::default())),
+    ];
+    let mut out = RunDir::create(&scratch.join("run")).unwrap();
+    let mine = vec![UserTeacher::new("mine", EveryOther)];
+    let report = run_with(&config, mine, Path::new("unused"), &mut out, |_| {}).unwrap();
+    let labels: Vec<&str> = report
+        .summaries
+        .iter()
+        .map(|s| s.teacher.as_str())
+        .collect();
+    assert_eq!(labels, ["NoTeach", "online", "mine"]);
+    let mine = &report.summaries[2];
+    assert!(mine.vs_first.is_some(), "paired with the first row");
+    let records = report.records_of("mine");
+    assert_eq!(records.len(), config.preset.eval_seeds);
+    // Kept half of what it saw, on the same seeds as NoTeach.
+    for (record, reference) in records.iter().zip(report.records_of("NoTeach")) {
+        assert_eq!(record.seed, reference.seed);
+        assert_eq!(
+            2 * record.episode.instances_kept,
+            record.episode.instances_seen
+        );
+    }
+    let summary = fs::read_to_string(scratch.join("run").join("summary.md")).unwrap();
+    assert!(summary.contains("| mine |"), "{summary}");
+    let events = fs::read_to_string(scratch.join("run").join("events.jsonl")).unwrap();
+    assert_eq!(events.matches("\"mine\"").count(), config.preset.eval_seeds);
+    assert!(scratch.join("run").join("convergence.svg").exists());
+
+    // A label already in the config is refused, naming it.
+    let twice = vec![UserTeacher::new("online", EveryOther)];
+    let mut out = RunDir::create(&scratch.join("twice")).unwrap();
+    let error = run_with(&config, twice, Path::new("unused"), &mut out, |_| {}).unwrap_err();
+    assert!(
+        error.to_string().contains("`online` is used twice"),
         "{error}"
     );
 }
