@@ -187,7 +187,7 @@ fn main() -> Result<()> {
         .map(|&threads| {
             Ok(Pass {
                 threads,
-                teacher: Reinforce::new(preset.reinforce.clone(), feature_dim)?,
+                teacher: Reinforce::new(ReinforceConfig::default(), feature_dim)?,
                 episodes: Vec::with_capacity(episodes),
             })
         })
@@ -372,7 +372,7 @@ fn parallel_pass(
         .collect();
     let config = ReinforceConfig {
         episodes_per_update: workers,
-        ..preset.reinforce.clone()
+        ..ReinforceConfig::default()
     };
     let mut teacher = Reinforce::new(config, feature_dim)?;
     let peak_reset = reset_peak();

@@ -35,7 +35,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use l2t_agents::{EsConfig, RandTeachConfig, TeacherConfig};
+use l2t_agents::{
+    ActorCriticConfig, EsConfig, OnlineBatchConfig, RandTeachConfig, ReinforceConfig, TeacherConfig,
+};
 use l2t_envs::{Reward, TeachingConfig};
 
 use crate::experiment::{ExperimentError, Result};
@@ -268,19 +270,19 @@ impl RunConfig {
                     }),
                 )
             },
-            TeacherEntry::new(labels::SPL, TeacherConfig::Spl(preset.spl.clone())),
+            TeacherEntry::new(labels::SPL, TeacherConfig::Spl(preset.spl())),
             TeacherEntry::new(
                 labels::ONLINE_BATCH,
-                TeacherConfig::OnlineBatch(preset.online_batch.clone()),
+                TeacherConfig::OnlineBatch(OnlineBatchConfig::default()),
             ),
             TeacherEntry::new(
                 labels::REINFORCE,
-                TeacherConfig::Reinforce(preset.reinforce.clone()),
+                TeacherConfig::Reinforce(ReinforceConfig::default()),
             )
             .trained(),
             TeacherEntry::new(
                 labels::ACTOR_CRITIC,
-                TeacherConfig::ActorCritic(preset.actor_critic.clone()),
+                TeacherConfig::ActorCritic(ActorCriticConfig::default()),
             )
             .trained(),
             TeacherEntry {

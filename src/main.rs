@@ -265,10 +265,10 @@ fn parse_teacher(text: &str, preset: &Preset) -> Result<TeacherEntry> {
         match spec {
             "no_teach" => TeacherConfig::NoTeach,
             "rand_teach" => TeacherConfig::RandTeach(Default::default()),
-            "spl" => TeacherConfig::Spl(preset.spl.clone()),
-            "online_batch" => TeacherConfig::OnlineBatch(preset.online_batch.clone()),
-            "reinforce" => TeacherConfig::Reinforce(preset.reinforce.clone()),
-            "actor_critic" => TeacherConfig::ActorCritic(preset.actor_critic.clone()),
+            "spl" => TeacherConfig::Spl(preset.spl()),
+            "online_batch" => TeacherConfig::OnlineBatch(Default::default()),
+            "reinforce" => TeacherConfig::Reinforce(Default::default()),
+            "actor_critic" => TeacherConfig::ActorCritic(Default::default()),
             "es" => TeacherConfig::Es(Default::default()),
             "ppo" => TeacherConfig::Ppo(Default::default()),
             other => bail!(

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use l2t_agents::{ActorCriticConfig, OnlineBatchConfig, ReinforceConfig, SplConfig};
+use l2t_agents::SplConfig;
 use l2t_envs::data::cifar::load_cifar10;
 use l2t_envs::data::idx::load_mnist_like;
 use l2t_envs::data::text::{load_aclimdb, load_rotten_tomatoes};
@@ -23,7 +23,7 @@ use crate::tasks::TeachingSplits;
 
 /// Where the data of a preset come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum DataSource {
     /// The seeded synthetic task.
     Synthetic(SyntheticConfig),
@@ -66,8 +66,11 @@ pub enum DataSource {
     },
 }
 
-/// A complete experiment description.
+/// A task and its budgets: the data, the student, the teaching MDP, how many episodes
+/// learned teachers train and how many seeds evaluate. The teachers themselves live in
+/// the run config's `[[teachers]]` only, so each setting has one place.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Preset {
     /// Preset name.
     pub name: String,
@@ -77,16 +80,6 @@ pub struct Preset {
     pub student: StudentConfig,
     /// The teaching MDP.
     pub teaching: TeachingConfig,
-    /// The REINFORCE teacher.
-    pub reinforce: ReinforceConfig,
-    /// The actor-critic teacher.
-    #[serde(default)]
-    pub actor_critic: ActorCriticConfig,
-    /// The SPL baseline.
-    pub spl: SplConfig,
-    /// The online batch selection heuristic.
-    #[serde(default)]
-    pub online_batch: OnlineBatchConfig,
     /// Teacher-training episodes.
     pub episodes: usize,
     /// Evaluation seeds (fresh students per teacher).
@@ -121,6 +114,17 @@ impl Preset {
         }
     }
 
+    /// The SPL schedule of this task's reproduction: all data let in after two epochs
+    /// for the GPU-sized CIFAR-10 and IMDB tasks (few epochs fit in T'), after one
+    /// otherwise.
+    pub fn spl(&self) -> SplConfig {
+        let epochs_to_all = match self.data {
+            DataSource::Cifar10 { .. } | DataSource::AclImdb { .. } => 2.0,
+            _ => 1.0,
+        };
+        SplConfig { epochs_to_all }
+    }
+
     /// The synthetic task: Gaussian clusters with 20% label noise, MLP 32-64-10.
     pub fn synthetic() -> Self {
         let data = SyntheticConfig {
@@ -146,10 +150,6 @@ impl Preset {
                 ..TeachingConfig::default()
             }
             .with_tau(0.80),
-            reinforce: ReinforceConfig::default(),
-            actor_critic: ActorCriticConfig::default(),
-            spl: SplConfig { epochs_to_all: 1.0 },
-            online_batch: OnlineBatchConfig::default(),
             episodes: 60,
             eval_seeds: 5,
             split_seed: 0,
@@ -172,10 +172,6 @@ impl Preset {
                 ..TeachingConfig::default()
             }
             .with_tau(0.86),
-            reinforce: ReinforceConfig::default(),
-            actor_critic: ActorCriticConfig::default(),
-            spl: SplConfig { epochs_to_all: 1.0 },
-            online_batch: OnlineBatchConfig::default(),
             episodes: 20,
             eval_seeds: 5,
             split_seed: 0,
@@ -214,10 +210,6 @@ impl Preset {
                 ..TeachingConfig::default()
             }
             .with_tau(0.80),
-            reinforce: ReinforceConfig::default(),
-            actor_critic: ActorCriticConfig::default(),
-            spl: SplConfig { epochs_to_all: 2.0 },
-            online_batch: OnlineBatchConfig::default(),
             episodes: 100,
             eval_seeds: 5,
             split_seed: 0,
@@ -245,10 +237,6 @@ impl Preset {
                 ..TeachingConfig::default()
             }
             .with_tau(0.80),
-            reinforce: ReinforceConfig::default(),
-            actor_critic: ActorCriticConfig::default(),
-            spl: SplConfig { epochs_to_all: 2.0 },
-            online_batch: OnlineBatchConfig::default(),
             episodes: 100,
             eval_seeds: 5,
             split_seed: 0,
@@ -278,10 +266,6 @@ impl Preset {
                 ..TeachingConfig::default()
             }
             .with_tau(0.70),
-            reinforce: ReinforceConfig::default(),
-            actor_critic: ActorCriticConfig::default(),
-            spl: SplConfig { epochs_to_all: 1.0 },
-            online_batch: OnlineBatchConfig::default(),
             episodes: 10,
             eval_seeds: 5,
             split_seed: 0,

@@ -440,3 +440,47 @@ fn a_users_teacher_gets_the_same_report_as_the_built_in_ones() {
         "{error}"
     );
 }
+
+#[test]
+fn a_teachers_setting_edited_in_the_toml_changes_the_run_and_a_stray_key_is_named() {
+    let scratch = Scratch::new("toml");
+    let mut config = small_config();
+    config.report.plots = false;
+    config.teachers.retain(|e| e.label == labels::REINFORCE);
+    let text = config.to_toml().unwrap();
+    // The teacher's learning rate, edited where --print-config shows it.
+    let mut value: toml::Value = toml::from_str(&text).unwrap();
+    value["teachers"][0]["teacher"]["learning_rate"] = toml::Value::Float(0.5);
+    let edited = RunConfig::from_toml(&toml::to_string(&value).unwrap()).unwrap();
+    let weights = |config: &RunConfig, dir: &str| {
+        let report = run_into(config, &scratch.join(dir));
+        let checkpoint = fs::read_dir(scratch.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "ckpt"))
+            .unwrap();
+        (
+            report.training[0].episodes.len(),
+            fs::read(checkpoint).unwrap(),
+        )
+    };
+    let (episodes, original) = weights(&config, "original");
+    let (same_episodes, changed) = weights(&edited, "edited");
+    assert_eq!(episodes, same_episodes);
+    assert_ne!(
+        original, changed,
+        "the edited learning rate changed the teacher"
+    );
+
+    // Teachers live in [[teachers]] only: an old `[preset.reinforce]` table, or any key
+    // the config does not read, is an error naming it.
+    for stray in ["reinforce", "not_a_setting"] {
+        let mut value: toml::Value = toml::from_str(&text).unwrap();
+        let preset = value["preset"].as_table_mut().unwrap();
+        preset.insert(stray.into(), toml::Value::Table(Default::default()));
+        let error = RunConfig::from_toml(&toml::to_string(&value).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(stray), "{error}");
+    }
+}
