@@ -37,7 +37,7 @@ impl Teacher for KeepUnsure {
 }
 
 fn main() -> Result<()> {
-    tch::set_num_threads(1);
+    l2t::tch::set_num_threads(1);
     let mut config = RunConfig::reproduction(Preset::synthetic());
     config.teachers = vec![
         TeacherEntry::new("NoTeach", TeacherConfig::NoTeach),
@@ -48,7 +48,7 @@ fn main() -> Result<()> {
     ];
     let names = config
         .preset
-        .build_on(std::path::Path::new("."), tch::Device::Cpu)?;
+        .build_on(std::path::Path::new("."), l2t::tch::Device::Cpu)?;
     let margin = feature_column(names.student_env.feature_names(), "margin")?;
     let mine = UserTeacher::new("Keep unsure (mine)", KeepUnsure { margin });
     let mut out = RunDir::create(std::path::Path::new("runs/compare-your-teacher"))?;
