@@ -7,8 +7,8 @@
 mod common;
 
 use l2t::agents::{
-    run_episode, train_parallel, train_vectorised, AgentError, PolicyRollout, PooledEpisode,
-    Reinforce, ReinforceConfig, Teacher, Trajectory,
+    run_episode, train_parallel, train_vectorised, AgentError, Baseline, PolicyRollout,
+    PooledEpisode, Reinforce, ReinforceConfig, Teacher, Trajectory,
 };
 use l2t::envs::{EnvFactory, EnvPool, TeachingConfig, TeachingEnv, ThreadedVectorEnv};
 
@@ -221,4 +221,45 @@ fn a_trajectory_of_the_wrong_width_is_refused() {
         .learn_from(Trajectory::default())
         .unwrap()
         .is_none());
+}
+
+#[test]
+fn common_random_numbers_with_a_leave_one_out_baseline_train_the_same_for_any_worker_count() {
+    let run = |workers: usize| {
+        let mut reinforce = Reinforce::new(
+            ReinforceConfig {
+                episodes_per_update: N,
+                baseline: Baseline::LeaveOneOut,
+                normalize_advantages: true,
+                common_random_numbers: true,
+                seed: 5,
+                ..ReinforceConfig::default()
+            },
+            common::tiny_env(config()).feature_names().len(),
+        )
+        .unwrap();
+        let episodes = train_parallel(
+            &mut pool(workers),
+            &mut reinforce,
+            2 * N,
+            3,
+            |_, _: &[PooledEpisode]| -> Result<(), AgentError> { Ok(()) },
+        )
+        .unwrap();
+        let seeds: Vec<u64> = episodes.iter().map(|e| e.seed).collect();
+        let kept: Vec<usize> = episodes.iter().map(|e| e.summary.instances_kept).collect();
+        let bits: Vec<u32> = reinforce
+            .flat_weights()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        (seeds, kept, bits)
+    };
+    let (seeds, kept, weights) = run(1);
+    // The episodes of an update share their student: seeds 3 (first update) and 3 + N.
+    let expected: Vec<u64> = [3u64; N].into_iter().chain([3 + N as u64; N]).collect();
+    assert_eq!(seeds, expected);
+    // ... but not their masks.
+    assert!(kept[..N].windows(2).any(|w| w[0] != w[1]), "{kept:?}");
+    assert_eq!(run(2), (seeds, kept, weights));
 }

@@ -55,6 +55,6 @@ pub use parallel::{
 pub use policy::BernoulliPolicy;
 pub use ppo::{Ppo, PpoConfig};
 pub use rand_teach::{RandTeach, RandTeachConfig};
-pub use reinforce::{Reinforce, ReinforceConfig, Trajectory};
+pub use reinforce::{advantages, Baseline, Reinforce, ReinforceConfig, Trajectory};
 pub use spl::{SelfPacedLearning, SplConfig};
 pub use teacher::{feature_column, KeepMask, Teacher, UpdateStats};

@@ -111,22 +111,29 @@ pub fn episode_sampling_rng(teacher_seed: u64, episode_key: u64) -> ChaCha8Rng {
 
 /// `episodes` on-policy episodes of a copy of `policy` (REINFORCE's and PPO's plan):
 /// episode j is seeded `first_seed + j` and samples from
-/// [`episode_sampling_rng`]`(teacher_seed, its seed)`.
+/// [`episode_sampling_rng`]`(teacher_seed, its seed)`. With `common_student`, every
+/// episode is seeded `first_seed` instead (the same student initialisation and data
+/// order: common random numbers, so the returns differ by the teacher's choices only)
+/// and episode j samples from its own stream keyed by `(teacher_seed, first_seed, j)`.
 pub fn plan_episodes(
     policy: &BernoulliPolicy,
     teacher_seed: u64,
     episodes: usize,
     first_seed: u64,
+    common_student: bool,
 ) -> Result<Vec<RolloutJob>> {
     (0..episodes as u64)
         .map(|j| {
-            let seed = first_seed.wrapping_add(j);
+            let (seed, sampling_rng) = if common_student {
+                let rng = keyed_rng(&[teacher_seed, first_seed, j], Stream::TeacherSampling);
+                (first_seed, rng)
+            } else {
+                let seed = first_seed.wrapping_add(j);
+                (seed, episode_sampling_rng(teacher_seed, seed))
+            };
             Ok(RolloutJob {
                 seed,
-                rollout: PolicyRollout::new(
-                    policy.try_clone()?,
-                    episode_sampling_rng(teacher_seed, seed),
-                ),
+                rollout: PolicyRollout::new(policy.try_clone()?, sampling_rng),
             })
         })
         .collect()

@@ -392,6 +392,7 @@ impl Learner for Ppo {
             self.config.seed,
             self.config.episodes_per_update,
             first_seed,
+            false,
         )
     }
 

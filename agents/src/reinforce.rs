@@ -26,7 +26,12 @@
 //! L = -(1/K) sum_k (r_k - b) * sum_t sum_m log phi(a_ktm | s_ktm),   b <- beta b + (1 - beta) mean_k r_k
 //! ```
 //!
-//! which is the paper's update for K = 1 (the default).
+//! which is the paper's update for K = 1 (the default). With K >= 2 two variance
+//! reducers are config values: a leave-one-out baseline
+//! (`b_k = (1/(K-1)) sum_{j != k} r_j`, [`Baseline::LeaveOneOut`]) and normalised
+//! advantages (`A_k / sd(A)`); and the K episodes can teach the same student (common
+//! random numbers: the same initialisation and data order, each with its own sampling
+//! stream), so that `r_k - b_k` measures the teacher's choices, not the student's luck.
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -63,6 +68,60 @@ pub struct ReinforceConfig {
     /// checkpoints right after updates (every multiple of K episodes): episodes waiting
     /// for an update are not stored.
     pub episodes_per_update: usize,
+    /// The baseline b_k subtracted from episode k's return (the paper's moving average
+    /// by default).
+    pub baseline: Baseline,
+    /// Divide the K advantages by their standard deviation (needs K >= 2).
+    pub normalize_advantages: bool,
+    /// The K episodes of an update teach the same student (same initialisation and
+    /// data order), each with its own sampling stream: common random numbers, so that
+    /// `r_k - mean(r)` measures the teacher's choices rather than the student's luck
+    /// (RL4Data resets the student to the same saved weights every episode). Needs
+    /// K >= 2 (run on the `Learner` loop).
+    pub common_random_numbers: bool,
+}
+
+/// REINFORCE's baseline b_k for episode k of an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Baseline {
+    /// The paper's: an exponential moving average of past returns,
+    /// `b <- beta b + (1 - beta) mean_k r_k`, the same b for every episode.
+    #[default]
+    MovingAverage,
+    /// The mean return of the update's other K - 1 episodes (needs K >= 2): unbiased,
+    /// and with common random numbers it removes the student's luck of the update.
+    LeaveOneOut,
+}
+
+/// The advantages `A_k = r_k - b_k` of an update's returns, for `baseline` (with
+/// `moving_average` the moving-average value b), optionally divided by their sample
+/// standard deviation (left as they are when it is 0).
+pub fn advantages(
+    returns: &[f64],
+    baseline: Baseline,
+    moving_average: f64,
+    normalize: bool,
+) -> Vec<f64> {
+    let k = returns.len();
+    let total: f64 = returns.iter().sum();
+    let mut advantages: Vec<f64> = returns
+        .iter()
+        .map(|&r| match baseline {
+            Baseline::MovingAverage => r - moving_average,
+            Baseline::LeaveOneOut if k > 1 => r - (total - r) / (k - 1) as f64,
+            Baseline::LeaveOneOut => 0.0,
+        })
+        .collect();
+    if normalize && k > 1 {
+        let mean = advantages.iter().sum::<f64>() / k as f64;
+        let sd =
+            (advantages.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (k - 1) as f64).sqrt();
+        if sd > 0.0 {
+            advantages.iter_mut().for_each(|a| *a /= sd);
+        }
+    }
+    advantages
 }
 
 impl Default for ReinforceConfig {
@@ -76,6 +135,9 @@ impl Default for ReinforceConfig {
             baseline_momentum: 0.9,
             seed: 0,
             episodes_per_update: 1,
+            baseline: Baseline::MovingAverage,
+            normalize_advantages: false,
+            common_random_numbers: false,
         }
     }
 }
@@ -96,6 +158,21 @@ impl ReinforceConfig {
         }
         if self.episodes_per_update == 0 {
             return Err(invalid_config("episodes_per_update", "must be at least 1"));
+        }
+        let pooled = self.episodes_per_update >= 2;
+        if !pooled && self.baseline == Baseline::LeaveOneOut {
+            return Err(invalid_config(
+                "baseline",
+                "leave_one_out needs episodes_per_update >= 2",
+            ));
+        }
+        if !pooled && (self.normalize_advantages || self.common_random_numbers) {
+            let field = if self.normalize_advantages {
+                "normalize_advantages"
+            } else {
+                "common_random_numbers"
+            };
+            return Err(invalid_config(field, "needs episodes_per_update >= 2"));
         }
         Ok(())
     }
@@ -345,20 +422,27 @@ impl Reinforce {
     fn update(&mut self) -> Result<UpdateStats> {
         let episodes = std::mem::take(&mut self.finished);
         let k = episodes.len();
-        let mean_return = episodes.iter().map(|e| e.episode_return).sum::<f64>() / k as f64;
+        let returns: Vec<f64> = episodes.iter().map(|e| e.episode_return).collect();
+        let mean_return = returns.iter().sum::<f64>() / k as f64;
         let b = self.baseline.unwrap_or(mean_return);
+        let advantages = advantages(
+            &returns,
+            self.config.baseline,
+            b,
+            self.config.normalize_advantages,
+        );
         let learning_rate = self.learning_rate_at(self.episodes);
         self.optimizer.set_lr(learning_rate);
 
-        // L = -(1/K) sum_k (r_k - b) * sum_t sum_m log phi(a_ktm | s_ktm).
+        // L = -(1/K) sum_k A_k * sum_t sum_m log phi(a_ktm | s_ktm),  A_k = r_k - b_k.
         let mut terms = Vec::with_capacity(k);
         let mut all_actions = Vec::with_capacity(k);
         let feature_dim = self.policy.input_dim() as i64;
-        for episode in &episodes {
+        for (episode, advantage) in episodes.iter().zip(&advantages) {
             let states = Tensor::from_slice(&episode.features).view([-1, feature_dim]);
             let actions = Tensor::from_slice(&episode.actions);
             let log_phi = self.policy.log_prob(&states, &actions).sum(Kind::Float);
-            terms.push(-(episode.episode_return - b) * log_phi);
+            terms.push(-*advantage * log_phi);
             all_actions.push(actions);
         }
         let loss = if k == 1 {
@@ -426,6 +510,7 @@ impl Learner for Reinforce {
             self.config.seed,
             self.config.episodes_per_update,
             first_seed,
+            self.config.common_random_numbers,
         )
     }
 
@@ -445,5 +530,123 @@ impl Learner for Reinforce {
 
     fn episodes_learned(&self) -> usize {
         self.episodes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advantages_by_baseline_and_normalisation() {
+        let returns = [1.0, 2.0, 6.0];
+        // Moving average: one b for all.
+        assert_eq!(
+            advantages(&returns, Baseline::MovingAverage, 2.0, false),
+            vec![-1.0, 0.0, 4.0]
+        );
+        // Leave one out: b_k is the mean of the other two.
+        assert_eq!(
+            advantages(&returns, Baseline::LeaveOneOut, 99.0, false),
+            vec![1.0 - 4.0, 2.0 - 3.5, 6.0 - 1.5]
+        );
+        // Normalised: the same signs, unit sample standard deviation.
+        let normalised = advantages(&returns, Baseline::LeaveOneOut, 0.0, true);
+        let mean = normalised.iter().sum::<f64>() / 3.0;
+        let sd = (normalised.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+        assert!((sd - 1.0).abs() < 1e-12, "{sd}");
+        assert!(normalised[0] < 0.0 && normalised[2] > 0.0);
+        // Equal returns: zero advantages, not a division by zero.
+        assert_eq!(
+            advantages(&[3.0, 3.0], Baseline::LeaveOneOut, 0.0, true),
+            vec![0.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn pooled_options_need_several_episodes_per_update() {
+        for (config, field) in [
+            (
+                ReinforceConfig {
+                    baseline: Baseline::LeaveOneOut,
+                    ..ReinforceConfig::default()
+                },
+                "baseline",
+            ),
+            (
+                ReinforceConfig {
+                    normalize_advantages: true,
+                    ..ReinforceConfig::default()
+                },
+                "normalize_advantages",
+            ),
+            (
+                ReinforceConfig {
+                    common_random_numbers: true,
+                    ..ReinforceConfig::default()
+                },
+                "common_random_numbers",
+            ),
+        ] {
+            let error = Reinforce::new(config, 5).unwrap_err().to_string();
+            assert!(error.contains(field), "{error}");
+        }
+    }
+
+    #[test]
+    fn common_random_numbers_share_the_student_but_not_the_sampling_stream() {
+        let config = ReinforceConfig {
+            episodes_per_update: 3,
+            common_random_numbers: true,
+            ..ReinforceConfig::default()
+        };
+        let mut teacher = Reinforce::new(config, 5).unwrap();
+        let jobs = teacher.plan_update(40).unwrap();
+        assert!(jobs.iter().all(|job| job.seed == 40));
+        let observation = l2t_envs::TeachingObservation {
+            features: ndarray::Array2::from_elem((64, 5), 0.3),
+            student_state: ndarray::Array1::zeros(3),
+        };
+        let info = l2t_envs::TeachingInfo {
+            iteration: 0,
+            effective_instances: 0,
+            incoming_batches: 0,
+            instances_seen: 0,
+            instances_kept: 0,
+            buffered: 0,
+            epochs: 0.0,
+            dev_accuracy: 0.0,
+            best_dev_accuracy: 0.0,
+            average_training_loss: f64::NAN,
+            updates_this_step: 0,
+            evaluated: false,
+            threshold_iterations: vec![None],
+            iterations_to_tau: None,
+        };
+        let masks: Vec<KeepMask> = jobs
+            .into_iter()
+            .map(|mut job| job.rollout.act(&observation, &info).unwrap())
+            .collect();
+        assert_ne!(
+            masks[0], masks[1],
+            "each episode samples from its own stream"
+        );
+        assert_ne!(masks[1], masks[2]);
+        // Without common random numbers every episode has its own seed.
+        let mut plain = Reinforce::new(
+            ReinforceConfig {
+                episodes_per_update: 3,
+                ..ReinforceConfig::default()
+            },
+            5,
+        )
+        .unwrap();
+        let seeds: Vec<u64> = plain
+            .plan_update(40)
+            .unwrap()
+            .iter()
+            .map(|j| j.seed)
+            .collect();
+        assert_eq!(seeds, vec![40, 41, 42]);
     }
 }
