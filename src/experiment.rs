@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use l2t_agents::{
     checkpoint_episodes, load_teacher, run_episode, run_episode_recorded, train_parallel,
     EpisodeSummary, Learner, LossRankDrops, PooledEpisode, RandTeach, Recording, Teacher,
-    TeacherConfig, LOSS_RANK_BUCKETS,
+    TeacherConfig,
 };
 use rand::seq::SliceRandom;
 
@@ -1469,21 +1469,34 @@ pub fn write_results(out: &RunDir, report: &Report) -> Result<()> {
         .flat_map(|run| {
             training_drops(run)
                 .into_iter()
-                .flat_map(move |(episode, shares)| {
-                    shares.into_iter().enumerate().map(move |(bucket, share)| {
-                        vec![
-                            run.teacher.clone(),
-                            episode.to_string(),
-                            (bucket + 1).to_string(),
-                            share.to_string(),
-                        ]
+                .flat_map(move |(episode, counts)| {
+                    let by = [
+                        ("loss_rank", counts.dropped_shares()),
+                        ("margin", counts.margin_dropped_shares()),
+                    ];
+                    by.into_iter().flat_map(move |(kind, shares)| {
+                        shares.into_iter().enumerate().map(move |(bucket, share)| {
+                            vec![
+                                run.teacher.clone(),
+                                episode.to_string(),
+                                kind.to_string(),
+                                (bucket + 1).to_string(),
+                                share.to_string(),
+                            ]
+                        })
                     })
                 })
         })
         .collect();
     out.write_csv(
         "training_drops.csv",
-        &["teacher", "episodes", "loss_rank_bucket", "dropped_share"],
+        &[
+            "teacher",
+            "episodes",
+            "bucket_by",
+            "bucket",
+            "dropped_share",
+        ],
         &per_update,
     )?;
     Ok(())
@@ -1691,9 +1704,9 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
                 label: run.teacher.clone(),
                 points: training_drops(run)
                     .into_iter()
-                    .map(|(episode, shares)| DropPoint {
+                    .map(|(episode, counts)| DropPoint {
                         x: episode as f64,
-                        shares,
+                        shares: counts.dropped_shares(),
                     })
                     .collect(),
             })
@@ -1717,30 +1730,22 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
     Ok(warnings)
 }
 
-/// The share of each loss-rank bucket that the training episodes of each update of
-/// `run` dropped: `(episodes so far, shares)` per update, pooled over the update's
-/// episodes (an update closes with the episode whose summary carries it). For a
-/// Bernoulli policy this estimates its mean drop probability per bucket at that update.
-pub fn training_drops(run: &TrainingRun) -> Vec<(usize, [f64; LOSS_RANK_BUCKETS])> {
+/// What the training episodes of each update of `run` dropped, pooled over the
+/// update's episodes (an update closes with the episode whose summary carries it):
+/// `(episodes so far, counts)` per update, with the counts per loss-rank bucket and per
+/// margin bucket ([`LossRankDrops::dropped_shares`],
+/// [`LossRankDrops::margin_dropped_shares`]). For a Bernoulli policy the shares estimate
+/// its mean drop probability per bucket at that update.
+pub fn training_drops(run: &TrainingRun) -> Vec<(usize, LossRankDrops)> {
     let mut points = Vec::new();
-    let mut seen = [0usize; LOSS_RANK_BUCKETS];
-    let mut dropped = [0usize; LOSS_RANK_BUCKETS];
+    let mut update = LossRankDrops::empty(0);
     for episode in &run.episodes {
         for window in &episode.summary.loss_rank_drops {
-            for b in 0..LOSS_RANK_BUCKETS {
-                seen[b] += window.seen[b];
-                dropped[b] += window.dropped[b];
-            }
+            update.absorb(window);
         }
-        if episode.summary.update.is_some() && seen.iter().any(|&n| n > 0) {
-            let window = LossRankDrops {
-                iteration: 0,
-                seen,
-                dropped,
-            };
-            points.push((episode.episode + 1, window.dropped_shares()));
-            seen = [0; LOSS_RANK_BUCKETS];
-            dropped = [0; LOSS_RANK_BUCKETS];
+        if episode.summary.update.is_some() && update.seen.iter().any(|&n| n > 0) {
+            let done = std::mem::replace(&mut update, LossRankDrops::empty(0));
+            points.push((episode.episode + 1, done));
         }
     }
     points

@@ -9,7 +9,7 @@
 //! | `config.toml` | the resolved config, to rerun with `l2t run --config` |
 //! | `events.jsonl` | one event per teacher-training or evaluation episode |
 //! | `<teacher>-<hash>.ckpt`, `<teacher>-<hash>-training.jsonl` | teacher checkpoint and its finished training episodes (resume) |
-//! | `curves.csv`, `training.csv`, `loss_rank_drops.csv`, `training_drops.csv` | learning curves, teacher-training curves, drops by loss rank in evaluation and per teacher update in training |
+//! | `curves.csv`, `training.csv`, `loss_rank_drops.csv`, `training_drops.csv` | learning curves, teacher-training curves, drops by loss rank in evaluation, and by loss rank and margin per teacher update in training |
 //! | `summary.md`, `report.json` | the tables and everything behind them |
 //! | `*.svg`, `*.png` | the plots |
 

@@ -79,19 +79,62 @@ pub struct LossRankDrops {
     pub seen: [usize; LOSS_RANK_BUCKETS],
     /// Instances dropped per bucket.
     pub dropped: [usize; LOSS_RANK_BUCKETS],
+    /// Instances seen per margin bucket: the margin p_y - max_{y' != y} p_{y'} in
+    /// [-1, 1] cut into five equal bins (bucket 0: [-1, -0.6), ... bucket 4: [0.6, 1]).
+    #[serde(default)]
+    pub margin_seen: [usize; LOSS_RANK_BUCKETS],
+    /// Instances dropped per margin bucket.
+    #[serde(default)]
+    pub margin_dropped: [usize; LOSS_RANK_BUCKETS],
 }
 
 impl LossRankDrops {
-    /// Share of each bucket's instances that were dropped (0 for an empty bucket).
-    pub fn dropped_shares(&self) -> [f64; LOSS_RANK_BUCKETS] {
-        std::array::from_fn(|b| {
-            if self.seen[b] == 0 {
-                0.0
-            } else {
-                self.dropped[b] as f64 / self.seen[b] as f64
-            }
-        })
+    /// An empty window ending at `iteration`.
+    pub fn empty(iteration: usize) -> Self {
+        Self {
+            iteration,
+            seen: [0; LOSS_RANK_BUCKETS],
+            dropped: [0; LOSS_RANK_BUCKETS],
+            margin_seen: [0; LOSS_RANK_BUCKETS],
+            margin_dropped: [0; LOSS_RANK_BUCKETS],
+        }
     }
+
+    /// Share of each loss-rank bucket's instances that were dropped (0 for an empty
+    /// bucket).
+    pub fn dropped_shares(&self) -> [f64; LOSS_RANK_BUCKETS] {
+        shares(&self.dropped, &self.seen)
+    }
+
+    /// Share of each margin bucket's instances that were dropped (0 for an empty
+    /// bucket).
+    pub fn margin_dropped_shares(&self) -> [f64; LOSS_RANK_BUCKETS] {
+        shares(&self.margin_dropped, &self.margin_seen)
+    }
+
+    /// Adds `other`'s counts to this window's.
+    pub fn absorb(&mut self, other: &LossRankDrops) {
+        for b in 0..LOSS_RANK_BUCKETS {
+            self.seen[b] += other.seen[b];
+            self.dropped[b] += other.dropped[b];
+            self.margin_seen[b] += other.margin_seen[b];
+            self.margin_dropped[b] += other.margin_dropped[b];
+        }
+    }
+}
+
+/// `dropped[b] / seen[b]` per bucket, 0 for an empty bucket.
+fn shares(
+    dropped: &[usize; LOSS_RANK_BUCKETS],
+    seen: &[usize; LOSS_RANK_BUCKETS],
+) -> [f64; LOSS_RANK_BUCKETS] {
+    std::array::from_fn(|b| {
+        if seen[b] == 0 {
+            0.0
+        } else {
+            dropped[b] as f64 / seen[b] as f64
+        }
+    })
 }
 
 /// What [`run_episode_recorded`] measures besides the episode itself.
@@ -124,6 +167,7 @@ pub fn run_episode_recorded(
     let start = Instant::now();
     let (mut observation, mut info) = env.reset(seed)?;
     let loss_column = env.feature_index("loss");
+    let margin_column = env.feature_index("margin");
     let mut episode_return = 0.0;
     let mut steps = 0;
     let mut evaluations = 0;
@@ -157,11 +201,7 @@ pub fn run_episode_recorded(
         per_epoch[epoch].1 += keep_mask.iter().filter(|&&keep| keep).count();
         if let Some(column) = loss_column {
             if steps % DROP_WINDOW_STEPS == 0 {
-                loss_rank_drops.push(LossRankDrops {
-                    iteration: info.iteration,
-                    seen: [0; LOSS_RANK_BUCKETS],
-                    dropped: [0; LOSS_RANK_BUCKETS],
-                });
+                loss_rank_drops.push(LossRankDrops::empty(info.iteration));
             }
             if let Some(window) = loss_rank_drops.last_mut() {
                 count_drops_by_loss_rank(
@@ -169,6 +209,13 @@ pub fn run_episode_recorded(
                     keep_mask.iter().copied(),
                     window,
                 );
+                if let Some(margin) = margin_column {
+                    count_drops_by_margin(
+                        observation.features.column(margin).iter().copied(),
+                        keep_mask.iter().copied(),
+                        window,
+                    );
+                }
             }
         }
         let step = env.step(&keep_mask)?;
@@ -309,17 +356,31 @@ fn count_drops_by_loss_rank(
     }
 }
 
+/// Adds one incoming batch to `window`'s margin buckets: margin m in [-1, 1] falls in
+/// bucket `floor((m + 1) / 2 * 5)` (m = 1 in the last), and a `false` in the keep-mask
+/// counts it dropped.
+fn count_drops_by_margin(
+    margins: impl Iterator<Item = f32>,
+    keep_mask: impl Iterator<Item = bool>,
+    window: &mut LossRankDrops,
+) {
+    for (margin, keep) in margins.zip(keep_mask) {
+        let position = (f64::from(margin) + 1.0) / 2.0 * LOSS_RANK_BUCKETS as f64;
+        let bucket = (position.max(0.0) as usize).min(LOSS_RANK_BUCKETS - 1);
+        window.margin_seen[bucket] += 1;
+        if !keep {
+            window.margin_dropped[bucket] += 1;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn drops_are_counted_in_loss_rank_buckets() {
-        let mut window = LossRankDrops {
-            iteration: 0,
-            seen: [0; LOSS_RANK_BUCKETS],
-            dropped: [0; LOSS_RANK_BUCKETS],
-        };
+        let mut window = LossRankDrops::empty(0);
         // Ten instances, losses descending with position; drop the two largest losses
         // (positions 0 and 1) and the smallest one (position 9).
         let losses = (0..10).map(|i| 1.0 - i as f32 / 10.0);
@@ -328,5 +389,20 @@ mod tests {
         assert_eq!(window.seen, [2; 5]);
         assert_eq!(window.dropped, [1, 0, 0, 0, 2]);
         assert_eq!(window.dropped_shares(), [0.5, 0.0, 0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn drops_are_counted_in_margin_buckets() {
+        let mut window = LossRankDrops::empty(0);
+        let margins = [-1.0f32, -0.7, -0.59, 0.0, 0.19, 0.6, 0.99, 1.0];
+        let keep = [false, true, false, true, false, true, true, false];
+        count_drops_by_margin(margins.into_iter(), keep.into_iter(), &mut window);
+        assert_eq!(window.margin_seen, [2, 1, 2, 0, 3]);
+        assert_eq!(window.margin_dropped, [1, 1, 1, 0, 1]);
+        assert_eq!(window.margin_dropped_shares()[3], 0.0, "empty bucket");
+        let mut total = LossRankDrops::empty(0);
+        total.absorb(&window);
+        total.absorb(&window);
+        assert_eq!(total.margin_seen, [4, 2, 4, 0, 6]);
     }
 }
