@@ -17,9 +17,9 @@
 //!    which no action changes, so the optimal policy of the terminal objective is kept,
 //!    while steps that raised the student's accuracy get immediate credit.
 //!
-//! Why A2C and not PPO: the update is made once per episode on that episode's samples;
-//! PPO's clipping pays off when samples are reused for several epochs of updates, which
-//! would add the old-policy bookkeeping without need here.
+//! The update is made once per episode on that episode's samples, so no clipping is
+//! needed; [`crate::ppo`] reuses K episodes' samples for several epochs, with PPO's
+//! clipped objective and GAE.
 //!
 //! Update at the end of each episode, with `G_t = sum_{k >= t} r'_k` (gamma = 1):
 //!
