@@ -239,22 +239,7 @@ mod tests {
     }
 
     fn info() -> TeachingInfo {
-        TeachingInfo {
-            iteration: 0,
-            effective_instances: 0,
-            incoming_batches: 0,
-            instances_seen: 0,
-            instances_kept: 0,
-            buffered: 0,
-            epochs: 0.0,
-            dev_accuracy: 0.0,
-            best_dev_accuracy: 0.0,
-            average_training_loss: f64::NAN,
-            updates_this_step: 0,
-            evaluated: false,
-            threshold_iterations: Vec::new(),
-            iterations_to_tau: None,
-        }
+        crate::teacher::blank_info()
     }
 
     #[test]

@@ -607,22 +607,7 @@ mod tests {
             features: ndarray::Array2::from_elem((64, 5), 0.3),
             student_state: ndarray::Array1::zeros(3),
         };
-        let info = l2t_envs::TeachingInfo {
-            iteration: 0,
-            effective_instances: 0,
-            incoming_batches: 0,
-            instances_seen: 0,
-            instances_kept: 0,
-            buffered: 0,
-            epochs: 0.0,
-            dev_accuracy: 0.0,
-            best_dev_accuracy: 0.0,
-            average_training_loss: f64::NAN,
-            updates_this_step: 0,
-            evaluated: false,
-            threshold_iterations: vec![None],
-            iterations_to_tau: None,
-        };
+        let info = crate::teacher::blank_info();
         let masks: Vec<KeepMask> = jobs
             .into_iter()
             .map(|mut job| job.rollout.act(&observation, &info).unwrap())

@@ -76,3 +76,24 @@ pub fn feature_column(feature_names: &[String], name: &str) -> Result<usize> {
         .position(|n| n == name)
         .ok_or_else(|| crate::AgentError::MissingFeature(name.to_string()))
 }
+
+/// The info of a fresh episode, for unit tests of teachers that read it.
+#[cfg(test)]
+pub(crate) fn blank_info() -> l2t_envs::TeachingInfo {
+    l2t_envs::TeachingInfo {
+        iteration: 0,
+        effective_instances: 0,
+        incoming_batches: 0,
+        instances_seen: 0,
+        instances_kept: 0,
+        buffered: 0,
+        epochs: 0.0,
+        dev_accuracy: 0.0,
+        best_dev_accuracy: 0.0,
+        average_training_loss: f64::NAN,
+        updates_this_step: 0,
+        evaluated: false,
+        threshold_iterations: Vec::new(),
+        iterations_to_tau: None,
+    }
+}
