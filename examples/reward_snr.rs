@@ -66,6 +66,13 @@ fn main() -> Result<()> {
         ("dev-accuracy area, H = 250", area(250)),
         ("dev-accuracy area, H = 500", area(500)),
         ("dev-accuracy area, H = 1000", area(1000)),
+        (
+            "dev-loss decrease, H = 500",
+            TeachingConfig {
+                reward: Reward::DevLossDecrease { iterations: 500 },
+                ..paper.clone()
+            },
+        ),
     ];
     let teachers = [
         TeacherConfig::NoTeach,

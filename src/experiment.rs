@@ -1681,6 +1681,9 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
             Reward::DevAccuracyArea { iterations } => {
                 format!("reward: area under the dev curve over {iterations} updates")
             }
+            Reward::DevLossDecrease { iterations } => {
+                format!("reward: dev-loss drop over {iterations} updates")
+            }
         };
         let chart = ChartLabels::new(
             &format!(

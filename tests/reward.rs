@@ -1,6 +1,7 @@
 //! The reward is -ln(i_tau / T') at the step tau is first exceeded and 0 elsewhere;
 //! the weighted multi-threshold variant pays each threshold once; the dev-accuracy
-//! area pays acc * eval_every / H at each evaluation up to the horizon H.
+//! area pays acc * eval_every / H at each evaluation up to the horizon H, and the
+//! dev-loss reward the loss's drop since the last evaluation.
 
 mod common;
 
@@ -160,4 +161,39 @@ fn an_area_horizon_off_the_evaluation_grid_or_past_t_prime_is_refused() {
             other => panic!("horizon {iterations}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn the_dev_loss_reward_pays_the_loss_drop_and_ends_at_the_horizon() {
+    let horizon = 40;
+    let config = TeachingConfig {
+        reward: Reward::DevLossDecrease {
+            iterations: horizon,
+        },
+        ..common::tiny_config()
+    };
+    let mut env = common::tiny_env(config);
+    let (_, info) = env.reset(Some(4)).unwrap();
+    let first_loss = info.dev_loss.expect("measured at reset");
+    let mut previous = first_loss;
+    let mut total = 0.0;
+    loop {
+        let step = env.step(&Array1::from_elem(8, true)).unwrap();
+        total += step.reward;
+        if step.info.evaluated {
+            let loss = step.info.dev_loss.expect("measured");
+            assert_relative_eq!(step.reward, previous - loss, epsilon = 1e-12);
+            previous = loss;
+        } else {
+            assert_eq!(step.reward, 0.0, "only evaluations pay");
+        }
+        if step.done() {
+            assert!(step.terminated && !step.truncated);
+            assert_eq!(step.info.iteration, horizon);
+            break;
+        }
+    }
+    // The return telescopes to L_0 - L_H, and training lowered the dev loss.
+    assert_relative_eq!(total, first_loss - previous, epsilon = 1e-9);
+    assert!(total > 0.0, "{total}");
 }

@@ -90,6 +90,7 @@ pub(crate) fn blank_info() -> l2t_envs::TeachingInfo {
         epochs: 0.0,
         dev_accuracy: 0.0,
         best_dev_accuracy: 0.0,
+        dev_loss: None,
         average_training_loss: f64::NAN,
         updates_this_step: 0,
         evaluated: false,

@@ -45,6 +45,10 @@
 //!      the return moves smoothly with the teacher's choices instead of jumping with
 //!      the one evaluation where the curve crosses tau. Thresholds are still tracked
 //!      (`info.iterations_to_tau`) but pay nothing.
+//!    - [`Reward::DevLossDecrease`] with a horizon of H iterations (DVRL's per-step
+//!      signal): each evaluation at iteration i <= H pays the drop of the mean dev
+//!      cross-entropy since the previous evaluation, `L_prev - L_i`, so the return is
+//!      `L_0 - L_H`; the episode terminates at H.
 //! 6. **Budgets.** The episode is truncated at T' iterations, or after
 //!    `max_incoming_batches` incoming batches, so a teacher that keeps nothing ends too.
 //!
@@ -103,6 +107,30 @@ pub enum Reward {
         /// H: the horizon, in student iterations.
         iterations: usize,
     },
+    /// The drop of the mean dev loss over the first `iterations` (H) student updates:
+    /// each evaluation pays `L_prev - L_i` (nats); the episode terminates at H. H must be
+    /// a multiple of `eval_every`.
+    DevLossDecrease {
+        /// H: the horizon, in student iterations.
+        iterations: usize,
+    },
+}
+
+impl Reward {
+    /// H, for the rewards that run a fixed horizon.
+    pub fn horizon(&self) -> Option<usize> {
+        match *self {
+            Reward::IterationsToTau => None,
+            Reward::DevAccuracyArea { iterations } | Reward::DevLossDecrease { iterations } => {
+                Some(iterations)
+            }
+        }
+    }
+
+    /// Whether the dev loss must be measured at evaluations.
+    pub fn needs_dev_loss(&self) -> bool {
+        matches!(self, Reward::DevLossDecrease { .. })
+    }
 }
 
 /// Settings of the teaching MDP. Defaults are the paper's MNIST values.
@@ -198,7 +226,7 @@ impl TeachingConfig {
         if self.eval_chunk == 0 {
             return Err(invalid_config("eval_chunk", "must be at least 1"));
         }
-        if let Reward::DevAccuracyArea { iterations } = self.reward {
+        if let Some(iterations) = self.reward.horizon() {
             if iterations == 0 || !iterations.is_multiple_of(self.eval_every) {
                 return Err(invalid_config(
                     "reward.iterations",
@@ -292,6 +320,10 @@ pub struct TeachingInfo {
     pub dev_accuracy: f64,
     /// Best dev accuracy so far.
     pub best_dev_accuracy: f64,
+    /// Mean dev cross-entropy at the latest evaluation, where the reward measures it
+    /// ([`Reward::DevLossDecrease`]).
+    #[serde(default)]
+    pub dev_loss: Option<f64>,
     /// Mean training loss over all updates so far (unnormalised; NaN before any).
     pub average_training_loss: f64,
     /// Student updates made during this step.
@@ -357,6 +389,7 @@ pub(crate) struct EpisodeState {
     loss_sum: f64,
     dev_accuracy: f64,
     best_dev_accuracy: f64,
+    dev_loss: Option<f64>,
     threshold_iterations: Vec<Option<usize>>,
 }
 
@@ -381,6 +414,7 @@ impl EpisodeState {
             loss_sum: 0.0,
             dev_accuracy: 0.0,
             best_dev_accuracy: 0.0,
+            dev_loss: None,
             threshold_iterations: vec![None; config.thresholds.len()],
         }
     }
@@ -464,11 +498,18 @@ impl EpisodeState {
         Ok(self.iteration.is_multiple_of(config.eval_every))
     }
 
-    /// Records a dev accuracy, marks every threshold passed for the first time and
-    /// returns the reward earned (none at iteration 0, the evaluation of a reset).
-    pub(crate) fn record_evaluation(&mut self, config: &TeachingConfig, accuracy: f64) -> f64 {
+    /// Records a dev accuracy (and the dev loss, where the reward measures it), marks
+    /// every threshold passed for the first time and returns the reward earned (none at
+    /// iteration 0, the evaluation of a reset).
+    pub(crate) fn record_evaluation(
+        &mut self,
+        config: &TeachingConfig,
+        accuracy: f64,
+        loss: Option<f64>,
+    ) -> f64 {
         self.dev_accuracy = accuracy;
         self.best_dev_accuracy = self.best_dev_accuracy.max(accuracy);
+        let previous_loss = std::mem::replace(&mut self.dev_loss, loss);
         if self.iteration == 0 {
             return 0.0;
         }
@@ -492,6 +533,14 @@ impl EpisodeState {
                 accuracy * config.eval_every as f64 / iterations as f64
             }
             Reward::DevAccuracyArea { .. } => 0.0,
+            // The dev loss's drop since the last evaluation: L_prev - L_i.
+            Reward::DevLossDecrease { iterations } if self.iteration <= iterations => {
+                match (previous_loss, loss) {
+                    (Some(before), Some(now)) => before - now,
+                    _ => 0.0,
+                }
+            }
+            Reward::DevLossDecrease { .. } => 0.0,
         }
     }
 
@@ -499,9 +548,9 @@ impl EpisodeState {
     /// when every threshold is passed (or at the horizon H of the area reward);
     /// otherwise truncated at T' iterations or at the incoming-batch budget.
     pub(crate) fn end_step(&mut self, config: &TeachingConfig) -> (bool, bool) {
-        let terminated = match config.reward {
-            Reward::IterationsToTau => self.threshold_iterations.iter().all(Option::is_some),
-            Reward::DevAccuracyArea { iterations } => self.iteration >= iterations,
+        let terminated = match config.reward.horizon() {
+            None => self.threshold_iterations.iter().all(Option::is_some),
+            Some(horizon) => self.iteration >= horizon,
         };
         let truncated = !terminated
             && (self.iteration >= config.max_iterations
@@ -570,6 +619,7 @@ impl EpisodeState {
             epochs: self.instances_seen as f64 / train_len as f64,
             dev_accuracy: self.dev_accuracy,
             best_dev_accuracy: self.best_dev_accuracy,
+            dev_loss: self.dev_loss,
             average_training_loss: if self.iteration == 0 {
                 f64::NAN
             } else {
@@ -804,6 +854,17 @@ impl TeachingEnv {
         Ok(self.student.accuracy(data, self.config.eval_chunk))
     }
 
+    /// The dev accuracy, and the dev loss where the reward needs it.
+    fn evaluate_dev(&self) -> (f64, Option<f64>) {
+        let chunk = self.config.eval_chunk;
+        if self.config.reward.needs_dev_loss() {
+            let (accuracy, loss) = self.student.accuracy_and_loss(&self.dev, chunk);
+            (accuracy, Some(loss))
+        } else {
+            (self.student.accuracy(&self.dev, chunk), None)
+        }
+    }
+
     /// The info value of the current state.
     pub fn info(&self) -> TeachingInfo {
         self.episode.info(&self.config, self.train.len(), 0, false)
@@ -908,8 +969,8 @@ impl Env for TeachingEnv {
         self.incoming_logits = None;
         self.student.reset(&mut self.episode.init_rng)?;
         self.episode.begin();
-        let accuracy = self.student.accuracy(&self.dev, self.config.eval_chunk);
-        self.episode.record_evaluation(&self.config, accuracy);
+        let (accuracy, loss) = self.evaluate_dev();
+        self.episode.record_evaluation(&self.config, accuracy, loss);
         self.episode.draw_incoming(self.config.batch_size);
         let observation = self.observe_incoming()?;
         Ok((
@@ -933,8 +994,8 @@ impl Env for TeachingEnv {
             let loss = self.train(&update, logits)?;
             updates = 1;
             if self.episode.record_update(&self.config, loss)? {
-                let accuracy = self.student.accuracy(&self.dev, self.config.eval_chunk);
-                reward += self.episode.record_evaluation(&self.config, accuracy);
+                let (accuracy, loss) = self.evaluate_dev();
+                reward += self.episode.record_evaluation(&self.config, accuracy, loss);
                 evaluated = true;
             }
         }

@@ -77,6 +77,30 @@ pub trait Student {
         ))
     }
 
+    /// Accuracy and mean cross-entropy loss (nats) on `data`, evaluated in chunks of
+    /// `chunk` instances.
+    fn accuracy_and_loss(&self, data: &Dataset, chunk: usize) -> (f64, f64) {
+        let n = data.len();
+        let chunk = chunk.max(1);
+        let (mut correct, mut loss_sum) = (0i64, 0f64);
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let batch = data.slice(start, len);
+            let logits = self.logits(&batch);
+            correct += logits
+                .argmax(-1, false)
+                .eq_tensor(&batch.labels)
+                .sum(Kind::Int64)
+                .int64_value(&[]);
+            loss_sum += logits
+                .cross_entropy_loss::<Tensor>(&batch.labels, None, tch::Reduction::Sum, -100, 0.0)
+                .double_value(&[]);
+            start += len;
+        }
+        (correct as f64 / n as f64, loss_sum / n as f64)
+    }
+
     /// Accuracy on `data`, evaluated in chunks of `chunk` instances.
     fn accuracy(&self, data: &Dataset, chunk: usize) -> f64 {
         let n = data.len();
