@@ -1609,27 +1609,21 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
         let mut points = Vec::with_capacity(windows);
         let mut drops_anything = false;
         for k in 0..windows {
-            let in_window: Vec<&l2t_agents::LossRankDrops> = records
+            let in_window: Vec<&LossRankDrops> = records
                 .iter()
                 .filter_map(|r| r.episode.loss_rank_drops.get(k))
                 .collect();
-            let seen: [usize; 5] =
-                std::array::from_fn(|b| in_window.iter().map(|w| w.seen[b]).sum());
-            let dropped_count: [usize; 5] =
-                std::array::from_fn(|b| in_window.iter().map(|w| w.dropped[b]).sum());
-            drops_anything |= dropped_count.iter().any(|&d| d > 0);
+            let mut pooled = LossRankDrops::empty(0);
+            for window in &in_window {
+                pooled.absorb(window);
+            }
+            drops_anything |= pooled.dropped.iter().any(|&d| d > 0);
             let x = in_window.iter().map(|w| w.iteration as f64).sum::<f64>()
                 / in_window.len().max(1) as f64
                 * m;
             points.push(DropPoint {
                 x,
-                shares: std::array::from_fn(|b| {
-                    if seen[b] == 0 {
-                        0.0
-                    } else {
-                        dropped_count[b] as f64 / seen[b] as f64
-                    }
-                }),
+                shares: pooled.dropped_shares(),
             });
         }
         if drops_anything {

@@ -6,21 +6,45 @@
 mod common;
 
 use approx::assert_relative_eq;
-use l2t::envs::{Env, EnvError, Reward, TeachingConfig, Threshold};
+use l2t::envs::{Env, EnvError, Reward, TeachingConfig, TeachingInfo, Threshold};
 use ndarray::Array1;
 
-/// Runs an episode keeping everything; returns (rewards, final info).
-fn keep_all_episode(config: TeachingConfig) -> (Vec<f64>, l2t::envs::TeachingInfo, bool) {
+/// One episode keeping everything, from `reset(Some(4))`.
+struct KeepAll {
+    /// The info of the reset.
+    reset: TeachingInfo,
+    /// Every step's reward and info.
+    steps: Vec<(f64, TeachingInfo)>,
+    terminated: bool,
+    truncated: bool,
+}
+
+fn keep_all(config: TeachingConfig) -> KeepAll {
     let mut env = common::tiny_env(config);
-    env.reset(Some(4)).unwrap();
-    let mut rewards = Vec::new();
+    let (_, reset) = env.reset(Some(4)).unwrap();
+    let mut steps = Vec::new();
     loop {
         let step = env.step(&Array1::from_elem(8, true)).unwrap();
-        rewards.push(step.reward);
-        if step.done() {
-            return (rewards, step.info, step.terminated);
+        let done = step.done();
+        let (terminated, truncated) = (step.terminated, step.truncated);
+        steps.push((step.reward, step.info));
+        if done {
+            return KeepAll {
+                reset,
+                steps,
+                terminated,
+                truncated,
+            };
         }
     }
+}
+
+/// Runs an episode keeping everything; returns (rewards, final info, terminated).
+fn keep_all_episode(config: TeachingConfig) -> (Vec<f64>, TeachingInfo, bool) {
+    let mut episode = keep_all(config);
+    let rewards = episode.steps.iter().map(|(r, _)| *r).collect();
+    let (_, last) = episode.steps.pop().expect("at least one step");
+    (rewards, last, episode.terminated)
 }
 
 #[test]
@@ -114,30 +138,25 @@ fn the_area_reward_pays_the_mean_dev_accuracy_and_ends_at_the_horizon() {
         ..common::tiny_config()
     };
     let eval_every = config.eval_every;
-    let mut env = common::tiny_env(config);
-    env.reset(Some(4)).unwrap();
+    let episode = keep_all(config);
     let mut accuracies = Vec::new();
     let mut total = 0.0;
-    loop {
-        let step = env.step(&Array1::from_elem(8, true)).unwrap();
-        total += step.reward;
-        if step.info.evaluated {
-            accuracies.push(step.info.dev_accuracy);
+    for (reward, info) in &episode.steps {
+        total += reward;
+        if info.evaluated {
+            accuracies.push(info.dev_accuracy);
             assert_relative_eq!(
-                step.reward,
-                step.info.dev_accuracy * eval_every as f64 / horizon as f64,
+                *reward,
+                info.dev_accuracy * eval_every as f64 / horizon as f64,
                 epsilon = 1e-12
             );
         } else {
-            assert_eq!(step.reward, 0.0, "only evaluations pay");
-        }
-        if step.done() {
-            // Not at tau = 0.7: the horizon ends the episode.
-            assert!(step.terminated && !step.truncated);
-            assert_eq!(step.info.iteration, horizon);
-            break;
+            assert_eq!(*reward, 0.0, "only evaluations pay");
         }
     }
+    // Not at tau = 0.7: the horizon ends the episode.
+    assert!(episode.terminated && !episode.truncated);
+    assert_eq!(episode.steps.last().unwrap().1.iteration, horizon);
     assert_eq!(accuracies.len(), horizon / eval_every);
     let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
     assert_relative_eq!(total, mean, epsilon = 1e-12);
@@ -172,27 +191,22 @@ fn the_dev_loss_reward_pays_the_loss_drop_and_ends_at_the_horizon() {
         },
         ..common::tiny_config()
     };
-    let mut env = common::tiny_env(config);
-    let (_, info) = env.reset(Some(4)).unwrap();
-    let first_loss = info.dev_loss.expect("measured at reset");
+    let episode = keep_all(config);
+    let first_loss = episode.reset.dev_loss.expect("measured at reset");
     let mut previous = first_loss;
     let mut total = 0.0;
-    loop {
-        let step = env.step(&Array1::from_elem(8, true)).unwrap();
-        total += step.reward;
-        if step.info.evaluated {
-            let loss = step.info.dev_loss.expect("measured");
-            assert_relative_eq!(step.reward, previous - loss, epsilon = 1e-12);
+    for (reward, info) in &episode.steps {
+        total += reward;
+        if info.evaluated {
+            let loss = info.dev_loss.expect("measured");
+            assert_relative_eq!(*reward, previous - loss, epsilon = 1e-12);
             previous = loss;
         } else {
-            assert_eq!(step.reward, 0.0, "only evaluations pay");
-        }
-        if step.done() {
-            assert!(step.terminated && !step.truncated);
-            assert_eq!(step.info.iteration, horizon);
-            break;
+            assert_eq!(*reward, 0.0, "only evaluations pay");
         }
     }
+    assert!(episode.terminated && !episode.truncated);
+    assert_eq!(episode.steps.last().unwrap().1.iteration, horizon);
     // The return telescopes to L_0 - L_H, and training lowered the dev loss.
     assert_relative_eq!(total, first_loss - previous, epsilon = 1e-9);
     assert!(total > 0.0, "{total}");
