@@ -17,15 +17,17 @@
 //!    which no action changes, so the optimal policy of the terminal objective is kept,
 //!    while steps that raised the student's accuracy get immediate credit.
 //!
-//! The update is made once per episode on that episode's samples, so no clipping is
-//! needed; [`crate::ppo`] reuses K episodes' samples for several epochs, with PPO's
-//! clipped objective and GAE.
+//! It trains on the crate's one rollout-and-learn loop ([`crate::parallel`]): each
+//! update's K = `episodes_per_update` episodes (1 by default) are rolled out whole with
+//! a frozen copy of the actor, then one update is made on their samples, so no
+//! clipping is needed; [`crate::ppo`] reuses K episodes' samples for several epochs,
+//! with PPO's clipped objective and GAE.
 //!
-//! Update at the end of each episode, with `G_t = sum_{k >= t} r'_k` (gamma = 1):
+//! The update, with `G_kt = sum_{j >= t} r'_kj` (gamma = 1) in episode k:
 //!
 //! ```text
-//! L_actor  = - sum_t A_t * sum_m log phi(a_tm | s_tm)        A_t = G_t - V(s_t), no gradient
-//! L_critic = value_coef * sum_t (G_t - V(s_t))^2
+//! L_actor  = -(1/K) sum_k sum_t A_kt * sum_m log phi(a_ktm | s_ktm)    A_kt = G_kt - V(s_kt), no gradient
+//! L_critic = value_coef * (1/K) sum_k sum_t (G_kt - V(s_kt))^2
 //! ```
 //!
 //! minimised with Adam (learning rate decayed like REINFORCE's).
@@ -40,7 +42,9 @@ use l2t_envs::{TeachingInfo, TeachingObservation};
 
 use crate::adam::{Adam, AdamConfig};
 use crate::error::{invalid_config, AgentError, Result};
+use crate::parallel::{plan_episodes, Learner, RolloutJob};
 use crate::policy::BernoulliPolicy;
+use crate::reinforce::Trajectory;
 use crate::teacher::{KeepMask, Teacher, UpdateStats};
 
 /// Index of `best_dev_accuracy` in the observation's student-state vector.
@@ -70,6 +74,8 @@ pub struct ActorCriticConfig {
     pub value_coef: f64,
     /// Seed of the teacher's streams.
     pub seed: u64,
+    /// K: episodes rolled out (in parallel) for one update.
+    pub episodes_per_update: usize,
 }
 
 impl Default for ActorCriticConfig {
@@ -85,6 +91,7 @@ impl Default for ActorCriticConfig {
             shaping: 1.0,
             value_coef: 1.0,
             seed: 0,
+            episodes_per_update: 1,
         }
     }
 }
@@ -108,6 +115,9 @@ impl ActorCriticConfig {
         }
         if self.lr_decay_every == 0 {
             return Err(invalid_config("lr_decay_every", "must be at least 1"));
+        }
+        if self.episodes_per_update == 0 {
+            return Err(invalid_config("episodes_per_update", "must be at least 1"));
         }
         if self.critic_hidden == 0 {
             return Err(invalid_config("critic_hidden", "must be positive"));
@@ -174,17 +184,8 @@ pub struct ActorCritic {
     // The crate's Adam (not libtorch's), so that a checkpoint can store its state.
     pub(crate) actor_optimizer: Adam,
     pub(crate) critic_optimizer: Adam,
+    /// The stream of keep-masks sampled by [`Teacher::act`] (teaching, not training).
     pub(crate) sampling_rng: ChaCha8Rng,
-    training: bool,
-    /// The current episode, appended per step to flat vectors (a few amortised
-    /// allocations per episode, as in [`crate::reinforce`]): the features' rows
-    /// (row-major), their actions in {0, 1}, the rows of each step, the student state
-    /// (3 per step) and the reward.
-    episode_features: Vec<f32>,
-    episode_actions: Vec<f32>,
-    episode_rows: Vec<usize>,
-    episode_states: Vec<f32>,
-    episode_rewards: Vec<f64>,
     pub(crate) episodes: usize,
 }
 
@@ -222,12 +223,6 @@ impl ActorCritic {
             critic,
             actor_optimizer,
             critic_optimizer,
-            training: true,
-            episode_features: Vec::new(),
-            episode_actions: Vec::new(),
-            episode_rows: Vec::new(),
-            episode_states: Vec::new(),
-            episode_rewards: Vec::new(),
             episodes: 0,
         })
     }
@@ -249,28 +244,82 @@ impl ActorCritic {
             .powi((episodes / self.config.lr_decay_every) as i32)
     }
 
-    /// The shaped rewards r'_t = r_t + c (Phi(s_{t+1}) - Phi(s_t)), Phi(terminal) = 0.
-    fn shaped_rewards(&self) -> Vec<f64> {
+    /// The shaped rewards r'_t = r_t + c (Phi(s_{t+1}) - Phi(s_t)), Phi(terminal) = 0,
+    /// of an episode with per-step `rewards` and student `states` (3 per step).
+    fn shaped_rewards(&self, rewards: &[f64], states: &[f32]) -> Vec<f64> {
         let c = self.config.shaping;
-        let steps = self.episode_rewards.len();
+        let steps = rewards.len();
         let phi = |t: usize| -> f64 {
             if t >= steps {
                 0.0
             } else {
-                f64::from(self.episode_states[3 * t + BEST_DEV_ACCURACY])
+                f64::from(states[3 * t + BEST_DEV_ACCURACY])
             }
         };
         (0..steps)
-            .map(|t| self.episode_rewards[t] + c * (phi(t + 1) - phi(t)))
+            .map(|t| rewards[t] + c * (phi(t + 1) - phi(t)))
             .collect()
+    }
+
+    /// Episode k's actor and critic losses (not yet divided by K), and V(s_0).
+    fn episode_losses(&self, episode: &Trajectory) -> Result<(Tensor, Tensor, f64)> {
+        let rewards = episode.step_rewards();
+        let rows = episode.step_rows();
+        let steps = rewards.len();
+        let feature_dim = self.policy.input_dim();
+        if steps == 0
+            || rows.len() != steps
+            || episode.states().len() != 3 * steps
+            || episode.feature_rows().len() != episode.instances() * feature_dim
+        {
+            return Err(AgentError::Observation(format!(
+                "an actor-critic episode needs one reward, one student state (3 values) and                  {feature_dim} feature columns per step; it has {steps} rewards, {} steps,                  {} state values and {} feature values for {} instances",
+                rows.len(),
+                episode.states().len(),
+                episode.feature_rows().len(),
+                episode.instances()
+            )));
+        }
+        // G_t = sum_{j >= t} r'_j (gamma = 1).
+        let shaped = self.shaped_rewards(rewards, episode.states());
+        let mut returns = vec![0.0f32; steps];
+        let mut running = 0.0;
+        for t in (0..steps).rev() {
+            running += shaped[t];
+            returns[t] = running as f32;
+        }
+        let returns = Tensor::from_slice(&returns);
+        let states = Tensor::from_slice(episode.states()).view([steps as i64, 3]);
+        let values = self.critic.values(&states);
+        let advantages = (&returns - values.detach()).detach();
+
+        // Each step's M decisions share that step's advantage.
+        let features = Tensor::from_slice(episode.feature_rows()).view([-1, feature_dim as i64]);
+        let actions = Tensor::from_slice(episode.actions());
+        let log_phi_rows = self.policy.log_prob(&features, &actions);
+        let step_of_row: Vec<i64> = rows
+            .iter()
+            .enumerate()
+            .flat_map(|(t, &m)| std::iter::repeat_n(t as i64, m))
+            .collect();
+        let log_phi = Tensor::zeros([steps as i64], (Kind::Float, Device::Cpu)).index_add(
+            0,
+            &Tensor::from_slice(&step_of_row),
+            &log_phi_rows,
+        );
+        let actor_loss = -(advantages * log_phi).sum(Kind::Float);
+        let critic_loss = (&returns - &values).square().sum(Kind::Float);
+        let first_value = values.get(0).double_value(&[]);
+        Ok((actor_loss, critic_loss, first_value))
     }
 }
 
 impl Teacher for ActorCritic {
     fn name(&self) -> &str {
-        "ActorCritic"
+        "actor_critic"
     }
 
+    /// a_m ~ Bernoulli(phi(1 | s_m)), sampled from the teacher's own stream.
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
         let f = observation.features.ncols();
         if f != self.policy.input_dim() || observation.student_state.len() != 3 {
@@ -280,65 +329,55 @@ impl Teacher for ActorCritic {
                 self.policy.input_dim()
             )));
         }
-        let features = BernoulliPolicy::features_tensor(&observation.features);
-        // a_m ~ Bernoulli(phi(1 | s_m)), drawn from the teacher's own stream.
-        let mask = self.policy.sample(&features, &mut self.sampling_rng)?;
-        if self.training {
-            match observation.features.as_slice() {
-                Some(rows) => self.episode_features.extend_from_slice(rows),
-                None => self.episode_features.extend(observation.features.iter()),
-            }
-            self.episode_actions
-                .extend(BernoulliPolicy::actions_of(&mask));
-            self.episode_rows.push(mask.len());
-            self.episode_states.extend(observation.student_state.iter());
-        }
-        Ok(mask)
+        self.policy
+            .sample_features(&observation.features, &mut self.sampling_rng)
     }
 
-    fn observe(&mut self, reward: f64, _done: bool) -> Result<()> {
-        if self.training {
-            self.episode_rewards.push(reward);
-        }
-        Ok(())
+    fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
+        self.save(path)
     }
 
-    fn end_episode(&mut self) -> Result<Option<UpdateStats>> {
-        let steps = self.episode_rewards.len();
-        if !self.training || steps == 0 || self.episode_rows.len() != steps {
-            self.clear_episode();
-            return Ok(None);
-        }
-        let episode_return: f64 = self.episode_rewards.iter().sum();
-        // G_t = sum_{k >= t} r'_k (gamma = 1).
-        let shaped = self.shaped_rewards();
-        let mut returns = vec![0.0f32; steps];
-        let mut running = 0.0;
-        for t in (0..steps).rev() {
-            running += shaped[t];
-            returns[t] = running as f32;
-        }
-        let returns = Tensor::from_slice(&returns);
-        let states = Tensor::from_slice(&self.episode_states).view([steps as i64, 3]);
-        let values = self.critic.values(&states);
-        let advantages = (&returns - values.detach()).detach();
+    fn as_learner(&mut self) -> Option<&mut dyn Learner> {
+        Some(self)
+    }
+}
 
-        // Actor: each step's M decisions share that step's advantage.
-        let feature_dim = self.policy.input_dim();
-        let mut per_step_log_phi = Vec::with_capacity(steps);
-        let mut start = 0;
-        for &rows in &self.episode_rows {
-            let s = Tensor::from_slice(
-                &self.episode_features[start * feature_dim..][..rows * feature_dim],
-            )
-            .view([rows as i64, feature_dim as i64]);
-            let a = Tensor::from_slice(&self.episode_actions[start..start + rows]);
-            per_step_log_phi.push(self.policy.log_prob(&s, &a).sum(Kind::Float));
-            start += rows;
+impl Learner for ActorCritic {
+    /// K episodes with the current actor: episode j is seeded `first_seed + j` and
+    /// samples from a stream keyed by the teacher's seed and its env seed.
+    fn plan_update(&mut self, first_seed: u64) -> Result<Vec<RolloutJob>> {
+        plan_episodes(
+            &self.policy,
+            self.config.seed,
+            self.config.episodes_per_update,
+            first_seed,
+            false,
+        )
+    }
+
+    /// One actor and critic step from the K episodes of the last plan. Its statistics:
+    /// the mean return, as baseline the mean V(s_0), the summed losses, the actor's
+    /// learning rate and the share of instances kept.
+    fn learn(&mut self, episodes: Vec<Trajectory>) -> Result<UpdateStats> {
+        let k = self.config.episodes_per_update;
+        if episodes.len() != k {
+            return Err(AgentError::Observation(format!(
+                "an update has {k} episodes, {} were given",
+                episodes.len()
+            )));
         }
-        let log_phi = Tensor::stack(&per_step_log_phi, 0);
-        let actor_loss = -(advantages * log_phi).sum(Kind::Float);
-        let critic_loss = self.config.value_coef * (&returns - &values).square().sum(Kind::Float);
+        let mut actor_losses = Vec::with_capacity(k);
+        let mut critic_losses = Vec::with_capacity(k);
+        let mut first_values = 0.0;
+        for episode in &episodes {
+            let (actor, critic, first_value) = self.episode_losses(episode)?;
+            actor_losses.push(actor);
+            critic_losses.push(critic);
+            first_values += first_value;
+        }
+        let actor_loss = Tensor::stack(&actor_losses, 0).sum(Kind::Float) / k as f64;
+        let critic_loss =
+            self.config.value_coef * (Tensor::stack(&critic_losses, 0).sum(Kind::Float) / k as f64);
 
         let decay = self.decay_at(self.episodes);
         let learning_rate = self.config.learning_rate * decay;
@@ -350,40 +389,21 @@ impl Teacher for ActorCritic {
         (&actor_loss + &critic_loss).backward();
         self.actor_optimizer.step()?;
         self.critic_optimizer.step()?;
-        self.episodes += 1;
+        self.episodes += k;
 
-        let kept_ratio = Tensor::from_slice(&self.episode_actions)
-            .mean(Kind::Float)
-            .double_value(&[]);
-        let baseline = values.get(0).double_value(&[]);
-        let loss = actor_loss.double_value(&[]) + critic_loss.double_value(&[]);
-        self.clear_episode();
-        Ok(Some(UpdateStats {
-            episode_return,
-            baseline,
-            loss,
+        let instances: usize = episodes.iter().map(Trajectory::instances).sum();
+        let kept: usize = episodes.iter().map(Trajectory::instances_kept).sum();
+        Ok(UpdateStats {
+            episode_return: episodes.iter().map(Trajectory::episode_return).sum::<f64>() / k as f64,
+            baseline: first_values / k as f64,
+            loss: actor_loss.double_value(&[]) + critic_loss.double_value(&[]),
             learning_rate,
-            kept_ratio,
-        }))
+            kept_ratio: kept as f64 / instances.max(1) as f64,
+        })
     }
 
-    fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
-        self.save(path)
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        self.clear_episode();
-    }
-}
-
-impl ActorCritic {
-    fn clear_episode(&mut self) {
-        self.episode_features.clear();
-        self.episode_actions.clear();
-        self.episode_rows.clear();
-        self.episode_states.clear();
-        self.episode_rewards.clear();
+    fn episodes_learned(&self) -> usize {
+        self.episodes
     }
 }
 
@@ -393,10 +413,10 @@ mod tests {
 
     #[test]
     fn shaping_telescopes_to_minus_the_initial_potential() {
-        let mut teacher = ActorCritic::new(ActorCriticConfig::default(), 5).unwrap();
-        teacher.episode_rewards = vec![0.0, 0.0, 1.5];
-        teacher.episode_states = vec![0.0, 0.5, 0.1, 0.1, 0.4, 0.3, 0.2, 0.3, 0.6];
-        let shaped = teacher.shaped_rewards();
+        let teacher = ActorCritic::new(ActorCriticConfig::default(), 5).unwrap();
+        let rewards = [0.0, 0.0, 1.5];
+        let states = [0.0, 0.5, 0.1, 0.1, 0.4, 0.3, 0.2, 0.3, 0.6];
+        let shaped = teacher.shaped_rewards(&rewards, &states);
         let total: f64 = shaped.iter().sum();
         // sum r' = sum r - c * Phi(s_0)
         assert!((total - (1.5 - 0.1f32 as f64)).abs() < 1e-6, "{total}");

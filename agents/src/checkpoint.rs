@@ -810,9 +810,10 @@ fn actor_and_critic_variables(
 mod tests {
     use super::*;
     use crate::episode::run_episode;
+    use crate::parallel::Learner;
     use crate::teacher::Teacher;
     use l2t_envs::{
-        Env, MlpConfig, MlpStudent, OptimizerConfig, SyntheticConfig, TeachingConfig, TeachingEnv,
+        MlpConfig, MlpStudent, OptimizerConfig, SyntheticConfig, TeachingConfig, TeachingEnv,
     };
     use std::path::PathBuf;
 
@@ -906,9 +907,7 @@ mod tests {
             feature_dim,
         )
         .unwrap();
-        for seed in 1..=3 {
-            run_episode(&mut env, &mut original, Some(seed)).unwrap();
-        }
+        learn_updates(&mut env, &mut original, 3, 1);
         let path = scratch.path("teacher.ckpt");
         original.save(&path).unwrap();
         assert!(!scratch.path("teacher.ckpt.part").exists());
@@ -923,12 +922,11 @@ mod tests {
         );
 
         // One more episode each, on the same observations: same masks, same weights.
-        let masks_original = teacher_episode_masks(&mut env, &mut original, 7);
-        let masks_loaded = teacher_episode_masks(&mut env, &mut loaded, 7);
-        assert_eq!(masks_original, masks_loaded);
+        learn_updates(&mut env, &mut original, 2, 1);
+        learn_updates(&mut env, &mut loaded, 2, 1);
+        assert_eq!(loaded.episodes(), 5);
         assert_eq!(bits(&loaded.flat_weights()), bits(&original.flat_weights()));
         assert_eq!(loaded.baseline(), original.baseline());
-        assert_eq!(loaded.episodes(), 4);
 
         // Saving the loaded teacher reproduces the original's file byte for byte.
         original.save(scratch.path("a.ckpt")).unwrap();
@@ -1100,25 +1098,26 @@ mod tests {
         .collect()
     }
 
-    /// Masks of one training episode of any teacher from `reset(seed)`.
-    fn teacher_episode_masks(
+    /// `updates` updates of `learner`, its episodes run one after another on `env`
+    /// (the pool's loop on one thread), the first seeded `first_seed`.
+    fn learn_updates(
         env: &mut TeachingEnv,
-        teacher: &mut dyn Teacher,
-        seed: u64,
-    ) -> Vec<bool> {
-        let (mut observation, mut info) = env.reset(Some(seed)).unwrap();
-        let mut masks = Vec::new();
-        loop {
-            let mask = teacher.act(&observation, &info).unwrap();
-            masks.extend(mask.iter());
-            let step = env.step(&mask).unwrap();
-            teacher.observe(step.reward, step.done()).unwrap();
-            if step.done() {
-                teacher.end_episode().unwrap();
-                return masks;
-            }
-            observation = step.observation;
-            info = step.info;
+        learner: &mut dyn Learner,
+        updates: usize,
+        first_seed: u64,
+    ) {
+        for _ in 0..updates {
+            let first = first_seed + learner.episodes_learned() as u64;
+            let trajectories = learner
+                .plan_update(first)
+                .unwrap()
+                .into_iter()
+                .map(|mut job| {
+                    run_episode(env, &mut job.rollout, Some(job.seed)).unwrap();
+                    job.rollout.into_trajectory()
+                })
+                .collect();
+            learner.learn(trajectories).unwrap();
         }
     }
 
@@ -1133,9 +1132,7 @@ mod tests {
             ..ActorCriticConfig::default()
         };
         let mut original = ActorCritic::new(config, feature_dim).unwrap();
-        for seed in 1..=3 {
-            run_episode(&mut env, &mut original, Some(seed)).unwrap();
-        }
+        learn_updates(&mut env, &mut original, 3, 1);
         let path = scratch.path("ac.ckpt");
         original.save_checkpoint(&path).unwrap();
         let mut loaded = ActorCritic::load(&path, Some(feature_dim)).unwrap();
@@ -1149,9 +1146,9 @@ mod tests {
             original.critic_optimizer.export_state()
         );
 
-        let masks_original = teacher_episode_masks(&mut env, &mut original, 7);
-        let masks_loaded = teacher_episode_masks(&mut env, &mut loaded, 7);
-        assert_eq!(masks_original, masks_loaded);
+        learn_updates(&mut env, &mut original, 2, 1);
+        learn_updates(&mut env, &mut loaded, 2, 1);
+        assert_eq!(loaded.episodes(), 5);
         assert_eq!(
             actor_critic_weights(&loaded),
             actor_critic_weights(&original)
@@ -1165,7 +1162,7 @@ mod tests {
 
         // `load_teacher` picks the type from the file; a REINFORCE loader refuses it.
         let any = load_teacher(&path, Some(feature_dim)).unwrap();
-        assert_eq!(any.name(), "ActorCritic");
+        assert_eq!(any.name(), "actor_critic");
         assert!(matches!(
             Reinforce::load(&path, None),
             Err(AgentError::CheckpointKind { .. })
@@ -1211,7 +1208,7 @@ mod tests {
         fs::write(&old_path, &old).unwrap();
         assert_eq!(decode(&old_path, &old).unwrap(), payload);
         let teacher = load_teacher(&old_path, Some(4)).unwrap();
-        assert_eq!(teacher.name(), "L2T-REINFORCE");
+        assert_eq!(teacher.name(), "reinforce");
     }
 
     #[test]

@@ -135,29 +135,29 @@ mod tests {
     #[test]
     fn every_kind_deserializes_and_builds() {
         let cases = [
-            (r#"{"kind": "no_teach"}"#, "NoTeach"),
+            (r#"{"kind": "no_teach"}"#, "no_teach"),
             (
                 r#"{"kind": "rand_teach", "drop_ratio": 0.2, "seed": 1}"#,
-                "RandTeach",
+                "rand_teach",
             ),
-            (r#"{"kind": "spl", "epochs_to_all": 3}"#, "SPL-3"),
+            (r#"{"kind": "spl", "epochs_to_all": 3}"#, "spl"),
             (
                 r#"{"kind": "online_batch", "pressure_start": 100, "pressure_end": 1,
                     "anneal_epochs": 5, "schedule": "linear"}"#,
-                "OnlineBatch",
+                "online_batch",
             ),
             (
                 r#"{"kind": "reinforce", "hidden": 4, "seed": 2}"#,
-                "L2T-REINFORCE",
+                "reinforce",
             ),
             (
                 r#"{"kind": "actor_critic", "shaping": 0.5, "seed": 2}"#,
-                "ActorCritic",
+                "actor_critic",
             ),
-            (r#"{"kind": "es", "pairs": 3, "sigma": 0.2}"#, "ES"),
+            (r#"{"kind": "es", "pairs": 3, "sigma": 0.2}"#, "es"),
             (
                 r#"{"kind": "ppo", "epochs": 2, "clip_epsilon": 0.1}"#,
-                "PPO",
+                "ppo",
             ),
         ];
         let dir = std::env::temp_dir().join(format!("l2t-config-{}", std::process::id()));
@@ -174,7 +174,7 @@ mod tests {
         let cases = cases
             .into_iter()
             .map(|(json, name)| (json.to_string(), name))
-            .chain([(checkpoint_json, "L2T-REINFORCE")]);
+            .chain([(checkpoint_json, "reinforce")]);
         let mut kinds = Vec::new();
         for (json, name) in cases {
             let json = json.as_str();

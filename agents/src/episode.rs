@@ -2,12 +2,11 @@
 
 use std::time::Instant;
 
-use l2t_envs::{Dataset, Env, TeachingEnv, TeachingInfo, TeachingObservation, VectorEnv};
+use l2t_envs::{Dataset, Env, TeachingEnv, TeachingInfo};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::reinforce::Reinforce;
-use crate::teacher::{KeepMask, Teacher, UpdateStats};
+use crate::teacher::{Teacher, UpdateStats};
 
 /// What one teaching episode achieved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,7 +36,8 @@ pub struct EpisodeSummary {
     pub epoch_drop_ratios: Vec<f64>,
     /// Wall-clock seconds of the episode.
     pub wall_seconds: f64,
-    /// The teacher's update, if it learned from the episode.
+    /// The teacher's update, set by [`crate::parallel::train_parallel`] on the last
+    /// episode of each update.
     pub update: Option<UpdateStats>,
     /// The student's learning curve: one point per dev evaluation.
     #[serde(default)]
@@ -237,7 +237,6 @@ pub fn run_episode_recorded(
             record_point(env, &info, true)?;
         }
         if done {
-            let update = teacher.end_episode()?;
             let m = env.config().batch_size;
             return Ok(EpisodeSummary {
                 episode_return,
@@ -261,79 +260,12 @@ pub fn run_episode_recorded(
                     })
                     .collect(),
                 wall_seconds: start.elapsed().as_secs_f64(),
-                update,
+                update: None,
                 curve,
                 loss_rank_drops,
             });
         }
     }
-}
-
-/// One episode of [`train_vectorised`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VecEpisode {
-    /// The env of the vector env that ran it.
-    pub env: usize,
-    /// Sum of rewards.
-    pub episode_return: f64,
-    /// i_tau, when reached.
-    pub iterations_to_tau: Option<usize>,
-    /// Instances seen and kept.
-    pub instances_seen: usize,
-    /// Instances kept.
-    pub instances_kept: usize,
-    /// The update that this episode completed (every K-th finished episode).
-    pub update: Option<UpdateStats>,
-}
-
-/// Trains `teacher` on `episodes` episodes of the N envs of `env` stepped together
-/// (`reset(Some(seed))` first, then autoreset): the teacher samples a mask for every
-/// env each step and updates once per K = `episodes_per_update` finished episodes.
-/// Episodes still running when the count is reached are dropped unfinished.
-/// Deterministic for a fixed N.
-pub fn train_vectorised<V>(
-    env: &mut V,
-    teacher: &mut Reinforce,
-    episodes: usize,
-    seed: u64,
-) -> Result<Vec<VecEpisode>>
-where
-    V: VectorEnv<Observation = TeachingObservation, Action = KeepMask, Info = TeachingInfo>,
-{
-    teacher.set_training(true);
-    let (mut observations, _infos) = env.reset(Some(seed))?;
-    let mut returns = vec![0.0; env.num_envs()];
-    let mut finished = Vec::with_capacity(episodes);
-    while finished.len() < episodes {
-        let masks = observations
-            .iter()
-            .enumerate()
-            .map(|(i, observation)| teacher.act_for(i, observation))
-            .collect::<Result<Vec<_>>>()?;
-        let step = env.step(&masks)?;
-        for (i, &reward) in step.rewards.iter().enumerate() {
-            teacher.observe_for(i, reward);
-            returns[i] += reward;
-            if !step.done(i) || finished.len() == episodes {
-                continue;
-            }
-            let update = teacher.end_episode_for(i)?;
-            let info = step.final_infos[i].as_ref().ok_or_else(|| {
-                crate::AgentError::Observation(format!("env {i} ended without a final info"))
-            })?;
-            finished.push(VecEpisode {
-                env: i,
-                episode_return: std::mem::take(&mut returns[i]),
-                iterations_to_tau: info.iterations_to_tau,
-                instances_seen: info.instances_seen,
-                instances_kept: info.instances_kept,
-                update,
-            });
-        }
-        observations = step.observations;
-    }
-    teacher.set_training(false);
-    Ok(finished)
 }
 
 /// Adds one incoming batch to `window`: each instance's loss rank within the batch

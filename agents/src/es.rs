@@ -439,7 +439,7 @@ impl Learner for EvolutionStrategies {
 
 impl Teacher for EvolutionStrategies {
     fn name(&self) -> &str {
-        "ES"
+        "es"
     }
 
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {

@@ -41,8 +41,8 @@ pub use adam::{Adam, AdamConfig, AdamState};
 pub use checkpoint::{checkpoint_episodes, load_teacher, CHECKPOINT_MAGIC, CHECKPOINT_VERSION};
 pub use config::TeacherConfig;
 pub use episode::{
-    run_episode, run_episode_recorded, train_vectorised, CurvePoint, EpisodeSummary, LossRankDrops,
-    Recording, VecEpisode, DROP_WINDOW_STEPS, LOSS_RANK_BUCKETS,
+    run_episode, run_episode_recorded, CurvePoint, EpisodeSummary, LossRankDrops, Recording,
+    DROP_WINDOW_STEPS, LOSS_RANK_BUCKETS,
 };
 pub use error::{AgentError, Result};
 pub use es::{EsConfig, EvolutionStrategies};

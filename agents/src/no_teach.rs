@@ -11,7 +11,7 @@ pub struct NoTeach;
 
 impl Teacher for NoTeach {
     fn name(&self) -> &str {
-        "NoTeach"
+        "no_teach"
     }
 
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {

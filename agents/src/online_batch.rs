@@ -197,7 +197,7 @@ impl OnlineBatch {
 
 impl Teacher for OnlineBatch {
     fn name(&self) -> &str {
-        "OnlineBatch"
+        "online_batch"
     }
 
     fn act(&mut self, observation: &TeachingObservation, info: &TeachingInfo) -> Result<KeepMask> {

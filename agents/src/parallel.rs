@@ -75,14 +75,14 @@ impl PolicyRollout {
 
 impl Teacher for PolicyRollout {
     fn name(&self) -> &str {
-        "PolicyRollout"
+        "policy_rollout"
     }
 
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
         let mask = self
             .policy
             .sample_features(&observation.features, &mut self.sampling_rng)?;
-        self.trajectory.record(&observation.features, &mask);
+        self.trajectory.record(observation, &mask);
         Ok(mask)
     }
 

@@ -508,7 +508,7 @@ impl Learner for Ppo {
 
 impl Teacher for Ppo {
     fn name(&self) -> &str {
-        "PPO"
+        "ppo"
     }
 
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
@@ -623,10 +623,12 @@ mod tests {
         )
         .unwrap();
         let mut episode = Trajectory::default();
-        let features =
-            ndarray::Array2::from_shape_vec((2, 2), vec![0.1f32, 0.2, 0.3, 0.4]).unwrap();
-        episode.record(&features, &KeepMask::from(vec![true, false]));
-        episode.record(&features, &KeepMask::from(vec![true, true]));
+        let observation = l2t_envs::TeachingObservation {
+            features: ndarray::Array2::from_shape_vec((2, 2), vec![0.1f32, 0.2, 0.3, 0.4]).unwrap(),
+            student_state: ndarray::Array1::zeros(3),
+        };
+        episode.record(&observation, &KeepMask::from(vec![true, false]));
+        episode.record(&observation, &KeepMask::from(vec![true, true]));
         episode.add_reward(1.0);
         assert!(matches!(
             ppo.learn(vec![episode.clone()]),

@@ -74,7 +74,7 @@ impl RandTeach {
 
 impl Teacher for RandTeach {
     fn name(&self) -> &str {
-        "RandTeach"
+        "rand_teach"
     }
 
     fn act(&mut self, observation: &TeachingObservation, info: &TeachingInfo) -> Result<KeepMask> {

@@ -16,11 +16,10 @@
 //! exponential moving average of past returns, `b <- beta * b + (1 - beta) * r_T`,
 //! started at the first episode's return (so the first episode makes no update).
 //!
-//! Several episodes per update (`episodes_per_update = K`, e.g. K environments of a
-//! vector env stepped together, see [`Reinforce::act_for`] and
-//! [`crate::episode::train_vectorised`]; or K whole episodes rolled out on worker
-//! threads, see [`Reinforce::learn_from`] and [`crate::parallel::train_parallel`]): the
-//! K finished episodes are averaged,
+//! Training runs on the crate's one rollout-and-learn loop,
+//! [`crate::parallel::train_parallel`]: each update's K = `episodes_per_update` episodes
+//! are rolled out whole (on worker threads) with a frozen copy of the policy, then
+//! [`Learner::learn`] makes one update from them, averaged over the K episodes:
 //!
 //! ```text
 //! L = -(1/K) sum_k (r_k - b) * sum_t sum_m log phi(a_ktm | s_ktm),   b <- beta b + (1 - beta) mean_k r_k
@@ -183,13 +182,8 @@ pub struct Reinforce {
     pub(crate) config: ReinforceConfig,
     pub(crate) policy: BernoulliPolicy,
     pub(crate) optimizer: Adam,
+    /// The stream of keep-masks sampled by [`Teacher::act`] (teaching, not training).
     pub(crate) sampling_rng: ChaCha8Rng,
-    training: bool,
-    /// The episode in progress in each slot (slot 0 for a single env, slot i for env i
-    /// of a vector env).
-    in_progress: Vec<Trajectory>,
-    /// Finished episodes waiting for the next update.
-    finished: Vec<Trajectory>,
     /// b: moving average of past returns; `None` before the first episode.
     pub(crate) baseline: Option<f64>,
     pub(crate) episodes: usize,
@@ -222,9 +216,6 @@ impl Reinforce {
             config,
             policy,
             optimizer,
-            training: true,
-            in_progress: Vec::new(),
-            finished: Vec::new(),
             baseline: None,
             episodes: 0,
         })
@@ -276,12 +267,10 @@ impl Reinforce {
     }
 }
 
-/// The features s_t, actions a_t and rewards r_t of one episode: what REINFORCE (the
-/// return) and PPO (the per-step rewards) learn from.
-///
-/// [`Reinforce::act_for`] records one per env slot; an episode rolled out elsewhere
-/// (on a worker thread, see [`crate::parallel`]) records its own with [`Self::record`]
-/// and [`Self::add_reward`] and hands it to [`Reinforce::learn_from`].
+/// The features s_t, actions a_t, student states and rewards r_t of one episode: what
+/// the learned teachers learn from (REINFORCE the return, the actor-critic the states
+/// and per-step rewards, PPO the per-step rewards). A [`crate::parallel::PolicyRollout`]
+/// records one with [`Self::record`] and [`Self::add_reward`] while it teaches.
 ///
 /// Rows of all steps are appended to two flat vectors rather than kept as one small
 /// tensor per step: a few amortised allocations per episode instead of two per step,
@@ -296,21 +285,30 @@ pub struct Trajectory {
     actions: Vec<f32>,
     /// Rows of each recorded step (M_t), in step order.
     step_rows: Vec<usize>,
+    /// The student-state vector of each recorded step, concatenated.
+    states: Vec<f32>,
     /// r_t, one per [`Self::add_reward`] call (once per env step in an episode loop).
     step_rewards: Vec<f64>,
     episode_return: f64,
 }
 
 impl Trajectory {
-    /// Appends one step: the incoming batch's features s_t (`[M, F]`) and the keep-mask
-    /// a_t sampled for them.
-    pub fn record(&mut self, features: &ndarray::Array2<f32>, keep_mask: &KeepMask) {
+    /// Appends one step: the incoming batch's features s_t (`[M, F]`), the student's
+    /// state, and the keep-mask a_t sampled for them.
+    pub fn record(&mut self, observation: &TeachingObservation, keep_mask: &KeepMask) {
+        let features = &observation.features;
         match features.as_slice() {
             Some(rows) => self.features.extend_from_slice(rows),
             None => self.features.extend(features.iter()),
         }
+        self.states.extend(observation.student_state.iter());
         self.actions.extend(BernoulliPolicy::actions_of(keep_mask));
         self.step_rows.push(keep_mask.len());
+    }
+
+    /// The student-state vectors of the recorded steps, concatenated in step order.
+    pub fn states(&self) -> &[f32] {
+        &self.states
     }
 
     /// Adds the reward of the last step: kept as r_t and added to the return.
@@ -357,71 +355,27 @@ impl Trajectory {
 }
 
 impl Reinforce {
-    /// The keep-mask for the incoming batch of env `slot` (0 for a single env): samples
-    /// a_m ~ Bernoulli(phi(1 | s_m)) from the teacher's own stream and, in training,
-    /// records the step in that slot's episode.
-    pub fn act_for(&mut self, slot: usize, observation: &TeachingObservation) -> Result<KeepMask> {
-        let mask = self
-            .policy
-            .sample_features(&observation.features, &mut self.sampling_rng)?;
-        if self.training {
-            self.slot(slot).record(&observation.features, &mask);
-        }
-        Ok(mask)
-    }
-
-    /// Adds `reward` to the return of env `slot`'s episode.
-    pub fn observe_for(&mut self, slot: usize, reward: f64) {
-        if self.training {
-            self.slot(slot).add_reward(reward);
-        }
-    }
-
-    /// Env `slot`'s episode has ended: it joins the finished episodes, and once K of
-    /// them are there the teacher updates (returns the update's statistics).
-    pub fn end_episode_for(&mut self, slot: usize) -> Result<Option<UpdateStats>> {
-        let episode = std::mem::take(self.slot(slot));
-        if !self.training {
-            return Ok(None);
-        }
-        self.learn_from(episode)
-    }
-
-    /// A finished episode recorded away from [`Self::act_for`] (on a worker thread,
-    /// from a [`BernoulliPolicy::try_clone`] of this teacher's policy): it joins the
-    /// finished episodes, and once K of them are there the teacher updates. An empty
-    /// trajectory is ignored. For the update to be on-policy, roll the episode out
-    /// with the policy as it is now, i.e. copied after the last update.
-    pub fn learn_from(&mut self, episode: Trajectory) -> Result<Option<UpdateStats>> {
-        if episode.actions.is_empty() {
-            return Ok(None);
-        }
+    /// One policy-gradient step on K finished episodes, rolled out with the policy as it
+    /// is now (on-policy).
+    fn update(&mut self, episodes: Vec<Trajectory>) -> Result<UpdateStats> {
+        let k = episodes.len();
         let feature_dim = self.policy.input_dim();
-        if episode.features.len() != episode.actions.len() * feature_dim {
+        if k != self.config.episodes_per_update || episodes.iter().any(|e| e.actions.is_empty()) {
             return Err(AgentError::Observation(format!(
-                "the trajectory holds {} feature values for {} actions, the policy reads {feature_dim} features",
-                episode.features.len(),
-                episode.actions.len()
+                "an update needs {} non-empty episodes, {k} were given",
+                self.config.episodes_per_update
             )));
         }
-        self.finished.push(episode);
-        if self.finished.len() < self.config.episodes_per_update {
-            return Ok(None);
+        if let Some(e) = episodes
+            .iter()
+            .find(|e| e.features.len() != e.actions.len() * feature_dim)
+        {
+            return Err(AgentError::Observation(format!(
+                "the trajectory holds {} feature values for {} actions, the policy reads {feature_dim} features",
+                e.features.len(),
+                e.actions.len()
+            )));
         }
-        self.update().map(Some)
-    }
-
-    fn slot(&mut self, slot: usize) -> &mut Trajectory {
-        if self.in_progress.len() <= slot {
-            self.in_progress.resize_with(slot + 1, Trajectory::default);
-        }
-        &mut self.in_progress[slot]
-    }
-
-    /// One policy-gradient step on the finished episodes.
-    fn update(&mut self) -> Result<UpdateStats> {
-        let episodes = std::mem::take(&mut self.finished);
-        let k = episodes.len();
         let returns: Vec<f64> = episodes.iter().map(|e| e.episode_return).collect();
         let mean_return = returns.iter().sum::<f64>() / k as f64;
         let b = self.baseline.unwrap_or(mean_return);
@@ -437,9 +391,8 @@ impl Reinforce {
         // L = -(1/K) sum_k A_k * sum_t sum_m log phi(a_ktm | s_ktm),  A_k = r_k - b_k.
         let mut terms = Vec::with_capacity(k);
         let mut all_actions = Vec::with_capacity(k);
-        let feature_dim = self.policy.input_dim() as i64;
         for (episode, advantage) in episodes.iter().zip(&advantages) {
-            let states = Tensor::from_slice(&episode.features).view([-1, feature_dim]);
+            let states = Tensor::from_slice(&episode.features).view([-1, feature_dim as i64]);
             let actions = Tensor::from_slice(&episode.actions);
             let log_phi = self.policy.log_prob(&states, &actions).sum(Kind::Float);
             terms.push(-*advantage * log_phi);
@@ -470,30 +423,17 @@ impl Reinforce {
 
 impl Teacher for Reinforce {
     fn name(&self) -> &str {
-        "L2T-REINFORCE"
+        "reinforce"
     }
 
+    /// a_m ~ Bernoulli(phi(1 | s_m)), sampled from the teacher's own stream.
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
-        self.act_for(0, observation)
-    }
-
-    fn observe(&mut self, reward: f64, _done: bool) -> Result<()> {
-        self.observe_for(0, reward);
-        Ok(())
-    }
-
-    fn end_episode(&mut self) -> Result<Option<UpdateStats>> {
-        self.end_episode_for(0)
+        self.policy
+            .sample_features(&observation.features, &mut self.sampling_rng)
     }
 
     fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
         self.save(path)
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        self.in_progress.clear();
-        self.finished.clear();
     }
 
     fn as_learner(&mut self) -> Option<&mut dyn Learner> {
@@ -515,17 +455,7 @@ impl Learner for Reinforce {
     }
 
     fn learn(&mut self, episodes: Vec<Trajectory>) -> Result<UpdateStats> {
-        self.finished.clear();
-        let mut stats = None;
-        for episode in episodes {
-            stats = self.learn_from(episode)?;
-        }
-        stats.ok_or_else(|| {
-            AgentError::Observation(format!(
-                "an update needs {} non-empty episodes",
-                self.config.episodes_per_update
-            ))
-        })
+        self.update(episodes)
     }
 
     fn episodes_learned(&self) -> usize {

@@ -30,7 +30,6 @@ impl Default for SplConfig {
 pub struct SelfPacedLearning {
     config: SplConfig,
     loss_column: usize,
-    name: String,
 }
 
 impl SelfPacedLearning {
@@ -43,11 +42,9 @@ impl SelfPacedLearning {
             ));
         }
         let loss_column = feature_column(feature_names, "loss")?;
-        let name = format!("SPL-{}", config.epochs_to_all);
         Ok(Self {
             config,
             loss_column,
-            name,
         })
     }
 
@@ -61,7 +58,7 @@ impl SelfPacedLearning {
 
 impl Teacher for SelfPacedLearning {
     fn name(&self) -> &str {
-        &self.name
+        "spl"
     }
 
     fn act(&mut self, observation: &TeachingObservation, info: &TeachingInfo) -> Result<KeepMask> {

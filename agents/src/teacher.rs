@@ -9,7 +9,7 @@ use crate::error::Result;
 /// Keep-mask over the incoming batch: `true` keeps the instance for training.
 pub type KeepMask = Array1<bool>;
 
-/// What a learning teacher reports after an update at the end of an episode.
+/// What a learned teacher reports after an update ([`crate::parallel::Learner::learn`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpdateStats {
     /// The episode's return (sum of rewards).
@@ -24,13 +24,18 @@ pub struct UpdateStats {
     pub kept_ratio: f64,
 }
 
-/// A teaching policy. The environment loop is:
+/// A teaching policy. The environment loop ([`crate::episode::run_episode`]) is:
 ///
 /// ```text
 /// (obs, info) = env.reset(seed)
 /// loop { mask = teacher.act(&obs, &info); step = env.step(&mask);
-///        teacher.observe(step.reward, step.done()); if done { teacher.end_episode() } }
+///        teacher.observe(step.reward, step.done()); if done { break } }
 /// ```
+///
+/// Learned teachers also implement [`Learner`](crate::parallel::Learner): they learn
+/// from whole episodes rolled out by frozen copies of their policy, in the crate's one
+/// rollout-and-learn loop ([`train_parallel`](crate::parallel::train_parallel)), never
+/// from their own `act` calls, so teaching with a trained teacher changes nothing in it.
 ///
 /// `info` is passed with the observation so that schedule-driven baselines (SPL,
 /// matched RandTeach) can read the epoch count; learned teachers use `obs` only.
@@ -45,12 +50,6 @@ pub trait Teacher: Send {
     fn observe(&mut self, _reward: f64, _done: bool) -> Result<()> {
         Ok(())
     }
-    /// Called once when an episode has ended: learning teachers update here.
-    fn end_episode(&mut self) -> Result<Option<UpdateStats>> {
-        Ok(None)
-    }
-    /// Switches between training (recording trajectories, learning) and evaluation.
-    fn set_training(&mut self, _training: bool) {}
     /// Saves what the teacher has learned to `path` (atomically), so that training can
     /// resume or the trained teacher teach elsewhere; read back with
     /// [`load_teacher`](crate::checkpoint::load_teacher). Teachers that learn nothing
@@ -63,7 +62,7 @@ pub trait Teacher: Send {
     /// The teacher as a [`Learner`](crate::parallel::Learner), when it learns from
     /// whole episodes rolled out away from it (on worker threads, see
     /// [`train_parallel`](crate::parallel::train_parallel)); `None` for teachers that
-    /// learn nothing or only from their own [`Teacher::act`] calls.
+    /// learn nothing.
     fn as_learner(&mut self) -> Option<&mut dyn crate::parallel::Learner> {
         None
     }
