@@ -494,9 +494,6 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
                 $obs = step.observation;
                 $info = step.info;
                 if done {
-                    if $teacher {
-                        teacher.end_episode()?;
-                    }
                     ($obs, $info) = $env.reset(None)?;
                     resets += 1;
                 }

@@ -5,10 +5,10 @@
 //! `cargo bench --bench teacher_training`. A fixed workload timed with
 //! `std::time::Instant`: for each thread count a fresh REINFORCE teacher (the preset's
 //! config, seed 0) is trained for `L2T_BENCH_EPISODES` episodes (default 6), episode `k`
-//! seeded `k` through `experiment::train_teacher`. The thread counts are interleaved
+//! seeded `k`, by the product's loop (`train_parallel` on a one-worker `EnvPool` whose
+//! worker runs libtorch at that thread count). The thread counts are interleaved
 //! episode by episode (episode 0 at 1 thread, episode 0 at 2 threads, episode 1 at 1
-//! thread, ...) on one shared environment, so a change in the machine's load hits both
-//! alike. `L2T_BENCH_THREADS` takes another comma-separated list (default `1,2`).
+//! thread, ...) on the same data, so a change in the machine's load hits both alike. `L2T_BENCH_THREADS` takes another comma-separated list (default `1,2`).
 //!
 //! Reported per thread count: episodes per minute, environment steps (incoming batches)
 //! per second and student updates per second, over the whole pass and as medians of the
@@ -23,10 +23,9 @@
 //! Parallel episodes (after the passes; `L2T_BENCH_WORKERS`, default 2, 0 or 1 to skip):
 //! a fresh teacher with K = W episodes per update learns from the same number of
 //! episodes on W copies of the teacher env, one per worker thread, libtorch on 1
-//! intra-op thread, two ways: stepped together as a `ThreadedVectorEnv`
-//! (`train_vectorised`: the workers meet at every step) and as whole episodes on an
-//! `EnvPool` (`train_parallel`: the workers meet once per update). Episodes per minute
-//! and steps per second, against the 1-thread pass.
+//! intra-op thread, as whole episodes on an `EnvPool` (`train_parallel`: the workers
+//! meet once per update). Episodes per minute and steps per second, against the
+//! 1-thread pass.
 //!
 //! Data: Fashion-MNIST from the default data folder (`~/.cache/l2t/data/fashion-mnist`
 //! or `$L2T_DATA`); when the folder is missing the bench says so and exits 0 (random
@@ -37,10 +36,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use l2t::agents::episode::{train_vectorised, VecEpisode};
-use l2t::agents::{train_parallel, Reinforce, ReinforceConfig};
-use l2t::envs::{EnvFactory, EnvPool, TeachingEnv, ThreadedVectorEnv};
-use l2t::experiment::train_teacher;
+use l2t::agents::{train_parallel, AgentError, PooledEpisode, Reinforce, ReinforceConfig};
+use l2t::envs::{EnvPool, TeachingEnv};
+use l2t::experiment::TrainingTask;
 use l2t::presets::{default_data_dir, Preset};
 
 const DEFAULT_EPISODES: usize = 6;
@@ -75,9 +73,10 @@ impl EpisodeRecord {
     }
 }
 
-/// One thread count's teacher and its episodes.
+/// One thread count's teacher, its one-worker pool and its episodes.
 struct Pass {
     threads: i32,
+    pool: EnvPool<TeachingEnv>,
     teacher: Reinforce,
     episodes: Vec<EpisodeRecord>,
 }
@@ -177,7 +176,7 @@ fn main() -> Result<()> {
         .build(&data_dir)
         .with_context(|| format!("loading Fashion-MNIST from {}", folder.display()))?;
     // Only the teacher half is trained on; the student half and the test split go.
-    let mut env: TeachingEnv = envs.teacher_env;
+    let env: TeachingEnv = envs.teacher_env;
     drop(envs.student_env);
     drop(envs.test);
     let build_s = build_start.elapsed().as_secs_f64();
@@ -185,8 +184,11 @@ fn main() -> Result<()> {
     let mut passes = thread_counts
         .iter()
         .map(|&threads| {
+            // The pool's worker runs libtorch at the creating thread's thread count.
+            tch::set_num_threads(threads);
             Ok(Pass {
                 threads,
+                pool: TrainingTask::of(&env, preset.student.clone(), 1).pool()?,
                 teacher: Reinforce::new(ReinforceConfig::default(), feature_dim)?,
                 episodes: Vec::with_capacity(episodes),
             })
@@ -224,20 +226,20 @@ fn main() -> Result<()> {
     let started = Instant::now();
     for k in 0..episodes {
         for pass in passes.iter_mut() {
-            tch::set_num_threads(pass.threads);
             let load_before = load_average_1m();
             peak_reset &= reset_peak();
             let t0 = Instant::now();
-            let history = train_teacher(
-                &mut env,
+            // Trains until k + 1 episodes are learned: one more, seeded FIRST_SEED + k.
+            let history = train_parallel(
+                &mut pass.pool,
                 &mut pass.teacher,
-                1,
-                FIRST_SEED + k as u64,
-                |_, _| {},
+                k + 1,
+                FIRST_SEED,
+                |_, _: &[PooledEpisode]| Ok::<(), AgentError>(()),
             )?;
             let wall_s = t0.elapsed().as_secs_f64();
-            let Some(summary) = history.last() else {
-                bail!("train_teacher returned no episode");
+            let Some(PooledEpisode { summary, .. }) = history.last() else {
+                bail!("train_parallel returned no episode");
             };
             let mem = memory();
             let record = EpisodeRecord {
@@ -297,17 +299,7 @@ fn main() -> Result<()> {
         println!();
         println!("| workers | episodes from | episodes | tau reached | load 1m before | wall s | episodes/min | env steps (finished episodes) | steps/s | peak VmHWM MiB | peak - VmRSS before MiB |");
         println!("|---------|---------------|----------|-------------|----------------|--------|--------------|-------------------------------|---------|----------------|-------------------------|");
-        for mode in [Parallel::VectorEnv, Parallel::Pool] {
-            parallel_pass(
-                &env,
-                &preset,
-                feature_dim,
-                episodes,
-                workers,
-                mode,
-                ready.rss_kib,
-            )?;
-        }
+        parallel_pass(&env, &preset, feature_dim, episodes, workers, ready.rss_kib)?;
         println!();
     }
     // Every episode must have reached the teacher's update, else this was not teacher
@@ -335,41 +327,20 @@ fn env_workers() -> Result<usize> {
     }
 }
 
-/// How the parallel pass spreads its episodes over the workers.
-#[derive(Debug, Clone, Copy)]
-enum Parallel {
-    /// `train_vectorised` over a `ThreadedVectorEnv`: one barrier per step.
-    VectorEnv,
-    /// `train_parallel` over an `EnvPool`: whole episodes, one barrier per update.
-    Pool,
-}
-
 /// Parallel episodes: a fresh REINFORCE teacher with K = `workers` episodes per update
 /// learns from `episodes` episodes of `workers` copies of the teacher env, one per
-/// worker thread, libtorch on 1 intra-op thread. Episodes are seeded from `FIRST_SEED`
-/// on (per env and autoreset for the vector env, `FIRST_SEED + i` for episode `i` on
-/// the pool), so they are other episodes of the same preset than the passes above.
+/// worker thread, libtorch on 1 intra-op thread. Episode `i` is seeded
+/// `FIRST_SEED + i`, as in the passes above.
 fn parallel_pass(
     env: &TeachingEnv,
     preset: &Preset,
     feature_dim: usize,
     episodes: usize,
     workers: usize,
-    mode: Parallel,
     rss_before_kib: Option<u64>,
 ) -> Result<()> {
     tch::set_num_threads(1);
-    let factories: Vec<EnvFactory<TeachingEnv>> = (0..workers)
-        .map(|_| {
-            let (config, student) = (env.config().clone(), preset.student.clone());
-            let (train, dev) = (
-                env.train_data().shallow_clone(),
-                env.dev_data().shallow_clone(),
-            );
-            Box::new(move || TeachingEnv::new(config, student.build(tch::Device::Cpu)?, train, dev))
-                as EnvFactory<TeachingEnv>
-        })
-        .collect();
+    let mut pool = TrainingTask::of(env, preset.student.clone(), workers).pool()?;
     let config = ReinforceConfig {
         episodes_per_update: workers,
         ..ReinforceConfig::default()
@@ -378,48 +349,26 @@ fn parallel_pass(
     let peak_reset = reset_peak();
     let load_before = load_average_1m();
     let start = Instant::now();
-    let finished: Vec<VecEpisode> = match mode {
-        Parallel::VectorEnv => {
-            let mut vector_env = ThreadedVectorEnv::new(factories, workers)?;
-            train_vectorised(&mut vector_env, &mut teacher, episodes, FIRST_SEED)?
-        }
-        Parallel::Pool => {
-            let mut pool = EnvPool::new(factories)?;
-            train_parallel(
-                &mut pool,
-                &mut teacher,
-                episodes,
-                FIRST_SEED,
-                |_, _| -> std::result::Result<(), l2t::agents::AgentError> { Ok(()) },
-            )?
-            .into_iter()
-            .map(|e| VecEpisode {
-                env: e.worker,
-                episode_return: e.summary.episode_return,
-                iterations_to_tau: e.summary.iterations_to_tau,
-                instances_seen: e.summary.instances_seen,
-                instances_kept: e.summary.instances_kept,
-                update: e.summary.update,
-            })
-            .collect()
-        }
-    };
+    let finished: Vec<PooledEpisode> = train_parallel(
+        &mut pool,
+        &mut teacher,
+        episodes,
+        FIRST_SEED,
+        |_, _: &[PooledEpisode]| Ok::<(), AgentError>(()),
+    )?;
     let wall_s = start.elapsed().as_secs_f64();
     let mem = memory();
-    let seen: usize = finished.iter().map(|e| e.instances_seen).sum();
+    let seen: usize = finished.iter().map(|e| e.summary.instances_seen).sum();
     let reached = finished
         .iter()
-        .filter(|e| e.iterations_to_tau.is_some())
+        .filter(|e| e.summary.iterations_to_tau.is_some())
         .count();
     let steps = seen / env.config().batch_size;
     let increment = match (mem.hwm_kib, rss_before_kib) {
         (Some(p), Some(r)) => format!("{:+.1}", (p as f64 - r as f64) / 1024.0),
         _ => "-".into(),
     };
-    let source = match mode {
-        Parallel::VectorEnv => "vector env",
-        Parallel::Pool => "env pool",
-    };
+    let source = "env pool";
     println!(
         "| {:>7} | {:>13} | {:>8} | {:>11} | {:>14} | {:>6.1} | {:>12.2} | {:>29} | {:>7.1} | {:>14}{} | {:>23} |",
         workers,
@@ -435,7 +384,7 @@ fn parallel_pass(
         if peak_reset { "" } else { " (process)" },
         increment
     );
-    if teacher.episodes() != episodes - episodes % workers {
+    if teacher.episodes() < episodes {
         bail!(
             "the parallel teacher ({source}) learned from {} of {episodes} episodes",
             teacher.episodes()

@@ -20,9 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use l2t_agents::{
-    checkpoint_episodes, load_teacher, run_episode, run_episode_recorded, train_parallel,
-    EpisodeSummary, Learner, LossRankDrops, PooledEpisode, RandTeach, Recording, Teacher,
-    TeacherConfig,
+    checkpoint_episodes, load_teacher, run_episode_recorded, train_parallel, EpisodeSummary,
+    Learner, LossRankDrops, PooledEpisode, RandTeach, Recording, Teacher, TeacherConfig,
 };
 use rand::seq::SliceRandom;
 
@@ -110,27 +109,6 @@ pub enum ExperimentError {
 
 /// Result alias of the experiment layer.
 pub type Result<T, E = ExperimentError> = std::result::Result<T, E>;
-
-/// Trains `teacher` for `episodes` episodes on `env` (the teacher half), episode `k`
-/// seeded with `first_seed + k`. `on_episode` sees every finished episode (progress,
-/// logs). No checkpoints: see [`train_resumable`] for that.
-pub fn train_teacher(
-    env: &mut TeachingEnv,
-    teacher: &mut dyn Teacher,
-    episodes: usize,
-    first_seed: u64,
-    mut on_episode: impl FnMut(usize, &EpisodeSummary),
-) -> Result<Vec<EpisodeSummary>> {
-    teacher.set_training(true);
-    let mut history = Vec::with_capacity(episodes);
-    for k in 0..episodes {
-        let summary = run_episode(env, teacher, Some(first_seed + k as u64))?;
-        on_episode(k, &summary);
-        history.push(summary);
-    }
-    teacher.set_training(false);
-    Ok(history)
-}
 
 /// One finished teacher-training episode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -271,9 +249,9 @@ pub fn dev_subsample(dev: &Dataset, size: usize, seed: u64) -> Result<Dataset> {
 /// Trains the teacher of `config` for `episodes` episodes of `task`, episode `k`
 /// seeded `first_seed + k` (a learner that shares seeds within an update, ES, derives
 /// them from that), saving a checkpoint every `checkpoint_every` episodes and after the
-/// last. A [`Learner`] (REINFORCE, ES) is trained by [`train_parallel`], its episodes
-/// rolled out on `task.workers` threads, whole updates only (checkpoints after
-/// updates); other teachers learn episode by episode in [`run_episode`]. When
+/// last. The teacher must be a [`Learner`] (every learned teacher is); it is trained by
+/// [`train_parallel`], its episodes rolled out on `task.workers` threads, whole updates
+/// only (checkpoints after updates). When
 /// `files.checkpoint` exists, training resumes from it: the episodes it holds are not
 /// run again, so an interrupted run loses at most the episodes since its last
 /// checkpoint, and the result is bit-identical to an uninterrupted run, for any number
@@ -293,8 +271,7 @@ pub fn train_resumable(
             reason: "must be at least 1".into(),
         });
     }
-    let mut env = task.env()?;
-    let feature_names = env.feature_names().to_vec();
+    let feature_names = task.env()?.feature_names().to_vec();
     let (mut teacher, mut history) = if files.checkpoint.exists() {
         let done = checkpoint_episodes(&files.checkpoint)?;
         if done > episodes {
@@ -336,52 +313,39 @@ pub fn train_resumable(
     };
     let resumed_from = history.len();
     let mut log = JsonLines::open(&files.history, false)?;
-    teacher.set_training(true);
-    if let Some(learner) = teacher.as_learner() {
-        let mut pool = task.pool()?;
-        let mut saved = resumed_from;
-        train_parallel(
-            &mut pool,
-            learner,
-            episodes,
-            first_seed,
-            |learner: &dyn Learner, update: &[PooledEpisode]| -> Result<()> {
-                for episode in update {
-                    let record = TrainingEpisode {
-                        episode: history.len(),
-                        seed: episode.seed,
-                        summary: episode.summary.clone(),
-                    };
-                    log.append(&record)?;
-                    on_episode(&record);
-                    history.push(record);
-                }
-                let learned = learner.episodes_learned();
-                if learned >= saved + checkpoint_every || learned >= episodes {
-                    learner.save_checkpoint(&files.checkpoint)?;
-                    saved = learned;
-                }
-                Ok(())
-            },
-        )?;
-    } else {
-        for k in resumed_from..episodes {
-            let seed = first_seed + k as u64;
-            let summary = run_episode(&mut env, teacher.as_mut(), Some(seed))?;
-            let record = TrainingEpisode {
-                episode: k,
-                seed,
-                summary,
-            };
-            log.append(&record)?;
-            if (k + 1) % checkpoint_every == 0 || k + 1 == episodes {
-                teacher.save_checkpoint(&files.checkpoint)?;
+    let name = teacher.name().to_string();
+    let learner = teacher
+        .as_learner()
+        .ok_or_else(|| ExperimentError::InvalidSetting {
+            field: "teachers.train",
+            reason: format!("teacher `{name}` learns nothing, so it cannot be trained"),
+        })?;
+    let mut pool = task.pool()?;
+    let mut saved = resumed_from;
+    train_parallel(
+        &mut pool,
+        learner,
+        episodes,
+        first_seed,
+        |learner: &dyn Learner, update: &[PooledEpisode]| -> Result<()> {
+            for episode in update {
+                let record = TrainingEpisode {
+                    episode: history.len(),
+                    seed: episode.seed,
+                    summary: episode.summary.clone(),
+                };
+                log.append(&record)?;
+                on_episode(&record);
+                history.push(record);
             }
-            on_episode(&record);
-            history.push(record);
-        }
-    }
-    teacher.set_training(false);
+            let learned = learner.episodes_learned();
+            if learned >= saved + checkpoint_every || learned >= episodes {
+                learner.save_checkpoint(&files.checkpoint)?;
+                saved = learned;
+            }
+            Ok(())
+        },
+    )?;
     Ok(TrainedTeacher {
         teacher,
         history,
@@ -412,7 +376,6 @@ pub fn evaluate_once(
     test: &Dataset,
     test_every: usize,
 ) -> Result<EvaluationRecord> {
-    teacher.set_training(false);
     let episode = run_episode_recorded(
         env,
         teacher,

@@ -4,8 +4,8 @@
 mod common;
 
 use l2t::agents::{
-    ActorCritic, ActorCriticConfig, NoTeach, RandTeach, RandTeachConfig, Reinforce,
-    ReinforceConfig, SelfPacedLearning, SplConfig, Teacher,
+    train_parallel, ActorCritic, ActorCriticConfig, AgentError, NoTeach, PooledEpisode, RandTeach,
+    RandTeachConfig, Reinforce, ReinforceConfig, SelfPacedLearning, SplConfig, Teacher,
 };
 use l2t::envs::{Env, TeachingEnv};
 
@@ -38,7 +38,6 @@ fn trace(env: &mut TeachingEnv, teacher: &mut dyn Teacher, seeds: &[u64]) -> Tra
             out.dev_accuracies.push(step.info.dev_accuracy.to_bits());
             teacher.observe(step.reward, step.done()).unwrap();
             if step.done() {
-                teacher.end_episode().unwrap();
                 break;
             }
             observation = step.observation;
@@ -108,17 +107,21 @@ fn reinforce_traces_and_trained_weights_are_bit_identical() {
         )
     });
     let train = |teacher_seed: u64| {
-        let mut env = common::tiny_env(common::tiny_config());
+        let mut pool = common::tiny_pool(1, common::tiny_config());
         let mut teacher = Reinforce::new(
             ReinforceConfig {
                 seed: teacher_seed,
                 ..ReinforceConfig::default()
             },
-            env.feature_names().len(),
+            4 + 3 + 4 + 2,
         )
         .unwrap();
-        trace(&mut env, &mut teacher, &[1, 2, 3]);
-        teacher.flat_weights()
+        train_parallel(&mut pool, &mut teacher, 3, 1, |_, _: &[PooledEpisode]| {
+            Ok::<(), AgentError>(())
+        })
+        .unwrap();
+        assert_eq!(teacher.episodes(), 3);
+        teacher.flat_weights().unwrap()
     };
     let first = train(5);
     let weights_bits = |w: &[f32]| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();

@@ -113,7 +113,7 @@ fn a_checkpoint_resumes_es_bit_for_bit() {
 
     // load_teacher picks the kind from the file; a wrong width is a typed error.
     let mut any = load_teacher(&straight_path, Some(13)).unwrap();
-    assert_eq!(any.name(), "ES");
+    assert_eq!(any.name(), "es");
     assert!(any.as_learner().is_some());
     let error = match load_teacher(&straight_path, Some(12)) {
         Ok(_) => panic!("a 13-feature checkpoint loaded for 12 features"),

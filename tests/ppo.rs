@@ -109,7 +109,7 @@ fn a_checkpoint_resumes_ppo_bit_for_bit() {
 
     // load_teacher picks the kind from the file; a wrong width is a typed error.
     let mut any = load_teacher(&straight_path, Some(13)).unwrap();
-    assert_eq!(any.name(), "PPO");
+    assert_eq!(any.name(), "ppo");
     assert!(any.as_learner().is_some());
     assert!(matches!(
         Ppo::load(&straight_path, Some(12)),

@@ -6,7 +6,7 @@
 
 mod common;
 
-use l2t::agents::{run_episode, Reinforce, ReinforceConfig};
+use l2t::agents::{train_parallel, AgentError, PooledEpisode, Reinforce, ReinforceConfig};
 use l2t::envs::TeachingConfig;
 
 #[test]
@@ -15,7 +15,7 @@ fn reinforce_raises_its_reward_over_training() {
         max_incoming_batches: Some(60),
         ..common::tiny_config()
     };
-    let mut env = common::tiny_env(config);
+    let mut pool = common::tiny_pool(1, config);
     let mut teacher = Reinforce::new(
         ReinforceConfig {
             // sigma(-1) = 0.27: at first about a quarter of each batch is kept.
@@ -23,17 +23,23 @@ fn reinforce_raises_its_reward_over_training() {
             seed: 3,
             ..ReinforceConfig::default()
         },
-        env.feature_names().len(),
+        4 + 3 + 4 + 2,
     )
     .unwrap();
-    let episodes = 120;
-    let mut rewards = Vec::new();
-    let mut kept = Vec::new();
-    for k in 0..episodes {
-        let summary = run_episode(&mut env, &mut teacher, Some(100 + k)).unwrap();
-        rewards.push(summary.episode_return);
-        kept.push(summary.instances_kept as f64 / summary.instances_seen as f64);
-    }
+    let episodes = train_parallel(
+        &mut pool,
+        &mut teacher,
+        120,
+        100,
+        |_, _: &[PooledEpisode]| Ok::<(), AgentError>(()),
+    )
+    .unwrap();
+    assert_eq!(episodes.len(), 120);
+    let rewards: Vec<f64> = episodes.iter().map(|e| e.summary.episode_return).collect();
+    let kept: Vec<f64> = episodes
+        .iter()
+        .map(|e| e.summary.instances_kept as f64 / e.summary.instances_seen as f64)
+        .collect();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (first, last) = (mean(&rewards[..20]), mean(&rewards[100..]));
     let (kept_first, kept_last) = (mean(&kept[..20]), mean(&kept[100..]));

@@ -49,7 +49,7 @@ use tch::{Kind, Tensor};
 use l2t_envs::seeding::{keyed_rng, stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
-use crate::adam::{flat_trainable, named_trainable_in_name_order, Adam};
+use crate::adam::{named_trainable_in_name_order, Adam};
 use crate::error::{invalid_config, AgentError, Result};
 use crate::parallel::{Learner, PolicyRollout, RolloutJob};
 use crate::policy::BernoulliPolicy;
@@ -186,7 +186,7 @@ impl EvolutionStrategies {
 
     /// theta flattened in name order: for determinism checks and inspection.
     pub fn flat_weights(&self) -> Result<Vec<f32>> {
-        flat_trainable(self.theta.var_store())
+        self.theta.flat_weights()
     }
 
     /// A stream keyed by the teacher's seed, the generation and the pair: a function

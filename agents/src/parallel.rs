@@ -24,7 +24,7 @@
 //!
 //! **Determinism.** A job is a function of its policy, its sampling stream and its env
 //! seed only, and [`EnvPool::run`] returns results in job order, so the results do not
-//! depend on the number of workers W (`tests/reinforce_vectorised.rs`,
+//! depend on the number of workers W (`tests/learner_loop.rs`,
 //! `tests/evolution.rs`, `tests/ppo.rs`).
 //!
 //! **Throughput.** W workers are busy only when an update has at least W episodes.

@@ -132,6 +132,12 @@ impl BernoulliPolicy {
         self.hidden_units
     }
 
+    /// The trainable weights flattened in name order: for determinism checks and
+    /// inspection.
+    pub fn flat_weights(&self) -> Result<Vec<f32>> {
+        crate::adam::flat_trainable(&self.vs)
+    }
+
     /// The variables, for optimizers and checkpoints.
     pub fn var_store(&self) -> &nn::VarStore {
         &self.vs

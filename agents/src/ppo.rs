@@ -241,7 +241,7 @@ impl Ppo {
     /// The actor's then the critic's weights, each flattened in name order: for
     /// determinism checks and inspection.
     pub fn flat_weights(&self) -> Result<Vec<f32>> {
-        let mut flat = flat_trainable(self.policy.var_store())?;
+        let mut flat = self.policy.flat_weights()?;
         flat.extend(flat_trainable(&self.critic.vs)?);
         Ok(flat)
     }

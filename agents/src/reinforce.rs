@@ -256,14 +256,8 @@ impl Reinforce {
     }
 
     /// All weights flattened in name order: for determinism checks and inspection.
-    pub fn flat_weights(&self) -> Vec<f32> {
-        let variables = self.policy.var_store().variables();
-        let mut names: Vec<_> = variables.keys().cloned().collect();
-        names.sort();
-        names
-            .iter()
-            .flat_map(|n| Vec::<f32>::try_from(variables[n].flatten(0, -1)).unwrap_or_default())
-            .collect()
+    pub fn flat_weights(&self) -> Result<Vec<f32>> {
+        self.policy.flat_weights()
     }
 }
 

@@ -1,42 +1,23 @@
-//! REINFORCE learning from several episodes per update, over a `ThreadedVectorEnv`: one
-//! update per K finished episodes, deterministic for a fixed number of envs and the same
-//! for any number of workers; and the K episodes of one update rolled out whole
-//! on the worker threads of an `EnvPool` (the `Learner` loop), the same for any number
-//! of workers.
+//! The one rollout-and-learn loop of learned teachers (`train_parallel`): the K episodes
+//! of each update rolled out whole on the worker threads of an `EnvPool`, then one
+//! update; the same teacher for any number of workers (REINFORCE, with and without its
+//! variance reducers, and the actor-critic).
 
 mod common;
 
 use l2t::agents::{
-    run_episode, train_parallel, train_vectorised, AgentError, Baseline, PolicyRollout,
-    PooledEpisode, Reinforce, ReinforceConfig, Teacher, Trajectory,
+    run_episode, train_parallel, ActorCritic, ActorCriticConfig, AgentError, Baseline, Learner,
+    PolicyRollout, PooledEpisode, Reinforce, ReinforceConfig, Teacher, Trajectory,
 };
-use l2t::envs::{EnvFactory, EnvPool, TeachingConfig, TeachingEnv, ThreadedVectorEnv};
+use l2t::envs::{EnvFactory, EnvPool, TeachingConfig, TeachingEnv, TeachingObservation};
 
 const N: usize = 4;
-
-/// Positions of the episodes that completed an update.
-fn update_positions(episodes: &[l2t::agents::VecEpisode]) -> Vec<usize> {
-    episodes
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.update.is_some())
-        .map(|(k, _)| k)
-        .collect()
-}
 
 fn config() -> TeachingConfig {
     TeachingConfig {
         max_iterations: 80,
         ..common::tiny_config()
     }
-}
-
-/// N tiny teaching envs on `workers` worker threads.
-fn threaded_env(workers: usize) -> ThreadedVectorEnv<TeachingEnv> {
-    let factories = (0..N)
-        .map(|_| Box::new(|| Ok(common::tiny_env(config()))) as EnvFactory<TeachingEnv>)
-        .collect();
-    ThreadedVectorEnv::new(factories, workers).unwrap()
 }
 
 fn teacher(episodes_per_update: usize) -> Reinforce {
@@ -46,60 +27,6 @@ fn teacher(episodes_per_update: usize) -> Reinforce {
         ..ReinforceConfig::default()
     };
     Reinforce::new(config, 13).unwrap()
-}
-
-#[test]
-fn one_update_per_k_finished_episodes_and_reruns_are_identical() {
-    let run = || {
-        let mut env = threaded_env(2);
-        let mut reinforce = teacher(N);
-        let episodes = train_vectorised(&mut env, &mut reinforce, 12, 3).unwrap();
-        (episodes, reinforce.flat_weights(), reinforce.episodes())
-    };
-    let (episodes, weights, learned) = run();
-    assert_eq!(episodes.len(), 12);
-    // An update after every 4th finished episode.
-    let updates = update_positions(&episodes);
-    assert_eq!(updates, vec![3, 7, 11]);
-    assert_eq!(learned, 12);
-    // Every env contributed episodes.
-    for i in 0..N {
-        assert!(episodes.iter().any(|e| e.env == i), "env {i}");
-    }
-    let fresh = teacher(N).flat_weights();
-    assert_ne!(weights, fresh, "the policy did not move");
-    // Bit-identical rerun.
-    let (episodes_again, weights_again, _) = run();
-    assert_eq!(episodes, episodes_again);
-    let bits = |w: &[f32]| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&weights), bits(&weights_again));
-}
-
-#[test]
-fn threaded_workers_train_the_same_teacher_for_any_worker_count() {
-    let bits = |w: &[f32]| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-    let run = |workers: usize| {
-        let mut env = threaded_env(workers);
-        let mut reinforce = teacher(2);
-        let episodes = train_vectorised(&mut env, &mut reinforce, 6, 3).unwrap();
-        (
-            episodes,
-            bits(&reinforce.flat_weights()),
-            reinforce.episodes(),
-        )
-    };
-    let (episodes, weights, learned) = run(1);
-    assert_eq!(episodes.len(), 6);
-    assert_eq!(episodes.iter().filter(|e| e.update.is_some()).count(), 3);
-    assert_eq!(learned, 6);
-    assert!(episodes
-        .iter()
-        .all(|e| e.instances_kept <= e.instances_seen));
-    for workers in [2, N] {
-        let (episodes_w, weights_w, _) = run(workers);
-        assert_eq!(episodes_w, episodes, "{workers} workers");
-        assert_eq!(weights_w, weights, "{workers} workers");
-    }
 }
 
 #[test]
@@ -137,7 +64,11 @@ fn parallel_rollouts_train_the_same_teacher_for_any_worker_count() {
         )
         .unwrap();
         assert_eq!(updates_seen, 3);
-        (episodes, reinforce.flat_weights(), reinforce.episodes())
+        (
+            episodes,
+            reinforce.flat_weights().unwrap(),
+            reinforce.episodes(),
+        )
     };
     let bits = |w: &[f32]| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     let (episodes, weights, learned) = run(1);
@@ -155,7 +86,7 @@ fn parallel_rollouts_train_the_same_teacher_for_any_worker_count() {
     assert_eq!(seeds, (3..15).collect::<Vec<u64>>());
     assert_ne!(
         weights,
-        teacher(N).flat_weights(),
+        teacher(N).flat_weights().unwrap(),
         "the policy did not move"
     );
     assert!(episodes
@@ -189,7 +120,7 @@ fn a_rollout_is_a_function_of_its_policy_stream_and_seed() {
             reinforce.policy().try_clone().unwrap(),
             reinforce.episode_sampling_rng(seed),
         );
-        assert_eq!(rollout.name(), "PolicyRollout");
+        assert_eq!(rollout.name(), "policy_rollout");
         let summary = run_episode(env, &mut rollout, Some(seed)).unwrap();
         (rollout.into_trajectory(), summary)
     };
@@ -211,16 +142,53 @@ fn a_rollout_is_a_function_of_its_policy_stream_and_seed() {
 fn a_trajectory_of_the_wrong_width_is_refused() {
     let mut reinforce = teacher(1);
     let mut trajectory = Trajectory::default();
-    let features = ndarray::Array2::<f32>::zeros((3, 7));
-    trajectory.record(&features, &ndarray::Array1::from_elem(3, true));
-    let error = reinforce.learn_from(trajectory).unwrap_err().to_string();
+    let observation = TeachingObservation {
+        features: ndarray::Array2::<f32>::zeros((3, 7)),
+        student_state: ndarray::Array1::zeros(3),
+    };
+    trajectory.record(&observation, &ndarray::Array1::from_elem(3, true));
+    let error = reinforce.learn(vec![trajectory]).unwrap_err().to_string();
     assert!(error.contains("13"), "{error}");
     assert_eq!(reinforce.episodes(), 0);
-    // An empty one is ignored.
-    assert!(reinforce
-        .learn_from(Trajectory::default())
-        .unwrap()
-        .is_none());
+    // So are an empty one and the wrong number of episodes.
+    assert!(reinforce.learn(vec![Trajectory::default()]).is_err());
+    assert!(reinforce.learn(Vec::new()).is_err());
+    assert_eq!(reinforce.episodes(), 0);
+}
+
+#[test]
+fn the_actor_critic_trains_on_the_pool_the_same_for_any_worker_count() {
+    let run = |workers: usize| {
+        let mut teacher = ActorCritic::new(
+            ActorCriticConfig {
+                episodes_per_update: 2,
+                seed: 5,
+                ..ActorCriticConfig::default()
+            },
+            common::tiny_env(config()).feature_names().len(),
+        )
+        .unwrap();
+        let fresh = common::bits(&teacher.policy().flat_weights().unwrap());
+        let mut returns = Vec::new();
+        let episodes = train_parallel(
+            &mut pool(workers),
+            &mut teacher,
+            4,
+            3,
+            |_, update: &[PooledEpisode]| -> Result<(), AgentError> {
+                returns.extend(update.iter().map(|e| e.summary.episode_return.to_bits()));
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(episodes.len(), 4);
+        assert_eq!(teacher.episodes(), 4);
+        let weights = common::bits(&teacher.policy().flat_weights().unwrap());
+        assert_ne!(weights, fresh, "the actor did not move");
+        (returns, weights)
+    };
+    let one = run(1);
+    assert_eq!(run(2), one);
 }
 
 #[test]
@@ -250,6 +218,7 @@ fn common_random_numbers_with_a_leave_one_out_baseline_train_the_same_for_any_wo
         let kept: Vec<usize> = episodes.iter().map(|e| e.summary.instances_kept).collect();
         let bits: Vec<u32> = reinforce
             .flat_weights()
+            .unwrap()
             .iter()
             .map(|v| v.to_bits())
             .collect();
