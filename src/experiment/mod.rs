@@ -1,0 +1,106 @@
+//! The experiment layer: train teachers on the teacher half (with checkpoints and
+//! resume), teach fresh students on the student half, compare teachers over seeds with
+//! confidence intervals, transfer a teacher to another task, and write the run folder.
+//!
+//! Fairness: every teacher is evaluated with the same environment seeds, so for a
+//! given seed all teachers see the same data order and the same student
+//! initialisation; only their keep-masks differ.
+//!
+//! Determinism: teacher-training episode `k` is seeded `first_seed + k` (ES's pairs
+//! share the seed of their first episode) and every teacher owns its streams; a
+//! learner's episodes run on worker threads with streams of their own, and in
+//! evaluation each teacher runs its seeds in order on one worker (teachers side by
+//! side). So a resumed training run is bit-identical to an uninterrupted one, for any
+//! number of workers, and the same run twice, with any number of workers, writes the
+//! same result files apart from their timing fields.
+
+mod evaluate;
+mod report;
+mod run;
+mod summary;
+mod train;
+
+pub use evaluate::*;
+pub use report::*;
+pub use run::*;
+pub use summary::*;
+pub use train::*;
+
+use std::path::PathBuf;
+
+use crate::stats::StatsError;
+
+/// Error of the experiment layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    /// A teacher or the environment failed.
+    #[error(transparent)]
+    Agent(#[from] l2t_agents::AgentError),
+    /// The environment failed.
+    #[error(transparent)]
+    Env(#[from] l2t_envs::EnvError),
+    /// A worker thread died (panicked) or stopped before its work was done.
+    #[error("worker thread: {0}")]
+    Worker(String),
+    /// An experiment setting is invalid.
+    #[error("invalid experiment setting `{field}`: {reason}")]
+    InvalidSetting {
+        /// The setting.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A run config could not be read.
+    #[error("run config {source_name}: {reason}")]
+    Config {
+        /// The file (or "TOML text").
+        source_name: String,
+        /// What is wrong, with the field.
+        reason: String,
+    },
+    /// A file of the run folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Two teachers' evaluation seeds could not be paired (a seed evaluated twice).
+    #[error("comparing teachers seed by seed: {0}")]
+    Stats(#[from] StatsError),
+    /// A JSON, JSON-lines or CSV file could not be written or read back.
+    #[error("{path}: {reason}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A teacher trained on one task cannot read another task's features.
+    #[error(
+        "cannot transfer: teachers trained on `{train_task}` read {trained} feature columns, \
+         `{eval_task}` has {eval} (different number of classes, or sentence length on one side only)"
+    )]
+    TransferWidth {
+        /// The task the teacher is trained on.
+        train_task: String,
+        /// The task it would teach.
+        eval_task: String,
+        /// Feature columns of the training task.
+        trained: usize,
+        /// Feature columns of the evaluation task.
+        eval: usize,
+    },
+    /// A plot could not be drawn.
+    #[error("plot {path}: {reason}")]
+    Plot {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Result alias of the experiment layer.
+pub type Result<T, E = ExperimentError> = std::result::Result<T, E>;

@@ -1,0 +1,380 @@
+//! A run: train the learned teachers, evaluate every teacher (the config's and the
+//! user's) on the same seeds, and report as it goes.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use l2t_agents::{checkpoint_episodes, RandTeach, Teacher, TeacherConfig};
+
+use crate::config::{RunConfig, TeacherEntry};
+use crate::run_dir::{Manifest, RunDir};
+
+use super::evaluate::{evaluate_side_by_side, Finished};
+use super::*;
+
+/// One line of a run's `events.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A teacher-training episode finished (or was read back from a checkpoint).
+    TrainingEpisode {
+        /// Teacher label.
+        teacher: String,
+        /// The episode.
+        #[serde(flatten)]
+        record: TrainingEpisode,
+    },
+    /// An evaluation episode finished.
+    Evaluation(EvaluationRecord),
+}
+
+/// The training episodes of one learned teacher.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainingRun {
+    /// Teacher label.
+    pub teacher: String,
+    /// The task it was trained on.
+    pub task: String,
+    /// Its episodes, in order.
+    pub episodes: Vec<TrainingEpisode>,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// The resolved config of the run.
+    pub config: RunConfig,
+    /// The learned teachers' training episodes on the teacher half.
+    pub training: Vec<TrainingRun>,
+    /// Every evaluation episode on the student half.
+    pub evaluations: Vec<EvaluationRecord>,
+    /// Per-teacher aggregates, in the config's teacher order.
+    pub summaries: Vec<TeacherSummary>,
+    /// Effective instances and wall-clock to each accuracy level.
+    pub levels: Vec<LevelSummary>,
+    /// Plots that could not be drawn in full (e.g. a PNG without a font; the SVG is
+    /// there), as messages.
+    #[serde(default)]
+    pub plot_warnings: Vec<String>,
+}
+
+impl Report {
+    /// The comparison as a markdown table.
+    pub fn table(&self) -> String {
+        markdown_table(&self.summaries)
+    }
+
+    /// The evaluation records of the teacher labelled `label`.
+    pub fn records_of(&self, label: &str) -> Vec<&EvaluationRecord> {
+        self.evaluations
+            .iter()
+            .filter(|r| r.teacher == label)
+            .collect()
+    }
+
+    /// `summary.md`: both tables and how they were made.
+    pub fn summary_markdown(&self) -> String {
+        let preset = &self.config.preset;
+        let mut out = format!(
+            "# {}\n\nTeachers compared on fresh students of the student half, {} seeds each; \
+             effective training instances = student updates x M (M = {}); tau = {}.\n\n",
+            preset.name,
+            preset.eval_seeds,
+            preset.teaching.batch_size,
+            preset
+                .teaching
+                .thresholds
+                .iter()
+                .map(|t| format!("{}", t.accuracy))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if let Some(train_on) = &self.config.train_on {
+            out.push_str(&format!(
+                "Learned teachers were trained on `{}` (transfer).\n\n",
+                train_on.name
+            ));
+        }
+        out.push_str(
+            "The paired difference is a teacher's effective instances to tau minus the first \
+             row's on the same seed, over the seeds where both reached tau. P(fewer instances) \
+             is the probability of improvement over all seeds (ties count one half; a run that \
+             missed tau counts at the budget T' x M).\n\n",
+        );
+        out.push_str(&self.table());
+        out.push_str("\n## Effective instances and wall-clock to each dev-accuracy level\n\n");
+        out.push_str(&levels_table(&self.levels));
+        out
+    }
+}
+
+/// What [`run`] reports as it goes.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// A phase starts: training a teacher (`total` episodes, `done` of them read back
+    /// from a checkpoint) or evaluating one (`total` seeds).
+    Phase {
+        /// Teacher label.
+        teacher: &'a str,
+        /// True for training, false for evaluation.
+        training: bool,
+        /// Episodes in the phase.
+        total: usize,
+        /// Episodes already done (resumed).
+        done: usize,
+    },
+    /// A training episode finished.
+    Trained(&'a TrainingEpisode),
+    /// An evaluation episode finished.
+    Evaluated(&'a EvaluationRecord),
+}
+
+/// Runs `config`: trains the learned teachers on the teacher half of the training
+/// task (resuming from checkpoints in `out`), teaches fresh students of the student
+/// half with every teacher on the same seeds, and writes the run folder (see
+/// [`crate::run_dir`]).
+pub fn run(
+    config: &RunConfig,
+    data_dir: &Path,
+    out: &mut RunDir,
+    progress: impl FnMut(Progress<'_>),
+) -> Result<Report> {
+    run_with(config, Vec::new(), data_dir, out, progress)
+}
+
+/// A teacher of your own in a comparison: any [`Teacher`], under a label of its own.
+pub struct UserTeacher {
+    /// Its row label in the tables and figures.
+    pub label: String,
+    /// The teacher, used as it is (train it before, if it learns).
+    pub teacher: Box<dyn Teacher>,
+}
+
+impl UserTeacher {
+    /// `teacher` labelled `label`.
+    pub fn new(label: impl Into<String>, teacher: impl Teacher + 'static) -> Self {
+        Self {
+            label: label.into(),
+            teacher: Box::new(teacher),
+        }
+    }
+}
+
+impl std::fmt::Debug for UserTeacher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserTeacher")
+            .field("label", &self.label)
+            .finish()
+    }
+}
+
+/// [`run`] with teachers of your own beside the config's: each of `user` teaches the
+/// same fresh students on the same seeds as the config's teachers, and gets the same
+/// rows in `summary.md` and `report.json` (after the config's teachers, in the order
+/// given, with the paired difference to the first row), the same lines in
+/// `events.jsonl` and the CSVs, and its curves in the figures. A label used twice is
+/// an error naming it.
+pub fn run_with(
+    config: &RunConfig,
+    user: Vec<UserTeacher>,
+    data_dir: &Path,
+    out: &mut RunDir,
+    mut progress: impl FnMut(Progress<'_>),
+) -> Result<Report> {
+    config.validate()?;
+    for (i, mine) in user.iter().enumerate() {
+        let taken = config.teachers.iter().any(|e| e.label == mine.label)
+            || user[..i].iter().any(|u| u.label == mine.label);
+        if taken {
+            return Err(ExperimentError::InvalidSetting {
+                field: "teachers.label",
+                reason: format!("`{}` is used twice", mine.label),
+            });
+        }
+    }
+    let device = config.device.device()?;
+    let seeds: Vec<u64> = (0..config.preset.eval_seeds as u64).collect();
+    out.write_json(
+        "manifest.json",
+        &Manifest::new(config, seeds.clone(), FIRST_TRAINING_SEED),
+    )?;
+    out.write("config.toml", config.to_toml()?.as_bytes())?;
+
+    let envs = config.preset.build_on(data_dir, device)?;
+    let eval_width = envs.student_env.feature_names().len();
+    let needs_training = config.teachers.iter().any(|e| e.train);
+    let transfer_env = match (&config.train_on, needs_training) {
+        (Some(train_on), true) => Some(train_on.build_on(data_dir, device)?.teacher_env),
+        _ => None,
+    };
+    let training_preset = config.training_preset();
+    if needs_training {
+        let train_env = transfer_env.as_ref().unwrap_or(&envs.teacher_env);
+        let trained = train_env.feature_names().len();
+        if trained != eval_width {
+            return Err(ExperimentError::TransferWidth {
+                train_task: training_preset.name.clone(),
+                eval_task: config.preset.name.clone(),
+                trained,
+                eval: eval_width,
+            });
+        }
+    }
+
+    // 1. Train the learned teachers on the training task's teacher half.
+    let mut teachers: HashMap<String, Box<dyn Teacher>> = HashMap::new();
+    let mut training = Vec::new();
+    if needs_training {
+        let train_env = transfer_env.as_ref().unwrap_or(&envs.teacher_env);
+        let mut task = TrainingTask::of(
+            train_env,
+            training_preset.student.clone(),
+            config.training.worker_count(),
+        );
+        task.teaching = config.training_teaching();
+        if let Some(size) = config.training.dev_subsample {
+            task.dev = dev_subsample(&task.dev, size, config.training_preset().split_seed)?;
+        }
+        for entry in config.teachers.iter().filter(|e| e.train) {
+            let files = training_files(out, config, entry)?;
+            let episodes = entry.episodes.unwrap_or(training_preset.episodes);
+            let resumed = if files.checkpoint.exists() {
+                checkpoint_episodes(&files.checkpoint)?.min(episodes)
+            } else {
+                0
+            };
+            progress(Progress::Phase {
+                teacher: &entry.label,
+                training: true,
+                total: episodes,
+                done: resumed,
+            });
+            let trained = train_resumable(
+                &task,
+                &entry.teacher,
+                episodes,
+                FIRST_TRAINING_SEED,
+                &files,
+                config.checkpoint_every,
+                |record| progress(Progress::Trained(record)),
+            )?;
+            for record in &trained.history {
+                out.event(&Event::TrainingEpisode {
+                    teacher: entry.label.clone(),
+                    record: record.clone(),
+                })?;
+            }
+            training.push(TrainingRun {
+                teacher: entry.label.clone(),
+                task: training_preset.name.clone(),
+                episodes: trained.history,
+            });
+            teachers.insert(entry.label.clone(), trained.teacher);
+        }
+    }
+
+    // 2. Teach fresh students of the student half, teachers side by side on the
+    //    workers: unmatched teachers first, so that a matched RandTeach can replay its
+    //    target's drop schedule.
+    let feature_names = envs.student_env.feature_names().to_vec();
+    let budget = config.preset.teaching.max_iterations * config.preset.teaching.batch_size;
+    let mut records: HashMap<String, Vec<EvaluationRecord>> = HashMap::new();
+    let (unmatched, matched): (Vec<&TeacherEntry>, Vec<&TeacherEntry>) = config
+        .teachers
+        .iter()
+        .partition(|e| e.match_drop_ratio_of.is_none());
+    let evaluation = TrainingTask::of(
+        &envs.student_env,
+        config.preset.student.clone(),
+        config.training.worker_count(),
+    );
+    let user_labels: Vec<String> = user.iter().map(|u| u.label.clone()).collect();
+    let mut user_jobs: Vec<(String, Box<dyn Teacher>)> =
+        user.into_iter().map(|u| (u.label, u.teacher)).collect();
+    for phase in [unmatched, matched] {
+        let mut jobs = Vec::with_capacity(phase.len() + user_jobs.len());
+        for entry in phase {
+            let teacher: Box<dyn Teacher> = match teachers.remove(&entry.label) {
+                Some(trained) => trained,
+                None => match (&entry.match_drop_ratio_of, &entry.teacher) {
+                    (Some(target), TeacherConfig::RandTeach(rand_config)) => {
+                        let schedule = match &entry.match_run {
+                            Some(run) => per_epoch_drop_ratio_from_run(run, target)?,
+                            None => {
+                                per_epoch_drop_ratio(records.get(target).map_or(&[][..], |r| r))
+                            }
+                        };
+                        let mut rand_config = rand_config.clone();
+                        rand_config.per_epoch_drop_ratio = schedule;
+                        Box::new(RandTeach::new(rand_config)?)
+                    }
+                    _ => entry.teacher.build(&feature_names)?,
+                },
+            };
+            jobs.push((entry.label.clone(), teacher));
+        }
+        // The user's teachers run with the unmatched ones (a matched RandTeach may
+        // replay one of them).
+        jobs.append(&mut user_jobs);
+        let done = evaluate_side_by_side(
+            &evaluation,
+            jobs,
+            &seeds,
+            &envs.test,
+            config.report.test_every,
+            |finished| {
+                match finished {
+                    Finished::Started(label) => progress(Progress::Phase {
+                        teacher: label,
+                        training: false,
+                        total: seeds.len(),
+                        done: 0,
+                    }),
+                    Finished::Record(record) => {
+                        out.event(&Event::Evaluation(record.clone()))?;
+                        progress(Progress::Evaluated(record));
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        records.extend(done);
+    }
+
+    // 3. Aggregate in the config's order, then the user's, and write the folder.
+    let levels = config.levels();
+    let mut summaries = Vec::new();
+    let mut level_rows = Vec::new();
+    let mut evaluations = Vec::new();
+    let mut spans = Vec::new();
+    let table_order = config.teachers.iter().map(|e| &e.label).chain(&user_labels);
+    for label in table_order {
+        let teacher_records = records.remove(label).unwrap_or_default();
+        summaries.push(summarise(label, &teacher_records, budget));
+        level_rows.extend(level_summaries(label, &teacher_records, &levels, budget));
+        let start = evaluations.len();
+        evaluations.extend(teacher_records);
+        spans.push(start..evaluations.len());
+    }
+    if let Some(first) = spans.first() {
+        let first = &evaluations[first.clone()];
+        for (summary, span) in summaries.iter_mut().zip(&spans).skip(1) {
+            summary.vs_first = Some(versus_first(first, &evaluations[span.clone()], budget)?);
+        }
+    }
+    let mut report = Report {
+        config: config.clone(),
+        training,
+        evaluations,
+        summaries,
+        levels: level_rows,
+        plot_warnings: Vec::new(),
+    };
+    if config.report.plots {
+        report.plot_warnings = write_plots(out, &report)?;
+    }
+    write_results(out, &report)?;
+    Ok(report)
+}

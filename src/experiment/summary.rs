@@ -1,0 +1,404 @@
+//! Summaries of evaluation records: per-teacher means and intervals, the paired
+//! comparison with the first teacher, per-level tables and per-epoch drop ratios.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use l2t_agents::EpisodeSummary;
+
+use crate::run_dir::JsonLines;
+use crate::stats::{mean_ci95, paired_differences, probability_of_improvement, PairedDifference};
+
+use super::*;
+
+/// Aggregate of one teacher's evaluation records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeacherSummary {
+    /// Teacher name.
+    pub teacher: String,
+    /// Seeds evaluated.
+    pub runs: usize,
+    /// Seeds whose student reached tau.
+    pub reached: usize,
+    /// Mean effective training instances to reach tau; a run that did not reach it
+    /// counts at the budget T' * M (so the mean is a lower bound then).
+    pub instances_to_tau_mean: f64,
+    /// Half-width of the 95% confidence interval of that mean.
+    pub instances_to_tau_ci95: f64,
+    /// Mean test accuracy at the end of the episodes.
+    pub test_accuracy_mean: f64,
+    /// Half-width of its 95% confidence interval.
+    pub test_accuracy_ci95: f64,
+    /// Mean share of instances kept.
+    pub kept_ratio_mean: f64,
+    /// Mean wall-clock seconds per episode.
+    pub wall_seconds_mean: f64,
+    /// This teacher against the first row of the summary on the same seeds; `None` for
+    /// the first row itself (and in reports written before the column existed).
+    #[serde(default)]
+    pub vs_first: Option<VersusFirst>,
+}
+
+/// One teacher against the reference (the first row of the summary), seed by seed.
+/// Every teacher is evaluated on the same seeds (same data order, same initial
+/// student), so pairing by seed removes the variance the teachers share and shows a
+/// difference the per-teacher intervals hide.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct VersusFirst {
+    /// Effective instances to tau of this teacher minus the reference's, seed by seed,
+    /// over the seeds where both reached tau (negative: this teacher needs fewer).
+    pub instances_to_tau: PairedDifference,
+    /// Probability of improvement: the chance that a run of this teacher needs fewer
+    /// effective instances to tau than a run of the reference (ties count one half),
+    /// over all runs, a run that missed tau counting at the budget T' * M (so it loses
+    /// to every run that reached tau, and two misses tie).
+    pub probability_of_improvement: f64,
+}
+
+/// Effective instances to tau of each record, the budget `budget_instances` standing in
+/// for a run that never reached tau.
+fn instances_or_budget(records: &[EvaluationRecord], budget_instances: usize) -> Vec<f64> {
+    records
+        .iter()
+        .map(|r| {
+            r.episode
+                .effective_instances_to_tau
+                .unwrap_or(budget_instances) as f64
+        })
+        .collect()
+}
+
+/// `(seed, effective instances to tau)` of the records that reached tau.
+fn seeds_reached(records: &[EvaluationRecord]) -> Vec<(u64, f64)> {
+    records
+        .iter()
+        .filter_map(|r| {
+            r.episode
+                .effective_instances_to_tau
+                .map(|i| (r.seed, i as f64))
+        })
+        .collect()
+}
+
+/// Compares one teacher's `records` with the reference's (`first`) seed by seed: see
+/// [`VersusFirst`]. `budget_instances` (T' * M) stands in for runs that missed tau in
+/// the probability of improvement.
+///
+/// Errors: [`ExperimentError::Stats`] when a seed appears twice in one teacher's records.
+pub fn versus_first(
+    first: &[EvaluationRecord],
+    records: &[EvaluationRecord],
+    budget_instances: usize,
+) -> Result<VersusFirst> {
+    Ok(VersusFirst {
+        instances_to_tau: paired_differences(&seeds_reached(records), &seeds_reached(first))?,
+        probability_of_improvement: probability_of_improvement(
+            &instances_or_budget(first, budget_instances),
+            &instances_or_budget(records, budget_instances),
+        ),
+    })
+}
+
+/// Summarises `records` of one teacher; `budget_instances` (T' * M) stands in for runs
+/// that never reached tau.
+pub fn summarise(
+    teacher: &str,
+    records: &[EvaluationRecord],
+    budget_instances: usize,
+) -> TeacherSummary {
+    let instances = instances_or_budget(records, budget_instances);
+    let accuracies: Vec<f64> = records.iter().map(|r| r.test_accuracy).collect();
+    let kept: Vec<f64> = records
+        .iter()
+        .map(|r| r.episode.instances_kept as f64 / r.episode.instances_seen.max(1) as f64)
+        .collect();
+    let wall: Vec<f64> = records.iter().map(|r| r.episode.wall_seconds).collect();
+    let (instances_to_tau_mean, instances_to_tau_ci95) = mean_ci95(&instances);
+    let (test_accuracy_mean, test_accuracy_ci95) = mean_ci95(&accuracies);
+    TeacherSummary {
+        teacher: teacher.to_string(),
+        runs: records.len(),
+        reached: records
+            .iter()
+            .filter(|r| r.episode.effective_instances_to_tau.is_some())
+            .count(),
+        instances_to_tau_mean,
+        instances_to_tau_ci95,
+        test_accuracy_mean,
+        test_accuracy_ci95,
+        kept_ratio_mean: mean_ci95(&kept).0,
+        wall_seconds_mean: mean_ci95(&wall).0,
+        vs_first: None,
+    }
+}
+
+/// A markdown table of teacher summaries, the first row being the reference: mean
+/// instances relative to it, and (from [`TeacherSummary::vs_first`]) the paired
+/// per-seed difference to it with the number of seeds where both reached tau, and the
+/// probability of needing fewer instances than it.
+pub fn markdown_table(summaries: &[TeacherSummary]) -> String {
+    let mut out = String::from(
+        "| teacher | reached tau | effective instances to tau (mean ± 95% CI) | vs first row | paired difference to first row (mean ± 95% CI, seeds where both reached tau) | P(fewer instances than first row) | test accuracy at end | kept ratio | s / episode |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let reference = summaries.first().map(|s| s.instances_to_tau_mean);
+    for s in summaries {
+        let relative = reference.filter(|r| *r > 0.0).map_or("-".to_string(), |r| {
+            format!("{:.0}%", 100.0 * s.instances_to_tau_mean / r)
+        });
+        let (paired, improvement) = match &s.vs_first {
+            None => ("-".to_string(), "-".to_string()),
+            Some(v) => {
+                let d = &v.instances_to_tau;
+                let paired = match d.pairs {
+                    0 => "no seed where both reached tau".to_string(),
+                    1 => format!("{:+.0} (1 seed)", d.mean),
+                    n => format!("{:+.0} ± {:.0} ({n} seeds)", d.mean, d.ci95),
+                };
+                (paired, format!("{:.2}", v.probability_of_improvement))
+            }
+        };
+        out.push_str(&format!(
+            "| {} | {}/{} | {:.0} ± {:.0} | {} | {} | {} | {:.4} ± {:.4} | {:.3} | {:.2} |\n",
+            s.teacher,
+            s.reached,
+            s.runs,
+            s.instances_to_tau_mean,
+            s.instances_to_tau_ci95,
+            relative,
+            paired,
+            improvement,
+            s.test_accuracy_mean,
+            s.test_accuracy_ci95,
+            s.kept_ratio_mean,
+            s.wall_seconds_mean
+        ));
+    }
+    out
+}
+
+/// Effective instances and wall-clock to reach one dev-accuracy level, over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LevelSummary {
+    /// Teacher label.
+    pub teacher: String,
+    /// The dev-accuracy level (reached when exceeded, like tau).
+    pub level: f64,
+    /// Seeds evaluated.
+    pub runs: usize,
+    /// Seeds whose student exceeded the level.
+    pub reached: usize,
+    /// Mean effective instances to the level (budget T' * M for runs that missed it).
+    pub instances_mean: f64,
+    /// Half-width of its 95% confidence interval.
+    pub instances_ci95: f64,
+    /// Mean wall-clock seconds to the level (episode length for runs that missed it).
+    pub seconds_mean: f64,
+    /// Half-width of its 95% confidence interval.
+    pub seconds_ci95: f64,
+}
+
+/// The first point of an episode's curve whose dev accuracy exceeds `level`.
+fn first_above(episode: &EpisodeSummary, level: f64) -> Option<&l2t_agents::CurvePoint> {
+    episode
+        .curve
+        .iter()
+        .find(|p| p.iteration > 0 && p.dev_accuracy > level)
+}
+
+/// Per-level summaries of one teacher's `records`.
+pub fn level_summaries(
+    teacher: &str,
+    records: &[EvaluationRecord],
+    levels: &[f64],
+    budget_instances: usize,
+) -> Vec<LevelSummary> {
+    levels
+        .iter()
+        .map(|&level| {
+            let hits: Vec<Option<&l2t_agents::CurvePoint>> = records
+                .iter()
+                .map(|r| first_above(&r.episode, level))
+                .collect();
+            let instances: Vec<f64> = hits
+                .iter()
+                .map(|h| h.map_or(budget_instances, |p| p.effective_instances) as f64)
+                .collect();
+            let seconds: Vec<f64> = hits
+                .iter()
+                .zip(records)
+                .map(|(h, r)| h.map_or(r.episode.wall_seconds, |p| p.seconds))
+                .collect();
+            let (instances_mean, instances_ci95) = mean_ci95(&instances);
+            let (seconds_mean, seconds_ci95) = mean_ci95(&seconds);
+            LevelSummary {
+                teacher: teacher.to_string(),
+                level,
+                runs: records.len(),
+                reached: hits.iter().filter(|h| h.is_some()).count(),
+                instances_mean,
+                instances_ci95,
+                seconds_mean,
+                seconds_ci95,
+            }
+        })
+        .collect()
+}
+
+/// A markdown table of level summaries: one row per teacher and level.
+pub fn levels_table(levels: &[LevelSummary]) -> String {
+    let mut out = String::from(
+        "| teacher | dev accuracy level | reached | effective instances (mean ± 95% CI) | wall-clock seconds (mean ± 95% CI) |\n|---|---|---|---|---|\n",
+    );
+    for l in levels {
+        out.push_str(&format!(
+            "| {} | {:.3} | {}/{} | {:.0} ± {:.0} | {:.2} ± {:.2} |\n",
+            l.teacher,
+            l.level,
+            l.reached,
+            l.runs,
+            l.instances_mean,
+            l.instances_ci95,
+            l.seconds_mean,
+            l.seconds_ci95
+        ));
+    }
+    out
+}
+
+/// The per-epoch drop ratio of `records` (mean over seeds, epoch by epoch): the
+/// schedule a matched RandTeach replays.
+pub fn per_epoch_drop_ratio(records: &[EvaluationRecord]) -> Vec<f64> {
+    let epochs = records
+        .iter()
+        .map(|r| r.episode.epoch_drop_ratios.len())
+        .max()
+        .unwrap_or(0);
+    (0..epochs)
+        .map(|e| {
+            let ratios: Vec<f64> = records
+                .iter()
+                .filter_map(|r| r.episode.epoch_drop_ratios.get(e).copied())
+                .collect();
+            mean_ci95(&ratios).0
+        })
+        .collect()
+}
+
+/// The per-epoch drop ratio of the teacher labelled `label` in the evaluation events
+/// of an earlier run: `run` is its folder or its `events.jsonl`.
+pub fn per_epoch_drop_ratio_from_run(run: &Path, label: &str) -> Result<Vec<f64>> {
+    let path = if run.is_dir() {
+        run.join("events.jsonl")
+    } else {
+        run.to_path_buf()
+    };
+    let records: Vec<EvaluationRecord> = JsonLines::read::<Event>(&path)?
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::Evaluation(record) if record.teacher == label => Some(record),
+            _ => None,
+        })
+        .collect();
+    if records.is_empty() {
+        return Err(ExperimentError::Json {
+            path,
+            reason: format!("no evaluation episode of a teacher labelled `{label}`"),
+        });
+    }
+    Ok(per_epoch_drop_ratio(&records))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_relative_eq;
+
+    /// A record of `teacher` on `seed` that reached tau after `instances`, or not.
+    fn record(teacher: &str, seed: u64, instances: Option<usize>) -> EvaluationRecord {
+        EvaluationRecord {
+            teacher: teacher.to_string(),
+            seed,
+            test_accuracy: 0.9,
+            episode: EpisodeSummary {
+                episode_return: 0.0,
+                terminated: instances.is_some(),
+                truncated: instances.is_none(),
+                steps: 10,
+                iterations: 10,
+                iterations_to_tau: instances.map(|i| i / 10),
+                effective_instances_to_tau: instances,
+                instances_seen: 100,
+                instances_kept: 100,
+                best_dev_accuracy: 0.9,
+                epoch_drop_ratios: Vec::new(),
+                wall_seconds: 1.0,
+                update: None,
+                curve: Vec::new(),
+                loss_rank_drops: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn paired_column_compares_seed_by_seed_with_the_first_row() {
+        let budget = 1000;
+        let first = [
+            record("a", 1, Some(500)),
+            record("a", 2, Some(600)),
+            record("a", 3, Some(700)),
+            record("a", 4, None),
+        ];
+        // In another order. `b` missed tau on seed 3 and `a` on seed 4, so only seeds 1
+        // and 2 pair up: differences -100 and -200.
+        let other = [
+            record("b", 2, Some(400)),
+            record("b", 1, Some(400)),
+            record("b", 3, None),
+            record("b", 4, Some(900)),
+        ];
+        let versus = versus_first(&first, &other, budget).unwrap();
+        assert_eq!(versus.instances_to_tau.pairs, 2);
+        assert_relative_eq!(versus.instances_to_tau.mean, -150.0);
+        // Differences -200, -100: sample sd 70.71, so t(0.975, 1) * 70.71 / sqrt(2) = 635.3.
+        assert_relative_eq!(versus.instances_to_tau.ci95, 635.31, epsilon = 0.01);
+        // b's 400, 400, 1000 (budget), 900 against a's 500, 600, 700, 1000:
+        // each 400 is below all 4 (8), 1000 ties one (0.5), 900 is below the budget (1):
+        // 9.5 / 16.
+        assert_relative_eq!(versus.probability_of_improvement, 9.5 / 16.0);
+
+        let mut summaries = vec![
+            summarise("a", &first, budget),
+            summarise("b", &other, budget),
+        ];
+        summaries[1].vs_first = Some(versus);
+        let table = markdown_table(&summaries);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4);
+        for line in &lines {
+            assert_eq!(line.matches('|').count(), 10, "{line}");
+        }
+        assert!(
+            lines[0].contains("| paired difference to first row"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[2].contains("| - | - |"), "{}", lines[2]);
+        assert!(
+            lines[3].contains("| -150 ± 635 (2 seeds) | 0.59 |"),
+            "{}",
+            lines[3]
+        );
+
+        let none = versus_first(&first, &[record("c", 9, Some(1))], budget).unwrap();
+        assert_eq!(none.instances_to_tau.pairs, 0);
+        summaries[1].vs_first = Some(none);
+        assert!(markdown_table(&summaries).contains("| no seed where both reached tau |"));
+
+        let twice = [record("d", 1, Some(1)), record("d", 1, Some(2))];
+        assert!(matches!(
+            versus_first(&first, &twice, budget),
+            Err(ExperimentError::Stats(StatsError::DuplicateSeed(1)))
+        ));
+    }
+}

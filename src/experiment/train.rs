@@ -1,0 +1,294 @@
+//! Teacher training: the training task, its envs and worker pool, and resumable training
+//! of a learned teacher on the crate's one rollout-and-learn loop, with checkpoints.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use l2t_agents::{
+    checkpoint_episodes, load_teacher, train_parallel, EpisodeSummary, Learner, PooledEpisode,
+    Teacher, TeacherConfig,
+};
+use rand::seq::SliceRandom;
+
+use l2t_envs::seeding::{stream_rng, Stream};
+use l2t_envs::student::StudentConfig;
+use l2t_envs::{Dataset, EnvFactory, EnvPool, TeachingConfig, TeachingEnv};
+
+use crate::config::{RunConfig, TeacherEntry};
+use crate::run_dir::{short_hash, slug, JsonLines, RunDir};
+
+use super::*;
+
+/// One finished teacher-training episode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingEpisode {
+    /// Episode index, from 0.
+    pub episode: usize,
+    /// Its environment seed.
+    pub seed: u64,
+    /// What happened.
+    pub summary: EpisodeSummary,
+}
+
+/// Where [`train_resumable`] keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrainingFiles {
+    /// The teacher checkpoint, rewritten atomically every `checkpoint_every` episodes.
+    pub checkpoint: PathBuf,
+    /// Finished episodes, one JSON line each, flushed as they finish.
+    pub history: PathBuf,
+}
+
+/// A trained teacher and its training episodes.
+pub struct TrainedTeacher {
+    /// The teacher, in evaluation mode.
+    pub teacher: Box<dyn Teacher>,
+    /// Every training episode, including those of earlier, interrupted runs.
+    pub history: Vec<TrainingEpisode>,
+    /// Episodes that were read back from a checkpoint instead of being run now.
+    pub resumed_from: usize,
+}
+
+impl std::fmt::Debug for TrainedTeacher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainedTeacher")
+            .field("teacher", &self.teacher.name())
+            .field("episodes", &self.history.len())
+            .field("resumed_from", &self.resumed_from)
+            .finish()
+    }
+}
+
+/// What teacher training runs on: the training task's teaching MDP, its student and
+/// its teacher half, and how many worker threads roll out a [`Learner`]'s episodes.
+/// Every env of a training run, sequential or on the pool, is built from it, so the
+/// MDP a teacher is trained on is the one the run's config shows.
+pub struct TrainingTask {
+    /// The teaching MDP of training episodes (tau, T', budgets).
+    pub teaching: TeachingConfig,
+    /// The student.
+    pub student: StudentConfig,
+    /// The teacher half's training split.
+    pub train: Dataset,
+    /// The teacher half's dev split (D'_dev, which decides the reward).
+    pub dev: Dataset,
+    /// Where students live.
+    pub device: tch::Device,
+    /// Worker threads (each with its own env) for learners' episodes; at least 1.
+    pub workers: usize,
+}
+
+impl std::fmt::Debug for TrainingTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainingTask")
+            .field("teaching", &self.teaching)
+            .field("student", &self.student)
+            .field("workers", &self.workers)
+            .finish()
+    }
+}
+
+impl TrainingTask {
+    /// The task of `env` (its MDP and splits, shared, not copied) with `student`.
+    pub fn of(env: &TeachingEnv, student: StudentConfig, workers: usize) -> Self {
+        Self {
+            teaching: env.config().clone(),
+            student,
+            train: env.train_data().shallow_clone(),
+            dev: env.dev_data().shallow_clone(),
+            device: env.train_data().inputs().device(),
+            workers,
+        }
+    }
+
+    /// A fresh env of the task.
+    pub fn env(&self) -> l2t_envs::Result<TeachingEnv> {
+        TeachingEnv::new(
+            self.teaching.clone(),
+            self.student.build(self.device)?,
+            self.train.shallow_clone(),
+            self.dev.shallow_clone(),
+        )
+    }
+
+    /// The same task on shared data (shallow copies of the splits), to hand to
+    /// another thread: tensors are `Send` but not `Sync`.
+    pub fn share(&self) -> Self {
+        Self {
+            teaching: self.teaching.clone(),
+            student: self.student.clone(),
+            train: self.train.shallow_clone(),
+            dev: self.dev.shallow_clone(),
+            device: self.device,
+            workers: self.workers,
+        }
+    }
+
+    /// `workers` envs of the task, one per worker thread (the data is shared). Each
+    /// worker runs libtorch with the calling thread's intra-op thread count (OpenMP
+    /// keeps that count per thread, and a new thread would otherwise use every core).
+    pub fn pool(&self) -> Result<EnvPool<TeachingEnv>> {
+        let threads = tch::get_num_threads();
+        let factories = (0..self.workers.max(1))
+            .map(|_| {
+                let task = self.share();
+                Box::new(move || {
+                    tch::set_num_threads(threads);
+                    task.env()
+                }) as EnvFactory<TeachingEnv>
+            })
+            .collect();
+        Ok(EnvPool::new(factories)?)
+    }
+}
+
+/// `size` instances of `dev` drawn without replacement by a permutation from the
+/// [`Stream::Data`] stream of `seed` (all of `dev` when it has no more).
+pub fn dev_subsample(dev: &Dataset, size: usize, seed: u64) -> Result<Dataset> {
+    if size >= dev.len() {
+        return Ok(dev.shallow_clone());
+    }
+    let mut order: Vec<i64> = (0..dev.len() as i64).collect();
+    order.shuffle(&mut stream_rng(seed, Stream::Data));
+    order.truncate(size);
+    order.sort_unstable();
+    Ok(dev.subset(format!("{}-subsample-{size}", dev.name()), &order)?)
+}
+
+/// Trains the teacher of `config` for `episodes` episodes of `task`, episode `k`
+/// seeded `first_seed + k` (a learner that shares seeds within an update, ES, derives
+/// them from that), saving a checkpoint every `checkpoint_every` episodes and after the
+/// last. The teacher must be a [`Learner`] (every learned teacher is); it is trained by
+/// [`train_parallel`], its episodes rolled out on `task.workers` threads, whole updates
+/// only (checkpoints after updates). When
+/// `files.checkpoint` exists, training resumes from it: the episodes it holds are not
+/// run again, so an interrupted run loses at most the episodes since its last
+/// checkpoint, and the result is bit-identical to an uninterrupted run, for any number
+/// of workers.
+pub fn train_resumable(
+    task: &TrainingTask,
+    config: &TeacherConfig,
+    episodes: usize,
+    first_seed: u64,
+    files: &TrainingFiles,
+    checkpoint_every: usize,
+    mut on_episode: impl FnMut(&TrainingEpisode),
+) -> Result<TrainedTeacher> {
+    if checkpoint_every == 0 {
+        return Err(ExperimentError::InvalidSetting {
+            field: "checkpoint_every",
+            reason: "must be at least 1".into(),
+        });
+    }
+    let feature_names = task.env()?.feature_names().to_vec();
+    let (mut teacher, mut history) = if files.checkpoint.exists() {
+        let done = checkpoint_episodes(&files.checkpoint)?;
+        if done > episodes {
+            return Err(ExperimentError::InvalidSetting {
+                field: "episodes",
+                reason: format!(
+                    "{episodes} asked, but the checkpoint {} already holds {done}; \
+                     use another output folder to train from scratch",
+                    files.checkpoint.display()
+                ),
+            });
+        }
+        let teacher = load_teacher(&files.checkpoint, Some(feature_names.len()))?;
+        let mut history: Vec<TrainingEpisode> = if files.history.exists() {
+            JsonLines::read(&files.history)?
+        } else {
+            Vec::new()
+        };
+        // Episodes logged after the last checkpoint are run again.
+        history.retain(|e| e.episode < done);
+        if history.len() != done {
+            return Err(ExperimentError::Json {
+                path: files.history.clone(),
+                reason: format!(
+                    "holds {} of the {done} episodes of checkpoint {}",
+                    history.len(),
+                    files.checkpoint.display()
+                ),
+            });
+        }
+        let mut log = JsonLines::open(&files.history, true)?;
+        for episode in &history {
+            log.append(episode)?;
+        }
+        (teacher, history)
+    } else {
+        JsonLines::open(&files.history, true)?;
+        (config.build(&feature_names)?, Vec::new())
+    };
+    let resumed_from = history.len();
+    let mut log = JsonLines::open(&files.history, false)?;
+    let name = teacher.name().to_string();
+    let learner = teacher
+        .as_learner()
+        .ok_or_else(|| ExperimentError::InvalidSetting {
+            field: "teachers.train",
+            reason: format!("teacher `{name}` learns nothing, so it cannot be trained"),
+        })?;
+    let mut pool = task.pool()?;
+    let mut saved = resumed_from;
+    train_parallel(
+        &mut pool,
+        learner,
+        episodes,
+        first_seed,
+        |learner: &dyn Learner, update: &[PooledEpisode]| -> Result<()> {
+            for episode in update {
+                let record = TrainingEpisode {
+                    episode: history.len(),
+                    seed: episode.seed,
+                    summary: episode.summary.clone(),
+                };
+                log.append(&record)?;
+                on_episode(&record);
+                history.push(record);
+            }
+            let learned = learner.episodes_learned();
+            if learned >= saved + checkpoint_every || learned >= episodes {
+                learner.save_checkpoint(&files.checkpoint)?;
+                saved = learned;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(TrainedTeacher {
+        teacher,
+        history,
+        resumed_from,
+    })
+}
+
+/// Environment seed of the first teacher-training episode (episode k: + k); far from
+/// the evaluation seeds 0, 1, ... so no training episode repeats an evaluation one.
+pub const FIRST_TRAINING_SEED: u64 = 1_000;
+
+/// The checkpoint and history files of `entry` trained under `config`: named after
+/// the label and a hash of everything that decides the training except the episode
+/// count and the number of workers (the training task and its training MDP, the
+/// teacher), so that asking for more episodes resumes, and a changed config starts
+/// afresh.
+pub fn training_files(
+    out: &RunDir,
+    config: &RunConfig,
+    entry: &TeacherEntry,
+) -> Result<TrainingFiles> {
+    let mut identity = config.training_preset().clone();
+    identity.episodes = 0;
+    identity.eval_seeds = 0;
+    identity.teaching = config.training_teaching();
+    let identity = (identity, &entry.teacher, config.training.dev_subsample);
+    let text = serde_json::to_string(&identity).map_err(|e| ExperimentError::Json {
+        path: out.root().to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let stem = format!("{}-{}", slug(&entry.label), short_hash(&text));
+    Ok(TrainingFiles {
+        checkpoint: out.path(&format!("{stem}.ckpt")),
+        history: out.path(&format!("{stem}-training.jsonl")),
+    })
+}
