@@ -40,12 +40,12 @@ use l2t_envs::seeding::{stream_rng, Stream};
 use l2t_envs::student::{init_from_stream, torch_default_init};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
-use crate::adam::{Adam, AdamConfig};
 use crate::error::{invalid_config, AgentError, Result};
 use crate::parallel::{plan_episodes, Learner, RolloutJob};
 use crate::policy::BernoulliPolicy;
 use crate::reinforce::Trajectory;
 use crate::teacher::{KeepMask, Teacher, UpdateStats};
+use l2t_envs::student::Adam;
 
 /// Index of `best_dev_accuracy` in the observation's student-state vector.
 const BEST_DEV_ACCURACY: usize = 2;
@@ -164,7 +164,7 @@ impl Critic {
         init_rng: &mut ChaCha8Rng,
     ) -> Result<(Self, Adam)> {
         let critic = Self::new(state_dim, hidden, init_rng);
-        let optimizer = Adam::for_var_store(&critic.vs, learning_rate, AdamConfig::default())?;
+        let optimizer = Adam::for_var_store(&critic.vs, learning_rate);
         Ok((critic, optimizer))
     }
 

@@ -45,13 +45,14 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::actor_critic::{ActorCritic, ActorCriticConfig, Critic};
-use crate::adam::{named_trainable_in_name_order, Adam, AdamState};
 use crate::error::{AgentError, Result};
 use crate::es::{EsConfig, EvolutionStrategies, FeatureStats};
 use crate::policy::BernoulliPolicy;
 use crate::ppo::{Ppo, PpoConfig};
 use crate::reinforce::{Reinforce, ReinforceConfig};
 use crate::teacher::Teacher;
+use crate::weights::named_trainable_in_name_order;
+use l2t_envs::student::{Adam, AdamState};
 
 /// The first bytes of every teacher checkpoint.
 pub const CHECKPOINT_MAGIC: &[u8; 8] = b"L2TTEACH";
@@ -463,7 +464,7 @@ impl Reinforce {
             config_json: config_json(path, &self.config)?,
             feature_dim: self.policy.input_dim() as u64,
             weights: export_weights(reinforce_variables(self))?,
-            optimizers: vec![self.optimizer.export_state()],
+            optimizers: vec![self.optimizer.export_state()?],
             baseline: self.baseline,
             episodes: self.episodes as u64,
             sampling_rng: RngState::of(&self.sampling_rng),
@@ -578,7 +579,7 @@ impl EvolutionStrategies {
             config_json: config_json(path, &(&self.config, &self.features))?,
             feature_dim: self.theta.input_dim() as u64,
             weights: export_weights(named_trainable_in_name_order(self.theta.var_store()))?,
-            optimizers: vec![self.optimizer.export_state()],
+            optimizers: vec![self.optimizer.export_state()?],
             baseline: None,
             episodes: self.episodes as u64,
             sampling_rng: RngState::of(&self.sampling_rng),
@@ -721,7 +722,11 @@ impl TwoNetworks<'_> {
                 self.actor.var_store(),
                 &self.critic.vs,
             ))?,
-            optimizers: self.optimizers.map(Adam::export_state).to_vec(),
+            optimizers: self
+                .optimizers
+                .iter()
+                .map(|adam| adam.export_state())
+                .collect::<std::result::Result<_, _>>()?,
             baseline: None,
             episodes: episodes as u64,
             sampling_rng: RngState::of(sampling_rng),
@@ -920,8 +925,8 @@ mod tests {
         assert_eq!(loaded.episodes(), 3);
         assert_eq!(loaded.config, original.config);
         assert_eq!(
-            loaded.optimizer.export_state(),
-            original.optimizer.export_state()
+            loaded.optimizer.export_state().unwrap(),
+            original.optimizer.export_state().unwrap()
         );
 
         // One more episode each, on the same observations: same masks, same weights.
@@ -1148,8 +1153,8 @@ mod tests {
         );
         assert_eq!(loaded.episodes(), 3);
         assert_eq!(
-            loaded.critic_optimizer.export_state(),
-            original.critic_optimizer.export_state()
+            loaded.critic_optimizer.export_state().unwrap(),
+            original.critic_optimizer.export_state().unwrap()
         );
 
         learn_updates(&mut env, &mut original, 2, 1);

@@ -49,12 +49,13 @@ use tch::{Kind, Tensor};
 use l2t_envs::seeding::{keyed_rng, stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
-use crate::adam::{named_trainable_in_name_order, Adam};
 use crate::error::{invalid_config, AgentError, Result};
 use crate::parallel::{Learner, PolicyRollout, RolloutJob};
 use crate::policy::BernoulliPolicy;
 use crate::reinforce::Trajectory;
 use crate::teacher::{KeepMask, Teacher, UpdateStats};
+use crate::weights::named_trainable_in_name_order;
+use l2t_envs::student::Adam;
 
 /// Hyper-parameters of [`EvolutionStrategies`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -20,7 +20,6 @@
 //! Each teacher is one file, readable top to bottom.
 
 pub mod actor_critic;
-pub mod adam;
 pub mod checkpoint;
 pub mod config;
 pub mod episode;
@@ -35,9 +34,9 @@ pub mod rand_teach;
 pub mod reinforce;
 pub mod spl;
 pub mod teacher;
+pub mod weights;
 
 pub use actor_critic::{ActorCritic, ActorCriticConfig};
-pub use adam::{Adam, AdamConfig, AdamState};
 pub use checkpoint::{checkpoint_episodes, load_teacher, CHECKPOINT_MAGIC, CHECKPOINT_VERSION};
 pub use config::TeacherConfig;
 pub use episode::{
@@ -46,6 +45,7 @@ pub use episode::{
 };
 pub use error::{AgentError, Result};
 pub use es::{EsConfig, EvolutionStrategies};
+pub use l2t_envs::student::{Adam, AdamState};
 pub use no_teach::NoTeach;
 pub use online_batch::{OnlineBatch, OnlineBatchConfig, PressureSchedule};
 pub use parallel::{

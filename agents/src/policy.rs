@@ -13,9 +13,9 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use l2t_envs::student::{init_from_stream, torch_default_init, Init};
 
-use crate::adam::{Adam, AdamConfig};
 use crate::error::{invalid_config, AgentError, Result};
 use crate::teacher::KeepMask;
+use l2t_envs::student::Adam;
 
 /// The Bernoulli keep-policy network.
 pub struct BernoulliPolicy {
@@ -65,8 +65,7 @@ impl BernoulliPolicy {
         init_rng: &mut ChaCha8Rng,
     ) -> Result<(Self, Adam)> {
         let policy = Self::new(input_dim, hidden, output_bias, init_rng)?;
-        let optimizer =
-            Adam::for_var_store(policy.var_store(), learning_rate, AdamConfig::default())?;
+        let optimizer = Adam::for_var_store(policy.var_store(), learning_rate);
         Ok((policy, optimizer))
     }
 
@@ -135,7 +134,7 @@ impl BernoulliPolicy {
     /// The trainable weights flattened in name order: for determinism checks and
     /// inspection.
     pub fn flat_weights(&self) -> Result<Vec<f32>> {
-        crate::adam::flat_trainable(&self.vs)
+        crate::weights::flat_trainable(&self.vs)
     }
 
     /// The variables, for optimizers and checkpoints.

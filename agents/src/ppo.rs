@@ -66,12 +66,12 @@ use l2t_envs::seeding::{keyed_rng, stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
 use crate::actor_critic::Critic;
-use crate::adam::{flat_trainable, Adam};
 use crate::error::{invalid_config, AgentError, Result};
 use crate::parallel::{plan_episodes, Learner, RolloutJob};
 use crate::policy::BernoulliPolicy;
 use crate::reinforce::Trajectory;
 use crate::teacher::{KeepMask, Teacher, UpdateStats};
+use l2t_envs::student::Adam;
 
 /// Hyper-parameters of [`Ppo`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,7 +242,7 @@ impl Ppo {
     /// determinism checks and inspection.
     pub fn flat_weights(&self) -> Result<Vec<f32>> {
         let mut flat = self.policy.flat_weights()?;
-        flat.extend(flat_trainable(&self.critic.vs)?);
+        flat.extend(crate::weights::flat_trainable(&self.critic.vs)?);
         Ok(flat)
     }
 
@@ -259,7 +259,7 @@ impl Ppo {
         if max_grad_norm > 0.0 {
             optimizer.clip_grad_norm(max_grad_norm)?;
         }
-        optimizer.step()
+        Ok(optimizer.step()?)
     }
 }
 

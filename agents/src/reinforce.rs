@@ -11,7 +11,7 @@
 //! ```
 //!
 //! minimised as the surrogate loss `L = -(r_T - b) * sum_t sum_m log phi(a_tm | s_tm)`
-//! with Adam (lr 0.02, multiplied by 0.7 every 50 episodes; the crate's own [`Adam`],
+//! with Adam (lr 0.02, multiplied by 0.7 every 50 episodes; the workspace's one [`Adam`],
 //! libtorch's algorithm with a state that checkpoints can save). The baseline b is an
 //! exponential moving average of past returns, `b <- beta * b + (1 - beta) * r_T`,
 //! started at the first episode's return (so the first episode makes no update).
@@ -39,11 +39,11 @@ use tch::{Kind, Tensor};
 use l2t_envs::seeding::{stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
-use crate::adam::Adam;
 use crate::error::{invalid_config, AgentError, Result};
 use crate::parallel::{episode_sampling_rng, plan_episodes, Learner, RolloutJob};
 use crate::policy::BernoulliPolicy;
 use crate::teacher::{KeepMask, Teacher, UpdateStats};
+use l2t_envs::student::Adam;
 
 /// Hyper-parameters of [`Reinforce`]; defaults are the paper's and RL4Data's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,4 +1,6 @@
-//! Adam for the students, one fused pass over each parameter tensor.
+//! The crate's one Adam (Kingma & Ba, 2015): the students' optimizer and the learned
+//! teachers', one fused pass over each parameter tensor, with a state that checkpoints
+//! can save and restore exactly.
 //!
 //! libtorch's `torch::optim::Adam` (what `tch::nn::Adam` runs) updates a parameter in
 //! about ten element-wise passes and allocates three temporaries of its size per step.
@@ -18,12 +20,18 @@
 //! Any other tensor (CUDA, other dtypes, strided views) takes the same formulas as
 //! libtorch ops. The update matches libtorch's Adam to float rounding, not bit for bit
 //! (the operations are the same, their rounding order is not); tests check both paths
-//! against `tch::nn::Adam`.
+//! against `tch::nn::Adam`. As in libtorch, every parameter has its own step count t,
+//! and a parameter without a gradient is skipped, its step count included.
+//!
+//! tch's `nn::Optimizer` wraps libtorch's C++ optimizer, whose moments cannot be read
+//! back; [`Adam::export_state`] / [`Adam::import_state`] give this one's (step counts
+//! and moments), so a teacher resumed from a checkpoint continues bit for bit.
 
+use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::OptimizerConfig;
-use crate::error::Result;
+use crate::error::{EnvError, Result};
 
 /// beta1, libtorch's default.
 pub const BETA1: f64 = 0.9;
@@ -46,8 +54,8 @@ pub struct AdamStep {
 impl AdamStep {
     /// The scalars for update number `t` (counted from 1) with learning rate `lr`,
     /// computed in f64 as libtorch does.
-    pub fn at(t: u32, learning_rate: f64, weight_decay: f64) -> Self {
-        let t = f64::from(t.max(1));
+    pub fn at(t: u64, learning_rate: f64, weight_decay: f64) -> Self {
+        let t = t.max(1) as f64;
         Self {
             neg_step_size: -learning_rate / (1.0 - BETA1.powf(t)),
             sqrt_bias_correction2: (1.0 - BETA2.powf(t)).sqrt(),
@@ -156,46 +164,85 @@ fn tensor_update(
     });
 }
 
-/// Adam over a fixed set of parameters (a student's trainable variables), with its
-/// moments and step count: what `tch::nn::Adam` offers the students, computed by
-/// [`adam_update`].
+/// The state of an [`Adam`]: one entry per parameter, in the optimizer's parameter
+/// order (what a checkpoint stores).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdamState {
+    /// Steps taken by each parameter (t).
+    pub steps: Vec<u64>,
+    /// First moments m, flattened (row-major).
+    pub exp_avg: Vec<Vec<f32>>,
+    /// Second moments v, flattened (row-major).
+    pub exp_avg_sq: Vec<Vec<f32>>,
+}
+
+/// Adam over a fixed list of parameters (leaves that record gradients), each with its
+/// moments and step count, updated in place by [`adam_update`].
 #[derive(Debug)]
-pub struct FusedAdam {
+pub struct Adam {
     learning_rate: f64,
     weight_decay: f64,
     params: Vec<Tensor>,
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
-    steps: u32,
+    steps: Vec<u64>,
 }
 
-impl FusedAdam {
-    /// Adam over `params` (leaves that record gradients), moments at zero.
+impl Adam {
+    /// Adam over `params` (shallow clones: they share storage and gradients), moments
+    /// at zero, with L2 `weight_decay` added to the gradients.
     pub fn new(params: Vec<Tensor>, learning_rate: f64, weight_decay: f64) -> Self {
-        let zeros = |ps: &[Tensor]| ps.iter().map(Tensor::zeros_like).collect::<Vec<_>>();
+        let zeros =
+            |ps: &[Tensor]| tch::no_grad(|| ps.iter().map(Tensor::zeros_like).collect::<Vec<_>>());
         Self {
             exp_avg: zeros(&params),
             exp_avg_sq: zeros(&params),
+            steps: vec![0; params.len()],
             params,
             learning_rate,
             weight_decay,
-            steps: 0,
         }
     }
 
-    /// Updates taken since construction or the last [`reset`](Self::reset).
-    pub fn steps(&self) -> u32 {
-        self.steps
+    /// Adam over the trainable variables of `vs` sorted by name (the order checkpoints
+    /// store states in), without weight decay.
+    pub fn for_var_store(vs: &nn::VarStore, learning_rate: f64) -> Self {
+        let params = named_trainable_in_name_order(vs)
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        Self::new(params, learning_rate, 0.0)
     }
 
-    /// Forgets the moments and the step count (a fresh optimizer, same parameters).
+    /// The learning rate of the next steps.
+    pub fn lr(&self) -> f64 {
+        self.learning_rate
+    }
+
+    /// Sets the learning rate of the next steps.
+    pub fn set_lr(&mut self, learning_rate: f64) {
+        self.learning_rate = learning_rate;
+    }
+
+    /// Number of parameter tensors.
+    pub fn num_params(&self) -> usize {
+        self.params.len()
+    }
+
+    /// Updates taken by the first parameter since construction or the last
+    /// [`reset`](Self::reset) (every parameter's, when all have gradients).
+    pub fn steps(&self) -> u64 {
+        self.steps.first().copied().unwrap_or(0)
+    }
+
+    /// Forgets the moments and the step counts (a fresh optimizer, same parameters).
     pub fn reset(&mut self) {
         tch::no_grad(|| {
             for moment in self.exp_avg.iter_mut().chain(self.exp_avg_sq.iter_mut()) {
                 let _ = moment.zero_();
             }
         });
-        self.steps = 0;
+        self.steps.iter_mut().for_each(|t| *t = 0);
     }
 
     /// Sets every parameter's gradient to zero.
@@ -210,14 +257,12 @@ impl FusedAdam {
 
     /// One update of every parameter that has a gradient.
     pub fn step(&mut self) -> Result<()> {
-        self.steps += 1;
-        let step = AdamStep::at(self.steps, self.learning_rate, self.weight_decay);
-        for ((param, exp_avg), exp_avg_sq) in
-            self.params.iter().zip(&self.exp_avg).zip(&self.exp_avg_sq)
-        {
+        for (i, param) in self.params.iter().enumerate() {
             let grad = param.grad();
             if grad.defined() {
-                adam_update(param, &grad, exp_avg, exp_avg_sq, &step)?;
+                self.steps[i] += 1;
+                let step = AdamStep::at(self.steps[i], self.learning_rate, self.weight_decay);
+                adam_update(param, &grad, &self.exp_avg[i], &self.exp_avg_sq[i], &step)?;
             }
         }
         Ok(())
@@ -226,7 +271,7 @@ impl FusedAdam {
     /// Zeroes the gradients, back-propagates `loss` and takes one step.
     pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
         self.zero_grad();
-        loss.backward();
+        loss.f_backward()?;
         self.step()
     }
 
@@ -235,10 +280,80 @@ impl FusedAdam {
     /// `max_norm / (norm + 1e-6)` when that is below 1).
     pub fn backward_step_clip_norm(&mut self, loss: &Tensor, max_norm: f64) -> Result<()> {
         self.zero_grad();
-        loss.backward();
-        clip_grad_norm(&self.params, max_norm)?;
+        loss.f_backward()?;
+        self.clip_grad_norm(max_norm)?;
         self.step()
     }
+
+    /// Scales the gradients the parameters hold so that their global L2 norm is at most
+    /// `max_norm` ([`clip_grad_norm`]); returns the norm before.
+    pub fn clip_grad_norm(&self, max_norm: f64) -> Result<f64> {
+        clip_grad_norm(&self.params, max_norm)
+    }
+
+    /// A copy of the state (step counts and moments), for checkpoints.
+    pub fn export_state(&self) -> Result<AdamState> {
+        let flat = |ts: &[Tensor]| -> Result<Vec<Vec<f32>>> {
+            ts.iter()
+                .map(|t| Ok(Vec::<f32>::try_from(t.flatten(0, -1))?))
+                .collect()
+        };
+        Ok(AdamState {
+            steps: self.steps.clone(),
+            exp_avg: flat(&self.exp_avg)?,
+            exp_avg_sq: flat(&self.exp_avg_sq)?,
+        })
+    }
+
+    /// Replaces the state with `state`, which must have one entry of the right size per
+    /// parameter; otherwise an [`EnvError::InvalidConfig`] naming `adam_state`.
+    pub fn import_state(&mut self, state: AdamState) -> Result<()> {
+        let n = self.params.len();
+        let invalid = |reason: String| EnvError::InvalidConfig {
+            field: "adam_state",
+            reason,
+        };
+        if state.steps.len() != n || state.exp_avg.len() != n || state.exp_avg_sq.len() != n {
+            return Err(invalid(format!(
+                "Adam state for {} parameters, the optimizer has {n}",
+                state.steps.len()
+            )));
+        }
+        for (i, p) in self.params.iter().enumerate() {
+            let size = p.numel();
+            if state.exp_avg[i].len() != size || state.exp_avg_sq[i].len() != size {
+                return Err(invalid(format!(
+                    "Adam state of parameter {i} has {} and {} values, the parameter {size}",
+                    state.exp_avg[i].len(),
+                    state.exp_avg_sq[i].len()
+                )));
+            }
+        }
+        tch::no_grad(|| -> Result<()> {
+            for (i, p) in self.params.iter().enumerate() {
+                let shape = p.size();
+                let m = Tensor::from_slice(&state.exp_avg[i]).view(shape.as_slice());
+                let v = Tensor::from_slice(&state.exp_avg_sq[i]).view(shape.as_slice());
+                self.exp_avg[i].f_copy_(&m)?;
+                self.exp_avg_sq[i].f_copy_(&v)?;
+            }
+            Ok(())
+        })?;
+        self.steps = state.steps;
+        Ok(())
+    }
+}
+
+/// The trainable variables of `vs` sorted by name (the order of
+/// [`Adam::for_var_store`] and of teacher checkpoints), with their names.
+pub fn named_trainable_in_name_order(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
 }
 
 /// Scales the gradients of `params` in place so that their global L2 norm is at most
@@ -267,10 +382,10 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<f64> {
     })
 }
 
-/// A student's optimizer as its config asks: Adam as [`FusedAdam`] (the update is a
-/// large share of a small model's step), SGD as libtorch's.
+/// A student's optimizer as its config asks: Adam as [`Adam`] (the update is a large
+/// share of a small model's step), SGD as libtorch's.
 pub(crate) enum StudentOptimizer {
-    Adam(FusedAdam),
+    Adam(Adam),
     Torch(nn::Optimizer),
 }
 
@@ -281,7 +396,7 @@ impl StudentOptimizer {
             OptimizerConfig::Adam {
                 learning_rate,
                 weight_decay,
-            } => Self::Adam(FusedAdam::new(
+            } => Self::Adam(Adam::new(
                 vs.trainable_variables(),
                 *learning_rate,
                 *weight_decay,
@@ -327,7 +442,7 @@ mod tests {
         Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()
     }
 
-    /// Trains the same small net with libtorch's Adam and with `FusedAdam`.
+    /// Trains the same small net with libtorch's Adam and with `Adam`.
     /// Returns the trained weights, flattened in name order.
     fn compare_with_libtorch(weight_decay: f64, clip_norm: Option<f64>) -> Vec<f32> {
         // The same weights in both nets, set from a formula rather than libtorch's
@@ -363,7 +478,7 @@ mod tests {
         .build(&vs_ref, 1e-2)
         .unwrap();
         let (vs, net) = build();
-        let mut fused = FusedAdam::new(vs.trainable_variables(), 1e-2, weight_decay);
+        let mut fused = Adam::new(vs.trainable_variables(), 1e-2, weight_decay);
         for _ in 0..25 {
             let loss_ref = net_ref.forward(&x).cross_entropy_for_logits(&y);
             let loss = net.forward(&x).cross_entropy_for_logits(&y);
@@ -438,7 +553,7 @@ mod tests {
     #[test]
     fn reset_forgets_moments_and_steps() {
         let p = Tensor::from_slice(&[1.0f32, -2.0, 3.0]).set_requires_grad(true);
-        let mut adam = FusedAdam::new(vec![p.shallow_clone()], 0.1, 0.0);
+        let mut adam = Adam::new(vec![p.shallow_clone()], 0.1, 0.0);
         adam.backward_step(&(&p * &p).sum(Kind::Float)).unwrap();
         // The first step moves every weight by lr against its gradient's sign.
         assert_abs_diff_eq!(values(&p)[..], [0.9f32, -1.9, 2.9][..], epsilon = 1e-5);
@@ -463,5 +578,69 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("grad has 3 elements"), "{err}");
+    }
+
+    /// `steps` Adam steps on a small linear model (fixed weights and batch), from `adam`.
+    fn train_linear(linear: &nn::Linear, adam: &mut Adam, steps: std::ops::Range<usize>) {
+        for step in steps {
+            let x = Tensor::from_slice(&[1.0f32, 2.0, -1.0, 0.5, -0.3, 0.8]).view([2, 3])
+                * (1.0 + 0.1 * step as f64);
+            let y = Tensor::from_slice(&[1.0f32, 0.0, -1.0, 2.0]).view([2, 2]);
+            adam.backward_step(&(linear.forward(&x) - y).square().mean(Kind::Float))
+                .unwrap();
+        }
+    }
+
+    fn linear_in(vs: &nn::VarStore) -> nn::Linear {
+        let linear = nn::linear(vs.root() / "lin", 3, 2, Default::default());
+        tch::no_grad(|| {
+            linear
+                .ws
+                .shallow_clone()
+                .copy_(&Tensor::from_slice(&[0.3f32, -0.2, 0.5, 0.1, 0.4, -0.6]).view([2, 3]));
+        });
+        linear
+    }
+
+    #[test]
+    fn state_round_trip_continues_bit_for_bit() {
+        let vs_a = nn::VarStore::new(Device::Cpu);
+        let model_a = linear_in(&vs_a);
+        let mut adam_a = Adam::for_var_store(&vs_a, 0.05);
+        assert_eq!(adam_a.num_params(), 2);
+        train_linear(&model_a, &mut adam_a, 0..3);
+        let mut vs_b = nn::VarStore::new(Device::Cpu);
+        let model_b = linear_in(&vs_b);
+        vs_b.copy(&vs_a).unwrap();
+        let mut adam_b = Adam::for_var_store(&vs_b, 0.05);
+        adam_b.import_state(adam_a.export_state().unwrap()).unwrap();
+        train_linear(&model_a, &mut adam_a, 3..6);
+        train_linear(&model_b, &mut adam_b, 3..6);
+        let bits = |vs: &nn::VarStore| -> Vec<u32> {
+            named_trainable_in_name_order(vs)
+                .iter()
+                .flat_map(|(_, t)| values(t))
+                .map(f32::to_bits)
+                .collect()
+        };
+        assert_eq!(bits(&vs_a), bits(&vs_b));
+        let state = adam_a.export_state().unwrap();
+        assert_eq!(state, adam_b.export_state().unwrap());
+        assert_eq!(state.steps, vec![6, 6]);
+        assert!(state.exp_avg[0].iter().any(|&m| m != 0.0));
+    }
+
+    #[test]
+    fn a_mismatched_state_is_refused_by_name() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _ = linear_in(&vs);
+        let mut adam = Adam::for_var_store(&vs, 0.05);
+        let mut state = adam.export_state().unwrap();
+        state.exp_avg[0].pop();
+        let error = adam.import_state(state).unwrap_err().to_string();
+        assert!(error.contains("adam_state"), "{error}");
+        let mut state = adam.export_state().unwrap();
+        state.steps.push(0);
+        assert!(adam.import_state(state).is_err());
     }
 }

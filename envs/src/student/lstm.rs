@@ -1,6 +1,6 @@
 //! The LSTM text classifier of the paper's IMDB task: token embedding, a single-layer
 //! unidirectional LSTM (128 hidden units in RL4Data), dropout and a linear layer to the
-//! classes, trained with Adam ([`super::adam::FusedAdam`], gradient norm clipped as the
+//! classes, trained with Adam ([`super::adam::Adam`], gradient norm clipped as the
 //! config asks).
 //!
 //! Inputs are int64 token ids `[n, L]`, right-padded with id 0, with the true lengths

@@ -1,5 +1,5 @@
 //! The multi-layer perceptron student of the paper's MNIST task (784-500-10, ReLU,
-//! Adam, as [`super::adam::FusedAdam`]).
+//! Adam, as [`super::adam::Adam`]).
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

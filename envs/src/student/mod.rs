@@ -22,7 +22,7 @@ use tch::{nn, Kind, Tensor};
 use crate::data::{Batch, Dataset};
 use crate::error::{invalid_config, EnvError, Result};
 
-pub use adam::{clip_grad_norm, FusedAdam};
+pub use adam::{clip_grad_norm, named_trainable_in_name_order, Adam, AdamState};
 pub use lstm::{LstmConfig, LstmStudent};
 pub use mlp::{MlpConfig, MlpStudent};
 pub use resnet::{ResNetConfig, ResNetStudent, Shortcut};
