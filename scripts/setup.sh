@@ -118,7 +118,7 @@ setup_data() {
   say "data ready in $data"
 }
 
-# The PNG plots draw their text with DejaVu Sans (SVGs need no font file).
+# The plots (SVG and PNG) draw and measure their text with DejaVu Sans.
 setup_fonts() {
   local font=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
   if [[ -z "${L2T_FONT:-}" && ! -f "$font" ]]; then

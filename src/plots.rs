@@ -1,20 +1,20 @@
 //! Figures for experiment results: the convergence plot with confidence bands, the
 //! filtered-data analysis and the teachers' training curves of Fan et al. (ICLR 2018).
 //!
-//! Every plot function writes `<stem>.svg` and `<stem>.png`, each atomically (written to
-//! a temporary file in the same folder, then renamed), and returns both paths in
-//! [`PlotFiles`]. The input types are plain data defined here, so this module depends
-//! on no other part of `l2t`.
+//! Every plot function writes `<stem>.svg` and `<stem>.png`, each through
+//! [`write_atomic`], and returns both paths in [`PlotFiles`]. Legends are plotters' own
+//! series labels, drawn beside each chart. The input types are plain data defined here,
+//! so this module depends on no other part of `l2t`.
 //!
 //! # Fonts
 //!
-//! SVG files name the generic `sans-serif` family and leave the glyphs to the viewer, so
-//! they need no font file: the layout never measures text. PNG files are rasterised here
-//! and need a TrueType/OpenType font, loaded at run time from `$L2T_FONT` when that is set
-//! (and only from there), else from the first of [`DEFAULT_FONT_PATHS`] that exists
-//! (Debian's `fonts-dejavu-core` installs the first one). Without a font the plot
-//! functions still write the SVG file and then return [`PlotError::FontNotFound`], which
-//! names the paths tried, the SVG written and the fix.
+//! Both files need a TrueType/OpenType font: plotters measures the legends' text with
+//! it, and rasterises the PNG's glyphs from it. It is loaded at run time from
+//! `$L2T_FONT` when that is set (and only from there), else from the first of
+//! [`DEFAULT_FONT_PATHS`] that exists (Debian's `fonts-dejavu-core` installs the first
+//! one). Without a font the plot functions write nothing and return
+//! [`PlotError::FontNotFound`], which names the paths tried, the figure and the fix. SVG
+//! files name the generic `sans-serif` family, so viewers draw them with their own font.
 
 use std::ffi::OsString;
 use std::fs;
@@ -22,21 +22,21 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use plotters::chart::SeriesAnno;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::stats::mean_ci95;
 use l2t_envs::io::write_atomic;
 
-/// Environment variable naming the TTF/OTF font file used for PNG text.
+/// Environment variable naming the TTF/OTF font file used for the figures' text.
 ///
 /// When set, it is the only place looked at, so a wrong path is reported instead of
 /// silently falling back to another font.
 pub const FONT_ENV: &str = "L2T_FONT";
 
-/// Font files tried in order for PNG text when [`FONT_ENV`] is not set.
+/// Font files tried in order for the figures' text when [`FONT_ENV`] is not set.
 ///
 /// The first is Debian/Ubuntu's `fonts-dejavu-core`; the others are the same font's
 /// places on Fedora and Arch, and Liberation Sans as a last resort.
@@ -48,7 +48,7 @@ pub const DEFAULT_FONT_PATHS: &[&str] = &[
     "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
 ];
 
-/// The family name every text style uses. The PNG font is registered under this name,
+/// The family name every text style uses. The font is registered under this name,
 /// and SVG viewers resolve it to their own sans-serif font.
 const FONT_FAMILY: &str = "sans-serif";
 
@@ -61,19 +61,18 @@ pub enum PlotError {
     /// The input breaks a documented requirement (e.g. a grid that is not increasing).
     #[error("invalid plot input: {0}")]
     InvalidInput(String),
-    /// No font file for PNG text. `svg` is the SVG file written before the PNG was
-    /// attempted, if any, so a caller that can live without the PNG can go on.
+    /// No font file for the figures' text; nothing was written.
     #[error(
-        "no font for PNG text: tried {}; install one with `apt-get install fonts-dejavu-core` \
-         or set {FONT_ENV} to a .ttf file{}",
-        join_paths(.tried),
-        svg_note(.svg)
+        "no font for the figures' text{}: tried {}; install one with \
+         `apt-get install fonts-dejavu-core` or set {FONT_ENV} to a .ttf file",
+        figure_note(.figure),
+        join_paths(.tried)
     )]
     FontNotFound {
         /// The font paths looked at, in order.
         tried: Vec<PathBuf>,
-        /// The SVG file that was written anyway.
-        svg: Option<PathBuf>,
+        /// The stem of the figure that was not drawn, when a plot function reports it.
+        figure: Option<PathBuf>,
     },
     /// The font file exists but could not be read.
     #[error("reading font {}: {source}", .path.display())]
@@ -123,9 +122,9 @@ fn join_paths(paths: &[PathBuf]) -> String {
         .join(", ")
 }
 
-fn svg_note(svg: &Option<PathBuf>) -> String {
-    match svg {
-        Some(p) => format!(" (the SVG {} was written)", p.display()),
+fn figure_note(figure: &Option<PathBuf>) -> String {
+    match figure {
+        Some(p) => format!(" (figure {} not drawn)", p.display()),
         None => String::new(),
     }
 }
@@ -185,22 +184,53 @@ pub struct BandSeries {
     pub points: Vec<BandPoint>,
 }
 
-/// Share of the instances dropped in each of five loss-rank buckets at one moment of
-/// training.
+/// Share of the instances dropped in each of five buckets at one moment of training.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DropPoint {
     /// Training progress (e.g. student iteration or effective training instances).
     pub x: f64,
     /// Dropped share per bucket, in `[0, 1]`: bucket 1 (index 0) holds the instances
-    /// with the lowest loss, bucket 5 (index 4) those with the highest.
+    /// with the lowest loss (or margin), bucket 5 (index 4) those with the highest.
     pub shares: [f64; 5],
 }
 
-/// One teacher's filtered-data record: a panel of the filtered-data figure.
+/// What the five buckets of a [`DroppedShares`] panel sort instances by; its legend
+/// names the buckets accordingly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum DropBuckets {
+    /// Loss rank within the batch, in fifths: bucket 1 holds the lowest losses.
+    #[default]
+    LossRank,
+    /// Margin `p_y - max_{y' != y} p_{y'}`, with `[-1, 1]` cut into five equal bins:
+    /// bucket 1 is `[-1, -0.6)`, bucket 5 `[0.6, 1]`.
+    Margin,
+}
+
+impl DropBuckets {
+    /// The legend's name of each bucket.
+    pub fn names(self) -> [&'static str; 5] {
+        match self {
+            Self::LossRank => ["1 (lowest loss)", "2", "3", "4", "5 (highest loss)"],
+            Self::Margin => [
+                "margin [-1, -0.6)",
+                "[-0.6, -0.2)",
+                "[-0.2, 0.2)",
+                "[0.2, 0.6)",
+                "[0.6, 1]",
+            ],
+        }
+    }
+}
+
+/// One panel of the filtered-data figure: one teacher's dropped shares by one kind of
+/// bucket.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DroppedShares {
-    /// Panel title (the teacher's name).
+    /// Panel title (e.g. the teacher's name).
     pub label: String,
+    /// What the buckets sort instances by.
+    #[serde(default)]
+    pub by: DropBuckets,
     /// Points in increasing `x`.
     pub points: Vec<DropPoint>,
 }
@@ -349,9 +379,9 @@ pub fn moving_average(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
 /// The font file registered with plotters, once one has been.
 static REGISTERED_FONT: Mutex<Option<PathBuf>> = Mutex::new(None);
 
-/// The font file PNG text would use: `$L2T_FONT` if set, else the first existing entry
+/// The font file the figures' text would use: `$L2T_FONT` if set, else the first existing entry
 /// of [`DEFAULT_FONT_PATHS`]. Only checks existence; [`PlotError::FontNotFound`] (with
-/// `svg: None`) lists the paths tried when there is none.
+/// `figure: None`) lists the paths tried when there is none.
 pub fn find_font() -> Result<PathBuf, PlotError> {
     let tried: Vec<PathBuf> = match std::env::var_os(FONT_ENV) {
         Some(p) if !p.is_empty() => vec![PathBuf::from(p)],
@@ -359,11 +389,14 @@ pub fn find_font() -> Result<PathBuf, PlotError> {
     };
     match tried.iter().find(|p| p.is_file()) {
         Some(p) => Ok(p.clone()),
-        None => Err(PlotError::FontNotFound { tried, svg: None }),
+        None => Err(PlotError::FontNotFound {
+            tried,
+            figure: None,
+        }),
     }
 }
 
-/// Loads the PNG font and registers it with plotters under [`FONT_FAMILY`], once per
+/// Loads the font and registers it with plotters under [`FONT_FAMILY`], once per
 /// process (the bytes are leaked once, as plotters needs them for `'static`).
 fn ensure_font() -> Result<(), PlotError> {
     let mut registered = REGISTERED_FONT
@@ -410,70 +443,70 @@ fn with_suffix(stem: &Path, ext: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Writes the SVG, then the PNG (after loading the font), both atomically.
+/// Loads the font, then draws the SVG and the PNG and writes each with [`write_atomic`].
 fn write_figure<F: Figure>(stem: &Path, figure: &F) -> Result<PlotFiles, PlotError> {
-    let svg = with_suffix(stem, "svg");
-    let png = with_suffix(stem, "png");
-    if let Some(dir) = svg.parent().filter(|d| !d.as_os_str().is_empty()) {
+    ensure_font().map_err(|e| match e {
+        PlotError::FontNotFound { tried, .. } => PlotError::FontNotFound {
+            tried,
+            figure: Some(stem.to_path_buf()),
+        },
+        e => e,
+    })?;
+    let files = PlotFiles {
+        svg: with_suffix(stem, "svg"),
+        png: with_suffix(stem, "png"),
+    };
+    if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|source| PlotError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
     }
+    let drawn = |path: &Path, result: Result<(), String>| {
+        result.map_err(|message| PlotError::Draw {
+            path: path.to_path_buf(),
+            message,
+        })
+    };
+    let write = |path: &Path, bytes: &[u8]| {
+        write_atomic(path, bytes).map_err(|source| PlotError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
     let size = figure.size();
 
     let mut text = String::new();
     {
         let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
-        let drawn = figure.draw(&root).and_then(|()| root.present());
-        drawn.map_err(|e| PlotError::Draw {
-            path: svg.clone(),
-            message: e.to_string(),
-        })?;
+        let result = figure.draw(&root).and_then(|()| root.present());
+        drawn(&files.svg, result.map_err(|e| e.to_string()))?;
     }
-    write_atomic(&svg, text.as_bytes()).map_err(|source| PlotError::Io {
-        path: svg.clone(),
-        source,
-    })?;
+    write(&files.svg, text.as_bytes())?;
 
-    match ensure_font() {
-        Ok(()) => {}
-        Err(PlotError::FontNotFound { tried, .. }) => {
-            return Err(PlotError::FontNotFound {
-                tried,
-                svg: Some(svg),
-            })
-        }
-        Err(e) => return Err(e),
-    }
     let (w, h) = size;
     let mut pixels = vec![0u8; w as usize * h as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
-        let drawn = figure.draw(&root).and_then(|()| root.present());
-        drawn.map_err(|e| PlotError::Draw {
-            path: png.clone(),
-            message: e.to_string(),
-        })?;
+        let result = figure.draw(&root).and_then(|()| root.present());
+        drawn(&files.png, result.map_err(|e| e.to_string()))?;
     }
     let mut encoded = Vec::new();
-    {
-        let mut encoder = png::Encoder::new(&mut encoded, w, h);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        let encode = |source| PlotError::PngEncode {
-            path: png.clone(),
+    let mut encoder = png::Encoder::new(&mut encoded, w, h);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder
+        .write_header()
+        .and_then(|mut writer| {
+            writer.write_image_data(&pixels)?;
+            writer.finish()
+        })
+        .map_err(|source| PlotError::PngEncode {
+            path: files.png.clone(),
             source,
-        };
-        let mut writer = encoder.write_header().map_err(encode)?;
-        writer.write_image_data(&pixels).map_err(encode)?;
-        writer.finish().map_err(encode)?;
-    }
-    write_atomic(&png, &encoded).map_err(|source| PlotError::Io {
-        path: png.clone(),
-        source,
-    })?;
-    Ok(PlotFiles { svg, png })
+        })?;
+    write(&files.png, &encoded)?;
+    Ok(files)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -494,7 +527,7 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(0x99, 0x99, 0x33), // olive
 ];
 
-/// Loss-rank bucket colours, blue (lowest loss) through grey to red (highest loss).
+/// Bucket colours, blue (bucket 1: lowest loss, or lowest margin) through grey to red.
 const BUCKET_COLOURS: [RGBColor; 5] = [
     RGBColor(0x21, 0x66, 0xAC),
     RGBColor(0x67, 0xA9, 0xCF),
@@ -503,147 +536,35 @@ const BUCKET_COLOURS: [RGBColor; 5] = [
     RGBColor(0xB2, 0x18, 0x2B),
 ];
 
+/// The tau line's grey.
+const TAU_GREY: RGBColor = RGBColor(0x66, 0x66, 0x66);
+
 fn palette(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
+/// Height of the strip holding a figure's title.
+const HEADER: u32 = 48;
 const TITLE_PX: u32 = 22;
 const PANEL_TITLE_PX: u32 = 17;
 const AXIS_TITLE_PX: u32 = 16;
 const TICK_PX: u32 = 14;
 const LEGEND_PX: u32 = 14;
-const LEGEND_ROW: i32 = 22;
+/// Width of a legend entry's sample line.
 const SWATCH_W: i32 = 28;
 
-fn text_style(px: u32, pos: Pos) -> TextStyle<'static> {
-    (FONT_FAMILY, px).into_font().color(&BLACK).pos(pos)
-}
-
-/// A rough width of `text` at `px` pixels, for layout without font metrics (DejaVu Sans
-/// averages about 0.6 em per character); generous on purpose.
-fn approx_text_width(text: &str, px: u32) -> i32 {
-    (text.chars().count() as f64 * f64::from(px) * 0.62).ceil() as i32
-}
-
-/// How a legend entry's swatch is drawn.
-#[derive(Clone, Copy)]
-enum Swatch {
-    /// A line of this width.
-    Line(u32),
-    /// A line over a shaded band.
-    Band,
-    /// A thin line with a marker.
-    LineMarker,
-    /// A dashed grey line (the tau threshold).
-    Dashed,
-}
-
-struct LegendEntry {
-    label: String,
-    colour: RGBColor,
-    swatch: Swatch,
-}
-
-/// Width of a vertical legend with these entries.
-fn legend_width(entries: &[LegendEntry]) -> i32 {
-    let text = entries
-        .iter()
-        .map(|e| approx_text_width(&e.label, LEGEND_PX))
-        .max()
-        .unwrap_or(0);
-    SWATCH_W + 10 + text + 16
-}
-
-/// Draws one swatch with its left end at `(x, y)`, `y` being the row's centre line.
-fn draw_swatch<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    entry: &LegendEntry,
-    (x, y): (i32, i32),
-) -> DrawResult<DB> {
-    let c = entry.colour;
-    let end = x + SWATCH_W;
-    match entry.swatch {
-        Swatch::Line(w) => {
-            area.draw(&PathElement::new(vec![(x, y), (end, y)], c.stroke_width(w)))?;
-        }
-        Swatch::Band => {
-            area.draw(&Rectangle::new(
-                [(x, y - 7), (end, y + 7)],
-                c.mix(0.2).filled(),
-            ))?;
-            area.draw(&PathElement::new(vec![(x, y), (end, y)], c.stroke_width(2)))?;
-        }
-        Swatch::LineMarker => {
-            area.draw(&PathElement::new(vec![(x, y), (end, y)], c.stroke_width(1)))?;
-            area.draw(&Circle::new((x + SWATCH_W / 2, y), 3, c.filled()))?;
-        }
-        Swatch::Dashed => {
-            for k in 0..3 {
-                let s = x + k * 11;
-                area.draw(&PathElement::new(
-                    vec![(s, y), ((s + 6).min(end), y)],
-                    c.stroke_width(2),
-                ))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A vertical legend with its top-left corner at `(x, y)`.
-fn draw_legend_column<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    entries: &[LegendEntry],
-    (x, y): (i32, i32),
-) -> DrawResult<DB> {
-    let style = text_style(LEGEND_PX, Pos::new(HPos::Left, VPos::Center));
-    for (i, entry) in entries.iter().enumerate() {
-        let cy = y + LEGEND_ROW / 2 + i as i32 * LEGEND_ROW;
-        draw_swatch(area, entry, (x, cy))?;
-        area.draw_text(&entry.label, &style, (x + SWATCH_W + 8, cy))?;
-    }
-    Ok(())
-}
-
-/// Width of one entry of a horizontal legend, spacing included.
-fn legend_row_item_width(entry: &LegendEntry) -> i32 {
-    SWATCH_W + 8 + approx_text_width(&entry.label, LEGEND_PX) + 24
-}
-
-/// A horizontal legend centred at `(cx, cy)`.
-fn draw_legend_row<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    entries: &[LegendEntry],
-    (cx, cy): (i32, i32),
-) -> DrawResult<DB> {
-    let widths: Vec<i32> = entries.iter().map(legend_row_item_width).collect();
-    let total: i32 = widths.iter().sum();
-    let mut x = cx - total / 2;
-    let style = text_style(LEGEND_PX, Pos::new(HPos::Left, VPos::Center));
-    for (entry, w) in entries.iter().zip(widths) {
-        draw_swatch(area, entry, (x, cy))?;
-        area.draw_text(&entry.label, &style, (x + SWATCH_W + 8, cy))?;
-        x += w;
-    }
-    Ok(())
-}
-
-/// The title centred at the top of `area`, if not empty.
-fn draw_title<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
+/// Fills `root` white, centres `title` (if any) in its top [`HEADER`] pixels and returns
+/// the area below.
+fn page<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
     title: &str,
-    px: u32,
-    top: i32,
-) -> DrawResult<DB> {
-    if title.is_empty() {
-        return Ok(());
+) -> Result<DrawingArea<DB, Shift>, DrawingAreaErrorKind<DB::ErrorType>> {
+    root.fill(&WHITE)?;
+    let (head, body) = root.split_vertically(HEADER);
+    if !title.is_empty() {
+        head.titled(title, (FONT_FAMILY, TITLE_PX))?;
     }
-    let (w, _) = area.dim_in_pixel();
-    area.draw_text(
-        title,
-        &text_style(px, Pos::new(HPos::Center, VPos::Top)),
-        (w as i32 / 2, top),
-    )
+    Ok(body)
 }
 
 /// Tick labels: short, without trailing zeros, `k`/`M` for large values.
@@ -715,14 +636,37 @@ fn finite_runs<T: Copy>(points: &[T], keep: impl Fn(&T) -> bool) -> Vec<Vec<T>> 
     runs
 }
 
+/// Plain finite `(x, y)` pairs.
+fn finite_xy(p: &(f64, f64)) -> bool {
+    p.0.is_finite() && p.1.is_finite()
+}
+
 /// The chart type of every panel: `f64` on both axes.
 type XyChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Splits `area` into the chart's part and, on its right, a strip for a legend of
+/// `labels`, as wide as the longest label (measured with the font) needs.
+fn split_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    labels: &[&str],
+) -> Result<[DrawingArea<DB, Shift>; 2], DrawingAreaErrorKind<DB::ErrorType>> {
+    let font = (FONT_FAMILY, LEGEND_PX).into_text_style(area);
+    let mut text_w = 0;
+    for label in labels {
+        text_w = text_w.max(area.estimate_text_size(label, &font)?.0 as i32);
+    }
+    // plotters insets the legend box by 5 px; [`draw_legend`] adds 3 × 6 px of margins
+    // and gaps around the sample and the text; 7 px are left free on the right.
+    let strip = text_w + SWATCH_W + 30;
+    let w = area.dim_in_pixel().0 as i32;
+    let (chart, legend) = area.split_horizontally((w - strip).max(w / 2));
+    Ok([chart, legend])
+}
 
 /// Builds the cartesian chart in `area` with a light grid, tick labels and axis titles.
 fn build_chart<'a, DB: DrawingBackend>(
     area: &'a DrawingArea<DB, Shift>,
-    x: Range<f64>,
-    y: Range<f64>,
+    (x, y): (Range<f64>, Range<f64>),
     labels: &ChartLabels,
 ) -> Result<XyChart<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
     let mut chart = ChartBuilder::on(area)
@@ -748,9 +692,50 @@ fn build_chart<'a, DB: DrawingBackend>(
     Ok(chart)
 }
 
-/// Plain finite `(x, y)` pairs.
-fn finite_xy(p: &(f64, f64)) -> bool {
-    p.0.is_finite() && p.1.is_finite()
+/// An empty chart in the legend strip of [`split_legend`]: its series are the legend's
+/// entries (see [`entry`]), drawn by [`draw_legend`]. plotters draws a legend inside its
+/// chart's plotting area only, so one beside the data needs a chart of its own.
+fn legend_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+) -> Result<XyChart<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
+    ChartBuilder::on(area)
+        .margin_top(12)
+        .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+}
+
+/// A new legend entry of `legend` (a [`legend_chart`]): an empty series to label.
+fn entry<'a, 'b, DB: DrawingBackend + 'a>(
+    legend: &'b mut XyChart<'a, DB>,
+) -> Result<&'b mut SeriesAnno<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
+    legend.draw_series(None::<PathElement<(f64, f64)>>)
+}
+
+/// Draws plotters' legend of the labelled series of `legend` (a [`legend_chart`]).
+fn draw_legend<'a, DB: DrawingBackend + 'a>(legend: &mut XyChart<'a, DB>) -> DrawResult<DB> {
+    legend
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .legend_area_size(SWATCH_W + 6)
+        .margin(6)
+        .label_font((FONT_FAMILY, LEGEND_PX))
+        .draw()
+}
+
+/// Labels a legend entry drawn as a line of `width` in `colour`, with a marker when
+/// `marker`.
+fn label_line<'a, DB: DrawingBackend + 'a>(
+    anno: &mut SeriesAnno<'a, DB>,
+    label: &str,
+    colour: RGBAColor,
+    width: u32,
+    marker: bool,
+) {
+    let radius = if marker { 3 } else { 0 };
+    anno.label(label).legend(move |(x, y)| {
+        EmptyElement::at((x, y))
+            + PathElement::new(vec![(0, 0), (SWATCH_W, 0)], colour.stroke_width(width))
+            + Circle::new((SWATCH_W / 2, 0), radius, colour.filled())
+    });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -763,77 +748,82 @@ struct Convergence<'a> {
     tau: Option<f64>,
     x: Range<f64>,
     y: Range<f64>,
-    legend: Vec<LegendEntry>,
 }
 
 impl Figure for Convergence<'_> {
     fn size(&self) -> (u32, u32) {
-        (960 + legend_width(&self.legend).max(0) as u32, 600)
+        (1200, 600)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        root.fill(&WHITE)?;
-        draw_title(root, &self.labels.title, TITLE_PX, 12)?;
-        let (_, body) = root.split_vertically(48);
-        let (plot, legend) = body.split_horizontally(960);
-        let mut chart = build_chart(&plot, self.x.clone(), self.y.clone(), self.labels)?;
+        let body = page(root, &self.labels.title)?;
+        let tau = self.tau.filter(|t| t.is_finite());
+        let tau_label = tau.map(|t| format!("tau = {}", fmt_tick(&t)));
+        let names: Vec<&str> = (self.series.iter().map(|s| s.label.as_str()))
+            .chain(tau_label.as_deref())
+            .collect();
+        let [plot, key] = split_legend(&body, &names)?;
+        let mut chart = build_chart(&plot, (self.x.clone(), self.y.clone()), self.labels)?;
+        let mut legend = legend_chart(&key)?;
 
         let band_ok = |p: &BandPoint| {
             p.x.is_finite() && p.mean.is_finite() && p.lower.is_finite() && p.upper.is_finite()
         };
         // Bands first, all of them, so that no band covers another teacher's line.
         for (i, s) in self.series.iter().enumerate() {
-            let colour = palette(i);
-            for run in finite_runs(&s.points, band_ok) {
-                if run.len() < 2 || run.iter().all(|p| p.upper == p.lower) {
-                    continue;
-                }
-                let outline: Vec<(f64, f64)> = run
-                    .iter()
-                    .map(|p| (p.x, p.upper))
-                    .chain(run.iter().rev().map(|p| (p.x, p.lower)))
-                    .collect();
-                chart.draw_series(std::iter::once(Polygon::new(
-                    outline,
-                    colour.mix(0.18).filled(),
-                )))?;
-            }
-        }
-        if let Some(tau) = self.tau.filter(|t| t.is_finite()) {
-            chart.draw_series(DashedLineSeries::new(
-                vec![(self.x.start, tau), (self.x.end, tau)],
-                8,
-                5,
-                RGBColor(0x66, 0x66, 0x66).stroke_width(2),
-            ))?;
+            let bands = finite_runs(&s.points, band_ok)
+                .into_iter()
+                .filter(|run| run.len() > 1 && run.iter().any(|p| p.upper != p.lower))
+                .map(|run| {
+                    let upper = run.iter().map(|p| (p.x, p.upper));
+                    let lower = run.iter().rev().map(|p| (p.x, p.lower));
+                    Polygon::new(upper.chain(lower).collect::<Vec<_>>(), palette(i).mix(0.18))
+                });
+            chart.draw_series(bands)?;
         }
         let mean_ok = |p: &BandPoint| p.x.is_finite() && p.mean.is_finite();
         for (i, s) in self.series.iter().enumerate() {
             let colour = palette(i);
-            for run in finite_runs(&s.points, mean_ok) {
-                if run.len() == 1 {
-                    chart.draw_series(std::iter::once(Circle::new(
-                        (run[0].x, run[0].mean),
-                        3,
-                        colour.filled(),
-                    )))?;
-                } else {
-                    chart.draw_series(LineSeries::new(
-                        run.iter().map(|p| (p.x, p.mean)),
-                        colour.stroke_width(2),
-                    ))?;
-                }
-            }
+            let runs = finite_runs(&s.points, mean_ok);
+            // A run of one point is a dot; the others are lines.
+            let dots = runs.iter().filter(|run| run.len() == 1);
+            chart.draw_series(
+                dots.map(|run| Circle::new((run[0].x, run[0].mean), 3, colour.filled())),
+            )?;
+            let lines = runs.iter().map(|run| {
+                PathElement::new(
+                    run.iter().map(|p| (p.x, p.mean)).collect::<Vec<_>>(),
+                    colour.stroke_width(2),
+                )
+            });
+            chart.draw_series(lines)?;
+            entry(&mut legend)?
+                .label(s.label.as_str())
+                .legend(move |(x, y)| {
+                    EmptyElement::at((x, y))
+                        + Rectangle::new([(0, -5), (SWATCH_W, 5)], colour.mix(0.18).filled())
+                        + PathElement::new(vec![(0, 0), (SWATCH_W, 0)], colour.stroke_width(2))
+                });
         }
-        draw_legend_column(&legend, &self.legend, (4, 12))?;
-        Ok(())
+        if let (Some(tau), Some(label)) = (tau, tau_label) {
+            let style = TAU_GREY.stroke_width(2);
+            let ends = [(self.x.start, tau), (self.x.end, tau)];
+            chart.draw_series(DashedLineSeries::new(ends, 8, 5, style))?;
+            entry(&mut legend)?.label(label).legend(move |(x, y)| {
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (10, 0)], style)
+                    + PathElement::new(vec![(16, 0), (SWATCH_W, 0)], style)
+            });
+        }
+        draw_legend(&mut legend)
     }
 }
 
 /// Writes the convergence plot (the paper's accuracy against effective training
 /// instances): one line per teacher (the mean across seeds) with its shaded band (e.g.
 /// the 95% confidence interval from [`band_from_seeds`]), and an optional dashed
-/// horizontal line at `tau`. Teachers take palette colours by position in `series`.
+/// horizontal line at `tau`; the legend names them right of the chart. Teachers take
+/// palette colours by position in `series`.
 ///
 /// Non-finite points are skipped (the line and band break there). Errors:
 /// [`PlotError::EmptyInput`] when `series` is empty or holds no finite point; the
@@ -861,29 +851,12 @@ pub fn plot_convergence(
         .flat_map(|p| [p.mean, p.lower, p.upper])
         .chain(tau.filter(|t| t.is_finite()));
     let (y0, y1) = finite_range(ys).unwrap_or((0.0, 1.0));
-    let mut legend: Vec<LegendEntry> = series
-        .iter()
-        .enumerate()
-        .map(|(i, s)| LegendEntry {
-            label: s.label.clone(),
-            colour: palette(i),
-            swatch: Swatch::Band,
-        })
-        .collect();
-    if let Some(t) = tau.filter(|t| t.is_finite()) {
-        legend.push(LegendEntry {
-            label: format!("tau = {}", fmt_tick(&t)),
-            colour: RGBColor(0x66, 0x66, 0x66),
-            swatch: Swatch::Dashed,
-        });
-    }
     let figure = Convergence {
         series,
         labels,
         tau,
         x: if x1 > x0 { x0..x1 } else { padded(x0, x1, 0.0) },
         y: padded(y0, y1, 0.05),
-        legend,
     };
     write_figure(stem.as_ref(), &figure)
 }
@@ -892,13 +865,12 @@ pub fn plot_convergence(
 // 2. Filtered-data analysis
 // ---------------------------------------------------------------------------------------
 
-const PANEL_W: u32 = 520;
+/// Size of one panel of the filtered-data figure, its legend included.
+const PANEL_W: u32 = 640;
 const PANEL_H: u32 = 360;
-const FILTERED_HEADER: u32 = 84;
 
 struct Filtered<'a> {
-    teachers: &'a [DroppedShares],
-    legend: Vec<LegendEntry>,
+    panels: &'a [DroppedShares],
     labels: &'a ChartLabels,
     cols: usize,
     rows: usize,
@@ -908,65 +880,72 @@ struct Filtered<'a> {
 
 impl Figure for Filtered<'_> {
     fn size(&self) -> (u32, u32) {
-        let legend: i32 = self.legend.iter().map(legend_row_item_width).sum();
         (
-            (PANEL_W * self.cols as u32).max(legend.max(0) as u32 + 40),
-            FILTERED_HEADER + PANEL_H * self.rows as u32,
+            PANEL_W * self.cols as u32,
+            HEADER + PANEL_H * self.rows as u32,
         )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        root.fill(&WHITE)?;
-        draw_title(root, &self.labels.title, TITLE_PX, 12)?;
-        let (w, _) = root.dim_in_pixel();
-        draw_legend_row(root, &self.legend, (w as i32 / 2, 60))?;
-        let (_, grid) = root.split_vertically(FILTERED_HEADER);
-        let panels = grid.split_evenly((self.rows, self.cols));
-        for (teacher, panel) in self.teachers.iter().zip(panels.iter()) {
-            draw_title(panel, &teacher.label, PANEL_TITLE_PX, 6)?;
-            let (_, body) = panel.split_vertically(26);
-            let mut chart = build_chart(&body, self.x.clone(), self.y.clone(), self.labels)?;
-            for (b, &colour) in BUCKET_COLOURS.iter().enumerate() {
+        let grid = page(root, &self.labels.title)?;
+        for (panel, area) in self
+            .panels
+            .iter()
+            .zip(grid.split_evenly((self.rows, self.cols)))
+        {
+            let names = panel.by.names();
+            let body = area.titled(&panel.label, (FONT_FAMILY, PANEL_TITLE_PX))?;
+            let [plot, key] = split_legend(&body, &names)?;
+            let mut chart = build_chart(&plot, (self.x.clone(), self.y.clone()), self.labels)?;
+            let mut legend = legend_chart(&key)?;
+            let markers = panel.points.len() <= 60;
+            for (b, (&colour, name)) in BUCKET_COLOURS.iter().zip(names).enumerate() {
                 let pts: Vec<(f64, f64)> =
-                    teacher.points.iter().map(|p| (p.x, p.shares[b])).collect();
-                let many = pts.len() > 60;
-                for run in finite_runs(&pts, finite_xy) {
-                    chart.draw_series(LineSeries::new(
-                        run.iter().copied(),
-                        colour.stroke_width(2),
-                    ))?;
-                    if !many {
-                        chart
-                            .draw_series(run.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
-                    }
+                    panel.points.iter().map(|p| (p.x, p.shares[b])).collect();
+                let runs = finite_runs(&pts, finite_xy);
+                if markers {
+                    let dots = runs
+                        .iter()
+                        .flatten()
+                        .map(|&p| Circle::new(p, 3, colour.filled()));
+                    chart.draw_series(dots)?;
                 }
+                chart.draw_series(
+                    runs.into_iter()
+                        .map(|run| PathElement::new(run, colour.stroke_width(2))),
+                )?;
+                label_line(entry(&mut legend)?, name, colour.into(), 2, markers);
             }
+            draw_legend(&mut legend)?;
         }
         Ok(())
     }
 }
 
 /// Writes the filtered-data analysis (the paper's figure of what the teacher drops):
-/// one panel per teacher, each with five lines, the share of instances dropped in each
-/// loss-rank bucket (1 = lowest loss, blue, ... 5 = highest loss, red) over training.
-/// Panels are laid out in up to three columns; the y axis spans at least `[0, 1]`;
-/// `labels.x_label`/`y_label` title every panel's axes and `labels.title` the figure.
-/// Lines have markers when a panel has at most 60 points.
+/// one panel per entry of `panels`, each titled with its label and holding five lines,
+/// the share of instances dropped in each bucket (1 = lowest loss or margin, blue, ... 5
+/// = highest, red) over training, with a legend naming the buckets by the panel's
+/// [`DropBuckets`]. Panels of one kind are laid out in up to three columns; panels of
+/// both kinds two to a row, in the given order (e.g. each teacher's loss-rank panel
+/// beside its margin panel). The y axis spans at least `[0, 1]`; `labels.x_label` and
+/// `y_label` title every panel's axes and `labels.title` the figure. Lines have markers
+/// when a panel has at most 60 points.
 ///
-/// Non-finite shares are skipped. Errors: [`PlotError::EmptyInput`] when `teachers`
+/// Non-finite shares are skipped. Errors: [`PlotError::EmptyInput`] when `panels`
 /// is empty or holds no finite point; the file and font errors otherwise.
 pub fn plot_filtered_data(
     stem: impl AsRef<Path>,
-    teachers: &[DroppedShares],
+    panels: &[DroppedShares],
     labels: &ChartLabels,
 ) -> Result<PlotFiles, PlotError> {
-    if teachers.is_empty() {
+    let Some(first) = panels.first() else {
         return Err(PlotError::EmptyInput(
             "no teachers for the filtered-data plot".into(),
         ));
-    }
+    };
     let finite = || {
-        teachers
+        panels
             .iter()
             .flat_map(|t| t.points.iter())
             .flat_map(|p| p.shares.iter().map(move |&s| (p.x, s)))
@@ -976,28 +955,15 @@ pub fn plot_filtered_data(
         PlotError::EmptyInput("no finite point in any filtered-data series".into())
     })?;
     let (y0, y1) = finite_range(finite().map(|p| p.1).chain([0.0, 1.0])).unwrap_or((0.0, 1.0));
-    let n = teachers.len();
+    let n = panels.len();
     let cols = match n {
+        _ if panels.iter().any(|p| p.by != first.by) => 2,
         1 => 1,
         2..=4 => 2,
         _ => 3,
     };
-    let legend = BUCKET_COLOURS
-        .iter()
-        .enumerate()
-        .map(|(b, &colour)| LegendEntry {
-            label: match b {
-                0 => "bucket 1 (lowest loss)".to_string(),
-                4 => "bucket 5 (highest loss)".to_string(),
-                _ => format!("bucket {}", b + 1),
-            },
-            colour,
-            swatch: Swatch::LineMarker,
-        })
-        .collect();
     let figure = Filtered {
-        teachers,
-        legend,
+        panels,
         labels,
         cols,
         rows: n.div_ceil(cols),
@@ -1020,53 +986,58 @@ struct Training<'a> {
     labels: &'a ChartLabels,
     x: Range<f64>,
     y: Range<f64>,
-    legend: Vec<LegendEntry>,
 }
 
 impl Figure for Training<'_> {
     fn size(&self) -> (u32, u32) {
-        (960 + legend_width(&self.legend).max(0) as u32, 600)
+        (1200, 600)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        root.fill(&WHITE)?;
-        draw_title(root, &self.labels.title, TITLE_PX, 12)?;
-        let (_, body) = root.split_vertically(48);
-        let (plot, legend) = body.split_horizontally(960);
-        let mut chart = build_chart(&plot, self.x.clone(), self.y.clone(), self.labels)?;
+        let body = page(root, &self.labels.title)?;
+        let names: Vec<&str> = (self.curves.iter())
+            .flat_map(|c| std::iter::once(&c.label).chain(c.secondary.iter().map(|s| &s.label)))
+            .map(String::as_str)
+            .collect();
+        let [plot, key] = split_legend(&body, &names)?;
+        let mut chart = build_chart(&plot, (self.x.clone(), self.y.clone()), self.labels)?;
+        let mut legend = legend_chart(&key)?;
         for (i, c) in self.curves.iter().enumerate() {
             let colour = palette(i);
             // With a second series the raw values step back (lighter) behind it.
-            let raw = if c.secondary.is_some() {
-                colour.mix(0.45)
-            } else {
-                colour.mix(1.0)
-            };
+            let raw = colour.mix(if c.secondary.is_some() { 0.45 } else { 1.0 });
+            let runs = finite_runs(&c.values, finite_xy);
             let markers = c.values.len() <= MAX_MARKERS;
-            for run in finite_runs(&c.values, finite_xy) {
-                chart.draw_series(LineSeries::new(run.iter().copied(), raw.stroke_width(1)))?;
-                if markers {
-                    chart.draw_series(run.iter().map(|&p| Circle::new(p, 3, raw.filled())))?;
-                }
+            if markers {
+                chart.draw_series(
+                    runs.iter()
+                        .flatten()
+                        .map(|&p| Circle::new(p, 3, raw.filled())),
+                )?;
             }
+            chart.draw_series(
+                runs.into_iter()
+                    .map(|run| PathElement::new(run, raw.stroke_width(1))),
+            )?;
+            label_line(entry(&mut legend)?, &c.label, raw, 1, markers);
             if let Some(sec) = &c.secondary {
-                for run in finite_runs(&sec.points, finite_xy) {
-                    chart.draw_series(LineSeries::new(
-                        run.iter().copied(),
-                        colour.stroke_width(3),
-                    ))?;
-                }
+                let runs = finite_runs(&sec.points, finite_xy);
+                chart.draw_series(
+                    runs.into_iter()
+                        .map(|run| PathElement::new(run, colour.stroke_width(3))),
+                )?;
+                label_line(entry(&mut legend)?, &sec.label, colour.into(), 3, false);
             }
         }
-        draw_legend_column(&legend, &self.legend, (4, 12))?;
-        Ok(())
+        draw_legend(&mut legend)
     }
 }
 
 /// Writes the teachers' training curves: per teacher, the per-episode values (e.g.
 /// episode returns) as a thin line with markers (markers up to 150 points per series),
 /// and the optional second series as a thick line in the same colour (the raw values
-/// are then drawn lighter). Teachers take palette colours by position in `curves`.
+/// are then drawn lighter); the legend names both right of the chart. Teachers take
+/// palette colours by position in `curves`.
 ///
 /// Non-finite points are skipped. Errors: [`PlotError::EmptyInput`] when `curves` is
 /// empty or holds no finite point; the file and font errors otherwise.
@@ -1092,43 +1063,14 @@ pub fn plot_teacher_training(
     let (x0, x1) = finite_range(all().map(|p| p.0))
         .ok_or_else(|| PlotError::EmptyInput("no finite point in any training curve".into()))?;
     let (y0, y1) = finite_range(all().map(|p| p.1)).unwrap_or((0.0, 1.0));
-    let mut legend = Vec::new();
-    for (i, c) in curves.iter().enumerate() {
-        let colour = palette(i);
-        legend.push(LegendEntry {
-            label: c.label.clone(),
-            colour: if c.secondary.is_some() {
-                // Legend swatches are drawn opaque; a lighter shade says "raw values".
-                mix_with_white(colour, 0.45)
-            } else {
-                colour
-            },
-            swatch: Swatch::LineMarker,
-        });
-        if let Some(sec) = &c.secondary {
-            legend.push(LegendEntry {
-                label: sec.label.clone(),
-                colour,
-                swatch: Swatch::Line(3),
-            });
-        }
-    }
     let figure = Training {
         curves,
         labels,
         x: padded(x0, x1, 0.02),
         y: padded(y0, y1, 0.05),
-        legend,
     };
     write_figure(stem.as_ref(), &figure)
 }
-
-/// `colour` at opacity `alpha` over white, as an opaque colour.
-fn mix_with_white(colour: RGBColor, alpha: f64) -> RGBColor {
-    let m = |c: u8| (f64::from(c) * alpha + 255.0 * (1.0 - alpha)).round() as u8;
-    RGBColor(m(colour.0), m(colour.1), m(colour.2))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1181,29 +1123,38 @@ mod tests {
         }
     }
 
-    /// Runs a plot call; with no font, checks the SVG was written and returns `None`.
+    /// Runs a plot call; with no font, checks that nothing was written and returns `None`.
     fn plot_or_skip(result: Result<PlotFiles, PlotError>, stem: &Path) -> Option<PlotFiles> {
         match result {
             Ok(files) => Some(files),
-            Err(PlotError::FontNotFound { svg: Some(svg), .. }) => {
+            Err(PlotError::FontNotFound {
+                figure: Some(figure),
+                ..
+            }) => {
                 assert!(!font_present());
-                assert_eq!(svg, with_suffix(stem, "svg"));
-                check_svg(&svg);
+                assert_eq!(figure, stem);
+                for ext in ["svg", "png"] {
+                    assert!(!with_suffix(stem, ext).exists(), "{ext} written");
+                }
                 None
             }
             Err(e) => panic!("plot failed: {e}"),
         }
     }
 
-    fn check_svg(path: &Path) {
+    /// Checks the file is a whole SVG and that it names each of `labels` (the legend).
+    fn check_svg(path: &Path, labels: &[&str]) {
         let text = fs::read_to_string(path).expect("read svg");
         assert!(
             text.starts_with("<svg"),
             "not an SVG: {}",
             &text[..40.min(text.len())]
         );
-        assert!(text.contains("<text"), "SVG without text");
         assert!(text.trim_end().ends_with("</svg>"));
+        for label in labels {
+            // plotters writes each text on a line of its own.
+            assert!(text.lines().any(|l| l == *label), "no label {label:?}");
+        }
     }
 
     /// Decodes the PNG and checks its size and that it has drawn (coloured) pixels.
@@ -1439,10 +1390,11 @@ mod tests {
             plot_or_skip(plot_convergence(&stem, &series, &labels, Some(0.8)), &stem)
         {
             assert_eq!(files.svg, dir.join("convergence.svg"));
-            check_svg(&files.svg);
-            let (w, h) = check_png(&files.png, true);
-            assert_eq!(h, 600);
-            assert!(w > 960);
+            let names: Vec<String> = (0..7).map(|t| format!("teacher {t}")).collect();
+            let mut legend: Vec<&str> = names.iter().map(String::as_str).collect();
+            legend.extend(["tau = 0.8", "dev accuracy", labels.title.as_str()]);
+            check_svg(&files.svg, &legend);
+            assert_eq!(check_png(&files.png, true), (1200, 600));
         }
         no_temp_files_left(&dir);
     }
@@ -1454,7 +1406,7 @@ mod tests {
         let one = band_from_seeds("only", &[vec![(3.0, 0.5)]], &[3.0]).expect("band");
         let labels = ChartLabels::new("", "x", "y");
         if let Some(files) = plot_or_skip(plot_convergence(&stem, &[one], &labels, None), &stem) {
-            check_svg(&files.svg);
+            check_svg(&files.svg, &["only"]);
             check_png(&files.png, false);
         }
     }
@@ -1487,6 +1439,7 @@ mod tests {
         ));
         let empty = DroppedShares {
             label: "x".into(),
+            by: DropBuckets::LossRank,
             points: vec![],
         };
         assert!(matches!(
@@ -1513,6 +1466,7 @@ mod tests {
     fn drop_record(label: &str, shift: f64) -> DroppedShares {
         DroppedShares {
             label: label.into(),
+            by: DropBuckets::LossRank,
             points: (0..40)
                 .map(|k| {
                     let x = k as f64 * 250.0;
@@ -1546,16 +1500,45 @@ mod tests {
                 .map(|i| drop_record(&format!("teacher {i}"), -(i as f64) * 0.5))
                 .collect();
             if let Some(files) = plot_or_skip(plot_filtered_data(&stem, &records, &labels), &stem) {
-                check_svg(&files.svg);
-                let (w, h) = check_png(&files.png, true);
+                let mut legend = DropBuckets::LossRank.names().to_vec();
+                legend.extend(records.iter().map(|r| r.label.as_str()));
+                check_svg(&files.svg, &legend);
                 let cols = [1, 2, 3][usize::from(n > 1) + usize::from(n > 4)];
-                // One column is widened to fit the bucket legend.
-                assert!(w >= PANEL_W * cols);
-                assert_eq!(
-                    h,
-                    FILTERED_HEADER + PANEL_H * n.div_ceil(cols as usize) as u32
+                let size = (
+                    PANEL_W * cols,
+                    HEADER + PANEL_H * n.div_ceil(cols as usize) as u32,
                 );
+                assert_eq!(check_png(&files.png, true), size);
             }
+        }
+        no_temp_files_left(&dir);
+    }
+
+    #[test]
+    fn loss_rank_and_margin_panels_pair_up() {
+        let dir = scratch("training-drops");
+        let labels = ChartLabels::new("Dropped per update", "training episodes", "share dropped");
+        // Three teachers, each a loss-rank panel then a margin panel: two columns.
+        let panels: Vec<DroppedShares> = (0..3)
+            .flat_map(|i| {
+                let record = drop_record(&format!("teacher {i}"), i as f64 * 0.5);
+                [DropBuckets::LossRank, DropBuckets::Margin].map(|by| DroppedShares {
+                    label: format!("{}, by {by:?}", record.label),
+                    by,
+                    points: record.points.clone(),
+                })
+            })
+            .collect();
+        let stem = dir.join("training_drops");
+        if let Some(files) = plot_or_skip(plot_filtered_data(&stem, &panels, &labels), &stem) {
+            let mut legend = DropBuckets::LossRank.names().to_vec();
+            legend.extend(DropBuckets::Margin.names());
+            legend.extend(["teacher 2, by LossRank", "teacher 2, by Margin"]);
+            check_svg(&files.svg, &legend);
+            assert_eq!(
+                check_png(&files.png, true),
+                (2 * PANEL_W, HEADER + 3 * PANEL_H)
+            );
         }
         no_temp_files_left(&dir);
     }
@@ -1589,8 +1572,14 @@ mod tests {
             .collect();
         let labels = ChartLabels::new("Teacher training", "episode", "episode return");
         if let Some(files) = plot_or_skip(plot_teacher_training(&stem, &curves, &labels), &stem) {
-            check_svg(&files.svg);
-            check_png(&files.png, true);
+            let legend = [
+                "teacher 0",
+                "teacher 0, moving average (10)",
+                "teacher 1, moving average (10)",
+                "teacher 2",
+            ];
+            check_svg(&files.svg, &legend);
+            assert_eq!(check_png(&files.png, true), (1200, 600));
         }
         no_temp_files_left(&dir);
     }
@@ -1599,23 +1588,23 @@ mod tests {
     fn png_font_error_names_the_fix() {
         let e = PlotError::FontNotFound {
             tried: vec![PathBuf::from("/nope/DejaVuSans.ttf")],
-            svg: Some(PathBuf::from("out/fig.svg")),
+            figure: Some(PathBuf::from("out/fig")),
         };
         let msg = e.to_string();
         assert!(msg.contains("/nope/DejaVuSans.ttf"), "{msg}");
         assert!(msg.contains("apt-get install fonts-dejavu-core"), "{msg}");
         assert!(msg.contains(FONT_ENV), "{msg}");
-        assert!(msg.contains("out/fig.svg"), "{msg}");
+        assert!(msg.contains("out/fig"), "{msg}");
     }
 
-    /// Env var through which [`svg_without_font`] tells its child where to write.
+    /// Env var through which [`no_figure_without_font`] tells its child where to write.
     const CHILD_OUT: &str = "L2T_PLOTS_TEST_CHILD_OUT";
 
-    /// Runs [`svg_without_font_child`] in a fresh test process (no font registered
-    /// yet) with `L2T_FONT` pointing nowhere: the SVG must still be written and the
-    /// error must be `FontNotFound`.
+    /// Runs [`no_figure_without_font_child`] in a fresh test process (no font registered
+    /// yet) with `L2T_FONT` pointing nowhere: the error must be `FontNotFound`, naming
+    /// the font tried and the figure, and nothing may be written.
     #[test]
-    fn svg_without_font() {
+    fn no_figure_without_font() {
         let dir = scratch("nofont");
         let exe = std::env::current_exe().expect("test binary");
         // Test names leave out the crate's name.
@@ -1624,7 +1613,7 @@ mod tests {
             .args([
                 "--ignored",
                 "--exact",
-                &format!("{module}::svg_without_font_child"),
+                &format!("{module}::no_figure_without_font_child"),
                 "--test-threads=1",
             ])
             .env(FONT_ENV, dir.join("missing-font.ttf"))
@@ -1638,21 +1627,21 @@ mod tests {
             String::from_utf8_lossy(&child.stdout),
             String::from_utf8_lossy(&child.stderr)
         );
-        for name in ["convergence.svg", "filtered.svg", "training.svg"] {
-            check_svg(&dir.join(name));
-        }
-        for name in ["convergence.png", "filtered.png", "training.png"] {
-            assert!(!dir.join(name).exists(), "{name} written without a font");
-        }
+        let written: Vec<_> = fs::read_dir(&dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .filter(|name| name != "ran")
+            .collect();
+        assert!(written.is_empty(), "written without a font: {written:?}");
         let marker = fs::read_to_string(dir.join("ran")).expect("child ran");
         assert_eq!(marker, "3");
     }
 
     #[test]
-    #[ignore = "run by svg_without_font in a child process"]
-    fn svg_without_font_child() {
+    #[ignore = "run by no_figure_without_font in a child process"]
+    fn no_figure_without_font_child() {
         let Some(dir) = std::env::var_os(CHILD_OUT).map(PathBuf::from) else {
-            eprintln!("note: only meaningful when run by svg_without_font");
+            eprintln!("note: only meaningful when run by no_figure_without_font");
             return;
         };
         let labels = ChartLabels::new("no font", "x", "y");
@@ -1670,17 +1659,20 @@ mod tests {
                 &labels,
             ),
         ];
-        for r in results {
+        for (r, stem) in results
+            .into_iter()
+            .zip(["convergence", "filtered", "training"])
+        {
             match r {
                 Err(PlotError::FontNotFound {
                     tried,
-                    svg: Some(svg),
+                    figure: Some(figure),
                 }) => {
                     assert_eq!(tried, vec![dir.join("missing-font.ttf")]);
-                    assert!(svg.is_file());
+                    assert_eq!(figure, dir.join(stem));
                     ran += 1;
                 }
-                other => panic!("expected FontNotFound with the SVG written, got {other:?}"),
+                other => panic!("expected FontNotFound naming the figure, got {other:?}"),
             }
         }
         fs::write(dir.join("ran"), ran.to_string()).expect("marker");

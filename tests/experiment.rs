@@ -137,6 +137,10 @@ fn the_same_run_twice_writes_the_same_results_for_any_number_of_workers() {
         if let Some(training) = value.pointer_mut("/config/training") {
             training["workers"] = Value::Null;
         }
+        // Without a font, the warnings name each run's own folder.
+        if let Some(warnings) = value.get_mut("plot_warnings") {
+            *warnings = Value::Null;
+        }
         value
     };
     for name in ["report.json", "manifest.json"] {
@@ -160,32 +164,21 @@ fn the_same_run_twice_writes_the_same_results_for_any_number_of_workers() {
         assert!(rows.len() > 1, "{name} is empty");
         assert_eq!(rows, csv_without_seconds(&b.join(name)), "{name}");
     }
-    // The plots are drawn, and drawn the same (PNGs only where a font is installed).
+    // The plots are drawn, and drawn the same (only where a font is installed).
     for stem in [
         "convergence",
         "filtered_data",
         "teacher_training",
         "training_drops",
     ] {
-        let svg = fs::read(a.join(format!("{stem}.svg"))).unwrap();
-        assert!(svg.len() > 1_000, "{stem}.svg");
-        assert_eq!(
-            svg,
-            fs::read(b.join(format!("{stem}.svg"))).unwrap(),
-            "{stem}"
-        );
-        let png = a.join(format!("{stem}.png"));
-        if png.exists() {
-            assert_eq!(
-                fs::read(&png).unwrap(),
-                fs::read(b.join(format!("{stem}.png"))).unwrap(),
-                "{stem}.png"
-            );
-        } else {
-            assert!(
-                !first.plot_warnings.is_empty(),
-                "no {stem}.png and no warning"
-            );
+        for name in [format!("{stem}.svg"), format!("{stem}.png")] {
+            if !a.join(&name).exists() {
+                assert!(!first.plot_warnings.is_empty(), "no {name} and no warning");
+                continue;
+            }
+            let bytes = fs::read(a.join(&name)).unwrap();
+            assert!(bytes.len() > 1_000, "{name}");
+            assert_eq!(bytes, fs::read(b.join(&name)).unwrap(), "{name}");
         }
     }
     // The checkpoints of the trained teachers are byte-identical.
@@ -429,7 +422,9 @@ fn a_users_teacher_gets_the_same_report_as_the_built_in_ones() {
     assert!(summary.contains("| mine |"), "{summary}");
     let events = fs::read_to_string(scratch.join("run").join("events.jsonl")).unwrap();
     assert_eq!(events.matches("\"mine\"").count(), config.preset.eval_seeds);
-    assert!(scratch.join("run").join("convergence.svg").exists());
+    assert!(
+        scratch.join("run").join("convergence.svg").exists() || !report.plot_warnings.is_empty()
+    );
 
     // A label already in the config is refused, naming it.
     let twice = vec![UserTeacher::new("online", EveryOther)];

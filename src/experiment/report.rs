@@ -146,13 +146,15 @@ const CONVERGENCE_GRID_POINTS: usize = 80;
 /// against effective training instances per teacher, mean and 95% band over seeds;
 /// the paper's convergence figure), `filtered_data` (share of each loss-rank bucket
 /// dropped over training, per teacher that drops anything; the paper's analysis
-/// figure) and `teacher_training` (episode returns of the learned teachers). A missing
-/// PNG font is not an error: the SVGs are written and the message is returned.
+/// figure), `teacher_training` (episode returns of the learned teachers) and
+/// `training_drops` (share of each loss-rank bucket and of each margin bucket their
+/// training episodes dropped, update by update). A missing font is not an error: no
+/// figure is drawn and the message is returned.
 pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
     use crate::plots::{
         band_from_seeds, linear_grid, moving_average, plot_convergence, plot_filtered_data,
-        plot_teacher_training, ChartLabels, CurveSeries, DropPoint, DroppedShares, PlotError,
-        TeacherCurve,
+        plot_teacher_training, ChartLabels, CurveSeries, DropBuckets, DropPoint, DroppedShares,
+        PlotError, TeacherCurve,
     };
     let mut warnings = Vec::new();
     let mut keep_going = |result: std::result::Result<crate::plots::PlotFiles, PlotError>,
@@ -266,6 +268,7 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
         if drops_anything {
             dropped.push(DroppedShares {
                 label: label.to_string(),
+                by: DropBuckets::LossRank,
                 points,
             });
         }
@@ -329,27 +332,42 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
             plot_teacher_training(out.path("teacher_training"), &curves, &chart),
             "teacher_training",
         )?;
-        // What the policy learned, update by update: the share of each loss-rank
-        // bucket its training episodes dropped.
+        // What the policy learned, update by update: the share of each loss-rank bucket
+        // and of each margin bucket its training episodes dropped, side by side.
         let per_update: Vec<DroppedShares> = report
             .training
             .iter()
-            .map(|run| DroppedShares {
-                label: run.teacher.clone(),
-                points: training_drops(run)
-                    .into_iter()
-                    .map(|(episode, counts)| DropPoint {
-                        x: episode as f64,
-                        shares: counts.dropped_shares(),
-                    })
-                    .collect(),
+            .flat_map(|run| {
+                let drops = training_drops(run);
+                let panel = |by, name: &str, shares: fn(&LossRankDrops) -> [f64; 5]| {
+                    let points = (drops.iter())
+                        .map(|(episode, counts)| DropPoint {
+                            x: *episode as f64,
+                            shares: shares(counts),
+                        })
+                        .collect();
+                    let label = format!("{}, by {name}", run.teacher);
+                    DroppedShares { label, by, points }
+                };
+                [
+                    panel(
+                        DropBuckets::LossRank,
+                        "loss rank",
+                        LossRankDrops::dropped_shares,
+                    ),
+                    panel(
+                        DropBuckets::Margin,
+                        "margin",
+                        LossRankDrops::margin_dropped_shares,
+                    ),
+                ]
             })
-            .filter(|run| !run.points.is_empty())
+            .filter(|panel| !panel.points.is_empty())
             .collect();
         if !per_update.is_empty() {
             let chart = ChartLabels::new(
                 &format!(
-                    "{}: share of each loss-rank bucket dropped per teacher update (1 = lowest loss)",
+                    "{}: share dropped per teacher update, by loss-rank bucket and by margin bucket",
                     preset.name
                 ),
                 "training episodes",

@@ -54,8 +54,7 @@ pub struct Report {
     pub summaries: Vec<TeacherSummary>,
     /// Effective instances and wall-clock to each accuracy level.
     pub levels: Vec<LevelSummary>,
-    /// Plots that could not be drawn in full (e.g. a PNG without a font; the SVG is
-    /// there), as messages.
+    /// Plots that could not be drawn (e.g. for want of a font), as messages.
     #[serde(default)]
     pub plot_warnings: Vec<String>,
 }
