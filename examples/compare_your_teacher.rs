@@ -40,9 +40,9 @@ fn main() -> Result<()> {
     l2t::tch::set_num_threads(1);
     let mut config = RunConfig::reproduction(Preset::synthetic());
     config.teachers = vec![
-        TeacherEntry::new("NoTeach", TeacherConfig::NoTeach),
+        TeacherEntry::new("no_teach", TeacherConfig::NoTeach),
         TeacherEntry::new(
-            "Online batch",
+            "online_batch",
             TeacherConfig::OnlineBatch(OnlineBatchConfig::default()),
         ),
     ];

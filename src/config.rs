@@ -17,18 +17,18 @@
 //! test_every = 0               # dev evaluations between test-accuracy points
 //!
 //! [[teachers]]
-//! label = "NoTeach"
+//! label = "no_teach"
 //! teacher = { kind = "no_teach" }
 //!
 //! [[teachers]]
-//! label = "L2T (REINFORCE)"
+//! label = "reinforce"
 //! train = true                 # trained on the teacher half first
 //! teacher = { kind = "reinforce", seed = 0 }
 //!
 //! [[teachers]]
-//! label = "RandTeach (matched)"
+//! label = "rand_teach"
 //! teacher = { kind = "rand_teach" }
-//! match_drop_ratio_of = "L2T (REINFORCE)"
+//! match_drop_ratio_of = "reinforce"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -234,22 +234,23 @@ pub fn training_horizon(teaching: &TeachingConfig) -> usize {
 /// ES's training episodes in [`RunConfig::reproduction`]: 60 generations of 8.
 pub const ES_EPISODES: usize = 480;
 
-/// The labels of the teachers of [`RunConfig::reproduction`].
+/// The labels of the teachers of [`RunConfig::reproduction`]: each teacher's kind tag,
+/// its one name in `name()`, configs, tables, plots and logs.
 pub mod labels {
     /// NoTeach.
-    pub const NO_TEACH: &str = "NoTeach";
+    pub const NO_TEACH: &str = "no_teach";
     /// RandTeach matched to REINFORCE.
-    pub const RAND_TEACH: &str = "RandTeach (matched)";
+    pub const RAND_TEACH: &str = "rand_teach";
     /// Self-paced learning.
-    pub const SPL: &str = "SPL";
+    pub const SPL: &str = "spl";
     /// Online batch selection.
-    pub const ONLINE_BATCH: &str = "Online batch (L&H)";
+    pub const ONLINE_BATCH: &str = "online_batch";
     /// The paper's REINFORCE teacher.
-    pub const REINFORCE: &str = "L2T (REINFORCE)";
+    pub const REINFORCE: &str = "reinforce";
     /// The actor-critic teacher.
-    pub const ACTOR_CRITIC: &str = "Actor-critic (shaped)";
+    pub const ACTOR_CRITIC: &str = "actor_critic";
     /// The evolution-strategies teacher.
-    pub const ES: &str = "L2T (ES)";
+    pub const ES: &str = "es";
 }
 
 impl RunConfig {

@@ -394,7 +394,7 @@ fn a_users_teacher_gets_the_same_report_as_the_built_in_ones() {
     let scratch = Scratch::new("user");
     let mut config = small_config();
     config.teachers = vec![
-        TeacherEntry::new("NoTeach", TeacherConfig::NoTeach),
+        TeacherEntry::new("no_teach", TeacherConfig::NoTeach),
         TeacherEntry::new("online", TeacherConfig::OnlineBatch(Default::default())),
     ];
     let mut out = RunDir::create(&scratch.join("run")).unwrap();
@@ -405,13 +405,13 @@ fn a_users_teacher_gets_the_same_report_as_the_built_in_ones() {
         .iter()
         .map(|s| s.teacher.as_str())
         .collect();
-    assert_eq!(labels, ["NoTeach", "online", "mine"]);
+    assert_eq!(labels, ["no_teach", "online", "mine"]);
     let mine = &report.summaries[2];
     assert!(mine.vs_first.is_some(), "paired with the first row");
     let records = report.records_of("mine");
     assert_eq!(records.len(), config.preset.eval_seeds);
     // Kept half of what it saw, on the same seeds as NoTeach.
-    for (record, reference) in records.iter().zip(report.records_of("NoTeach")) {
+    for (record, reference) in records.iter().zip(report.records_of("no_teach")) {
         assert_eq!(record.seed, reference.seed);
         assert_eq!(
             2 * record.episode.instances_kept,

@@ -39,7 +39,7 @@ pub enum AgentError {
     },
     /// The checkpoint was written in a format version this build cannot read.
     #[error(
-        "checkpoint {path} has format version {found}; this build reads versions 1 to {supported}"
+        "checkpoint {path} has format version {found}; this build reads version {supported} (retrain, or load it with the build that wrote it)"
     )]
     UnsupportedCheckpointVersion {
         /// The file.

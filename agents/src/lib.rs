@@ -37,7 +37,7 @@ pub mod teacher;
 pub mod weights;
 
 pub use actor_critic::{ActorCritic, ActorCriticConfig};
-pub use checkpoint::{checkpoint_episodes, load_teacher, CHECKPOINT_MAGIC, CHECKPOINT_VERSION};
+pub use checkpoint::{checkpoint_episodes, load_teacher, CHECKPOINT_FORMAT, CHECKPOINT_VERSION};
 pub use config::TeacherConfig;
 pub use episode::{
     run_episode, run_episode_recorded, CurvePoint, EpisodeSummary, LossRankDrops, Recording,
