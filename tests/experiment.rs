@@ -328,7 +328,7 @@ fn a_transferred_checkpoint_teaches_and_rand_teach_matches_an_earlier_run() {
         .map(|e| e.unwrap().path())
         .find(|p| {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            name.starts_with("l2t-reinforce") && name.ends_with(".ckpt")
+            name.starts_with("reinforce-") && name.ends_with(".ckpt")
         })
         .unwrap();
     let mut other = small_preset();
