@@ -1,5 +1,6 @@
 //! The reward is -ln(i_tau / T') at the step tau is first exceeded and 0 elsewhere;
-//! the weighted multi-threshold variant pays each threshold once; the dev-accuracy
+//! the weighted multi-threshold variant pays each threshold once; RL4Data's variant
+//! counts accepted instances instead of iterations; the dev-accuracy
 //! area pays acc * eval_every / H at each evaluation up to the horizon H, and the
 //! dev-loss reward the loss's drop since the last evaluation.
 
@@ -210,4 +211,38 @@ fn the_dev_loss_reward_pays_the_loss_drop_and_ends_at_the_horizon() {
     // The return telescopes to L_0 - L_H, and training lowered the dev loss.
     assert_relative_eq!(total, first_loss - previous, epsilon = 1e-9);
     assert!(total > 0.0, "{total}");
+}
+
+#[test]
+fn accepted_instances_reward_pays_minus_log_of_the_accepted_share() {
+    let config = TeachingConfig {
+        reward: Reward::AcceptedInstancesToTau,
+        ..common::tiny_config()
+    };
+    let budget = (config.max_iterations * config.batch_size) as f64;
+    let mut env = common::tiny_env(config);
+    env.reset(Some(4)).unwrap();
+    // Keep 5 of every 8, so instances wait in the buffer between updates.
+    let mask = Array1::from_iter((0..8).map(|m| m < 5));
+    let mut paid = Vec::new();
+    loop {
+        let step = env.step(&mask).unwrap();
+        if step.reward != 0.0 {
+            paid.push((step.reward, step.info.clone()));
+        }
+        if step.done() {
+            assert!(step.terminated, "the tiny task reaches tau");
+            break;
+        }
+    }
+    assert_eq!(paid.len(), 1, "paid once, when tau is passed");
+    let (reward, info) = &paid[0];
+    let i_tau = info.iterations_to_tau.expect("reached");
+    // n counts the buffered instances too, so it is not i_tau * M.
+    assert_ne!(info.instances_kept, i_tau * 8);
+    assert_relative_eq!(
+        *reward,
+        -(info.instances_kept as f64 / budget).ln(),
+        epsilon = 1e-12
+    );
 }

@@ -37,6 +37,8 @@
 //!      and the episode terminates; every other step has reward 0. With several
 //!      weighted thresholds (RL4Data's variant) each pays `w_k * -ln(i_k / T')` when
 //!      first passed, and the episode terminates when all are passed.
+//!    - [`Reward::AcceptedInstancesToTau`], RL4Data's: the same with `i_tau / T'`
+//!      replaced by the accepted instances over `T' M`.
 //!    - [`Reward::DevAccuracyArea`] with a horizon of H iterations (a training reward):
 //!      each evaluation at iteration i <= H pays `acc_i * eval_every / H`, so the
 //!      return is the area under the dev-accuracy curve against effective instances
@@ -100,6 +102,11 @@ pub enum Reward {
     /// episode terminates when all are.
     #[default]
     IterationsToTau,
+    /// RL4Data's variant: `sum_k w_k * -ln(n_k / (T' M))` with n_k the instances the
+    /// teacher had accepted (kept, trained on or still buffered) when threshold k was
+    /// first passed; the episode terminates when all are. It differs from the paper's
+    /// `i_k M` by the at most M - 1 instances waiting in the buffer.
+    AcceptedInstancesToTau,
     /// The area under the dev-accuracy curve over the first `iterations` (H) student
     /// updates: each evaluation pays `acc * eval_every / H`; the episode terminates at
     /// H. H must be a multiple of `eval_every`.
@@ -120,7 +127,7 @@ impl Reward {
     /// H, for the rewards that run a fixed horizon.
     pub fn horizon(&self) -> Option<usize> {
         match *self {
-            Reward::IterationsToTau => None,
+            Reward::IterationsToTau | Reward::AcceptedInstancesToTau => None,
             Reward::DevAccuracyArea { iterations } | Reward::DevLossDecrease { iterations } => {
                 Some(iterations)
             }
@@ -514,6 +521,14 @@ impl EpisodeState {
             return 0.0;
         }
         let t_prime = config.max_iterations as f64;
+        // The share of the budget used when a threshold is passed: i / T' (the paper's)
+        // or n / (T' M) in accepted instances (RL4Data's).
+        let share = match config.reward {
+            Reward::AcceptedInstancesToTau => {
+                self.instances_kept as f64 / (t_prime * config.batch_size as f64)
+            }
+            _ => self.iteration as f64 / t_prime,
+        };
         let mut to_tau = 0.0;
         for (threshold, reached) in config
             .thresholds
@@ -523,11 +538,11 @@ impl EpisodeState {
             if reached.is_none() && accuracy > threshold.accuracy {
                 *reached = Some(self.iteration);
                 // r = -ln(i_tau / T'): larger when the student is faster.
-                to_tau += threshold.weight * -(self.iteration as f64 / t_prime).ln();
+                to_tau += threshold.weight * -share.ln();
             }
         }
         match config.reward {
-            Reward::IterationsToTau => to_tau,
+            Reward::IterationsToTau | Reward::AcceptedInstancesToTau => to_tau,
             // One slice of the area under the dev curve: acc * eval_every / H.
             Reward::DevAccuracyArea { iterations } if self.iteration <= iterations => {
                 accuracy * config.eval_every as f64 / iterations as f64

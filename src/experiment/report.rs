@@ -312,6 +312,7 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
     if !curves.is_empty() {
         let reward = match report.config.training_teaching().reward {
             Reward::IterationsToTau => "reward -ln(i_tau / T')".to_string(),
+            Reward::AcceptedInstancesToTau => "reward -ln(accepted / (T' M))".to_string(),
             Reward::DevAccuracyArea { iterations } => {
                 format!("reward: area under the dev curve over {iterations} updates")
             }
