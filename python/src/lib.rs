@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use ndarray::{Array1, Array2, Array3, ArrayD, Axis, Ix2};
 use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayDyn, PyArrayMethods, PyReadonlyArray2,
+    IntoPyArray, PyArrayDescrMethods, PyArray1, PyArray2, PyArray3, PyArrayDyn, PyArrayMethods, PyReadonlyArray2,
     PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -258,6 +258,12 @@ fn mask_array(action: &Bound<'_, PyAny>, shape: &[usize], what: &str) -> PyResul
                 .map_or_else(|_| "an object".to_string(), |n| n.to_string())
         ))
     })?;
+    if !matches!(array.dtype().kind(), b'b' | b'i' | b'u') {
+        return Err(PyTypeError::new_err(format!(
+            "{expected}, got dtype {}",
+            array.dtype()
+        )));
+    }
     if array.shape() != shape {
         return Err(PyValueError::new_err(format!(
             "{expected}, got shape {}",
@@ -329,6 +335,24 @@ fn bounds(env: &TeachingEnv) -> PyResult<(Array2<f32>, Array2<f32>)> {
     Ok((two_d(&space.low)?, two_d(&space.high)?))
 }
 
+/// A value handed to [`Python::detach`] on the thread that owns it.
+///
+/// `detach` runs its closure synchronously on the calling thread with the GIL
+/// released; PyO3 asks for `Send` only to keep Python references out of it. The
+/// single env is not `Send` (its student is a boxed trait object) but holds no Python
+/// reference and never leaves the thread: the pyclass is `unsendable`, so PyO3 refuses
+/// other threads before this is reached.
+struct SameThread<T>(T);
+
+// SAFETY: see the type's docs: the value is used on the thread that owns it only.
+unsafe impl<T> Send for SameThread<T> {}
+
+impl<T> SameThread<T> {
+    fn get(self) -> T {
+        self.0
+    }
+}
+
 /// One teaching env built from a preset, as the `l2t` command builds it.
 ///
 /// Not thread-safe (the student is not `Send`): use it from the thread that made it.
@@ -373,7 +397,13 @@ impl Core {
         py: Python<'py>,
         seed: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyDict>)> {
-        let (observation, info) = self.env.reset(seed_arg(seed)?).map_err(env_error)?;
+        let seed = seed_arg(seed)?;
+        // Without the GIL: libtorch's autograd engine refuses to run under the GIL
+        // once torch is imported in the process, and other Python threads may run.
+        let env = SameThread(&mut self.env);
+        let (observation, info) = py
+            .detach(move || env.get().reset(seed))
+            .map_err(env_error)?;
         Ok((observation.features.into_pyarray(py), info_dict(py, &info)?))
     }
 
@@ -388,7 +418,10 @@ impl Core {
         let mask = mask_array(action, &[m], "the keep-mask")?
             .into_dimensionality()
             .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-        let step = self.env.step(&mask).map_err(env_error)?;
+        let env = SameThread(&mut self.env);
+        let step = py
+            .detach(move || env.get().step(&mask))
+            .map_err(env_error)?;
         Ok((
             step.observation.features.into_pyarray(py),
             step.reward,
@@ -727,11 +760,13 @@ impl TeacherCore {
             student_state,
         };
         let info = info_from_dict(info)?;
-        let mut teacher = self
-            .teacher
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("the teacher failed in an earlier call"))?;
-        let mask = teacher.act(&observation, &info).map_err(agent_error)?;
+        let teacher = &self.teacher;
+        let mask = py
+            .detach(|| {
+                let mut teacher = teacher.lock().map_err(|_| None)?;
+                teacher.act(&observation, &info).map_err(Some)
+            })
+            .map_err(teacher_error)?;
         Ok(mask.mapv(i8::from).into_pyarray(py))
     }
 
@@ -747,11 +782,15 @@ impl TeacherCore {
     /// Ends an episode: learning teachers update; returns their update statistics
     /// as a dict, or None.
     fn end_episode<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let mut teacher = self
-            .teacher
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("the teacher failed in an earlier call"))?;
-        let Some(stats) = teacher.end_episode().map_err(agent_error)? else {
+        // Learning teachers run backward here: without the GIL (see `Core::reset`).
+        let teacher = &self.teacher;
+        let stats = py
+            .detach(|| {
+                let mut teacher = teacher.lock().map_err(|_| None)?;
+                teacher.end_episode().map_err(Some)
+            })
+            .map_err(teacher_error)?;
+        let Some(stats) = stats else {
             return Ok(None);
         };
         let d = PyDict::new(py);
@@ -777,6 +816,14 @@ impl TeacherCore {
     #[getter]
     fn name(&self) -> &str {
         &self.name
+    }
+}
+
+/// A teacher's error, or `None` for a teacher poisoned by an earlier panic.
+fn teacher_error(e: Option<l2t_agents::AgentError>) -> PyErr {
+    match e {
+        Some(e) => agent_error(e),
+        None => PyRuntimeError::new_err("the teacher failed in an earlier call"),
     }
 }
 
