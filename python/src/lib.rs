@@ -21,6 +21,7 @@ use numpy::{
     PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -139,29 +140,29 @@ fn state_columns(feature_names: &[String]) -> PyResult<[usize; 3]> {
 /// Rust), which are left out, as Gymnasium's vector envs expect of optional keys.
 fn info_dict<'py>(py: Python<'py>, info: &TeachingInfo) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    d.set_item("iteration", info.iteration)?;
-    d.set_item("effective_instances", info.effective_instances)?;
-    d.set_item("incoming_batches", info.incoming_batches)?;
-    d.set_item("instances_seen", info.instances_seen)?;
-    d.set_item("instances_kept", info.instances_kept)?;
-    d.set_item("buffered", info.buffered)?;
-    d.set_item("epochs", info.epochs)?;
-    d.set_item("dev_accuracy", info.dev_accuracy)?;
-    d.set_item("best_dev_accuracy", info.best_dev_accuracy)?;
+    d.set_item(intern!(py, "iteration"), info.iteration)?;
+    d.set_item(intern!(py, "effective_instances"), info.effective_instances)?;
+    d.set_item(intern!(py, "incoming_batches"), info.incoming_batches)?;
+    d.set_item(intern!(py, "instances_seen"), info.instances_seen)?;
+    d.set_item(intern!(py, "instances_kept"), info.instances_kept)?;
+    d.set_item(intern!(py, "buffered"), info.buffered)?;
+    d.set_item(intern!(py, "epochs"), info.epochs)?;
+    d.set_item(intern!(py, "dev_accuracy"), info.dev_accuracy)?;
+    d.set_item(intern!(py, "best_dev_accuracy"), info.best_dev_accuracy)?;
     if let Some(loss) = info.dev_loss {
-        d.set_item("dev_loss", loss)?;
+        d.set_item(intern!(py, "dev_loss"), loss)?;
     }
     if !info.average_training_loss.is_nan() {
-        d.set_item("average_training_loss", info.average_training_loss)?;
+        d.set_item(intern!(py, "average_training_loss"), info.average_training_loss)?;
     }
-    d.set_item("updates_this_step", info.updates_this_step)?;
-    d.set_item("evaluated", info.evaluated)?;
+    d.set_item(intern!(py, "updates_this_step"), info.updates_this_step)?;
+    d.set_item(intern!(py, "evaluated"), info.evaluated)?;
     d.set_item(
         "threshold_iterations",
         PyList::new(py, info.threshold_iterations.iter().copied())?,
     )?;
     if let Some(i) = info.iterations_to_tau {
-        d.set_item("iterations_to_tau", i)?;
+        d.set_item(intern!(py, "iterations_to_tau"), i)?;
     }
     Ok(d)
 }
@@ -362,6 +363,8 @@ pub struct Core {
     preset: String,
     low: Array2<f32>,
     high: Array2<f32>,
+    /// Seconds spent inside the Rust `step` calls, for the overhead benchmark.
+    step_seconds: f64,
 }
 
 #[pymethods]
@@ -387,6 +390,7 @@ impl Core {
             preset: resolved.name.clone(),
             low,
             high,
+            step_seconds: 0.0,
         })
     }
 
@@ -419,9 +423,13 @@ impl Core {
             .into_dimensionality()
             .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         let env = SameThread(&mut self.env);
-        let step = py
-            .detach(move || env.get().step(&mask))
-            .map_err(env_error)?;
+        let (step, seconds) = py.detach(move || {
+            let start = std::time::Instant::now();
+            let step = env.get().step(&mask);
+            (step, start.elapsed().as_secs_f64())
+        });
+        self.step_seconds += seconds;
+        let step = step.map_err(env_error)?;
         Ok((
             step.observation.features.into_pyarray(py),
             step.reward,
@@ -465,6 +473,39 @@ impl Core {
     #[getter]
     fn preset(&self) -> &str {
         &self.preset
+    }
+
+    /// Benchmark hook: the seconds spent inside the Rust env's `step` over all `step`
+    /// calls so far (the binding's own work excluded).
+    #[getter]
+    fn _rust_step_seconds(&self) -> f64 {
+        self.step_seconds
+    }
+
+    /// Benchmark hook (`python/bench/step_overhead.py`): resets with `seed`, then
+    /// steps `steps` times in Rust with the mask pattern of the tests, resetting at the
+    /// ends of episodes; returns the seconds spent in `step` and a checksum of the
+    /// rewards and first features. The reference the binding's overhead is measured on.
+    fn _rust_step_loop(&mut self, py: Python<'_>, steps: usize, seed: u64) -> PyResult<(f64, f64)> {
+        let m = self.env.config().batch_size;
+        let env = SameThread(&mut self.env);
+        py.detach(move || {
+            let env = env.get();
+            env.reset(Some(seed))?;
+            let (mut seconds, mut checksum) = (0.0, 0.0f64);
+            for t in 0..steps {
+                let action = Array1::from_shape_fn(m, |i| t % 4 == 0 || (t * 7 + i * 3) % 5 != 0);
+                let start = std::time::Instant::now();
+                let step = env.step(&action)?;
+                seconds += start.elapsed().as_secs_f64();
+                checksum += step.reward + f64::from(step.observation.features[[0, 0]]);
+                if step.done() {
+                    env.reset(None)?;
+                }
+            }
+            Ok((seconds, checksum))
+        })
+        .map_err(env_error)
     }
 
     /// Accuracy of the current student on the dev split.
@@ -794,11 +835,11 @@ impl TeacherCore {
             return Ok(None);
         };
         let d = PyDict::new(py);
-        d.set_item("episode_return", stats.episode_return)?;
-        d.set_item("baseline", stats.baseline)?;
-        d.set_item("loss", stats.loss)?;
-        d.set_item("learning_rate", stats.learning_rate)?;
-        d.set_item("kept_ratio", stats.kept_ratio)?;
+        d.set_item(intern!(py, "episode_return"), stats.episode_return)?;
+        d.set_item(intern!(py, "baseline"), stats.baseline)?;
+        d.set_item(intern!(py, "loss"), stats.loss)?;
+        d.set_item(intern!(py, "learning_rate"), stats.learning_rate)?;
+        d.set_item(intern!(py, "kept_ratio"), stats.kept_ratio)?;
         Ok(Some(d))
     }
 
