@@ -16,7 +16,13 @@ fn mask(t: usize, m: usize) -> Array1<bool> {
     Array1::from_shape_fn(m, |i| t % 4 == 0 || (t * 7 + i * 3) % 5 != 0)
 }
 
-fn line(kind: &str, o: &TeachingObservation, reward: f64, flags: (bool, bool), info: &TeachingInfo) -> String {
+fn line(
+    kind: &str,
+    o: &TeachingObservation,
+    reward: f64,
+    flags: (bool, bool),
+    info: &TeachingInfo,
+) -> String {
     let bits: Vec<u32> = o.features.iter().map(|x| x.to_bits()).collect();
     serde_json::json!({
         "kind": kind,
@@ -50,7 +56,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     lines.push(line("reset", &o, 0.0, (false, false), &info));
     for t in 0..steps {
         let step = env.step(&mask(t, m))?;
-        lines.push(line("step", &step.observation, step.reward, (step.terminated, step.truncated), &step.info));
+        lines.push(line(
+            "step",
+            &step.observation,
+            step.reward,
+            (step.terminated, step.truncated),
+            &step.info,
+        ));
         if step.done() {
             let (o, info) = env.reset(None)?;
             lines.push(line("reset", &o, 0.0, (false, false), &info));

@@ -48,9 +48,7 @@ pub(crate) fn build_error(preset: &Preset, data_dir: &Path, e: EnvError) -> PyEr
                 data_dir.display()
             );
             match &data {
-                DataError::Io { source, .. }
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
+                DataError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                     PyFileNotFoundError::new_err(format!("{data}. {hint}"))
                 }
                 DataError::Io { .. } => PyOSError::new_err(format!("{data}. {hint}")),

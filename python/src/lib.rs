@@ -17,8 +17,8 @@ use std::sync::Mutex;
 
 use ndarray::{Array1, Array2, Array3, ArrayD, Axis, Ix2};
 use numpy::{
-    IntoPyArray, PyArrayDescrMethods, PyArray1, PyArray2, PyArray3, PyArrayDyn, PyArrayMethods, PyReadonlyArray2,
-    PyUntypedArray, PyUntypedArrayMethods,
+    IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods,
+    PyReadonlyArray2, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
@@ -100,7 +100,8 @@ fn override_teaching(base: &TeachingConfig, json: &str) -> PyResult<TeachingConf
     if let serde_json::Value::Object(fields) = &mut value {
         fields.extend(overrides);
     }
-    let config: TeachingConfig = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+    let config: TeachingConfig =
+        serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
     Ok(match tau {
         Some(tau) => config.with_tau(tau),
         None => config,
@@ -153,7 +154,10 @@ fn info_dict<'py>(py: Python<'py>, info: &TeachingInfo) -> PyResult<Bound<'py, P
         d.set_item(intern!(py, "dev_loss"), loss)?;
     }
     if !info.average_training_loss.is_nan() {
-        d.set_item(intern!(py, "average_training_loss"), info.average_training_loss)?;
+        d.set_item(
+            intern!(py, "average_training_loss"),
+            info.average_training_loss,
+        )?;
     }
     d.set_item(intern!(py, "updates_this_step"), info.updates_this_step)?;
     d.set_item(intern!(py, "evaluated"), info.evaluated)?;
@@ -417,7 +421,13 @@ impl Core {
         &mut self,
         py: Python<'py>,
         action: &Bound<'py, PyAny>,
-    ) -> PyResult<(Bound<'py, PyArray2<f32>>, f64, bool, bool, Bound<'py, PyDict>)> {
+    ) -> PyResult<(
+        Bound<'py, PyArray2<f32>>,
+        f64,
+        bool,
+        bool,
+        Bound<'py, PyDict>,
+    )> {
         let m = self.env.config().batch_size;
         let mask = mask_array(action, &[m], "the keep-mask")?
             .into_dimensionality()
