@@ -13,7 +13,9 @@ use ndarray::Array1;
 
 /// The mask of step `t` (the Python test uses the same formula).
 fn mask(t: usize, m: usize) -> Array1<bool> {
-    Array1::from_shape_fn(m, |i| t % 4 == 0 || (t * 7 + i * 3) % 5 != 0)
+    Array1::from_shape_fn(m, |i| {
+        t.is_multiple_of(4) || !(t * 7 + i * 3).is_multiple_of(5)
+    })
 }
 
 fn line(

@@ -504,7 +504,9 @@ impl Core {
             env.reset(Some(seed))?;
             let (mut seconds, mut checksum) = (0.0, 0.0f64);
             for t in 0..steps {
-                let action = Array1::from_shape_fn(m, |i| t % 4 == 0 || (t * 7 + i * 3) % 5 != 0);
+                let action = Array1::from_shape_fn(m, |i| {
+                    t.is_multiple_of(4) || !(t * 7 + i * 3).is_multiple_of(5)
+                });
                 let start = std::time::Instant::now();
                 let step = env.step(&action)?;
                 seconds += start.elapsed().as_secs_f64();
@@ -523,6 +525,9 @@ impl Core {
         self.env.evaluate(self.env.dev_data()).map_err(env_error)
     }
 }
+
+/// What [`VectorCore::reset`] returns: the observations (N, M, F) and the infos.
+type VecResetOutput<'py> = (Bound<'py, PyArray3<f32>>, Vec<Bound<'py, PyDict>>);
 
 /// The outcome of a vector step, assembled without the GIL.
 struct VecOutcome {
@@ -620,7 +625,7 @@ impl VectorCore {
         &self,
         py: Python<'py>,
         seed: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<(Bound<'py, PyArray3<f32>>, Vec<Bound<'py, PyDict>>)> {
+    ) -> PyResult<VecResetOutput<'py>> {
         let seed = seed_arg(seed)?;
         let (m, f) = (self.batch_size, self.num_features);
         let env = &self.env;
