@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from typing import Any, SupportsFloat
 
 import gymnasium
@@ -55,6 +56,9 @@ class TeachingEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         seed: the master seed until ``reset(seed=...)`` gives another.
         threads: libtorch intra-op threads (default 1, as the ``l2t`` command; None
             leaves libtorch's setting; the setting is the process's).
+
+    The env belongs to the thread that made it (another thread gets a
+    ``RuntimeError``); ``step`` and ``reset`` release the GIL while Rust works.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -75,6 +79,9 @@ class TeachingEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         self.render_mode = None
         folder, overrides = core_args(data_dir, teaching)
         self._core: _l2t.Core | None = _l2t.Core(preset, split, folder, overrides, seed, threads)
+        # The student lives on this thread (it is not Send in Rust): other threads get a
+        # RuntimeError here rather than PyO3's PanicException in the native core.
+        self._thread = threading.get_ident()
         self.preset: str = preset
         self.feature_names: tuple[str, ...] = tuple(self._core.feature_names)
         self.batch_size: int = self._core.batch_size
@@ -91,6 +98,11 @@ class TeachingEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     def _live(self) -> _l2t.Core:
         if self._core is None:
             raise gymnasium.error.ClosedEnvironmentError("the env is closed")
+        if threading.get_ident() != self._thread:
+            raise RuntimeError(
+                "an l2t.TeachingEnv is used from the thread that made it (its student is "
+                "not thread-safe); make one per thread, or use l2t.TeachingVectorEnv"
+            )
         return self._core
 
     def reset(

@@ -120,6 +120,27 @@ def test_bad_preset_missing_data_and_ended_episodes() -> None:
         env.reset()
 
 
+def test_another_thread_gets_a_runtime_error() -> None:
+    import threading
+
+    env = l2t.TeachingEnv("synthetic", teaching=SHORT)
+    env.reset(seed=0)
+    errors: list[BaseException] = []
+
+    def step() -> None:
+        try:
+            env.step(np.ones(20, dtype=bool))
+        except BaseException as error:  # noqa: BLE001 - recorded for the assertion
+            errors.append(error)
+
+    thread = threading.Thread(target=step)
+    thread.start()
+    thread.join()
+    assert len(errors) == 1 and type(errors[0]) is RuntimeError, errors
+    assert "thread that made it" in str(errors[0])
+    env.step(np.ones(20, dtype=bool))
+
+
 def test_observations_are_numpy_arrays_owned_by_the_caller() -> None:
     env = l2t.TeachingEnv("synthetic", teaching=SHORT)
     first, _ = env.reset(seed=0)
