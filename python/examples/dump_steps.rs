@@ -1,5 +1,5 @@
 //! Reference trace of the Rust env for the Python package's determinism test
-//! (`python/tests/test_determinism.rs`): builds the `synthetic` preset's teacher env with
+//! (`python/tests/test_determinism.py`): builds the `synthetic` preset's teacher env with
 //! the plain Rust API, runs episodes with a fixed mask pattern, and writes each
 //! observation's f32 bits, each reward's f64 bits, the flags and the info as JSON lines.
 //!
