@@ -149,3 +149,19 @@ def test_observations_are_numpy_arrays_owned_by_the_caller() -> None:
     env.step(np.ones(20, dtype=bool))
     # The next step did not write into the array the caller holds.
     assert np.array_equal(first, kept)
+
+
+def test_dev_loss_is_in_the_info_when_the_reward_measures_it() -> None:
+    env = l2t.TeachingEnv(
+        "synthetic",
+        teaching={**SHORT, "reward": {"kind": "dev_loss_decrease", "iterations": 30}},
+    )
+    _, info = env.reset(seed=0)
+    assert info["dev_loss"] > 0
+    total = 0.0
+    for _ in range(5):
+        _, reward, _, _, info = env.step(np.ones(20, dtype=bool))
+        total += reward
+    # Five updates, one evaluation: the reward is the drop of the dev loss.
+    assert info["evaluated"] and total != 0.0
+    assert "dev_loss" not in l2t.TeachingEnv("synthetic", teaching=SHORT).reset(seed=0)[1]
