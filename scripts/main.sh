@@ -6,5 +6,7 @@
 # `l2t reproduce` (e.g. --episodes 40 --seeds 10).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash scripts/setup.sh
+# The main job needs no Python: its set-up skips the Python package (scripts/test.sh
+# and a plain `bash scripts/setup.sh` build it).
+L2T_SKIP_PYTHON="${L2T_SKIP_PYTHON:-1}" bash scripts/setup.sh
 cargo run --release --bin l2t -- reproduce fashion-mnist-mlp "$@"

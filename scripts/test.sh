@@ -1,7 +1,27 @@
 #!/usr/bin/env bash
-# Runs the test suite on a fresh machine: set-up (idempotent), then every test of the
-# workspace. Extra arguments go to `cargo test`.
+# Runs the test suite on a fresh machine: set-up (idempotent, which builds the Python
+# package into .venv), then every test of the workspace, then the Python package's
+# pytest suite (python/tests). Extra arguments go to `cargo test`.
+#
+# The Python tests run torch 2.13.0 and l2t in one process; torch is installed into
+# .venv once (the set-up's cached torch wheel plus the CUDA wheels importing it loads,
+# from PyPI: about 1 minute and 3.8 GB); L2T_SKIP_TORCH=1 skips that install, and the two torch tests
+# then skip. L2T_SKIP_PYTHON=1 skips the Python package altogether.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 cargo test --workspace "$@"
+if [[ "${L2T_SKIP_PYTHON:-0}" != "1" ]]; then
+  venv=.venv
+  cache="${L2T_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/l2t}"
+  if [[ "${L2T_SKIP_TORCH:-0}" != "1" ]] && ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
+    echo "[l2t test] installing torch==2.13.0 into $venv (for the torch-and-l2t tests)" >&2
+    # The set-up's cached wheel without its dependencies, then only what importing it
+    # loads (python/torch-requirements.txt): a full `pip install torch` adds ~1 GB more.
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+      --find-links "$cache/downloads" torch==2.13.0
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+      --find-links "$cache/downloads" -r python/torch-requirements.txt
+  fi
+  "$venv/bin/python" -m pytest -q python/tests
+fi

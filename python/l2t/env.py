@@ -1,0 +1,137 @@
+"""The teaching environment as a :class:`gymnasium.Env`."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any, SupportsFloat
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+from . import _l2t
+
+__all__ = ["ResetNeeded", "TeachingEnv", "core_args"]
+
+
+class ResetNeeded(gymnasium.error.ResetNeeded, RuntimeError):
+    """``step`` was called before ``reset`` or after the episode ended."""
+
+
+def core_args(
+    data_dir: str | os.PathLike[str] | None, teaching: dict[str, Any] | None
+) -> tuple[str | None, str | None]:
+    """The data folder and the teaching overrides as the native core takes them."""
+    if teaching is not None and not isinstance(teaching, dict):
+        raise TypeError(
+            f"teaching must be a dict of TeachingConfig fields, got {type(teaching).__name__}"
+        )
+    return (
+        None if data_dir is None else os.fspath(data_dir),
+        None if teaching is None else json.dumps(teaching),
+    )
+
+
+class TeachingEnv(gymnasium.Env[np.ndarray, np.ndarray]):
+    """The data-teaching MDP of one preset (see the repository's README).
+
+    Each step hands the teacher the feature matrix of an incoming mini-batch,
+    ``float32`` of shape ``(M, F)`` (column names in :attr:`feature_names`; every row
+    also holds the student state ``iteration``, ``average_training_loss``,
+    ``best_dev_accuracy``); the action is a keep-mask, ``MultiBinary(M)``. The info
+    dict holds the fields of the Rust ``TeachingInfo``; the ones without a value yet
+    (``iterations_to_tau`` before tau is passed, ``dev_loss`` unless the reward
+    measures it, ``average_training_loss`` before the first update) are left out.
+
+    Args:
+        preset: a preset name (``l2t.PRESETS``), as the ``l2t`` command takes it.
+        split: ``"teacher"`` (the teacher half of the data, where teachers train, as
+            the ``l2t`` command's training env) or ``"student"`` (the other half).
+        data_dir: folder of the datasets (default: ``$L2T_DATA``, else the set-up's
+            ``~/.cache/l2t/data``).
+        teaching: overrides of the preset's ``TeachingConfig`` fields, e.g.
+            ``{"max_iterations": 200, "tau": 0.5}``.
+        seed: the master seed until ``reset(seed=...)`` gives another.
+        threads: libtorch intra-op threads (default 1, as the ``l2t`` command; None
+            leaves libtorch's setting; the setting is the process's).
+
+    The env belongs to the thread that made it (another thread gets a
+    ``RuntimeError``); ``step`` and ``reset`` release the GIL while Rust works.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self,
+        preset: str = "synthetic",
+        *,
+        split: str = "teacher",
+        data_dir: str | os.PathLike[str] | None = None,
+        teaching: dict[str, Any] | None = None,
+        seed: int | None = None,
+        threads: int | None = 1,
+        render_mode: str | None = None,
+    ) -> None:
+        if render_mode is not None:
+            raise ValueError(f"l2t envs do not render: render_mode must be None, got {render_mode!r}")
+        self.render_mode = None
+        folder, overrides = core_args(data_dir, teaching)
+        self._core: _l2t.Core | None = _l2t.Core(preset, split, folder, overrides, seed, threads)
+        # The student lives on this thread (it is not Send in Rust): other threads get a
+        # RuntimeError here rather than PyO3's PanicException in the native core.
+        self._thread = threading.get_ident()
+        self.preset: str = preset
+        self.feature_names: tuple[str, ...] = tuple(self._core.feature_names)
+        self.batch_size: int = self._core.batch_size
+        self.observation_space = spaces.Box(
+            low=self._core.low, high=self._core.high, dtype=np.float32
+        )
+        self.action_space = spaces.MultiBinary(self.batch_size)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The teaching config in force (the Rust ``TeachingConfig``)."""
+        return json.loads(self._live().config_json)
+
+    def _live(self) -> _l2t.Core:
+        if self._core is None:
+            raise gymnasium.error.ClosedEnvironmentError("the env is closed")
+        if threading.get_ident() != self._thread:
+            raise RuntimeError(
+                "an l2t.TeachingEnv is used from the thread that made it (its student is "
+                "not thread-safe); make one per thread, or use l2t.TeachingVectorEnv"
+            )
+        return self._core
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Starts an episode: a fresh student. ``seed`` re-seeds every stream of the
+        env exactly as the Rust ``reset(Some(seed))``; None continues them."""
+        if options:
+            raise ValueError(f"reset takes no options, got {options!r}")
+        super().reset(seed=seed)
+        return self._live().reset(seed)
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Applies the keep-mask ``action``: shape ``(M,)``, dtype bool or an integer
+        dtype holding 0/1. Raises ``ValueError``/``TypeError`` naming the expected
+        shape and dtype, :class:`ResetNeeded` after the episode ended."""
+        if not isinstance(action, np.ndarray):
+            action = np.asarray(action)
+        try:
+            return self._live().step(action)
+        except _l2t.ResetNeeded as error:
+            raise ResetNeeded(str(error)) from None
+
+    def dev_accuracy(self) -> float:
+        """Accuracy of the current student on the dev split."""
+        return self._live().dev_accuracy()
+
+    def close(self) -> None:
+        """Frees the student and the data; the env cannot be used after."""
+        self._core = None
