@@ -468,3 +468,25 @@ fn write_or_remove(path: &Path, bytes: Option<Vec<u8>>) -> Result<()> {
 pub fn scratch_folder(rank: usize) -> PathBuf {
     std::env::temp_dir().join(format!("l2t-rank{rank}-{}", std::process::id()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_parse_and_bad_ones_are_named() {
+        assert_eq!(
+            Fault::parse("1:2:crash").unwrap(),
+            Fault {
+                rank: 1,
+                exchange: 2,
+                crash: true
+            }
+        );
+        assert!(!Fault::parse("0:0:error").unwrap().crash);
+        for bad in ["", "1:2", "1:2:explode", "x:2:crash", "1:2:crash:3"] {
+            let error = Fault::parse(bad).unwrap_err().to_string();
+            assert!(error.contains("L2T_MPI_FAULT"), "{error}");
+        }
+    }
+}
