@@ -218,9 +218,14 @@ impl std::fmt::Debug for MpiDistribution {
     }
 }
 
-/// What a rank sends at an exchange: its episodes with their plan indices, or why it
-/// has none.
-type Payload = std::result::Result<Vec<(usize, Rollout)>, String>;
+/// What a rank sends at an exchange: the env seeds of the update it planned (every
+/// rank must have planned the same), and its episodes with their plan indices, or why
+/// it has none.
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    plan: Vec<u64>,
+    episodes: std::result::Result<Vec<(usize, Rollout)>, String>,
+}
 
 fn distributed(message: impl Into<String>) -> AgentError {
     AgentError::Distributed(message.into())
@@ -261,6 +266,7 @@ impl MpiDistribution {
         let size = self.world.size() as usize;
         let rank = self.rank();
         let count = jobs.len();
+        let plan: Vec<u64> = jobs.iter().map(|job| job.seed).collect();
         let start = Instant::now();
         self.teacher_start.get_or_insert(start);
         let fault = self
@@ -279,11 +285,14 @@ impl MpiDistribution {
             .enumerate()
             .filter(|(j, _)| j % size == rank)
             .unzip();
-        let payload: Payload = Rollouts::run(pool, mine)
+        let episodes = Rollouts::run(pool, mine)
             .map(|done| indices.into_iter().zip(done).collect())
             .map_err(|e| format!("rank {rank}: {e}"));
-        let payload = bincode::serialize(&payload)
-            .map_err(|e| distributed(format!("rank {rank}: encoding episodes: {e}")))?;
+        let payload = bincode::serialize(&Payload {
+            plan: plan.clone(),
+            episodes,
+        })
+        .map_err(|e| distributed(format!("rank {rank}: encoding episodes: {e}")))?;
         let send_len = Count::try_from(payload.len()).map_err(|_| {
             distributed(format!(
                 "rank {rank}: {} bytes of episodes exceed MPI's count limit",
@@ -322,7 +331,14 @@ impl MpiDistribution {
             let bytes = &received[offset as usize..(offset + len) as usize];
             let payload: Payload = bincode::deserialize(bytes)
                 .map_err(|e| distributed(format!("decoding rank {from}'s episodes: {e}")))?;
-            match payload {
+            if payload.plan != plan {
+                return Err(distributed(format!(
+                    "rank {from} planned an update with env seeds {:?}, rank {rank} with {plan:?}: \
+                     the ranks do not run the same config, data or checkpoint",
+                    payload.plan
+                )));
+            }
+            match payload.episodes {
                 Ok(episodes) => {
                     for (j, rollout) in episodes {
                         match slots.get_mut(j) {
