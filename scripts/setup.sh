@@ -171,3 +171,26 @@ fi
 if [[ "${L2T_SKIP_PYTHON:-0}" != "1" ]]; then
   setup_python
 fi
+
+# --- MPI (issue 15; only with L2T_MPI=1) -------------------------------------------
+# `cargo build --features mpi` (rsmpi) needs an MPI library, libclang (bindgen) and
+# pkg-config: Debian's libopenmpi-dev, libclang-dev and pkg-config. Installed only when
+# asked, and only what is missing.
+setup_mpi() {
+  if command -v mpicc >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1 \
+    && compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null \
+    && command -v pkg-config >/dev/null 2>&1; then
+    say "MPI already installed ($(mpirun --version 2>/dev/null | head -n 1))"
+    return
+  fi
+  say "installing Debian packages libopenmpi-dev openmpi-bin libclang-dev pkg-config (L2T_MPI=1)"
+  local sudo=""
+  [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    libopenmpi-dev openmpi-bin libclang-dev pkg-config >/dev/null
+}
+if [[ "${L2T_MPI:-0}" == "1" ]]; then
+  setup_mpi
+fi
+# --- end MPI -----------------------------------------------------------------------

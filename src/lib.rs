@@ -19,6 +19,8 @@ pub use ndarray;
 pub use tch;
 
 pub mod config;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 pub mod experiment;
 pub mod plots;
 pub mod presets;

@@ -156,6 +156,11 @@ struct RunArgs {
     /// Print the resolved config as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Under `mpirun -np N`: spread each update's training episodes over the N ranks
+    /// (the same results as one process; rank 0 writes the run folder). Needs a build
+    /// with `--features mpi`.
+    #[arg(long)]
+    distributed: bool,
 }
 
 fn parse_device(text: &str) -> Result<DeviceChoice, String> {
@@ -349,12 +354,27 @@ fn execute(base: RunConfig, args: RunArgs, name: &str, context: &RunContext) -> 
     }
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     let out = args.out.unwrap_or_else(|| PathBuf::from("runs").join(name));
+    if args.distributed {
+        return execute_distributed(&config, &data_dir, &out, name, context);
+    }
     let mut run_dir = RunDir::create(&out)?;
     let mut bars = Bars::new(context.quiet);
-    let report = match run(&config, &data_dir, &mut run_dir, |p| bars.update(p)) {
-        Ok(report) => report,
-        // A data file missing or unreadable: say what the preset needs and where.
-        Err(error @ ExperimentError::Env(EnvError::Data(_))) => {
+    let report = run(&config, &data_dir, &mut run_dir, |p| bars.update(p))
+        .map_err(|error| run_error(error, &config, name, &data_dir))?;
+    bars.finish();
+    print_report(&report, &out);
+    Ok(())
+}
+
+/// The error of a run, with what it needs when a data file is missing or unreadable.
+fn run_error(
+    error: ExperimentError,
+    config: &RunConfig,
+    name: &str,
+    data_dir: &Path,
+) -> anyhow::Error {
+    match error {
+        error @ ExperimentError::Env(EnvError::Data(_)) => {
             let needs = match &config.train_on {
                 Some(train_on) => format!(
                     "{}, and {}",
@@ -363,16 +383,98 @@ fn execute(base: RunConfig, args: RunArgs, name: &str, context: &RunContext) -> 
                 ),
                 None => config.preset.data_requirement(),
             };
-            return Err(anyhow::Error::new(error).context(format!(
+            anyhow::Error::new(error).context(format!(
                 "run {name} (data folder {}) needs {needs}",
                 data_dir.display()
-            )));
+            ))
         }
-        Err(error) => return Err(anyhow::Error::new(error).context(format!("run {name}"))),
+        error => anyhow::Error::new(error).context(format!("run {name}")),
+    }
+}
+
+/// `--distributed` without the `mpi` feature.
+#[cfg(not(feature = "mpi"))]
+fn execute_distributed(
+    _config: &RunConfig,
+    _data_dir: &Path,
+    _out: &Path,
+    _name: &str,
+    _context: &RunContext,
+) -> Result<()> {
+    bail!(
+        "--distributed needs an l2t built with the `mpi` feature \
+         (L2T_MPI=1 bash scripts/setup.sh; cargo build --release --features mpi)"
+    )
+}
+
+/// The run under MPI: every rank trains, rank 0 alone writes `out`, evaluates and
+/// reports; the other ranks keep their copies in a scratch folder and exit after
+/// training. An error on any rank is printed with the rank and stops the whole job
+/// (`MPI_Abort`), so no rank hangs.
+#[cfg(feature = "mpi")]
+fn execute_distributed(
+    config: &RunConfig,
+    data_dir: &Path,
+    out: &Path,
+    name: &str,
+    context: &RunContext,
+) -> Result<()> {
+    use l2t::distributed::{scratch_folder, Cluster};
+    use l2t::experiment::run_on;
+
+    let cluster = Cluster::initialize()?;
+    let (rank, size) = (cluster.rank(), cluster.size());
+    let folder = if rank == 0 {
+        out.to_path_buf()
+    } else {
+        scratch_folder(rank)
     };
-    bars.finish();
-    print_report(&report, &out);
-    Ok(())
+    let mut bars = Bars::new(context.quiet);
+    let mut distribution = None;
+    let outcome = (|| -> Result<Option<Report>> {
+        let dist = distribution.insert(cluster.distribution()?);
+        let mut run_dir = RunDir::create(&folder)?;
+        run_on(dist, config, Vec::new(), data_dir, &mut run_dir, |p| {
+            if rank == 0 {
+                bars.update(p)
+            }
+        })
+        .map_err(|error| run_error(error, config, name, data_dir))
+    })();
+    if rank != 0 {
+        let _ = std::fs::remove_dir_all(&folder);
+    }
+    match outcome {
+        Ok(Some(report)) => {
+            bars.finish();
+            if let Some(stats) = distribution.as_ref().map(|d| d.stats()) {
+                if stats.updates > 0 {
+                    eprintln!(
+                        "distributed: {size} ranks, {} updates, {} episodes in {:.1} s of training \
+                         ({:.2} episodes/min); per update: {:.2} ms communication, {:.1} ms \
+                         waiting for slower ranks, {} bytes gathered",
+                        stats.updates,
+                        stats.episodes,
+                        stats.training_seconds,
+                        stats.episodes_per_minute(),
+                        stats.comm_seconds * 1e3 / stats.updates as f64,
+                        stats.wait_seconds * 1e3 / stats.updates as f64,
+                        stats.bytes / stats.updates
+                    );
+                    if let Ok(json) = serde_json::to_string(&stats) {
+                        eprintln!("distributed-stats: {json}");
+                    }
+                }
+            }
+            print_report(&report, out);
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(error) => {
+            eprintln!("l2t: rank {rank} of {size} failed: {error:#}\nl2t: stopping every rank");
+            cluster.abort(1)
+        }
+    }
 }
 
 fn print_report(report: &Report, out: &Path) {

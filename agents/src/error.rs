@@ -14,6 +14,10 @@ pub enum AgentError {
     /// The observation does not have the layout the teacher was built for.
     #[error("observation mismatch: {0}")]
     Observation(String),
+    /// The episodes of an update could not be rolled out or exchanged across processes
+    /// (a distributed run: which rank failed, and why).
+    #[error("distributed rollouts: {0}")]
+    Distributed(String),
     /// A required feature column is missing from the environment's layout.
     #[error("feature column `{0}` is not in the environment's feature layout")]
     MissingFeature(String),

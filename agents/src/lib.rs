@@ -49,8 +49,8 @@ pub use l2t_envs::student::{Adam, AdamState};
 pub use no_teach::NoTeach;
 pub use online_batch::{OnlineBatch, OnlineBatchConfig, PressureSchedule};
 pub use parallel::{
-    episode_sampling_rng, plan_episodes, train_parallel, Learner, PolicyRollout, PooledEpisode,
-    RolloutJob,
+    episode_sampling_rng, plan_episodes, train_on, train_parallel, Learner, PolicyRollout,
+    PooledEpisode, Rollout, RolloutJob, Rollouts,
 };
 pub use policy::BernoulliPolicy;
 pub use ppo::{Ppo, PpoConfig};

@@ -27,6 +27,11 @@
 //! depend on the number of workers W (`tests/learner_loop.rs`,
 //! `tests/evolution.rs`, `tests/ppo.rs`).
 //!
+//! **Executors.** Where the jobs run is the [`Rollouts`] trait's business: an
+//! [`EnvPool`]'s threads ([`train_parallel`]), or processes on several machines (the
+//! `l2t` crate's MPI executor), through [`train_on`]. Every executor returns the
+//! episodes in plan order, so the update is the same wherever they ran.
+//!
 //! **Throughput.** W workers are busy only when an update has at least W episodes.
 
 use rand_chacha::ChaCha8Rng;
@@ -164,21 +169,83 @@ pub struct PooledEpisode {
     pub summary: EpisodeSummary,
 }
 
+/// A finished episode of a planned update: what happened, and what the policy saw
+/// and did (the learner's input).
+pub type Rollout = (EpisodeSummary, Trajectory);
+
+/// Runs the jobs of one planned update and returns their episodes **in job order**:
+/// the executor of [`train_on`]. [`EnvPool`] runs them on its worker threads; the `l2t`
+/// crate's MPI executor (feature `mpi`) spreads them over processes. An executor must
+/// not change what a job computes (each job is a function of its policy, its sampling
+/// stream and its seed), so the update does not depend on where the jobs ran.
+pub trait Rollouts {
+    /// The jobs' episodes, in job order.
+    fn run(&mut self, jobs: Vec<RolloutJob>) -> Result<Vec<Rollout>>;
+    /// Parallel workers, for [`PooledEpisode::worker`] (job j is reported on j % W).
+    fn workers(&self) -> usize;
+}
+
+impl Rollouts for EnvPool<TeachingEnv> {
+    fn run(&mut self, jobs: Vec<RolloutJob>) -> Result<Vec<Rollout>> {
+        let jobs = jobs
+            .into_iter()
+            .map(|RolloutJob { seed, mut rollout }| {
+                let job: EnvJob<TeachingEnv, Result<Rollout>> =
+                    Box::new(move |env: &mut TeachingEnv| {
+                        let summary = run_episode(env, &mut rollout, Some(seed))?;
+                        Ok((summary, rollout.into_trajectory()))
+                    });
+                job
+            })
+            .collect();
+        EnvPool::run(self, jobs)
+            .map_err(AgentError::from)?
+            .into_iter()
+            .collect()
+    }
+
+    fn workers(&self) -> usize {
+        self.num_workers()
+    }
+}
+
+impl<R: Rollouts + ?Sized> Rollouts for &mut R {
+    fn run(&mut self, jobs: Vec<RolloutJob>) -> Result<Vec<Rollout>> {
+        (**self).run(jobs)
+    }
+
+    fn workers(&self) -> usize {
+        (**self).workers()
+    }
+}
+
 /// Trains `learner` on the workers of `pool` until it has learned from at least
+/// `episodes` episodes: [`train_on`] with the pool as executor.
+pub fn train_parallel<E: From<AgentError>>(
+    pool: &mut EnvPool<TeachingEnv>,
+    learner: &mut dyn Learner,
+    episodes: usize,
+    first_seed: u64,
+    on_update: impl FnMut(&dyn Learner, &[PooledEpisode]) -> std::result::Result<(), E>,
+) -> std::result::Result<Vec<PooledEpisode>, E> {
+    train_on(pool, learner, episodes, first_seed, on_update)
+}
+
+/// Trains `learner`, its episodes run by `rollouts`, until it has learned from at least
 /// `episodes` episodes (whole updates only: the last one may go past `episodes`).
 /// Update `u`'s episodes are planned with `first_seed + episodes learned so far`, so
 /// a learner resumed from a checkpoint continues with the seeds it would have had.
 /// `on_update` sees the learner after each update and that update's episodes (in plan
 /// order), before the next is planned: the place for logs and checkpoints; its error
 /// stops training.
-pub fn train_parallel<E: From<AgentError>>(
-    pool: &mut EnvPool<TeachingEnv>,
+pub fn train_on<E: From<AgentError>>(
+    rollouts: &mut dyn Rollouts,
     learner: &mut dyn Learner,
     episodes: usize,
     first_seed: u64,
     mut on_update: impl FnMut(&dyn Learner, &[PooledEpisode]) -> std::result::Result<(), E>,
 ) -> std::result::Result<Vec<PooledEpisode>, E> {
-    let workers = pool.num_workers();
+    let workers = rollouts.workers().max(1);
     let mut finished = Vec::new();
     while learner.episodes_learned() < episodes {
         let first = first_seed.wrapping_add(learner.episodes_learned() as u64);
@@ -190,26 +257,18 @@ pub fn train_parallel<E: From<AgentError>>(
             .into());
         }
         let seeds: Vec<u64> = plan.iter().map(|job| job.seed).collect();
-        let jobs = plan
-            .into_iter()
-            .map(|RolloutJob { seed, mut rollout }| {
-                let job: EnvJob<TeachingEnv, Result<(EpisodeSummary, Trajectory)>> =
-                    Box::new(move |env: &mut TeachingEnv| {
-                        let summary = run_episode(env, &mut rollout, Some(seed))?;
-                        Ok((summary, rollout.into_trajectory()))
-                    });
-                job
-            })
-            .collect();
-        let mut summaries = Vec::with_capacity(seeds.len());
-        let mut trajectories = Vec::with_capacity(seeds.len());
-        for result in pool.run(jobs).map_err(AgentError::from)? {
-            let (summary, trajectory) = result?;
-            summaries.push(summary);
-            trajectories.push(trajectory);
+        let count = seeds.len();
+        let done = rollouts.run(plan)?;
+        if done.len() != count {
+            return Err(AgentError::Observation(format!(
+                "{count} episodes planned, {} came back",
+                done.len()
+            ))
+            .into());
         }
+        let (summaries, trajectories): (Vec<EpisodeSummary>, Vec<Trajectory>) =
+            done.into_iter().unzip();
         let stats = learner.learn(trajectories)?;
-        let count = summaries.len();
         let update: Vec<PooledEpisode> = summaries
             .into_iter()
             .zip(seeds)

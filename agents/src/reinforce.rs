@@ -271,7 +271,7 @@ impl Reinforce {
 /// which would otherwise be scattered through the heap between the student's
 /// weight-sized temporaries and keep it from reusing their space (glibc fragmentation:
 /// peak memory 1.2 GiB instead of about 0.3 GiB on the Fashion-MNIST preset).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Trajectory {
     /// s_tm, row-major, `feature_dim` columns.
     features: Vec<f32>,

@@ -180,8 +180,23 @@ pub fn run_with(
     user: Vec<UserTeacher>,
     data_dir: &Path,
     out: &mut RunDir,
-    mut progress: impl FnMut(Progress<'_>),
+    progress: impl FnMut(Progress<'_>),
 ) -> Result<Report> {
+    run_on(&mut Local, config, user, data_dir, out, progress)?
+        .ok_or_else(|| ExperimentError::Worker("a local run stopped after training".into()))
+}
+
+/// [`run_with`] with the learned teachers' episodes rolled out by `distribution`:
+/// the same files, from the process that [evaluates](Distribution::evaluates) (which
+/// returns the report); the others stop after training and return `None`.
+pub fn run_on(
+    distribution: &mut dyn Distribution,
+    config: &RunConfig,
+    user: Vec<UserTeacher>,
+    data_dir: &Path,
+    out: &mut RunDir,
+    mut progress: impl FnMut(Progress<'_>),
+) -> Result<Option<Report>> {
     config.validate()?;
     for (i, mine) in user.iter().enumerate() {
         let taken = config.teachers.iter().any(|e| e.label == mine.label)
@@ -250,7 +265,8 @@ pub fn run_with(
                 total: episodes,
                 done: resumed,
             });
-            let trained = train_resumable(
+            let trained = train_resumable_on(
+                &mut *distribution,
                 &task,
                 &entry.teacher,
                 episodes,
@@ -272,6 +288,10 @@ pub fn run_with(
             });
             teachers.insert(entry.label.clone(), trained.teacher);
         }
+    }
+
+    if !distribution.evaluates() {
+        return Ok(None);
     }
 
     // 2. Teach fresh students of the student half, teachers side by side on the
@@ -375,5 +395,5 @@ pub fn run_with(
         report.plot_warnings = write_plots(out, &report)?;
     }
     write_results(out, &report)?;
-    Ok(report)
+    Ok(Some(report))
 }

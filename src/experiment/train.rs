@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use l2t_agents::{
-    checkpoint_episodes, load_teacher, train_parallel, EpisodeSummary, Learner, PooledEpisode,
+    checkpoint_episodes, load_teacher, train_on, EpisodeSummary, Learner, PooledEpisode, Rollouts,
     Teacher, TeacherConfig,
 };
 use rand::seq::SliceRandom;
@@ -156,6 +156,36 @@ pub fn dev_subsample(dev: &Dataset, size: usize, seed: u64) -> Result<Dataset> {
     Ok(dev.subset(format!("{}-subsample-{size}", dev.name()), &order)?)
 }
 
+/// Where a run's learned teachers roll out their episodes, and which process of a
+/// distributed run does what. [`Local`] is one process: its own worker pool, every
+/// phase, every file. The MPI executor of [`crate::distributed`] (feature `mpi`) spreads
+/// each update's episodes over the ranks; only rank 0 evaluates and keeps the run
+/// folder.
+pub trait Distribution {
+    /// The executor of a training run's updates, around this process's `pool`.
+    fn rollouts<'a>(&'a mut self, pool: &'a mut EnvPool<TeachingEnv>) -> Box<dyn Rollouts + 'a>;
+    /// Called before a teacher's training starts: makes `files` (checkpoint and
+    /// history) what every process resumes from (a distributed run copies rank 0's).
+    fn share_files(&mut self, _files: &TrainingFiles) -> Result<()> {
+        Ok(())
+    }
+    /// Whether this process evaluates the teachers and writes the results after
+    /// training (rank 0 of a distributed run; other ranks stop after training).
+    fn evaluates(&self) -> bool {
+        true
+    }
+}
+
+/// One process: episodes on its own worker pool.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Local;
+
+impl Distribution for Local {
+    fn rollouts<'a>(&'a mut self, pool: &'a mut EnvPool<TeachingEnv>) -> Box<dyn Rollouts + 'a> {
+        Box::new(pool)
+    }
+}
+
 /// Trains the teacher of `config` for `episodes` episodes of `task`, episode `k`
 /// seeded `first_seed + k` (a learner that shares seeds within an update, ES, derives
 /// them from that), saving a checkpoint every `checkpoint_every` episodes and after the
@@ -173,8 +203,35 @@ pub fn train_resumable(
     first_seed: u64,
     files: &TrainingFiles,
     checkpoint_every: usize,
+    on_episode: impl FnMut(&TrainingEpisode),
+) -> Result<TrainedTeacher> {
+    train_resumable_on(
+        &mut Local,
+        task,
+        config,
+        episodes,
+        first_seed,
+        files,
+        checkpoint_every,
+        on_episode,
+    )
+}
+
+/// [`train_resumable`] with the episodes rolled out by `distribution` (its
+/// [`Distribution::share_files`] is called first, so every process resumes from the
+/// same checkpoint).
+#[allow(clippy::too_many_arguments)]
+pub fn train_resumable_on(
+    distribution: &mut dyn Distribution,
+    task: &TrainingTask,
+    config: &TeacherConfig,
+    episodes: usize,
+    first_seed: u64,
+    files: &TrainingFiles,
+    checkpoint_every: usize,
     mut on_episode: impl FnMut(&TrainingEpisode),
 ) -> Result<TrainedTeacher> {
+    distribution.share_files(files)?;
     if checkpoint_every == 0 {
         return Err(ExperimentError::InvalidSetting {
             field: "checkpoint_every",
@@ -232,8 +289,9 @@ pub fn train_resumable(
         })?;
     let mut pool = task.pool()?;
     let mut saved = resumed_from;
-    train_parallel(
-        &mut pool,
+    let mut rollouts = distribution.rollouts(&mut pool);
+    train_on(
+        &mut *rollouts,
         learner,
         episodes,
         first_seed,
