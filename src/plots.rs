@@ -874,7 +874,8 @@ struct Filtered<'a> {
     labels: &'a ChartLabels,
     cols: usize,
     rows: usize,
-    x: Range<f64>,
+    /// One x range per panel.
+    x: Vec<Range<f64>>,
     y: Range<f64>,
 }
 
@@ -888,15 +889,13 @@ impl Figure for Filtered<'_> {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         let grid = page(root, &self.labels.title)?;
-        for (panel, area) in self
-            .panels
-            .iter()
-            .zip(grid.split_evenly((self.rows, self.cols)))
+        for ((panel, x), area) in
+            (self.panels.iter().zip(&self.x)).zip(grid.split_evenly((self.rows, self.cols)))
         {
             let names = panel.by.names();
             let body = area.titled(&panel.label, (FONT_FAMILY, PANEL_TITLE_PX))?;
             let [plot, key] = split_legend(&body, &names)?;
-            let mut chart = build_chart(&plot, (self.x.clone(), self.y.clone()), self.labels)?;
+            let mut chart = build_chart(&plot, (x.clone(), self.y.clone()), self.labels)?;
             let mut legend = legend_chart(&key)?;
             let markers = panel.points.len() <= 60;
             for (b, (&colour, name)) in BUCKET_COLOURS.iter().zip(names).enumerate() {
@@ -928,7 +927,10 @@ impl Figure for Filtered<'_> {
 /// = highest, red) over training, with a legend naming the buckets by the panel's
 /// [`DropBuckets`]. Panels of one kind are laid out in up to three columns; panels of
 /// both kinds two to a row, in the given order (e.g. each teacher's loss-rank panel
-/// beside its margin panel). The y axis spans at least `[0, 1]`; `labels.x_label` and
+/// beside its margin panel). Panels of one kind share the x axis, so that teachers
+/// compare directly; with both kinds each row (a teacher's pair, e.g. training updates
+/// of teachers trained for different numbers of episodes) gets its own x range. The y
+/// axis spans at least `[0, 1]`; `labels.x_label` and
 /// `y_label` title every panel's axes and `labels.title` the figure. Lines have markers
 /// when a panel has at most 60 points.
 ///
@@ -944,31 +946,49 @@ pub fn plot_filtered_data(
             "no teachers for the filtered-data plot".into(),
         ));
     };
-    let finite = || {
-        panels
-            .iter()
-            .flat_map(|t| t.points.iter())
+    let finite = |panels: &[DroppedShares]| -> Vec<(f64, f64)> {
+        (panels.iter().flat_map(|t| t.points.iter()))
             .flat_map(|p| p.shares.iter().map(move |&s| (p.x, s)))
             .filter(finite_xy)
+            .collect()
     };
-    let (x0, x1) = finite_range(finite().map(|p| p.0)).ok_or_else(|| {
-        PlotError::EmptyInput("no finite point in any filtered-data series".into())
-    })?;
-    let (y0, y1) = finite_range(finite().map(|p| p.1).chain([0.0, 1.0])).unwrap_or((0.0, 1.0));
+    let all = finite(panels);
+    if all.is_empty() {
+        return Err(PlotError::EmptyInput(
+            "no finite point in any filtered-data series".into(),
+        ));
+    }
+    let (y0, y1) = finite_range(all.iter().map(|p| p.1).chain([0.0, 1.0])).unwrap_or((0.0, 1.0));
+    let mixed = panels.iter().any(|p| p.by != first.by);
     let n = panels.len();
     let cols = match n {
-        _ if panels.iter().any(|p| p.by != first.by) => 2,
+        _ if mixed => 2,
         1 => 1,
         2..=4 => 2,
         _ => 3,
+    };
+    // The x range of a group of panels (a row when mixed, all of them otherwise), with a
+    // little room so the end markers are not cut in half; a group without a finite point
+    // borrows the whole figure's range.
+    let x_of = |group: &[DroppedShares]| {
+        let (x0, x1) = (finite_range(finite(group).iter().map(|p| p.0)))
+            .or_else(|| finite_range(all.iter().map(|p| p.0)))
+            .unwrap_or((0.0, 1.0));
+        padded(x0, x1, 0.02)
+    };
+    let x = if mixed {
+        (panels.chunks(cols))
+            .flat_map(|row| std::iter::repeat_n(x_of(row), row.len()))
+            .collect()
+    } else {
+        vec![x_of(panels); n]
     };
     let figure = Filtered {
         panels,
         labels,
         cols,
         rows: n.div_ceil(cols),
-        // A little room so the end markers are not cut in half.
-        x: padded(x0, x1, 0.02),
+        x,
         y: padded(y0, y1, 0.03),
     };
     write_figure(stem.as_ref(), &figure)
