@@ -290,6 +290,20 @@ fn main() -> Result<()> {
         "load average at the end: {}; training wall time {total_s:.1} s",
         load_average()
     );
+    // Every episode must have reached the teacher's update, else this was not teacher
+    // training.
+    for pass in &passes {
+        if pass.teacher.episodes() != episodes {
+            bail!(
+                "the {}-thread teacher learned from {} of {episodes} episodes",
+                pass.threads,
+                pass.teacher.episodes()
+            );
+        }
+    }
+    // The passes' pools (an env and its student each) go before the parallel pass, so
+    // that its peak counts only its own envs.
+    drop(passes);
     let workers = env_workers()?;
     if workers > 1 {
         println!(
@@ -301,17 +315,6 @@ fn main() -> Result<()> {
         println!("|---------|---------------|----------|-------------|----------------|--------|--------------|-------------------------------|---------|----------------|-------------------------|");
         parallel_pass(&env, &preset, feature_dim, episodes, workers, ready.rss_kib)?;
         println!();
-    }
-    // Every episode must have reached the teacher's update, else this was not teacher
-    // training.
-    for pass in &passes {
-        if pass.teacher.episodes() != episodes {
-            bail!(
-                "the {}-thread teacher learned from {} of {episodes} episodes",
-                pass.threads,
-                pass.teacher.episodes()
-            );
-        }
     }
     Ok(())
 }
