@@ -921,6 +921,30 @@ impl Figure for Filtered<'_> {
     }
 }
 
+/// Every finite `(x, share)` point of `panels`.
+fn finite_points(panels: &[DroppedShares]) -> Vec<(f64, f64)> {
+    (panels.iter().flat_map(|t| t.points.iter()))
+        .flat_map(|p| p.shares.iter().map(move |&s| (p.x, s)))
+        .filter(finite_xy)
+        .collect()
+}
+
+/// One x range per panel: panels in groups of `group` (a row of a teacher's pair, or all
+/// of them) share the range of their group's finite points, with a little room so the
+/// end markers are not cut in half; a group without a finite point borrows the range of
+/// all panels.
+fn panel_x_ranges(panels: &[DroppedShares], group: usize) -> Vec<Range<f64>> {
+    let all = finite_range(finite_points(panels).iter().map(|p| p.0));
+    (panels.chunks(group.max(1)))
+        .flat_map(|g| {
+            let (x0, x1) = (finite_range(finite_points(g).iter().map(|p| p.0)))
+                .or(all)
+                .unwrap_or((0.0, 1.0));
+            std::iter::repeat_n(padded(x0, x1, 0.02), g.len())
+        })
+        .collect()
+}
+
 /// Writes the filtered-data analysis (the paper's figure of what the teacher drops):
 /// one panel per entry of `panels`, each titled with its label and holding five lines,
 /// the share of instances dropped in each bucket (1 = lowest loss or margin, blue, ... 5
@@ -946,13 +970,7 @@ pub fn plot_filtered_data(
             "no teachers for the filtered-data plot".into(),
         ));
     };
-    let finite = |panels: &[DroppedShares]| -> Vec<(f64, f64)> {
-        (panels.iter().flat_map(|t| t.points.iter()))
-            .flat_map(|p| p.shares.iter().map(move |&s| (p.x, s)))
-            .filter(finite_xy)
-            .collect()
-    };
-    let all = finite(panels);
+    let all = finite_points(panels);
     if all.is_empty() {
         return Err(PlotError::EmptyInput(
             "no finite point in any filtered-data series".into(),
@@ -967,22 +985,7 @@ pub fn plot_filtered_data(
         2..=4 => 2,
         _ => 3,
     };
-    // The x range of a group of panels (a row when mixed, all of them otherwise), with a
-    // little room so the end markers are not cut in half; a group without a finite point
-    // borrows the whole figure's range.
-    let x_of = |group: &[DroppedShares]| {
-        let (x0, x1) = (finite_range(finite(group).iter().map(|p| p.0)))
-            .or_else(|| finite_range(all.iter().map(|p| p.0)))
-            .unwrap_or((0.0, 1.0));
-        padded(x0, x1, 0.02)
-    };
-    let x = if mixed {
-        (panels.chunks(cols))
-            .flat_map(|row| std::iter::repeat_n(x_of(row), row.len()))
-            .collect()
-    } else {
-        vec![x_of(panels); n]
-    };
+    let x = panel_x_ranges(panels, if mixed { cols } else { n });
     let figure = Filtered {
         panels,
         labels,
@@ -1532,6 +1535,35 @@ mod tests {
             }
         }
         no_temp_files_left(&dir);
+    }
+
+    #[test]
+    fn pairs_get_their_own_x_range_and_one_kind_shares_one() {
+        let panel = |by, last: f64| DroppedShares {
+            label: "t".into(),
+            by,
+            points: (1..=4)
+                .map(|i| DropPoint {
+                    x: last * i as f64 / 4.0,
+                    shares: [0.1; 5],
+                })
+                .collect(),
+        };
+        let pairs = [
+            panel(DropBuckets::LossRank, 20.0),
+            panel(DropBuckets::Margin, 20.0),
+            panel(DropBuckets::LossRank, 480.0),
+            panel(DropBuckets::Margin, 480.0),
+        ];
+        let x = panel_x_ranges(&pairs, 2);
+        assert_eq!(x.len(), 4);
+        assert_eq!(x[0], x[1]);
+        assert_eq!(x[2], x[3]);
+        assert!(x[0].end < 21.0 && x[0].start > 4.0, "{:?}", x[0]);
+        assert!(x[2].end > 480.0 && x[2].start > 100.0, "{:?}", x[2]);
+        let shared = panel_x_ranges(&pairs, pairs.len());
+        assert!(shared.iter().all(|r| *r == shared[0]));
+        assert!(shared[0].start < 6.0 && shared[0].end > 480.0);
     }
 
     #[test]
