@@ -2,8 +2,10 @@
 //! on a rerun, resumed teacher training identical to uninterrupted training, transfer
 //! width errors, and RandTeach matched from an earlier run's log.
 
+mod common;
+
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -16,42 +18,13 @@ use l2t::experiment::{
 use l2t::presets::Preset;
 use l2t::run_dir::{JsonLines, RunDir};
 
-/// A fresh scratch folder, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("l2t-exp-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use common::{csv_without_seconds, small_synthetic_preset, without_timing, Scratch};
 
 /// The synthetic preset, shrunk so that a whole run takes seconds.
 fn small_preset() -> Preset {
     // One intra-op thread, as the `l2t` command: tiny students are slower with more.
     tch::set_num_threads(1);
-    let mut preset = Preset::synthetic();
-    if let l2t::presets::DataSource::Synthetic(data) = &mut preset.data {
-        data.train_size = 3_000;
-        data.dev_size = 400;
-        data.test_size = 400;
-    }
-    preset.teaching.max_iterations = 400;
-    preset.teaching = preset.teaching.clone().with_tau(0.7);
-    preset.episodes = 3;
-    preset.eval_seeds = 2;
-    preset
+    small_synthetic_preset(3)
 }
 
 fn small_config() -> RunConfig {
@@ -72,56 +45,24 @@ fn run_into(config: &RunConfig, dir: &Path) -> l2t::experiment::Report {
     run(config, Path::new("unused-data-dir"), &mut out, |_| {}).unwrap()
 }
 
-/// `value` with every timing field (and the command line) removed.
-fn without_timing(mut value: Value) -> Value {
-    fn strip(value: &mut Value) {
-        match value {
-            Value::Object(map) => {
-                map.retain(|key, _| {
-                    !(key.contains("seconds") || key == "command" || key == "git_commit")
-                });
-                map.values_mut().for_each(strip);
-            }
-            Value::Array(items) => items.iter_mut().for_each(strip),
-            _ => {}
-        }
-    }
-    strip(&mut value);
-    value
-}
-
 fn json_file(path: &Path) -> Value {
-    without_timing(serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap())
+    without_timing(
+        serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap(),
+        &[],
+    )
 }
 
 fn jsonl_file(path: &Path) -> Vec<Value> {
     fs::read_to_string(path)
         .unwrap()
         .lines()
-        .map(|line| without_timing(serde_json::from_str(line).unwrap()))
-        .collect()
-}
-
-/// A CSV file without its `seconds` column.
-fn csv_without_seconds(path: &Path) -> Vec<Vec<String>> {
-    let text = fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let keep: Vec<bool> = header.iter().map(|h| *h != "seconds").collect();
-    text.lines()
-        .map(|line| {
-            line.split(',')
-                .zip(&keep)
-                .filter(|(_, k)| **k)
-                .map(|(v, _)| v.to_string())
-                .collect()
-        })
+        .map(|line| without_timing(serde_json::from_str(line).unwrap(), &[]))
         .collect()
 }
 
 #[test]
 fn the_same_run_twice_writes_the_same_results_for_any_number_of_workers() {
-    let scratch = Scratch::new("rerun");
+    let scratch = Scratch::new("exp", "rerun");
     // One worker, then three: teacher training and the side-by-side evaluation of the
     // teachers give the same files.
     let mut config = small_config();
@@ -220,7 +161,7 @@ fn the_same_run_twice_writes_the_same_results_for_any_number_of_workers() {
 
 #[test]
 fn resumed_training_matches_uninterrupted_training() {
-    let scratch = Scratch::new("resume");
+    let scratch = Scratch::new("exp", "resume");
     let preset = small_preset();
     let teacher = TeacherConfig::Reinforce(ReinforceConfig {
         seed: 3,
@@ -282,7 +223,7 @@ fn resumed_training_matches_uninterrupted_training() {
 
 #[test]
 fn a_teacher_cannot_transfer_to_another_feature_width() {
-    let scratch = Scratch::new("transfer");
+    let scratch = Scratch::new("exp", "transfer");
     let mut config = small_config();
     let mut four_classes = small_preset();
     four_classes.name = "synthetic-4-classes".into();
@@ -317,7 +258,7 @@ fn a_teacher_cannot_transfer_to_another_feature_width() {
 
 #[test]
 fn a_transferred_checkpoint_teaches_and_rand_teach_matches_an_earlier_run() {
-    let scratch = Scratch::new("match");
+    let scratch = Scratch::new("exp", "match");
     let config = small_config();
     let first = run_into(&config, &scratch.join("first"));
 
@@ -391,7 +332,7 @@ impl l2t::agents::Teacher for EveryOther {
 
 #[test]
 fn a_users_teacher_gets_the_same_report_as_the_built_in_ones() {
-    let scratch = Scratch::new("user");
+    let scratch = Scratch::new("exp", "user");
     let mut config = small_config();
     config.teachers = vec![
         TeacherEntry::new("no_teach", TeacherConfig::NoTeach),
@@ -438,7 +379,7 @@ fn a_users_teacher_gets_the_same_report_as_the_built_in_ones() {
 
 #[test]
 fn a_teachers_setting_edited_in_the_toml_changes_the_run_and_a_stray_key_is_named() {
-    let scratch = Scratch::new("toml");
+    let scratch = Scratch::new("exp", "toml");
     let mut config = small_config();
     config.report.plots = false;
     config.teachers.retain(|e| e.label == labels::REINFORCE);

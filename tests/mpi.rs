@@ -8,6 +8,8 @@
 //! (OpenMPI: the flags let root run it and put two ranks on fewer cores).
 #![cfg(feature = "mpi")]
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -17,43 +19,14 @@ use serde_json::Value;
 
 use l2t::agents::{checkpoint_episodes, EsConfig, TeacherConfig};
 use l2t::config::{labels, RunConfig, TeacherEntry};
-use l2t::presets::Preset;
 
-/// A fresh scratch folder, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("l2t-mpi-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use common::{csv_without_seconds, small_synthetic_preset, without_timing, Scratch};
 
 /// The synthetic preset, shrunk so that a run takes seconds, with learned teachers
 /// whose updates have several episodes (K = 4, 2, 4 and 3: odd K splits unevenly
 /// over two ranks).
 fn tiny_config(learned: &[&str], episodes: usize) -> RunConfig {
-    let mut preset = Preset::synthetic();
-    if let l2t::presets::DataSource::Synthetic(data) = &mut preset.data {
-        data.train_size = 3_000;
-        data.dev_size = 400;
-        data.test_size = 400;
-    }
-    preset.teaching.max_iterations = 400;
-    preset.teaching = preset.teaching.clone().with_tau(0.7);
-    preset.episodes = episodes;
-    preset.eval_seeds = 2;
+    let preset = small_synthetic_preset(episodes);
     let mut config = RunConfig::reproduction(preset);
     config.training.workers = 1;
     config.report.test_every = 4;
@@ -157,27 +130,9 @@ fn succeeded(output: &Output, what: &str) {
     );
 }
 
-/// `value` without timing fields, the command line and the cores the process saw
-/// (`mpirun` binds each rank to a core).
-fn without_timing(mut value: Value) -> Value {
-    fn strip(value: &mut Value) {
-        match value {
-            Value::Object(map) => {
-                map.retain(|key, _| {
-                    !(key.contains("seconds")
-                        || key == "command"
-                        || key == "git_commit"
-                        || key == "cores")
-                });
-                map.values_mut().for_each(strip);
-            }
-            Value::Array(items) => items.iter_mut().for_each(strip),
-            _ => {}
-        }
-    }
-    strip(&mut value);
-    value
-}
+/// Keys that differ between one process and ranks besides timing: the cores the
+/// process saw (`mpirun` binds each rank to a core).
+const MPI_ONLY: &[&str] = &["cores"];
 
 /// A result file as it compares: JSON and JSON lines without timing fields, CSVs
 /// without their `seconds` column, anything else byte for byte.
@@ -187,24 +142,18 @@ fn comparable(path: &Path) -> Vec<u8> {
     if name.ends_with(".jsonl") {
         let lines: Vec<Value> = text()
             .lines()
-            .map(|line| without_timing(serde_json::from_str(line).unwrap()))
+            .map(|line| without_timing(serde_json::from_str(line).unwrap(), MPI_ONLY))
             .collect();
         serde_json::to_vec(&lines).unwrap()
     } else if name.ends_with(".json") {
-        serde_json::to_vec(&without_timing(serde_json::from_str(&text()).unwrap())).unwrap()
+        serde_json::to_vec(&without_timing(
+            serde_json::from_str(&text()).unwrap(),
+            MPI_ONLY,
+        ))
+        .unwrap()
     } else if name.ends_with(".csv") {
-        let text = text();
-        let header: Vec<&str> = text.lines().next().unwrap_or("").split(',').collect();
-        let keep: Vec<bool> = header.iter().map(|h| *h != "seconds").collect();
-        text.lines()
-            .map(|line| {
-                line.split(',')
-                    .zip(&keep)
-                    .filter(|(_, k)| **k)
-                    .map(|(v, _)| v)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
+        (csv_without_seconds(path).iter())
+            .map(|row| row.join(","))
             .collect::<Vec<_>>()
             .join("\n")
             .into_bytes()
@@ -262,7 +211,7 @@ const LIMIT: Duration = Duration::from_secs(300);
 
 #[test]
 fn one_and_two_ranks_write_the_files_of_a_one_process_run() {
-    let scratch = Scratch::new("determinism");
+    let scratch = Scratch::new("mpi", "determinism");
     let config = tiny_config(&["reinforce", "actor_critic", "es", "ppo"], 12);
     let path = scratch.join("config.toml");
     write_config(&config, &path);
@@ -295,7 +244,7 @@ fn one_and_two_ranks_write_the_files_of_a_one_process_run() {
 
 #[test]
 fn a_crashed_or_failing_rank_stops_the_job_and_a_rerun_resumes() {
-    let scratch = Scratch::new("fault");
+    let scratch = Scratch::new("mpi", "fault");
     // REINFORCE, K = 4: 16 episodes are 4 updates, a checkpoint after each.
     let mut config = tiny_config(&["reinforce"], 16);
     config.checkpoint_every = 4;

@@ -2,8 +2,12 @@
 
 #![allow(dead_code)]
 
+use std::fs;
+use std::path::{Path, PathBuf};
+
 use ndarray::{Array1, Array2};
 use rand::Rng;
+use serde_json::Value;
 
 use l2t::agents::{BernoulliPolicy, PolicyRollout, PooledEpisode, Teacher, UpdateStats};
 use l2t::envs::seeding::{stream_rng, Stream};
@@ -11,6 +15,7 @@ use l2t::envs::{
     Env, EnvFactory, EnvPool, MlpConfig, MlpStudent, OptimizerConfig, SyntheticConfig, TaskData,
     TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation,
 };
+use l2t::presets::{DataSource, Preset};
 
 /// A tiny synthetic task: 400 training instances of 8 features, 4 classes.
 pub fn tiny_data() -> TaskData {
@@ -167,6 +172,84 @@ pub fn outcomes(episodes: &[PooledEpisode]) -> Vec<(u64, f64, usize, Option<Upda
         .map(|e| {
             let s = &e.summary;
             (e.seed, s.episode_return, s.instances_kept, s.update.clone())
+        })
+        .collect()
+}
+
+/// A fresh scratch folder under the temp dir (`l2t-<prefix>-<name>-<pid>`), removed
+/// when dropped.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(prefix: &str, name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("l2t-{prefix}-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The synthetic preset shrunk so that a whole run takes seconds: 3,000 training and
+/// 400 dev and test instances, T' = 400, tau = 0.7, `episodes` training episodes, two
+/// evaluation seeds.
+pub fn small_synthetic_preset(episodes: usize) -> Preset {
+    let mut preset = Preset::synthetic();
+    if let DataSource::Synthetic(data) = &mut preset.data {
+        data.train_size = 3_000;
+        data.dev_size = 400;
+        data.test_size = 400;
+    }
+    preset.teaching.max_iterations = 400;
+    preset.teaching = preset.teaching.clone().with_tau(0.7);
+    preset.episodes = episodes;
+    preset.eval_seeds = 2;
+    preset
+}
+
+/// `value` without its timing fields (every key containing `seconds`), the command
+/// line, the git commit, and the keys in `also`.
+pub fn without_timing(mut value: Value, also: &[&str]) -> Value {
+    fn strip(value: &mut Value, also: &[&str]) {
+        match value {
+            Value::Object(map) => {
+                map.retain(|key, _| {
+                    !(key.contains("seconds")
+                        || key == "command"
+                        || key == "git_commit"
+                        || also.contains(&key.as_str()))
+                });
+                map.values_mut().for_each(|v| strip(v, also));
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| strip(v, also)),
+            _ => {}
+        }
+    }
+    strip(&mut value, also);
+    value
+}
+
+/// The rows of the CSV file at `path` without its `seconds` column.
+pub fn csv_without_seconds(path: &Path) -> Vec<Vec<String>> {
+    let text = fs::read_to_string(path).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let keep: Vec<bool> = header.iter().map(|h| *h != "seconds").collect();
+    text.lines()
+        .map(|line| {
+            line.split(',')
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(v, _)| v.to_string())
+                .collect()
         })
         .collect()
 }
