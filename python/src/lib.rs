@@ -29,8 +29,8 @@ use l2t::experiment::TrainingTask;
 use l2t::presets::{default_data_dir, Preset, PRESETS};
 use l2t_agents::{Teacher, TeacherConfig};
 use l2t_envs::{
-    Env, EnvFactory, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation,
-    ThreadedVectorEnv, VectorEnv,
+    Env, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation, ThreadedVectorEnv,
+    VectorEnv,
 };
 
 mod errors;
@@ -592,16 +592,7 @@ impl VectorCore {
         let batch_size = first.config().batch_size;
         let task = TrainingTask::of(&first, resolved.student.clone(), 1);
         drop(first);
-        let threads = tch::get_num_threads();
-        let factories: Vec<EnvFactory<TeachingEnv>> = (0..num_envs)
-            .map(|_| {
-                let task = task.share();
-                Box::new(move || {
-                    tch::set_num_threads(threads);
-                    task.env()
-                }) as EnvFactory<TeachingEnv>
-            })
-            .collect();
+        let factories = task.env_factories(num_envs);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let workers = num_workers.unwrap_or(cores).clamp(1, num_envs);
         let env = py

@@ -99,19 +99,17 @@ pub(crate) fn evaluate_side_by_side(
     let workers = task.workers.clamp(1, jobs.len().max(1));
     let queue = Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>());
     let stop = AtomicBool::new(false);
-    let threads = tch::get_num_threads();
     let mut slots: Vec<Vec<Option<EvaluationRecord>>> = vec![vec![None; seeds.len()]; labels.len()];
     let mut first_error: Option<ExperimentError> = None;
     std::thread::scope(|scope| {
         let (sender, receiver) = mpsc::channel::<(usize, usize, Result<EvaluationRecord>)>();
         let mut handles = Vec::with_capacity(workers);
-        for _ in 0..workers {
+        for make_env in task.env_factories(workers) {
             // Tensors are Send, not Sync: every worker gets its own handles on the data.
-            let (task, test) = (task.share(), test.shallow_clone());
+            let test = test.shallow_clone();
             let (sender, queue, stop) = (sender.clone(), &queue, &stop);
             handles.push(scope.spawn(move || {
-                tch::set_num_threads(threads);
-                let mut env = match task.env() {
+                let mut env = match make_env() {
                     Ok(env) => env,
                     Err(e) => {
                         let _ = sender.send((usize::MAX, 0, Err(e.into())));

@@ -125,12 +125,12 @@ impl TrainingTask {
         }
     }
 
-    /// `workers` envs of the task, one per worker thread (the data is shared). Each
-    /// worker runs libtorch with the calling thread's intra-op thread count (OpenMP
+    /// `n` factories of envs of the task (the data is shared), for worker threads: each
+    /// sets libtorch on its thread to the calling thread's intra-op thread count (OpenMP
     /// keeps that count per thread, and a new thread would otherwise use every core).
-    pub fn pool(&self) -> Result<EnvPool<TeachingEnv>> {
+    pub fn env_factories(&self, n: usize) -> Vec<EnvFactory<TeachingEnv>> {
         let threads = tch::get_num_threads();
-        let factories = (0..self.workers.max(1))
+        (0..n)
             .map(|_| {
                 let task = self.share();
                 Box::new(move || {
@@ -138,8 +138,12 @@ impl TrainingTask {
                     task.env()
                 }) as EnvFactory<TeachingEnv>
             })
-            .collect();
-        Ok(EnvPool::new(factories)?)
+            .collect()
+    }
+
+    /// `workers` envs of the task, one per worker thread ([`Self::env_factories`]).
+    pub fn pool(&self) -> Result<EnvPool<TeachingEnv>> {
+        Ok(EnvPool::new(self.env_factories(self.workers.max(1)))?)
     }
 }
 
