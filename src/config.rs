@@ -166,6 +166,13 @@ pub struct TrainingConfig {
     /// choices). Evaluation keeps the preset's reward and reports instances to tau.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reward: Option<Reward>,
+    /// Training episodes evaluate the student every this many updates instead of the
+    /// training task's `eval_every` (a dev-accuracy area's H must be a multiple of
+    /// it): dev evaluations are a large part of a training episode's cost, and an
+    /// area over fewer points still moves smoothly with the policy. Evaluation keeps
+    /// the preset's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_every: Option<usize>,
 }
 
 impl TrainingConfig {
@@ -307,6 +314,7 @@ impl RunConfig {
                 reward: Some(Reward::DevAccuracyArea {
                     iterations: horizon,
                 }),
+                eval_every: None,
             },
             report: ReportConfig::default(),
             teachers,
@@ -482,7 +490,7 @@ impl RunConfig {
     }
 
     /// The MDP of teacher-training episodes: the training preset's, with the training
-    /// tau when one is set.
+    /// tau, reward and evaluation interval where they are set.
     pub fn training_teaching(&self) -> TeachingConfig {
         let mut teaching = self.training_preset().teaching.clone();
         if let Some(tau) = self.training.tau {
@@ -490,6 +498,9 @@ impl RunConfig {
         }
         if let Some(reward) = self.training.reward {
             teaching.reward = reward;
+        }
+        if let Some(every) = self.training.eval_every {
+            teaching.eval_every = every;
         }
         teaching
     }
@@ -530,6 +541,23 @@ mod tests {
             .replace("checkpoint_every = 1", "checkpoint_every = 1\nepisodez = 3");
         let message = RunConfig::from_toml(&text).unwrap_err().to_string();
         assert!(message.contains("episodez"), "{message}");
+    }
+
+    #[test]
+    fn a_training_evaluation_interval_changes_training_episodes_only() {
+        let mut config = RunConfig::reproduction(Preset::fashion_mnist_mlp());
+        config.training.eval_every = Some(20);
+        config.validate().unwrap();
+        assert_eq!(config.training_teaching().eval_every, 20);
+        assert_eq!(config.preset.teaching.eval_every, 10);
+
+        // The area's H (500) must be a multiple of it, and the error says where.
+        config.training.eval_every = Some(30);
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("training"), "{message}");
+        assert!(message.contains("eval_every"), "{message}");
+        config.training.eval_every = Some(0);
+        assert!(config.validate().is_err());
     }
 
     #[test]

@@ -138,6 +138,10 @@ struct RunArgs {
     /// tau); evaluation keeps instances to tau.
     #[arg(long)]
     train_area: Option<usize>,
+    /// Teacher-training episodes evaluate the student every this many updates
+    /// (evaluation keeps the preset's interval).
+    #[arg(long)]
+    train_eval_every: Option<usize>,
     /// Dev evaluations between two test-accuracy points of the learning curves.
     #[arg(long)]
     test_every: Option<usize>,
@@ -330,6 +334,9 @@ fn execute(base: RunConfig, args: RunArgs, name: &str, context: &RunContext) -> 
             config.training.reward = Some(l2t::envs::Reward::DevAccuracyArea { iterations })
         }
         None => {}
+    }
+    if let Some(every) = args.train_eval_every {
+        config.training.eval_every = Some(every);
     }
     if let Some(every) = args.test_every {
         config.report.test_every = every;

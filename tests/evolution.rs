@@ -5,8 +5,8 @@
 mod common;
 
 use l2t::agents::{
-    load_teacher, train_parallel, AgentError, EsConfig, EvolutionStrategies, Learner,
-    PooledEpisode, Teacher,
+    load_teacher, train_parallel, AgentError, CommonRandomNumbers, EsConfig, EvolutionStrategies,
+    Learner, PooledEpisode, Teacher,
 };
 use l2t::envs::{EnvPool, TeachingConfig, TeachingEnv};
 
@@ -78,7 +78,7 @@ fn without_common_random_numbers_every_episode_has_its_own_seed() {
     let mut teacher = EvolutionStrategies::new(
         EsConfig {
             pairs: 2,
-            common_random_numbers: false,
+            common_random_numbers: CommonRandomNumbers::Off,
             ..EsConfig::default()
         },
         13,
@@ -86,6 +86,53 @@ fn without_common_random_numbers_every_episode_has_its_own_seed() {
     .unwrap();
     let seeds: Vec<u64> = train(&mut teacher, 2, 4).iter().map(|e| e.seed).collect();
     assert_eq!(seeds, vec![100, 101, 102, 103]);
+}
+
+#[test]
+fn common_random_numbers_over_a_generation_give_every_episode_one_student() {
+    let mut teacher = EvolutionStrategies::new(
+        EsConfig {
+            pairs: 2,
+            common_random_numbers: CommonRandomNumbers::Generation,
+            ..EsConfig::default()
+        },
+        13,
+    )
+    .unwrap();
+    let episodes = train(&mut teacher, 2, 8);
+    let seeds: Vec<u64> = episodes.iter().map(|e| e.seed).collect();
+    // Two generations of four, each on its own student.
+    assert_eq!(seeds, vec![100, 100, 100, 100, 104, 104, 104, 104]);
+    // The policies differ, so the episodes do too.
+    let kept: Vec<usize> = episodes[..4]
+        .iter()
+        .map(|e| e.summary.instances_kept)
+        .collect();
+    assert!(kept.windows(2).any(|w| w[0] != w[1]), "{kept:?}");
+}
+
+#[test]
+fn common_random_numbers_read_from_names_and_from_the_earlier_booleans() {
+    for (text, expected) in [
+        ("\"generation\"", CommonRandomNumbers::Generation),
+        ("\"pairs\"", CommonRandomNumbers::Pairs),
+        ("\"off\"", CommonRandomNumbers::Off),
+        ("true", CommonRandomNumbers::Pairs),
+        ("false", CommonRandomNumbers::Off),
+    ] {
+        let config: EsConfig =
+            serde_json::from_str(&format!("{{\"common_random_numbers\": {text}}}")).unwrap();
+        assert_eq!(config.common_random_numbers, expected, "{text}");
+        let written = serde_json::to_string(&config).unwrap();
+        assert_eq!(serde_json::from_str::<EsConfig>(&written).unwrap(), config);
+    }
+    let error = serde_json::from_str::<EsConfig>("{\"common_random_numbers\": \"all\"}")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("common_random_numbers") || error.contains("variant"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -144,6 +144,42 @@ fn the_same_run_twice_writes_the_same_results_for_any_number_of_workers() {
         first.levels.len(),
         config.teachers.len() * config.levels().len()
     );
+    // Each trained teacher against each baseline but the first row, seed by seed,
+    // recomputed here from the records.
+    let trained: Vec<&str> = config
+        .teachers
+        .iter()
+        .filter(|e| e.train)
+        .map(|e| e.label.as_str())
+        .collect();
+    let baselines: Vec<&str> = config.teachers[1..]
+        .iter()
+        .filter(|e| !e.train)
+        .map(|e| e.label.as_str())
+        .collect();
+    assert_eq!(first.pairings.len(), trained.len() * baselines.len());
+    assert!(summary.contains("## Trained teachers against each baseline"));
+    for pairing in &first.pairings {
+        assert!(trained.contains(&pairing.teacher.as_str()));
+        assert!(baselines.contains(&pairing.reference.as_str()));
+        let records = |label: &str| -> Vec<_> {
+            first
+                .evaluations
+                .iter()
+                .filter(|r| r.teacher == label)
+                .cloned()
+                .collect()
+        };
+        let budget = config.preset.teaching.max_iterations * config.preset.teaching.batch_size;
+        let expected = l2t::experiment::versus(
+            &records(&pairing.reference),
+            &records(&pairing.teacher),
+            budget,
+        )
+        .unwrap();
+        assert_eq!(pairing.versus, expected);
+        assert!(summary.contains(&format!("| {} | {} | ", pairing.teacher, pairing.reference)));
+    }
     // Test accuracy was measured along the curves (test_every = 4) and at the end.
     let record = &first.evaluations[0];
     let measured = record

@@ -8,7 +8,9 @@
 //! theta - sigma eps_j (antithetic pairs). Both members of a pair see the same student
 //! (same initialisation and data order: env seed `first_seed + 2j`) and the same
 //! uniforms for their Bernoulli draws (common random numbers), so the difference of
-//! their returns measures what the direction changed, not the student's luck. The
+//! their returns measures what the direction changed, not the student's luck
+//! ([`CommonRandomNumbers::Pairs`]; with [`CommonRandomNumbers::Generation`] all 2n
+//! episodes share one student and one set of uniforms, env seed `first_seed`). The
 //! 2n returns R are replaced by their centred ranks F (in [-0.5, 0.5], ties share the
 //! mean rank), which makes the update blind to the scale of the reward, and
 //!
@@ -73,9 +75,11 @@ pub struct EsConfig {
     pub learning_rate: f64,
     /// L2 coefficient pulling theta towards 0.
     pub weight_decay: f64,
-    /// Both members of a pair teach the same student with the same sampling uniforms
-    /// (common random numbers); off: each episode has its own seed and stream.
-    pub common_random_numbers: bool,
+    /// Which episodes of a generation share the student (initialisation and data
+    /// order) and the uniforms of their Bernoulli draws: `"pairs"` (both members of
+    /// each pair), `"generation"` (all 2n episodes) or `"off"` (each episode its own).
+    /// `true` and `false` read as `"pairs"` and `"off"`.
+    pub common_random_numbers: CommonRandomNumbers,
     /// Seed of the teacher's streams (initial weights, directions, sampling).
     pub seed: u64,
 }
@@ -89,8 +93,64 @@ impl Default for EsConfig {
             sigma: 0.5,
             learning_rate: 0.1,
             weight_decay: 0.0,
-            common_random_numbers: true,
+            common_random_numbers: CommonRandomNumbers::Pairs,
             seed: 0,
+        }
+    }
+}
+
+/// The common random numbers of one ES generation: which of its episodes teach the
+/// same student (initialisation and data order) with the same sampling uniforms, so
+/// that their returns differ only by the policy that taught.
+///
+/// With `Pairs`, `F(theta + sigma eps_j) - F(theta - sigma eps_j)` is free of the
+/// student's luck, but the centred ranks still compare pairs on different students.
+/// With `Generation`, the 2n returns of an update are all measured on one student, so
+/// the ranks order the 2n policies alone; each generation draws a new student.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "CrnSetting", into = "CrnName")]
+pub enum CommonRandomNumbers {
+    /// Every episode has its own student and uniforms.
+    Off,
+    /// Both members of an antithetic pair share them (the default).
+    Pairs,
+    /// All 2n episodes of a generation share them.
+    Generation,
+}
+
+/// The names of [`CommonRandomNumbers`] in a config.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CrnName {
+    Off,
+    Pairs,
+    Generation,
+}
+
+/// A [`CommonRandomNumbers`] as written: a name, or the earlier boolean.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CrnSetting {
+    Flag(bool),
+    Name(CrnName),
+}
+
+impl From<CrnSetting> for CommonRandomNumbers {
+    fn from(setting: CrnSetting) -> Self {
+        match setting {
+            CrnSetting::Flag(false) | CrnSetting::Name(CrnName::Off) => Self::Off,
+            CrnSetting::Flag(true) | CrnSetting::Name(CrnName::Pairs) => Self::Pairs,
+            CrnSetting::Name(CrnName::Generation) => Self::Generation,
+        }
+    }
+}
+
+impl From<CommonRandomNumbers> for CrnName {
+    fn from(crn: CommonRandomNumbers) -> Self {
+        match crn {
+            CommonRandomNumbers::Off => Self::Off,
+            CommonRandomNumbers::Pairs => Self::Pairs,
+            CommonRandomNumbers::Generation => Self::Generation,
         }
     }
 }
@@ -351,13 +411,14 @@ impl Learner for EvolutionStrategies {
             let direction = self.direction(generation, pair);
             for (member, sign) in [(0usize, 1.0), (1, -1.0)] {
                 let episode = 2 * pair + member;
-                let (seed, sampling_rng) = if self.config.common_random_numbers {
-                    let rng = self.pair_rng(generation, pair, Stream::TeacherSampling);
-                    (first_seed.wrapping_add(2 * pair as u64), rng)
-                } else {
-                    let rng = self.pair_rng(generation, episode, Stream::TeacherSampling);
-                    (first_seed.wrapping_add(episode as u64), rng)
+                // The env seed's offset and the key of the sampling stream.
+                let (offset, key) = match self.config.common_random_numbers {
+                    CommonRandomNumbers::Off => (episode, episode),
+                    CommonRandomNumbers::Pairs => (2 * pair, pair),
+                    CommonRandomNumbers::Generation => (0, 0),
                 };
+                let seed = first_seed.wrapping_add(offset as u64);
+                let sampling_rng = self.pair_rng(generation, key, Stream::TeacherSampling);
                 let policy = self
                     .features
                     .fold(self.perturbed(&direction, sign * sigma)?)?;

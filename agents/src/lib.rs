@@ -44,7 +44,7 @@ pub use episode::{
     DROP_WINDOW_STEPS, LOSS_RANK_BUCKETS,
 };
 pub use error::{AgentError, Result};
-pub use es::{EsConfig, EvolutionStrategies};
+pub use es::{CommonRandomNumbers, EsConfig, EvolutionStrategies};
 pub use l2t_envs::student::{Adam, AdamState};
 pub use no_teach::NoTeach;
 pub use online_batch::{OnlineBatch, OnlineBatchConfig, PressureSchedule};

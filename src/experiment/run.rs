@@ -54,6 +54,10 @@ pub struct Report {
     pub summaries: Vec<TeacherSummary>,
     /// Effective instances and wall-clock to each accuracy level.
     pub levels: Vec<LevelSummary>,
+    /// Each trained teacher against each untrained one after the first row, seed by
+    /// seed (the first row is in every summary's `vs_first`).
+    #[serde(default)]
+    pub pairings: Vec<Pairing>,
     /// Plots that could not be drawn (e.g. for want of a font), as messages.
     #[serde(default)]
     pub plot_warnings: Vec<String>,
@@ -103,6 +107,14 @@ impl Report {
              missed tau counts at the budget T' x M).\n\n",
         );
         out.push_str(&self.table());
+        if !self.pairings.is_empty() {
+            out.push_str(
+                "\n## Trained teachers against each baseline, seed by seed\n\n\
+                 A trained teacher's effective instances to tau minus the baseline's on the same \
+                 seed (negative: the trained teacher needs fewer), as in the table above.\n\n",
+            );
+            out.push_str(&pairings_table(&self.pairings));
+        }
         out.push_str("\n## Effective instances and wall-clock to each dev-accuracy level\n\n");
         out.push_str(&levels_table(&self.levels));
         out
@@ -380,7 +392,29 @@ pub fn run_on(
     if let Some(first) = spans.first() {
         let first = &evaluations[first.clone()];
         for (summary, span) in summaries.iter_mut().zip(&spans).skip(1) {
-            summary.vs_first = Some(versus_first(first, &evaluations[span.clone()], budget)?);
+            summary.vs_first = Some(versus(first, &evaluations[span.clone()], budget)?);
+        }
+    }
+    // Trained teachers against every untrained one but the first row.
+    let trained = |label: &str| config.teachers.iter().any(|e| e.train && e.label == label);
+    let mut pairings = Vec::new();
+    for (summary, span) in summaries.iter().zip(&spans) {
+        if !trained(&summary.teacher) {
+            continue;
+        }
+        for (reference, reference_span) in summaries.iter().zip(&spans).skip(1) {
+            if trained(&reference.teacher) {
+                continue;
+            }
+            pairings.push(Pairing {
+                teacher: summary.teacher.clone(),
+                reference: reference.teacher.clone(),
+                versus: versus(
+                    &evaluations[reference_span.clone()],
+                    &evaluations[span.clone()],
+                    budget,
+                )?,
+            });
         }
     }
     let mut report = Report {
@@ -389,6 +423,7 @@ pub fn run_on(
         evaluations,
         summaries,
         levels: level_rows,
+        pairings,
         plot_warnings: Vec::new(),
     };
     if config.report.plots {

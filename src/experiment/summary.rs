@@ -37,15 +37,15 @@ pub struct TeacherSummary {
     /// This teacher against the first row of the summary on the same seeds; `None` for
     /// the first row itself (and in reports written before the column existed).
     #[serde(default)]
-    pub vs_first: Option<VersusFirst>,
+    pub vs_first: Option<Versus>,
 }
 
-/// One teacher against the reference (the first row of the summary), seed by seed.
-/// Every teacher is evaluated on the same seeds (same data order, same initial
+/// One teacher against a reference (the first row of the summary, or a baseline in
+/// [`Pairing`]), seed by seed. Every teacher is evaluated on the same seeds (same data order, same initial
 /// student), so pairing by seed removes the variance the teachers share and shows a
 /// difference the per-teacher intervals hide.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct VersusFirst {
+pub struct Versus {
     /// Effective instances to tau of this teacher minus the reference's, seed by seed,
     /// over the seeds where both reached tau (negative: this teacher needs fewer).
     pub instances_to_tau: PairedDifference,
@@ -82,16 +82,16 @@ fn seeds_reached(records: &[EvaluationRecord]) -> Vec<(u64, f64)> {
 }
 
 /// Compares one teacher's `records` with the reference's (`first`) seed by seed: see
-/// [`VersusFirst`]. `budget_instances` (T' * M) stands in for runs that missed tau in
+/// [`Versus`]. `budget_instances` (T' * M) stands in for runs that missed tau in
 /// the probability of improvement.
 ///
 /// Errors: [`ExperimentError::Stats`] when a seed appears twice in one teacher's records.
-pub fn versus_first(
+pub fn versus(
     first: &[EvaluationRecord],
     records: &[EvaluationRecord],
     budget_instances: usize,
-) -> Result<VersusFirst> {
-    Ok(VersusFirst {
+) -> Result<Versus> {
+    Ok(Versus {
         instances_to_tau: paired_differences(&seeds_reached(records), &seeds_reached(first))?,
         probability_of_improvement: probability_of_improvement(
             &instances_or_budget(first, budget_instances),
@@ -148,15 +148,10 @@ pub fn markdown_table(summaries: &[TeacherSummary]) -> String {
         });
         let (paired, improvement) = match &s.vs_first {
             None => ("-".to_string(), "-".to_string()),
-            Some(v) => {
-                let d = &v.instances_to_tau;
-                let paired = match d.pairs {
-                    0 => "no seed where both reached tau".to_string(),
-                    1 => format!("{:+.0} (1 seed)", d.mean),
-                    n => format!("{:+.0} ± {:.0} ({n} seeds)", d.mean, d.ci95),
-                };
-                (paired, format!("{:.2}", v.probability_of_improvement))
-            }
+            Some(v) => (
+                paired_cell(&v.instances_to_tau),
+                format!("{:.2}", v.probability_of_improvement),
+            ),
         };
         out.push_str(&format!(
             "| {} | {}/{} | {:.0} ± {:.0} | {} | {} | {} | {:.4} ± {:.4} | {:.3} | {:.2} |\n",
@@ -175,6 +170,45 @@ pub fn markdown_table(summaries: &[TeacherSummary]) -> String {
         ));
     }
     out
+}
+
+/// A trained teacher against one untrained teacher of the same run, seed by seed: is
+/// it better than each baseline, not only than the first row?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pairing {
+    /// The trained teacher.
+    pub teacher: String,
+    /// The untrained teacher it is compared with.
+    pub reference: String,
+    /// `teacher` minus `reference`, seed by seed.
+    pub versus: Versus,
+}
+
+/// A markdown table of [`Pairing`]s: the paired difference of effective instances to
+/// tau and the probability of needing fewer.
+pub fn pairings_table(pairings: &[Pairing]) -> String {
+    let mut out = String::from(
+        "| teacher | against | paired difference (mean ± 95% CI, seeds where both reached tau) | P(fewer instances) |\n|---|---|---|---|\n",
+    );
+    for p in pairings {
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.2} |\n",
+            p.teacher,
+            p.reference,
+            paired_cell(&p.versus.instances_to_tau),
+            p.versus.probability_of_improvement
+        ));
+    }
+    out
+}
+
+/// A paired difference as a table cell: mean ± CI and the number of seeds.
+fn paired_cell(d: &PairedDifference) -> String {
+    match d.pairs {
+        0 => "no seed where both reached tau".to_string(),
+        1 => format!("{:+.0} (1 seed)", d.mean),
+        n => format!("{:+.0} ± {:.0} ({n} seeds)", d.mean, d.ci95),
+    }
 }
 
 /// Effective instances and wall-clock to reach one dev-accuracy level, over seeds.
@@ -357,21 +391,21 @@ mod tests {
             record("b", 3, None),
             record("b", 4, Some(900)),
         ];
-        let versus = versus_first(&first, &other, budget).unwrap();
-        assert_eq!(versus.instances_to_tau.pairs, 2);
-        assert_relative_eq!(versus.instances_to_tau.mean, -150.0);
+        let against_first = versus(&first, &other, budget).unwrap();
+        assert_eq!(against_first.instances_to_tau.pairs, 2);
+        assert_relative_eq!(against_first.instances_to_tau.mean, -150.0);
         // Differences -200, -100: sample sd 70.71, so t(0.975, 1) * 70.71 / sqrt(2) = 635.3.
-        assert_relative_eq!(versus.instances_to_tau.ci95, 635.31, epsilon = 0.01);
+        assert_relative_eq!(against_first.instances_to_tau.ci95, 635.31, epsilon = 0.01);
         // b's 400, 400, 1000 (budget), 900 against a's 500, 600, 700, 1000:
         // each 400 is below all 4 (8), 1000 ties one (0.5), 900 is below the budget (1):
         // 9.5 / 16.
-        assert_relative_eq!(versus.probability_of_improvement, 9.5 / 16.0);
+        assert_relative_eq!(against_first.probability_of_improvement, 9.5 / 16.0);
 
         let mut summaries = vec![
             summarise("a", &first, budget),
             summarise("b", &other, budget),
         ];
-        summaries[1].vs_first = Some(versus);
+        summaries[1].vs_first = Some(against_first);
         let table = markdown_table(&summaries);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4);
@@ -390,14 +424,14 @@ mod tests {
             lines[3]
         );
 
-        let none = versus_first(&first, &[record("c", 9, Some(1))], budget).unwrap();
+        let none = versus(&first, &[record("c", 9, Some(1))], budget).unwrap();
         assert_eq!(none.instances_to_tau.pairs, 0);
         summaries[1].vs_first = Some(none);
         assert!(markdown_table(&summaries).contains("| no seed where both reached tau |"));
 
         let twice = [record("d", 1, Some(1)), record("d", 1, Some(2))];
         assert!(matches!(
-            versus_first(&first, &twice, budget),
+            versus(&first, &twice, budget),
             Err(ExperimentError::Stats(StatsError::DuplicateSeed(1)))
         ));
     }
