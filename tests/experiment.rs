@@ -30,7 +30,7 @@ fn small_preset() -> Preset {
 fn small_config() -> RunConfig {
     let mut config = RunConfig::reproduction(small_preset());
     config.report.test_every = 4;
-    // ES: one generation of its 4 pairs.
+    // ES: two generations of its 2 pairs.
     for entry in &mut config.teachers {
         if entry.label == labels::ES {
             entry.episodes = Some(8);

@@ -89,7 +89,7 @@ impl Default for EsConfig {
         Self {
             hidden: 0,
             output_bias: 2.0,
-            pairs: 4,
+            pairs: 2,
             sigma: 0.5,
             learning_rate: 0.1,
             weight_decay: 0.0,
