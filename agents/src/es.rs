@@ -109,8 +109,11 @@ impl Default for EsConfig {
 /// student's luck, but the centred ranks still compare pairs on different students.
 /// With `Generation`, the 2n returns of an update are all measured on one student, so
 /// the ranks order the 2n policies alone; each generation draws a new student.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "CrnSetting", into = "CrnName")]
+///
+/// In a config: `"off"`, `"pairs"` or `"generation"`; the earlier booleans `true` and
+/// `false` read as `"pairs"` and `"off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CommonRandomNumbers {
     /// Every episode has its own student and uniforms.
     Off,
@@ -120,40 +123,39 @@ pub enum CommonRandomNumbers {
     Generation,
 }
 
-/// The names of [`CommonRandomNumbers`] in a config.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum CrnName {
-    Off,
-    Pairs,
-    Generation,
-}
-
-/// A [`CommonRandomNumbers`] as written: a name, or the earlier boolean.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum CrnSetting {
-    Flag(bool),
-    Name(CrnName),
-}
-
-impl From<CrnSetting> for CommonRandomNumbers {
-    fn from(setting: CrnSetting) -> Self {
-        match setting {
-            CrnSetting::Flag(false) | CrnSetting::Name(CrnName::Off) => Self::Off,
-            CrnSetting::Flag(true) | CrnSetting::Name(CrnName::Pairs) => Self::Pairs,
-            CrnSetting::Name(CrnName::Generation) => Self::Generation,
+impl<'de> Deserialize<'de> for CommonRandomNumbers {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        struct Setting;
+        impl serde::de::Visitor<'_> for Setting {
+            type Value = CommonRandomNumbers;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"off\", \"pairs\", \"generation\", true or false")
+            }
+            fn visit_bool<E: serde::de::Error>(
+                self,
+                value: bool,
+            ) -> std::result::Result<Self::Value, E> {
+                Ok(if value {
+                    CommonRandomNumbers::Pairs
+                } else {
+                    CommonRandomNumbers::Off
+                })
+            }
+            fn visit_str<E: serde::de::Error>(
+                self,
+                value: &str,
+            ) -> std::result::Result<Self::Value, E> {
+                match value {
+                    "off" => Ok(CommonRandomNumbers::Off),
+                    "pairs" => Ok(CommonRandomNumbers::Pairs),
+                    "generation" => Ok(CommonRandomNumbers::Generation),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
         }
-    }
-}
-
-impl From<CommonRandomNumbers> for CrnName {
-    fn from(crn: CommonRandomNumbers) -> Self {
-        match crn {
-            CommonRandomNumbers::Off => Self::Off,
-            CommonRandomNumbers::Pairs => Self::Pairs,
-            CommonRandomNumbers::Generation => Self::Generation,
-        }
+        deserializer.deserialize_any(Setting)
     }
 }
 
