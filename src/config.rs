@@ -243,7 +243,7 @@ pub fn training_horizon(teaching: &TeachingConfig) -> usize {
 /// task's own `eval_every` that divides H (20 for Fashion-MNIST's H = 500, against 10
 /// when evaluating). Dev evaluations are a large part of a training episode's cost,
 /// and the area over 25 points still tells the policies apart: ES trained this way
-/// teaches as well as with 50 points (the README's "What each option bought").
+/// teaches as well as with 50 points (the README's "What each ES option bought").
 pub fn training_eval_every(teaching: &TeachingConfig) -> usize {
     let every = teaching.eval_every.max(1);
     let horizon = training_horizon(teaching);
@@ -255,7 +255,8 @@ pub fn training_eval_every(teaching: &TeachingConfig) -> usize {
     }
 }
 
-/// ES's training episodes in [`RunConfig::reproduction`]: 120 generations of 4.
+/// ES's training episodes in [`RunConfig::reproduction`]: 120 generations of 2 antithetic
+/// pairs (4 episodes each).
 pub const ES_EPISODES: usize = 480;
 
 /// The labels of the teachers of [`RunConfig::reproduction`]: each teacher's kind tag,
