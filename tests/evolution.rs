@@ -89,17 +89,30 @@ fn without_common_random_numbers_every_episode_has_its_own_seed() {
 }
 
 #[test]
-fn common_random_numbers_over_a_generation_give_every_episode_one_student() {
-    let mut teacher = EvolutionStrategies::new(
-        EsConfig {
-            pairs: 2,
-            common_random_numbers: CommonRandomNumbers::Generation,
-            ..EsConfig::default()
-        },
-        13,
-    )
-    .unwrap();
+fn common_random_numbers_over_a_generation_give_every_episode_one_student_for_any_worker_count() {
+    let generation_es = || {
+        EvolutionStrategies::new(
+            EsConfig {
+                pairs: 2,
+                common_random_numbers: CommonRandomNumbers::Generation,
+                ..EsConfig::default()
+            },
+            13,
+        )
+        .unwrap()
+    };
+    let mut teacher = generation_es();
     let episodes = train(&mut teacher, 2, 8);
+    // The same teacher for any number of workers.
+    let mut alone = generation_es();
+    assert_eq!(
+        common::outcomes(&train(&mut alone, 1, 8)),
+        common::outcomes(&episodes)
+    );
+    assert_eq!(
+        common::bits(&alone.flat_weights().unwrap()),
+        common::bits(&teacher.flat_weights().unwrap())
+    );
     let seeds: Vec<u64> = episodes.iter().map(|e| e.seed).collect();
     // Two generations of four, each on its own student.
     assert_eq!(seeds, vec![100, 100, 100, 100, 104, 104, 104, 104]);
