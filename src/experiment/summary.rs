@@ -41,9 +41,9 @@ pub struct TeacherSummary {
 }
 
 /// One teacher against a reference (the first row of the summary, or a baseline in
-/// [`Pairing`]), seed by seed. Every teacher is evaluated on the same seeds (same data order, same initial
-/// student), so pairing by seed removes the variance the teachers share and shows a
-/// difference the per-teacher intervals hide.
+/// [`Pairing`]), seed by seed. Every teacher is evaluated on the same seeds (same data
+/// order, same initial student), so pairing by seed removes the variance the teachers
+/// share and shows a difference the per-teacher intervals hide.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Versus {
     /// Effective instances to tau of this teacher minus the reference's, seed by seed,
@@ -81,20 +81,20 @@ fn seeds_reached(records: &[EvaluationRecord]) -> Vec<(u64, f64)> {
         .collect()
 }
 
-/// Compares one teacher's `records` with the reference's (`first`) seed by seed: see
+/// Compares one teacher's `records` with the `reference`'s seed by seed: see
 /// [`Versus`]. `budget_instances` (T' * M) stands in for runs that missed tau in
 /// the probability of improvement.
 ///
 /// Errors: [`ExperimentError::Stats`] when a seed appears twice in one teacher's records.
 pub fn versus(
-    first: &[EvaluationRecord],
+    reference: &[EvaluationRecord],
     records: &[EvaluationRecord],
     budget_instances: usize,
 ) -> Result<Versus> {
     Ok(Versus {
-        instances_to_tau: paired_differences(&seeds_reached(records), &seeds_reached(first))?,
+        instances_to_tau: paired_differences(&seeds_reached(records), &seeds_reached(reference))?,
         probability_of_improvement: probability_of_improvement(
-            &instances_or_budget(first, budget_instances),
+            &instances_or_budget(reference, budget_instances),
             &instances_or_budget(records, budget_instances),
         ),
     })
