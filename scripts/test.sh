@@ -6,7 +6,9 @@
 # The Python tests run torch 2.13.0 and l2t in one process; torch is installed into
 # .venv once (the set-up's cached torch wheel plus the CUDA wheels importing it loads,
 # from PyPI: about 1 minute and 3.8 GB); L2T_SKIP_TORCH=1 skips that install, and the two torch tests
-# then skip. L2T_SKIP_PYTHON=1 skips the Python package altogether.
+# then skip. Stable-Baselines3 (python/sb3-requirements.txt, a few seconds) is installed
+# next to torch, for the tests that train SB3's PPO and A2C on the env; L2T_SKIP_TORCH=1
+# skips it too. L2T_SKIP_PYTHON=1 skips the Python package altogether.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
@@ -22,6 +24,13 @@ if [[ "${L2T_SKIP_PYTHON:-0}" != "1" ]]; then
       --find-links "$cache/downloads" torch==2.13.0
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
       --find-links "$cache/downloads" -r python/torch-requirements.txt
+  fi
+  if [[ "${L2T_SKIP_TORCH:-0}" != "1" ]] && ! "$venv/bin/python" -c 'import stable_baselines3' 2>/dev/null; then
+    echo "[l2t test] installing stable-baselines3 into $venv (for the SB3 tests)" >&2
+    # --no-deps: its requirements are all in .venv already; resolving them would pull
+    # the parts of torch's requirements that torch-requirements.txt leaves out.
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+      -r python/sb3-requirements.txt
   fi
   "$venv/bin/python" -m pytest -q python/tests
 fi

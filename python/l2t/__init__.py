@@ -10,6 +10,13 @@ and :class:`Teacher` objects, and registers one env id per preset::
     obs, info = env.reset(seed=0)          # obs: float32 (M, F) feature matrix
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
 
+Actions are any keep-mask ``action_space.contains`` accepts (0/1 as bool, integers or
+floats, or lists); ``flatten=True`` gives observations as vectors of ``M * F`` for the
+default MLP policies of SB3, CleanRL or TorchRL; the envs do not render (a
+``render_mode`` is a warning, the env is made with ``render_mode=None``), so SB3's
+``make_vec_env("l2t/Synthetic-v0", n_envs=2)`` works. ``l2t.sb3.SB3VecEnv`` (imported
+on its own, it needs stable-baselines3) hands SB3 the Rust vector env.
+
 libtorch: the native module links the libtorch its build used (2.13.0 from
 ``scripts/setup.sh``) by RUNPATH and shares ``libtorch_cpu.so`` by soname with a
 ``torch`` imported in the same process, so that torch must be the same version.

@@ -13,7 +13,7 @@ from gymnasium import spaces
 
 from . import _l2t
 
-__all__ = ["ResetNeeded", "TeachingEnv", "core_args"]
+__all__ = ["ResetNeeded", "TeachingEnv", "core_args", "no_render_mode", "warn_no_render"]
 
 
 class ResetNeeded(gymnasium.error.ResetNeeded, RuntimeError):
@@ -34,13 +34,42 @@ def core_args(
     )
 
 
+def no_render_mode(render_mode: str | None, metadata: dict[str, Any]) -> None:
+    """The ``render_mode`` of an l2t env, which renders nothing: always None.
+
+    As ``gymnasium.make`` treats a mode that the env's ``metadata["render_modes"]``
+    (empty here) does not list, a mode other than None is not an error but a warning,
+    and the env is made without rendering: Gymnasium's passive checker expects
+    ``render_mode`` None of an env with no render modes, and SB3's ``make_vec_env``
+    passes ``render_mode="rgb_array"`` to every env it makes.
+    """
+    if render_mode is not None:
+        gymnasium.logger.warn(
+            f"l2t envs do not render: render_mode={render_mode!r} is not in the possible "
+            f"render_modes ({metadata['render_modes']}), the env is made with render_mode=None"
+        )
+
+
+def warn_no_render(env_id: str) -> None:
+    """What ``render()`` does in an env made without a render mode, as Gymnasium's own
+    envs do: a warning, and no frame."""
+    gymnasium.logger.warn(
+        f"{env_id} does not render (its metadata['render_modes'] is empty): render() "
+        "returns None"
+    )
+
+
 class TeachingEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     """The data-teaching MDP of one preset (see the repository's README).
 
     Each step hands the teacher the feature matrix of an incoming mini-batch,
     ``float32`` of shape ``(M, F)`` (column names in :attr:`feature_names`; every row
     also holds the student state ``iteration``, ``average_training_loss``,
-    ``best_dev_accuracy``); the action is a keep-mask, ``MultiBinary(M)``. The info
+    ``best_dev_accuracy``), or with ``flatten=True`` the same matrix as one vector of
+    ``M * F`` (row after row: column ``c`` of row ``r`` at index ``r * F + c``), which
+    the default MLP policies of SB3, CleanRL or TorchRL read as it is. The action is a
+    keep-mask, ``MultiBinary(M)``: any action that ``action_space.contains`` accepts,
+    an array or list of 0 and 1 of dtype bool, an integer or a float dtype. The info
     dict holds the fields of the Rust ``TeachingInfo``; the ones without a value yet
     (``iterations_to_tau`` before tau is passed, ``dev_loss`` unless the reward
     measures it, ``average_training_loss`` before the first update) are left out.
@@ -56,6 +85,12 @@ class TeachingEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         seed: the master seed until ``reset(seed=...)`` gives another.
         threads: libtorch intra-op threads (default 1, as the ``l2t`` command; None
             leaves libtorch's setting; the setting is the process's).
+        flatten: observations as vectors of ``M * F`` rather than ``(M, F)`` matrices
+            (the same values, no copy; the bounds flattened alike).
+        render_mode: the env renders nothing (``metadata["render_modes"]`` is empty);
+            a mode other than None gives a warning and the env is made with
+            ``render_mode=None``, as ``gymnasium.make`` treats an unlisted mode, so
+            SB3's ``make_vec_env`` (which asks for ``"rgb_array"``) works.
 
     The env belongs to the thread that made it (another thread gets a
     ``RuntimeError``); ``step`` and ``reset`` release the GIL while Rust works.
@@ -72,10 +107,10 @@ class TeachingEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         teaching: dict[str, Any] | None = None,
         seed: int | None = None,
         threads: int | None = 1,
+        flatten: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        if render_mode is not None:
-            raise ValueError(f"l2t envs do not render: render_mode must be None, got {render_mode!r}")
+        no_render_mode(render_mode, self.metadata)
         self.render_mode = None
         folder, overrides = core_args(data_dir, teaching)
         self._core: _l2t.Core | None = _l2t.Core(preset, split, folder, overrides, seed, threads)
@@ -85,9 +120,11 @@ class TeachingEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         self.preset: str = preset
         self.feature_names: tuple[str, ...] = tuple(self._core.feature_names)
         self.batch_size: int = self._core.batch_size
-        self.observation_space = spaces.Box(
-            low=self._core.low, high=self._core.high, dtype=np.float32
-        )
+        self.flatten: bool = bool(flatten)
+        low, high = self._core.low, self._core.high
+        if self.flatten:
+            low, high = low.reshape(-1), high.reshape(-1)
+        self.observation_space = spaces.Box(low=low, high=high, dtype=np.float32)
         self.action_space = spaces.MultiBinary(self.batch_size)
 
     @property
@@ -113,20 +150,32 @@ class TeachingEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         if options:
             raise ValueError(f"reset takes no options, got {options!r}")
         super().reset(seed=seed)
-        return self._live().reset(seed)
+        observation, info = self._live().reset(seed)
+        if self.flatten:
+            observation = observation.reshape(-1)
+        return observation, info
 
     def step(
         self, action: np.ndarray
     ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Applies the keep-mask ``action``: shape ``(M,)``, dtype bool or an integer
-        dtype holding 0/1. Raises ``ValueError``/``TypeError`` naming the expected
-        shape and dtype, :class:`ResetNeeded` after the episode ended."""
-        if not isinstance(action, np.ndarray):
-            action = np.asarray(action)
+        """Applies the keep-mask ``action``: shape ``(M,)``, every entry 0 or 1, of
+        dtype bool, an integer or a float dtype (SB3's policies give float32), or a
+        list of them: whatever ``action_space.contains`` accepts. Raises
+        ``ValueError`` for another shape or entry (0.5, 2, NaN) and ``TypeError`` for
+        what is not an array of numbers (a string), each naming what was expected;
+        :class:`ResetNeeded` after the episode ended."""
         try:
-            return self._live().step(action)
+            observation, reward, terminated, truncated, info = self._live().step(action)
         except _l2t.ResetNeeded as error:
             raise ResetNeeded(str(error)) from None
+        if self.flatten:
+            observation = observation.reshape(-1)
+        return observation, reward, terminated, truncated, info
+
+    def render(self) -> None:
+        """Renders nothing (the env has no render modes): warns and returns None, as
+        Gymnasium's envs do when made without a render mode."""
+        warn_no_render(self.spec.id if self.spec is not None else type(self).__name__)
 
     def dev_accuracy(self) -> float:
         """Accuracy of the current student on the dev split."""

@@ -39,7 +39,9 @@ class Teacher:
                 raise TypeError(f"{env!r} is not an l2t env: it has no feature_names")
         else:
             names = env
-        self._core = _l2t.TeacherCore(text, list(names))
+        names = list(names)
+        self._num_features = len(names)
+        self._core = _l2t.TeacherCore(text, names)
 
     @property
     def name(self) -> str:
@@ -47,7 +49,10 @@ class Teacher:
         return self._core.name
 
     def act(self, observation: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        """The keep-mask for ``observation`` (float32, (M, F)) and its ``info``."""
+        """The keep-mask for ``observation`` (float32, (M, F), or the ``M * F`` vector
+        of an env made with ``flatten=True``) and its ``info``."""
+        if isinstance(observation, np.ndarray) and observation.ndim == 1:
+            observation = observation.reshape(-1, self._num_features)
         return self._core.act(observation, info)
 
     def observe(self, reward: float, done: bool) -> None:

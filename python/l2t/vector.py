@@ -12,7 +12,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from . import _l2t
-from .env import ResetNeeded, core_args
+from .env import ResetNeeded, core_args, no_render_mode, warn_no_render
 
 __all__ = ["TeachingVectorEnv"]
 
@@ -28,8 +28,11 @@ class TeachingVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
     ``SyncVectorEnv`` in that mode. The results are those of a ``SyncVectorEnv`` of
     :class:`l2t.TeachingEnv` with the same seeds, for any ``num_workers``.
 
-    Arguments as :class:`l2t.TeachingEnv`, plus ``num_envs`` and ``num_workers``
-    (threads; default one per core, at most ``num_envs``).
+    Arguments as :class:`l2t.TeachingEnv` (``flatten=True``: observations of shape
+    ``(num_envs, M * F)``, ``final_obs`` alike; a ``render_mode`` other than None is a
+    warning, the env renders nothing), plus ``num_envs`` and ``num_workers`` (threads;
+    default one per core, at most ``num_envs``). Actions: shape ``(num_envs, M)``, any
+    that ``action_space.contains`` accepts (0 and 1 as bool, integers or floats).
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
@@ -45,10 +48,10 @@ class TeachingVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         seed: int | None = None,
         threads: int | None = 1,
         num_workers: int | None = None,
+        flatten: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        if render_mode is not None:
-            raise ValueError(f"l2t envs do not render: render_mode must be None, got {render_mode!r}")
+        no_render_mode(render_mode, self.metadata)
         self.render_mode = None
         folder, overrides = core_args(data_dir, teaching)
         self._core: _l2t.VectorCore | None = _l2t.VectorCore(
@@ -58,9 +61,11 @@ class TeachingVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         self.num_envs = num_envs
         self.feature_names: tuple[str, ...] = tuple(self._core.feature_names)
         self.batch_size: int = self._core.batch_size
-        self.single_observation_space = spaces.Box(
-            low=self._core.low, high=self._core.high, dtype=np.float32
-        )
+        self.flatten: bool = bool(flatten)
+        low, high = self._core.low, self._core.high
+        if self.flatten:
+            low, high = low.reshape(-1), high.reshape(-1)
+        self.single_observation_space = spaces.Box(low=low, high=high, dtype=np.float32)
         self.single_action_space = spaces.MultiBinary(self.batch_size)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
@@ -92,6 +97,8 @@ class TeachingVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
             seed = int(seeds[0])
         super().reset(seed=seed)
         observations, env_infos = self._live().reset(seed)
+        if self.flatten:
+            observations = observations.reshape(self.num_envs, -1)
         infos: dict[str, Any] = {}
         for i, info in enumerate(env_infos):
             infos = self._add_info(infos, info, i)
@@ -100,9 +107,9 @@ class TeachingVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
     def step(
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Applies ``actions`` (shape ``(num_envs, M)``, bool or integer 0/1)."""
-        if not isinstance(actions, np.ndarray):
-            actions = np.asarray(actions)
+        """Applies ``actions``: shape ``(num_envs, M)``, every entry 0 or 1, of dtype
+        bool, an integer or a float dtype, or a list of them (errors as
+        :meth:`l2t.TeachingEnv.step`)."""
         try:
             (
                 observations,
@@ -115,15 +122,22 @@ class TeachingVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
             ) = self._live().step(actions)
         except _l2t.ResetNeeded as error:
             raise ResetNeeded(str(error)) from None
+        if self.flatten:
+            observations = observations.reshape(self.num_envs, -1)
         infos: dict[str, Any] = {}
         for i, info in enumerate(env_infos):
             final_info = final_infos[i]
             if final_info is not None:
-                infos = self._add_info(
-                    infos, {"final_obs": final_observations[i], "final_info": final_info}, i
-                )
+                final_obs = final_observations[i]
+                if self.flatten:
+                    final_obs = final_obs.reshape(-1)
+                infos = self._add_info(infos, {"final_obs": final_obs, "final_info": final_info}, i)
             infos = self._add_info(infos, info, i)
         return observations, rewards, terminated, truncated, infos
+
+    def render(self) -> None:
+        """Renders nothing (the envs have no render modes): warns and returns None."""
+        warn_no_render(self.spec.id if self.spec is not None else type(self).__name__)
 
     def close_extras(self, **kwargs: Any) -> None:
         """Stops the worker threads."""

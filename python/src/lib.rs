@@ -23,7 +23,7 @@ use numpy::{
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use l2t::experiment::TrainingTask;
 use l2t::presets::{default_data_dir, Preset, PRESETS};
@@ -226,9 +226,9 @@ fn info_from_dict(d: &Bound<'_, PyDict>) -> PyResult<TeachingInfo> {
     })
 }
 
-/// Converts the integer or boolean array `a` of shape `shape` to keep flags.
-macro_rules! try_mask {
-    ($obj:expr, $shape:expr, $what:expr, $($t:ty),*) => {
+/// Converts `$obj`, an array of one of the integer dtypes `$t`, to keep flags.
+macro_rules! try_int_mask {
+    ($obj:expr, $expected:expr, $($t:ty),*) => {
         $(
             if let Ok(a) = $obj.cast::<PyArrayDyn<$t>>() {
                 let ro = a.try_readonly().map_err(|e| PyValueError::new_err(e.to_string()))?;
@@ -236,7 +236,7 @@ macro_rules! try_mask {
                 #[allow(clippy::unnecessary_cast)]
                 if let Some(bad) = view.iter().find(|&&x| x as i128 != 0 && x as i128 != 1) {
                     return Err(PyValueError::new_err(format!(
-                        "{}: entries must be 0 or 1, found {}", $what, bad
+                        "{}, found {}", $expected, bad
                     )));
                 }
                 #[allow(clippy::unnecessary_cast)]
@@ -246,24 +246,86 @@ macro_rules! try_mask {
     };
 }
 
-/// The keep flags of `action`: a numpy array of `shape` with dtype bool or an integer
-/// dtype holding 0/1 (MultiBinary samples are int8). A wrong shape or values are a
-/// `ValueError`, a wrong type or dtype a `TypeError`, each naming what was expected.
+/// Converts `$obj`, an array of one of the float dtypes `$t`, to keep flags (0.0,
+/// -0.0 and 1.0 only: NaN, infinities and fractions are errors).
+macro_rules! try_float_mask {
+    ($obj:expr, $expected:expr, $($t:ty),*) => {
+        $(
+            if let Ok(a) = $obj.cast::<PyArrayDyn<$t>>() {
+                let ro = a.try_readonly().map_err(|e| PyValueError::new_err(e.to_string()))?;
+                let view = ro.as_array();
+                if let Some(bad) = view.iter().find(|&&x| x != 0.0 && x != 1.0) {
+                    return Err(PyValueError::new_err(format!(
+                        "{}, found {}", $expected, bad
+                    )));
+                }
+                return Ok(view.mapv(|x| x != 0.0));
+            }
+        )*
+    };
+}
+
+/// The name of an object's type, for error messages.
+fn type_name(object: &Bound<'_, PyAny>) -> String {
+    object
+        .get_type()
+        .name()
+        .map_or_else(|_| "an object".to_string(), |n| n.to_string())
+}
+
+/// The keep flags of `action`, for every action that
+/// `gymnasium.spaces.MultiBinary(shape).contains` accepts: an array (or a nested list
+/// or tuple, converted by `numpy.asarray`) of shape `shape` whose entries all equal 0
+/// or 1, of dtype bool, an integer or a float dtype (SB3's policies emit float32 0.0
+/// and 1.0); true where the entry is 1. The common dtypes (bool, the integers,
+/// float32 and float64) are read in Rust; the other numeric and object dtypes are
+/// compared by numpy, as `contains` does. The one conversion of the single and the
+/// vector env. A wrong shape or entry (0.5, 2, NaN) is a `ValueError`, something that
+/// is not an array of numbers (a string, a dtype of text) a `TypeError`, each naming
+/// what was expected and what was found.
 fn mask_array(action: &Bound<'_, PyAny>, shape: &[usize], what: &str) -> PyResult<ArrayD<bool>> {
+    let py = action.py();
     let expected = format!(
-        "{what} must be a numpy array of shape {} with dtype bool or an integer dtype holding 0/1",
+        "{what} must be an array of shape {} holding only 0 and 1 (dtype bool, integer or float)",
         shape_text(shape)
     );
-    let array = action.cast::<PyUntypedArray>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "{expected}, got {}",
-            action
-                .get_type()
-                .name()
-                .map_or_else(|_| "an object".to_string(), |n| n.to_string())
-        ))
-    })?;
-    if !matches!(array.dtype().kind(), b'b' | b'i' | b'u') {
+    let converted;
+    let array = match action.cast::<PyUntypedArray>() {
+        Ok(array) => array,
+        Err(_) => {
+            if action.is_none()
+                || action.is_instance_of::<PyString>()
+                || action.is_instance_of::<PyBytes>()
+            {
+                return Err(PyTypeError::new_err(format!(
+                    "{expected}, got {}",
+                    type_name(action)
+                )));
+            }
+            let numpy = py.import(intern!(py, "numpy"))?;
+            converted = numpy
+                .getattr(intern!(py, "asarray"))?
+                .call1((action,))
+                .map_err(|e| {
+                    let message = format!(
+                        "{expected}, got a {} numpy cannot convert: {e}",
+                        type_name(action)
+                    );
+                    if e.is_instance_of::<PyValueError>(py) {
+                        PyValueError::new_err(message)
+                    } else {
+                        PyTypeError::new_err(message)
+                    }
+                })?;
+            converted.cast::<PyUntypedArray>().map_err(|_| {
+                PyTypeError::new_err(format!("{expected}, got {}", type_name(action)))
+            })?
+        }
+    };
+    if !matches!(
+        array.dtype().kind(),
+        b'b' | b'i' | b'u' | b'f' | b'c' | b'O'
+    ) {
         return Err(PyTypeError::new_err(format!(
             "{expected}, got dtype {}",
             array.dtype()
@@ -275,17 +337,57 @@ fn mask_array(action: &Bound<'_, PyAny>, shape: &[usize], what: &str) -> PyResul
             shape_text(array.shape())
         )));
     }
-    if let Ok(a) = action.cast::<PyArrayDyn<bool>>() {
+    if let Ok(a) = array.cast::<PyArrayDyn<bool>>() {
         let ro = a
             .try_readonly()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         return Ok(ro.as_array().to_owned());
     }
-    try_mask!(action, shape, what, i8, u8, i16, u16, i32, u32, i64, u64);
-    Err(PyTypeError::new_err(format!(
-        "{expected}, got dtype {}",
-        array.dtype()
-    )))
+    try_int_mask!(array, expected, i8, u8, i16, u16, i32, u32, i64, u64);
+    try_float_mask!(array, expected, f32, f64);
+    numpy_mask(array.as_any(), &expected)
+}
+
+/// [`mask_array`] for the dtypes Rust does not read (float16, longdouble, complex,
+/// object, non-native byte orders): numpy's own `== 0` and `== 1`, as
+/// `MultiBinary.contains` compares.
+fn numpy_mask(array: &Bound<'_, PyAny>, expected: &str) -> PyResult<ArrayD<bool>> {
+    let py = array.py();
+    let numpy = py.import(intern!(py, "numpy"))?;
+    let compare = |value: i64| {
+        numpy
+            .getattr(intern!(py, "equal"))?
+            .call1((array, value))?
+            .call_method1(intern!(py, "astype"), (intern!(py, "bool"),))
+    };
+    let not_comparable = |e: PyErr| {
+        PyTypeError::new_err(format!("{expected}, got entries numpy cannot compare: {e}"))
+    };
+    let zero = compare(0).map_err(not_comparable)?;
+    let one = compare(1).map_err(not_comparable)?;
+    let valid = numpy
+        .getattr(intern!(py, "logical_or"))?
+        .call1((&zero, &one))?;
+    if !valid.call_method0(intern!(py, "all"))?.is_truthy()? {
+        let invalid = numpy
+            .getattr(intern!(py, "logical_not"))?
+            .call1((&valid,))?;
+        let bad = array
+            .get_item(invalid)?
+            .call_method0(intern!(py, "ravel"))?
+            .get_item(0)?;
+        return Err(PyValueError::new_err(format!(
+            "{expected}, found {}",
+            bad.str()?
+        )));
+    }
+    let keep = one
+        .cast_into::<PyArrayDyn<bool>>()
+        .map_err(|e| PyTypeError::new_err(e.to_string()))?;
+    let ro = keep
+        .try_readonly()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(ro.as_array().to_owned())
 }
 
 fn shape_text(shape: &[usize]) -> String {

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium
 import numpy as np
 import pytest
-from conftest import SHORT
+from conftest import SHORT, pattern_mask
 from gymnasium.utils.env_checker import check_env
 
 import l2t
@@ -74,21 +76,145 @@ def test_info_holds_the_teaching_info_fields() -> None:
     assert set(info) == expected
 
 
-def test_wrong_actions_name_what_was_expected() -> None:
+def pattern_masks() -> list[np.ndarray]:
+    """Five steps' keep-masks of the test pattern, as bool."""
+    return [pattern_mask(t, 20).astype(bool) for t in range(5)]
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda m: m.astype(np.float32),  # what SB3's policies give
+        lambda m: m.astype(np.float64),
+        lambda m: m.astype(np.float16),
+        lambda m: np.where(m, 1.0, -0.0),  # -0.0 == 0
+        lambda m: m.astype(np.int8),
+        lambda m: m.astype(np.uint8),
+        lambda m: m.astype(np.int64),
+        lambda m: m.astype(np.complex64),
+        lambda m: m.astype(np.float32).astype(">f4"),  # non-native byte order
+        lambda m: m.astype(object),
+        lambda m: np.repeat(m.astype(np.float32), 2)[::2],  # not contiguous
+        lambda m: [int(x) for x in m],
+        lambda m: [bool(x) for x in m],
+        lambda m: [float(x) for x in m],
+        lambda m: tuple(int(x) for x in m),
+    ],
+    ids=[
+        "float32", "float64", "float16", "negative-zero", "int8", "uint8", "int64",
+        "complex64", "big-endian", "object", "strided", "int-list", "bool-list",
+        "float-list", "tuple",
+    ],
+)
+def test_every_action_the_space_contains_is_accepted(convert: Any) -> None:
+    # The same steps as with bool masks: the conversion keeps exactly the 1 entries.
+    env = l2t.TeachingEnv("synthetic", teaching=SHORT)
+    reference = l2t.TeachingEnv("synthetic", teaching=SHORT)
+    env.reset(seed=4)
+    reference.reset(seed=4)
+    for mask in pattern_masks():
+        action = convert(mask)
+        assert env.action_space.contains(action)
+        got = env.step(action)
+        want = reference.step(mask)
+        assert np.array_equal(got[0], want[0]) and got[1:] == want[1:]
+        assert got[4]["instances_kept"] == want[4]["instances_kept"]
+    assert want[4]["instances_kept"] < want[4]["instances_seen"]
+
+
+M_EXPECTED = r"shape \(20,\) holding only 0 and 1 \(dtype bool, integer or float\)"
+
+
+@pytest.mark.parametrize(
+    "action, error, found",
+    [
+        (np.ones(19, dtype=bool), ValueError, r"got shape \(19,\)"),
+        (np.ones((20, 1), dtype=np.float32), ValueError, r"got shape \(20, 1\)"),
+        (np.full(20, 0.5, dtype=np.float32), ValueError, "found 0.5"),
+        (np.full(20, np.nan), ValueError, "found NaN"),
+        (np.full(20, np.inf, dtype=np.float32), ValueError, "found inf"),
+        (np.full(20, 2, dtype=np.int64), ValueError, "found 2"),
+        (np.full(20, -1, dtype=np.int8), ValueError, "found -1"),
+        (np.full(20, 0.5, dtype=np.float16), ValueError, "found 0.5"),
+        (np.full(20, 1 + 1j), ValueError, r"found \(1\+1j\)"),
+        (np.array([None] * 20), ValueError, "found None"),
+        ([1] * 19 + [3], ValueError, "found 3"),
+        ([[1] * 20, [1]], ValueError, "numpy cannot convert"),
+        (np.array(["1"] * 20), TypeError, "got dtype <U1"),
+        ("keep everything", TypeError, "got str"),
+        (None, TypeError, "got NoneType"),
+    ],
+    ids=[
+        "short", "2d", "half", "nan", "inf", "two", "minus-one", "float16-half", "complex",
+        "object-none", "list-three", "ragged-list", "strings", "str", "none",
+    ],
+)
+def test_wrong_actions_name_what_was_expected(action: Any, error: type, found: str) -> None:
     env = l2t.TeachingEnv("synthetic", teaching=SHORT)
     env.reset(seed=0)
-    with pytest.raises(ValueError, match=r"shape \(20,\).*got shape \(19,\)"):
-        env.step(np.ones(19, dtype=bool))
-    with pytest.raises(ValueError, match=r"shape \(20,\)"):
-        env.step(np.ones((20, 1), dtype=bool))
-    with pytest.raises(TypeError, match=r"dtype bool or an integer dtype.*float64"):
-        env.step(np.ones(20))
-    with pytest.raises(ValueError, match="entries must be 0 or 1, found 2"):
-        env.step(np.full(20, 2, dtype=np.int64))
-    with pytest.raises(TypeError, match="numpy array of shape"):
-        env.step("keep everything")
-    # A list of 0/1 is converted; the env still works after the errors.
-    env.step([1] * 20)
+    # What the space refuses (a ragged list makes its contains raise), the env refuses,
+    # naming what it expected and what it found.
+    try:
+        contained = env.action_space.contains(action)
+    except ValueError:
+        contained = False
+    assert not contained
+    with pytest.raises(error, match=f"the keep-mask must be an array of {M_EXPECTED}, .*{found}"):
+        env.step(action)
+    # The env still works after the error.
+    _, _, _, _, info = env.step(np.ones(20, dtype=bool))
+    assert info["iteration"] == 1
+
+
+def test_render_mode_is_a_warning_and_none_as_in_gymnasium() -> None:
+    # gymnasium.make warns of a mode that metadata["render_modes"] does not list and
+    # passes it on; the env warns too and renders nothing (render_mode None).
+    with pytest.warns(UserWarning, match="l2t envs do not render: render_mode='rgb_array'"):
+        env = gymnasium.make("l2t/Synthetic-v0", render_mode="rgb_array", teaching=SHORT)
+    assert env.render_mode is None and env.unwrapped.render_mode is None
+    env.reset(seed=0)
+    with pytest.warns(UserWarning, match="does not render"):
+        assert env.render() is None
+    with pytest.warns(UserWarning, match="render_mode='human'"):
+        direct = l2t.TeachingEnv("synthetic", teaching=SHORT, render_mode="human")
+    assert direct.render_mode is None
+    # Gymnasium's checker, rendering included.
+    check_env(env.unwrapped)
+
+
+def test_sb3_make_vec_env_asks_for_rgb_array_and_gets_an_env() -> None:
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3.common.env_util import make_vec_env
+
+    with pytest.warns(UserWarning, match="do not render"):
+        venv = make_vec_env("l2t/Synthetic-v0", n_envs=2, env_kwargs={"teaching": SHORT})
+    assert venv.render_mode is None and venv.num_envs == 2
+    assert venv.reset().shape == (2, 20, 25)
+    venv.close()
+
+
+def test_flatten_gives_the_same_observations_as_vectors() -> None:
+    flat = gymnasium.make("l2t/Synthetic-v0", flatten=True, teaching=SHORT)
+    matrix = gymnasium.make("l2t/Synthetic-v0", teaching=SHORT)
+    assert flat.observation_space.shape == (500,)
+    assert np.array_equal(flat.observation_space.low, matrix.observation_space.low.reshape(-1))
+    assert np.array_equal(flat.observation_space.high, matrix.observation_space.high.reshape(-1))
+    got, _ = flat.reset(seed=2)
+    want, info = matrix.reset(seed=2)
+    assert got.shape == (500,) and got.dtype == np.float32 and np.array_equal(got, want.reshape(-1))
+    # Column c of row r at r * F + c.
+    margin = matrix.unwrapped.feature_names.index("margin")
+    assert got[3 * 25 + margin] == want[3, margin]
+    # The built-in teachers read either form.
+    spl_flat, spl_matrix = l2t.Teacher({"kind": "spl"}, flat), l2t.Teacher({"kind": "spl"}, matrix)
+    for _ in range(5):
+        mask = spl_matrix.act(want, info)
+        assert np.array_equal(spl_flat.act(got, info), mask)
+        got, _, _, _, _ = flat.step(mask)
+        want, _, _, _, info = matrix.step(mask)
+        assert got in flat.observation_space
+        assert np.array_equal(got, want.reshape(-1))
+    check_env(flat.unwrapped)
 
 
 def test_bad_preset_missing_data_and_ended_episodes() -> None:

@@ -79,9 +79,50 @@ def test_make_vec_and_errors() -> None:
         env.reset(seed=[5, 9])
     with pytest.raises(ValueError, match=r"shape \(2, 20\).*got shape \(20,\)"):
         env.step(np.ones(20, dtype=bool))
-    with pytest.raises(TypeError, match="float32"):
-        env.step(np.ones((2, 20), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"the actions must be an array of shape \(2, 20\) .*found 0.5"):
+        env.step(np.full((2, 20), 0.5, dtype=np.float32))
+    with pytest.raises(TypeError, match="got str"):
+        env.step("keep")
+    # Float 0/1 (SB3's policies, torch samples) and lists are actions too, as the single
+    # env's space contains them (the batched space, Box(0, 1, (2, 20), int8), checks the
+    # dtype and would refuse float32).
+    float_actions = np.ones((2, 20), dtype=np.float32)
+    assert all(env.single_action_space.contains(row) for row in float_actions)
+    _, _, _, _, infos = env.step(float_actions)
+    assert list(infos["instances_kept"]) == [20, 20]
+    _, _, _, _, infos = env.step([[0] * 20, [1] * 10 + [0] * 10])
+    assert list(infos["instances_kept"]) == [20, 30]
     env.close()
+
+
+def test_flatten_and_render_mode() -> None:
+    with pytest.warns(UserWarning, match="l2t envs do not render"):
+        flat = gymnasium.make_vec(
+            "l2t/Synthetic-v0", num_envs=N, vectorization_mode="vector_entry_point",
+            teaching=SHORT, flatten=True, render_mode="rgb_array",
+        )
+    assert flat.render_mode is None
+    with pytest.warns(UserWarning, match="does not render"):
+        assert flat.render() is None
+    matrix = l2t.TeachingVectorEnv("synthetic", N, teaching=SHORT)
+    assert flat.single_observation_space.shape == (500,)
+    assert flat.observation_space.shape == (N, 500)
+    got, _ = flat.reset(seed=1)
+    want, _ = matrix.reset(seed=1)
+    assert np.array_equal(got, want.reshape(N, -1))
+    ended = 0
+    for t in range(40):
+        a = actions(t, 20)
+        got, _, terminated, truncated, got_infos = flat.step(a)
+        want, _, _, _, want_infos = matrix.step(a)
+        assert got in flat.observation_space and np.array_equal(got, want.reshape(N, -1))
+        for i in np.flatnonzero(terminated | truncated):
+            ended += 1
+            assert got_infos["final_obs"][i].shape == (500,)
+            assert np.array_equal(got_infos["final_obs"][i], want_infos["final_obs"][i].reshape(-1))
+    assert ended >= N
+    flat.close()
+    matrix.close()
 
 
 def count_for(seconds: float, busy: Any = None) -> int:
