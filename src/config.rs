@@ -318,19 +318,21 @@ impl RunConfig {
         ];
         let horizon = training_horizon(&preset.teaching);
         let training_every = training_eval_every(&preset.teaching);
+        let dev_subsample = preset.training_dev_subsample();
         Self {
             checkpoint_every: 1,
             device: DeviceChoice::Cpu,
             preset,
             train_on: None,
             // Training episodes with a smoother reward (the dev curve's area over H
-            // updates) on a 1000-instance dev subsample, evaluated about 25 times over
-            // H; evaluation keeps the preset's reward and interval and reports
-            // effective instances to tau.
+            // updates) on a 1000-instance dev subsample where the dev split is larger
+            // (`Preset::training_dev_subsample`), evaluated about 25 times over H;
+            // evaluation keeps the preset's reward and interval and reports effective
+            // instances to tau.
             training: TrainingConfig {
                 workers: 0,
                 tau: None,
-                dev_subsample: Some(1000),
+                dev_subsample,
                 reward: Some(Reward::DevAccuracyArea {
                     iterations: horizon,
                 }),

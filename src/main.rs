@@ -115,6 +115,11 @@ struct RunArgs {
     /// Evaluation seeds per teacher.
     #[arg(long)]
     seeds: Option<usize>,
+    /// The first evaluation seed (seeds first..first+N). Configurations are chosen on
+    /// the selection seeds from 0; headline figures come from the report seeds, from
+    /// 1000000 (`l2t::presets::REPORT_SEEDS`).
+    #[arg(long)]
+    first_seed: Option<u64>,
     /// Dev-accuracy threshold tau.
     #[arg(long)]
     tau: Option<f64>,
@@ -160,6 +165,10 @@ struct RunArgs {
     /// Print the resolved config as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Train every learned teacher from scratch: remove the output folder's teacher
+    /// checkpoints and training histories first (instead of resuming from them).
+    #[arg(long)]
+    fresh: bool,
     /// Under `mpirun -np N`: spread each update's training episodes over the N ranks
     /// (the same results as one process; rank 0 writes the run folder). Needs a build
     /// with `--features mpi`.
@@ -276,6 +285,7 @@ fn parse_teacher(text: &str, preset: &Preset) -> Result<TeacherEntry> {
             "rand_teach" => TeacherConfig::RandTeach(Default::default()),
             "spl" => TeacherConfig::Spl(preset.spl()),
             "online_batch" => TeacherConfig::OnlineBatch(Default::default()),
+            "importance_sampling" => TeacherConfig::ImportanceSampling(Default::default()),
             "reinforce" => TeacherConfig::Reinforce(Default::default()),
             "actor_critic" => TeacherConfig::ActorCritic(Default::default()),
             "es" => TeacherConfig::Es(Default::default()),
@@ -312,6 +322,9 @@ fn execute(base: RunConfig, args: RunArgs, name: &str, context: &RunContext) -> 
     }
     if let Some(seeds) = args.seeds {
         config.preset.eval_seeds = seeds;
+    }
+    if let Some(first) = args.first_seed {
+        config.preset.first_eval_seed = first;
     }
     if let Some(tau) = args.tau {
         config.preset.teaching = config.preset.teaching.clone().with_tau(tau);
@@ -362,14 +375,25 @@ fn execute(base: RunConfig, args: RunArgs, name: &str, context: &RunContext) -> 
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     let out = args.out.unwrap_or_else(|| PathBuf::from("runs").join(name));
     if args.distributed {
-        return execute_distributed(&config, &data_dir, &out, name, context);
+        return execute_distributed(&config, &data_dir, &out, name, args.fresh, context);
     }
     let mut run_dir = RunDir::create(&out)?;
+    if args.fresh {
+        clear_training_state(&run_dir)?;
+    }
     let mut bars = Bars::new(context.quiet);
     let report = run(&config, &data_dir, &mut run_dir, |p| bars.update(p))
         .map_err(|error| run_error(error, &config, name, &data_dir))?;
     bars.finish();
     print_report(&report, &out);
+    Ok(())
+}
+
+/// `--fresh`: the folder's teacher checkpoints and histories removed, and said so.
+fn clear_training_state(run_dir: &RunDir) -> Result<()> {
+    for path in run_dir.clear_training_state()? {
+        eprintln!("--fresh: removed {}", path.display());
+    }
     Ok(())
 }
 
@@ -406,6 +430,7 @@ fn execute_distributed(
     _data_dir: &Path,
     _out: &Path,
     _name: &str,
+    _fresh: bool,
     _context: &RunContext,
 ) -> Result<()> {
     bail!(
@@ -424,6 +449,7 @@ fn execute_distributed(
     data_dir: &Path,
     out: &Path,
     name: &str,
+    fresh: bool,
     context: &RunContext,
 ) -> Result<()> {
     use l2t::distributed::{scratch_folder, Cluster};
@@ -441,6 +467,9 @@ fn execute_distributed(
     let outcome = (|| -> Result<Option<Report>> {
         let dist = distribution.insert(cluster.distribution()?);
         let mut run_dir = RunDir::create(&folder)?;
+        if fresh && rank == 0 {
+            clear_training_state(&run_dir)?;
+        }
         run_on(dist, config, Vec::new(), data_dir, &mut run_dir, |p| {
             if rank == 0 {
                 bars.update(p)

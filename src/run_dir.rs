@@ -12,6 +12,15 @@
 //! | `curves.csv`, `training.csv`, `loss_rank_drops.csv`, `training_drops.csv` | learning curves, teacher-training curves, drops by loss rank in evaluation, and by loss rank and margin per teacher update in training |
 //! | `summary.md`, `report.json` | the tables and everything behind them |
 //! | `*.svg`, `*.png` | the plots |
+//! | `l2t.lock` | who holds the folder (see [`FolderLock`]) |
+//!
+//! **One process at a time.** [`RunDir::create`] takes an exclusive advisory lock on
+//! `l2t.lock` before it touches anything else, and holds it until the [`RunDir`] is
+//! dropped. A second process on the same folder gets
+//! [`ExperimentError::FolderInUse`], naming the holder (pid, host, command, start
+//! time), and changes nothing. The lock is the kernel's (`flock`), so it goes with the
+//! process that holds it, however that process ends: a lock left by a killed run
+//! never blocks the rerun that resumes it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -165,9 +174,7 @@ impl Manifest {
                 os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
             },
             threads: tch::get_num_threads(),
-            started_unix_seconds: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            started_unix_seconds: unix_seconds(),
         }
     }
 }
@@ -208,22 +215,164 @@ fn cpu_model() -> Option<String> {
         .map(|m| m.trim().to_string())
 }
 
-/// The output folder of a run.
+/// Who holds a run folder: written into its `l2t.lock` by the holder, read by a
+/// process that finds the folder taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+    /// The holder's process id.
+    pub pid: u32,
+    /// The machine it runs on.
+    pub host: String,
+    /// Its command line.
+    pub command: Vec<String>,
+    /// Seconds since the Unix epoch when it took the folder.
+    pub started_unix_seconds: u64,
+}
+
+impl LockHolder {
+    fn this_process() -> Self {
+        Self {
+            pid: std::process::id(),
+            host: host_name(),
+            command: std::env::args().collect(),
+            started_unix_seconds: unix_seconds(),
+        }
+    }
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ago = unix_seconds().saturating_sub(self.started_unix_seconds);
+        write!(
+            f,
+            "pid {} on {}, started {ago} s ago: `{}`",
+            self.pid,
+            self.host,
+            self.command.join(" ")
+        )
+    }
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "an unknown host".into())
+}
+
+/// An exclusive advisory lock on a run folder (its file `l2t.lock`), held while the
+/// value lives. The kernel releases it when the holding process exits or dies, so a
+/// stale lock file never blocks; the file itself stays, holding the last holder.
+#[derive(Debug)]
+pub struct FolderLock {
+    path: PathBuf,
+    _file: File,
+}
+
+impl FolderLock {
+    /// The lock file's name inside a run folder.
+    pub const FILE: &'static str = "l2t.lock";
+
+    /// Takes the lock of `folder` (which must exist) without waiting: another live
+    /// holder gives [`ExperimentError::FolderInUse`] with what it wrote of itself.
+    pub fn acquire(folder: &Path) -> Result<Self> {
+        let path = folder.join(Self::FILE);
+        // Not truncated on open: a process that finds the folder taken must still be
+        // able to read who holds it.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<LockHolder>(&text).ok())
+                    .map_or_else(
+                        || "another process (it has not written its name yet)".to_string(),
+                        |h| h.to_string(),
+                    );
+                return Err(ExperimentError::FolderInUse {
+                    path: folder.to_path_buf(),
+                    holder,
+                });
+            }
+            Err(fs4::TryLockError::Error(e)) => return Err(io_error(&path, e)),
+        }
+        let mut text =
+            serde_json::to_vec(&LockHolder::this_process()).map_err(|e| ExperimentError::Json {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        text.push(b'\n');
+        use std::io::Seek as _;
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(&text))
+            .and_then(|()| file.flush())
+            .map_err(|e| io_error(&path, e))?;
+        Ok(Self { path, _file: file })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The output folder of a run, held exclusively by this process (see [`FolderLock`]).
 #[derive(Debug)]
 pub struct RunDir {
     root: PathBuf,
     events: JsonLines,
+    _lock: FolderLock,
 }
 
 impl RunDir {
-    /// Creates `root` (and parents) and starts a fresh event log in it.
+    /// Creates `root` (and parents), takes its lock, and starts a fresh event log in
+    /// it. A folder held by another live process is refused with
+    /// [`ExperimentError::FolderInUse`] before any of its files is touched.
     pub fn create(root: &Path) -> Result<Self> {
         fs::create_dir_all(root).map_err(|e| io_error(root, e))?;
+        let lock = FolderLock::acquire(root)?;
         let events = JsonLines::open(&root.join("events.jsonl"), true)?;
         Ok(Self {
             root: root.to_path_buf(),
             events,
+            _lock: lock,
         })
+    }
+
+    /// Deletes the learned teachers' checkpoints and training histories of the folder
+    /// (`*.ckpt`, `*-training.jsonl`), so that every learned teacher trains afresh:
+    /// the way out of a history that no longer matches its checkpoint (`--fresh`).
+    /// Returns the files removed.
+    pub fn clear_training_state(&self) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        let entries = fs::read_dir(&self.root).map_err(|e| io_error(&self.root, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| io_error(&self.root, e))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_file() && (name.ends_with(".ckpt") || name.ends_with("-training.jsonl")) {
+                fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+                removed.push(path);
+            }
+        }
+        removed.sort();
+        Ok(removed)
     }
 
     /// The folder.

@@ -374,6 +374,8 @@ fn a_users_teacher_gets_the_same_report_as_the_built_in_ones() {
         TeacherEntry::new("no_teach", TeacherConfig::NoTeach),
         TeacherEntry::new("online", TeacherConfig::OnlineBatch(Default::default())),
     ];
+    // On the report seeds, as headline figures are.
+    config.preset.first_eval_seed = l2t::presets::REPORT_SEEDS;
     let mut out = RunDir::create(&scratch.join("run")).unwrap();
     let mine = vec![UserTeacher::new("mine", EveryOther)];
     let report = run_with(&config, mine, Path::new("unused"), &mut out, |_| {}).unwrap();
@@ -387,6 +389,8 @@ fn a_users_teacher_gets_the_same_report_as_the_built_in_ones() {
     assert!(mine.vs_first.is_some(), "paired with the first row");
     let records = report.records_of("mine");
     assert_eq!(records.len(), config.preset.eval_seeds);
+    let seeds: Vec<u64> = records.iter().map(|r| r.seed).collect();
+    assert_eq!(seeds, [1_000_000, 1_000_001]);
     // Kept half of what it saw, on the same seeds as NoTeach.
     for (record, reference) in records.iter().zip(report.records_of("no_teach")) {
         assert_eq!(record.seed, reference.seed);
@@ -397,6 +401,7 @@ fn a_users_teacher_gets_the_same_report_as_the_built_in_ones() {
     }
     let summary = fs::read_to_string(scratch.join("run").join("summary.md")).unwrap();
     assert!(summary.contains("| mine |"), "{summary}");
+    assert!(summary.contains("(seeds 1000000 to 1000001)"), "{summary}");
     let events = fs::read_to_string(scratch.join("run").join("events.jsonl")).unwrap();
     assert_eq!(events.matches("\"mine\"").count(), config.preset.eval_seeds);
     assert!(

@@ -3,6 +3,7 @@
 //! ```json
 //! {"kind": "online_batch", "pressure_start": 100, "pressure_end": 1, "anneal_epochs": 5}
 //! {"kind": "spl", "epochs_to_all": 2}
+//! {"kind": "importance_sampling", "keep_fraction": 0.5, "uniform_mix": 0.1}
 //! {"kind": "reinforce", "seed": 3}
 //! {"kind": "ppo", "episodes_per_update": 4, "epochs": 4}
 //! {"kind": "no_teach"}
@@ -19,6 +20,7 @@ use crate::actor_critic::{ActorCritic, ActorCriticConfig};
 use crate::checkpoint::load_teacher;
 use crate::error::{invalid_config, Result};
 use crate::es::{EsConfig, EvolutionStrategies};
+use crate::importance::{ImportanceSampling, ImportanceSamplingConfig};
 use crate::no_teach::NoTeach;
 use crate::online_batch::{OnlineBatch, OnlineBatchConfig};
 use crate::ppo::{Ppo, PpoConfig};
@@ -39,6 +41,9 @@ pub enum TeacherConfig {
     Spl(SplConfig),
     /// `online_batch`: [`OnlineBatch`], keeps by loss rank (Loshchilov & Hutter).
     OnlineBatch(OnlineBatchConfig),
+    /// `importance_sampling`: [`ImportanceSampling`], keeps with probability
+    /// proportional to the loss (Katharopoulos & Fleuret).
+    ImportanceSampling(ImportanceSamplingConfig),
     /// `reinforce`: [`Reinforce`], the paper's learned teacher.
     Reinforce(ReinforceConfig),
     /// `actor_critic`: [`ActorCritic`], the same policy with a learned value baseline.
@@ -63,6 +68,7 @@ impl TeacherConfig {
             "rand_teach",
             "spl",
             "online_batch",
+            "importance_sampling",
             "reinforce",
             "actor_critic",
             "es",
@@ -78,6 +84,7 @@ impl TeacherConfig {
             Self::RandTeach(_) => "rand_teach",
             Self::Spl(_) => "spl",
             Self::OnlineBatch(_) => "online_batch",
+            Self::ImportanceSampling(_) => "importance_sampling",
             Self::Reinforce(_) => "reinforce",
             Self::ActorCritic(_) => "actor_critic",
             Self::Es(_) => "es",
@@ -104,6 +111,9 @@ impl TeacherConfig {
             Self::RandTeach(config) => Box::new(RandTeach::new(config.clone())?),
             Self::Spl(config) => Box::new(SelfPacedLearning::new(config.clone(), feature_names)?),
             Self::OnlineBatch(config) => Box::new(OnlineBatch::new(config.clone(), feature_names)?),
+            Self::ImportanceSampling(config) => {
+                Box::new(ImportanceSampling::new(config.clone(), feature_names)?)
+            }
             Self::Reinforce(config) => {
                 Box::new(Reinforce::new(config.clone(), feature_names.len())?)
             }
@@ -145,6 +155,10 @@ mod tests {
                 r#"{"kind": "online_batch", "pressure_start": 100, "pressure_end": 1,
                     "anneal_epochs": 5, "schedule": "linear"}"#,
                 "online_batch",
+            ),
+            (
+                r#"{"kind": "importance_sampling", "keep_fraction": 0.4, "seed": 1}"#,
+                "importance_sampling",
             ),
             (
                 r#"{"kind": "reinforce", "hidden": 4, "seed": 2}"#,

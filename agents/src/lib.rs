@@ -6,6 +6,8 @@
 //! - [`ActorCritic`]: the same policy with a learned value baseline and optional
 //!   potential-based shaping, against REINFORCE's noisy terminal-reward gradient;
 //! - [`OnlineBatch`]: online batch selection by loss rank (Loshchilov & Hutter 2015);
+//! - [`ImportanceSampling`]: keep probabilities proportional to the loss (Katharopoulos
+//!   & Fleuret 2018);
 //! - [`TeacherConfig`]: any teacher's config, tagged by `kind`, and its builder;
 //! - [`checkpoint`]: saving and loading trained [`Reinforce`], [`ActorCritic`],
 //!   [`EvolutionStrategies`] and [`Ppo`] teachers with their [`Adam`] states;
@@ -25,6 +27,7 @@ pub mod config;
 pub mod episode;
 pub mod error;
 pub mod es;
+pub mod importance;
 pub mod no_teach;
 pub mod online_batch;
 pub mod parallel;
@@ -45,6 +48,7 @@ pub use episode::{
 };
 pub use error::{AgentError, Result};
 pub use es::{CommonRandomNumbers, EsConfig, EvolutionStrategies};
+pub use importance::{ImportanceSampling, ImportanceSamplingConfig};
 pub use l2t_envs::student::{Adam, AdamState};
 pub use no_teach::NoTeach;
 pub use online_batch::{OnlineBatch, OnlineBatchConfig, PressureSchedule};

@@ -16,6 +16,22 @@ pub enum EnvError {
         /// Why the value is invalid.
         reason: String,
     },
+    /// A config asks for more memory than the machine has available
+    /// ([`crate::memory::ensure_fits`]); refused before anything is allocated.
+    #[error(
+        "invalid config field `{field}`: {what} would need about {needs}, more than the \
+         {available} this machine has available"
+    )]
+    TooLarge {
+        /// The config field that decides the size.
+        field: &'static str,
+        /// What would be allocated.
+        what: String,
+        /// The estimate.
+        needs: String,
+        /// The memory available (`MemAvailable`).
+        available: String,
+    },
     /// The action does not fit the action space (e.g. a keep-mask of the wrong length).
     #[error("invalid action: {0}")]
     InvalidAction(String),

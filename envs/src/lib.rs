@@ -10,6 +10,7 @@
 //! - [`student`]: the models being taught;
 //! - [`data`]: datasets staged as tensors, and the synthetic task;
 //! - [`io`]: the atomic file write every crate of the workspace uses;
+//! - [`memory`]: sizes checked against the machine's memory before they are allocated;
 //! - [`seeding`]: one master seed, one ChaCha stream per source of randomness.
 
 pub mod check;
@@ -17,6 +18,7 @@ pub mod data;
 pub mod env;
 pub mod error;
 pub mod io;
+pub mod memory;
 pub mod pool;
 pub mod seeding;
 pub mod spaces;

@@ -792,6 +792,23 @@ pub(crate) fn check_splits(train: &Dataset, dev: &Dataset) -> Result<()> {
     Ok(())
 }
 
+/// Errors for an incoming batch M larger than the training split, before anything of
+/// size M is allocated: such a batch can never be drawn from one epoch.
+pub(crate) fn check_batch_size(config: &TeachingConfig, train: &Dataset) -> Result<()> {
+    if config.batch_size > train.len() {
+        return Err(invalid_config(
+            "batch_size",
+            format!(
+                "M = {} is larger than the training split `{}` ({} instances)",
+                config.batch_size,
+                train.name(),
+                train.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The observation space and the feature names of an env with `config` over `train`.
 pub(crate) fn spaces(
     config: &TeachingConfig,
@@ -818,6 +835,7 @@ impl TeachingEnv {
         student.accepts(&train)?;
         student.accepts(&dev)?;
         check_splits(&train, &dev)?;
+        check_batch_size(&config, &train)?;
         let (feature_names, observation_space, action_space) = spaces(&config, &train);
         Ok(Self {
             action_space,

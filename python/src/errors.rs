@@ -1,13 +1,16 @@
 //! Rust errors as typed Python exceptions.
 //!
 //! Bad values (config fields, actions, teacher configs) are `ValueError`; missing data
-//! files are `FileNotFoundError` with the set-up hint; a step outside a running
+//! files are `FileNotFoundError` with the set-up hint; a size that cannot fit in
+//! memory is `MemoryError` (before anything is allocated); a step outside a running
 //! episode is [`ResetNeeded`] (a `RuntimeError`); the rest `RuntimeError` or `OSError`.
 
 use std::path::Path;
 
 use pyo3::create_exception;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyMemoryError, PyOSError, PyRuntimeError, PyValueError,
+};
 use pyo3::PyErr;
 
 use l2t::presets::Preset;
@@ -27,6 +30,7 @@ pub(crate) fn env_error(e: EnvError) -> PyErr {
         EnvError::InvalidConfig { .. }
         | EnvError::InvalidAction(_)
         | EnvError::InvalidDataset { .. } => PyValueError::new_err(e.to_string()),
+        EnvError::TooLarge { .. } => PyMemoryError::new_err(e.to_string()),
         EnvError::ResetNeeded | EnvError::EpisodeEnded => ResetNeeded::new_err(e.to_string()),
         EnvError::Data(DataError::Io { .. }) => PyOSError::new_err(e.to_string()),
         EnvError::Data(_) => PyValueError::new_err(e.to_string()),

@@ -66,6 +66,17 @@ pub enum ExperimentError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Another live process holds the run folder (see [`crate::run_dir::FolderLock`]).
+    #[error(
+        "run folder {path} is in use by {holder}; wait for that run to finish, or give this \
+         one another --out"
+    )]
+    FolderInUse {
+        /// The folder.
+        path: PathBuf,
+        /// Who holds it, as it wrote itself into the lock file.
+        holder: String,
+    },
     /// Two teachers' evaluation seeds could not be paired (a seed evaluated twice).
     #[error("comparing teachers seed by seed: {0}")]
     Stats(#[from] StatsError),

@@ -81,10 +81,13 @@ impl Report {
     pub fn summary_markdown(&self) -> String {
         let preset = &self.config.preset;
         let mut out = format!(
-            "# {}\n\nTeachers compared on fresh students of the student half, {} seeds each; \
-             effective training instances = student updates x M (M = {}); tau = {}.\n\n",
+            "# {}\n\nTeachers compared on fresh students of the student half, {} seeds each \
+             (seeds {} to {}); effective training instances = student updates x M (M = {}); \
+             tau = {}.\n\n",
             preset.name,
             preset.eval_seeds,
+            preset.first_eval_seed,
+            preset.first_eval_seed + preset.eval_seeds as u64 - 1,
             preset.teaching.batch_size,
             preset
                 .teaching
@@ -221,7 +224,8 @@ pub fn run_on(
         }
     }
     let device = config.device.device()?;
-    let seeds: Vec<u64> = (0..config.preset.eval_seeds as u64).collect();
+    let first = config.preset.first_eval_seed;
+    let seeds: Vec<u64> = (first..first + config.preset.eval_seeds as u64).collect();
     out.write_json(
         "manifest.json",
         &Manifest::new(config, seeds.clone(), FIRST_TRAINING_SEED),

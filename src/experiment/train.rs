@@ -148,9 +148,20 @@ impl TrainingTask {
 }
 
 /// `size` instances of `dev` drawn without replacement by a permutation from the
-/// [`Stream::Data`] stream of `seed` (all of `dev` when it has no more).
+/// [`Stream::Data`] stream of `seed` (all of `dev` when it has exactly `size`; more
+/// than it has is an error naming `training.dev_subsample`).
 pub fn dev_subsample(dev: &Dataset, size: usize, seed: u64) -> Result<Dataset> {
-    if size >= dev.len() {
+    if size > dev.len() {
+        return Err(ExperimentError::InvalidSetting {
+            field: "training.dev_subsample",
+            reason: format!(
+                "{size} is larger than the dev split `{}` ({} instances)",
+                dev.name(),
+                dev.len()
+            ),
+        });
+    }
+    if size == dev.len() {
         return Ok(dev.shallow_clone());
     }
     let mut order: Vec<i64> = (0..dev.len() as i64).collect();
@@ -261,18 +272,9 @@ pub fn train_resumable_on(
         } else {
             Vec::new()
         };
+        check_history(&history, done, files)?;
         // Episodes logged after the last checkpoint are run again.
-        history.retain(|e| e.episode < done);
-        if history.len() != done {
-            return Err(ExperimentError::Json {
-                path: files.history.clone(),
-                reason: format!(
-                    "holds {} of the {done} episodes of checkpoint {}",
-                    history.len(),
-                    files.checkpoint.display()
-                ),
-            });
-        }
+        history.truncate(done);
         let mut log = JsonLines::open(&files.history, true)?;
         for episode in &history {
             log.append(episode)?;
@@ -325,6 +327,66 @@ pub fn train_resumable_on(
     })
 }
 
+/// Checks that `history` (the training history's lines, in file order) starts with
+/// episodes `0..done`, one line each, the episodes of the checkpoint; lines after those
+/// (episodes since the last checkpoint) are allowed and run again. Anything else (a
+/// history two processes appended to, a missing or repeated episode) is refused with
+/// the way out: keeping the first `done` lines when they are the checkpoint's episodes,
+/// or training afresh.
+fn check_history(history: &[TrainingEpisode], done: usize, files: &TrainingFiles) -> Result<()> {
+    let in_order =
+        history.len() >= done && history[..done].iter().zip(0..).all(|(e, k)| e.episode == k);
+    let after_in_order = history
+        .iter()
+        .skip(done)
+        .zip(done..)
+        .all(|(e, k)| e.episode == k);
+    if in_order && after_in_order {
+        return Ok(());
+    }
+    let mut seen = std::collections::BTreeMap::<usize, usize>::new();
+    for e in history {
+        *seen.entry(e.episode).or_default() += 1;
+    }
+    let repeated: Vec<String> = seen
+        .iter()
+        .filter(|(_, &n)| n > 1)
+        .take(5)
+        .map(|(k, _)| k.to_string())
+        .collect();
+    let missing = (0..done).filter(|k| !seen.contains_key(k)).count();
+    let mut what = format!(
+        "holds {} lines for the {done} episodes of checkpoint {}",
+        history.len(),
+        files.checkpoint.display()
+    );
+    if !repeated.is_empty() {
+        what.push_str(&format!(
+            "; episodes repeated (first: {}), as when two runs wrote the same folder",
+            repeated.join(", ")
+        ));
+    }
+    if missing > 0 {
+        what.push_str(&format!("; {missing} of the checkpoint's episodes missing"));
+    }
+    let fix = if in_order {
+        format!(
+            "its first {done} lines are episodes 0..{done}, the checkpoint's: keep them \
+             (`head -n {done} {0} > {0}.kept && mv {0}.kept {0}`) and rerun, or rerun with \
+             --fresh to train every teacher of the folder from scratch",
+            files.history.display()
+        )
+    } else {
+        "rerun with --fresh to train every teacher of the folder from scratch (its \
+         checkpoints and training histories are removed), or give the run another --out"
+            .to_string()
+    };
+    Err(ExperimentError::Json {
+        path: files.history.clone(),
+        reason: format!("{what}. To recover: {fix}"),
+    })
+}
+
 /// Environment seed of the first teacher-training episode (episode k: + k); far from
 /// the evaluation seeds 0, 1, ... so no training episode repeats an evaluation one.
 pub const FIRST_TRAINING_SEED: u64 = 1_000;
@@ -342,6 +404,7 @@ pub fn training_files(
     let mut identity = config.training_preset().clone();
     identity.episodes = 0;
     identity.eval_seeds = 0;
+    identity.first_eval_seed = 0;
     identity.teaching = config.training_teaching();
     let identity = (identity, &entry.teacher, config.training.dev_subsample);
     let text = serde_json::to_string(&identity).map_err(|e| ExperimentError::Json {

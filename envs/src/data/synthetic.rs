@@ -78,6 +78,14 @@ impl SyntheticConfig {
         if !(self.separation.is_finite() && self.separation > 0.0) {
             return Err(invalid_config("separation", "must be positive and finite"));
         }
+        // Each instance: its inputs as f32, twice (the generated vector and the tensor
+        // made from it), and its label as i64.
+        let instances = self.train_size as u128 + self.dev_size as u128 + self.test_size as u128;
+        crate::memory::ensure_fits(
+            "train_size",
+            "the synthetic splits (train_size + dev_size + test_size instances of input_dim floats)",
+            instances * (self.input_dim as u128 * 8 + 8),
+        )?;
         let mut rng = stream_rng(self.data_seed, Stream::Data);
         let centres: Vec<f32> = (0..self.num_classes * self.input_dim)
             .map(|_| (self.separation * normal(&mut rng)) as f32)

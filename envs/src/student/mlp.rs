@@ -54,6 +54,18 @@ impl MlpConfig {
         if self.hidden.contains(&0) {
             return Err(invalid_config("student.hidden", "widths must be positive"));
         }
+        // Weights, their gradients and the optimizer's two moments, as f32.
+        let widths: Vec<u128> = std::iter::once(self.input_dim)
+            .chain(self.hidden.iter().copied())
+            .chain(std::iter::once(self.num_classes))
+            .map(|w| w as u128)
+            .collect();
+        let parameters: u128 = widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+        crate::memory::ensure_fits(
+            "student.hidden",
+            "the MLP's weights, gradients and optimizer state",
+            parameters * 16,
+        )?;
         self.optimizer.validate()
     }
 }

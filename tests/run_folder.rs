@@ -1,0 +1,318 @@
+//! Run folders under concurrent use and impossible sizes (issue 22): a second process
+//! on a held folder is refused and changes nothing; a lock left by a killed run never
+//! blocks, and the rerun resumes; a history two runs appended to is refused with the
+//! way out (`--fresh`); sizes that cannot fit are refused before they allocate.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use l2t::agents::{EsConfig, TeacherConfig};
+use l2t::config::{labels, RunConfig, TeacherEntry};
+use l2t::envs::{EnvError, SyntheticConfig};
+use l2t::experiment::{dev_subsample, ExperimentError};
+use l2t::presets::Preset;
+use l2t::run_dir::{FolderLock, RunDir};
+
+use common::{small_synthetic_preset, Scratch};
+
+/// NoTeach and ES (2 pairs) trained for `episodes` episodes on the small synthetic task.
+fn es_config(episodes: usize) -> RunConfig {
+    let mut config = RunConfig::reproduction(small_synthetic_preset(episodes));
+    config.training.workers = 1;
+    config.report.plots = false;
+    config.teachers = vec![
+        TeacherEntry::new(labels::NO_TEACH, TeacherConfig::NoTeach),
+        TeacherEntry::new(
+            labels::ES,
+            TeacherConfig::Es(EsConfig {
+                pairs: 2,
+                ..Default::default()
+            }),
+        )
+        .trained(),
+    ];
+    config
+}
+
+fn write_config(config: &RunConfig, path: &Path) {
+    fs::write(path, config.to_toml().unwrap()).unwrap();
+}
+
+/// `l2t --quiet run --config <config> --out <out> <extra>`, started.
+fn spawn_l2t(config: &Path, out: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_l2t"))
+        .args(["--quiet", "run", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start l2t")
+}
+
+/// Waits for `child`, killing it (and failing) after `limit`.
+fn finish(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "l2t still running after {limit:?}:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Every file of `dir` with its bytes, sorted by name.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let bytes = fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The ES training history file of a run folder.
+fn history_file(out: &Path) -> PathBuf {
+    fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("es-") && n.ends_with("-training.jsonl"))
+        })
+        .expect("an ES training history")
+}
+
+fn history_episodes(out: &Path) -> Vec<u64> {
+    fs::read_to_string(history_file(out))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let value: serde_json::Value = serde_json::from_str(l).unwrap();
+            value["episode"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_second_process_on_a_held_folder_is_refused_and_touches_nothing() {
+    let scratch = Scratch::new("folder", "held");
+    let config_path = scratch.join("run.toml");
+    write_config(&es_config(8), &config_path);
+    let out = scratch.join("out");
+
+    // A finished run leaves its files; then this test process holds the folder, as a
+    // second run in another terminal would.
+    let first = finish(spawn_l2t(&config_path, &out, &[]), Duration::from_secs(300));
+    assert!(first.status.success(), "{}", stderr(&first));
+    let held = RunDir::create(&out).unwrap();
+    let before = snapshot(&out);
+
+    let second = finish(spawn_l2t(&config_path, &out, &[]), Duration::from_secs(60));
+    assert!(!second.status.success());
+    let message = stderr(&second);
+    assert!(message.contains("is in use by"), "{message}");
+    assert!(message.contains(&out.display().to_string()), "{message}");
+    assert!(
+        message.contains(&format!("pid {}", std::process::id())),
+        "{message}"
+    );
+    assert_eq!(snapshot(&out), before, "the refused run changed the folder");
+
+    // Within one process too: a second handle on the folder is refused.
+    assert!(matches!(
+        RunDir::create(&out),
+        Err(ExperimentError::FolderInUse { .. })
+    ));
+    drop(held);
+    // Released with its holder.
+    let _lock = FolderLock::acquire(&out).unwrap();
+}
+
+#[test]
+fn a_lock_left_by_a_killed_run_never_blocks_and_the_rerun_resumes() {
+    let scratch = Scratch::new("folder", "killed");
+    let episodes = 48;
+    let config_path = scratch.join("run.toml");
+    write_config(&es_config(episodes), &config_path);
+    let out = scratch.join("out");
+
+    let mut child = spawn_l2t(&config_path, &out, &[]);
+    // Killed (SIGKILL) once it has checkpointed some episodes, and before the end.
+    let start = Instant::now();
+    loop {
+        let logged = fs::read_dir(&out)
+            .ok()
+            .map(|_| out.clone())
+            .filter(|o| {
+                fs::read_dir(o).unwrap().any(|e| {
+                    e.unwrap()
+                        .file_name()
+                        .to_str()
+                        .is_some_and(|n| n.ends_with("-training.jsonl"))
+                })
+            })
+            .map_or(0, |o| history_episodes(&o).len());
+        if logged >= 8 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(start.elapsed() < Duration::from_secs(300), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(out.join(FolderLock::FILE).exists());
+    let done_before = history_episodes(&out).len();
+    assert!(done_before < episodes, "killed after the end");
+
+    let rerun = finish(spawn_l2t(&config_path, &out, &[]), Duration::from_secs(300));
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    let logged = history_episodes(&out);
+    assert_eq!(logged, (0..episodes as u64).collect::<Vec<_>>());
+    assert!(out.join("summary.md").exists());
+}
+
+#[test]
+fn a_history_two_runs_appended_to_is_refused_with_the_way_out() {
+    let scratch = Scratch::new("folder", "doubled");
+    let config_path = scratch.join("run.toml");
+    write_config(&es_config(8), &config_path);
+    let out = scratch.join("out");
+    let first = finish(spawn_l2t(&config_path, &out, &[]), Duration::from_secs(300));
+    assert!(first.status.success(), "{}", stderr(&first));
+
+    // What two runs appending to one folder left behind: every episode twice.
+    let history = history_file(&out);
+    let text = fs::read_to_string(&history).unwrap();
+    fs::write(&history, format!("{text}{text}")).unwrap();
+    let refused = finish(spawn_l2t(&config_path, &out, &[]), Duration::from_secs(60));
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    assert!(message.contains("16 lines for the 8 episodes"), "{message}");
+    assert!(message.contains("repeated"), "{message}");
+    // Its first 8 lines are the checkpoint's episodes: keeping them is offered.
+    assert!(message.contains("head -n 8"), "{message}");
+    assert!(message.contains("--fresh"), "{message}");
+
+    // Out of order: only a fresh start is offered, and --fresh gives it.
+    let lines: Vec<&str> = text.lines().collect();
+    let shuffled: Vec<&str> = lines.iter().rev().copied().collect();
+    fs::write(&history, shuffled.join("\n") + "\n").unwrap();
+    let refused = finish(spawn_l2t(&config_path, &out, &[]), Duration::from_secs(60));
+    let message = stderr(&refused);
+    assert!(!refused.status.success());
+    assert!(message.contains("--fresh"), "{message}");
+    assert!(!message.contains("head -n"), "{message}");
+
+    let fresh = finish(
+        spawn_l2t(&config_path, &out, &["--fresh"]),
+        Duration::from_secs(300),
+    );
+    assert!(fresh.status.success(), "{}", stderr(&fresh));
+    assert!(
+        stderr(&fresh).contains("--fresh: removed"),
+        "{}",
+        stderr(&fresh)
+    );
+    assert_eq!(history_episodes(&out), (0..8).collect::<Vec<_>>());
+}
+
+/// The process's peak resident memory (VmHWM), in bytes, where Linux reports it.
+fn peak_rss() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[test]
+fn sizes_that_cannot_fit_are_refused_before_they_allocate() {
+    common::single_thread();
+    let before = peak_rss();
+    // A batch larger than the training split: the env is refused
+    // before anything of size M exists.
+    let mut preset: Preset = small_synthetic_preset(1);
+    preset.teaching.batch_size = 100_000_000;
+    let error = preset.build(Path::new("unused")).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(
+            error,
+            EnvError::InvalidConfig {
+                field: "batch_size",
+                ..
+            }
+        ),
+        "{message}"
+    );
+    assert!(message.contains("100000000"), "{message}");
+    // The teacher half of the 3,000 training instances.
+    assert!(message.contains("(1500 instances)"), "{message}");
+
+    // Data that cannot fit in memory: the estimate and the limit, no allocation.
+    if l2t::envs::memory::available_bytes().is_some() {
+        let huge = SyntheticConfig {
+            train_size: 1 << 40,
+            ..SyntheticConfig::default()
+        };
+        let message = huge.generate().unwrap_err().to_string();
+        assert!(message.contains("train_size"), "{message}");
+        assert!(message.contains("GiB"), "{message}");
+        assert!(message.contains("available"), "{message}");
+
+        let mut wide = small_synthetic_preset(1);
+        wide.student = match wide.student {
+            l2t::envs::StudentConfig::Mlp(mut mlp) => {
+                mlp.hidden = vec![1 << 20, 1 << 20];
+                l2t::envs::StudentConfig::Mlp(mlp)
+            }
+            other => panic!("the synthetic student is an MLP, not {other:?}"),
+        };
+        let message = wide.build(Path::new("unused")).unwrap_err().to_string();
+        assert!(message.contains("student.hidden"), "{message}");
+    }
+    if let (Some(before), Some(after)) = (before, peak_rss()) {
+        assert!(
+            after < before + (1 << 30),
+            "refusing the sizes grew the process by {} bytes",
+            after - before
+        );
+    }
+
+    // A dev subsample larger than the dev split (400 instances).
+    let preset = small_synthetic_preset(1);
+    let envs = preset.build(Path::new("unused")).unwrap();
+    let dev = envs.teacher_env.dev_data();
+    let message = dev_subsample(dev, 401, 0).unwrap_err().to_string();
+    assert!(message.contains("training.dev_subsample"), "{message}");
+    assert!(message.contains("400 instances"), "{message}");
+    assert_eq!(dev_subsample(dev, 400, 0).unwrap().len(), 400);
+    assert_eq!(dev_subsample(dev, 100, 0).unwrap().len(), 100);
+}
