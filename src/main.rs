@@ -286,6 +286,7 @@ fn parse_teacher(text: &str, preset: &Preset) -> Result<TeacherEntry> {
             "spl" => TeacherConfig::Spl(preset.spl()),
             "online_batch" => TeacherConfig::OnlineBatch(Default::default()),
             "importance_sampling" => TeacherConfig::ImportanceSampling(Default::default()),
+            "rho_loss" => TeacherConfig::RhoLoss(Default::default()),
             "reinforce" => TeacherConfig::Reinforce(Default::default()),
             "actor_critic" => TeacherConfig::ActorCritic(Default::default()),
             "es" => TeacherConfig::Es(Default::default()),

@@ -461,3 +461,73 @@ fn a_teachers_setting_edited_in_the_toml_changes_the_run_and_a_stray_key_is_name
         assert!(error.contains(stray), "{error}");
     }
 }
+
+#[test]
+fn rho_loss_trains_its_holdout_model_once_and_caches_it_per_task() {
+    let scratch = Scratch::new("exp", "rho");
+    let mut config = small_config();
+    config.teachers = vec![
+        TeacherEntry::new("no_teach", TeacherConfig::NoTeach),
+        TeacherEntry::new(
+            "rho",
+            TeacherConfig::RhoLoss(l2t::agents::RhoLossConfig {
+                keep_fraction: 0.3,
+                holdout_iterations: Some(100),
+            }),
+        ),
+    ];
+    let dir = scratch.join("run");
+    let first = run_into(&config, &dir);
+    let cached: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("rho-irreducible-"))
+        })
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let file = json_file(&cached[0]);
+    let losses = file["irreducible_loss"].as_array().unwrap();
+    // One per instance of the student half's training split (1,500 of 3,000).
+    assert_eq!(losses.len(), 1500);
+    assert!(losses
+        .iter()
+        .all(|l| l.as_f64().is_some_and(|l| l.is_finite() && l >= 0.0)));
+    assert_eq!(file["holdout_iterations"], 100);
+    // ceil(0.3 * 20) = 6 of every incoming batch of 20.
+    for record in first.records_of("rho") {
+        assert_eq!(
+            10 * record.episode.instances_kept,
+            3 * record.episode.instances_seen
+        );
+    }
+
+    // A rerun reads the cache: the same episodes.
+    let bytes = fs::read(&cached[0]).unwrap();
+    let again = run_into(&config, &dir);
+    assert_eq!(fs::read(&cached[0]).unwrap(), bytes);
+    let kept = |report: &l2t::experiment::Report| -> Vec<(u64, usize, usize)> {
+        report
+            .records_of("rho")
+            .iter()
+            .map(|r| (r.seed, r.episode.instances_kept, r.episode.iterations))
+            .collect()
+    };
+    assert_eq!(kept(&first), kept(&again));
+
+    // A cache for another split is refused, naming the file and the fix.
+    fs::write(
+        &cached[0],
+        r#"{"task": "synthetic", "holdout_iterations": 100, "holdout_dev_accuracy": 0.5,
+            "irreducible_loss": [0.5]}"#,
+    )
+    .unwrap();
+    let mut out = RunDir::create(&dir).unwrap();
+    let error = run(&config, Path::new("unused"), &mut out, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("rho-irreducible-"), "{error}");
+    assert!(error.contains("delete the file"), "{error}");
+}

@@ -4,6 +4,7 @@
 //! {"kind": "online_batch", "pressure_start": 100, "pressure_end": 1, "anneal_epochs": 5}
 //! {"kind": "spl", "epochs_to_all": 2}
 //! {"kind": "importance_sampling", "keep_fraction": 0.5, "uniform_mix": 0.1}
+//! {"kind": "rho_loss", "keep_fraction": 0.1}
 //! {"kind": "reinforce", "seed": 3}
 //! {"kind": "ppo", "episodes_per_update": 4, "epochs": 4}
 //! {"kind": "no_teach"}
@@ -26,6 +27,7 @@ use crate::online_batch::{OnlineBatch, OnlineBatchConfig};
 use crate::ppo::{Ppo, PpoConfig};
 use crate::rand_teach::{RandTeach, RandTeachConfig};
 use crate::reinforce::{Reinforce, ReinforceConfig};
+use crate::rho_loss::RhoLossConfig;
 use crate::spl::{SelfPacedLearning, SplConfig};
 use crate::teacher::Teacher;
 
@@ -44,6 +46,10 @@ pub enum TeacherConfig {
     /// `importance_sampling`: [`ImportanceSampling`], keeps with probability
     /// proportional to the loss (Katharopoulos & Fleuret).
     ImportanceSampling(ImportanceSamplingConfig),
+    /// `rho_loss`: [`RhoLoss`](crate::RhoLoss), keeps the largest reducible holdout
+    /// loss (Mindermann et al.); built by the experiment layer, which computes the
+    /// irreducible losses of the split it teaches.
+    RhoLoss(RhoLossConfig),
     /// `reinforce`: [`Reinforce`], the paper's learned teacher.
     Reinforce(ReinforceConfig),
     /// `actor_critic`: [`ActorCritic`], the same policy with a learned value baseline.
@@ -69,6 +75,7 @@ impl TeacherConfig {
             "spl",
             "online_batch",
             "importance_sampling",
+            "rho_loss",
             "reinforce",
             "actor_critic",
             "es",
@@ -85,6 +92,7 @@ impl TeacherConfig {
             Self::Spl(_) => "spl",
             Self::OnlineBatch(_) => "online_batch",
             Self::ImportanceSampling(_) => "importance_sampling",
+            Self::RhoLoss(_) => "rho_loss",
             Self::Reinforce(_) => "reinforce",
             Self::ActorCritic(_) => "actor_critic",
             Self::Es(_) => "es",
@@ -113,6 +121,16 @@ impl TeacherConfig {
             Self::OnlineBatch(config) => Box::new(OnlineBatch::new(config.clone(), feature_names)?),
             Self::ImportanceSampling(config) => {
                 Box::new(ImportanceSampling::new(config.clone(), feature_names)?)
+            }
+            Self::RhoLoss(config) => {
+                config.validate()?;
+                return Err(invalid_config(
+                    "teacher",
+                    "rho_loss needs the irreducible losses of the training split it teaches: \
+                     run it through the experiment layer (`l2t compare`, `reproduce`, `run` or \
+                     `l2t::experiment::run_with`), which trains the holdout model and caches \
+                     them, or build `RhoLoss::new` with them",
+                ));
             }
             Self::Reinforce(config) => {
                 Box::new(Reinforce::new(config.clone(), feature_names.len())?)
@@ -160,6 +178,7 @@ mod tests {
                 r#"{"kind": "importance_sampling", "keep_fraction": 0.4, "seed": 1}"#,
                 "importance_sampling",
             ),
+            (r#"{"kind": "rho_loss", "keep_fraction": 0.2}"#, "rho_loss"),
             (
                 r#"{"kind": "reinforce", "hidden": 4, "seed": 2}"#,
                 "reinforce",
@@ -194,6 +213,12 @@ mod tests {
             let json = json.as_str();
             let config = TeacherConfig::from_json(json).unwrap();
             kinds.push(config.kind());
+            if name == "rho_loss" {
+                // Needs the irreducible losses of a split: the experiment layer's.
+                let message = config.build(&feature_names()).err().unwrap().to_string();
+                assert!(message.contains("irreducible losses"), "{message}");
+                continue;
+            }
             let teacher = config.build(&feature_names()).unwrap();
             assert_eq!(teacher.name(), name);
             // Serialising and reading back gives the same config.

@@ -8,6 +8,7 @@
 //! - [`OnlineBatch`]: online batch selection by loss rank (Loshchilov & Hutter 2015);
 //! - [`ImportanceSampling`]: keep probabilities proportional to the loss (Katharopoulos
 //!   & Fleuret 2018);
+//! - [`RhoLoss`]: keeps the largest reducible holdout loss (Mindermann et al. 2022);
 //! - [`TeacherConfig`]: any teacher's config, tagged by `kind`, and its builder;
 //! - [`checkpoint`]: saving and loading trained [`Reinforce`], [`ActorCritic`],
 //!   [`EvolutionStrategies`] and [`Ppo`] teachers with their [`Adam`] states;
@@ -35,6 +36,7 @@ pub mod policy;
 pub mod ppo;
 pub mod rand_teach;
 pub mod reinforce;
+pub mod rho_loss;
 pub mod spl;
 pub mod teacher;
 pub mod weights;
@@ -60,5 +62,6 @@ pub use policy::BernoulliPolicy;
 pub use ppo::{Ppo, PpoConfig};
 pub use rand_teach::{RandTeach, RandTeachConfig};
 pub use reinforce::{advantages, Baseline, Reinforce, ReinforceConfig, Trajectory};
+pub use rho_loss::{RhoLoss, RhoLossConfig};
 pub use spl::{SelfPacedLearning, SplConfig};
 pub use teacher::{feature_column, KeepMask, Teacher, UpdateStats};

@@ -95,5 +95,6 @@ pub(crate) fn blank_info() -> l2t_envs::TeachingInfo {
         evaluated: false,
         threshold_iterations: Vec::new(),
         iterations_to_tau: None,
+        incoming_indices: Vec::new(),
     }
 }

@@ -341,6 +341,11 @@ pub struct TeachingInfo {
     pub threshold_iterations: Vec<Option<usize>>,
     /// i_tau: the iteration at which the last threshold was passed (`None` until then).
     pub iterations_to_tau: Option<usize>,
+    /// The incoming batch's instances as indices into the training split, one per row
+    /// of the observation's feature matrix: for teachers that keep something per
+    /// instance (RHO-LOSS's irreducible losses). Empty where no batch is given.
+    #[serde(default)]
+    pub incoming_indices: Vec<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -643,6 +648,7 @@ impl EpisodeState {
             updates_this_step,
             evaluated,
             threshold_iterations: self.threshold_iterations.clone(),
+            incoming_indices: self.incoming.clone(),
             iterations_to_tau,
         }
     }

@@ -168,6 +168,10 @@ fn info_dict<'py>(py: Python<'py>, info: &TeachingInfo) -> PyResult<Bound<'py, P
     if let Some(i) = info.iterations_to_tau {
         d.set_item(intern!(py, "iterations_to_tau"), i)?;
     }
+    d.set_item(
+        intern!(py, "incoming_indices"),
+        PyList::new(py, info.incoming_indices.iter().copied())?,
+    )?;
     Ok(d)
 }
 
@@ -223,6 +227,7 @@ fn info_from_dict(d: &Bound<'_, PyDict>) -> PyResult<TeachingInfo> {
         evaluated: field!(d, "evaluated", bool),
         threshold_iterations: field!(d, "threshold_iterations", Vec<Option<usize>>),
         iterations_to_tau: optional_field!(d, "iterations_to_tau", usize),
+        incoming_indices: optional_field!(d, "incoming_indices", Vec<i64>).unwrap_or_default(),
     })
 }
 

@@ -72,8 +72,13 @@ def test_info_holds_the_teaching_info_fields() -> None:
         "iteration", "effective_instances", "incoming_batches", "instances_seen",
         "instances_kept", "buffered", "epochs", "dev_accuracy", "best_dev_accuracy",
         "average_training_loss", "updates_this_step", "evaluated", "threshold_iterations",
+        "incoming_indices",
     }
     assert set(info) == expected
+    # The incoming batch's rows as indices into the training split.
+    indices = info["incoming_indices"]
+    assert len(indices) == 20 and len(set(indices)) == 20
+    assert all(isinstance(i, int) and 0 <= i < 6000 for i in indices)
 
 
 def pattern_masks() -> list[np.ndarray]:

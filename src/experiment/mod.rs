@@ -15,12 +15,14 @@
 //! same result files apart from their timing fields.
 
 mod evaluate;
+mod irreducible;
 mod report;
 mod run;
 mod summary;
 mod train;
 
 pub use evaluate::*;
+pub use irreducible::*;
 pub use report::*;
 pub use run::*;
 pub use summary::*;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use l2t_agents::{checkpoint_episodes, RandTeach, Teacher, TeacherConfig};
+use l2t_agents::{checkpoint_episodes, RandTeach, RhoLoss, Teacher, TeacherConfig};
 
 use crate::config::{RunConfig, TeacherEntry};
 use crate::run_dir::{Manifest, RunDir};
@@ -344,6 +344,10 @@ pub fn run_on(
                         let mut rand_config = rand_config.clone();
                         rand_config.per_epoch_drop_ratio = schedule;
                         Box::new(RandTeach::new(rand_config)?)
+                    }
+                    (_, TeacherConfig::RhoLoss(rho)) => {
+                        let losses = irreducible_losses(rho, &config.preset, &envs, out)?;
+                        Box::new(RhoLoss::new(rho.clone(), &feature_names, losses)?)
                     }
                     _ => entry.teacher.build(&feature_names)?,
                 },
