@@ -514,9 +514,10 @@ fn write_figure<F: Figure>(stem: &Path, figure: &F) -> Result<PlotFiles, PlotErr
 // ---------------------------------------------------------------------------------------
 
 /// Teacher colours: the Okabe-Ito palette (colour-blind safe), reordered so the first
-/// ones contrast most, with its yellow swapped for olive (yellow is unreadable on white).
-/// Series take colours by their position in the input, cycling after eight.
-const PALETTE: [RGBColor; 8] = [
+/// ones contrast most, with its yellow swapped for olive (yellow is unreadable on white)
+/// and Paul Tol's wine and indigo after it, so the main job's nine teachers differ.
+/// Series take colours by their position in the input, cycling after ten.
+const PALETTE: [RGBColor; 10] = [
     RGBColor(0x00, 0x72, 0xB2), // blue
     RGBColor(0xD5, 0x5E, 0x00), // vermillion
     RGBColor(0x00, 0x9E, 0x73), // bluish green
@@ -525,6 +526,8 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(0x56, 0xB4, 0xE9), // sky blue
     RGBColor(0x33, 0x33, 0x33), // near black
     RGBColor(0x99, 0x99, 0x33), // olive
+    RGBColor(0xAA, 0x33, 0x77), // wine
+    RGBColor(0x33, 0x22, 0x88), // indigo
 ];
 
 /// Bucket colours, blue (bucket 1: lowest loss, or lowest margin) through grey to red.
