@@ -36,12 +36,11 @@
 
 use l2t_envs::seeding::{stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid_config, Result};
-use crate::teacher::{feature_column, KeepMask, Teacher};
+use crate::teacher::{bernoulli_mask, feature_column, KeepMask, Teacher};
 
 /// Settings of [`ImportanceSampling`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,36 +139,16 @@ impl Teacher for ImportanceSampling {
             .collect();
         let probabilities =
             Self::keep_probabilities(&losses, self.config.keep_fraction, self.config.uniform_mix);
-        let rng = &mut self.rng;
-        Ok(KeepMask::from_shape_fn(losses.len(), |i| {
-            rng.gen::<f64>() < probabilities[i]
-        }))
+        Ok(bernoulli_mask(&mut self.rng, &probabilities))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{Array1, Array2};
     use proptest::prelude::*;
 
-    fn names() -> Vec<String> {
-        ["label_0", "loss", "margin"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    }
-
-    fn observation(losses: &[f32]) -> TeachingObservation {
-        let mut features = Array2::zeros((losses.len(), 3));
-        for (i, &l) in losses.iter().enumerate() {
-            features[[i, 1]] = l;
-        }
-        TeachingObservation {
-            features,
-            student_state: Array1::zeros(3),
-        }
-    }
+    use crate::teacher::{loss_feature_names as names, loss_observation as observation};
 
     #[test]
     fn probabilities_are_proportional_to_the_loss_mixed_with_uniform() {

@@ -68,12 +68,44 @@ pub trait Teacher: Send {
     }
 }
 
+/// One Bernoulli draw per instance: keeps instance `i` with `probabilities[i]`,
+/// drawing one uniform number per instance from `rng` whatever the probabilities, so
+/// that a teacher's stream stays aligned across settings (online batch selection,
+/// importance sampling).
+pub fn bernoulli_mask(rng: &mut rand_chacha::ChaCha8Rng, probabilities: &[f64]) -> KeepMask {
+    use rand::Rng as _;
+    KeepMask::from_shape_fn(probabilities.len(), |i| rng.gen::<f64>() < probabilities[i])
+}
+
 /// Index of the feature column `name` in `feature_names`.
 pub fn feature_column(feature_names: &[String], name: &str) -> Result<usize> {
     feature_names
         .iter()
         .position(|n| n == name)
         .ok_or_else(|| crate::AgentError::MissingFeature(name.to_string()))
+}
+
+/// The feature names `label_0`, `loss`, `margin`, for unit tests of the loss-based
+/// teachers.
+#[cfg(test)]
+pub(crate) fn loss_feature_names() -> Vec<String> {
+    ["label_0", "loss", "margin"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// An observation over [`loss_feature_names`] whose rows have these `losses`.
+#[cfg(test)]
+pub(crate) fn loss_observation(losses: &[f32]) -> TeachingObservation {
+    let mut features = ndarray::Array2::zeros((losses.len(), 3));
+    for (i, &l) in losses.iter().enumerate() {
+        features[[i, 1]] = l;
+    }
+    TeachingObservation {
+        features,
+        student_state: Array1::zeros(3),
+    }
 }
 
 /// The info of a fresh episode, for unit tests of teachers that read it.
