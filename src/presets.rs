@@ -90,6 +90,13 @@ pub struct Preset {
     /// choice of configuration has looked at.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub first_eval_seed: u64,
+    /// Every teacher sees the `irreducible_loss` feature column: the loss of a holdout
+    /// student that never saw the instance (cross-fitted on the teacher half; from the
+    /// teacher half on the student half; `l2t::experiment::with_irreducible_loss_feature`).
+    /// Off by default: it changes the feature width, so teachers trained without it
+    /// cannot read it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub irreducible_loss_feature: bool,
     /// Seed of the data protocol (the teacher/student split).
     pub split_seed: u64,
 }
@@ -185,6 +192,7 @@ impl Preset {
             episodes: 60,
             eval_seeds: 5,
             first_eval_seed: 0,
+            irreducible_loss_feature: false,
             split_seed: 0,
         }
     }
@@ -208,6 +216,7 @@ impl Preset {
             episodes: 20,
             eval_seeds: 5,
             first_eval_seed: 0,
+            irreducible_loss_feature: false,
             split_seed: 0,
         }
     }
@@ -247,6 +256,7 @@ impl Preset {
             episodes: 100,
             eval_seeds: 5,
             first_eval_seed: 0,
+            irreducible_loss_feature: false,
             split_seed: 0,
         }
     }
@@ -275,6 +285,7 @@ impl Preset {
             episodes: 100,
             eval_seeds: 5,
             first_eval_seed: 0,
+            irreducible_loss_feature: false,
             split_seed: 0,
         }
     }
@@ -305,6 +316,7 @@ impl Preset {
             episodes: 10,
             eval_seeds: 5,
             first_eval_seed: 0,
+            irreducible_loss_feature: false,
             split_seed: 0,
         }
     }

@@ -138,3 +138,58 @@ fn check_env_catches_each_broken_promise() {
         );
     }
 }
+
+#[test]
+fn the_irreducible_loss_column_holds_each_incoming_instances_holdout_loss() {
+    let data = common::tiny_data();
+    let n = data.train.len();
+    let losses: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 0.5).collect();
+    let train = data
+        .train
+        .shallow_clone()
+        .with_irreducible_loss(losses.clone())
+        .unwrap();
+    let mut env = l2t::envs::TeachingEnv::new(
+        common::tiny_config(),
+        common::tiny_student(8),
+        train.shallow_clone(),
+        data.dev.shallow_clone(),
+    )
+    .unwrap();
+    check_env(&mut env, &CheckOptions::default()).expect("conforms with the extra column");
+    let column = env.feature_index("irreducible_loss").unwrap();
+    // After the label one-hot (4 classes), before the student state.
+    assert_eq!(column, 4);
+    assert_eq!(env.feature_index("iteration"), Some(5));
+    let scale = 2.0 * 4f32.ln();
+    let (mut obs, mut info) = env.reset(Some(3)).unwrap();
+    for _ in 0..5 {
+        assert_eq!(info.incoming_indices.len(), obs.features.nrows());
+        for (row, &index) in info.incoming_indices.iter().enumerate() {
+            let expected = (losses[index as usize] / scale).clamp(0.0, 1.0);
+            assert_eq!(obs.features[[row, column]], expected);
+        }
+        let step = env
+            .step(&Array1::from_elem(obs.features.nrows(), true))
+            .unwrap();
+        (obs, info) = (step.observation, step.info);
+    }
+    // A subset keeps each instance's loss.
+    let subset = train.subset("first-ten", &[9, 3]).unwrap();
+    assert_eq!(subset.irreducible_loss().unwrap(), &[losses[9], losses[3]]);
+    // Wrong lengths and non-finite losses are refused, naming the split.
+    let message = data
+        .train
+        .shallow_clone()
+        .with_irreducible_loss(vec![0.0; 3])
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("3 irreducible losses"), "{message}");
+    let mut bad = losses;
+    bad[0] = f32::NAN;
+    assert!(data
+        .train
+        .shallow_clone()
+        .with_irreducible_loss(bad)
+        .is_err());
+}

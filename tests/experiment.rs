@@ -531,3 +531,71 @@ fn rho_loss_trains_its_holdout_model_once_and_caches_it_per_task() {
     assert!(error.contains("rho-irreducible-"), "{error}");
     assert!(error.contains("delete the file"), "{error}");
 }
+
+#[test]
+fn the_irreducible_loss_feature_is_cross_fitted_once_and_read_by_the_learned_teachers() {
+    let scratch = Scratch::new("exp", "il-feature");
+    let mut config = small_config();
+    config.preset.irreducible_loss_feature = true;
+    config.preset.teaching.max_iterations = 100;
+    config
+        .teachers
+        .retain(|e| e.label == labels::NO_TEACH || e.label == labels::ES);
+    let dir = scratch.join("run");
+    let first = run_into(&config, &dir);
+    let cached: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("irreducible-feature-"))
+        })
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let file = json_file(&cached[0]);
+    // One loss per instance of each half's training split (1,500 of 3,000 each).
+    for half in ["teacher_half", "student_half"] {
+        let losses = file[half].as_array().unwrap();
+        assert_eq!(losses.len(), 1500, "{half}");
+        assert!(losses
+            .iter()
+            .all(|l| l.as_f64().is_some_and(|l| l.is_finite() && l >= 0.0)));
+    }
+    // The trained ES teacher reads one more column than without the feature.
+    let checkpoint = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "ckpt"))
+        .unwrap();
+    let env = config
+        .preset
+        .build(Path::new("unused"))
+        .unwrap()
+        .student_env;
+    let width = env.feature_names().len();
+    let too_narrow = TeacherConfig::Checkpoint {
+        path: checkpoint.clone(),
+    }
+    .build(env.feature_names())
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        too_narrow.contains(&format!("{}", width + 1)),
+        "{too_narrow}"
+    );
+
+    // A rerun reads the cache and repeats the run.
+    let bytes = fs::read(&cached[0]).unwrap();
+    let again = run_into(&config, &dir);
+    assert_eq!(fs::read(&cached[0]).unwrap(), bytes);
+    let outcome = |report: &l2t::experiment::Report| -> Vec<(String, u64, usize)> {
+        report
+            .evaluations
+            .iter()
+            .map(|r| (r.teacher.clone(), r.seed, r.episode.instances_kept))
+            .collect()
+    };
+    assert_eq!(outcome(&first), outcome(&again));
+}

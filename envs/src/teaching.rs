@@ -12,7 +12,10 @@
 //!    logits instead of a second forward pass. Other students compute them without
 //!    gradient.
 //!    - data features: the label one-hot (|Y| columns); for text, the sentence length
-//!      divided by the maximum length;
+//!      divided by the maximum length; where the training split carries irreducible
+//!      losses ([`Dataset::with_irreducible_loss`]), `irreducible_loss` = the loss of
+//!      a holdout model that never saw the instance, divided by 2 ln|Y| and clipped to
+//!      [0, 1] (RHO-LOSS's signal, for learned teachers);
 //!    - student features: `iteration` = i / T', `average_training_loss` = the mean
 //!      loss of all student updates so far divided by 2 ln|Y| and clipped to [0, 1]
 //!      (ln|Y| before the first update, the loss of a uniform guess),
@@ -656,8 +659,9 @@ impl EpisodeState {
 
 /// The observations of B incoming batches, with columns as in
 /// [`TeachingEnv::feature_names`]: `logits` `[B, M, |Y|]` (without gradient), `labels`
-/// `[B, M]`, `lengths` `[B, M]` for text, `states[b]` the student-state features of
-/// batch b. A [`TeachingEnv`] has B = 1.
+/// `[B, M]`, `lengths` `[B, M]` for text, `indices` the rows' `B * M` indices into
+/// `train` (read only when it has irreducible losses), `states[b]` the student-state
+/// features of batch b. A [`TeachingEnv`] has B = 1.
 ///
 /// The log-softmax runs as one tensor op; its `[B, M, |Y|]` values and the labels are
 /// then copied to Rust once and each row is assembled there (probabilities, one-hot,
@@ -669,6 +673,7 @@ pub fn featurise(
     logits: &Tensor,
     labels: &Tensor,
     lengths: Option<&Tensor>,
+    indices: &[i64],
     states: &[[f32; 3]],
 ) -> Result<Vec<TeachingObservation>> {
     let size = logits.size();
@@ -691,9 +696,19 @@ pub fn featurise(
             ),
         });
     }
+    let irreducible = train.irreducible_loss();
+    if irreducible.is_some() && indices.len() != b * m {
+        return Err(EnvError::InvalidDataset {
+            name: train.name().to_string(),
+            reason: format!(
+                "featurise: {} split indices for [{b}, {m}] rows",
+                indices.len()
+            ),
+        });
+    }
     let loss_scale = (2.0 * (c as f64).ln()) as f32;
     let max_length = train.max_length() as f32;
-    let width = c + usize::from(lengths.is_some()) + 3 + c + 2;
+    let width = c + usize::from(lengths.is_some()) + usize::from(irreducible.is_some()) + 3 + c + 2;
     let mut observations = Vec::with_capacity(b);
     let mut losses = vec![0f32; m];
     let mut order: Vec<usize> = Vec::with_capacity(m);
@@ -707,6 +722,15 @@ pub fn featurise(
             rows.extend((0..c).map(|k| if k == label { 1.0 } else { 0.0 }));
             if let Some(lengths) = &lengths {
                 rows.push((lengths[at] as f32 / max_length).clamp(0.0, 1.0));
+            }
+            // The holdout model's loss, scaled as the loss column's `Fixed`.
+            if let Some(irreducible) = irreducible {
+                let il = usize::try_from(indices[at])
+                    .ok()
+                    .and_then(|i| irreducible.get(i))
+                    .copied()
+                    .unwrap_or(0.0);
+                rows.push((il / loss_scale).clamp(0.0, 1.0));
             }
             // Student features.
             rows.extend_from_slice(state);
@@ -820,7 +844,11 @@ pub(crate) fn spaces(
     config: &TeachingConfig,
     train: &Dataset,
 ) -> (Vec<String>, TeachingObservationSpace, MultiBinary) {
-    let (feature_names, bounds) = feature_layout(train.num_classes(), train.has_lengths());
+    let (feature_names, bounds) = feature_layout(
+        train.num_classes(),
+        train.has_lengths(),
+        train.irreducible_loss().is_some(),
+    );
     let m = config.batch_size;
     let observation_space = TeachingObservationSpace {
         features: BoxSpace::from_columns(&[m, feature_names.len()], &bounds),
@@ -933,6 +961,7 @@ impl TeachingEnv {
             &logits.unsqueeze(0),
             &batch.labels.unsqueeze(0),
             batch.lengths.as_ref().map(|l| l.unsqueeze(0)).as_ref(),
+            self.episode.incoming(),
             &[state],
         )?;
         self.incoming_batch = Some(batch);
@@ -959,7 +988,11 @@ impl TeachingEnv {
 }
 
 /// Column names and bounds of the feature matrix.
-fn feature_layout(num_classes: usize, text: bool) -> (Vec<String>, Vec<(f32, f32)>) {
+fn feature_layout(
+    num_classes: usize,
+    text: bool,
+    irreducible: bool,
+) -> (Vec<String>, Vec<(f32, f32)>) {
     let mut names = Vec::new();
     let mut bounds = Vec::new();
     for c in 0..num_classes {
@@ -968,6 +1001,10 @@ fn feature_layout(num_classes: usize, text: bool) -> (Vec<String>, Vec<(f32, f32
     }
     if text {
         names.push("sentence_length".into());
+        bounds.push((0.0, 1.0));
+    }
+    if irreducible {
+        names.push("irreducible_loss".into());
         bounds.push((0.0, 1.0));
     }
     for name in ["iteration", "average_training_loss", "best_dev_accuracy"] {
@@ -1123,10 +1160,18 @@ mod tests {
                 loss_scaling: scaling,
                 ..TeachingConfig::default()
             };
-            let observations =
-                featurise(&config, &text, &logits, &labels, Some(&lengths), &states).unwrap();
+            let observations = featurise(
+                &config,
+                &text,
+                &logits,
+                &labels,
+                Some(&lengths),
+                &[],
+                &states,
+            )
+            .unwrap();
             assert_eq!(observations.len(), b as usize);
-            let (names, _) = feature_layout(c as usize, true);
+            let (names, _) = feature_layout(c as usize, true, false);
             for (i, observation) in observations.iter().enumerate() {
                 let i64_i = i as i64;
                 let expected = reference(

@@ -81,7 +81,9 @@ pub fn irreducible_losses(
         }
         return Ok(file.irreducible_loss);
     }
-    let (holdout, dev_accuracy) = holdout_model(&envs.teacher_env, preset, iterations)?;
+    let teacher_half = envs.teacher_env.train_data().shallow_clone();
+    let (holdout, dev_accuracy) =
+        holdout_model(&envs.teacher_env, teacher_half, preset, iterations)?;
     let irreducible_loss = per_instance_loss(holdout.student(), train, preset.teaching.eval_chunk)?;
     out.write_json(
         &name,
@@ -95,15 +97,17 @@ pub fn irreducible_losses(
     Ok(irreducible_loss)
 }
 
-/// The holdout model: a fresh student of the task trained with NoTeach for
-/// `iterations` updates on the teacher half (no early stop: tau = 1 and one dev
-/// evaluation, at the end), and its final dev accuracy.
+/// A holdout model: a fresh student of the task trained with NoTeach for `iterations`
+/// updates on `train` (no early stop: tau = 1 and one dev evaluation, at the end, on
+/// `teacher_env`'s dev split), and its final dev accuracy.
 fn holdout_model(
     teacher_env: &TeachingEnv,
+    train: Dataset,
     preset: &Preset,
     iterations: usize,
 ) -> Result<(TeachingEnv, f64)> {
     let mut task = TrainingTask::of(teacher_env, preset.student.clone(), 1);
+    task.train = train;
     let mut teaching = preset.teaching.clone().with_tau(1.0);
     teaching.max_iterations = iterations;
     teaching.max_incoming_batches = None;
@@ -137,4 +141,134 @@ fn per_instance_loss(student: &dyn Student, data: &Dataset, chunk: usize) -> Res
         start += len;
     }
     Ok(losses)
+}
+
+/// The cached irreducible-loss feature of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct FeatureFile {
+    /// The task's name.
+    task: String,
+    /// Updates of each holdout model.
+    holdout_iterations: usize,
+    /// One loss (nats) per instance of the teacher half's training split.
+    teacher_half: Vec<f32>,
+    /// One loss (nats) per instance of the student half's training split.
+    student_half: Vec<f32>,
+}
+
+/// `envs` with the `irreducible_loss` feature ([`Preset::irreducible_loss_feature`]):
+/// both training splits carry the loss of a holdout model that never saw the
+/// instance, cross-fitted so that teacher training and evaluation read the same kind
+/// of model. The teacher half is split in two folds (even and odd positions); a
+/// student of the task trained with NoTeach for T' updates on each fold scores the
+/// other fold, and the one trained on the even fold scores the student half. Cached
+/// per task in the run folder (`irreducible-feature-<hash>.json`).
+pub fn with_irreducible_loss_feature(
+    envs: PresetEnvs,
+    preset: &Preset,
+    out: &RunDir,
+) -> Result<PresetEnvs> {
+    let iterations = preset.teaching.max_iterations;
+    let mut identity = preset.clone();
+    identity.episodes = 0;
+    identity.eval_seeds = 0;
+    identity.first_eval_seed = 0;
+    let key =
+        serde_json::to_string(&(identity, iterations)).map_err(|e| ExperimentError::Json {
+            path: out.root().to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let name = format!("irreducible-feature-{}.json", short_hash(&key));
+    let path = out.path(&name);
+    let teacher_train = envs.teacher_env.train_data();
+    let student_train = envs.student_env.train_data();
+    let file = if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|e| ExperimentError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        serde_json::from_str::<FeatureFile>(&text).map_err(|e| ExperimentError::Json {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?
+    } else {
+        let n = teacher_train.len() as i64;
+        let even: Vec<i64> = (0..n).step_by(2).collect();
+        let odd: Vec<i64> = (1..n).step_by(2).collect();
+        let fold = |indices: &[i64], tag: &str| {
+            teacher_train.subset(format!("{}-{tag}", teacher_train.name()), indices)
+        };
+        let (even_data, odd_data) = (fold(&even, "even")?, fold(&odd, "odd")?);
+        let (on_even, _) = holdout_model(
+            &envs.teacher_env,
+            even_data.shallow_clone(),
+            preset,
+            iterations,
+        )?;
+        let (on_odd, _) = holdout_model(
+            &envs.teacher_env,
+            odd_data.shallow_clone(),
+            preset,
+            iterations,
+        )?;
+        let chunk = preset.teaching.eval_chunk;
+        let odd_losses = per_instance_loss(on_even.student(), &odd_data, chunk)?;
+        let even_losses = per_instance_loss(on_odd.student(), &even_data, chunk)?;
+        let mut teacher_half = vec![0f32; teacher_train.len()];
+        for (&i, &l) in even.iter().zip(&even_losses) {
+            teacher_half[i as usize] = l;
+        }
+        for (&i, &l) in odd.iter().zip(&odd_losses) {
+            teacher_half[i as usize] = l;
+        }
+        let student_half = per_instance_loss(on_even.student(), student_train, chunk)?;
+        let file = FeatureFile {
+            task: preset.name.clone(),
+            holdout_iterations: iterations,
+            teacher_half,
+            student_half,
+        };
+        out.write_json(&name, &file)?;
+        file
+    };
+    let attach = |env: &TeachingEnv, losses: Vec<f32>| -> Result<TeachingEnv> {
+        let train = env
+            .train_data()
+            .shallow_clone()
+            .with_irreducible_loss(losses)?;
+        let device = train.inputs().device();
+        Ok(TeachingEnv::new(
+            env.config().clone(),
+            preset.student.build(device)?,
+            train,
+            env.dev_data().shallow_clone(),
+        )?)
+    };
+    let wrong = |what: &str, have: usize, want: usize| {
+        ExperimentError::Json {
+        path: path.clone(),
+        reason: format!(
+            "holds {have} {what} losses for a split of {want}; delete the file to compute them again"
+        ),
+    }
+    };
+    if file.teacher_half.len() != teacher_train.len() {
+        return Err(wrong(
+            "teacher-half",
+            file.teacher_half.len(),
+            teacher_train.len(),
+        ));
+    }
+    if file.student_half.len() != student_train.len() {
+        return Err(wrong(
+            "student-half",
+            file.student_half.len(),
+            student_train.len(),
+        ));
+    }
+    Ok(PresetEnvs {
+        teacher_env: attach(&envs.teacher_env, file.teacher_half)?,
+        student_env: attach(&envs.student_env, file.student_half)?,
+        test: envs.test,
+    })
 }

@@ -232,11 +232,20 @@ pub fn run_on(
     )?;
     out.write("config.toml", config.to_toml()?.as_bytes())?;
 
-    let envs = config.preset.build_on(data_dir, device)?;
+    let mut envs = config.preset.build_on(data_dir, device)?;
+    if config.preset.irreducible_loss_feature {
+        envs = with_irreducible_loss_feature(envs, &config.preset, out)?;
+    }
     let eval_width = envs.student_env.feature_names().len();
     let needs_training = config.teachers.iter().any(|e| e.train);
     let transfer_env = match (&config.train_on, needs_training) {
-        (Some(train_on), true) => Some(train_on.build_on(data_dir, device)?.teacher_env),
+        (Some(train_on), true) => {
+            let mut train_envs = train_on.build_on(data_dir, device)?;
+            if train_on.irreducible_loss_feature {
+                train_envs = with_irreducible_loss_feature(train_envs, train_on, out)?;
+            }
+            Some(train_envs.teacher_env)
+        }
         _ => None,
     };
     let training_preset = config.training_preset();

@@ -12,6 +12,8 @@ pub(crate) mod test_support;
 pub mod text;
 pub mod transform;
 
+use std::sync::Arc;
+
 use tch::{Kind, Tensor};
 
 use crate::error::{EnvError, Result};
@@ -25,6 +27,7 @@ pub struct Dataset {
     lengths: Option<Tensor>,
     max_length: usize,
     num_classes: usize,
+    irreducible_loss: Option<Arc<[f32]>>,
 }
 
 /// A mini-batch: rows of a [`Dataset`] selected by index.
@@ -99,7 +102,37 @@ impl Dataset {
             lengths: None,
             max_length: 0,
             num_classes,
+            irreducible_loss: None,
         })
+    }
+
+    /// Attaches one irreducible loss (nats, finite, at least 0) per instance, in
+    /// split order: enables the `irreducible_loss` data feature, the loss of a holdout
+    /// model that never saw the instance (RHO-LOSS's signal, for learned teachers).
+    pub fn with_irreducible_loss(mut self, losses: Vec<f32>) -> Result<Self> {
+        let invalid = |reason: String| EnvError::InvalidDataset {
+            name: self.name.clone(),
+            reason,
+        };
+        if losses.len() != self.len() {
+            return Err(invalid(format!(
+                "{} irreducible losses for {} instances",
+                losses.len(),
+                self.len()
+            )));
+        }
+        if let Some(bad) = losses.iter().find(|l| !(l.is_finite() && **l >= 0.0)) {
+            return Err(invalid(format!(
+                "irreducible losses must be finite and at least 0, found {bad}"
+            )));
+        }
+        self.irreducible_loss = Some(losses.into());
+        Ok(self)
+    }
+
+    /// The irreducible losses attached by [`Dataset::with_irreducible_loss`].
+    pub fn irreducible_loss(&self) -> Option<&[f32]> {
+        self.irreducible_loss.as_deref()
     }
 
     /// Attaches text lengths (`[n]` int64, each in `1..=max_length`): enables the
@@ -191,11 +224,22 @@ impl Dataset {
     pub fn subset(&self, name: impl Into<String>, indices: &[i64]) -> Result<Self> {
         let index = Tensor::from_slice(indices);
         let batch = self.batch(&index);
-        let out = Self::new(name, batch.inputs, batch.labels, self.num_classes)?;
-        match batch.lengths {
-            Some(lengths) => out.with_lengths(lengths, self.max_length),
-            None => Ok(out),
+        let mut out = Self::new(name, batch.inputs, batch.labels, self.num_classes)?;
+        if let Some(lengths) = batch.lengths {
+            out = out.with_lengths(lengths, self.max_length)?;
         }
+        if let Some(losses) = &self.irreducible_loss {
+            let picked = indices
+                .iter()
+                .map(|&i| usize::try_from(i).ok().and_then(|i| losses.get(i)).copied())
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| EnvError::InvalidDataset {
+                    name: self.name.clone(),
+                    reason: "subset index out of range".into(),
+                })?;
+            out = out.with_irreducible_loss(picked)?;
+        }
+        Ok(out)
     }
 
     /// A shallow copy sharing the same storage.
@@ -207,6 +251,7 @@ impl Dataset {
             lengths: self.lengths.as_ref().map(Tensor::shallow_clone),
             max_length: self.max_length,
             num_classes: self.num_classes,
+            irreducible_loss: self.irreducible_loss.clone(),
         }
     }
 
@@ -219,6 +264,7 @@ impl Dataset {
             lengths: self.lengths.as_ref().map(|l| l.to_device(device)),
             max_length: self.max_length,
             num_classes: self.num_classes,
+            irreducible_loss: self.irreducible_loss.clone(),
         }
     }
 }
