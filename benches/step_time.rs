@@ -546,6 +546,7 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
                 &replica_logits.detach().unsqueeze(0),
                 &replica_batch.labels.unsqueeze(0),
                 None,
+                &incoming,
                 &[state],
             )?);
         });
@@ -573,6 +574,7 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
                 &fixed_logits.unsqueeze(0),
                 &fixed_batch.labels.unsqueeze(0),
                 None,
+                &[],
                 &[state],
             )?);
         });
