@@ -1,11 +1,16 @@
-//! RHO-LOSS's irreducible losses (see `l2t_agents::rho_loss`): a student of the task
-//! trained once with NoTeach on the teacher half (the holdout set D_ho, which the
-//! student half never meets), then its cross-entropy on every instance of the student
-//! half's training split, the split RHO-LOSS teaches.
+//! Irreducible losses: the loss of each training instance under a holdout student of
+//! the task that never saw it (trained with NoTeach, no early stop).
 //!
-//! Cached per task in the run folder (`rho-irreducible-<hash>.json`, named after the
-//! task and the holdout model's budget), so a rerun, or a run on other seeds in the
-//! same folder, trains the holdout model once.
+//! - For RHO-LOSS (see `l2t_agents::rho_loss`, [`irreducible_losses`]): one student
+//!   trained on the whole teacher half (the holdout set D_ho, which the student half
+//!   never meets) scores the student half's training split, the split RHO-LOSS teaches.
+//! - As a feature for every teacher ([`with_irreducible_loss_feature`]): cross-fitted,
+//!   so that learned teachers train and teach on the same kind of signal.
+//!
+//! Both are cached per task in the run folder (`rho-irreducible-<hash>.json`,
+//! `irreducible-feature-<hash>.json`, named after the task and the holdout models'
+//! budget), so a rerun, or a run on other seeds in the same folder, trains the
+//! holdout models once.
 
 use serde::{Deserialize, Serialize};
 
@@ -45,28 +50,10 @@ pub fn irreducible_losses(
     let iterations = config
         .holdout_iterations
         .unwrap_or(preset.teaching.max_iterations);
-    let mut identity = preset.clone();
-    identity.episodes = 0;
-    identity.eval_seeds = 0;
-    identity.first_eval_seed = 0;
-    let key =
-        serde_json::to_string(&(identity, iterations)).map_err(|e| ExperimentError::Json {
-            path: out.root().to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    let name = format!("rho-irreducible-{}.json", short_hash(&key));
-    let path = out.path(&name);
+    let (name, path) = cache_file("rho-irreducible", preset, iterations, out)?;
     let train = envs.student_env.train_data();
     if path.exists() {
-        let text = std::fs::read_to_string(&path).map_err(|e| ExperimentError::Io {
-            path: path.clone(),
-            source: e,
-        })?;
-        let file: IrreducibleFile =
-            serde_json::from_str(&text).map_err(|e| ExperimentError::Json {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+        let file: IrreducibleFile = read_json(&path)?;
         if file.irreducible_loss.len() != train.len() {
             return Err(ExperimentError::Json {
                 path,
@@ -95,6 +82,41 @@ pub fn irreducible_losses(
         },
     )?;
     Ok(irreducible_loss)
+}
+
+/// The cache file `<prefix>-<hash>.json` of the run folder for holdout models of
+/// `iterations` updates on `preset`'s task (its name, then its path): the hash covers
+/// the task (data, student, MDP, split), not its episode or seed counts.
+fn cache_file(
+    prefix: &str,
+    preset: &Preset,
+    iterations: usize,
+    out: &RunDir,
+) -> Result<(String, std::path::PathBuf)> {
+    let mut identity = preset.clone();
+    identity.episodes = 0;
+    identity.eval_seeds = 0;
+    identity.first_eval_seed = 0;
+    let key =
+        serde_json::to_string(&(identity, iterations)).map_err(|e| ExperimentError::Json {
+            path: out.root().to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let name = format!("{prefix}-{}.json", short_hash(&key));
+    let path = out.path(&name);
+    Ok((name, path))
+}
+
+/// A cached file read back, its errors naming it.
+fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| ExperimentError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ExperimentError::Json {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 /// A holdout model: a fresh student of the task trained with NoTeach for `iterations`
@@ -169,28 +191,11 @@ pub fn with_irreducible_loss_feature(
     out: &RunDir,
 ) -> Result<PresetEnvs> {
     let iterations = preset.teaching.max_iterations;
-    let mut identity = preset.clone();
-    identity.episodes = 0;
-    identity.eval_seeds = 0;
-    identity.first_eval_seed = 0;
-    let key =
-        serde_json::to_string(&(identity, iterations)).map_err(|e| ExperimentError::Json {
-            path: out.root().to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    let name = format!("irreducible-feature-{}.json", short_hash(&key));
-    let path = out.path(&name);
+    let (name, path) = cache_file("irreducible-feature", preset, iterations, out)?;
     let teacher_train = envs.teacher_env.train_data();
     let student_train = envs.student_env.train_data();
     let file = if path.exists() {
-        let text = std::fs::read_to_string(&path).map_err(|e| ExperimentError::Io {
-            path: path.clone(),
-            source: e,
-        })?;
-        serde_json::from_str::<FeatureFile>(&text).map_err(|e| ExperimentError::Json {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?
+        read_json::<FeatureFile>(&path)?
     } else {
         let n = teacher_train.len() as i64;
         let even: Vec<i64> = (0..n).step_by(2).collect();
