@@ -17,6 +17,12 @@ default MLP policies of SB3, CleanRL or TorchRL; the envs do not render (a
 ``make_vec_env("l2t/Synthetic-v0", n_envs=2)`` works. ``l2t.sb3.SB3VecEnv`` (imported
 on its own, it needs stable-baselines3) hands SB3 the Rust vector env.
 
+``l2t.compare(config, teachers={"mine": f})`` puts teachers written in Python (a
+callable ``f(obs, info) -> mask`` or an object with ``act``) beside a run config's
+built-in teachers, on the same seeds, and writes the ``l2t`` command's run folder
+(``summary.md``, ``report.json``, ``events.jsonl``, the CSVs and figures);
+``l2t.train(preset, "es")`` trains a built-in learned teacher and gives its checkpoint.
+
 libtorch: the native module links the libtorch its build used (2.13.0 from
 ``scripts/setup.sh``) by RUNPATH and shares ``libtorch_cpu.so`` by soname with a
 ``torch`` imported in the same process, so that torch must be the same version.
@@ -31,11 +37,14 @@ __all__ = [
     "ENV_IDS",
     "TEACHER_KINDS",
     "ResetNeeded",
+    "Run",
     "Teacher",
     "TeachingEnv",
     "TeachingVectorEnv",
+    "compare",
     "env_id",
     "libtorch_version",
+    "train",
 ]
 
 
@@ -87,6 +96,7 @@ check_torch()
 
 from .env import ResetNeeded, TeachingEnv  # noqa: E402
 from .registration import ENV_IDS, env_id, register_envs  # noqa: E402
+from .run import Run, compare, train  # noqa: E402
 from .teacher import Teacher  # noqa: E402
 from .vector import TeachingVectorEnv  # noqa: E402
 

@@ -8,7 +8,11 @@
 //!   shape `(M, F)`, moved to numpy without copying;
 //! - [`VectorCore`]: N envs on a [`ThreadedVectorEnv`] (same-step autoreset), stepped
 //!   with the GIL released;
-//! - [`TeacherCore`]: a built-in teacher from a [`TeacherConfig`] (JSON).
+//! - [`TeacherCore`]: a built-in teacher from a [`TeacherConfig`] (JSON);
+//!
+//! and two functions run the `l2t` command's runs ([`run`]): `compare` (a run config's
+//! teachers and teachers written in Python, through `l2t::experiment::run_with`) and
+//! `train` (one learned teacher, as `l2t train`).
 //!
 //! Errors are typed Python exceptions ([`errors`]); nothing here panics on user input.
 
@@ -34,6 +38,7 @@ use l2t_envs::{
 };
 
 mod errors;
+mod run;
 
 use errors::{agent_error, build_error, env_error, ResetNeeded};
 
@@ -978,6 +983,8 @@ fn _l2t(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(libtorch_version, m)?)?;
     m.add_function(wrap_pyfunction!(libtorch_dir, m)?)?;
     m.add_function(wrap_pyfunction!(data_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(run::compare, m)?)?;
+    m.add_function(wrap_pyfunction!(run::train, m)?)?;
     m.add("PRESETS", PRESETS.to_vec())?;
     m.add("TEACHER_KINDS", TeacherConfig::names().to_vec())?;
     m.add("ResetNeeded", m.py().get_type::<ResetNeeded>())?;

@@ -1,0 +1,595 @@
+//! `l2t.compare` and `l2t.train`: the Python face of [`run_with`].
+//!
+//! A run config (a built-in run by name, a TOML text or file, as the `l2t` command
+//! takes them) with the command's overrides, its built-in teachers, and teachers
+//! written in Python ([`PythonTeacher`]: a callable `f(obs, info) -> mask` or an object
+//! with `act(obs, info)` and optionally `observe(reward, done)`). Everything runs in
+//! the library's one run ([`run_with`]) with the GIL released, so the run folder is the
+//! `l2t` command's: `summary.md` with the paired columns, `report.json`, the CSVs,
+//! `events.jsonl` and the figures. The evaluation workers take the GIL only inside a
+//! Python teacher's `act` and `observe`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ndarray::{Array1, Ix1};
+use numpy::IntoPyArray;
+use pyo3::exceptions::{
+    PyBlockingIOError, PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError,
+    PyTypeError, PyValueError,
+};
+use pyo3::intern;
+use pyo3::prelude::*;
+
+use l2t::config::{DeviceChoice, RunConfig, TeacherEntry, LONG_RUNS, TRANSFERS};
+use l2t::experiment::{run_with, training_files, ExperimentError, Progress, UserTeacher};
+use l2t::presets::{Preset, PRESETS};
+use l2t::run_dir::RunDir;
+use l2t_agents::{AgentError, KeepMask, Teacher, TeacherConfig};
+use l2t_envs::{TeachingInfo, TeachingObservation};
+
+use crate::errors::{agent_error, build_error};
+use crate::{data_folder, info_dict, mask_array, override_teaching, set_threads};
+
+/// The first exception a Python teacher of the run raised, to be raised again once
+/// the run has stopped (the exception itself, with its traceback).
+type Failure = Arc<Mutex<Option<PyErr>>>;
+
+/// A teacher written in Python, for [`run_with`]: `Send` (it holds the object as a
+/// `Py<PyAny>`), it takes the GIL inside `act` and `observe` only.
+struct PythonTeacher {
+    label: String,
+    object: Py<PyAny>,
+    /// Call `object.act(obs, info)` (else `object(obs, info)`).
+    has_act: bool,
+    /// Call `object.observe(reward, done)` after each step.
+    has_observe: bool,
+    failure: Failure,
+}
+
+impl PythonTeacher {
+    /// The teacher of `object`: an object with a callable `act`, or a callable.
+    fn new(label: String, object: &Bound<'_, PyAny>, failure: Failure) -> PyResult<Self> {
+        let py = object.py();
+        let callable_attr = |name: &Bound<'_, pyo3::types::PyString>| -> PyResult<bool> {
+            Ok(object.hasattr(name)? && object.getattr(name)?.is_callable())
+        };
+        let has_act = callable_attr(intern!(py, "act"))?;
+        if !has_act && !object.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "teacher `{label}` must be a callable f(obs, info) -> mask, an object with \
+                 act(obs, info), or a built-in teacher (a kind name, a JSON config or a dict), \
+                 got {}",
+                crate::type_name(object)
+            )));
+        }
+        let has_observe = has_act && callable_attr(intern!(py, "observe"))?;
+        Ok(Self {
+            label,
+            object: object.clone().unbind(),
+            has_act,
+            has_observe,
+            failure,
+        })
+    }
+
+    /// The error that stops a run in which a Python teacher has already raised: no
+    /// Python teacher is called after the first exception (a worker may start its next
+    /// episode before the run stops).
+    fn stopped(&self) -> Option<AgentError> {
+        let failed = self.failure.lock().map_or(true, |slot| slot.is_some());
+        failed.then(|| AgentError::InvalidConfig {
+            field: "python teacher",
+            reason: format!(
+                "`{}` not called: a Python teacher raised an exception",
+                self.label
+            ),
+        })
+    }
+
+    /// Keeps `error` (the run's first) for the caller and stops the run with its text.
+    fn fail(&self, error: PyErr) -> AgentError {
+        let reason = format!("the Python teacher `{}` raised {error}", self.label);
+        if let Ok(mut slot) = self.failure.lock() {
+            slot.get_or_insert(error);
+        }
+        AgentError::InvalidConfig {
+            field: "python teacher",
+            reason,
+        }
+    }
+}
+
+impl Teacher for PythonTeacher {
+    fn name(&self) -> &str {
+        &self.label
+    }
+
+    fn act(
+        &mut self,
+        observation: &TeachingObservation,
+        info: &TeachingInfo,
+    ) -> l2t_agents::Result<KeepMask> {
+        if let Some(stopped) = self.stopped() {
+            return Err(stopped);
+        }
+        let m = observation.features.nrows();
+        let result = Python::attach(|py| -> PyResult<Array1<bool>> {
+            let object = self.object.bind(py);
+            let features = observation.features.clone().into_pyarray(py);
+            let info = info_dict(py, info)?;
+            let mask = if self.has_act {
+                object.call_method1(intern!(py, "act"), (features, info))?
+            } else {
+                object.call1((features, info))?
+            };
+            let what = format!("the keep-mask of teacher `{}`", self.label);
+            mask_array(&mask, &[m], &what)?
+                .into_dimensionality::<Ix1>()
+                .map_err(|e| PyRuntimeError::new_err(e.to_string()))
+        });
+        result.map_err(|e| self.fail(e))
+    }
+
+    fn observe(&mut self, reward: f64, done: bool) -> l2t_agents::Result<()> {
+        if !self.has_observe {
+            return Ok(());
+        }
+        if let Some(stopped) = self.stopped() {
+            return Err(stopped);
+        }
+        Python::attach(|py| {
+            self.object
+                .bind(py)
+                .call_method1(intern!(py, "observe"), (reward, done))
+                .map(drop)
+        })
+        .map_err(|e| self.fail(e))
+    }
+}
+
+/// The `l2t` command's message for a name that is no built-in run.
+fn unknown(name: &str) -> String {
+    format!(
+        "unknown preset `{name}`; presets: {}; longer runs: {}; transfers: {}; or pass a run \
+         config (TOML text, or a path to a .toml file)",
+        PRESETS.join(", "),
+        LONG_RUNS.join(", "),
+        TRANSFERS.join(", ")
+    )
+}
+
+/// The run config of `source` and its name (the `l2t` command's folder name): a
+/// `.toml` file (`is_path`, or a one-line text ending in `.toml`), a built-in run
+/// ([`RunConfig::named`]: a preset, a transfer or a longer run), or TOML text.
+fn resolve_config(source: &str, is_path: bool) -> PyResult<(RunConfig, String)> {
+    let one_line = !source.contains('\n');
+    if is_path || (one_line && source.trim_end().ends_with(".toml")) {
+        let config = RunConfig::from_toml_file(Path::new(source.trim()))
+            .map_err(|e| experiment_error(e, None, Path::new("")))?;
+        let name = config.preset.name.clone();
+        return Ok((config, name));
+    }
+    if let Some(config) = RunConfig::named(source.trim()) {
+        return Ok((config, source.trim().to_string()));
+    }
+    if !one_line || source.contains('=') || source.contains('[') {
+        let config =
+            RunConfig::from_toml(source).map_err(|e| experiment_error(e, None, Path::new("")))?;
+        let name = config.preset.name.clone();
+        return Ok((config, name));
+    }
+    Err(PyValueError::new_err(unknown(source)))
+}
+
+/// `label=spec` or `spec` (a teacher kind, with the preset's settings for SPL; a JSON
+/// config; or a checkpoint file), as `l2t compare --teacher` reads it; the label is the
+/// kind (or the checkpoint's file stem) when none is given.
+fn parse_teacher(text: &str, preset: &Preset) -> PyResult<TeacherEntry> {
+    let (label, spec) = match text.split_once('=') {
+        Some((label, spec)) if !label.trim_start().starts_with('{') => {
+            (Some(label.trim().to_string()), spec.trim())
+        }
+        _ => (None, text.trim()),
+    };
+    let config = if spec.starts_with('{') {
+        TeacherConfig::from_json(spec).map_err(agent_error)?
+    } else if Path::new(spec).is_file() {
+        TeacherConfig::Checkpoint {
+            path: PathBuf::from(spec),
+        }
+    } else {
+        match spec {
+            "no_teach" => TeacherConfig::NoTeach,
+            "rand_teach" => TeacherConfig::RandTeach(Default::default()),
+            "spl" => TeacherConfig::Spl(preset.spl()),
+            "online_batch" => TeacherConfig::OnlineBatch(Default::default()),
+            "importance_sampling" => TeacherConfig::ImportanceSampling(Default::default()),
+            "rho_loss" => TeacherConfig::RhoLoss(Default::default()),
+            "reinforce" => TeacherConfig::Reinforce(Default::default()),
+            "actor_critic" => TeacherConfig::ActorCritic(Default::default()),
+            "es" => TeacherConfig::Es(Default::default()),
+            "ppo" => TeacherConfig::Ppo(Default::default()),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "teacher `{other}` is neither a kind ({}), a JSON config nor an existing \
+                     checkpoint file",
+                    TeacherConfig::names().join(", ")
+                )))
+            }
+        }
+    };
+    let label = label.unwrap_or_else(|| match &config {
+        TeacherConfig::Checkpoint { path } => path
+            .file_stem()
+            .map_or("checkpoint".into(), |s| s.to_string_lossy().into_owned()),
+        other => other.kind().to_string(),
+    });
+    Ok(TeacherEntry::new(label, config))
+}
+
+/// The `l2t` command's overrides of a run config (its flags of the same names).
+#[derive(Debug, Default)]
+struct Overrides {
+    seeds: Option<usize>,
+    first_seed: Option<u64>,
+    episodes: Option<usize>,
+    workers: Option<usize>,
+    tau: Option<f64>,
+    teaching: Option<String>,
+    test_every: Option<usize>,
+    checkpoint_every: Option<usize>,
+    plots: Option<bool>,
+    device: Option<String>,
+}
+
+impl Overrides {
+    /// Applies the overrides to `config` as `l2t run --config` applies its flags.
+    fn apply(&self, config: &mut RunConfig) -> PyResult<()> {
+        if let Some(episodes) = self.episodes {
+            config.preset.episodes = episodes;
+            for entry in &mut config.teachers {
+                entry.episodes = None;
+            }
+            if let Some(train_on) = &mut config.train_on {
+                train_on.episodes = episodes;
+            }
+        }
+        if let Some(seeds) = self.seeds {
+            config.preset.eval_seeds = seeds;
+        }
+        if let Some(first) = self.first_seed {
+            config.preset.first_eval_seed = first;
+        }
+        if let Some(json) = &self.teaching {
+            config.preset.teaching = override_teaching(&config.preset.teaching, json)?;
+        }
+        if let Some(tau) = self.tau {
+            config.preset.teaching = config.preset.teaching.clone().with_tau(tau);
+        }
+        if let Some(every) = self.checkpoint_every {
+            config.checkpoint_every = every;
+        }
+        if let Some(workers) = self.workers {
+            config.training.workers = workers;
+        }
+        if let Some(every) = self.test_every {
+            config.report.test_every = every;
+        }
+        if let Some(plots) = self.plots {
+            config.report.plots = plots;
+        }
+        if let Some(device) = &self.device {
+            config.device = match device.as_str() {
+                "cpu" => DeviceChoice::Cpu,
+                "cuda" => DeviceChoice::Cuda,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "device must be \"cpu\" or \"cuda\", got {other:?}"
+                    )))
+                }
+            };
+        }
+        Ok(())
+    }
+}
+
+/// The exception of a run's error. `preset` (with `data_dir`) adds, to a missing or
+/// unreadable data file, what the preset needs and how to fetch it.
+fn experiment_error(e: ExperimentError, preset: Option<&Preset>, data_dir: &Path) -> PyErr {
+    match e {
+        ExperimentError::Env(env) | ExperimentError::Agent(AgentError::Env(env)) => match preset {
+            Some(preset) => build_error(preset, data_dir, env),
+            None => crate::errors::env_error(env),
+        },
+        ExperimentError::Agent(agent) => agent_error(agent),
+        ExperimentError::InvalidSetting { .. }
+        | ExperimentError::Config { .. }
+        | ExperimentError::TransferWidth { .. } => PyValueError::new_err(e.to_string()),
+        ExperimentError::FolderInUse { path, holder } => PyBlockingIOError::new_err(format!(
+            "run folder {} is in use by {holder}; wait for that run to finish, or give this \
+             one another out=",
+            path.display()
+        )),
+        ExperimentError::Io { ref source, .. } => match source.kind() {
+            std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(e.to_string()),
+            std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(e.to_string()),
+            _ => PyOSError::new_err(e.to_string()),
+        },
+        other => PyRuntimeError::new_err(other.to_string()),
+    }
+}
+
+/// What a run prints with `verbose=True`: the `l2t --quiet` lines of its phases.
+fn log_progress(progress: Progress<'_>) {
+    if let Progress::Phase {
+        teacher,
+        training,
+        total,
+        done,
+    } = progress
+    {
+        let what = if training { "train" } else { "teach" };
+        let resumed = if done > 0 {
+            format!(" ({done} episodes read back from the checkpoint)")
+        } else {
+            String::new()
+        };
+        eprintln!("{what} {teacher}: {total} episodes{resumed}");
+    }
+}
+
+/// Where a run writes: `out`, else `runs/<name>` as the `l2t` command.
+fn out_folder(out: Option<PathBuf>, name: &str) -> PathBuf {
+    out.unwrap_or_else(|| PathBuf::from("runs").join(name))
+}
+
+/// Runs `config` with `user` beside its teachers into `out`, the GIL released; the
+/// first exception of a Python teacher is raised as it is. Returns the folder, still
+/// held.
+#[allow(clippy::too_many_arguments)]
+fn execute(
+    py: Python<'_>,
+    config: &RunConfig,
+    user: Vec<UserTeacher>,
+    failure: &Failure,
+    data_dir: &Path,
+    out: &Path,
+    fresh: bool,
+    verbose: bool,
+) -> PyResult<RunDir> {
+    let preset = Some(&config.preset);
+    let mut run_dir = RunDir::create(out).map_err(|e| experiment_error(e, preset, data_dir))?;
+    if fresh {
+        run_dir
+            .clear_training_state()
+            .map_err(|e| experiment_error(e, preset, data_dir))?;
+    }
+    let result = py.detach(|| {
+        run_with(config, user, data_dir, &mut run_dir, |p| {
+            if verbose {
+                log_progress(p);
+            }
+        })
+    });
+    match result {
+        Ok(_) => Ok(run_dir),
+        Err(e) => {
+            let raised = failure.lock().ok().and_then(|mut slot| slot.take());
+            Err(raised.unwrap_or_else(|| experiment_error(e, preset, data_dir)))
+        }
+    }
+}
+
+/// The native `l2t.compare`: see `python/l2t/run.py`. `python` holds the Python
+/// teachers (label, object), `specs` built-in teachers by label (a kind, a JSON config
+/// or a checkpoint file), `builtin` the config's teachers to keep (by label) or more
+/// built-in teachers (`label=spec` or `spec`); None keeps them all. Returns the
+/// folder.
+#[pyfunction]
+#[pyo3(signature = (
+    config, *, is_path = false, python = Vec::new(), specs = Vec::new(), builtin = None,
+    seeds = None, first_seed = None, episodes = None, workers = None, tau = None,
+    teaching = None, test_every = None, checkpoint_every = None, plots = None, device = None,
+    out = None, data_dir = None, fresh = false, threads = Some(1), verbose = false
+))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn compare(
+    py: Python<'_>,
+    config: &str,
+    is_path: bool,
+    python: Vec<(String, Bound<'_, PyAny>)>,
+    specs: Vec<(String, String)>,
+    builtin: Option<Vec<String>>,
+    seeds: Option<usize>,
+    first_seed: Option<u64>,
+    episodes: Option<usize>,
+    workers: Option<usize>,
+    tau: Option<f64>,
+    teaching: Option<String>,
+    test_every: Option<usize>,
+    checkpoint_every: Option<usize>,
+    plots: Option<bool>,
+    device: Option<String>,
+    out: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    fresh: bool,
+    threads: Option<i32>,
+    verbose: bool,
+) -> PyResult<PathBuf> {
+    let (mut config, name) = resolve_config(config, is_path)?;
+    if let Some(chosen) = builtin {
+        let mut kept = Vec::with_capacity(chosen.len());
+        for item in &chosen {
+            match config.teachers.iter().find(|e| &e.label == item) {
+                Some(entry) => kept.push(entry.clone()),
+                None => kept.push(parse_teacher(item, &config.preset).map_err(|e| {
+                    let labels: Vec<&str> =
+                        config.teachers.iter().map(|e| e.label.as_str()).collect();
+                    PyValueError::new_err(format!(
+                        "builtin: `{item}` is not a teacher of the config ({}), and {}",
+                        labels.join(", "),
+                        e.value(py)
+                    ))
+                })?),
+            }
+        }
+        config.teachers = kept;
+    }
+    for (label, spec) in &specs {
+        let mut entry = parse_teacher(spec, &config.preset)?;
+        entry.label = label.clone();
+        config.teachers.push(entry);
+    }
+    Overrides {
+        seeds,
+        first_seed,
+        episodes,
+        workers,
+        tau,
+        teaching,
+        test_every,
+        checkpoint_every,
+        plots,
+        device,
+    }
+    .apply(&mut config)?;
+    if config.teachers.is_empty() {
+        return Err(PyValueError::new_err(
+            "a comparison needs at least one built-in teacher: its first row is the \
+             reference of the paired differences (e.g. builtin=[\"no_teach\"])",
+        ));
+    }
+    config
+        .validate()
+        .map_err(|e| experiment_error(e, None, Path::new("")))?;
+    // The labels run_with refuses, refused before the folder is touched.
+    for (i, (label, _)) in python.iter().enumerate() {
+        let taken = config.teachers.iter().any(|e| &e.label == label)
+            || python[..i].iter().any(|(other, _)| other == label);
+        if taken {
+            return Err(PyValueError::new_err(format!(
+                "invalid experiment setting `teachers.label`: `{label}` is used twice (the \
+                 config's teachers are: {})",
+                config
+                    .teachers
+                    .iter()
+                    .map(|e| e.label.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    let failure: Failure = Arc::new(Mutex::new(None));
+    let user = python
+        .into_iter()
+        .map(|(label, object)| {
+            let teacher = PythonTeacher::new(label.clone(), &object, failure.clone())?;
+            Ok(UserTeacher {
+                label,
+                teacher: Box::new(teacher),
+            })
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    set_threads(threads)?;
+    let data_dir = data_folder(data_dir);
+    let out = out_folder(out, &name);
+    execute(py, &config, user, &failure, &data_dir, &out, fresh, verbose)?;
+    Ok(out)
+}
+
+/// Whether `config` is a teacher that learns (one `l2t train` can train).
+fn learns(config: &TeacherConfig) -> bool {
+    matches!(
+        config,
+        TeacherConfig::Reinforce(_)
+            | TeacherConfig::ActorCritic(_)
+            | TeacherConfig::Es(_)
+            | TeacherConfig::Ppo(_)
+    )
+}
+
+/// The native `l2t.train`: see `python/l2t/run.py`. Trains the learned teacher `teacher`
+/// (a kind or a JSON config, `label=` optional) on the config's training task, as `l2t
+/// train` does (a run with that one teacher, trained, then evaluated); returns the
+/// folder and the checkpoint.
+#[pyfunction]
+#[pyo3(signature = (
+    config, teacher, *, is_path = false, label = None,
+    seeds = None, first_seed = None, episodes = None, workers = None, tau = None,
+    teaching = None, test_every = None, checkpoint_every = None, plots = None, device = None,
+    out = None, data_dir = None, fresh = false, threads = Some(1), verbose = false
+))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train(
+    py: Python<'_>,
+    config: &str,
+    teacher: &str,
+    is_path: bool,
+    label: Option<String>,
+    seeds: Option<usize>,
+    first_seed: Option<u64>,
+    episodes: Option<usize>,
+    workers: Option<usize>,
+    tau: Option<f64>,
+    teaching: Option<String>,
+    test_every: Option<usize>,
+    checkpoint_every: Option<usize>,
+    plots: Option<bool>,
+    device: Option<String>,
+    out: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    fresh: bool,
+    threads: Option<i32>,
+    verbose: bool,
+) -> PyResult<(PathBuf, PathBuf)> {
+    let (mut config, name) = resolve_config(config, is_path)?;
+    let mut entry = parse_teacher(teacher, &config.preset)?;
+    if let Some(label) = label {
+        entry.label = label;
+    }
+    if !learns(&entry.teacher) {
+        return Err(PyValueError::new_err(format!(
+            "train takes a learned teacher (reinforce, actor_critic, es, ppo, or a JSON config \
+             of one), got `{}`",
+            entry.teacher.kind()
+        )));
+    }
+    config.teachers = vec![entry.trained()];
+    Overrides {
+        seeds,
+        first_seed,
+        episodes,
+        workers,
+        tau,
+        teaching,
+        test_every,
+        checkpoint_every,
+        plots,
+        device,
+    }
+    .apply(&mut config)?;
+    config
+        .validate()
+        .map_err(|e| experiment_error(e, None, Path::new("")))?;
+    set_threads(threads)?;
+    let data_dir = data_folder(data_dir);
+    let out = out_folder(out, &format!("{name}-train"));
+    let failure: Failure = Arc::new(Mutex::new(None));
+    let run_dir = execute(
+        py,
+        &config,
+        Vec::new(),
+        &failure,
+        &data_dir,
+        &out,
+        fresh,
+        verbose,
+    )?;
+    // The file the run trained into (its name hashes the teacher's config and
+    // training MDP).
+    let checkpoint = training_files(&run_dir, &config, &config.teachers[0])
+        .map_err(|e| experiment_error(e, None, &data_dir))?
+        .checkpoint;
+    Ok((out, checkpoint))
+}
