@@ -209,7 +209,7 @@ fn main() -> Result<()> {
             run,
         } => {
             let mut base = preset_config(&preset)?;
-            base.teachers = vec![parse_teacher(&teacher, &base.preset)?.trained()];
+            base.teachers = vec![TeacherEntry::parse(&teacher, &base.preset)?.trained()];
             execute(base, run, &format!("{preset}-train"), &context)
         }
         Command::Evaluate {
@@ -218,7 +218,7 @@ fn main() -> Result<()> {
             run,
         } => {
             let mut base = preset_config(&preset)?;
-            base.teachers = vec![parse_teacher(&teacher, &base.preset)?];
+            base.teachers = vec![TeacherEntry::parse(&teacher, &base.preset)?];
             execute(base, run, &format!("{preset}-evaluate"), &context)
         }
         Command::Compare {
@@ -229,8 +229,8 @@ fn main() -> Result<()> {
             let mut base = preset_config(&preset)?;
             base.teachers = teachers
                 .iter()
-                .map(|t| parse_teacher(t, &base.preset))
-                .collect::<Result<_>>()?;
+                .map(|t| TeacherEntry::parse(t, &base.preset))
+                .collect::<Result<_, _>>()?;
             execute(base, run, &format!("{preset}-compare"), &context)
         }
         Command::Run { run } => {
@@ -262,48 +262,6 @@ fn unknown(name: &str) -> String {
 fn preset_config(name: &str) -> Result<RunConfig> {
     let preset = Preset::named(name).with_context(|| unknown(name))?;
     Ok(RunConfig::reproduction(preset))
-}
-
-/// `label=spec` or `spec`, where spec is a teacher kind, a JSON config or a
-/// checkpoint file. Kinds take the preset's configs of that teacher.
-fn parse_teacher(text: &str, preset: &Preset) -> Result<TeacherEntry> {
-    let (label, spec) = match text.split_once('=') {
-        Some((label, spec)) if !label.trim_start().starts_with('{') => {
-            (Some(label.trim().to_string()), spec.trim())
-        }
-        _ => (None, text.trim()),
-    };
-    let config = if spec.starts_with('{') {
-        TeacherConfig::from_json(spec)?
-    } else if Path::new(spec).is_file() {
-        TeacherConfig::Checkpoint {
-            path: PathBuf::from(spec),
-        }
-    } else {
-        match spec {
-            "no_teach" => TeacherConfig::NoTeach,
-            "rand_teach" => TeacherConfig::RandTeach(Default::default()),
-            "spl" => TeacherConfig::Spl(preset.spl()),
-            "online_batch" => TeacherConfig::OnlineBatch(Default::default()),
-            "importance_sampling" => TeacherConfig::ImportanceSampling(Default::default()),
-            "rho_loss" => TeacherConfig::RhoLoss(Default::default()),
-            "reinforce" => TeacherConfig::Reinforce(Default::default()),
-            "actor_critic" => TeacherConfig::ActorCritic(Default::default()),
-            "es" => TeacherConfig::Es(Default::default()),
-            "ppo" => TeacherConfig::Ppo(Default::default()),
-            other => bail!(
-                "teacher `{other}` is neither a kind ({}), a JSON config nor an existing checkpoint file",
-                TeacherConfig::names().join(", ")
-            ),
-        }
-    };
-    let label = label.unwrap_or_else(|| match &config {
-        TeacherConfig::Checkpoint { path } => path
-            .file_stem()
-            .map_or("checkpoint".into(), |s| s.to_string_lossy().into_owned()),
-        other => other.kind().to_string(),
-    });
-    Ok(TeacherEntry::new(label, config))
 }
 
 /// Applies the flags to `base` (or to the `--config` file), then runs it or prints it.

@@ -182,50 +182,9 @@ fn resolve_config(source: &str, is_path: bool) -> PyResult<(RunConfig, String)> 
     Err(PyValueError::new_err(unknown(source)))
 }
 
-/// `label=spec` or `spec` (a teacher kind, with the preset's settings for SPL; a JSON
-/// config; or a checkpoint file), as `l2t compare --teacher` reads it; the label is the
-/// kind (or the checkpoint's file stem) when none is given.
+/// `label=spec` or `spec`, as `l2t compare --teacher` reads it ([`TeacherEntry::parse`]).
 fn parse_teacher(text: &str, preset: &Preset) -> PyResult<TeacherEntry> {
-    let (label, spec) = match text.split_once('=') {
-        Some((label, spec)) if !label.trim_start().starts_with('{') => {
-            (Some(label.trim().to_string()), spec.trim())
-        }
-        _ => (None, text.trim()),
-    };
-    let config = if spec.starts_with('{') {
-        TeacherConfig::from_json(spec).map_err(agent_error)?
-    } else if Path::new(spec).is_file() {
-        TeacherConfig::Checkpoint {
-            path: PathBuf::from(spec),
-        }
-    } else {
-        match spec {
-            "no_teach" => TeacherConfig::NoTeach,
-            "rand_teach" => TeacherConfig::RandTeach(Default::default()),
-            "spl" => TeacherConfig::Spl(preset.spl()),
-            "online_batch" => TeacherConfig::OnlineBatch(Default::default()),
-            "importance_sampling" => TeacherConfig::ImportanceSampling(Default::default()),
-            "rho_loss" => TeacherConfig::RhoLoss(Default::default()),
-            "reinforce" => TeacherConfig::Reinforce(Default::default()),
-            "actor_critic" => TeacherConfig::ActorCritic(Default::default()),
-            "es" => TeacherConfig::Es(Default::default()),
-            "ppo" => TeacherConfig::Ppo(Default::default()),
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "teacher `{other}` is neither a kind ({}), a JSON config nor an existing \
-                     checkpoint file",
-                    TeacherConfig::names().join(", ")
-                )))
-            }
-        }
-    };
-    let label = label.unwrap_or_else(|| match &config {
-        TeacherConfig::Checkpoint { path } => path
-            .file_stem()
-            .map_or("checkpoint".into(), |s| s.to_string_lossy().into_owned()),
-        other => other.kind().to_string(),
-    });
-    Ok(TeacherEntry::new(label, config))
+    TeacherEntry::parse(text, preset).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 /// The `l2t` command's overrides of a run config (its flags of the same names).

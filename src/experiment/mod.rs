@@ -93,7 +93,8 @@ pub enum ExperimentError {
     /// A teacher trained on one task cannot read another task's features.
     #[error(
         "cannot transfer: teachers trained on `{train_task}` read {trained} feature columns, \
-         `{eval_task}` has {eval} (different number of classes, or sentence length on one side only)"
+         `{eval_task}` has {eval} (different number of classes, or sentence length or \
+         irreducible_loss on one side only)"
     )]
     TransferWidth {
         /// The task the teacher is trained on.
