@@ -3,7 +3,8 @@
 //! It checks that libtorch is where `LIBTORCH` says (set by `.cargo/config.toml` to the
 //! `.libtorch` link that `scripts/setup.sh` makes, or exported by the user) and bakes its
 //! `lib/` folder into the rpath of every binary, test and example of the crate, so they
-//! run without `LD_LIBRARY_PATH`. When libtorch is missing the build stops here with the
+//! run without `LD_LIBRARY_PATH`; not into the Python extension module, which goes into
+//! wheels (its package loads libtorch itself). When libtorch is missing the build stops here with the
 //! command that fixes it, instead of a linker error deep inside torch-sys.
 
 use std::path::PathBuf;
@@ -27,14 +28,29 @@ fn main() {
     let lib = lib.canonicalize().unwrap_or(lib);
     println!("cargo:rerun-if-changed={}", lib.display());
     if cfg!(unix) || std::env::var("CARGO_CFG_UNIX").is_ok() {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+        if std::env::var("CARGO_PKG_NAME").as_deref() == Ok("l2t-python") {
+            // The Python extension module goes into wheels for other machines, so it
+            // carries no path of this one: `l2t/_libtorch.py` loads torch's own
+            // libtorch (or another the user names) before importing it. Only the
+            // crate's Rust examples, which run here, get the rpath.
+            println!("cargo:rustc-link-arg-examples=-Wl,-rpath,{}", lib.display());
+        } else {
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+        }
     }
-    // Versions for the run manifests: libtorch's folder, tch from Cargo.lock, rustc.
+    // Versions for the run manifests and Python's `libtorch_version()`, fixed at build
+    // time so that a wheel reports them on any machine: libtorch's `build-version`,
+    // tch from Cargo.lock, rustc.
     let libtorch_dir = libtorch.canonicalize().unwrap_or(libtorch);
-    println!(
-        "cargo:rustc-env=L2T_LIBTORCH_DIR={}",
-        libtorch_dir.display()
-    );
+    let version_file = libtorch_dir.join("build-version");
+    let version = match std::fs::read_to_string(&version_file) {
+        Ok(text) => {
+            println!("cargo:rerun-if-changed={}", version_file.display());
+            text.trim().to_string()
+        }
+        Err(_) => "unknown".into(),
+    };
+    println!("cargo:rustc-env=L2T_LIBTORCH_VERSION={version}");
     println!("cargo:rustc-env=L2T_TCH_VERSION={}", locked_version("tch"));
     println!("cargo:rustc-env=L2T_RUSTC_VERSION={}", rustc_version());
 }

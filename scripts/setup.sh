@@ -135,9 +135,10 @@ setup_fonts() {
 }
 
 # The Python package, built in place (`maturin develop`: the package's Python files
-# stay in python/l2t, the native module lands next to them). No wheel repair: the module
-# finds libtorch by the RUNPATH the build script bakes in, and must not carry a copy of
-# its own (one next to torch's aborts the process).
+# stay in python/l2t, the native module lands next to them). The module carries no
+# libtorch and no path to one: `import l2t` loads torch's own libtorch when torch is
+# installed, else this set-up's (python/l2t/_libtorch.py); a copy of its own next to
+# torch's would abort the process.
 setup_python() {
   local venv="$repo/.venv"
   if [[ ! -x "$venv/bin/python" ]]; then

@@ -132,7 +132,7 @@ pub struct Versions {
     pub l2t: String,
     /// The tch crate.
     pub tch: String,
-    /// libtorch, from `$LIBTORCH/build-version` when readable.
+    /// libtorch the binary was built against (its `build-version`, read at build time).
     pub libtorch: Option<String>,
     /// rustc that built the binary.
     pub rustc: String,
@@ -180,12 +180,9 @@ impl Manifest {
 }
 
 fn libtorch_version() -> Option<String> {
-    let dir = std::env::var_os("LIBTORCH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("L2T_LIBTORCH_DIR")));
-    fs::read_to_string(dir.join("build-version"))
-        .ok()
-        .map(|v| v.trim().to_string())
+    Some(env!("L2T_LIBTORCH_VERSION"))
+        .filter(|v| *v != "unknown")
+        .map(str::to_string)
 }
 
 fn git_commit() -> Option<String> {

@@ -23,14 +23,16 @@ built-in teachers, on the same seeds, and writes the ``l2t`` command's run folde
 (``summary.md``, ``report.json``, ``events.jsonl``, the CSVs and figures);
 ``l2t.train(preset, "es")`` trains a built-in learned teacher and gives its checkpoint.
 
-libtorch: the native module links the libtorch its build used (2.13.0 from
-``scripts/setup.sh``) by RUNPATH and shares ``libtorch_cpu.so`` by soname with a
-``torch`` imported in the same process, so that torch must be the same version.
+libtorch: the native module carries no libtorch and no path to one. ``import l2t``
+first loads libtorch 2.13.0 (``l2t._libtorch``): an imported ``torch``, else
+``L2T_LIBTORCH``, else an installed ``torch`` package's own ``torch/lib`` (as PyTorch
+extensions do), else ``LIBTORCH`` or the l2t set-up's cache. ``torch`` imported before or
+after ``l2t`` then shares those libraries; :func:`libtorch_source` says which were used.
 """
 
 from __future__ import annotations
 
-import sys
+from . import _libtorch
 
 __all__ = [
     "PRESETS",
@@ -43,33 +45,23 @@ __all__ = [
     "TeachingVectorEnv",
     "compare",
     "env_id",
+    "libtorch_source",
     "libtorch_version",
     "train",
 ]
 
-
-def _torch_hint() -> str:
-    return (
-        "l2t's native module links libtorch 2.13.0 (the set-up's) and shares "
-        "libtorch_cpu.so with torch in one process, so torch must be 2.13.0 too: "
-        "`pip install torch==2.13.0`, or rebuild l2t against your torch's libtorch "
-        "(export LIBTORCH=<torch>/... and run `bash scripts/setup.sh`)"
-    )
-
-
+_libtorch.source = _libtorch.load()
 try:
     from . import _l2t
-except ImportError as error:  # pragma: no cover - depends on the process
-    _torch = sys.modules.get("torch")
-    if _torch is not None:
-        raise ImportError(
-            f"cannot load l2t's native module next to torch "
-            f"{getattr(_torch, '__version__', '?')}: {error}. {_torch_hint()}"
-        ) from error
+except ImportError as error:  # pragma: no cover - depends on the machine
     raise ImportError(
-        f"cannot load l2t's native module: {error}. Build it with "
-        "`bash scripts/setup.sh` in the l2t repository"
+        f"cannot load l2t's native module with libtorch from {_libtorch.source}: {error}"
     ) from error
+if _l2t.libtorch_version() not in (None, _libtorch.VERSION):  # pragma: no cover - a build error
+    raise ImportError(
+        f"l2t's native module was built against libtorch {_l2t.libtorch_version()}, "
+        f"but its package expects {_libtorch.VERSION} (l2t/_libtorch.py): rebuild it"
+    )
 
 
 def libtorch_version() -> str | None:
@@ -77,22 +69,12 @@ def libtorch_version() -> str | None:
     return _l2t.libtorch_version()
 
 
-def check_torch() -> None:
-    """Raises ``ImportError`` if an imported ``torch`` is not the libtorch version of
-    the native module (both share ``libtorch_cpu.so`` in one process)."""
-    torch = sys.modules.get("torch")
-    built = _l2t.libtorch_version()
-    if torch is None or built is None:
-        return
-    have = str(getattr(torch, "__version__", ""))
-    if have.split("+")[0] != built.split("+")[0]:
-        raise ImportError(
-            f"torch {have} is imported, but l2t was built against libtorch {built}. "
-            + _torch_hint()
-        )
+def libtorch_source() -> str | None:
+    """Where the process's libtorch came from when ``l2t`` was imported: an imported
+    torch, ``L2T_LIBTORCH``, the installed torch's ``torch/lib``, ``LIBTORCH`` or the
+    set-up's cache (see ``l2t._libtorch``)."""
+    return _libtorch.source
 
-
-check_torch()
 
 from .env import ResetNeeded, TeachingEnv  # noqa: E402
 from .registration import ENV_IDS, env_id, register_envs  # noqa: E402

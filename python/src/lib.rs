@@ -246,7 +246,7 @@ macro_rules! try_int_mask {
                 #[allow(clippy::unnecessary_cast)]
                 if let Some(bad) = view.iter().find(|&&x| x as i128 != 0 && x as i128 != 1) {
                     return Err(PyValueError::new_err(format!(
-                        "{}, found {}", $expected, bad
+                        "{}, found {}", $expected(), bad
                     )));
                 }
                 #[allow(clippy::unnecessary_cast)]
@@ -266,7 +266,7 @@ macro_rules! try_float_mask {
                 let view = ro.as_array();
                 if let Some(bad) = view.iter().find(|&&x| x != 0.0 && x != 1.0) {
                     return Err(PyValueError::new_err(format!(
-                        "{}, found {}", $expected, bad
+                        "{}, found {}", $expected(), bad
                     )));
                 }
                 return Ok(view.mapv(|x| x != 0.0));
@@ -295,10 +295,13 @@ fn type_name(object: &Bound<'_, PyAny>) -> String {
 /// what was expected and what was found.
 fn mask_array(action: &Bound<'_, PyAny>, shape: &[usize], what: &str) -> PyResult<ArrayD<bool>> {
     let py = action.py();
-    let expected = format!(
-        "{what} must be an array of shape {} holding only 0 and 1 (dtype bool, integer or float)",
-        shape_text(shape)
-    );
+    // Formatted only on an error: the happy path is a few microseconds per step.
+    let expected = || {
+        format!(
+            "{what} must be an array of shape {} holding only 0 and 1 (dtype bool, integer or float)",
+            shape_text(shape)
+        )
+    };
     let converted;
     let array = match action.cast::<PyUntypedArray>() {
         Ok(array) => array,
@@ -308,7 +311,8 @@ fn mask_array(action: &Bound<'_, PyAny>, shape: &[usize], what: &str) -> PyResul
                 || action.is_instance_of::<PyBytes>()
             {
                 return Err(PyTypeError::new_err(format!(
-                    "{expected}, got {}",
+                    "{}, got {}",
+                    expected(),
                     type_name(action)
                 )));
             }
@@ -318,7 +322,8 @@ fn mask_array(action: &Bound<'_, PyAny>, shape: &[usize], what: &str) -> PyResul
                 .call1((action,))
                 .map_err(|e| {
                     let message = format!(
-                        "{expected}, got a {} numpy cannot convert: {e}",
+                        "{}, got a {} numpy cannot convert: {e}",
+                        expected(),
                         type_name(action)
                     );
                     if e.is_instance_of::<PyValueError>(py) {
@@ -328,7 +333,7 @@ fn mask_array(action: &Bound<'_, PyAny>, shape: &[usize], what: &str) -> PyResul
                     }
                 })?;
             converted.cast::<PyUntypedArray>().map_err(|_| {
-                PyTypeError::new_err(format!("{expected}, got {}", type_name(action)))
+                PyTypeError::new_err(format!("{}, got {}", expected(), type_name(action)))
             })?
         }
     };
@@ -337,13 +342,15 @@ fn mask_array(action: &Bound<'_, PyAny>, shape: &[usize], what: &str) -> PyResul
         b'b' | b'i' | b'u' | b'f' | b'c' | b'O'
     ) {
         return Err(PyTypeError::new_err(format!(
-            "{expected}, got dtype {}",
+            "{}, got dtype {}",
+            expected(),
             array.dtype()
         )));
     }
     if array.shape() != shape {
         return Err(PyValueError::new_err(format!(
-            "{expected}, got shape {}",
+            "{}, got shape {}",
+            expected(),
             shape_text(array.shape())
         )));
     }
@@ -355,7 +362,7 @@ fn mask_array(action: &Bound<'_, PyAny>, shape: &[usize], what: &str) -> PyResul
     }
     try_int_mask!(array, expected, i8, u8, i16, u16, i32, u32, i64, u64);
     try_float_mask!(array, expected, f32, f64);
-    numpy_mask(array.as_any(), &expected)
+    numpy_mask(array.as_any(), &expected())
 }
 
 /// [`mask_array`] for the dtypes Rust does not read (float16, longdouble, complex,
@@ -953,19 +960,12 @@ fn teacher_error(e: Option<l2t_agents::AgentError>) -> PyErr {
     }
 }
 
-/// The version of the libtorch this module was built against and loads (the
-/// `build-version` file of its folder), or None if unknown.
+/// The version of the libtorch this module was built against (the `build-version`
+/// file of its folder, read at build time), or None if unknown. `l2t/_libtorch.py`
+/// loads a libtorch of this version before it imports the module.
 #[pyfunction]
-fn libtorch_version() -> Option<String> {
-    std::fs::read_to_string(Path::new(env!("L2T_LIBTORCH_DIR")).join("build-version"))
-        .ok()
-        .map(|v| v.trim().to_string())
-}
-
-/// The libtorch folder this module was built against (its `lib/` is in the rpath).
-#[pyfunction]
-fn libtorch_dir() -> &'static str {
-    env!("L2T_LIBTORCH_DIR")
+fn libtorch_version() -> Option<&'static str> {
+    Some(env!("L2T_LIBTORCH_VERSION")).filter(|v| *v != "unknown")
 }
 
 /// The default data folder (`$L2T_DATA`, else the set-up's cache).
@@ -981,7 +981,6 @@ fn _l2t(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<VectorCore>()?;
     m.add_class::<TeacherCore>()?;
     m.add_function(wrap_pyfunction!(libtorch_version, m)?)?;
-    m.add_function(wrap_pyfunction!(libtorch_dir, m)?)?;
     m.add_function(wrap_pyfunction!(data_dir, m)?)?;
     m.add_function(wrap_pyfunction!(run::compare, m)?)?;
     m.add_function(wrap_pyfunction!(run::train, m)?)?;

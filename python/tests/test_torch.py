@@ -7,6 +7,7 @@ The tests skip only when torch is not installed (scripts/test.sh installs it).
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 
@@ -54,4 +55,36 @@ def test_torch_version_mismatch_is_a_clear_import_error() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
-    assert "torch 2.99.0 is imported, but l2t was built against libtorch 2.13.0" in result.stderr
+    assert (
+        "torch 2.99.0 is imported, but l2t's native module was built against libtorch 2.13.0"
+        in result.stderr
+    )
+    assert "pip install torch==2.13.0" in result.stderr
+
+
+def test_an_installed_torch_of_another_version_is_refused_before_loading(tmp_path) -> None:
+    # A torch package that is installed but not imported: l2t reads its version.py and
+    # would load its torch/lib, so another version is refused before anything loads.
+    fake = tmp_path / "torch"
+    (fake / "lib").mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('not to be imported')\n")
+    (fake / "version.py").write_text("__version__ = '2.7.1+cpu'\n")
+    (fake / "lib" / "libtorch_cpu.so").write_bytes(b"")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "L2T_LIBTORCH": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", "import l2t"], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert result.returncode != 0
+    assert (
+        "the installed torch is version 2.7.1+cpu, but l2t's native module was built "
+        "against libtorch 2.13.0" in result.stderr
+    ), result.stderr[-2000:]
+
+
+def test_libtorch_source_names_where_libtorch_came_from() -> None:
+    code = "import l2t; print(l2t.libtorch_source()); print(l2t.libtorch_version())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    source, version = result.stdout.strip().splitlines()
+    assert version == "2.13.0"
+    assert "libtorch" in source or "torch" in source, source

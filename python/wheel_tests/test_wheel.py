@@ -1,0 +1,154 @@
+"""The installed wheel, outside the repository (run by ``scripts/wheel.sh``).
+
+``scripts/wheel.sh`` builds the wheel with ``maturin build``, installs it into fresh
+virtual environments in a temporary folder, copies this file there and runs pytest in
+that folder, so that ``import l2t`` can only find the installed package. One venv has
+torch 2.13.0 and Stable-Baselines3 (``L2T_WHEEL_VENV=torch``), one has neither
+(``L2T_WHEEL_VENV=bare``). Every check runs in a subprocess: what libtorch a process
+loads is decided once, at its first ``import l2t`` or ``import torch``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+VENV = os.environ.get("L2T_WHEEL_VENV", "")
+with_torch = pytest.mark.skipif(VENV != "torch", reason="needs the venv with torch")
+bare = pytest.mark.skipif(VENV != "bare", reason="needs the venv without torch")
+
+SITE = Path(sysconfig.get_paths()["purelib"]).resolve()
+
+STEP = """
+import numpy as np, gymnasium
+env = gymnasium.make("l2t/Synthetic-v0", seed=0, teaching={"max_iterations": 10})
+obs, info = env.reset(seed=0)
+done = False
+while not done:
+    obs, reward, terminated, truncated, info = env.step(np.ones(20, dtype=np.float32))
+    done = terminated or truncated
+assert info["iteration"] == 10, info
+print("source:", l2t.libtorch_source())
+print("file:", l2t.__file__)
+"""
+
+
+def run(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    merged = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=merged
+    )
+
+
+def installed_file(stdout: str) -> Path:
+    line = next(line for line in stdout.splitlines() if line.startswith("file:"))
+    return Path(line.split(":", 1)[1].strip()).resolve()
+
+
+def test_the_package_is_the_installed_wheel() -> None:
+    result = run("import l2t\n" + STEP)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert SITE in installed_file(result.stdout).parents, result.stdout
+
+
+@with_torch
+def test_torch_first_then_l2t() -> None:
+    code = "import torch\nimport l2t\n" + STEP + TORCH_WORKS
+    result = run(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "source: torch 2.13.0" in result.stdout and "(imported)" in result.stdout
+
+
+@with_torch
+def test_l2t_first_uses_the_installed_torch_libtorch() -> None:
+    code = "import l2t\nimport torch\n" + STEP + TORCH_WORKS
+    result = run(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # l2t loaded torch's own torch/lib before torch itself was imported.
+    torch_lib = str(SITE / "torch" / "lib")
+    assert "source: the installed torch 2.13.0" in result.stdout, result.stdout
+    assert torch_lib in result.stdout, result.stdout
+
+
+TORCH_WORKS = """
+import torch
+net = torch.nn.Linear(25, 1)
+loss = net(torch.from_numpy(obs)).pow(2).mean()
+loss.backward()
+assert net.weight.grad is not None
+print("torch ok", torch.__version__)
+"""
+
+
+@with_torch
+def test_an_unmodified_sb3_ppo_script() -> None:
+    # Stable-Baselines3's own quick start, with l2t's env id: make_vec_env passes
+    # render_mode="rgb_array", its policies give float32 masks, MlpPolicy flattens (M, F).
+    code = """
+import l2t
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+
+env = make_vec_env("l2t/Synthetic-v0", n_envs=2)
+model = PPO("MlpPolicy", env, verbose=0)
+model.learn(total_timesteps=4096)
+obs = env.reset()
+action, _ = model.predict(obs, deterministic=True)
+obs, rewards, dones, infos = env.step(action)
+print("sb3 ok", model.num_timesteps)
+"""
+    result = run(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sb3 ok 4096" in result.stdout
+
+
+@bare
+def test_without_torch_the_setup_libtorch_is_found() -> None:
+    # No torch, no L2T_LIBTORCH: the folder scripts/setup.sh assembles in the cache.
+    result = run("import l2t\n" + STEP, {"L2T_LIBTORCH": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "the l2t set-up's cache" in result.stdout, result.stdout
+
+
+@bare
+def test_l2t_libtorch_names_the_folder() -> None:
+    folder = os.environ["L2T_TEST_LIBTORCH"]
+    result = run("import l2t\n" + STEP, {"L2T_LIBTORCH": folder, "L2T_CACHE": "/nonexistent"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"L2T_LIBTORCH={folder}" in result.stdout, result.stdout
+
+
+@bare
+def test_a_wrong_l2t_libtorch_is_a_clear_import_error(tmp_path: Path) -> None:
+    result = run("import l2t", {"L2T_LIBTORCH": str(tmp_path)})
+    assert result.returncode != 0
+    assert f"L2T_LIBTORCH={tmp_path} has no lib/libtorch_cpu.so" in result.stderr
+    assert "pip install torch==2.13.0" in result.stderr
+
+
+@bare
+def test_a_libtorch_of_another_version_is_refused(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "libtorch_cpu.so").write_bytes(b"")
+    (tmp_path / "build-version").write_text("2.7.1\n")
+    result = run("import l2t", {"L2T_LIBTORCH": str(tmp_path)})
+    assert result.returncode != 0
+    assert "is version 2.7.1, but l2t's native module was built against libtorch 2.13.0" in (
+        result.stderr
+    )
+
+
+@bare
+def test_no_libtorch_anywhere_says_how_to_get_one() -> None:
+    result = run(
+        "import l2t", {"L2T_LIBTORCH": "", "LIBTORCH": "", "L2T_CACHE": "/nonexistent"}
+    )
+    assert result.returncode != 0
+    assert "no libtorch found for l2t" in result.stderr
+    assert "pip install torch==2.13.0" in result.stderr
