@@ -25,15 +25,17 @@ started=$SECONDS
   >target/maturin-build.log 2>&1 || { cat target/maturin-build.log >&2; exit 1; }
 wheel="$(ls target/wheels/l2t-*.whl)"
 say "built $wheel ($(du -h "$wheel" | cut -f1), $((SECONDS - started)) s)"
-if unzip -l "$wheel" | grep -E 'libtorch|libc10' >/dev/null; then
-  say "the wheel carries a libtorch: it must not (it would abort next to torch)"
-  exit 1
-fi
 work="$(mktemp -d /tmp/l2t-wheel.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-# Nor a path of this machine: the module finds libtorch through l2t/_libtorch.py.
-python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); n = next(n for n in z.namelist() if n.endswith(".so")); open(sys.argv[2], "wb").write(z.read(n))' \
-  "$wheel" "$work/module.so"
+# One shared object, the native module: no libtorch (a copy next to torch's aborts the
+# process), and no path of this machine (it finds libtorch through l2t/_libtorch.py).
+python3 - "$wheel" "$work/module.so" <<'PY'
+import sys, zipfile
+libraries = [n for n in zipfile.ZipFile(sys.argv[1]).namelist() if ".so" in n.rsplit("/", 1)[-1]]
+if len(libraries) != 1 or not libraries[0].startswith("l2t/_l2t."):
+    sys.exit(f"[l2t wheel] the wheel must hold the native module alone, it holds {libraries}")
+open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read(libraries[0]))
+PY
 if readelf -d "$work/module.so" | grep -E 'RPATH|RUNPATH'; then
   say "the native module carries a search path of this machine: it must not"
   exit 1
