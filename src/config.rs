@@ -266,6 +266,11 @@ pub struct RunConfig {
 /// Longer versions of a preset's reproduction (see [`RunConfig::named`]).
 pub const LONG_RUNS: [&str; 1] = ["fashion-mnist-mlp-long"];
 
+/// The tasks of `l2t benchmark` (built-in runs, see [`RunConfig::named`]): each is
+/// evaluated on the same seeds and ranked in one leaderboard
+/// ([`crate::experiment::leaderboard`]).
+pub const BENCHMARK_TASKS: [&str; 1] = ["fashion-mnist-mlp"];
+
 /// The names of the built-in transfer runs (see [`RunConfig::named`]).
 pub const TRANSFERS: [&str; 4] = [
     "mnist-to-cifar10",

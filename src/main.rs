@@ -10,10 +10,12 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use l2t::agents::{NoTeach, TeacherConfig};
-use l2t::config::{DeviceChoice, RunConfig, TeacherEntry, LONG_RUNS, TRANSFERS};
+use l2t::config::{DeviceChoice, RunConfig, TeacherEntry, BENCHMARK_TASKS, LONG_RUNS, TRANSFERS};
+use l2t::envs::io::write_atomic;
 use l2t::envs::EnvError;
-use l2t::experiment::{evaluate_teacher, run, ExperimentError, Progress, Report};
-use l2t::presets::{default_data_dir, Preset, PRESETS};
+use l2t::experiment::{evaluate_teacher, leaderboard, run, ExperimentError, Progress, Report};
+use l2t::plots::{plot_intervals, ChartLabels, IntervalRow};
+use l2t::presets::{default_data_dir, Preset, PRESETS, REPORT_SEEDS};
 use l2t::run_dir::RunDir;
 use l2t::stats::mean_ci95;
 
@@ -76,6 +78,21 @@ enum Command {
         /// optionally `label=...`. The first is the reference row.
         #[arg(long = "teacher", required = true)]
         teachers: Vec<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// The benchmark: every task's reproduction on the same seeds (by default the 20
+    /// report seeds from 1000000), each into `<out>/<task>` (reusing the teachers
+    /// `l2t reproduce <task>` trained in `runs/<task>`), then one leaderboard across
+    /// tasks: `leaderboard.md`, `leaderboard.json` and `leaderboard.svg/.png` in `<out>`
+    /// (default `runs/benchmark`): each task's instances to tau against NoTeach, the
+    /// paired difference to its best heuristic, the IQM of the normalised instances with
+    /// a stratified-bootstrap interval and the probability of improvement (rliable).
+    Benchmark {
+        /// Tasks (repeat the flag): built-in runs (default: those `l2t list` names as
+        /// the benchmark's) or run config files (`.toml`).
+        #[arg(long = "task")]
+        tasks: Vec<String>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -233,6 +250,7 @@ fn main() -> Result<()> {
                 .collect::<Result<_, _>>()?;
             execute(base, run, &format!("{preset}-compare"), &context)
         }
+        Command::Benchmark { tasks, run } => benchmark(tasks, run, &context),
         Command::Run { run } => {
             let Some(path) = &run.config else {
                 bail!("`l2t run` needs --config <file.toml>");
@@ -266,6 +284,181 @@ fn preset_config(name: &str) -> Result<RunConfig> {
 
 /// Applies the flags to `base` (or to the `--config` file), then runs it or prints it.
 fn execute(base: RunConfig, args: RunArgs, name: &str, context: &RunContext) -> Result<()> {
+    let config = configure(base, &args, context)?;
+    if args.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let out = args.out.unwrap_or_else(|| PathBuf::from("runs").join(name));
+    if args.distributed {
+        return execute_distributed(&config, &data_dir, &out, name, args.fresh, context);
+    }
+    let report = run_in(&config, &data_dir, &out, name, args.fresh, context)?;
+    print_report(&report, &out);
+    Ok(())
+}
+
+/// Runs `config` into the folder `out` (locked while it runs), with progress bars.
+fn run_in(
+    config: &RunConfig,
+    data_dir: &Path,
+    out: &Path,
+    name: &str,
+    fresh: bool,
+    context: &RunContext,
+) -> Result<Report> {
+    let mut run_dir = RunDir::create(out)?;
+    if fresh {
+        clear_training_state(&run_dir)?;
+    }
+    let mut bars = Bars::new(context.quiet);
+    let report = run(config, data_dir, &mut run_dir, |p| bars.update(p))
+        .map_err(|error| run_error(error, config, name, data_dir))?;
+    bars.finish();
+    Ok(report)
+}
+
+/// `l2t benchmark`: each task's reproduction on the same seeds into `<out>/<task>`
+/// (reusing the trained teachers of `runs/<task>`, the folder `l2t reproduce <task>`
+/// writes, when that run has them), then the leaderboard across tasks.
+fn benchmark(tasks: Vec<String>, mut args: RunArgs, context: &RunContext) -> Result<()> {
+    if args.config.is_some() || args.distributed || args.print_config || args.train_on.is_some() {
+        bail!("`l2t benchmark` runs the built-in tasks: --config, --train-on, --distributed and --print-config are for one run");
+    }
+    let tasks = if tasks.is_empty() {
+        BENCHMARK_TASKS.iter().map(|t| t.to_string()).collect()
+    } else {
+        tasks
+    };
+    args.seeds = Some(args.seeds.unwrap_or(20));
+    args.first_seed = Some(args.first_seed.unwrap_or(REPORT_SEEDS));
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs/benchmark"));
+    let mut configs = Vec::new();
+    for task in &tasks {
+        // A built-in run by name, or a run config file (its preset's name names it).
+        let base = if task.ends_with(".toml") {
+            RunConfig::from_toml_file(Path::new(task))?
+        } else {
+            RunConfig::named(task).with_context(|| unknown(task))?
+        };
+        configs.push(configure(base, &args, context)?);
+    }
+    let names: Vec<String> = configs.iter().map(|c| c.preset.name.clone()).collect();
+    if let Some(twice) = names
+        .iter()
+        .enumerate()
+        .find_map(|(i, n)| names[..i].contains(n).then_some(n))
+    {
+        bail!("two benchmark tasks are named `{twice}`: each task needs its own name (its folder)");
+    }
+    let started = std::time::Instant::now();
+    let mut reports = Vec::new();
+    for (task, config) in names.iter().zip(&configs) {
+        let folder = out.join(task);
+        let reused = reuse_trained_teachers(&PathBuf::from("runs").join(task), &folder)?;
+        eprintln!(
+            "benchmark: task {task} into {}{}",
+            folder.display(),
+            if reused > 0 {
+                format!(" (reusing {reused} files of runs/{task})")
+            } else {
+                String::new()
+            }
+        );
+        let report = run_in(config, &data_dir, &folder, task, args.fresh, context)?;
+        print_report(&report, &folder);
+        reports.push(report);
+    }
+    let board = leaderboard(&reports)?;
+    let mut text = board.markdown();
+    text.push_str(&format!(
+        "\nMade by `l2t benchmark` in {:.0} s ({} tasks; each task's run folder is beside \
+         this file).\n",
+        started.elapsed().as_secs_f64(),
+        tasks.len()
+    ));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let write = |name: &str, bytes: &[u8]| {
+        let path = out.join(name);
+        write_atomic(&path, bytes).with_context(|| format!("writing {}", path.display()))
+    };
+    write("leaderboard.md", text.as_bytes())?;
+    write(
+        "leaderboard.json",
+        serde_json::to_string_pretty(&board)?.as_bytes(),
+    )?;
+    if !args.no_plots {
+        let rows: Vec<IntervalRow> = board
+            .rows
+            .iter()
+            .map(|r| IntervalRow {
+                label: r.teacher.clone(),
+                estimate: r.iqm,
+                lower: r.iqm_ci95.0,
+                upper: r.iqm_ci95.1,
+            })
+            .collect();
+        let labels = ChartLabels::new(
+            &format!(
+                "IQM of effective instances to tau / NoTeach's, {} tasks x {} seeds (95% CI)",
+                board.tasks.len(),
+                board.seeds
+            ),
+            "effective instances to tau relative to NoTeach (lower is better)",
+            "",
+        );
+        if let Err(error) = plot_intervals(out.join("leaderboard"), &rows, &labels, Some(1.0)) {
+            eprintln!("warning: leaderboard figure: {error}");
+        }
+    }
+    println!("\n{text}");
+    println!(
+        "leaderboard written to {}",
+        out.join("leaderboard.md").display()
+    );
+    Ok(())
+}
+
+/// Copies the trained teachers (checkpoints and training histories) of `from` into
+/// `to` where `to` has none of that name yet, so a benchmark evaluates the teachers
+/// `l2t reproduce` trained instead of training them again (the training identity does
+/// not include the evaluation seeds). Returns how many files it copied.
+fn reuse_trained_teachers(from: &Path, to: &Path) -> Result<usize> {
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return Ok(0);
+    };
+    let mut copied = 0;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading {}", from.display()))?
+            .path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if !(name.ends_with(".ckpt") || name.ends_with("-training.jsonl")) {
+            continue;
+        }
+        let target = to.join(name);
+        if !target.exists() {
+            std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            write_atomic(&target, &bytes)
+                .with_context(|| format!("writing {}", target.display()))?;
+            copied += 1;
+        }
+    }
+    Ok(copied)
+}
+
+/// `base` (or the `--config` file) with the flags applied, validated.
+fn configure(base: RunConfig, args: &RunArgs, context: &RunContext) -> Result<RunConfig> {
     let mut config = match &args.config {
         Some(path) => RunConfig::from_toml_file(path)?,
         None => base,
@@ -327,25 +520,7 @@ fn execute(base: RunConfig, args: RunArgs, name: &str, context: &RunContext) -> 
         config.device = device;
     }
     config.validate()?;
-    if args.print_config {
-        print!("{}", config.to_toml()?);
-        return Ok(());
-    }
-    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
-    let out = args.out.unwrap_or_else(|| PathBuf::from("runs").join(name));
-    if args.distributed {
-        return execute_distributed(&config, &data_dir, &out, name, args.fresh, context);
-    }
-    let mut run_dir = RunDir::create(&out)?;
-    if args.fresh {
-        clear_training_state(&run_dir)?;
-    }
-    let mut bars = Bars::new(context.quiet);
-    let report = run(&config, &data_dir, &mut run_dir, |p| bars.update(p))
-        .map_err(|error| run_error(error, &config, name, &data_dir))?;
-    bars.finish();
-    print_report(&report, &out);
-    Ok(())
+    Ok(config)
 }
 
 /// `--fresh`: the folder's teacher checkpoints and histories removed, and said so.
@@ -612,6 +787,10 @@ fn list() -> Result<()> {
             config.preset.data_requirement()
         );
     }
+    println!(
+        "benchmark (l2t benchmark; the 20 report seeds): {}",
+        BENCHMARK_TASKS.join(", ")
+    );
     println!("students: mlp, resnet (6n+2 layers, CIFAR), lstm");
     println!(
         "teachers (--teacher <kind> | <json> | <checkpoint file>): {}",

@@ -865,6 +865,119 @@ pub fn plot_convergence(
 }
 
 // ---------------------------------------------------------------------------------------
+// Interval plot (the benchmark's leaderboard)
+// ---------------------------------------------------------------------------------------
+
+/// One row of an interval plot: a point estimate and its interval.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IntervalRow {
+    /// Name on the y axis.
+    pub label: String,
+    /// The estimate (a dot).
+    pub estimate: f64,
+    /// Lower end of its interval.
+    pub lower: f64,
+    /// Upper end of its interval.
+    pub upper: f64,
+}
+
+struct Intervals<'a> {
+    rows: &'a [IntervalRow],
+    labels: &'a ChartLabels,
+    x: Range<f64>,
+    reference: Option<f64>,
+}
+
+impl Figure for Intervals<'_> {
+    fn size(&self) -> (u32, u32) {
+        (1000, 120 + 44 * self.rows.len() as u32)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let body = page(root, &self.labels.title)?;
+        let n = self.rows.len();
+        let names: Vec<String> = self.rows.iter().map(|r| r.label.clone()).collect();
+        let name_of = move |y: &f64| {
+            let i = y.round();
+            if (y - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
+                names[n - 1 - i as usize].clone()
+            } else {
+                String::new()
+            }
+        };
+        let mut chart = ChartBuilder::on(&body)
+            .margin(12)
+            .x_label_area_size(52)
+            .y_label_area_size(180)
+            .build_cartesian_2d(self.x.clone(), -0.6..(n as f64 - 0.4))?;
+        chart
+            .configure_mesh()
+            .x_desc(self.labels.x_label.as_str())
+            .x_labels(8)
+            .y_labels(n.max(1))
+            .x_label_formatter(&fmt_tick)
+            .y_label_formatter(&name_of)
+            .label_style((FONT_FAMILY, TICK_PX))
+            .axis_desc_style((FONT_FAMILY, AXIS_TITLE_PX))
+            .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD))
+            .light_line_style(RGBColor(0xF3, 0xF3, 0xF3))
+            .max_light_lines(1)
+            .disable_y_mesh()
+            .axis_style(RGBColor(0x55, 0x55, 0x55))
+            .draw()?;
+        if let Some(r) = self.reference.filter(|r| r.is_finite()) {
+            let ends = [(r, -0.6), (r, n as f64 - 0.4)];
+            chart.draw_series(DashedLineSeries::new(ends, 8, 5, TAU_GREY.stroke_width(2)))?;
+        }
+        // The first row on top.
+        for (i, row) in self.rows.iter().enumerate() {
+            let y = (n - 1 - i) as f64;
+            let colour = palette(i);
+            if row.lower.is_finite() && row.upper.is_finite() {
+                chart.draw_series([Rectangle::new(
+                    [(row.lower, y - 0.28), (row.upper, y + 0.28)],
+                    colour.mix(0.3).filled(),
+                )])?;
+            }
+            if row.estimate.is_finite() {
+                chart.draw_series([PathElement::new(
+                    vec![(row.estimate, y - 0.28), (row.estimate, y + 0.28)],
+                    colour.stroke_width(3),
+                )])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes an interval plot, rliable's aggregate figure: one row per entry, top to
+/// bottom in the order of `rows`, its interval as a bar and its estimate as a tick, and
+/// an optional dashed vertical line at `reference` (e.g. NoTeach's level).
+///
+/// Errors: [`PlotError::EmptyInput`] when `rows` is empty or holds no finite value; the
+/// file and font errors of [`PlotError`] otherwise.
+pub fn plot_intervals(
+    stem: impl AsRef<Path>,
+    rows: &[IntervalRow],
+    labels: &ChartLabels,
+    reference: Option<f64>,
+) -> Result<PlotFiles, PlotError> {
+    let values = rows
+        .iter()
+        .flat_map(|r| [r.estimate, r.lower, r.upper])
+        .chain(reference);
+    let (lo, hi) = finite_range(values)
+        .ok_or_else(|| PlotError::EmptyInput("no finite value for the interval plot".into()))?;
+    let figure = Intervals {
+        rows,
+        labels,
+        x: padded(lo.min(0.0), hi, 0.05),
+        reference,
+    };
+    write_figure(stem.as_ref(), &figure)
+}
+
+// ---------------------------------------------------------------------------------------
 // 2. Filtered-data analysis
 // ---------------------------------------------------------------------------------------
 
@@ -1422,6 +1535,45 @@ mod tests {
             check_svg(&files.svg, &legend);
             assert_eq!(check_png(&files.png, true), (1200, 600));
         }
+        no_temp_files_left(&dir);
+    }
+
+    #[test]
+    fn intervals_write_svg_and_png_with_every_label() {
+        let dir = scratch("intervals");
+        let stem = dir.join("leaderboard");
+        let rows: Vec<IntervalRow> = ["es", "rho_loss", "no_teach"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| IntervalRow {
+                label: name.to_string(),
+                estimate: 0.2 + 0.4 * i as f64,
+                lower: 0.15 + 0.4 * i as f64,
+                upper: 0.3 + 0.4 * i as f64,
+            })
+            .collect();
+        let labels = ChartLabels::new("IQM of instances over NoTeach", "normalised instances", "");
+        if let Some(files) = plot_or_skip(plot_intervals(&stem, &rows, &labels, Some(1.0)), &stem) {
+            check_svg(
+                &files.svg,
+                &["es", "rho_loss", "no_teach", labels.title.as_str()],
+            );
+            assert_eq!(check_png(&files.png, true), (1000, 120 + 44 * 3));
+        }
+        let nan = IntervalRow {
+            label: "x".into(),
+            estimate: f64::NAN,
+            lower: f64::NAN,
+            upper: f64::NAN,
+        };
+        assert!(matches!(
+            plot_intervals(&stem, &[nan], &labels, None),
+            Err(PlotError::EmptyInput(_))
+        ));
+        assert!(matches!(
+            plot_intervals(&stem, &[], &labels, None),
+            Err(PlotError::EmptyInput(_))
+        ));
         no_temp_files_left(&dir);
     }
 

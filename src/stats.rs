@@ -141,6 +141,7 @@ pub fn paired_differences(
 /// `(1 - confidence) / 2` and `(1 + confidence) / 2` quantiles of the resampled
 /// statistics, linearly interpolated (numpy's default, as rliable uses). Suits
 /// statistics with no closed-form interval, such as [`interquartile_mean`].
+/// [`stratified_bootstrap_ci`] with one stratum.
 ///
 /// Errors: [`StatsError::Empty`] for no values, [`StatsError::NoResamples`] for zero
 /// resamples, [`StatsError::InvalidConfidence`] for a level outside (0, 1).
@@ -151,7 +152,24 @@ pub fn bootstrap_ci(
     confidence: f64,
     seed: u64,
 ) -> Result<(f64, f64), StatsError> {
-    if values.is_empty() {
+    stratified_bootstrap_ci(&[values], statistic, resamples, confidence, seed)
+}
+
+/// rliable's stratified bootstrap: as [`bootstrap_ci`], but each resample draws from
+/// every stratum (a task's runs) as many values as it holds, with replacement, and
+/// hands `statistic` them all together, so that every task keeps its weight in an
+/// aggregate across tasks (such as the [`interquartile_mean`] of normalised scores).
+///
+/// Errors: [`StatsError::Empty`] when there are no strata or one is empty; the others
+/// as [`bootstrap_ci`].
+pub fn stratified_bootstrap_ci(
+    strata: &[&[f64]],
+    statistic: impl Fn(&[f64]) -> f64,
+    resamples: usize,
+    confidence: f64,
+    seed: u64,
+) -> Result<(f64, f64), StatsError> {
+    if strata.is_empty() || strata.iter().any(|s| s.is_empty()) {
         return Err(StatsError::Empty);
     }
     if resamples == 0 {
@@ -161,11 +179,14 @@ pub fn bootstrap_ci(
         return Err(StatsError::InvalidConfidence(confidence));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut sample = vec![0.0; values.len()];
+    let mut sample = Vec::with_capacity(strata.iter().map(|s| s.len()).sum());
     let mut statistics: Vec<f64> = (0..resamples)
         .map(|_| {
-            for slot in sample.iter_mut() {
-                *slot = values[rng.gen_range(0..values.len())];
+            sample.clear();
+            for stratum in strata {
+                for _ in 0..stratum.len() {
+                    sample.push(stratum[rng.gen_range(0..stratum.len())]);
+                }
             }
             statistic(&sample)
         })
@@ -228,6 +249,29 @@ pub fn probability_of_improvement(x: &[f64], y: &[f64]) -> f64 {
 mod tests {
     use super::*;
     use approx::{assert_abs_diff_eq, assert_relative_eq};
+
+    #[test]
+    fn a_stratified_bootstrap_keeps_each_stratum_whole() {
+        // Two strata of constant values: every resample holds 3 ones and 1 ten, so the
+        // mean is the same in every resample and the interval is a point.
+        let ones = [1.0, 1.0, 1.0];
+        let tens = [10.0];
+        let (lo, hi) = stratified_bootstrap_ci(&[&ones, &tens], mean, 500, 0.95, 3).unwrap();
+        assert_relative_eq!(lo, 13.0 / 4.0);
+        assert_relative_eq!(hi, 13.0 / 4.0);
+        // Pooled, a resample may hold 0 to 4 tens: the interval widens.
+        let pooled = [1.0, 1.0, 1.0, 10.0];
+        let (lo, hi) = bootstrap_ci(&pooled, mean, 500, 0.95, 3).unwrap();
+        assert!(lo < 13.0 / 4.0 && hi > 13.0 / 4.0, "{lo} {hi}");
+        assert_eq!(
+            stratified_bootstrap_ci(&[&ones, &[]], mean, 10, 0.95, 0),
+            Err(StatsError::Empty)
+        );
+        assert_eq!(
+            stratified_bootstrap_ci(&[], mean, 10, 0.95, 0),
+            Err(StatsError::Empty)
+        );
+    }
 
     #[test]
     fn t_quantiles_match_the_printed_table() {

@@ -14,6 +14,7 @@
 //! number of workers, and the same run twice, with any number of workers, writes the
 //! same result files apart from their timing fields.
 
+mod benchmark;
 mod evaluate;
 mod irreducible;
 mod report;
@@ -21,6 +22,7 @@ mod run;
 mod summary;
 mod train;
 
+pub use benchmark::*;
 pub use evaluate::*;
 pub use irreducible::*;
 pub use report::*;

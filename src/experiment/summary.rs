@@ -344,12 +344,13 @@ pub fn per_epoch_drop_ratio_from_run(run: &Path, label: &str) -> Result<Vec<f64>
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use approx::assert_relative_eq;
 
-    /// A record of `teacher` on `seed` that reached tau after `instances`, or not.
-    fn record(teacher: &str, seed: u64, instances: Option<usize>) -> EvaluationRecord {
+    /// A record of `teacher` on `seed` that reached tau after `instances`, or not (also
+    /// the benchmark's fixture).
+    pub(crate) fn record(teacher: &str, seed: u64, instances: Option<usize>) -> EvaluationRecord {
         EvaluationRecord {
             teacher: teacher.to_string(),
             seed,
