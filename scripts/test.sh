@@ -8,8 +8,8 @@
 # from PyPI: about 1 minute and 3.8 GB); L2T_SKIP_TORCH=1 skips that install, and the two torch tests
 # then skip. Stable-Baselines3 (python/sb3-requirements.txt, a few seconds) is installed
 # next to torch, for the tests that train SB3's PPO and A2C on the env; L2T_SKIP_TORCH=1
-# skips it too. Then the wheel (scripts/wheel.sh: `maturin build --release`, installed
-# into fresh venvs outside the checkout, with and without torch; L2T_SKIP_WHEEL=1 or
+# skips it too. Then the wheel (scripts/wheel.sh: `maturin build`, installed into fresh
+# venvs outside the checkout, with and without torch; L2T_SKIP_WHEEL=1 or
 # L2T_SKIP_TORCH=1 skips it). L2T_SKIP_PYTHON=1 skips the Python package altogether.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,8 +36,10 @@ if [[ "${L2T_SKIP_PYTHON:-0}" != "1" ]]; then
   fi
   "$venv/bin/python" -m pytest -q python/tests
   # The wheel as a user installs it: built, then tested in fresh venvs outside the
-  # checkout, with torch 2.13.0 and SB3 and without (scripts/wheel.sh; about N min).
+  # checkout, with torch 2.13.0 and SB3 and without (scripts/wheel.sh). In the dev
+  # profile, whose build the set-up's `maturin develop` already made (about 2 min in
+  # all); L2T_WHEEL_RELEASE=1 tests the release wheel (about 5 min more on 2 cores).
   if [[ "${L2T_SKIP_TORCH:-0}" != "1" && "${L2T_SKIP_WHEEL:-0}" != "1" ]]; then
-    bash scripts/wheel.sh
+    L2T_WHEEL_RELEASE="${L2T_WHEEL_RELEASE:-0}" bash scripts/wheel.sh
   fi
 fi
