@@ -269,14 +269,15 @@ pub const LONG_RUNS: [&str; 1] = ["fashion-mnist-mlp-long"];
 /// The tasks of `l2t benchmark` (built-in runs, see [`RunConfig::named`]): each is
 /// evaluated on the same seeds and ranked in one leaderboard
 /// ([`crate::experiment::leaderboard`]).
-pub const BENCHMARK_TASKS: [&str; 1] = ["fashion-mnist-mlp"];
+pub const BENCHMARK_TASKS: [&str; 2] = ["fashion-mnist-mlp", "fashion-mnist-mlp-to-cnn"];
 
 /// The names of the built-in transfer runs (see [`RunConfig::named`]).
-pub const TRANSFERS: [&str; 4] = [
+pub const TRANSFERS: [&str; 5] = [
     "mnist-to-cifar10",
     "cifar10-to-mnist",
     "cifar10-resnet110-from-resnet32",
     "synthetic-to-fashion-mnist",
+    "fashion-mnist-mlp-to-cnn",
 ];
 
 fn one() -> usize {
@@ -446,8 +447,10 @@ impl RunConfig {
     /// paper's transfers: `mnist-to-cifar10` and `cifar10-to-mnist` (a teacher trained on
     /// one dataset and student teaches the other), `cifar10-resnet110-from-resnet32`
     /// (trained with ResNet-32 students, teaching ResNet-110), plus the CPU-sized
-    /// `synthetic-to-fashion-mnist`; and `fashion-mnist-mlp-long`, the main job with
-    /// ten times the REINFORCE and actor-critic training and twice ES's.
+    /// `synthetic-to-fashion-mnist` and `fashion-mnist-mlp-to-cnn` (trained with the
+    /// MLP students of the main job, teaching the small CNN on the same data); and
+    /// `fashion-mnist-mlp-long`, the main job with ten times the REINFORCE and
+    /// actor-critic training and twice ES's.
     pub fn named(name: &str) -> Option<Self> {
         let transfer = |train: &str, eval: &str| -> Option<Self> {
             let mut config = Self::reproduction(Preset::named(eval)?);
@@ -458,6 +461,9 @@ impl RunConfig {
                 iterations: training_horizon(&train_on.teaching),
             });
             config.training.eval_every = Some(training_eval_every(&train_on.teaching));
+            // So is the dev subsample: the training identity is the training task's own
+            // reproduction's, whose checkpoints a transfer then reuses.
+            config.training.dev_subsample = train_on.training_dev_subsample();
             config.train_on = Some(train_on);
             config.preset.name = name.to_string();
             Some(config)
@@ -467,6 +473,7 @@ impl RunConfig {
             "cifar10-to-mnist" => transfer("cifar10-resnet32", "mnist-mlp"),
             "cifar10-resnet110-from-resnet32" => transfer("cifar10-resnet32", "cifar10-resnet110"),
             "synthetic-to-fashion-mnist" => transfer("synthetic", "fashion-mnist-mlp"),
+            "fashion-mnist-mlp-to-cnn" => transfer("fashion-mnist-mlp", "fashion-mnist-cnn"),
             "fashion-mnist-mlp-long" => {
                 // The main job with ten times REINFORCE's and the actor-critic's
                 // training and twice ES's: how far more training goes.

@@ -791,7 +791,9 @@ fn list() -> Result<()> {
         "benchmark (l2t benchmark; the 20 report seeds): {}",
         BENCHMARK_TASKS.join(", ")
     );
-    println!("students: mlp, resnet (6n+2 layers, CIFAR), lstm");
+    println!(
+        "students: mlp, cnn (two strided convolutions, 1x28x28), resnet (6n+2 layers, CIFAR), lstm"
+    );
     println!(
         "teachers (--teacher <kind> | <json> | <checkpoint file>): {}",
         TeacherConfig::names().join(", ")

@@ -34,8 +34,8 @@ pub use error::{DataError, EnvError, Result};
 pub use pool::{EnvJob, EnvPool};
 pub use spaces::{BoxSpace, MultiBinary, Space};
 pub use student::{
-    LstmConfig, LstmStudent, MlpConfig, MlpStudent, OptimizerConfig, ResNetConfig, ResNetStudent,
-    Student, StudentConfig,
+    CnnConfig, CnnStudent, LstmConfig, LstmStudent, MlpConfig, MlpStudent, OptimizerConfig,
+    ResNetConfig, ResNetStudent, Student, StudentConfig,
 };
 pub use teaching::{
     LossScaling, Reward, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation, Threshold,

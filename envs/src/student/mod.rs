@@ -4,11 +4,12 @@
 //! it for logits on an incoming batch (no gradient, evaluation mode) to compute the
 //! state features, for one optimizer step on exactly M kept instances, and for its
 //! accuracy on the dev split. Students whose training forward equals their evaluation
-//! forward (the MLP) may instead record the observation's forward and train on it
+//! forward (the MLP, the CNN) may instead record the observation's forward and train on it
 //! ([`Student::reuses_forward`]). Weights are initialised from the environment's own
 //! random stream, never from libtorch's global generator.
 
 pub mod adam;
+pub mod cnn;
 pub mod lstm;
 pub mod mlp;
 pub mod resnet;
@@ -23,6 +24,7 @@ use crate::data::{Batch, Dataset};
 use crate::error::{invalid_config, EnvError, Result};
 
 pub use adam::{clip_grad_norm, named_trainable_in_name_order, Adam, AdamState};
+pub use cnn::{CnnConfig, CnnStudent};
 pub use lstm::{LstmConfig, LstmStudent};
 pub use mlp::{MlpConfig, MlpStudent};
 pub use resnet::{ResNetConfig, ResNetStudent, Shortcut};
@@ -304,12 +306,15 @@ pub fn count_parameters(vs: &nn::VarStore) -> usize {
     vs.trainable_variables().iter().map(|t| t.numel()).sum()
 }
 
-/// Any of the built-in students, by name in configs (`kind = "mlp" | "res_net" | "lstm"`).
+/// Any of the built-in students, by name in configs (`kind = "mlp" | "cnn" | "res_net" |
+/// "lstm"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StudentConfig {
     /// The MLP of the MNIST task.
     Mlp(MlpConfig),
+    /// The small CNN of the Fashion-MNIST transfer.
+    Cnn(CnnConfig),
     /// The CIFAR ResNet-6n+2.
     ResNet(ResNetConfig),
     /// The LSTM text classifier.
@@ -321,6 +326,7 @@ impl StudentConfig {
     pub fn build(&self, device: tch::Device) -> Result<Box<dyn Student>> {
         Ok(match self {
             Self::Mlp(config) => Box::new(MlpStudent::new(config.clone(), device)?),
+            Self::Cnn(config) => Box::new(CnnStudent::new(config.clone(), device)?),
             Self::ResNet(config) => Box::new(ResNetStudent::new(config.clone(), device)?),
             Self::Lstm(config) => Box::new(LstmStudent::new(config.clone(), device)?),
         })
