@@ -83,7 +83,8 @@ enum Command {
     },
     /// The benchmark: every task's reproduction on the same seeds (by default the 20
     /// report seeds from 1000000), each into `<out>/<task>` (reusing the teachers
-    /// `l2t reproduce <task>` trained in `runs/<task>`), then one leaderboard across
+    /// `l2t reproduce <task>` trained in `runs/<task>`, for a transfer those of its
+    /// training task), then one leaderboard across
     /// tasks: `leaderboard.md`, `leaderboard.json` and `leaderboard.svg/.png` in `<out>`
     /// (default `runs/benchmark`): each task's instances to tau against NoTeach, the
     /// paired difference to its best heuristic, the IQM of the normalised instances with
@@ -321,7 +322,8 @@ fn run_in(
 
 /// `l2t benchmark`: each task's reproduction on the same seeds into `<out>/<task>`
 /// (reusing the trained teachers of `runs/<task>`, the folder `l2t reproduce <task>`
-/// writes, when that run has them), then the leaderboard across tasks.
+/// writes, and for a transfer those of its training task's run), then the leaderboard
+/// across tasks.
 fn benchmark(tasks: Vec<String>, mut args: RunArgs, context: &RunContext) -> Result<()> {
     if args.config.is_some() || args.distributed || args.print_config || args.train_on.is_some() {
         bail!("`l2t benchmark` runs the built-in tasks: --config, --train-on, --distributed and --print-config are for one run");
@@ -360,14 +362,28 @@ fn benchmark(tasks: Vec<String>, mut args: RunArgs, context: &RunContext) -> Res
     let mut reports = Vec::new();
     for (task, config) in names.iter().zip(&configs) {
         let folder = out.join(task);
-        let reused = reuse_trained_teachers(&PathBuf::from("runs").join(task), &folder)?;
+        // Trained teachers from `l2t reproduce <task>`'s folder, or, for a transfer,
+        // from its training task's run: the main job's, or this benchmark's.
+        let trained_on = &config.training_preset().name;
+        let mut sources = vec![PathBuf::from("runs").join(task)];
+        if trained_on != task {
+            sources.push(PathBuf::from("runs").join(trained_on));
+            sources.push(out.join(trained_on));
+        }
+        let mut reused = Vec::new();
+        for source in &sources {
+            let copied = reuse_trained_teachers(source, &folder)?;
+            if copied > 0 {
+                reused.push(format!("{copied} files of {}", source.display()));
+            }
+        }
         eprintln!(
             "benchmark: task {task} into {}{}",
             folder.display(),
-            if reused > 0 {
-                format!(" (reusing {reused} files of runs/{task})")
-            } else {
+            if reused.is_empty() {
                 String::new()
+            } else {
+                format!(" (reusing {})", reused.join(", "))
             }
         );
         let report = run_in(config, &data_dir, &folder, task, args.fresh, context)?;

@@ -1,7 +1,7 @@
 //! The transfer across architectures `fashion-mnist-mlp-to-cnn`: teachers trained with
 //! the MLP students of the main job teach the small CNN on the same data. Its training
 //! identity is the main job's, so the main job's checkpoints are reused (as
-//! `scripts/report.sh` copies them); both tasks provide the `irreducible_loss` column,
+//! `l2t benchmark` copies them); both tasks provide the `irreducible_loss` column,
 //! each from its own holdout students, so a checkpoint trained with it is accepted.
 
 mod common;
@@ -143,7 +143,7 @@ fn the_main_jobs_checkpoint_teaches_cnn_students_without_retraining() {
     let checkpoint = es(&main_job).checkpoint;
     assert!(checkpoint.exists(), "{}", checkpoint.display());
 
-    // As scripts/report.sh: the checkpoints and histories copied to the new folder.
+    // As `l2t benchmark`: the checkpoints and histories copied to the new folder.
     let transfer_dir = scratch.join("transfer");
     let mut out = RunDir::create(&transfer_dir).unwrap();
     for file in [&checkpoint, &es(&main_job).history] {
