@@ -31,6 +31,10 @@
 //! advantages (`A_k / sd(A)`); and the K episodes can teach the same student (common
 //! random numbers: the same initialisation and data order, each with its own sampling
 //! stream), so that `r_k - b_k` measures the teacher's choices, not the student's luck.
+//!
+//! [`Reinforce::policy_gradient`] returns the estimate `-grad L` for given episodes and
+//! advantages without taking a step (`examples/reinforce_gradient_cosine.rs` measures
+//! its signal-to-noise ratio with it); the update takes Adam's step on the same loss.
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -349,15 +353,28 @@ impl Trajectory {
 }
 
 impl Reinforce {
-    /// One policy-gradient step on K finished episodes, rolled out with the policy as it
-    /// is now (on-policy).
-    fn update(&mut self, episodes: Vec<Trajectory>) -> Result<UpdateStats> {
+    /// The surrogate loss of `episodes` with advantages `advantages` (one per episode),
+    /// under the policy as it is now:
+    ///
+    /// ```text
+    /// L = -(1/K) sum_k A_k * sum_t sum_m log phi(a_ktm | s_ktm)
+    /// ```
+    ///
+    /// whose negative gradient is the REINFORCE estimate of grad J. The one place the
+    /// estimator is written down: [`Learner::learn`] minimises it with Adam and
+    /// [`Self::policy_gradient`] returns its gradient. Also returns the actions of all
+    /// episodes, concatenated.
+    fn surrogate_loss(
+        &self,
+        episodes: &[Trajectory],
+        advantages: &[f64],
+    ) -> Result<(Tensor, Tensor)> {
         let k = episodes.len();
         let feature_dim = self.policy.input_dim();
-        if k != self.config.episodes_per_update || episodes.iter().any(|e| e.actions.is_empty()) {
+        if k == 0 || advantages.len() != k || episodes.iter().any(|e| e.actions.is_empty()) {
             return Err(AgentError::Observation(format!(
-                "an update needs {} non-empty episodes, {k} were given",
-                self.config.episodes_per_update
+                "a policy gradient needs non-empty episodes and one advantage each: {k} episodes, {} advantages",
+                advantages.len()
             )));
         }
         if let Some(e) = episodes
@@ -370,22 +387,9 @@ impl Reinforce {
                 e.actions.len()
             )));
         }
-        let returns: Vec<f64> = episodes.iter().map(|e| e.episode_return).collect();
-        let mean_return = returns.iter().sum::<f64>() / k as f64;
-        let b = self.baseline.unwrap_or(mean_return);
-        let advantages = advantages(
-            &returns,
-            self.config.baseline,
-            b,
-            self.config.normalize_advantages,
-        );
-        let learning_rate = self.learning_rate_at(self.episodes);
-        self.optimizer.set_lr(learning_rate);
-
-        // L = -(1/K) sum_k A_k * sum_t sum_m log phi(a_ktm | s_ktm),  A_k = r_k - b_k.
         let mut terms = Vec::with_capacity(k);
         let mut all_actions = Vec::with_capacity(k);
-        for (episode, advantage) in episodes.iter().zip(&advantages) {
+        for (episode, advantage) in episodes.iter().zip(advantages) {
             let states = Tensor::from_slice(&episode.features).view([-1, feature_dim as i64]);
             let actions = Tensor::from_slice(&episode.actions);
             let log_phi = self.policy.log_prob(&states, &actions).sum(Kind::Float);
@@ -397,14 +401,64 @@ impl Reinforce {
         } else {
             Tensor::stack(&terms, 0).sum(Kind::Float) / k as f64
         };
+        Ok((loss, Tensor::cat(&all_actions, 0)))
+    }
+
+    /// The policy-gradient estimate of `episodes` (rolled out with the policy as it is
+    /// now) for advantages `A_k = r_k - b_k`, one per episode, without changing the
+    /// policy or its optimizer:
+    ///
+    /// ```text
+    /// g = -grad L = (1/K) sum_k A_k * sum_t sum_m grad log phi(a_ktm | s_ktm)
+    /// ```
+    ///
+    /// flattened in the order of [`Self::flat_weights`]. The step [`Learner::learn`]
+    /// takes is Adam's on this gradient (of the same surrogate loss, with the
+    /// advantages of [`advantages`] for the configured baseline); with one episode and
+    /// `A = 1` it is that episode's score `grad sum log phi(a | s)`.
+    pub fn policy_gradient(&self, episodes: &[Trajectory], advantages: &[f64]) -> Result<Vec<f32>> {
+        let (loss, _) = self.surrogate_loss(episodes, advantages)?;
+        let weights: Vec<Tensor> =
+            crate::weights::named_trainable_in_name_order(self.policy.var_store())
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect();
+        let gradients = Tensor::f_run_backward(&[&loss], &weights, false, false)?;
+        let mut flat = Vec::new();
+        for gradient in gradients {
+            flat.extend(Vec::<f32>::try_from(-gradient.flatten(0, -1))?);
+        }
+        Ok(flat)
+    }
+
+    /// One policy-gradient step on K finished episodes, rolled out with the policy as it
+    /// is now (on-policy).
+    fn update(&mut self, episodes: Vec<Trajectory>) -> Result<UpdateStats> {
+        let k = episodes.len();
+        if k != self.config.episodes_per_update {
+            return Err(AgentError::Observation(format!(
+                "an update needs {} episodes, {k} were given",
+                self.config.episodes_per_update
+            )));
+        }
+        let returns: Vec<f64> = episodes.iter().map(|e| e.episode_return).collect();
+        let mean_return = returns.iter().sum::<f64>() / k as f64;
+        let b = self.baseline.unwrap_or(mean_return);
+        let advantages = advantages(
+            &returns,
+            self.config.baseline,
+            b,
+            self.config.normalize_advantages,
+        );
+        let (loss, all_actions) = self.surrogate_loss(&episodes, &advantages)?;
+        let learning_rate = self.learning_rate_at(self.episodes);
+        self.optimizer.set_lr(learning_rate);
         self.optimizer.backward_step(&loss)?;
 
         let beta = self.config.baseline_momentum;
         self.baseline = Some(beta * b + (1.0 - beta) * mean_return);
         self.episodes += k;
-        let kept_ratio = Tensor::cat(&all_actions, 0)
-            .mean(Kind::Float)
-            .double_value(&[]);
+        let kept_ratio = all_actions.mean(Kind::Float).double_value(&[]);
         Ok(UpdateStats {
             episode_return: mean_return,
             baseline: b,
@@ -460,6 +514,113 @@ impl Learner for Reinforce {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An episode of one step: `features` rows, their keep-mask and the return.
+    fn one_step_episode(features: &[[f32; 3]], keep: &[bool], reward: f64) -> Trajectory {
+        let observation = l2t_envs::TeachingObservation {
+            features: ndarray::Array2::from_shape_fn((features.len(), 3), |(i, j)| features[i][j]),
+            student_state: ndarray::Array1::zeros(3),
+        };
+        let mut trajectory = Trajectory::default();
+        trajectory.record(&observation, &KeepMask::from_vec(keep.to_vec()));
+        trajectory.add_reward(reward);
+        trajectory
+    }
+
+    fn two_episodes() -> Vec<Trajectory> {
+        vec![
+            one_step_episode(
+                &[[0.5, -1.0, 2.0], [0.1, 0.3, -0.2], [-1.5, 0.7, 0.0]],
+                &[true, false, true],
+                1.0,
+            ),
+            one_step_episode(&[[2.0, 0.2, -0.4], [0.0, 1.0, 1.0]], &[false, true], 3.0),
+        ]
+    }
+
+    #[test]
+    fn the_policy_gradient_of_a_linear_policy_is_the_analytic_score() {
+        // phi(a | s) = sigma(w . s + b)^a (1 - sigma(w . s + b))^(1 - a), so
+        // grad_(b, w) log phi(a | s) = (a - sigma(w . s + b)) * (1, s).
+        let config = ReinforceConfig {
+            hidden: 0,
+            ..ReinforceConfig::default()
+        };
+        let teacher = Reinforce::new(config, 3).unwrap();
+        let episodes = two_episodes();
+        let advantages = [0.7, -1.3];
+        let before = teacher.flat_weights().unwrap();
+        let gradient = teacher.policy_gradient(&episodes, &advantages).unwrap();
+        assert_eq!(
+            teacher.flat_weights().unwrap(),
+            before,
+            "the policy is not changed"
+        );
+        // Name order: output.bias, then output.weight.
+        let (bias, weight) = (before[0] as f64, &before[1..]);
+        let mut expected = [0.0f64; 4];
+        for (episode, advantage) in episodes.iter().zip(advantages) {
+            for (row, &action) in episode.feature_rows().chunks(3).zip(episode.actions()) {
+                let z = bias
+                    + row
+                        .iter()
+                        .zip(weight)
+                        .map(|(s, w)| (s * w) as f64)
+                        .sum::<f64>();
+                let residual = action as f64 - 1.0 / (1.0 + (-z).exp());
+                expected[0] += advantage * residual / 2.0;
+                for (e, &s) in expected[1..].iter_mut().zip(row) {
+                    *e += advantage * residual * s as f64 / 2.0;
+                }
+            }
+        }
+        assert_eq!(gradient.len(), 4);
+        for (g, e) in gradient.iter().zip(expected) {
+            assert!((*g as f64 - e).abs() < 1e-5, "{gradient:?} vs {expected:?}");
+        }
+        // One episode with A = 1: its score alone.
+        let score = teacher.policy_gradient(&episodes[1..], &[1.0]).unwrap();
+        let again = teacher.policy_gradient(&episodes[1..], &[2.0]).unwrap();
+        for (s, a) in score.iter().zip(&again) {
+            assert!((2.0 * s - a).abs() < 1e-6);
+        }
+        assert!(teacher.policy_gradient(&episodes, &[1.0]).is_err());
+    }
+
+    #[test]
+    fn an_update_is_adams_step_along_the_policy_gradient() {
+        let config = ReinforceConfig {
+            episodes_per_update: 2,
+            baseline: Baseline::LeaveOneOut,
+            ..ReinforceConfig::default()
+        };
+        let mut teacher = Reinforce::new(config, 3).unwrap();
+        let episodes = two_episodes();
+        let returns: Vec<f64> = episodes.iter().map(Trajectory::episode_return).collect();
+        let gradient = teacher
+            .policy_gradient(
+                &episodes,
+                &advantages(&returns, Baseline::LeaveOneOut, 0.0, false),
+            )
+            .unwrap();
+        let before = teacher.flat_weights().unwrap();
+        teacher.learn(episodes).unwrap();
+        let after = teacher.flat_weights().unwrap();
+        // Adam's first step is lr * g / (|g| + eps): ascent along the estimate, lr per
+        // coordinate.
+        let mut checked = 0;
+        for ((g, b), a) in gradient.iter().zip(&before).zip(&after) {
+            if g.abs() > 1e-4 {
+                assert!(((a - b) - 0.02 * g.signum()).abs() < 1e-5, "{g} {b} {a}");
+                checked += 1;
+            }
+        }
+        assert!(
+            checked > gradient.len() / 2,
+            "{checked} of {}",
+            gradient.len()
+        );
+    }
 
     #[test]
     fn advantages_by_baseline_and_normalisation() {
