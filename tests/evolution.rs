@@ -218,3 +218,54 @@ fn es_climbs_a_reward_for_keeping_the_rows_with_a_high_feature() {
     assert!(gap_before.abs() < 0.1, "{gap_before}");
     assert!(gap_after > 0.5, "gap {gap_before} -> {gap_after}");
 }
+
+#[test]
+fn a_checkpoint_with_within_batch_features_resumes_bit_for_bit() {
+    use l2t::agents::{RelativeQuantity, RelativeTransform};
+    let names = common::tiny_env(config()).feature_names().to_vec();
+    let relative_es = || {
+        EvolutionStrategies::for_features(
+            EsConfig {
+                pairs: 2,
+                seed: 9,
+                batch_relative: vec![RelativeQuantity::Loss, RelativeQuantity::Margin],
+                batch_relative_transform: RelativeTransform::Both,
+                ..EsConfig::default()
+            },
+            &names,
+        )
+        .unwrap()
+    };
+    let dir = std::env::temp_dir().join(format!("l2t-es-relative-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let straight_path = dir.join("straight.ckpt");
+    let resumed_path = dir.join("resumed.ckpt");
+
+    let mut straight = relative_es();
+    assert_eq!(straight.policy().network_inputs(), 13 + 4);
+    train(&mut straight, 2, 8);
+    straight.save(&straight_path).unwrap();
+
+    let mut first = relative_es();
+    train(&mut first, 1, 4);
+    first.save(&resumed_path).unwrap();
+    let mut loaded = EvolutionStrategies::load(&resumed_path, Some(13)).unwrap();
+    assert_eq!(loaded.policy().relative(), first.policy().relative());
+    train(&mut loaded, 2, 8);
+    loaded.save(&resumed_path).unwrap();
+    assert_eq!(
+        std::fs::read(&straight_path).unwrap(),
+        std::fs::read(&resumed_path).unwrap()
+    );
+    // It teaches after load_teacher too, and a wrong width is refused.
+    assert_eq!(load_teacher(&straight_path, Some(13)).unwrap().name(), "es");
+    assert!(load_teacher(&straight_path, Some(14)).is_err());
+    // Any worker count trains the same teacher.
+    let mut other = relative_es();
+    train(&mut other, 3, 8);
+    assert_eq!(
+        common::bits(&other.flat_weights().unwrap()),
+        common::bits(&straight.flat_weights().unwrap())
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
