@@ -9,11 +9,17 @@
 //! ```text
 //! standardised:  z_m = (v_m - mean_b v) / max(sd_b v, 1e-6)       (sd over the M rows)
 //! rank:          r_m = sqrt(12) * (rank_b(v_m) / (M - 1) - 1/2)   (rank 0 = smallest)
+//! top rank:      t_m = (1 / (1 + d_m) - mu_M) / sd_M               (d_m = M - 1 - rank_b(v_m))
 //! ```
 //!
-//! so the policy reads `[s_m, z_m, r_m]`. Both have mean 0 and a spread of about 1 in
-//! every batch (r_m of a batch of 20 spans [-1.73, 1.73]), so they need no running
-//! normalisation. Ties in the rank keep row order (a stable sort); a batch of one row
+//! with mu_M and sd_M the mean and standard deviation of {1 / (1 + d): d = 0..M-1}, so
+//! the policy reads `[s_m, z_m, r_m]` (or `[s_m, z_m, t_m]`, ...). Each has mean 0
+//! and a spread of about 1 in every batch (r_m of a batch of 20 spans [-1.73, 1.73]),
+//! so they need no running normalisation. The rank r_m moves the logit by the same
+//! step between any two neighbours; the top rank t_m (the reciprocal rank from the
+//! largest) puts most of its spread between the first few (for M = 20: 3.7 for the
+//! largest, 1.4 for the second, 0.7 for the third, -0.3 to -0.6 for the rest), so a
+//! modest weight separates "keep the top one or two" from the rest. Ties in the rank keep row order (a stable sort); a batch of one row
 //! ranks 0. Everything is tensor arithmetic on the `[M, F]` observation, so a
 //! heuristic could compute the same.
 
@@ -49,15 +55,43 @@ pub enum RelativeTransform {
     Standardised,
     /// r_m only.
     Rank,
+    /// z_m and t_m (two columns per quantity).
+    StandardisedAndTopRank,
+    /// t_m only.
+    TopRank,
 }
 
 impl RelativeTransform {
     fn columns(self) -> usize {
         match self {
-            Self::Both => 2,
-            Self::Standardised | Self::Rank => 1,
+            Self::Both | Self::StandardisedAndTopRank => 2,
+            Self::Standardised | Self::Rank | Self::TopRank => 1,
         }
     }
+
+    fn standardised(self) -> bool {
+        matches!(
+            self,
+            Self::Both | Self::Standardised | Self::StandardisedAndTopRank
+        )
+    }
+
+    fn rank(self) -> bool {
+        matches!(self, Self::Both | Self::Rank)
+    }
+
+    fn top_rank(self) -> bool {
+        matches!(self, Self::StandardisedAndTopRank | Self::TopRank)
+    }
+}
+
+/// mu_M and sd_M: the mean and standard deviation of 1 / (1 + d) over d = 0..M-1.
+fn top_rank_moments(m: i64) -> (f64, f64) {
+    let values: Vec<f64> = (0..m).map(|d| 1.0 / (1.0 + d as f64)).collect();
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt().max(1e-6))
 }
 
 /// A quantity resolved to observation columns: one column, or the difference of two.
@@ -163,10 +197,14 @@ impl BatchRelative {
             .collect();
         let values = Tensor::stack(&values, 1); // [M, k]
         let mut columns = vec![features.shallow_clone()];
-        if matches!(
-            self.transform,
-            RelativeTransform::Both | RelativeTransform::Standardised
-        ) {
+        // rank_b(v_m), 0 for the smallest (ties by row order).
+        let rank = || {
+            values
+                .argsort_stable(true, 0, false)
+                .argsort_stable(true, 0, false)
+                .to_kind(Kind::Float)
+        };
+        if self.transform.standardised() {
             let mean = values.mean_dim(0, true, Kind::Float);
             let centred = &values - mean;
             let sd = centred
@@ -176,18 +214,24 @@ impl BatchRelative {
                 .clamp_min(1e-6);
             columns.push(centred / sd);
         }
-        if matches!(
-            self.transform,
-            RelativeTransform::Both | RelativeTransform::Rank
-        ) {
+        if self.transform.rank() {
             let ranks = if m > 1 {
-                let order = values.argsort_stable(true, 0, false);
-                let rank = order.argsort_stable(true, 0, false).to_kind(Kind::Float);
-                (rank / (m - 1) as f64 - 0.5) * 12f64.sqrt()
+                (rank() / (m - 1) as f64 - 0.5) * 12f64.sqrt()
             } else {
                 values.zeros_like()
             };
             columns.push(ranks);
+        }
+        if self.transform.top_rank() {
+            let top = if m > 1 {
+                let (mean, sd) = top_rank_moments(m);
+                // 1 / (1 + d) with d = M - 1 - rank.
+                let reciprocal = (-rank() + m as f64).reciprocal();
+                (reciprocal - mean) / sd
+            } else {
+                values.zeros_like()
+            };
+            columns.push(top);
         }
         Tensor::cat(&columns, 1)
     }
@@ -239,6 +283,39 @@ mod tests {
         for (r, expected) in ranks.iter().zip([-0.5 * s, 0.5 * s, 0.0]) {
             assert!((r - expected).abs() < 1e-5, "{ranks:?}");
         }
+    }
+
+    #[test]
+    fn the_top_rank_spreads_the_largest_few() {
+        let map = BatchRelative::resolve(
+            &[RelativeQuantity::Loss],
+            RelativeTransform::TopRank,
+            &names(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(map.output_dim(), 5);
+        // Losses 0.3, 0.9, 0.1, 0.5: d = 2, 0, 3, 1.
+        let mut rows = vec![0f32; 16];
+        for (m, loss) in [0.3f32, 0.9, 0.1, 0.5].iter().enumerate() {
+            rows[4 * m + 2] = *loss;
+        }
+        let out = map.apply(&Tensor::from_slice(&rows).view([4, 4]));
+        let top: Vec<f32> = Vec::<f32>::try_from(out.select(1, 4)).unwrap();
+        let reciprocal = [1.0 / 3.0, 1.0, 0.25, 0.5];
+        let mean = (1.0 + 0.5 + 1.0 / 3.0 + 0.25) / 4.0;
+        let sd = (reciprocal
+            .iter()
+            .map(|v: &f64| (v - mean).powi(2))
+            .sum::<f64>()
+            / 4.0)
+            .sqrt();
+        for (t, r) in top.iter().zip(reciprocal) {
+            assert!((f64::from(*t) - (r - mean) / sd).abs() < 1e-5, "{top:?}");
+        }
+        // Mean 0 over the batch, the largest on top.
+        assert!(top.iter().sum::<f32>().abs() < 1e-5);
+        assert!(top[1] > top[3] && top[3] > top[0] && top[0] > top[2]);
     }
 
     #[test]
