@@ -50,7 +50,6 @@ use crate::es::{EsConfig, EvolutionStrategies, FeatureStats};
 use crate::policy::BernoulliPolicy;
 use crate::ppo::{Ppo, PpoConfig};
 use crate::reinforce::{Reinforce, ReinforceConfig};
-use crate::relative::BatchRelative;
 use crate::teacher::Teacher;
 use crate::weights::named_trainable_in_name_order;
 use l2t_envs::student::{Adam, AdamState};
@@ -679,17 +678,6 @@ impl ActorCritic {
     }
 }
 
-/// The JSON state of an ES checkpoint: `[config, feature statistics]`, and the
-/// resolved within-batch map third where the policy has one (files without it read
-/// `None`).
-#[derive(Deserialize)]
-struct EsState {
-    config: EsConfig,
-    features: FeatureStats,
-    #[serde(default)]
-    relative: Option<BatchRelative>,
-}
-
 impl EvolutionStrategies {
     /// Saves the teacher (theta, its Adam state, the feature statistics beside the
     /// config in the JSON text, the episode count and the teaching stream; a
@@ -697,15 +685,9 @@ impl EvolutionStrategies {
     /// atomically, in the format of the [module docs](crate::checkpoint).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        // A within-batch map is stored resolved, third, only where there is one: files
-        // of teachers without it are as before.
-        let config_json = match self.theta.relative() {
-            Some(map) => config_json(path, &(&self.config, &self.features, map))?,
-            None => config_json(path, &(&self.config, &self.features))?,
-        };
         let payload = Payload {
             kind: ES_KIND.to_string(),
-            config_json,
+            config_json: config_json(path, &(&self.config, &self.features))?,
             feature_dim: self.theta.input_dim() as u64,
             weights: export_weights(named_trainable_in_name_order(self.theta.var_store()))?,
             optimizers: vec![self.optimizer.export_state()?],
@@ -729,11 +711,7 @@ impl EvolutionStrategies {
         expected_feature_dim: Option<usize>,
     ) -> Result<Self> {
         let feature_dim = check_kind_and_width(path, &payload, ES_KIND, expected_feature_dim)?;
-        let EsState {
-            config,
-            features,
-            relative,
-        } = read_config(path, &payload)?;
+        let (config, features): (EsConfig, FeatureStats) = read_config(path, &payload)?;
         if features.sum.len() != feature_dim || features.sum_sq.len() != feature_dim {
             return Err(corrupt(
                 path,
@@ -743,27 +721,13 @@ impl EvolutionStrategies {
                 ),
             ));
         }
-        if let Some(map) = &relative {
-            if map.input_dim != feature_dim {
-                return Err(corrupt(
-                    path,
-                    format!(
-                        "a within-batch map of {} columns for {feature_dim} features",
-                        map.input_dim
-                    ),
-                ));
-            }
-        }
-        let inputs = relative
-            .as_ref()
-            .map_or(feature_dim, BatchRelative::output_dim);
         check_value_count(
             path,
             &payload,
-            policy_size(inputs, config.hidden),
-            &format!("a {inputs}-{}-1 policy", config.hidden),
+            policy_size(feature_dim, config.hidden),
+            &format!("a {feature_dim}-{}-1 policy", config.hidden),
         )?;
-        let mut teacher = EvolutionStrategies::with_relative(config, feature_dim, relative)
+        let mut teacher = EvolutionStrategies::new(config, feature_dim)
             .map_err(|e| corrupt(path, format!("cannot rebuild the teacher: {e}")))?;
         import_weights(
             path,

@@ -138,9 +138,9 @@ impl TeacherConfig {
             Self::ActorCritic(config) => {
                 Box::new(ActorCritic::new(config.clone(), feature_names.len())?)
             }
-            Self::Es(config) => Box::new(EvolutionStrategies::for_features(
+            Self::Es(config) => Box::new(EvolutionStrategies::new(
                 config.clone(),
-                feature_names,
+                feature_names.len(),
             )?),
             Self::Ppo(config) => Box::new(Ppo::new(config.clone(), feature_names.len())?),
             Self::Checkpoint { path } => load_teacher(path, Some(feature_names.len()))?,

@@ -40,21 +40,6 @@
 //! of about 1/sqrt(F + 1), against 1/sqrt(325) for the 25-12-1 network of REINFORCE
 //! (which `hidden = 12` gives).
 //!
-//! **Within-batch features** (`batch_relative`, off by default). A linear policy
-//! thresholds each instance on absolute values; RHO-LOSS keeps the top k of the batch.
-//! With `batch_relative = ["reducible_loss", ...]` the policy reads
-//! `[s_m, z_m, r_m]`, the observation's row with, for each quantity v, its
-//! within-batch standardised value and centred rank ([`crate::relative`]):
-//!
-//! ```text
-//! z_m = (v_m - mean_b v) / sd_b v,   r_m = sqrt(12) (rank_b(v_m) / (M - 1) - 1/2)
-//! phi(1 | s_m) = sigma(w . z(s_m) + u . [z_m, r_m] + b)
-//! ```
-//!
-//! Both already have mean 0 and spread about 1 in every batch, so the feature
-//! normalisation leaves them as they are (mu = 0, sd = 1 for the appended columns).
-//! The policy can then keep the top few by reducible loss, or none of a weak batch.
-//!
 //! When it teaches (evaluation), the teacher samples a_m ~ Bernoulli(phi_theta(1 | s_m))
 //! from the mean weights theta and its own stream.
 
@@ -70,7 +55,6 @@ use crate::error::{invalid_config, AgentError, Result};
 use crate::parallel::{Learner, PolicyRollout, RolloutJob};
 use crate::policy::BernoulliPolicy;
 use crate::reinforce::Trajectory;
-use crate::relative::{BatchRelative, RelativeQuantity, RelativeTransform};
 use crate::teacher::{KeepMask, Teacher, UpdateStats};
 use crate::weights::named_trainable_in_name_order;
 use l2t_envs::student::Adam;
@@ -100,20 +84,6 @@ pub struct EsConfig {
     pub common_random_numbers: CommonRandomNumbers,
     /// Seed of the teacher's streams (initial weights, directions, sampling).
     pub seed: u64,
-    /// Quantities whose within-batch standardised value and rank the policy also reads
-    /// (module docs, "Within-batch features"): any of `"loss"`, `"irreducible_loss"`,
-    /// `"reducible_loss"` (loss minus irreducible loss) and `"margin"`. Empty (the
-    /// default): the observation's rows alone.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub batch_relative: Vec<RelativeQuantity>,
-    /// Which within-batch transforms of each `batch_relative` quantity are read:
-    /// `"both"` (the default), `"standardised"` or `"rank"`.
-    #[serde(skip_serializing_if = "is_default_transform")]
-    pub batch_relative_transform: RelativeTransform,
-}
-
-fn is_default_transform(transform: &RelativeTransform) -> bool {
-    *transform == RelativeTransform::default()
 }
 
 impl Default for EsConfig {
@@ -127,8 +97,6 @@ impl Default for EsConfig {
             weight_decay: 0.0,
             common_random_numbers: CommonRandomNumbers::Pairs,
             seed: 0,
-            batch_relative: Vec::new(),
-            batch_relative_transform: RelativeTransform::default(),
         }
     }
 }
@@ -235,47 +203,12 @@ impl std::fmt::Debug for EvolutionStrategies {
 }
 
 impl EvolutionStrategies {
-    /// An ES teacher for observations with `feature_dim` columns. A config with
-    /// `batch_relative` needs the columns' names: [`Self::for_features`].
+    /// An ES teacher for observations with `feature_dim` columns.
     pub fn new(config: EsConfig, feature_dim: usize) -> Result<Self> {
-        if !config.batch_relative.is_empty() {
-            return Err(invalid_config(
-                "batch_relative",
-                "needs the observation's column names (EvolutionStrategies::for_features)",
-            ));
-        }
-        Self::with_relative(config, feature_dim, None)
-    }
-
-    /// An ES teacher for observations with the columns `feature_names`.
-    pub fn for_features(config: EsConfig, feature_names: &[String]) -> Result<Self> {
-        let relative = BatchRelative::resolve(
-            &config.batch_relative,
-            config.batch_relative_transform,
-            feature_names,
-        )?;
-        Self::with_relative(config, feature_names.len(), relative)
-    }
-
-    /// An ES teacher whose policy reads the rows mapped by `relative` (resolved from
-    /// the config's `batch_relative`; `None` for none): also how a checkpoint is
-    /// rebuilt.
-    pub(crate) fn with_relative(
-        config: EsConfig,
-        feature_dim: usize,
-        relative: Option<BatchRelative>,
-    ) -> Result<Self> {
         config.validate()?;
-        if config.batch_relative.is_empty() != relative.is_none() {
-            return Err(invalid_config(
-                "batch_relative",
-                "the resolved map does not match the config",
-            ));
-        }
         let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
-        let (policy, optimizer) = BernoulliPolicy::with_relative_and_adam(
+        let (policy, optimizer) = BernoulliPolicy::with_adam(
             feature_dim,
-            relative,
             config.hidden,
             config.output_bias,
             config.learning_rate,
@@ -416,8 +349,7 @@ impl FeatureStats {
     }
 
     /// `policy` (over standardised features) made to read raw features, in place: its
-    /// first layer's W' = W / sd and b' = b - W' mu. Columns the network reads beyond
-    /// these statistics' (a within-batch map's) keep mu = 0 and sd = 1.
+    /// first layer's W' = W / sd and b' = b - W' mu.
     pub fn fold(&self, policy: BernoulliPolicy) -> Result<BernoulliPolicy> {
         let first = if policy.hidden_units() > 0 {
             "hidden"
@@ -433,16 +365,7 @@ impl FeatureStats {
                 "the policy has no layer `{first}`"
             )));
         };
-        let (mut mean, mut sd) = self.mean_sd();
-        let width = policy.network_inputs();
-        if width < mean.len() {
-            return Err(AgentError::Observation(format!(
-                "feature statistics of {} columns for a policy reading {width}",
-                mean.len()
-            )));
-        }
-        mean.resize(width, 0.0);
-        sd.resize(width, 1.0);
+        let (mean, sd) = self.mean_sd();
         let to_tensor =
             |v: &[f64]| Tensor::from_slice(&v.iter().map(|&x| x as f32).collect::<Vec<_>>());
         let (mean, sd) = (to_tensor(&mean), to_tensor(&sd));
@@ -635,120 +558,5 @@ mod tests {
             Vec::<f32>::try_from(direction[0].flatten(0, -1)).unwrap(),
             Vec::<f32>::try_from(es.direction(0, 1)[0].flatten(0, -1)).unwrap()
         );
-    }
-
-    /// Batches whose `loss` column has a per-batch offset: the top row of a batch is
-    /// often below other batches' ordinary rows, so no fixed threshold finds it.
-    fn offset_batches() -> Vec<ndarray::Array2<f32>> {
-        use rand::Rng;
-        let mut rng = stream_rng(5, Stream::Data);
-        (0..6)
-            .map(|_| {
-                let offset: f32 = rng.gen::<f32>() * 0.8;
-                ndarray::Array2::from_shape_fn((10, 3), |(_, c)| match c {
-                    0 => offset + 0.2 * rng.gen::<f32>(),
-                    _ => rng.gen::<f32>(),
-                })
-            })
-            .collect()
-    }
-
-    fn is_top(batch: &ndarray::Array2<f32>, row: usize) -> bool {
-        (0..batch.nrows()).all(|r| batch[[r, 0]] <= batch[[row, 0]])
-    }
-
-    /// Reward +1 for keeping the batch's largest loss, -0.2 for any other row kept;
-    /// returns the mean keep probability of the top rows minus the others', after
-    /// `generations` of ES.
-    fn learn_to_keep_the_top_row(batch_relative: Vec<RelativeQuantity>) -> f64 {
-        let names: Vec<String> = ["loss", "margin", "iteration"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let config = EsConfig {
-            pairs: 8,
-            output_bias: 0.0,
-            batch_relative,
-            ..EsConfig::default()
-        };
-        let mut teacher = EvolutionStrategies::for_features(config, &names).unwrap();
-        let batches = offset_batches();
-        let info = crate::teacher::blank_info();
-        for _ in 0..30 {
-            let mut trajectories = Vec::new();
-            for job in teacher.plan_update(0).unwrap() {
-                let mut rollout = job.rollout;
-                let mut reward = 0.0;
-                for batch in &batches {
-                    let observation = TeachingObservation {
-                        features: batch.clone(),
-                        student_state: ndarray::Array1::zeros(3),
-                    };
-                    let mask = rollout.act(&observation, &info).unwrap();
-                    for (row, &keep) in mask.iter().enumerate() {
-                        if keep {
-                            reward += if is_top(batch, row) { 1.0 } else { -0.2 };
-                        }
-                    }
-                }
-                rollout.observe(reward, true).unwrap();
-                trajectories.push(rollout.into_trajectory());
-            }
-            teacher.learn(trajectories).unwrap();
-        }
-        let (mut top, mut others) = (Vec::new(), Vec::new());
-        for batch in &batches {
-            let rows = BernoulliPolicy::features_tensor(batch);
-            let rows = match teacher.policy().relative() {
-                Some(map) => map.apply(&rows),
-                None => rows,
-            };
-            let keep = Vec::<f32>::try_from(teacher.policy().keep_probabilities(&rows)).unwrap();
-            for (row, p) in keep.into_iter().enumerate() {
-                if is_top(batch, row) {
-                    top.push(f64::from(p));
-                } else {
-                    others.push(f64::from(p));
-                }
-            }
-        }
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        mean(&top) - mean(&others)
-    }
-
-    #[test]
-    fn within_batch_features_let_es_keep_the_top_of_each_batch() {
-        let absolute = learn_to_keep_the_top_row(Vec::new());
-        let relative = learn_to_keep_the_top_row(vec![RelativeQuantity::Loss]);
-        assert!(relative > 0.6, "relative {relative}, absolute {absolute}");
-        assert!(
-            relative > absolute + 0.2,
-            "relative {relative}, absolute {absolute}"
-        );
-    }
-
-    #[test]
-    fn batch_relative_needs_names_and_folds_only_the_observation_columns() {
-        let config = EsConfig {
-            batch_relative: vec![RelativeQuantity::Loss],
-            ..EsConfig::default()
-        };
-        assert!(EvolutionStrategies::new(config.clone(), 3).is_err());
-        let names: Vec<String> = ["loss", "margin", "iteration"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let mut es = EvolutionStrategies::for_features(config, &names).unwrap();
-        assert_eq!(es.policy().input_dim(), 3);
-        assert_eq!(es.policy().network_inputs(), 5);
-        // Statistics of the observation's columns fold into the first three weights;
-        // the appended two keep theirs.
-        es.features.add(&[1.0, 5.0, 0.0, 3.0, 9.0, 0.0]);
-        es.refold().unwrap();
-        let theta = es.flat_weights().unwrap();
-        let folded = es.policy().flat_weights().unwrap();
-        // Name order: output.bias, then output.weight.
-        assert_eq!(&folded[4..6], &theta[4..6]);
-        assert!((folded[2] - theta[2] / 2.0).abs() < 1e-6);
     }
 }

@@ -6,10 +6,6 @@
 //! `features -> hidden tanh -> 1` (25-12-1 for MNIST in the paper), or with 0 hidden
 //! units the identity (a linear policy, w . s + b). The output bias starts at 2.0
 //! (sigma(2) = 0.88), so that early on most data is kept.
-//!
-//! With a [`BatchRelative`] map (ES's `batch_relative`), the network reads the
-//! observation's rows with within-batch columns appended, s_m -> [s_m, z_m, r_m]
-//! ([`crate::relative`]); [`BernoulliPolicy::input_dim`] stays the observation's width.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -18,7 +14,6 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 use l2t_envs::student::{init_from_stream, torch_default_init, Init};
 
 use crate::error::{invalid_config, AgentError, Result};
-use crate::relative::BatchRelative;
 use crate::teacher::KeepMask;
 use l2t_envs::student::Adam;
 
@@ -31,8 +26,6 @@ pub struct BernoulliPolicy {
     output: nn::Linear,
     input_dim: usize,
     output_bias: f64,
-    /// The within-batch columns appended to the observation's rows, if any.
-    relative: Option<BatchRelative>,
 }
 
 impl std::fmt::Debug for BernoulliPolicy {
@@ -57,35 +50,7 @@ impl BernoulliPolicy {
         if input_dim == 0 {
             return Err(invalid_config("input_dim", "must be positive"));
         }
-        Self::with_relative(input_dim, None, hidden, output_bias, init_rng)
-    }
-
-    /// A policy as [`Self::new`] whose network reads the rows mapped by `relative`
-    /// (`None`: the observation's rows as they are); the map must be for observations
-    /// of `input_dim` columns.
-    pub fn with_relative(
-        input_dim: usize,
-        relative: Option<BatchRelative>,
-        hidden: usize,
-        output_bias: f64,
-        init_rng: &mut ChaCha8Rng,
-    ) -> Result<Self> {
-        if input_dim == 0 {
-            return Err(invalid_config("input_dim", "must be positive"));
-        }
-        if let Some(map) = &relative {
-            map.validate()?;
-            if map.input_dim != input_dim {
-                return Err(invalid_config(
-                    "batch_relative",
-                    format!(
-                        "a map for {} columns on a policy over {input_dim}",
-                        map.input_dim
-                    ),
-                ));
-            }
-        }
-        let policy = Self::with_layers(input_dim, hidden, output_bias, relative);
+        let policy = Self::with_layers(input_dim, hidden, output_bias);
         policy.reinitialise(init_rng);
         Ok(policy)
     }
@@ -99,52 +64,25 @@ impl BernoulliPolicy {
         learning_rate: f64,
         init_rng: &mut ChaCha8Rng,
     ) -> Result<(Self, Adam)> {
-        Self::with_relative_and_adam(
-            input_dim,
-            None,
-            hidden,
-            output_bias,
-            learning_rate,
-            init_rng,
-        )
-    }
-
-    /// [`Self::with_adam`] for a policy built by [`Self::with_relative`].
-    pub fn with_relative_and_adam(
-        input_dim: usize,
-        relative: Option<BatchRelative>,
-        hidden: usize,
-        output_bias: f64,
-        learning_rate: f64,
-        init_rng: &mut ChaCha8Rng,
-    ) -> Result<(Self, Adam)> {
-        let policy = Self::with_relative(input_dim, relative, hidden, output_bias, init_rng)?;
+        let policy = Self::new(input_dim, hidden, output_bias, init_rng)?;
         let optimizer = Adam::for_var_store(policy.var_store(), learning_rate);
         Ok((policy, optimizer))
     }
 
     /// The variables and layers of a policy, weights not yet drawn (placeholders from
     /// `nn::linear`, overwritten by [`Self::reinitialise`] or a copy).
-    fn with_layers(
-        input_dim: usize,
-        hidden: usize,
-        output_bias: f64,
-        relative: Option<BatchRelative>,
-    ) -> Self {
+    fn with_layers(input_dim: usize, hidden: usize, output_bias: f64) -> Self {
         let vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
-        let network_inputs = relative
-            .as_ref()
-            .map_or(input_dim, BatchRelative::output_dim);
         let hidden_layer = (hidden > 0).then(|| {
             nn::linear(
                 &root / "hidden",
-                network_inputs as i64,
+                input_dim as i64,
                 hidden as i64,
                 Default::default(),
             )
         });
-        let output_inputs = if hidden > 0 { hidden } else { network_inputs };
+        let output_inputs = if hidden > 0 { hidden } else { input_dim };
         let output = nn::linear(
             &root / "output",
             output_inputs as i64,
@@ -158,7 +96,6 @@ impl BernoulliPolicy {
             output,
             input_dim,
             output_bias,
-            relative,
         }
     }
 
@@ -166,12 +103,7 @@ impl BernoulliPolicy {
     /// history): the frozen policy an episode rolled out on another thread samples
     /// from, while the original goes on learning.
     pub fn try_clone(&self) -> Result<Self> {
-        let mut copy = Self::with_layers(
-            self.input_dim,
-            self.hidden_units,
-            self.output_bias,
-            self.relative.clone(),
-        );
+        let mut copy = Self::with_layers(self.input_dim, self.hidden_units, self.output_bias);
         copy.vs.copy(&self.vs)?;
         Ok(copy)
     }
@@ -192,18 +124,6 @@ impl BernoulliPolicy {
     /// Number of input features.
     pub fn input_dim(&self) -> usize {
         self.input_dim
-    }
-
-    /// Columns the network reads: the observation's, and the map's appended ones.
-    pub fn network_inputs(&self) -> usize {
-        self.relative
-            .as_ref()
-            .map_or(self.input_dim, BatchRelative::output_dim)
-    }
-
-    /// The within-batch map, if any.
-    pub fn relative(&self) -> Option<&BatchRelative> {
-        self.relative.as_ref()
     }
 
     /// Tanh hidden units (0 for a linear policy).
@@ -227,8 +147,7 @@ impl BernoulliPolicy {
         &mut self.vs
     }
 
-    /// Logits w . g(s) + b, shape `[n]`, for network inputs `[n, network_inputs]`
-    /// (the observation's rows where there is no map).
+    /// Logits w . g(s) + b, shape `[n]`, for features `[n, F]`.
     pub fn logits(&self, features: &Tensor) -> Tensor {
         match &self.hidden {
             Some(hidden) => self.output.forward(&hidden.forward(features).tanh()),
@@ -272,8 +191,7 @@ impl BernoulliPolicy {
     }
 
     /// [`Self::sample`] for an observation's feature matrix `[M, F]`, after checking
-    /// that it has the F columns the policy reads, through the within-batch map if
-    /// there is one.
+    /// that it has the F columns the policy reads.
     pub fn sample_features(
         &self,
         features: &ndarray::Array2<f32>,
@@ -286,11 +204,7 @@ impl BernoulliPolicy {
                 self.input_dim
             )));
         }
-        let rows = Self::features_tensor(features);
-        match &self.relative {
-            Some(map) => self.sample(&map.apply(&rows), rng),
-            None => self.sample(&rows, rng),
-        }
+        self.sample(&Self::features_tensor(features), rng)
     }
 
     /// The actions a_m of a keep-mask as floats (1 keep, 0 drop), the form
