@@ -326,7 +326,10 @@ fn run_in(
 /// across tasks.
 fn benchmark(tasks: Vec<String>, mut args: RunArgs, context: &RunContext) -> Result<()> {
     if args.config.is_some() || args.distributed || args.print_config || args.train_on.is_some() {
-        bail!("`l2t benchmark` runs the built-in tasks: --config, --train-on, --distributed and --print-config are for one run");
+        bail!(
+            "`l2t benchmark` takes its tasks with --task (built-in runs or .toml run configs); \
+             --config, --train-on, --distributed and --print-config are for one run"
+        );
     }
     let tasks = if tasks.is_empty() {
         BENCHMARK_TASKS.iter().map(|t| t.to_string()).collect()
