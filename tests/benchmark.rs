@@ -34,7 +34,9 @@ fn task(name: &str, split_seed: u64) -> RunConfig {
     config
 }
 
-fn benchmark(scratch: &Scratch, extra: &[&str]) -> String {
+/// `l2t --quiet benchmark --task a.toml --task b.toml ...` in `scratch`: its success and
+/// its stderr.
+fn l2t_benchmark(scratch: &Scratch, extra: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_l2t"))
         .current_dir(scratch.join(""))
         .args([
@@ -59,7 +61,12 @@ fn benchmark(scratch: &Scratch, extra: &[&str]) -> String {
         .output()
         .expect("cannot start l2t");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "l2t benchmark failed:\n{stderr}");
+    (output.status.success(), stderr)
+}
+
+fn benchmark(scratch: &Scratch, extra: &[&str]) -> String {
+    let (success, stderr) = l2t_benchmark(scratch, extra);
+    assert!(success, "l2t benchmark failed:\n{stderr}");
     stderr
 }
 
@@ -112,22 +119,8 @@ fn benchmark_refuses_two_tasks_of_one_name() {
     for file in ["a.toml", "b.toml"] {
         fs::write(scratch.join(file), task("same", 0).to_toml().unwrap()).unwrap();
     }
-    let output = Command::new(env!("CARGO_BIN_EXE_l2t"))
-        .current_dir(scratch.join(""))
-        .args([
-            "--quiet",
-            "benchmark",
-            "--task",
-            "a.toml",
-            "--task",
-            "b.toml",
-            "--out",
-            "board",
-        ])
-        .output()
-        .expect("cannot start l2t");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (success, stderr) = l2t_benchmark(&scratch, &[]);
+    assert!(!success);
     assert!(
         stderr.contains("two benchmark tasks are named `same`"),
         "{stderr}"
