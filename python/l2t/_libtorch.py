@@ -111,7 +111,7 @@ def load(version: str = VERSION) -> str:
                 f"libtorch {version}. {_how_to_get(version)}"
             )
         return f"torch {have} (imported)"
-    tried = []
+    tried: list[str] = []
     explicit = os.environ.get("L2T_LIBTORCH")
     if explicit:
         folder = Path(explicit).expanduser()
@@ -130,7 +130,7 @@ def load(version: str = VERSION) -> str:
         os.environ.get("L2T_CACHE")
         or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "l2t"
     )
-    candidates = []
+    candidates: list[tuple[Path, str]] = []
     if os.environ.get("LIBTORCH"):
         candidates.append((Path(os.environ["LIBTORCH"]).expanduser(), "LIBTORCH"))
     candidates.append((cache / f"libtorch-{version}-cpu", "the l2t set-up's cache"))
