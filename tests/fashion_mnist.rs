@@ -1,19 +1,18 @@
 //! A short teaching episode on the real Fashion-MNIST files that `scripts/setup.sh`
 //! installs (CI runs the set-up, so this runs in CI).
 
+mod common;
+
 use l2t::agents::{run_episode, NoTeach};
 use l2t::envs::{check_env, CheckOptions};
-use l2t::presets::{default_data_dir, Preset};
+use l2t::presets::Preset;
+
+use common::fashion_mnist_data_dir;
 
 #[test]
 fn a_short_episode_on_real_fashion_mnist() {
     tch::set_num_threads(1);
-    let data_dir = default_data_dir();
-    assert!(
-        data_dir.join("fashion-mnist").exists(),
-        "Fashion-MNIST is missing under {}: run `bash scripts/setup.sh`",
-        data_dir.display()
-    );
+    let data_dir = fashion_mnist_data_dir();
     let mut preset = Preset::fashion_mnist_mlp();
     preset.teaching = preset.teaching.with_tau(0.7);
     preset.teaching.max_iterations = 400;

@@ -11,10 +11,10 @@ use std::fs;
 use l2t::config::{labels, RunConfig, TRANSFERS};
 use l2t::envs::{Reward, StudentConfig};
 use l2t::experiment::{run, training_files, Progress};
-use l2t::presets::{default_data_dir, Preset, PRESETS};
+use l2t::presets::{Preset, PRESETS};
 use l2t::run_dir::RunDir;
 
-use common::Scratch;
+use common::{fashion_mnist_data_dir, Scratch};
 
 #[test]
 fn the_mlp_to_cnn_transfer_trains_on_the_mlp_task_and_teaches_the_cnn() {
@@ -116,12 +116,7 @@ fn shrink_run(config: &mut RunConfig) {
 #[test]
 fn the_main_jobs_checkpoint_teaches_cnn_students_without_retraining() {
     tch::set_num_threads(1);
-    let data_dir = default_data_dir();
-    assert!(
-        data_dir.join("fashion-mnist").exists(),
-        "Fashion-MNIST is missing under {}: run `bash scripts/setup.sh`",
-        data_dir.display()
-    );
+    let data_dir = fashion_mnist_data_dir();
     let scratch = Scratch::new("transfer-cnn", "reuse");
     let mut main_job = RunConfig::named("fashion-mnist-mlp").unwrap();
     shrink_run(&mut main_job);

@@ -253,3 +253,15 @@ pub fn csv_without_seconds(path: &Path) -> Vec<Vec<String>> {
         })
         .collect()
 }
+
+/// The data folder holding the real Fashion-MNIST files that `scripts/setup.sh`
+/// installs (CI runs the set-up), failing the test with the fix when they are missing.
+pub fn fashion_mnist_data_dir() -> PathBuf {
+    let data_dir = l2t::presets::default_data_dir();
+    assert!(
+        data_dir.join("fashion-mnist").exists(),
+        "Fashion-MNIST is missing under {}: run `bash scripts/setup.sh`",
+        data_dir.display()
+    );
+    data_dir
+}
