@@ -291,39 +291,7 @@ impl Student for CnnStudent {
         check_num_classes(data, self.config.num_classes, "CNN")
     }
 
-    fn reset(&mut self, init_rng: &mut ChaCha8Rng) -> Result<()> {
-        let vs = &self.vs;
-        init_from_stream(vs, init_rng, |name, shape| {
-            torch_default_init(name, shape, vs)
-        });
-        self.optimizer.reset(&self.config.optimizer, &self.vs)?;
-        Ok(())
-    }
-
-    fn logits(&self, batch: &Batch) -> Tensor {
-        tch::no_grad(|| self.forward(&batch.inputs))
-    }
-
-    fn train_step(&mut self, batch: &Batch, _noise_rng: &mut ChaCha8Rng) -> Result<f64> {
-        let logits = self.forward(&batch.inputs);
-        self.train_step_on_logits(&logits, &batch.labels)
-    }
-
-    /// True: no dropout, no batch norm, no augmentation, so the observation's forward
-    /// is the training forward.
-    fn reuses_forward(&self) -> bool {
-        true
-    }
-
-    fn logits_for_training(&self, batch: &Batch) -> Tensor {
-        self.forward(&batch.inputs)
-    }
-
-    fn train_step_on_logits(&mut self, logits: &Tensor, labels: &Tensor) -> Result<f64> {
-        let loss = logits.cross_entropy_for_logits(labels);
-        self.optimizer.backward_step(&loss, None)?;
-        Ok(loss.double_value(&[]))
-    }
+    feed_forward_student_methods!();
 }
 
 #[cfg(test)]

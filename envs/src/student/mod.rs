@@ -8,6 +8,50 @@
 //! ([`Student::reuses_forward`]). Weights are initialised from the environment's own
 //! random stream, never from libtorch's global generator.
 
+/// The [`Student`] methods of a plain feed-forward student (the MLP, the CNN): weights
+/// drawn from the env's stream with PyTorch's default rule, one optimizer step on the
+/// cross-entropy of its `forward`, and, with no dropout, batch norm or augmentation, the
+/// observation's forward reused for training. Written once here; the struct needs the
+/// fields `vs`, `optimizer` (a [`adam::StudentOptimizer`]) and `config.optimizer`, and
+/// a method `forward(&self, &Tensor) -> Tensor`.
+macro_rules! feed_forward_student_methods {
+    () => {
+        fn reset(&mut self, init_rng: &mut ChaCha8Rng) -> Result<()> {
+            let vs = &self.vs;
+            init_from_stream(vs, init_rng, |name, shape| {
+                torch_default_init(name, shape, vs)
+            });
+            self.optimizer.reset(&self.config.optimizer, &self.vs)?;
+            Ok(())
+        }
+
+        fn logits(&self, batch: &Batch) -> Tensor {
+            tch::no_grad(|| self.forward(&batch.inputs))
+        }
+
+        fn train_step(&mut self, batch: &Batch, _noise_rng: &mut ChaCha8Rng) -> Result<f64> {
+            let logits = self.forward(&batch.inputs);
+            self.train_step_on_logits(&logits, &batch.labels)
+        }
+
+        /// True: no dropout, no batch norm, no augmentation, so the observation's
+        /// forward is the training forward.
+        fn reuses_forward(&self) -> bool {
+            true
+        }
+
+        fn logits_for_training(&self, batch: &Batch) -> Tensor {
+            self.forward(&batch.inputs)
+        }
+
+        fn train_step_on_logits(&mut self, logits: &Tensor, labels: &Tensor) -> Result<f64> {
+            let loss = logits.cross_entropy_for_logits(labels);
+            self.optimizer.backward_step(&loss, None)?;
+            Ok(loss.double_value(&[]))
+        }
+    };
+}
+
 pub mod adam;
 pub mod cnn;
 pub mod lstm;
