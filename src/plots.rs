@@ -22,7 +22,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use plotters::chart::SeriesAnno;
+use plotters::chart::{MeshStyle, SeriesAnno};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -677,22 +677,28 @@ fn build_chart<'a, DB: DrawingBackend>(
         .x_label_area_size(52)
         .y_label_area_size(72)
         .build_cartesian_2d(x, y)?;
-    chart
-        .configure_mesh()
+    let mut mesh = chart.configure_mesh();
+    house_style(&mut mesh)
         .x_desc(labels.x_label.as_str())
         .y_desc(labels.y_label.as_str())
         .x_labels(8)
         .y_labels(8)
         .x_label_formatter(&fmt_tick)
         .y_label_formatter(&fmt_tick)
-        .label_style((FONT_FAMILY, TICK_PX))
+        .draw()?;
+    Ok(chart)
+}
+
+/// The figures' one mesh style: fonts, light grid and grey axes.
+fn house_style<'a, 'b, 'm, DB: DrawingBackend>(
+    mesh: &'m mut MeshStyle<'a, 'b, RangedCoordf64, RangedCoordf64, DB>,
+) -> &'m mut MeshStyle<'a, 'b, RangedCoordf64, RangedCoordf64, DB> {
+    mesh.label_style((FONT_FAMILY, TICK_PX))
         .axis_desc_style((FONT_FAMILY, AXIS_TITLE_PX))
         .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD))
         .light_line_style(RGBColor(0xF3, 0xF3, 0xF3))
         .max_light_lines(1)
         .axis_style(RGBColor(0x55, 0x55, 0x55))
-        .draw()?;
-    Ok(chart)
 }
 
 /// An empty chart in the legend strip of [`split_legend`]: its series are the legend's
@@ -910,20 +916,14 @@ impl Figure for Intervals<'_> {
             .x_label_area_size(52)
             .y_label_area_size(180)
             .build_cartesian_2d(self.x.clone(), -0.6..(n as f64 - 0.4))?;
-        chart
-            .configure_mesh()
+        let mut mesh = chart.configure_mesh();
+        house_style(&mut mesh)
             .x_desc(self.labels.x_label.as_str())
             .x_labels(8)
             .y_labels(n.max(1))
             .x_label_formatter(&fmt_tick)
             .y_label_formatter(&name_of)
-            .label_style((FONT_FAMILY, TICK_PX))
-            .axis_desc_style((FONT_FAMILY, AXIS_TITLE_PX))
-            .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD))
-            .light_line_style(RGBColor(0xF3, 0xF3, 0xF3))
-            .max_light_lines(1)
             .disable_y_mesh()
-            .axis_style(RGBColor(0x55, 0x55, 0x55))
             .draw()?;
         if let Some(r) = self.reference.filter(|r| r.is_finite()) {
             let ends = [(r, -0.6), (r, n as f64 - 0.4)];
