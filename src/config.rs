@@ -300,7 +300,7 @@ pub fn training_horizon(teaching: &TeachingConfig) -> usize {
 /// task's own `eval_every` that divides H (20 for Fashion-MNIST's H = 500, against 10
 /// when evaluating). Dev evaluations are a large part of a training episode's cost,
 /// and the area over 25 points still tells the policies apart: ES trained this way
-/// teaches as well as with 50 points (the README's "What each ES option bought").
+/// teaches as well as with 50 points (docs/notes/es-options.md).
 pub fn training_eval_every(teaching: &TeachingConfig) -> usize {
     let every = teaching.eval_every.max(1);
     let horizon = training_horizon(teaching);
@@ -353,7 +353,7 @@ impl RunConfig {
     /// `irreducible_loss` feature ([`Preset::irreducible_loss_feature`]).
     pub fn reproduction(mut preset: Preset) -> Self {
         // Every teacher sees each instance's holdout loss (cross-fitted): RHO-LOSS's
-        // signal, which ES learns to use (README, "Headline").
+        // signal, which ES learns to use (docs/results.md).
         preset.irreducible_loss_feature = true;
         let teachers = vec![
             TeacherEntry::new(labels::NO_TEACH, TeacherConfig::NoTeach),

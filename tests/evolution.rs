@@ -1,12 +1,12 @@
 //! Evolution strategies: the same teacher for any number of workers, antithetic pairs
-//! with common random numbers, a checkpoint that resumes bit for bit, and a gradient
+//! with common random numbers, and a gradient
 //! estimate that climbs a reward it can see.
 
 mod common;
 
 use l2t::agents::{
-    load_teacher, train_parallel, AgentError, CommonRandomNumbers, EsConfig, EvolutionStrategies,
-    Learner, PooledEpisode, Teacher,
+    train_parallel, AgentError, CommonRandomNumbers, EsConfig, EvolutionStrategies, Learner,
+    PooledEpisode, Teacher,
 };
 use l2t::envs::{EnvPool, TeachingConfig, TeachingEnv};
 
@@ -144,47 +144,6 @@ fn common_random_numbers_read_from_names_and_from_the_earlier_booleans() {
         .to_string();
     assert!(error.contains("\"all\""), "{error}");
     assert!(error.contains("\"generation\""), "{error}");
-}
-
-#[test]
-fn a_checkpoint_resumes_es_bit_for_bit() {
-    let dir = std::env::temp_dir().join(format!("l2t-es-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let straight_path = dir.join("straight.ckpt");
-    let resumed_path = dir.join("resumed.ckpt");
-
-    let mut straight = es(0);
-    train(&mut straight, 2, 8);
-    straight.save(&straight_path).unwrap();
-
-    let mut first = es(0);
-    train(&mut first, 2, 4);
-    first.save(&resumed_path).unwrap();
-    let mut loaded = EvolutionStrategies::load(&resumed_path, Some(13)).unwrap();
-    assert_eq!(loaded.episodes_learned(), 4);
-    train(&mut loaded, 1, 8);
-    loaded.save(&resumed_path).unwrap();
-    assert_eq!(
-        std::fs::read(&straight_path).unwrap(),
-        std::fs::read(&resumed_path).unwrap()
-    );
-
-    // load_teacher picks the kind from the file; a wrong width is a typed error.
-    let mut any = load_teacher(&straight_path, Some(13)).unwrap();
-    assert_eq!(any.name(), "es");
-    assert!(any.as_learner().is_some());
-    let error = match load_teacher(&straight_path, Some(12)) {
-        Ok(_) => panic!("a 13-feature checkpoint loaded for 12 features"),
-        Err(e) => e.to_string(),
-    };
-    assert!(error.contains("13") && error.contains("12"), "{error}");
-    // A damaged file is refused, never a panic.
-    let mut bytes = std::fs::read(&straight_path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x40;
-    std::fs::write(&resumed_path, &bytes).unwrap();
-    assert!(EvolutionStrategies::load(&resumed_path, Some(13)).is_err());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -1,12 +1,10 @@
 //! PPO: the same teacher for any number of workers (with the paper's terminal reward
-//! and with the dense dev-accuracy area), a checkpoint that resumes bit for bit, and
+//! and with the dense dev-accuracy area), and
 //! an update that climbs a per-step reward it can see.
 
 mod common;
 
-use l2t::agents::{
-    load_teacher, train_parallel, AgentError, Learner, PooledEpisode, Ppo, PpoConfig, Teacher,
-};
+use l2t::agents::{train_parallel, AgentError, Learner, PooledEpisode, Ppo, PpoConfig, Teacher};
 use l2t::envs::{EnvPool, Reward, TeachingConfig, TeachingEnv};
 
 fn config(reward: Reward) -> TeachingConfig {
@@ -77,57 +75,6 @@ fn ppo_trains_the_same_teacher_for_any_worker_count() {
             common::outcomes(&other_episodes)
         );
     }
-}
-
-#[test]
-fn a_checkpoint_resumes_ppo_bit_for_bit() {
-    let dir = std::env::temp_dir().join(format!("l2t-ppo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let straight_path = dir.join("straight.ckpt");
-    let resumed_path = dir.join("resumed.ckpt");
-    let reward = Reward::IterationsToTau;
-
-    let mut straight = ppo();
-    let straight_episodes = train(&mut straight, 2, 8, reward);
-    straight.save(&straight_path).unwrap();
-
-    let mut first = ppo();
-    train(&mut first, 2, 4, reward);
-    first.save(&resumed_path).unwrap();
-    let mut loaded = Ppo::load(&resumed_path, Some(13)).unwrap();
-    assert_eq!(loaded.episodes_learned(), 4);
-    let resumed_episodes = train(&mut loaded, 1, 8, reward);
-    assert_eq!(
-        common::outcomes(&resumed_episodes),
-        common::outcomes(&straight_episodes[4..])
-    );
-    loaded.save(&resumed_path).unwrap();
-    assert_eq!(
-        std::fs::read(&straight_path).unwrap(),
-        std::fs::read(&resumed_path).unwrap()
-    );
-
-    // load_teacher picks the kind from the file; a wrong width is a typed error.
-    let mut any = load_teacher(&straight_path, Some(13)).unwrap();
-    assert_eq!(any.name(), "ppo");
-    assert!(any.as_learner().is_some());
-    assert!(matches!(
-        Ppo::load(&straight_path, Some(12)),
-        Err(AgentError::FeatureWidthMismatch {
-            trained: 13,
-            env: 12
-        })
-    ));
-    // A flipped byte is refused, never a panic.
-    let mut bytes = std::fs::read(&straight_path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x40;
-    std::fs::write(&resumed_path, &bytes).unwrap();
-    assert!(matches!(
-        Ppo::load(&resumed_path, Some(13)),
-        Err(AgentError::CorruptCheckpoint { .. })
-    ));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -17,7 +17,7 @@
 //!    which no action changes, so the optimal policy of the terminal objective is kept,
 //!    while steps that raised the student's accuracy get immediate credit.
 //!
-//! It trains on the crate's one rollout-and-learn loop ([`crate::parallel`]): each
+//! It trains on the crate's one rollout-and-learn loop ([`crate::rollout`]): each
 //! update's K = `episodes_per_update` episodes (1 by default) are rolled out whole with
 //! a frozen copy of the actor, then one update is made on their samples, so no
 //! clipping is needed; [`crate::ppo`] reuses K episodes' samples for several epochs,
@@ -40,11 +40,12 @@ use l2t_envs::seeding::{stream_rng, Stream};
 use l2t_envs::student::{init_from_stream, torch_default_init};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
+use crate::checkpoint::Checkpointed;
+use crate::episode::UpdateStats;
 use crate::error::{invalid_config, AgentError, Result};
-use crate::parallel::{plan_episodes, Learner, RolloutJob};
 use crate::policy::BernoulliPolicy;
-use crate::reinforce::Trajectory;
-use crate::teacher::{KeepMask, Teacher, UpdateStats};
+use crate::rollout::{plan_episodes, Learner, RolloutJob, Trajectory};
+use crate::teacher::{KeepMask, Teacher};
 use l2t_envs::student::Adam;
 
 /// Index of `best_dev_accuracy` in the observation's student-state vector.
@@ -198,6 +199,10 @@ impl std::fmt::Debug for ActorCritic {
     }
 }
 
+/// The critic's inputs: the student-state vector (progress, average loss, best dev
+/// accuracy).
+const CRITIC_INPUTS: usize = 3;
+
 impl ActorCritic {
     /// An actor-critic teacher for observations with `feature_dim` columns.
     pub fn new(config: ActorCriticConfig, feature_dim: usize) -> Result<Self> {
@@ -211,7 +216,7 @@ impl ActorCritic {
             &mut init_rng,
         )?;
         let (critic, critic_optimizer) = Critic::with_adam(
-            3,
+            CRITIC_INPUTS,
             config.critic_hidden,
             config.critic_learning_rate,
             &mut init_rng,
@@ -332,14 +337,6 @@ impl Teacher for ActorCritic {
         self.policy
             .sample_features(&observation.features, &mut self.sampling_rng)
     }
-
-    fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
-        self.save(path)
-    }
-
-    fn as_learner(&mut self) -> Option<&mut dyn Learner> {
-        Some(self)
-    }
 }
 
 impl Learner for ActorCritic {
@@ -405,7 +402,77 @@ impl Learner for ActorCritic {
     fn episodes_learned(&self) -> usize {
         self.episodes
     }
+
+    fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
+        self.save(path)
+    }
 }
+
+/// The [`Checkpointed`] impl of a teacher made of an actor (`policy`) and a critic, each
+/// with its Adam (`actor_optimizer`, `critic_optimizer`), a `config` with `hidden` and
+/// `critic_hidden`, `episodes` and a `sampling_rng`: [`ActorCritic`] and
+/// [`Ppo`](crate::ppo::Ppo). A checkpoint holds both networks (the actor's variables
+/// prefixed `actor/`, then the critic's prefixed `critic/`), both Adams, the config, the
+/// episode count and the teaching stream. `$critic_inputs` maps the feature width to
+/// the critic's inputs.
+macro_rules! actor_and_critic_checkpoint {
+    ($teacher:ty, $config:ty, $kind:literal, $critic_inputs:expr) => {
+        impl $crate::checkpoint::Checkpointed for $teacher {
+            const KIND: &'static str = $kind;
+            type State = $config;
+
+            fn state(&self) -> $config {
+                self.config.clone()
+            }
+            fn feature_dim(&self) -> usize {
+                self.policy.input_dim()
+            }
+            fn variables(&self) -> Vec<(String, tch::Tensor)> {
+                $crate::weights::prefixed_trainable(&[
+                    ("actor", self.policy.var_store()),
+                    ("critic", &self.critic.vs),
+                ])
+            }
+            fn optimizers(&self) -> Vec<&l2t_envs::student::Adam> {
+                vec![&self.actor_optimizer, &self.critic_optimizer]
+            }
+            fn optimizers_mut(&mut self) -> Vec<&mut l2t_envs::student::Adam> {
+                vec![&mut self.actor_optimizer, &mut self.critic_optimizer]
+            }
+            fn progress(&self) -> $crate::checkpoint::Progress {
+                $crate::checkpoint::Progress {
+                    episodes: self.episodes,
+                    baseline: None,
+                    sampling_rng: self.sampling_rng.clone(),
+                }
+            }
+            fn parameter_count(config: &$config, feature_dim: usize) -> Option<usize> {
+                use $crate::weights::mlp_parameter_count;
+                let critic_inputs: fn(usize) -> usize = $critic_inputs;
+                mlp_parameter_count(feature_dim, config.hidden)?.checked_add(mlp_parameter_count(
+                    critic_inputs(feature_dim),
+                    config.critic_hidden,
+                )?)
+            }
+            fn rebuild(config: $config, feature_dim: usize) -> $crate::error::Result<Self> {
+                Self::new(config, feature_dim)
+            }
+            fn resume(
+                &mut self,
+                progress: $crate::checkpoint::Progress,
+            ) -> $crate::error::Result<()> {
+                self.episodes = progress.episodes;
+                self.sampling_rng = progress.sampling_rng;
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use actor_and_critic_checkpoint;
+
+actor_and_critic_checkpoint!(ActorCritic, ActorCriticConfig, "actor_critic", |_| {
+    CRITIC_INPUTS
+});
 
 #[cfg(test)]
 mod tests {

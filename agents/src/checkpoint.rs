@@ -1,12 +1,19 @@
-//! Saving and loading trained teachers: [`Reinforce`], [`ActorCritic`],
-//! [`EvolutionStrategies`] and [`Ppo`].
+//! The checkpoint file format of learned teachers, and nothing else: safetensors, the
+//! metadata, the checksum, versions, atomic writes and typed errors.
+//!
+//! What a checkpoint holds is each teacher's business: a learned teacher implements
+//! [`Checkpointed`] in its own file (its named tensors, its optimizers' states, its
+//! serde state and its progress, both ways), and this module stores and checks them.
+//! The registry (`l2t_agents::load_teacher`, beside `TeacherConfig`) reads a file
+//! ([`CheckpointFile::read`]) and picks the type by the stored kind. Adding a learned
+//! teacher touches its own file and the registry only.
 //!
 //! A checkpoint restores everything that decides the teacher's future: the network
 //! weights, the Adam state of every optimizer, the reward baseline, the episode count
 //! (which sets the learning-rate decay) and the position of the action-sampling
 //! stream. A teacher loaded from a checkpoint therefore samples the same masks and
 //! learns the same weights as the teacher that was saved. Save between updates: the
-//! episodes of an update in progress are not stored. [`load_teacher`] reads any kind.
+//! episodes of an update in progress are not stored.
 //!
 //! # File format (version 3)
 //!
@@ -14,16 +21,15 @@
 //! standard tensor container that tch, PyTorch and most ML tools read:
 //!
 //! - tensors (f32, little-endian): every network variable as `weight/<name>` with its
-//!   shape (sorted by name; the actor-critic's and PPO's prefixed `actor/` and
-//!   `critic/`), and each optimizer's moments as `adam/<k>/<i>/exp_avg` and
-//!   `adam/<k>/<i>/exp_avg_sq` (optimizer k, variable i in name order, flattened);
+//!   shape, in the order of [`Checkpointed::variables`], and each optimizer's moments as
+//!   `adam/<k>/<i>/exp_avg` and `adam/<k>/<i>/exp_avg_sq` (optimizer k of
+//!   [`Checkpointed::optimizers`], variable i in name order, flattened);
 //! - one metadata entry, `l2t`, a JSON object: `format` (`"l2t-teacher"`), `version`
 //!   (3), `checksum` and `state`, the serde state as JSON text: the teacher kind
-//!   (`"reinforce"`, `"actor_critic"`, `"es"` or `"ppo"`), the config as JSON (for ES
-//!   with the feature statistics; a config field added later with a default still reads
-//!   old files), the feature dimension, the variable names, each optimizer's step
+//!   ([`Checkpointed::KIND`]), the teacher's [`Checkpointed::State`] as JSON (stored as
+//!   `config_json`), the feature dimension, the variable names, each optimizer's step
 //!   counts, the baseline, the episode count and the sampling stream (ChaCha8 seed,
-//!   stream, word position).
+//!   stream, word position): [`Progress`].
 //!
 //! `checksum` is the FNV-1a (64-bit) hash of the state text followed by every tensor's
 //! bytes in the order above: with safetensors' own checks of the header and the data
@@ -36,22 +42,16 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use crate::actor_critic::{ActorCritic, ActorCriticConfig, Critic};
 use crate::error::{AgentError, Result};
-use crate::es::{EsConfig, EvolutionStrategies, FeatureStats};
-use crate::policy::BernoulliPolicy;
-use crate::ppo::{Ppo, PpoConfig};
-use crate::reinforce::{Reinforce, ReinforceConfig};
-use crate::teacher::Teacher;
-use crate::weights::named_trainable_in_name_order;
 use l2t_envs::student::{Adam, AdamState};
 
 /// The `format` of every teacher checkpoint's `l2t` metadata.
@@ -62,15 +62,6 @@ pub const CHECKPOINT_VERSION: u32 = 3;
 const LEGACY_MAGIC: &[u8; 8] = b"L2TTEACH";
 /// The safetensors metadata key holding the [`Header`].
 const METADATA_KEY: &str = "l2t";
-/// Teacher kind stored in checkpoints of [`Reinforce`] (its `TeacherConfig` kind).
-pub const REINFORCE_KIND: &str = "reinforce";
-/// Teacher kind stored in checkpoints of [`ActorCritic`] (its `TeacherConfig` kind).
-pub const ACTOR_CRITIC_KIND: &str = "actor_critic";
-/// Teacher kind stored in checkpoints of [`EvolutionStrategies`] (its `TeacherConfig` kind).
-pub const ES_KIND: &str = "es";
-/// Teacher kind stored in checkpoints of [`Ppo`] (its `TeacherConfig` kind).
-pub const PPO_KIND: &str = "ppo";
-
 /// One variable of a network.
 #[derive(Debug, Clone, PartialEq)]
 struct NamedTensor {
@@ -376,59 +367,191 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Payload> {
     })
 }
 
-/// Reads and checks the checkpoint at `path`.
-fn read_payload(path: &Path) -> Result<Payload> {
-    let bytes = fs::read(path).map_err(|e| io_error(path, e))?;
-    decode(path, &bytes)
+/// What a learned teacher has learned besides its tensors and its config: the
+/// episodes it learned from, its reward baseline b (REINFORCE's; `None` elsewhere)
+/// and the position of its teaching stream.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Episodes learned from (they set the learning-rate decay and the next seeds).
+    pub episodes: usize,
+    /// b, where the teacher keeps one.
+    pub baseline: Option<f64>,
+    /// The stream of the keep-masks the teacher samples when it teaches.
+    pub sampling_rng: ChaCha8Rng,
 }
 
-/// Refuses a payload of another teacher kind, or one whose network reads another
-/// number of features than `expected_feature_dim`; returns its feature dimension.
-fn check_kind_and_width(
-    path: &Path,
-    payload: &Payload,
-    kind: &str,
-    expected_feature_dim: Option<usize>,
-) -> Result<usize> {
-    if payload.kind != kind {
-        return Err(AgentError::CheckpointKind {
-            path: path.to_path_buf(),
-            found: payload.kind.clone(),
-            expected: kind.to_string(),
-        });
+/// A learned teacher's side of a checkpoint, implemented in its own file: what it
+/// stores (named tensors, optimizer states, a serde state, its [`Progress`]) and how it
+/// is rebuilt from them. [`save`] and [`CheckpointFile::restore`] do the rest.
+///
+/// Loading is: check the kind and the feature width, read the [`Self::State`], check
+/// [`Self::parameter_count`] against the stored values (before anything is allocated),
+/// [`Self::rebuild`] a fresh teacher, copy the stored values into [`Self::variables`]
+/// and [`Self::optimizers_mut`], then [`Self::resume`] its progress.
+pub trait Checkpointed: Sized {
+    /// The kind stored in the file: the teacher's `TeacherConfig` tag.
+    const KIND: &'static str;
+    /// The serde state: the config, and what the teacher learned that is not a tensor.
+    /// A field added to it later with a serde default still reads older files.
+    type State: Serialize + DeserializeOwned;
+
+    /// The serde state to store.
+    fn state(&self) -> Self::State;
+    /// Feature columns the teacher's networks read.
+    fn feature_dim(&self) -> usize;
+    /// The networks' variables by name, in stored order. Shallow: writing into them
+    /// writes into the teacher (how a checkpoint is restored).
+    fn variables(&self) -> Vec<(String, Tensor)>;
+    /// The optimizers, in stored order.
+    fn optimizers(&self) -> Vec<&Adam>;
+    /// The optimizers, in stored order, to restore their states.
+    fn optimizers_mut(&mut self) -> Vec<&mut Adam>;
+    /// What the teacher has learned besides tensors and state.
+    fn progress(&self) -> Progress;
+    /// Scalars of the networks `state` describes for `feature_dim` features (`None` on
+    /// overflow): checked against the file before [`Self::rebuild`] allocates them.
+    fn parameter_count(state: &Self::State, feature_dim: usize) -> Option<usize>;
+    /// A fresh teacher for `state` and `feature_dim`, whose variables and optimizers
+    /// then receive the stored values.
+    fn rebuild(state: Self::State, feature_dim: usize) -> Result<Self>;
+    /// Takes up the stored progress, after the variables and optimizers are restored.
+    fn resume(&mut self, progress: Progress) -> Result<()>;
+
+    /// Saves the teacher to `path` with [`save`].
+    fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        save(self, path.as_ref())
     }
-    let feature_dim = usize::try_from(payload.feature_dim)
-        .map_err(|_| corrupt(path, "feature dimension out of range"))?;
-    if let Some(env) = expected_feature_dim {
-        if env != feature_dim {
-            return Err(AgentError::FeatureWidthMismatch {
-                trained: feature_dim,
-                env,
+
+    /// Loads a teacher of this kind from `path`. With `expected_feature_dim`, a
+    /// checkpoint whose networks read another number of features is refused with
+    /// [`AgentError::FeatureWidthMismatch`]; a file of another kind with
+    /// [`AgentError::CheckpointKind`].
+    fn load(path: impl AsRef<Path>, expected_feature_dim: Option<usize>) -> Result<Self> {
+        CheckpointFile::read(path)?.restore(expected_feature_dim)
+    }
+}
+
+/// Saves `teacher` to `path` in the format of the [module docs](self), atomically:
+/// through `<path>.part`, flushed, then renamed.
+pub fn save<T: Checkpointed>(teacher: &T, path: &Path) -> Result<()> {
+    let progress = teacher.progress();
+    let payload = Payload {
+        kind: T::KIND.to_string(),
+        config_json: serde_json::to_string(&teacher.state())
+            .map_err(|e| io_error(path, std::io::Error::other(e.to_string())))?,
+        feature_dim: teacher.feature_dim() as u64,
+        weights: export_weights(teacher.variables())?,
+        optimizers: (teacher.optimizers().into_iter())
+            .map(Adam::export_state)
+            .collect::<std::result::Result<_, _>>()?,
+        baseline: progress.baseline,
+        episodes: progress.episodes as u64,
+        sampling_rng: RngState::of(&progress.sampling_rng),
+    };
+    let bytes = encode(&payload).map_err(|e| io_error(path, std::io::Error::other(e)))?;
+    l2t_envs::io::write_atomic(path, &bytes).map_err(|e| io_error(path, e))
+}
+
+/// A checkpoint read from disk and checked (structure, format, version, checksum),
+/// not yet turned into a teacher: the registry reads its [`kind`](Self::kind), then
+/// [`restores`](Self::restore) the type of that kind.
+#[derive(Debug)]
+pub struct CheckpointFile {
+    path: PathBuf,
+    payload: Payload,
+}
+
+impl CheckpointFile {
+    /// Reads and checks the checkpoint at `path`.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = fs::read(path).map_err(|e| io_error(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            payload: decode(path, &bytes)?,
+        })
+    }
+
+    /// The stored teacher kind.
+    pub fn kind(&self) -> &str {
+        &self.payload.kind
+    }
+
+    /// The episodes the stored teacher has learned from.
+    pub fn episodes(&self) -> Result<usize> {
+        episodes_of(&self.path, self.payload.episodes)
+    }
+
+    /// The error for a kind no loader knows; `known` lists the kinds that are.
+    pub fn unknown_kind(&self, known: &[&str]) -> AgentError {
+        corrupt(
+            &self.path,
+            format!(
+                "unknown teacher kind `{}` (known: {})",
+                self.payload.kind,
+                known.join(", ")
+            ),
+        )
+    }
+
+    /// The teacher stored in the file, as a `T`; `expected_feature_dim` as in
+    /// [`Checkpointed::load`].
+    pub fn restore<T: Checkpointed>(self, expected_feature_dim: Option<usize>) -> Result<T> {
+        let Self { path, payload } = self;
+        let path = path.as_path();
+        if payload.kind != T::KIND {
+            return Err(AgentError::CheckpointKind {
+                path: path.to_path_buf(),
+                found: payload.kind,
+                expected: T::KIND.to_string(),
             });
         }
+        let feature_dim = usize::try_from(payload.feature_dim)
+            .map_err(|_| corrupt(path, "feature dimension out of range"))?;
+        if let Some(env) = expected_feature_dim {
+            if env != feature_dim {
+                return Err(AgentError::FeatureWidthMismatch {
+                    trained: feature_dim,
+                    env,
+                });
+            }
+        }
+        let state: T::State = serde_json::from_str(&payload.config_json)
+            .map_err(|e| corrupt(path, format!("unreadable config: {e}")))?;
+        // The stored values bound the networks' size: a damaged or crafted header cannot
+        // make a rebuild allocate more than the file holds.
+        let stored: usize = payload.weights.iter().map(|w| w.values.len()).sum();
+        let expected = T::parameter_count(&state, feature_dim);
+        if expected != Some(stored) {
+            return Err(corrupt(
+                path,
+                format!(
+                    "{stored} stored weights, a `{}` teacher of {feature_dim} features has {}",
+                    T::KIND,
+                    expected.map_or("more than fit in memory".into(), |n| n.to_string())
+                ),
+            ));
+        }
+        let rebuild_error =
+            |e: AgentError| corrupt(path, format!("cannot rebuild the teacher: {e}"));
+        let mut teacher = T::rebuild(state, feature_dim).map_err(rebuild_error)?;
+        import_weights(path, teacher.variables(), &payload.weights)?;
+        import_optimizers(path, teacher.optimizers_mut(), payload.optimizers)?;
+        teacher
+            .resume(Progress {
+                episodes: episodes_of(path, payload.episodes)?,
+                baseline: payload.baseline,
+                sampling_rng: payload.sampling_rng.restore(),
+            })
+            .map_err(rebuild_error)?;
+        Ok(teacher)
     }
-    Ok(feature_dim)
 }
 
-/// The teacher config stored in `payload`.
-fn read_config<T: serde::de::DeserializeOwned>(path: &Path, payload: &Payload) -> Result<T> {
-    serde_json::from_str(&payload.config_json)
-        .map_err(|e| corrupt(path, format!("unreadable config: {e}")))
-}
-
-/// The stored values bound the networks' size: a damaged or crafted header cannot make
-/// a rebuild allocate more than the file holds.
-fn check_value_count(
-    path: &Path,
-    payload: &Payload,
-    expected: Option<usize>,
-    what: &str,
-) -> Result<()> {
-    let stored: usize = payload.weights.iter().map(|w| w.values.len()).sum();
-    if expected != Some(stored) {
-        return Err(corrupt(path, format!("{stored} stored weights for {what}")));
-    }
-    Ok(())
+/// The number of episodes the teacher in the checkpoint at `path` has learned from
+/// (where resumed training continues).
+pub fn checkpoint_episodes(path: impl AsRef<Path>) -> Result<usize> {
+    CheckpointFile::read(path)?.episodes()
 }
 
 /// The current values of `variables` as stored records.
@@ -509,429 +632,110 @@ fn episodes_of(path: &Path, episodes: u64) -> Result<usize> {
     usize::try_from(episodes).map_err(|_| corrupt(path, "episode count out of range"))
 }
 
-/// The number of episodes the teacher in the checkpoint at `path` has learned from
-/// (where resumed training continues).
-pub fn checkpoint_episodes(path: impl AsRef<Path>) -> Result<usize> {
-    let path = path.as_ref();
-    let payload = read_payload(path)?;
-    episodes_of(path, payload.episodes)
-}
-
-/// Loads any checkpointed teacher, choosing the type by the kind stored in the file.
-/// With `expected_feature_dim`, a checkpoint whose networks read another number of
-/// features is refused with [`AgentError::FeatureWidthMismatch`].
-pub fn load_teacher(
-    path: impl AsRef<Path>,
-    expected_feature_dim: Option<usize>,
-) -> Result<Box<dyn Teacher>> {
-    let path = path.as_ref();
-    let payload = read_payload(path)?;
-    Ok(match payload.kind.as_str() {
-        REINFORCE_KIND => Box::new(Reinforce::from_payload(
-            path,
-            payload,
-            expected_feature_dim,
-        )?),
-        ACTOR_CRITIC_KIND => Box::new(ActorCritic::from_payload(
-            path,
-            payload,
-            expected_feature_dim,
-        )?),
-        ES_KIND => Box::new(EvolutionStrategies::from_payload(
-            path,
-            payload,
-            expected_feature_dim,
-        )?),
-        PPO_KIND => Box::new(Ppo::from_payload(path, payload, expected_feature_dim)?),
-        other => {
-            return Err(corrupt(
-                path,
-                format!(
-                    "unknown teacher kind `{other}` (known: {REINFORCE_KIND}, {ACTOR_CRITIC_KIND}, {ES_KIND}, {PPO_KIND})"
-                ),
-            ))
-        }
-    })
-}
-
-/// Encodes `payload` and writes it to `path` atomically.
-fn save_payload(path: &Path, payload: &Payload) -> Result<()> {
-    let bytes = encode(payload).map_err(|e| io_error(path, std::io::Error::other(e)))?;
-    l2t_envs::io::write_atomic(path, &bytes).map_err(|e| io_error(path, e))
-}
-
-/// The config of `payload` as JSON text.
-fn config_json(path: &Path, config: &impl Serialize) -> Result<String> {
-    serde_json::to_string(config).map_err(|e| io_error(path, std::io::Error::other(e.to_string())))
-}
-
-impl Reinforce {
-    /// Saves the teacher to `path` (see the [module docs](crate::checkpoint) for the
-    /// format), atomically: through `<path>.part`, flushed, then renamed.
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let payload = Payload {
-            kind: REINFORCE_KIND.to_string(),
-            config_json: config_json(path, &self.config)?,
-            feature_dim: self.policy.input_dim() as u64,
-            weights: export_weights(reinforce_variables(self))?,
-            optimizers: vec![self.optimizer.export_state()?],
-            baseline: self.baseline,
-            episodes: self.episodes as u64,
-            sampling_rng: RngState::of(&self.sampling_rng),
-        };
-        save_payload(path, &payload)
-    }
-
-    /// Loads a teacher saved by [`Reinforce::save`]. With `expected_feature_dim`, a
-    /// checkpoint whose policy reads another number of features is refused with
-    /// [`AgentError::FeatureWidthMismatch`].
-    pub fn load(path: impl AsRef<Path>, expected_feature_dim: Option<usize>) -> Result<Self> {
-        let path = path.as_ref();
-        Self::from_payload(path, read_payload(path)?, expected_feature_dim)
-    }
-
-    fn from_payload(
-        path: &Path,
-        payload: Payload,
-        expected_feature_dim: Option<usize>,
-    ) -> Result<Self> {
-        let feature_dim =
-            check_kind_and_width(path, &payload, REINFORCE_KIND, expected_feature_dim)?;
-        let config: ReinforceConfig = read_config(path, &payload)?;
-        check_value_count(
-            path,
-            &payload,
-            policy_size(feature_dim, config.hidden),
-            &format!("a {feature_dim}-{}-1 policy", config.hidden),
-        )?;
-        let mut teacher = Reinforce::new(config, feature_dim)
-            .map_err(|e| corrupt(path, format!("cannot rebuild the teacher: {e}")))?;
-        import_weights(path, reinforce_variables(&teacher), &payload.weights)?;
-        import_optimizers(path, vec![&mut teacher.optimizer], payload.optimizers)?;
-        teacher.baseline = payload.baseline;
-        teacher.episodes = episodes_of(path, payload.episodes)?;
-        teacher.sampling_rng = payload.sampling_rng.restore();
-        Ok(teacher)
-    }
-}
-
-impl ActorCritic {
-    /// Saves the teacher (actor, critic, both Adam states, episode count, sampling
-    /// stream) to `path`, atomically, in the format of the [module docs](crate::checkpoint).
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let networks = TwoNetworks {
-            actor: &self.policy,
-            critic: &self.critic,
-            optimizers: [&self.actor_optimizer, &self.critic_optimizer],
-        };
-        let payload = networks.payload(
-            ACTOR_CRITIC_KIND,
-            config_json(path, &self.config)?,
-            self.episodes,
-            &self.sampling_rng,
-        )?;
-        save_payload(path, &payload)
-    }
-
-    /// Loads a teacher saved by [`ActorCritic::save`]; `expected_feature_dim` as in
-    /// [`Reinforce::load`].
-    pub fn load(path: impl AsRef<Path>, expected_feature_dim: Option<usize>) -> Result<Self> {
-        let path = path.as_ref();
-        Self::from_payload(path, read_payload(path)?, expected_feature_dim)
-    }
-
-    fn from_payload(
-        path: &Path,
-        payload: Payload,
-        expected_feature_dim: Option<usize>,
-    ) -> Result<Self> {
-        let feature_dim =
-            check_kind_and_width(path, &payload, ACTOR_CRITIC_KIND, expected_feature_dim)?;
-        let config: ActorCriticConfig = read_config(path, &payload)?;
-        // Critic: 3 state values -> critic_hidden tanh -> 1.
-        check_two_network_size(
-            path,
-            &payload,
-            (feature_dim, config.hidden),
-            (3, config.critic_hidden),
-        )?;
-        let mut teacher = ActorCritic::new(config, feature_dim)
-            .map_err(|e| corrupt(path, format!("cannot rebuild the teacher: {e}")))?;
-        let ActorCritic {
-            policy,
-            critic,
-            actor_optimizer,
-            critic_optimizer,
-            ..
-        } = &mut teacher;
-        let (episodes, sampling_rng) = restore_two_networks(
-            path,
-            payload,
-            (policy, critic),
-            [actor_optimizer, critic_optimizer],
-        )?;
-        teacher.episodes = episodes;
-        teacher.sampling_rng = sampling_rng;
-        Ok(teacher)
-    }
-}
-
-impl EvolutionStrategies {
-    /// Saves the teacher (theta, its Adam state, the feature statistics beside the
-    /// config in the JSON text, the episode count and the teaching stream; a
-    /// generation's directions are regenerated from the seed) to `path`,
-    /// atomically, in the format of the [module docs](crate::checkpoint).
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let payload = Payload {
-            kind: ES_KIND.to_string(),
-            config_json: config_json(path, &(&self.config, &self.features))?,
-            feature_dim: self.theta.input_dim() as u64,
-            weights: export_weights(named_trainable_in_name_order(self.theta.var_store()))?,
-            optimizers: vec![self.optimizer.export_state()?],
-            baseline: None,
-            episodes: self.episodes as u64,
-            sampling_rng: RngState::of(&self.sampling_rng),
-        };
-        save_payload(path, &payload)
-    }
-
-    /// Loads a teacher saved by [`EvolutionStrategies::save`]; `expected_feature_dim`
-    /// as in [`Reinforce::load`].
-    pub fn load(path: impl AsRef<Path>, expected_feature_dim: Option<usize>) -> Result<Self> {
-        let path = path.as_ref();
-        Self::from_payload(path, read_payload(path)?, expected_feature_dim)
-    }
-
-    fn from_payload(
-        path: &Path,
-        payload: Payload,
-        expected_feature_dim: Option<usize>,
-    ) -> Result<Self> {
-        let feature_dim = check_kind_and_width(path, &payload, ES_KIND, expected_feature_dim)?;
-        let (config, features): (EsConfig, FeatureStats) = read_config(path, &payload)?;
-        if features.sum.len() != feature_dim || features.sum_sq.len() != feature_dim {
-            return Err(corrupt(
-                path,
-                format!(
-                    "feature statistics of {} columns for {feature_dim} features",
-                    features.sum.len()
-                ),
-            ));
-        }
-        check_value_count(
-            path,
-            &payload,
-            policy_size(feature_dim, config.hidden),
-            &format!("a {feature_dim}-{}-1 policy", config.hidden),
-        )?;
-        let mut teacher = EvolutionStrategies::new(config, feature_dim)
-            .map_err(|e| corrupt(path, format!("cannot rebuild the teacher: {e}")))?;
-        import_weights(
-            path,
-            named_trainable_in_name_order(teacher.theta.var_store()),
-            &payload.weights,
-        )?;
-        import_optimizers(path, vec![&mut teacher.optimizer], payload.optimizers)?;
-        teacher.episodes = episodes_of(path, payload.episodes)?;
-        teacher.sampling_rng = payload.sampling_rng.restore();
-        teacher.features = features;
-        teacher
-            .refold()
-            .map_err(|e| corrupt(path, format!("cannot rebuild the teacher: {e}")))?;
-        Ok(teacher)
-    }
-}
-
-impl Ppo {
-    /// Saves the teacher (actor, critic, both Adam states, episode count, teaching
-    /// stream; an update's minibatch order is regenerated from the seed) to `path`,
-    /// atomically, in the format of the [module docs](crate::checkpoint).
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let networks = TwoNetworks {
-            actor: &self.policy,
-            critic: &self.critic,
-            optimizers: [&self.actor_optimizer, &self.critic_optimizer],
-        };
-        let payload = networks.payload(
-            PPO_KIND,
-            config_json(path, &self.config)?,
-            self.episodes,
-            &self.sampling_rng,
-        )?;
-        save_payload(path, &payload)
-    }
-
-    /// Loads a teacher saved by [`Ppo::save`]; `expected_feature_dim` as in
-    /// [`Reinforce::load`].
-    pub fn load(path: impl AsRef<Path>, expected_feature_dim: Option<usize>) -> Result<Self> {
-        let path = path.as_ref();
-        Self::from_payload(path, read_payload(path)?, expected_feature_dim)
-    }
-
-    fn from_payload(
-        path: &Path,
-        payload: Payload,
-        expected_feature_dim: Option<usize>,
-    ) -> Result<Self> {
-        let feature_dim = check_kind_and_width(path, &payload, PPO_KIND, expected_feature_dim)?;
-        let config: PpoConfig = read_config(path, &payload)?;
-        // Critic: the F features of a step's mean row -> critic_hidden tanh -> 1.
-        check_two_network_size(
-            path,
-            &payload,
-            (feature_dim, config.hidden),
-            (feature_dim, config.critic_hidden),
-        )?;
-        let mut teacher = Ppo::new(config, feature_dim)
-            .map_err(|e| corrupt(path, format!("cannot rebuild the teacher: {e}")))?;
-        let Ppo {
-            policy,
-            critic,
-            actor_optimizer,
-            critic_optimizer,
-            ..
-        } = &mut teacher;
-        let (episodes, sampling_rng) = restore_two_networks(
-            path,
-            payload,
-            (policy, critic),
-            [actor_optimizer, critic_optimizer],
-        )?;
-        teacher.episodes = episodes;
-        teacher.sampling_rng = sampling_rng;
-        Ok(teacher)
-    }
-}
-
-/// The learned parts of a teacher made of an actor and a critic with an Adam each
-/// ([`ActorCritic`], [`Ppo`]), saved and restored alike.
-struct TwoNetworks<'a> {
-    actor: &'a BernoulliPolicy,
-    critic: &'a Critic,
-    /// The actor's Adam, then the critic's.
-    optimizers: [&'a Adam; 2],
-}
-
-impl TwoNetworks<'_> {
-    /// The payload of a `kind` teacher with these networks and `config_json`.
-    fn payload(
-        &self,
-        kind: &str,
-        config_json: String,
-        episodes: usize,
-        sampling_rng: &ChaCha8Rng,
-    ) -> Result<Payload> {
-        Ok(Payload {
-            kind: kind.to_string(),
-            config_json,
-            feature_dim: self.actor.input_dim() as u64,
-            weights: export_weights(actor_and_critic_variables(
-                self.actor.var_store(),
-                &self.critic.vs,
-            ))?,
-            optimizers: self
-                .optimizers
-                .iter()
-                .map(|adam| adam.export_state())
-                .collect::<std::result::Result<_, _>>()?,
-            baseline: None,
-            episodes: episodes as u64,
-            sampling_rng: RngState::of(sampling_rng),
-        })
-    }
-}
-
-/// Refuses a payload whose stored values are not those of an `actor` = (F, H) network
-/// F-H-1 and a `critic` = (inputs, hidden) network inputs-hidden-1.
-fn check_two_network_size(
-    path: &Path,
-    payload: &Payload,
-    actor: (usize, usize),
-    critic: (usize, usize),
-) -> Result<()> {
-    let total = policy_size(actor.0, actor.1)
-        .zip(policy_size(critic.0, critic.1))
-        .and_then(|(a, c)| a.checked_add(c));
-    check_value_count(
-        path,
-        payload,
-        total,
-        &format!(
-            "a {}-{}-1 actor and a {}-{}-1 critic",
-            actor.0, actor.1, critic.0, critic.1
-        ),
-    )
-}
-
-/// Copies the stored weights and Adam states of `payload` into an actor and a critic
-/// and their Adams (the actor's first); returns the episode count and the sampling
-/// stream.
-fn restore_two_networks(
-    path: &Path,
-    payload: Payload,
-    (actor, critic): (&BernoulliPolicy, &Critic),
-    optimizers: [&mut Adam; 2],
-) -> Result<(usize, ChaCha8Rng)> {
-    import_weights(
-        path,
-        actor_and_critic_variables(actor.var_store(), &critic.vs),
-        &payload.weights,
-    )?;
-    import_optimizers(path, optimizers.into(), payload.optimizers)?;
-    Ok((
-        episodes_of(path, payload.episodes)?,
-        payload.sampling_rng.restore(),
-    ))
-}
-
-/// Scalars of a `feature_dim`-`hidden`-1 policy: (F + 1) H + H + 1.
-fn policy_size(feature_dim: usize, hidden: usize) -> Option<usize> {
-    if hidden == 0 {
-        // Linear: F weights and the bias.
-        return feature_dim.checked_add(1);
-    }
-    feature_dim
-        .checked_add(2)
-        .and_then(|f| f.checked_mul(hidden))
-        .and_then(|n| n.checked_add(1))
-}
-
-/// REINFORCE's policy variables, sorted by name.
-fn reinforce_variables(teacher: &Reinforce) -> Vec<(String, Tensor)> {
-    named_trainable_in_name_order(teacher.policy.var_store())
-}
-
-/// The variables of an actor and a critic: the actor's then the critic's, each sorted
-/// by name and prefixed `actor/` or `critic/`.
-fn actor_and_critic_variables(
-    actor: &tch::nn::VarStore,
-    critic: &tch::nn::VarStore,
-) -> Vec<(String, Tensor)> {
-    let prefixed = |prefix: &str, vs: &tch::nn::VarStore| {
-        named_trainable_in_name_order(vs)
-            .into_iter()
-            .map(|(name, t)| (format!("{prefix}/{name}"), t))
-            .collect::<Vec<_>>()
-    };
-    let mut variables = prefixed("actor", actor);
-    variables.extend(prefixed("critic", critic));
-    variables
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::episode::run_episode;
-    use crate::parallel::Learner;
-    use crate::teacher::Teacher;
-    use l2t_envs::{
-        MlpConfig, MlpStudent, OptimizerConfig, SyntheticConfig, TeachingConfig, TeachingEnv,
-    };
+    use crate::policy::BernoulliPolicy;
+    use crate::weights::{mlp_parameter_count, named_trainable_in_name_order};
+    use l2t_envs::seeding::{stream_rng, Stream};
+    use rand::Rng as _;
     use std::path::PathBuf;
+    use tch::Kind;
+
+    /// A learned teacher in miniature, to test the format alone: a policy, its Adam, a
+    /// serde state and progress.
+    #[derive(Debug)]
+    struct Toy {
+        hidden: usize,
+        policy: BernoulliPolicy,
+        adam: Adam,
+        progress: Progress,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct ToyState {
+        hidden: usize,
+    }
+
+    impl Toy {
+        fn new(hidden: usize, feature_dim: usize) -> Result<Self> {
+            let mut init = stream_rng(7, Stream::TeacherInit);
+            let (policy, adam) =
+                BernoulliPolicy::with_adam(feature_dim, hidden, 0.0, 1e-2, &mut init)?;
+            Ok(Self {
+                hidden,
+                policy,
+                adam,
+                progress: Progress {
+                    episodes: 0,
+                    baseline: None,
+                    sampling_rng: stream_rng(7, Stream::TeacherSampling),
+                },
+            })
+        }
+
+        /// A toy that has learned something: two Adam steps, progress moved on.
+        fn trained(hidden: usize, feature_dim: usize) -> Self {
+            let mut toy = Self::new(hidden, feature_dim).unwrap();
+            for _ in 0..2 {
+                let loss = toy
+                    .variables()
+                    .iter()
+                    .map(|(_, t)| t.square().sum(Kind::Float))
+                    .fold(Tensor::from(0.0f32), |a, b| a + b);
+                toy.adam.backward_step(&loss).unwrap();
+            }
+            toy.progress.episodes = 3;
+            toy.progress.baseline = Some(0.25);
+            let _: u64 = toy.progress.sampling_rng.gen();
+            toy
+        }
+
+        fn weight_bits(&self) -> Vec<u32> {
+            self.policy
+                .flat_weights()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        }
+    }
+
+    impl Checkpointed for Toy {
+        const KIND: &'static str = "toy";
+        type State = ToyState;
+
+        fn state(&self) -> ToyState {
+            ToyState {
+                hidden: self.hidden,
+            }
+        }
+        fn feature_dim(&self) -> usize {
+            self.policy.input_dim()
+        }
+        fn variables(&self) -> Vec<(String, Tensor)> {
+            named_trainable_in_name_order(self.policy.var_store())
+        }
+        fn optimizers(&self) -> Vec<&Adam> {
+            vec![&self.adam]
+        }
+        fn optimizers_mut(&mut self) -> Vec<&mut Adam> {
+            vec![&mut self.adam]
+        }
+        fn progress(&self) -> Progress {
+            self.progress.clone()
+        }
+        fn parameter_count(state: &ToyState, feature_dim: usize) -> Option<usize> {
+            mlp_parameter_count(feature_dim, state.hidden)
+        }
+        fn rebuild(state: ToyState, feature_dim: usize) -> Result<Self> {
+            Self::new(state.hidden, feature_dim)
+        }
+        fn resume(&mut self, progress: Progress) -> Result<()> {
+            self.progress = progress;
+            Ok(())
+        }
+    }
 
     /// A fresh scratch directory for one test.
     struct Scratch(PathBuf);
@@ -955,107 +759,42 @@ mod tests {
         }
     }
 
-    /// The tiny environment of the integration tests: 4 classes, 8 inputs, M = 8.
-    fn tiny_env() -> TeachingEnv {
-        let data = SyntheticConfig {
-            num_classes: 4,
-            input_dim: 8,
-            train_size: 400,
-            dev_size: 100,
-            test_size: 100,
-            separation: 0.8,
-            label_noise: 0.1,
-            data_seed: 3,
-        }
-        .generate()
-        .unwrap();
-        let student = MlpStudent::new(
-            MlpConfig {
-                input_dim: 8,
-                hidden: vec![16],
-                num_classes: 4,
-                optimizer: OptimizerConfig::Adam {
-                    learning_rate: 1e-2,
-                    weight_decay: 0.0,
-                },
-            },
-            tch::Device::Cpu,
-        )
-        .unwrap();
-        let config = TeachingConfig {
-            batch_size: 8,
-            max_iterations: 300,
-            eval_every: 2,
-            ..TeachingConfig::default()
-        }
-        .with_tau(0.7);
-        TeachingEnv::new(config, Box::new(student), data.train, data.dev).unwrap()
-    }
-
-    fn bits(weights: &[f32]) -> Vec<u32> {
-        weights.iter().map(|v| v.to_bits()).collect()
-    }
-
-    /// A small untrained teacher and its checkpoint bytes.
+    /// A small trained toy's checkpoint and its bytes.
     fn small_checkpoint(scratch: &Scratch) -> (PathBuf, Vec<u8>) {
-        let config = ReinforceConfig {
-            hidden: 3,
-            seed: 9,
-            ..ReinforceConfig::default()
-        };
         let path = scratch.path("small.ckpt");
-        Reinforce::new(config, 4).unwrap().save(&path).unwrap();
+        Toy::trained(3, 4).save(&path).unwrap();
         let bytes = fs::read(&path).unwrap();
         (path, bytes)
     }
 
     #[test]
-    fn round_trip_acts_and_keeps_training_identically() {
+    fn a_round_trip_restores_tensors_optimizers_state_and_progress() {
         let scratch = Scratch::new("round-trip");
-        let mut env = tiny_env();
-        let feature_dim = env.feature_names().len();
-        let mut original = Reinforce::new(
-            ReinforceConfig {
-                seed: 4,
-                lr_decay_every: 2,
-                ..ReinforceConfig::default()
-            },
-            feature_dim,
-        )
-        .unwrap();
-        learn_updates(&mut env, &mut original, 3, 1);
-        let path = scratch.path("teacher.ckpt");
+        let original = Toy::trained(3, 4);
+        let path = scratch.path("toy.ckpt");
         original.save(&path).unwrap();
-        assert!(!scratch.path("teacher.ckpt.part").exists());
-        let mut loaded = Reinforce::load(&path, Some(feature_dim)).unwrap();
+        assert!(!scratch.path("toy.ckpt.part").exists());
+        assert_eq!(checkpoint_episodes(&path).unwrap(), 3);
+        let file = CheckpointFile::read(&path).unwrap();
+        assert_eq!(file.kind(), "toy");
+        let loaded: Toy = file.restore(Some(4)).unwrap();
+        assert_eq!(loaded.hidden, 3);
+        assert_eq!(loaded.weight_bits(), original.weight_bits());
         assert_eq!(
-            bits(&loaded.flat_weights().unwrap()),
-            bits(&original.flat_weights().unwrap())
+            loaded.adam.export_state().unwrap(),
+            original.adam.export_state().unwrap()
         );
-        assert_eq!(loaded.baseline(), original.baseline());
-        assert_eq!(loaded.episodes(), 3);
-        assert_eq!(loaded.config, original.config);
+        assert_eq!(loaded.progress.episodes, 3);
+        assert_eq!(loaded.progress.baseline, Some(0.25));
         assert_eq!(
-            loaded.optimizer.export_state().unwrap(),
-            original.optimizer.export_state().unwrap()
+            RngState::of(&loaded.progress.sampling_rng),
+            RngState::of(&original.progress.sampling_rng)
         );
-
-        // One more episode each, on the same observations: same masks, same weights.
-        learn_updates(&mut env, &mut original, 2, 1);
-        learn_updates(&mut env, &mut loaded, 2, 1);
-        assert_eq!(loaded.episodes(), 5);
+        // Saving the loaded teacher reproduces the file byte for byte.
+        loaded.save(scratch.path("again.ckpt")).unwrap();
         assert_eq!(
-            bits(&loaded.flat_weights().unwrap()),
-            bits(&original.flat_weights().unwrap())
-        );
-        assert_eq!(loaded.baseline(), original.baseline());
-
-        // Saving the loaded teacher reproduces the original's file byte for byte.
-        original.save(scratch.path("a.ckpt")).unwrap();
-        loaded.save(scratch.path("b.ckpt")).unwrap();
-        assert_eq!(
-            fs::read(scratch.path("a.ckpt")).unwrap(),
-            fs::read(scratch.path("b.ckpt")).unwrap()
+            fs::read(&path).unwrap(),
+            fs::read(scratch.path("again.ckpt")).unwrap()
         );
     }
 
@@ -1063,7 +802,7 @@ mod tests {
     fn wrong_feature_width_is_refused() {
         let scratch = Scratch::new("width");
         let (path, _) = small_checkpoint(&scratch);
-        let error = Reinforce::load(&path, Some(25)).unwrap_err();
+        let error = Toy::load(&path, Some(25)).unwrap_err();
         assert!(
             matches!(
                 error,
@@ -1078,8 +817,8 @@ mod tests {
             error.to_string(),
             "checkpoint was trained on 4 features, the environment has 25"
         );
-        assert!(Reinforce::load(&path, Some(4)).is_ok());
-        assert!(Reinforce::load(&path, None).is_ok());
+        assert!(Toy::load(&path, Some(4)).is_ok());
+        assert!(Toy::load(&path, None).is_ok());
     }
 
     #[test]
@@ -1087,7 +826,7 @@ mod tests {
         let scratch = Scratch::new("truncated");
         let (path, bytes) = small_checkpoint(&scratch);
         let cut = scratch.path("cut.ckpt");
-        let check = |len: usize, result: Result<Payload>| match result {
+        let check = |len: usize, result: Result<()>| match result {
             Err(AgentError::CorruptCheckpoint { path, reason }) => {
                 assert_eq!(path, cut);
                 assert!(reason.contains("truncated"), "{len}: {reason}");
@@ -1096,23 +835,23 @@ mod tests {
         };
         // Every length in memory, a sample of them through the file system.
         for len in 0..bytes.len() {
-            check(len, decode(&cut, &bytes[..len]));
+            check(len, decode(&cut, &bytes[..len]).map(|_| ()));
             if len % 61 == 0 || len < 12 || len + 2 > bytes.len() {
                 fs::write(&cut, &bytes[..len]).unwrap();
-                check(len, Reinforce::load(&cut, None).map(|_| unreachable!()));
+                check(len, Toy::load(&cut, None).map(|_| ()));
             }
         }
-        let message = Reinforce::load(&cut, None).unwrap_err().to_string();
+        let message = Toy::load(&cut, None).unwrap_err().to_string();
         assert!(message.contains("cut.ckpt"), "{message}");
         // Appended bytes are refused too.
         let mut longer = bytes.clone();
         longer.push(0);
         fs::write(&cut, &longer).unwrap();
         assert!(matches!(
-            Reinforce::load(&cut, None),
+            Toy::load(&cut, None),
             Err(AgentError::CorruptCheckpoint { .. })
         ));
-        assert!(Reinforce::load(&path, None).is_ok());
+        assert!(Toy::load(&path, None).is_ok());
     }
 
     #[test]
@@ -1143,7 +882,7 @@ mod tests {
             }
             if i % 61 == 0 {
                 fs::write(&bad, &damaged).unwrap();
-                let error = Reinforce::load(&bad, None).unwrap_err();
+                let error = Toy::load(&bad, None).unwrap_err();
                 assert!(typed(&error), "byte {i}: {error}");
             }
         }
@@ -1155,7 +894,7 @@ mod tests {
         let (_, bytes) = small_checkpoint(&scratch);
         let other = scratch.path("other.bin");
         fs::write(&other, b"PK\x03\x04 a zip file, not a checkpoint at all").unwrap();
-        let error = Reinforce::load(&other, None).unwrap_err();
+        let error = Toy::load(&other, None).unwrap_err();
         assert!(matches!(error, AgentError::NotACheckpoint { .. }));
         assert!(error
             .to_string()
@@ -1170,7 +909,7 @@ mod tests {
         future[at + version.len() - 2] = b'4';
         fs::write(&other, &future).unwrap();
         assert!(matches!(
-            Reinforce::load(&other, None),
+            Toy::load(&other, None),
             Err(AgentError::UnsupportedCheckpointVersion {
                 found: 4,
                 supported: 3,
@@ -1183,7 +922,7 @@ mod tests {
         legacy.extend_from_slice(&[0; 40]);
         fs::write(&other, &legacy).unwrap();
         assert!(matches!(
-            Reinforce::load(&other, None),
+            Toy::load(&other, None),
             Err(AgentError::UnsupportedCheckpointVersion { found: 2, .. })
         ));
         // Another program's safetensors file is not a teacher checkpoint.
@@ -1195,7 +934,7 @@ mod tests {
         .unwrap();
         fs::write(&other, &foreign).unwrap();
         assert!(matches!(
-            Reinforce::load(&other, None),
+            Toy::load(&other, None),
             Err(AgentError::NotACheckpoint { .. })
         ));
 
@@ -1203,10 +942,16 @@ mod tests {
         let mut payload = decode(&other, &bytes).unwrap();
         payload.kind = "actor_critic".to_string();
         fs::write(&other, encode(&payload).unwrap()).unwrap();
-        let error = Reinforce::load(&other, None).unwrap_err();
+        let error = Toy::load(&other, None).unwrap_err();
         assert!(
             matches!(&error, AgentError::CheckpointKind { found, .. } if found == "actor_critic"),
             "{error}"
+        );
+        let file = CheckpointFile::read(&other).unwrap();
+        let message = file.unknown_kind(&["toy"]).to_string();
+        assert!(
+            message.contains("actor_critic") && message.contains("toy"),
+            "{message}"
         );
 
         // Consistent hash but inconsistent contents: a weight with the wrong shape.
@@ -1215,7 +960,7 @@ mod tests {
         payload.weights[0].shape = vec![1, numel];
         fs::write(&other, encode(&payload).unwrap()).unwrap();
         assert!(matches!(
-            Reinforce::load(&other, None),
+            Toy::load(&other, None),
             Err(AgentError::CorruptCheckpoint { .. })
         ));
 
@@ -1224,12 +969,22 @@ mod tests {
         payload.feature_dim = 1 << 40;
         fs::write(&other, encode(&payload).unwrap()).unwrap();
         assert!(matches!(
-            Reinforce::load(&other, None),
+            Toy::load(&other, None),
             Err(AgentError::CorruptCheckpoint { .. })
         ));
 
+        // A state the teacher cannot read.
+        let mut payload = decode(&other, &bytes).unwrap();
+        payload.config_json = r#"{"hidden": "three"}"#.into();
+        fs::write(&other, encode(&payload).unwrap()).unwrap();
+        let error = Toy::load(&other, None).unwrap_err();
+        assert!(
+            matches!(&error, AgentError::CorruptCheckpoint { reason, .. } if reason.contains("config")),
+            "{error}"
+        );
+
         let missing = scratch.path("missing.ckpt");
-        let error = Reinforce::load(&missing, None).unwrap_err();
+        let error = Toy::load(&missing, None).unwrap_err();
         match &error {
             AgentError::CheckpointIo { path, source } => {
                 assert_eq!(path, &missing);
@@ -1239,119 +994,11 @@ mod tests {
         }
         assert!(error.to_string().contains("missing.ckpt"));
         // Saving into a directory that does not exist is an I/O error too.
-        let teacher = Reinforce::new(ReinforceConfig::default(), 4).unwrap();
         assert!(matches!(
-            teacher.save(scratch.path("no/such/dir/t.ckpt")),
+            Toy::new(0, 4)
+                .unwrap()
+                .save(scratch.path("no/such/dir/t.ckpt")),
             Err(AgentError::CheckpointIo { .. })
         ));
-    }
-
-    /// The actor-critic's weights, flattened in checkpoint order.
-    fn actor_critic_weights(teacher: &ActorCritic) -> Vec<u32> {
-        export_weights(actor_and_critic_variables(
-            teacher.policy.var_store(),
-            &teacher.critic.vs,
-        ))
-        .unwrap()
-        .iter()
-        .flat_map(|w| bits(&w.values))
-        .collect()
-    }
-
-    /// `updates` updates of `learner`, its episodes run one after another on `env`
-    /// (the pool's loop on one thread), the first seeded `first_seed`.
-    fn learn_updates(
-        env: &mut TeachingEnv,
-        learner: &mut dyn Learner,
-        updates: usize,
-        first_seed: u64,
-    ) {
-        for _ in 0..updates {
-            let first = first_seed + learner.episodes_learned() as u64;
-            let trajectories = learner
-                .plan_update(first)
-                .unwrap()
-                .into_iter()
-                .map(|mut job| {
-                    run_episode(env, &mut job.rollout, Some(job.seed)).unwrap();
-                    job.rollout.into_trajectory()
-                })
-                .collect();
-            learner.learn(trajectories).unwrap();
-        }
-    }
-
-    #[test]
-    fn actor_critic_round_trip_keeps_training_identically() {
-        let scratch = Scratch::new("actor-critic");
-        let mut env = tiny_env();
-        let feature_dim = env.feature_names().len();
-        let config = ActorCriticConfig {
-            seed: 5,
-            lr_decay_every: 2,
-            ..ActorCriticConfig::default()
-        };
-        let mut original = ActorCritic::new(config, feature_dim).unwrap();
-        learn_updates(&mut env, &mut original, 3, 1);
-        let path = scratch.path("ac.ckpt");
-        original.save_checkpoint(&path).unwrap();
-        let mut loaded = ActorCritic::load(&path, Some(feature_dim)).unwrap();
-        assert_eq!(
-            actor_critic_weights(&loaded),
-            actor_critic_weights(&original)
-        );
-        assert_eq!(loaded.episodes(), 3);
-        assert_eq!(
-            loaded.critic_optimizer.export_state().unwrap(),
-            original.critic_optimizer.export_state().unwrap()
-        );
-
-        learn_updates(&mut env, &mut original, 2, 1);
-        learn_updates(&mut env, &mut loaded, 2, 1);
-        assert_eq!(loaded.episodes(), 5);
-        assert_eq!(
-            actor_critic_weights(&loaded),
-            actor_critic_weights(&original)
-        );
-        original.save(scratch.path("a.ckpt")).unwrap();
-        loaded.save(scratch.path("b.ckpt")).unwrap();
-        assert_eq!(
-            fs::read(scratch.path("a.ckpt")).unwrap(),
-            fs::read(scratch.path("b.ckpt")).unwrap()
-        );
-
-        // `load_teacher` picks the type from the file; a REINFORCE loader refuses it.
-        let any = load_teacher(&path, Some(feature_dim)).unwrap();
-        assert_eq!(any.name(), "actor_critic");
-        assert!(matches!(
-            Reinforce::load(&path, None),
-            Err(AgentError::CheckpointKind { .. })
-        ));
-        assert!(matches!(
-            load_teacher(&path, Some(feature_dim + 1)),
-            Err(AgentError::FeatureWidthMismatch { .. })
-        ));
-        // A damaged actor-critic file is a typed error too.
-        let mut bytes = fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 1;
-        fs::write(&path, &bytes).unwrap();
-        assert!(matches!(
-            load_teacher(&path, None),
-            Err(AgentError::CorruptCheckpoint { .. })
-        ));
-    }
-
-    #[test]
-    fn teachers_without_learned_state_refuse_to_save() {
-        let scratch = Scratch::new("no-state");
-        let error = crate::NoTeach
-            .save_checkpoint(&scratch.path("x.ckpt"))
-            .unwrap_err();
-        assert!(
-            matches!(error, AgentError::NotCheckpointable { .. }),
-            "{error}"
-        );
-        assert!(!scratch.path("x.ckpt").exists());
     }
 }

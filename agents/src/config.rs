@@ -13,13 +13,17 @@
 //!
 //! The `kind` tag picks the teacher; the other fields are that teacher's config, each
 //! with its defaults. [`TeacherConfig::build`] makes the teacher for an environment's
-//! feature layout.
+//! feature layout, [`TeacherConfig::build_learner`] a learned one for training.
+//!
+//! This is also the registry of checkpointed teachers: [`load_learner`] reads a
+//! checkpoint file and restores the type of the kind stored in it. A learned teacher
+//! is added here and in its own file (its [`Checkpointed`] impl), nowhere else.
 
 use serde::{Deserialize, Serialize};
 
 use crate::actor_critic::{ActorCritic, ActorCriticConfig};
-use crate::checkpoint::load_teacher;
-use crate::error::{invalid_config, Result};
+use crate::checkpoint::{CheckpointFile, Checkpointed};
+use crate::error::{invalid_config, AgentError, Result};
 use crate::es::{EsConfig, EvolutionStrategies};
 use crate::importance::{ImportanceSampling, ImportanceSamplingConfig};
 use crate::no_teach::NoTeach;
@@ -28,6 +32,7 @@ use crate::ppo::{Ppo, PpoConfig};
 use crate::rand_teach::{RandTeach, RandTeachConfig};
 use crate::reinforce::{Reinforce, ReinforceConfig};
 use crate::rho_loss::RhoLossConfig;
+use crate::rollout::Learner;
 use crate::spl::{SelfPacedLearning, SplConfig};
 use crate::teacher::Teacher;
 
@@ -132,20 +137,68 @@ impl TeacherConfig {
                      them, or build `RhoLoss::new` with them",
                 ));
             }
-            Self::Reinforce(config) => {
-                Box::new(Reinforce::new(config.clone(), feature_names.len())?)
-            }
-            Self::ActorCritic(config) => {
-                Box::new(ActorCritic::new(config.clone(), feature_names.len())?)
-            }
-            Self::Es(config) => Box::new(EvolutionStrategies::new(
-                config.clone(),
-                feature_names.len(),
-            )?),
-            Self::Ppo(config) => Box::new(Ppo::new(config.clone(), feature_names.len())?),
-            Self::Checkpoint { path } => load_teacher(path, Some(feature_names.len()))?,
+            Self::Reinforce(_)
+            | Self::ActorCritic(_)
+            | Self::Es(_)
+            | Self::Ppo(_)
+            | Self::Checkpoint { .. } => self.build_learner(feature_names)?,
         })
     }
+
+    /// The learned teacher, to train, for an environment whose feature columns are
+    /// `feature_names`; [`AgentError::NotALearner`] for a teacher that learns nothing.
+    pub fn build_learner(&self, feature_names: &[String]) -> Result<Box<dyn Learner>> {
+        let feature_dim = feature_names.len();
+        Ok(match self {
+            Self::Reinforce(config) => Box::new(Reinforce::new(config.clone(), feature_dim)?),
+            Self::ActorCritic(config) => Box::new(ActorCritic::new(config.clone(), feature_dim)?),
+            Self::Es(config) => Box::new(EvolutionStrategies::new(config.clone(), feature_dim)?),
+            Self::Ppo(config) => Box::new(Ppo::new(config.clone(), feature_dim)?),
+            Self::Checkpoint { path } => load_learner(path, Some(feature_dim))?,
+            other => {
+                return Err(AgentError::NotALearner {
+                    teacher: other.kind().to_string(),
+                })
+            }
+        })
+    }
+}
+
+/// The kinds of checkpointed teachers: the [`Checkpointed::KIND`]s [`load_learner`]
+/// knows.
+pub const CHECKPOINT_KINDS: [&str; 4] = [
+    Reinforce::KIND,
+    ActorCritic::KIND,
+    EvolutionStrategies::KIND,
+    Ppo::KIND,
+];
+
+/// Loads any checkpointed teacher, choosing the type by the kind stored in the file,
+/// ready to train on (or, as a `Box<dyn Teacher>`, to teach: [`load_teacher`]). With
+/// `expected_feature_dim`, a checkpoint whose networks read another number of features
+/// is refused with [`AgentError::FeatureWidthMismatch`].
+pub fn load_learner(
+    path: impl AsRef<std::path::Path>,
+    expected_feature_dim: Option<usize>,
+) -> Result<Box<dyn Learner>> {
+    let file = CheckpointFile::read(path)?;
+    Ok(match file.kind() {
+        Reinforce::KIND => Box::new(file.restore::<Reinforce>(expected_feature_dim)?),
+        ActorCritic::KIND => Box::new(file.restore::<ActorCritic>(expected_feature_dim)?),
+        EvolutionStrategies::KIND => {
+            Box::new(file.restore::<EvolutionStrategies>(expected_feature_dim)?)
+        }
+        Ppo::KIND => Box::new(file.restore::<Ppo>(expected_feature_dim)?),
+        _ => return Err(file.unknown_kind(&CHECKPOINT_KINDS)),
+    })
+}
+
+/// Loads any checkpointed teacher to teach with: [`load_learner`], upcast.
+pub fn load_teacher(
+    path: impl AsRef<std::path::Path>,
+    expected_feature_dim: Option<usize>,
+) -> Result<Box<dyn Teacher>> {
+    Ok(load_learner(path, expected_feature_dim)?)
 }
 
 #[cfg(test)]

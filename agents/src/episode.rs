@@ -6,7 +6,7 @@ use l2t_envs::{Dataset, Env, TeachingEnv, TeachingInfo};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::teacher::{Teacher, UpdateStats};
+use crate::teacher::Teacher;
 
 /// What one teaching episode achieved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,7 +36,7 @@ pub struct EpisodeSummary {
     pub epoch_drop_ratios: Vec<f64>,
     /// Wall-clock seconds of the episode.
     pub wall_seconds: f64,
-    /// The teacher's update, set by [`crate::parallel::train_parallel`] on the last
+    /// The teacher's update, set by [`crate::rollout::train_on`] on the last
     /// episode of each update.
     pub update: Option<UpdateStats>,
     /// The student's learning curve: one point per dev evaluation.
@@ -46,6 +46,22 @@ pub struct EpisodeSummary {
     /// [`DROP_WINDOW_STEPS`] steps (the paper's analysis of the filtered data).
     #[serde(default)]
     pub loss_rank_drops: Vec<LossRankDrops>,
+}
+
+/// What a learned teacher reports after an update ([`crate::rollout::Learner::learn`]), carried by the last
+/// episode of each update ([`EpisodeSummary::update`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateStats {
+    /// The episode's return (sum of rewards).
+    pub episode_return: f64,
+    /// The reward baseline used for the update.
+    pub baseline: f64,
+    /// The surrogate loss that was minimised.
+    pub loss: f64,
+    /// The learning rate of the update.
+    pub learning_rate: f64,
+    /// Share of instances kept during the episode.
+    pub kept_ratio: f64,
 }
 
 /// The student's state at one dev evaluation.
@@ -185,7 +201,7 @@ pub fn run_episode_recorded(
             test_accuracy,
             seconds: start.elapsed().as_secs_f64(),
         });
-        Ok::<_, crate::AgentError>(())
+        Ok::<_, crate::error::AgentError>(())
     };
     record_point(env, &info, true)?;
     // (seen, kept) per epoch of the training split.

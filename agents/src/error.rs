@@ -71,10 +71,10 @@ pub enum AgentError {
         /// The teacher kind asked for.
         expected: String,
     },
-    /// The teacher has no learned state to save.
-    #[error("the {teacher} teacher learns nothing and has no checkpoint")]
-    NotCheckpointable {
-        /// The teacher's name.
+    /// A teacher that learns nothing was asked to train (or to save what it learned).
+    #[error("the `{teacher}` teacher learns nothing, so it cannot be trained or checkpointed")]
+    NotALearner {
+        /// The teacher's kind.
         teacher: String,
     },
     /// The checkpoint's policy reads another number of features than the environment has.

@@ -22,7 +22,7 @@
 //! R is the env's return: with the paper's reward r = -ln(i_tau / T') (or its weighted
 //! multi-threshold variant), fewer student iterations to tau rank higher. ES does not
 //! care that the reward is sparse, and its 2n episodes are independent: they run on
-//! the worker threads of the [`Learner`] loop ([`crate::parallel::train_parallel`]).
+//! the worker threads of the [`Learner`] loop ([`crate::rollout::train_parallel`]).
 //! The directions are regenerated from `(seed, generation, j)` when learning, so
 //! nothing but theta and the Adam state needs saving.
 //!
@@ -51,12 +51,13 @@ use tch::{Kind, Tensor};
 use l2t_envs::seeding::{keyed_rng, stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
+use crate::checkpoint::{Checkpointed, Progress};
+use crate::episode::UpdateStats;
 use crate::error::{invalid_config, AgentError, Result};
-use crate::parallel::{Learner, PolicyRollout, RolloutJob};
 use crate::policy::BernoulliPolicy;
-use crate::reinforce::Trajectory;
-use crate::teacher::{KeepMask, Teacher, UpdateStats};
-use crate::weights::named_trainable_in_name_order;
+use crate::rollout::{Learner, PolicyRollout, RolloutJob, Trajectory};
+use crate::teacher::{KeepMask, Teacher};
+use crate::weights::{mlp_parameter_count, named_trainable_in_name_order};
 use l2t_envs::student::Adam;
 
 /// Hyper-parameters of [`EvolutionStrategies`].
@@ -69,7 +70,7 @@ pub struct EsConfig {
     pub output_bias: f64,
     /// n: antithetic pairs per generation (2n episodes per update). The default of 2
     /// makes more, noisier updates in the same episodes than 4; on Fashion-MNIST it
-    /// taught better (README, "What each ES option bought").
+    /// taught better (docs/notes/es-options.md).
     pub pairs: usize,
     /// sigma: standard deviation of the weight perturbations.
     pub sigma: f64,
@@ -228,7 +229,7 @@ impl EvolutionStrategies {
     }
 
     /// Recomputes the teaching policy from theta and the feature statistics.
-    pub(crate) fn refold(&mut self) -> Result<()> {
+    fn refold(&mut self) -> Result<()> {
         self.folded = self.features.fold(self.theta.try_clone()?)?;
         Ok(())
     }
@@ -501,6 +502,64 @@ impl Learner for EvolutionStrategies {
     fn episodes_learned(&self) -> usize {
         self.episodes
     }
+
+    fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
+        self.save(path)
+    }
+}
+
+/// A checkpoint holds theta, its Adam, the config with the feature statistics beside
+/// it (the serde state), the episode count and the teaching stream; a generation's
+/// directions are regenerated from the seed.
+impl Checkpointed for EvolutionStrategies {
+    const KIND: &'static str = "es";
+    type State = (EsConfig, FeatureStats);
+
+    fn state(&self) -> (EsConfig, FeatureStats) {
+        (self.config.clone(), self.features.clone())
+    }
+    fn feature_dim(&self) -> usize {
+        self.theta.input_dim()
+    }
+    fn variables(&self) -> Vec<(String, Tensor)> {
+        named_trainable_in_name_order(self.theta.var_store())
+    }
+    fn optimizers(&self) -> Vec<&Adam> {
+        vec![&self.optimizer]
+    }
+    fn optimizers_mut(&mut self) -> Vec<&mut Adam> {
+        vec![&mut self.optimizer]
+    }
+    fn progress(&self) -> Progress {
+        Progress {
+            episodes: self.episodes,
+            baseline: None,
+            sampling_rng: self.sampling_rng.clone(),
+        }
+    }
+    fn parameter_count(
+        (config, _): &(EsConfig, FeatureStats),
+        feature_dim: usize,
+    ) -> Option<usize> {
+        mlp_parameter_count(feature_dim, config.hidden)
+    }
+    fn rebuild((config, features): (EsConfig, FeatureStats), feature_dim: usize) -> Result<Self> {
+        if features.sum.len() != feature_dim || features.sum_sq.len() != feature_dim {
+            return Err(AgentError::Observation(format!(
+                "feature statistics of {} columns for {feature_dim} features",
+                features.sum.len()
+            )));
+        }
+        let mut teacher = Self::new(config, feature_dim)?;
+        teacher.features = features;
+        Ok(teacher)
+    }
+    /// Also folds the restored theta with the restored feature statistics.
+    fn resume(&mut self, progress: Progress) -> Result<()> {
+        self.episodes = progress.episodes;
+        self.sampling_rng = progress.sampling_rng;
+        self.refold()
+    }
 }
 
 impl Teacher for EvolutionStrategies {
@@ -511,14 +570,6 @@ impl Teacher for EvolutionStrategies {
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
         self.folded
             .sample_features(&observation.features, &mut self.sampling_rng)
-    }
-
-    fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
-        self.save(path)
-    }
-
-    fn as_learner(&mut self) -> Option<&mut dyn Learner> {
-        Some(self)
     }
 }
 

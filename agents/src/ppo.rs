@@ -3,10 +3,10 @@
 //! (GAE, Schulman et al. 2016), laid out like CleanRL's `ppo.py`.
 //!
 //! **Rollouts.** One update learns from K = `episodes_per_update` whole episodes that
-//! the [`Learner`] loop ([`crate::parallel::train_parallel`]) rolls out with the policy
+//! the [`Learner`] loop ([`crate::rollout::train_parallel`]) rolls out with the policy
 //! as it is when the update is planned, pi_old. As in REINFORCE, episode k teaches a
 //! student seeded `first_seed + k` and samples its masks from a stream keyed by the
-//! teacher's seed and that env seed ([`crate::parallel::plan_episodes`]), so the
+//! teacher's seed and that env seed ([`crate::rollout::plan_episodes`]), so the
 //! results do not depend on the number of workers. Step t of an episode is one
 //! incoming batch of M instances s_t1..s_tM, their M keep decisions
 //! a_tm ~ Bernoulli(pi_old(1 | s_tm)) and the env's reward r_t (the paper's
@@ -65,12 +65,13 @@ use tch::{Kind, Tensor};
 use l2t_envs::seeding::{keyed_rng, stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
-use crate::actor_critic::Critic;
+use crate::actor_critic::{actor_and_critic_checkpoint, Critic};
+use crate::checkpoint::Checkpointed;
+use crate::episode::UpdateStats;
 use crate::error::{invalid_config, AgentError, Result};
-use crate::parallel::{plan_episodes, Learner, RolloutJob};
 use crate::policy::BernoulliPolicy;
-use crate::reinforce::Trajectory;
-use crate::teacher::{KeepMask, Teacher, UpdateStats};
+use crate::rollout::{plan_episodes, Learner, RolloutJob, Trajectory};
+use crate::teacher::{KeepMask, Teacher};
 use l2t_envs::student::Adam;
 
 /// Hyper-parameters of [`Ppo`].
@@ -504,7 +505,16 @@ impl Learner for Ppo {
     fn episodes_learned(&self) -> usize {
         self.episodes
     }
+
+    fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
+        self.save(path)
+    }
 }
+
+// A checkpoint holds both networks, both Adams, the config, the episode count and the
+// teaching stream; an update's minibatch order is regenerated from the seed. The critic
+// reads a step's mean feature row.
+actor_and_critic_checkpoint!(Ppo, PpoConfig, "ppo", |feature_dim| feature_dim);
 
 impl Teacher for Ppo {
     fn name(&self) -> &str {
@@ -514,14 +524,6 @@ impl Teacher for Ppo {
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
         self.policy
             .sample_features(&observation.features, &mut self.sampling_rng)
-    }
-
-    fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
-        self.save(path)
-    }
-
-    fn as_learner(&mut self) -> Option<&mut dyn Learner> {
-        Some(self)
     }
 }
 

@@ -17,7 +17,7 @@
 //! started at the first episode's return (so the first episode makes no update).
 //!
 //! Training runs on the crate's one rollout-and-learn loop,
-//! [`crate::parallel::train_parallel`]: each update's K = `episodes_per_update` episodes
+//! [`crate::rollout::train_parallel`]: each update's K = `episodes_per_update` episodes
 //! are rolled out whole (on worker threads) with a frozen copy of the policy, then
 //! [`Learner::learn`] makes one update from them, averaged over the K episodes:
 //!
@@ -43,10 +43,13 @@ use tch::{Kind, Tensor};
 use l2t_envs::seeding::{stream_rng, Stream};
 use l2t_envs::{TeachingInfo, TeachingObservation};
 
+use crate::checkpoint::{Checkpointed, Progress};
+use crate::episode::UpdateStats;
 use crate::error::{invalid_config, AgentError, Result};
-use crate::parallel::{episode_sampling_rng, plan_episodes, Learner, RolloutJob};
 use crate::policy::BernoulliPolicy;
-use crate::teacher::{KeepMask, Teacher, UpdateStats};
+use crate::rollout::{episode_sampling_rng, plan_episodes, Learner, RolloutJob, Trajectory};
+use crate::teacher::{KeepMask, Teacher};
+use crate::weights::{mlp_parameter_count, named_trainable_in_name_order};
 use l2t_envs::student::Adam;
 
 /// Hyper-parameters of [`Reinforce`]; defaults are the paper's and RL4Data's.
@@ -252,7 +255,7 @@ impl Reinforce {
     }
 
     /// The action-sampling stream of an episode rolled out away from the teacher
-    /// (see [`crate::parallel`]), keyed by the teacher's seed and `episode_key` (the
+    /// (see [`crate::rollout`]), keyed by the teacher's seed and `episode_key` (the
     /// episode's env seed): a function of the two only, so an episode samples the same
     /// actions whichever thread runs it and whatever ran before.
     pub fn episode_sampling_rng(&self, episode_key: u64) -> ChaCha8Rng {
@@ -262,93 +265,6 @@ impl Reinforce {
     /// All weights flattened in name order: for determinism checks and inspection.
     pub fn flat_weights(&self) -> Result<Vec<f32>> {
         self.policy.flat_weights()
-    }
-}
-
-/// The features s_t, actions a_t, student states and rewards r_t of one episode: what
-/// the learned teachers learn from (REINFORCE the return, the actor-critic the states
-/// and per-step rewards, PPO the per-step rewards). A [`crate::parallel::PolicyRollout`]
-/// records one with [`Self::record`] and [`Self::add_reward`] while it teaches.
-///
-/// Rows of all steps are appended to two flat vectors rather than kept as one small
-/// tensor per step: a few amortised allocations per episode instead of two per step,
-/// which would otherwise be scattered through the heap between the student's
-/// weight-sized temporaries and keep it from reusing their space (glibc fragmentation:
-/// peak memory 1.2 GiB instead of about 0.3 GiB on the Fashion-MNIST preset).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Trajectory {
-    /// s_tm, row-major, `feature_dim` columns.
-    features: Vec<f32>,
-    /// a_tm in {0, 1}, one per row of `features`.
-    actions: Vec<f32>,
-    /// Rows of each recorded step (M_t), in step order.
-    step_rows: Vec<usize>,
-    /// The student-state vector of each recorded step, concatenated.
-    states: Vec<f32>,
-    /// r_t, one per [`Self::add_reward`] call (once per env step in an episode loop).
-    step_rewards: Vec<f64>,
-    episode_return: f64,
-}
-
-impl Trajectory {
-    /// Appends one step: the incoming batch's features s_t (`[M, F]`), the student's
-    /// state, and the keep-mask a_t sampled for them.
-    pub fn record(&mut self, observation: &TeachingObservation, keep_mask: &KeepMask) {
-        let features = &observation.features;
-        match features.as_slice() {
-            Some(rows) => self.features.extend_from_slice(rows),
-            None => self.features.extend(features.iter()),
-        }
-        self.states.extend(observation.student_state.iter());
-        self.actions.extend(BernoulliPolicy::actions_of(keep_mask));
-        self.step_rows.push(keep_mask.len());
-    }
-
-    /// The student-state vectors of the recorded steps, concatenated in step order.
-    pub fn states(&self) -> &[f32] {
-        &self.states
-    }
-
-    /// Adds the reward of the last step: kept as r_t and added to the return.
-    pub fn add_reward(&mut self, reward: f64) {
-        self.step_rewards.push(reward);
-        self.episode_return += reward;
-    }
-
-    /// r_t: the rewards added, in order (one per step when the episode loop adds one
-    /// per env step, as [`crate::parallel::PolicyRollout`] does).
-    pub fn step_rewards(&self) -> &[f64] {
-        &self.step_rewards
-    }
-
-    /// M_t: the rows (instances) of each recorded step, in order.
-    pub fn step_rows(&self) -> &[usize] {
-        &self.step_rows
-    }
-
-    /// a_tm of every step in {0, 1}, one per row of [`Self::feature_rows`].
-    pub fn actions(&self) -> &[f32] {
-        &self.actions
-    }
-
-    /// The return: the sum of the rewards added.
-    pub fn episode_return(&self) -> f64 {
-        self.episode_return
-    }
-
-    /// Instances recorded (rows of s over all steps).
-    pub fn instances(&self) -> usize {
-        self.actions.len()
-    }
-
-    /// s_tm of every step, row-major (`feature_dim` columns).
-    pub fn feature_rows(&self) -> &[f32] {
-        &self.features
-    }
-
-    /// Instances kept (a_tm = 1).
-    pub fn instances_kept(&self) -> usize {
-        self.actions.iter().filter(|&&a| a > 0.5).count()
     }
 }
 
@@ -371,7 +287,7 @@ impl Reinforce {
     ) -> Result<(Tensor, Tensor)> {
         let k = episodes.len();
         let feature_dim = self.policy.input_dim();
-        if k == 0 || advantages.len() != k || episodes.iter().any(|e| e.actions.is_empty()) {
+        if k == 0 || advantages.len() != k || episodes.iter().any(|e| e.actions().is_empty()) {
             return Err(AgentError::Observation(format!(
                 "a policy gradient needs non-empty episodes and one advantage each: {k} episodes, {} advantages",
                 advantages.len()
@@ -379,19 +295,19 @@ impl Reinforce {
         }
         if let Some(e) = episodes
             .iter()
-            .find(|e| e.features.len() != e.actions.len() * feature_dim)
+            .find(|e| e.feature_rows().len() != e.instances() * feature_dim)
         {
             return Err(AgentError::Observation(format!(
                 "the trajectory holds {} feature values for {} actions, the policy reads {feature_dim} features",
-                e.features.len(),
-                e.actions.len()
+                e.feature_rows().len(),
+                e.instances()
             )));
         }
         let mut terms = Vec::with_capacity(k);
         let mut all_actions = Vec::with_capacity(k);
         for (episode, advantage) in episodes.iter().zip(advantages) {
-            let states = Tensor::from_slice(&episode.features).view([-1, feature_dim as i64]);
-            let actions = Tensor::from_slice(&episode.actions);
+            let states = Tensor::from_slice(episode.feature_rows()).view([-1, feature_dim as i64]);
+            let actions = Tensor::from_slice(episode.actions());
             let log_phi = self.policy.log_prob(&states, &actions).sum(Kind::Float);
             terms.push(-*advantage * log_phi);
             all_actions.push(actions);
@@ -441,7 +357,7 @@ impl Reinforce {
                 self.config.episodes_per_update
             )));
         }
-        let returns: Vec<f64> = episodes.iter().map(|e| e.episode_return).collect();
+        let returns: Vec<f64> = episodes.iter().map(Trajectory::episode_return).collect();
         let mean_return = returns.iter().sum::<f64>() / k as f64;
         let b = self.baseline.unwrap_or(mean_return);
         let advantages = advantages(
@@ -479,14 +395,6 @@ impl Teacher for Reinforce {
         self.policy
             .sample_features(&observation.features, &mut self.sampling_rng)
     }
-
-    fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
-        self.save(path)
-    }
-
-    fn as_learner(&mut self) -> Option<&mut dyn Learner> {
-        Some(self)
-    }
 }
 
 impl Learner for Reinforce {
@@ -508,6 +416,52 @@ impl Learner for Reinforce {
 
     fn episodes_learned(&self) -> usize {
         self.episodes
+    }
+
+    fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
+        self.save(path)
+    }
+}
+
+/// A checkpoint holds the policy's variables, its Adam, the config, b, the episode
+/// count and the teaching stream.
+impl Checkpointed for Reinforce {
+    const KIND: &'static str = "reinforce";
+    type State = ReinforceConfig;
+
+    fn state(&self) -> ReinforceConfig {
+        self.config.clone()
+    }
+    fn feature_dim(&self) -> usize {
+        self.policy.input_dim()
+    }
+    fn variables(&self) -> Vec<(String, Tensor)> {
+        named_trainable_in_name_order(self.policy.var_store())
+    }
+    fn optimizers(&self) -> Vec<&Adam> {
+        vec![&self.optimizer]
+    }
+    fn optimizers_mut(&mut self) -> Vec<&mut Adam> {
+        vec![&mut self.optimizer]
+    }
+    fn progress(&self) -> Progress {
+        Progress {
+            episodes: self.episodes,
+            baseline: self.baseline,
+            sampling_rng: self.sampling_rng.clone(),
+        }
+    }
+    fn parameter_count(config: &ReinforceConfig, feature_dim: usize) -> Option<usize> {
+        mlp_parameter_count(feature_dim, config.hidden)
+    }
+    fn rebuild(config: ReinforceConfig, feature_dim: usize) -> Result<Self> {
+        Self::new(config, feature_dim)
+    }
+    fn resume(&mut self, progress: Progress) -> Result<()> {
+        self.episodes = progress.episodes;
+        self.baseline = progress.baseline;
+        self.sampling_rng = progress.sampling_rng;
+        Ok(())
     }
 }
 

@@ -2,27 +2,11 @@
 
 use l2t_envs::{TeachingInfo, TeachingObservation};
 use ndarray::Array1;
-use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
 /// Keep-mask over the incoming batch: `true` keeps the instance for training.
 pub type KeepMask = Array1<bool>;
-
-/// What a learned teacher reports after an update ([`crate::parallel::Learner::learn`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UpdateStats {
-    /// The episode's return (sum of rewards).
-    pub episode_return: f64,
-    /// The reward baseline used for the update.
-    pub baseline: f64,
-    /// The surrogate loss that was minimised.
-    pub loss: f64,
-    /// The learning rate of the update.
-    pub learning_rate: f64,
-    /// Share of instances kept during the episode.
-    pub kept_ratio: f64,
-}
 
 /// A teaching policy. The environment loop ([`crate::episode::run_episode`]) is:
 ///
@@ -32,10 +16,10 @@ pub struct UpdateStats {
 ///        teacher.observe(step.reward, step.done()); if done { break } }
 /// ```
 ///
-/// Learned teachers also implement [`Learner`](crate::parallel::Learner): they learn
-/// from whole episodes rolled out by frozen copies of their policy, in the crate's one
-/// rollout-and-learn loop ([`train_parallel`](crate::parallel::train_parallel)), never
-/// from their own `act` calls, so teaching with a trained teacher changes nothing in it.
+/// Learned teachers also implement `Learner` (in the `rollout` module, which builds on
+/// this one): they learn from whole episodes rolled out by frozen copies of their
+/// policy, never from their own `act` calls, so teaching with a trained teacher changes
+/// nothing in it.
 ///
 /// `info` is passed with the observation so that schedule-driven baselines (SPL,
 /// matched RandTeach) can read the epoch count; learned teachers use `obs` only.
@@ -49,22 +33,6 @@ pub trait Teacher: Send {
     /// Records the reward of the last action; `done` marks the episode's last step.
     fn observe(&mut self, _reward: f64, _done: bool) -> Result<()> {
         Ok(())
-    }
-    /// Saves what the teacher has learned to `path` (atomically), so that training can
-    /// resume or the trained teacher teach elsewhere; read back with
-    /// [`load_teacher`](crate::checkpoint::load_teacher). Teachers that learn nothing
-    /// refuse with [`AgentError::NotCheckpointable`](crate::AgentError::NotCheckpointable).
-    fn save_checkpoint(&self, _path: &std::path::Path) -> Result<()> {
-        Err(crate::AgentError::NotCheckpointable {
-            teacher: self.name().to_string(),
-        })
-    }
-    /// The teacher as a [`Learner`](crate::parallel::Learner), when it learns from
-    /// whole episodes rolled out away from it (on worker threads, see
-    /// [`train_parallel`](crate::parallel::train_parallel)); `None` for teachers that
-    /// learn nothing.
-    fn as_learner(&mut self) -> Option<&mut dyn crate::parallel::Learner> {
-        None
     }
 }
 
@@ -82,7 +50,7 @@ pub fn feature_column(feature_names: &[String], name: &str) -> Result<usize> {
     feature_names
         .iter()
         .position(|n| n == name)
-        .ok_or_else(|| crate::AgentError::MissingFeature(name.to_string()))
+        .ok_or_else(|| crate::error::AgentError::MissingFeature(name.to_string()))
 }
 
 /// The feature names `label_0`, `loss`, `margin`, for unit tests of the loss-based

@@ -16,3 +16,31 @@ pub fn flat_trainable(vs: &nn::VarStore) -> Result<Vec<f32>> {
     }
     Ok(flat)
 }
+
+/// The trainable variables of several networks, each network's in name order and
+/// prefixed `<prefix>/`, networks in the given order: how a teacher made of an actor
+/// and a critic names its variables in a checkpoint (`actor/...`, `critic/...`).
+pub fn prefixed_trainable(networks: &[(&str, &nn::VarStore)]) -> Vec<(String, tch::Tensor)> {
+    networks
+        .iter()
+        .flat_map(|(prefix, vs)| {
+            named_trainable_in_name_order(vs)
+                .into_iter()
+                .map(move |(name, t)| (format!("{prefix}/{name}"), t))
+        })
+        .collect()
+}
+
+/// Scalars of an `inputs`-`hidden`-1 network (a linear one when `hidden` is 0): the
+/// size of a policy or a critic, `(inputs + 2) hidden + 1` or `inputs + 1`. `None` on
+/// overflow, so that a checkpoint's claimed sizes are checked before anything is
+/// allocated.
+pub fn mlp_parameter_count(inputs: usize, hidden: usize) -> Option<usize> {
+    if hidden == 0 {
+        return inputs.checked_add(1);
+    }
+    inputs
+        .checked_add(2)
+        .and_then(|f| f.checked_mul(hidden))
+        .and_then(|n| n.checked_add(1))
+}

@@ -2,7 +2,7 @@
 # What each ES option bought: trains ES under each config of this folder (each run also
 # evaluates NoTeach and online batch selection on seeds 0-4), then teaches 20 fresh
 # students (seeds 0-19) with every trained ES teacher, NoTeach and online batch
-# selection, and prints the per-config table of the README's "What each option bought".
+# selection, and prints the per-config table of docs/notes/es-options.md.
 # About 7 min per config and 12 min for the comparison on 2 cores; run folders resume.
 # Needs the set-up (`bash scripts/setup.sh`).
 set -euo pipefail

@@ -10,7 +10,7 @@
 //! (Gymnasium's "same-step" autoreset). Stepping never needs a reset after the first.
 //!
 //! [`crate::ThreadedVectorEnv`] implements it, its worker threads stepping their envs
-//! one after the other with [`reset_envs`] and [`step_envs`] (the autoreset rule, in
+//! one after the other with this module's `reset_envs` and `step_envs` (the autoreset rule, in
 //! one place).
 
 use crate::env::Env;

@@ -10,11 +10,11 @@
 //!   with the GIL released;
 //! - [`TeacherCore`]: a built-in teacher from a [`TeacherConfig`] (JSON);
 //!
-//! and two functions run the `l2t` command's runs ([`run`]): `compare` (a run config's
+//! and two functions run the `l2t` command's runs (the `run` module): `compare` (a run config's
 //! teachers and teachers written in Python, through `l2t::experiment::run_with`) and
 //! `train` (one learned teacher, as `l2t train`).
 //!
-//! Errors are typed Python exceptions ([`errors`]); nothing here panics on user input.
+//! Errors are typed Python exceptions (the `errors` module); nothing here panics on user input.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use l2t_agents::{
-    checkpoint_episodes, load_teacher, train_on, EpisodeSummary, Learner, PooledEpisode, Rollouts,
-    Teacher, TeacherConfig,
+    checkpoint_episodes, load_learner, train_on, AgentError, EpisodeSummary, Learner,
+    PooledEpisode, Rollouts, Teacher, TeacherConfig,
 };
 use rand::seq::SliceRandom;
 
@@ -173,7 +173,7 @@ pub fn dev_subsample(dev: &Dataset, size: usize, seed: u64) -> Result<Dataset> {
 
 /// Where a run's learned teachers roll out their episodes, and which process of a
 /// distributed run does what. [`Local`] is one process: its own worker pool, every
-/// phase, every file. The MPI executor of [`crate::distributed`] (feature `mpi`) spreads
+/// phase, every file. The MPI executor of `l2t::distributed` (feature `mpi`) spreads
 /// each update's episodes over the ranks; only rank 0 evaluates and keeps the run
 /// folder.
 pub trait Distribution {
@@ -205,7 +205,7 @@ impl Distribution for Local {
 /// seeded `first_seed + k` (a learner that shares seeds within an update, ES, derives
 /// them from that), saving a checkpoint every `checkpoint_every` episodes and after the
 /// last. The teacher must be a [`Learner`] (every learned teacher is); it is trained by
-/// [`train_parallel`], its episodes rolled out on `task.workers` threads, whole updates
+/// [`train_parallel`](l2t_agents::train_parallel), its episodes rolled out on `task.workers` threads, whole updates
 /// only (checkpoints after updates). When
 /// `files.checkpoint` exists, training resumes from it: the episodes it holds are not
 /// run again, so an interrupted run loses at most the episodes since its last
@@ -254,7 +254,7 @@ pub fn train_resumable_on(
         });
     }
     let feature_names = task.env()?.feature_names().to_vec();
-    let (mut teacher, mut history) = if files.checkpoint.exists() {
+    let (mut learner, mut history) = if files.checkpoint.exists() {
         let done = checkpoint_episodes(&files.checkpoint)?;
         if done > episodes {
             return Err(ExperimentError::InvalidSetting {
@@ -266,7 +266,7 @@ pub fn train_resumable_on(
                 ),
             });
         }
-        let teacher = load_teacher(&files.checkpoint, Some(feature_names.len()))?;
+        let learner = load_learner(&files.checkpoint, Some(feature_names.len()))?;
         let mut history: Vec<TrainingEpisode> = if files.history.exists() {
             JsonLines::read(&files.history)?
         } else {
@@ -279,26 +279,28 @@ pub fn train_resumable_on(
         for episode in &history {
             log.append(episode)?;
         }
-        (teacher, history)
+        (learner, history)
     } else {
+        let learner = match config.build_learner(&feature_names) {
+            Err(AgentError::NotALearner { teacher }) => {
+                return Err(ExperimentError::InvalidSetting {
+                    field: "teachers.train",
+                    reason: format!("teacher `{teacher}` learns nothing, so it cannot be trained"),
+                })
+            }
+            learner => learner?,
+        };
         JsonLines::open(&files.history, true)?;
-        (config.build(&feature_names)?, Vec::new())
+        (learner, Vec::new())
     };
     let resumed_from = history.len();
     let mut log = JsonLines::open(&files.history, false)?;
-    let name = teacher.name().to_string();
-    let learner = teacher
-        .as_learner()
-        .ok_or_else(|| ExperimentError::InvalidSetting {
-            field: "teachers.train",
-            reason: format!("teacher `{name}` learns nothing, so it cannot be trained"),
-        })?;
     let mut pool = task.pool()?;
     let mut saved = resumed_from;
     let mut rollouts = distribution.rollouts(&mut pool);
     train_on(
         &mut *rollouts,
-        learner,
+        &mut *learner,
         episodes,
         first_seed,
         |learner: &dyn Learner, update: &[PooledEpisode]| -> Result<()> {
@@ -321,7 +323,7 @@ pub fn train_resumable_on(
         },
     )?;
     Ok(TrainedTeacher {
-        teacher,
+        teacher: learner,
         history,
         resumed_from,
     })
