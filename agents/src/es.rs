@@ -41,11 +41,7 @@
 //! (which `hidden = 12` gives).
 //!
 //! When it teaches (evaluation), the teacher samples a_m ~ Bernoulli(phi_theta(1 | s_m))
-//! from the mean weights theta and its own stream. With `greedy`, every policy (the
-//! perturbed ones in training, theta when it teaches) keeps exactly
-//! a_m = 1[phi(1 | s_m) > 1/2], a learned threshold on a linear score: the exploration
-//! is in weight space alone, and a return no longer carries the noise of the
-//! Bernoulli draws.
+//! from the mean weights theta and its own stream.
 
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -89,11 +85,6 @@ pub struct EsConfig {
     pub common_random_numbers: CommonRandomNumbers,
     /// Seed of the teacher's streams (initial weights, directions, sampling).
     pub seed: u64,
-    /// Keep exactly the instances with phi(1 | s) > 1/2 instead of sampling, in
-    /// training and teaching (off by default; left out of configs when off, so the
-    /// identities of earlier runs are unchanged).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub greedy: bool,
 }
 
 impl Default for EsConfig {
@@ -107,7 +98,6 @@ impl Default for EsConfig {
             weight_decay: 0.0,
             common_random_numbers: CommonRandomNumbers::Pairs,
             seed: 0,
-            greedy: false,
         }
     }
 }
@@ -218,14 +208,13 @@ impl EvolutionStrategies {
     pub fn new(config: EsConfig, feature_dim: usize) -> Result<Self> {
         config.validate()?;
         let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
-        let (mut policy, optimizer) = BernoulliPolicy::with_adam(
+        let (policy, optimizer) = BernoulliPolicy::with_adam(
             feature_dim,
             config.hidden,
             config.output_bias,
             config.learning_rate,
             &mut init_rng,
         )?;
-        policy.set_greedy(config.greedy);
         let features = FeatureStats::new(feature_dim);
         let folded = features.fold(policy.try_clone()?)?;
         Ok(Self {
@@ -620,54 +609,5 @@ mod tests {
             Vec::<f32>::try_from(direction[0].flatten(0, -1)).unwrap(),
             Vec::<f32>::try_from(es.direction(0, 1)[0].flatten(0, -1)).unwrap()
         );
-    }
-
-    #[test]
-    fn a_greedy_teacher_keeps_exactly_the_rows_above_one_half_in_training_and_teaching() {
-        let features = ndarray::Array2::from_shape_fn((64, 5), |(i, j)| {
-            ((i * 7 + j * 3) % 11) as f32 / 11.0 - 0.4
-        });
-        let observation = TeachingObservation {
-            features: features.clone(),
-            student_state: ndarray::Array1::zeros(3),
-        };
-        let info = crate::teacher::blank_info();
-        let config = EsConfig {
-            greedy: true,
-            output_bias: 0.0,
-            ..EsConfig::default()
-        };
-        let mut es = EvolutionStrategies::new(config, 5).unwrap();
-        let probabilities = Vec::<f32>::try_from(
-            es.policy()
-                .keep_probabilities(&BernoulliPolicy::features_tensor(&features)),
-        )
-        .unwrap();
-        let expected: Vec<bool> = probabilities.iter().map(|&p| p > 0.5).collect();
-        assert!(expected.iter().any(|&k| k) && expected.iter().any(|&k| !k));
-        // Teaching: the same mask every time, whatever the stream has drawn.
-        for _ in 0..3 {
-            let mask = es.act(&observation, &info).unwrap();
-            assert_eq!(mask.to_vec(), expected);
-        }
-        // Training: a perturbed policy is greedy too, so its rollouts keep the same rows
-        // whatever their sampling streams.
-        let direction = es.direction(0, 0);
-        let rollout_mask = |seed: u64| {
-            let policy = es
-                .features
-                .fold(es.perturbed(&direction, 0.5).unwrap())
-                .unwrap();
-            let rng = stream_rng(seed, Stream::TeacherSampling);
-            PolicyRollout::new(policy, rng)
-                .act(&observation, &info)
-                .unwrap()
-        };
-        assert_eq!(rollout_mask(1), rollout_mask(2));
-        let mut sampling = EvolutionStrategies::new(EsConfig::default(), 5).unwrap();
-        let sampled: Vec<KeepMask> = (0..2)
-            .map(|_| sampling.act(&observation, &info).unwrap())
-            .collect();
-        assert_ne!(sampled[0], sampled[1], "the default teacher samples");
     }
 }

@@ -26,9 +26,6 @@ pub struct BernoulliPolicy {
     output: nn::Linear,
     input_dim: usize,
     output_bias: f64,
-    /// Keep exactly the instances with phi(1 | s) > 1/2 instead of sampling
-    /// ([`Self::set_greedy`]).
-    greedy: bool,
 }
 
 impl std::fmt::Debug for BernoulliPolicy {
@@ -99,7 +96,6 @@ impl BernoulliPolicy {
             output,
             input_dim,
             output_bias,
-            greedy: false,
         }
     }
 
@@ -109,7 +105,6 @@ impl BernoulliPolicy {
     pub fn try_clone(&self) -> Result<Self> {
         let mut copy = Self::with_layers(self.input_dim, self.hidden_units, self.output_bias);
         copy.vs.copy(&self.vs)?;
-        copy.greedy = self.greedy;
         Ok(copy)
     }
 
@@ -190,23 +185,9 @@ impl BernoulliPolicy {
     /// one uniform draw per instance from `rng` (the teacher's own stream).
     pub fn sample(&self, features: &Tensor, rng: &mut ChaCha8Rng) -> Result<KeepMask> {
         let keep_probabilities = Vec::<f32>::try_from(self.keep_probabilities(features))?;
-        if self.greedy {
-            return Ok(KeepMask::from_shape_fn(keep_probabilities.len(), |i| {
-                keep_probabilities[i] > 0.5
-            }));
-        }
         Ok(KeepMask::from_shape_fn(keep_probabilities.len(), |i| {
             rng.gen::<f32>() < keep_probabilities[i]
         }))
-    }
-
-    /// With `greedy`, [`Self::sample`] keeps exactly the instances with
-    /// phi(1 | s) > 1/2 (a learned threshold rule) and draws nothing from its stream;
-    /// copies ([`Self::try_clone`]) keep the setting. For teachers that explore in
-    /// weight space (evolution strategies), not for policy gradients, whose
-    /// log-probabilities assume sampled actions.
-    pub fn set_greedy(&mut self, greedy: bool) {
-        self.greedy = greedy;
     }
 
     /// [`Self::sample`] for an observation's feature matrix `[M, F]`, after checking
