@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use l2t_agents::{
     ActorCriticConfig, EsConfig, ImportanceSamplingConfig, OnlineBatchConfig, RandTeachConfig,
-    ReinforceConfig, RhoLossConfig, TeacherConfig,
+    ReinforceConfig, TeacherConfig,
 };
 use l2t_envs::{Reward, TeachingConfig};
 
@@ -312,10 +312,6 @@ pub fn training_eval_every(teaching: &TeachingConfig) -> usize {
     }
 }
 
-/// ES's training episodes in [`RunConfig::reproduction`]: 120 generations of 2 antithetic
-/// pairs (4 episodes each).
-pub const ES_EPISODES: usize = 480;
-
 /// ES's initial output bias in [`RunConfig::reproduction`], where the teachers read the
 /// `irreducible_loss` feature: -2, so that it keeps about 12% at first; the best of
 /// {2, 0, -2, -3} on the selection seeds 0-19 of Fashion-MNIST (docs/es-irreducible).
@@ -387,13 +383,7 @@ impl RunConfig {
                     ..ImportanceSamplingConfig::default()
                 }),
             ),
-            TeacherEntry::new(
-                labels::RHO_LOSS,
-                TeacherConfig::RhoLoss(RhoLossConfig {
-                    keep_fraction: 0.05,
-                    ..RhoLossConfig::default()
-                }),
-            ),
+            TeacherEntry::new(labels::RHO_LOSS, TeacherConfig::RhoLoss(preset.rho_loss())),
             TeacherEntry::new(
                 labels::REINFORCE,
                 TeacherConfig::Reinforce(ReinforceConfig::default()),
@@ -405,7 +395,7 @@ impl RunConfig {
             )
             .trained(),
             TeacherEntry {
-                episodes: Some(ES_EPISODES),
+                episodes: Some(preset.es_episodes()),
                 ..TeacherEntry::new(
                     labels::ES,
                     TeacherConfig::Es(EsConfig {

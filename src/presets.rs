@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use l2t_agents::SplConfig;
+use l2t_agents::{RhoLossConfig, SplConfig};
 use l2t_envs::data::cifar::load_cifar10;
 use l2t_envs::data::idx::load_mnist_like;
 use l2t_envs::data::text::{load_aclimdb, load_rotten_tomatoes};
@@ -188,7 +188,34 @@ impl Preset {
         SplConfig { epochs_to_all }
     }
 
+    /// RHO-LOSS in this task's reproduction, its kappa tuned per task on the selection
+    /// seeds 0-19: 0.05 of {0.05, 0.1, 0.2, 0.3, 0.5} on Fashion-MNIST
+    /// (docs/heuristics-tuning), 0.2 of {0.05, 0.2, 0.5} on Rotten Tomatoes, where 0.05
+    /// keeps one review of M = 16 and 5 of 20 students miss tau (docs/text-task); 0.05
+    /// elsewhere.
+    pub fn rho_loss(&self) -> RhoLossConfig {
+        let keep_fraction = match self.data {
+            DataSource::RottenTomatoes { .. } => 0.2,
+            _ => 0.05,
+        };
+        RhoLossConfig {
+            keep_fraction,
+            ..RhoLossConfig::default()
+        }
+    }
+
+    /// ES's training episodes in this task's reproduction: 480 (120 generations of 2
+    /// antithetic pairs), 200 on Rotten Tomatoes, whose LSTM episodes cost more: about
+    /// 20 minutes on 2 cores, inside the text task's 30-minute budget (docs/text-task).
+    pub fn es_episodes(&self) -> usize {
+        match self.data {
+            DataSource::RottenTomatoes { .. } => 200,
+            _ => 480,
+        }
+    }
+
     /// The synthetic task: Gaussian clusters with 20% label noise, MLP 32-64-10.
+
     pub fn synthetic() -> Self {
         let data = SyntheticConfig {
             train_size: 12_000,
@@ -332,7 +359,10 @@ impl Preset {
 
     /// Movie-review sentiment (Rotten Tomatoes) with the paper's IMDB student: an LSTM
     /// (embedding 128, hidden 128, Adam), M = 16, 10k-word vocabulary, reviews cut to 48
-    /// tokens (snippets are short: 99% of them fit).
+    /// tokens (snippets are short: 99% of them fit). Evaluated on 20 seeds: with the
+    /// paper's 5% dev share (256 reviews) NoTeach's interval is then ±14.4% of its mean;
+    /// a larger dev share made it wider, since tau = 0.70 sits near the LSTM's plateau
+    /// (docs/text-task).
     pub fn rotten_tomatoes_lstm() -> Self {
         let vocab_size = 10_000;
         Self {
@@ -354,7 +384,7 @@ impl Preset {
             }
             .with_tau(0.70),
             episodes: 10,
-            eval_seeds: 5,
+            eval_seeds: 20,
             first_eval_seed: 0,
             irreducible_loss_feature: false,
             split_seed: 0,
