@@ -215,7 +215,6 @@ impl Preset {
     }
 
     /// The synthetic task: Gaussian clusters with 20% label noise, MLP 32-64-10.
-
     pub fn synthetic() -> Self {
         let data = SyntheticConfig {
             train_size: 12_000,
