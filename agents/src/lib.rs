@@ -23,8 +23,9 @@
 //!   they learn from: each update's episodes rolled out on worker threads.
 //!
 //! Each teacher is one file, readable top to bottom. The modules build on each other
-//! in one direction: `error` <- `teacher` <- `policy`, `episode`, `checkpoint` <-
-//! `rollout` <- the learned teachers <- `config` (the registry).
+//! in one direction: `error` <- `teacher`, `weights`, `checkpoint` (the file format,
+//! no teacher type) <- `policy`, `episode` <- `rollout` <- the learned teachers <-
+//! `config` (the registry); the unit test below keeps it so.
 
 pub mod actor_critic;
 pub mod checkpoint;
