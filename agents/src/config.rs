@@ -181,7 +181,15 @@ pub fn load_learner(
     path: impl AsRef<std::path::Path>,
     expected_feature_dim: Option<usize>,
 ) -> Result<Box<dyn Learner>> {
-    let file = CheckpointFile::read(path)?;
+    restore_learner(CheckpointFile::read(path)?, expected_feature_dim)
+}
+
+/// [`load_learner`] for a checkpoint already read (and checked), e.g. after its episode
+/// count was looked at: the type of the stored kind.
+pub fn restore_learner(
+    file: CheckpointFile,
+    expected_feature_dim: Option<usize>,
+) -> Result<Box<dyn Learner>> {
     Ok(match file.kind() {
         Reinforce::KIND => Box::new(file.restore::<Reinforce>(expected_feature_dim)?),
         ActorCritic::KIND => Box::new(file.restore::<ActorCritic>(expected_feature_dim)?),

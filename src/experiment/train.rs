@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use l2t_agents::{
-    checkpoint_episodes, load_learner, train_on, AgentError, EpisodeSummary, Learner,
-    PooledEpisode, Rollouts, Teacher, TeacherConfig,
+    restore_learner, train_on, AgentError, CheckpointFile, EpisodeSummary, Learner, PooledEpisode,
+    Rollouts, Teacher, TeacherConfig,
 };
 use rand::seq::SliceRandom;
 
@@ -255,7 +255,9 @@ pub fn train_resumable_on(
     }
     let feature_names = task.env()?.feature_names().to_vec();
     let (mut learner, mut history) = if files.checkpoint.exists() {
-        let done = checkpoint_episodes(&files.checkpoint)?;
+        // Read and checked once: its episode count, then the learner.
+        let file = CheckpointFile::read(&files.checkpoint)?;
+        let done = file.episodes()?;
         if done > episodes {
             return Err(ExperimentError::InvalidSetting {
                 field: "episodes",
@@ -266,7 +268,7 @@ pub fn train_resumable_on(
                 ),
             });
         }
-        let learner = load_learner(&files.checkpoint, Some(feature_names.len()))?;
+        let learner = restore_learner(file, Some(feature_names.len()))?;
         let mut history: Vec<TrainingEpisode> = if files.history.exists() {
             JsonLines::read(&files.history)?
         } else {
