@@ -335,7 +335,7 @@ impl Teacher for ActorCritic {
             )));
         }
         self.policy
-            .sample_features(&observation.features, &mut self.sampling_rng)
+            .sample_features(&observation.features, None, &mut self.sampling_rng)
     }
 }
 

@@ -40,8 +40,17 @@
 //! of about 1/sqrt(F + 1), against 1/sqrt(325) for the 25-12-1 network of REINFORCE
 //! (which `hidden = 12` gives).
 //!
-//! When it teaches (evaluation), the teacher samples a_m ~ Bernoulli(phi_theta(1 | s_m))
-//! from the mean weights theta and its own stream.
+//! **Keep k per batch** (`keep_per_batch = k > 0`). Instead of one Bernoulli draw
+//! per instance, the policy keeps exactly k of the M instances of each incoming batch,
+//! drawn without replacement from softmax(z_m) over the batch's logits
+//! z_m = w . z(s_m) + b (Plackett-Luce; sampled as the Gumbel top-k,
+//! [`BernoulliPolicy::sample_top_k`]). The kept share is then fixed at k / M and ES
+//! learns only the ranking within a batch and its sharpness (the scale of w), the form
+//! of RHO-LOSS, which keeps the top ceil(kappa M) by a fixed score; the bias b and the
+//! features constant over a batch (the student state) drop out.
+//!
+//! When it teaches (evaluation), the teacher samples its mask (Bernoulli, or k per
+//! batch) from the mean weights theta and its own stream.
 
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -85,6 +94,15 @@ pub struct EsConfig {
     pub common_random_numbers: CommonRandomNumbers,
     /// Seed of the teacher's streams (initial weights, directions, sampling).
     pub seed: u64,
+    /// k > 0: the policy keeps exactly k instances of each incoming batch, drawn
+    /// without replacement from softmax(z) over the batch's logits (see the module
+    /// doc); 0 (the default): one Bernoulli(sigma(z)) draw per instance.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub keep_per_batch: usize,
+}
+
+fn is_zero(value: &usize) -> bool {
+    *value == 0
 }
 
 impl Default for EsConfig {
@@ -98,6 +116,7 @@ impl Default for EsConfig {
             weight_decay: 0.0,
             common_random_numbers: CommonRandomNumbers::Pairs,
             seed: 0,
+            keep_per_batch: 0,
         }
     }
 }
@@ -161,6 +180,11 @@ impl<'de> Deserialize<'de> for CommonRandomNumbers {
 }
 
 impl EsConfig {
+    /// `Some(k)` where the policy keeps k instances per batch.
+    fn keep_per_batch(&self) -> Option<usize> {
+        (self.keep_per_batch > 0).then_some(self.keep_per_batch)
+    }
+
     fn validate(&self) -> Result<()> {
         if self.pairs == 0 {
             return Err(invalid_config("pairs", "must be at least 1"));
@@ -429,7 +453,8 @@ impl Learner for EvolutionStrategies {
                     .fold(self.perturbed(&direction, sign * sigma)?)?;
                 jobs.push(RolloutJob {
                     seed,
-                    rollout: PolicyRollout::new(policy, sampling_rng),
+                    rollout: PolicyRollout::new(policy, sampling_rng)
+                        .keeping_per_batch(self.config.keep_per_batch()),
                 });
             }
         }
@@ -568,8 +593,11 @@ impl Teacher for EvolutionStrategies {
     }
 
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
-        self.folded
-            .sample_features(&observation.features, &mut self.sampling_rng)
+        self.folded.sample_features(
+            &observation.features,
+            self.config.keep_per_batch(),
+            &mut self.sampling_rng,
+        )
     }
 }
 

@@ -190,11 +190,38 @@ impl BernoulliPolicy {
         }))
     }
 
-    /// [`Self::sample`] for an observation's feature matrix `[M, F]`, after checking
-    /// that it has the F columns the policy reads.
+    /// Samples a keep-mask that keeps exactly `k` of the `M` rows (all if `k >= M`):
+    /// k draws without replacement from softmax(z) over the batch's logits z
+    /// (Plackett-Luce), as the Gumbel top-k: the rows of the k largest z_m + g_m with
+    /// g_m = -ln(-ln u_m), one uniform u_m per row from `rng` whatever k. With large
+    /// logits it keeps the top k of the batch by score, RHO-LOSS's form.
+    pub fn sample_top_k(
+        &self,
+        features: &Tensor,
+        k: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<KeepMask> {
+        let logits = Vec::<f32>::try_from(tch::no_grad(|| self.logits(features)))?;
+        let perturbed: Vec<f32> = logits
+            .iter()
+            .map(|z| z - (-rng.gen::<f32>().max(f32::MIN_POSITIVE).ln()).ln())
+            .collect();
+        let mut order: Vec<usize> = (0..perturbed.len()).collect();
+        order.sort_by(|&a, &b| perturbed[b].total_cmp(&perturbed[a]).then(a.cmp(&b)));
+        let mut mask = KeepMask::from_elem(perturbed.len(), false);
+        for &i in order.iter().take(k) {
+            mask[i] = true;
+        }
+        Ok(mask)
+    }
+
+    /// [`Self::sample`] (`keep_per_batch = None`) or [`Self::sample_top_k`] (`Some(k)`)
+    /// for an observation's feature matrix `[M, F]`, after checking that it has the F
+    /// columns the policy reads.
     pub fn sample_features(
         &self,
         features: &ndarray::Array2<f32>,
+        keep_per_batch: Option<usize>,
         rng: &mut ChaCha8Rng,
     ) -> Result<KeepMask> {
         let f = features.ncols();
@@ -204,7 +231,11 @@ impl BernoulliPolicy {
                 self.input_dim
             )));
         }
-        self.sample(&Self::features_tensor(features), rng)
+        let features = Self::features_tensor(features);
+        match keep_per_batch {
+            None => self.sample(&features, rng),
+            Some(k) => self.sample_top_k(&features, k, rng),
+        }
     }
 
     /// The actions a_m of a keep-mask as floats (1 keep, 0 drop), the form
@@ -252,5 +283,43 @@ mod tests {
         // Changing the original leaves the copy as it was.
         policy.reinitialise(&mut stream_rng(2, Stream::TeacherInit));
         assert_ne!(flat(&copy), flat(&policy));
+    }
+
+    #[test]
+    fn top_k_sampling_keeps_k_rows_and_follows_the_logits() {
+        let mut rng = stream_rng(3, Stream::TeacherSampling);
+        // A linear policy over one feature: the logit grows with the feature.
+        let policy = BernoulliPolicy::new(1, 0, 0.0, &mut rng).unwrap();
+        tch::no_grad(|| {
+            for (name, mut v) in policy.var_store().variables() {
+                let value = if name.contains("weight") { 50.0 } else { 0.0 };
+                let _ = v.fill_(value);
+            }
+        });
+        let features = Tensor::from_slice(&[0.1f32, 0.9, 0.5, 0.3, 0.7]).view([5, 1]);
+        for k in 0..=6 {
+            let mask = policy.sample_top_k(&features, k, &mut rng).unwrap();
+            assert_eq!(mask.iter().filter(|&&keep| keep).count(), k.min(5));
+        }
+        // Logits 5 apart: the two largest rows win nearly always.
+        let mut top_two = 0;
+        for _ in 0..200 {
+            let mask = policy.sample_top_k(&features, 2, &mut rng).unwrap();
+            top_two += usize::from(mask[1] && mask[4]);
+        }
+        assert!(top_two > 180, "{top_two}");
+        // Equal logits: every row is kept about equally often.
+        let flat = Tensor::from_slice(&[0.5f32; 4]).view([4, 1]);
+        let mut counts = [0usize; 4];
+        for _ in 0..2000 {
+            let mask = policy.sample_top_k(&flat, 1, &mut rng).unwrap();
+            for (c, &keep) in counts.iter_mut().zip(mask.iter()) {
+                *c += usize::from(keep);
+            }
+        }
+        assert!(
+            counts.iter().all(|&c| (400..600).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

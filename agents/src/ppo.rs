@@ -523,7 +523,7 @@ impl Teacher for Ppo {
 
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
         self.policy
-            .sample_features(&observation.features, &mut self.sampling_rng)
+            .sample_features(&observation.features, None, &mut self.sampling_rng)
     }
 }
 

@@ -393,7 +393,7 @@ impl Teacher for Reinforce {
     /// a_m ~ Bernoulli(phi(1 | s_m)), sampled from the teacher's own stream.
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
         self.policy
-            .sample_features(&observation.features, &mut self.sampling_rng)
+            .sample_features(&observation.features, None, &mut self.sampling_rng)
     }
 }
 

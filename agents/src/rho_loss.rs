@@ -28,6 +28,14 @@
 //! The experiment layer computes `IL` with a student of the task trained on the
 //! teacher half, which the student half never meets (`l2t::experiment::irreducible`),
 //! and caches it per task; its holdout model is the D_ho of the paper.
+//!
+//! **A big batch across incoming batches** (`pool` > 1). The env hands the teacher M
+//! instances at a time, so with `pool = 1` kappa cannot go below 1 / M. With
+//! `pool = P` the big batch B_t is the last P incoming batches (the current one and
+//! the P - 1 before it, within the episode), and an instance of the current batch is
+//! kept when its RHO is among the `ceil(kappa * P * M)` largest of B_t: the online form
+//! of the paper's n_b of n_B = P M, which can keep nothing of a batch and so reach
+//! kappa = 1 / (P M).
 
 use l2t_envs::{TeachingInfo, TeachingObservation};
 use serde::{Deserialize, Serialize};
@@ -45,6 +53,14 @@ pub struct RhoLossConfig {
     /// `None`: the task's T'.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub holdout_iterations: Option<usize>,
+    /// P: incoming batches that form the big batch B_t kappa applies to (1: each batch
+    /// alone, the default).
+    #[serde(skip_serializing_if = "is_one")]
+    pub pool: usize,
+}
+
+fn is_one(value: &usize) -> bool {
+    *value == 1
 }
 
 impl Default for RhoLossConfig {
@@ -53,6 +69,7 @@ impl Default for RhoLossConfig {
         Self {
             keep_fraction: 0.1,
             holdout_iterations: None,
+            pool: 1,
         }
     }
 }
@@ -69,6 +86,9 @@ impl RhoLossConfig {
         if self.holdout_iterations == Some(0) {
             return Err(invalid_config("holdout_iterations", "must be at least 1"));
         }
+        if self.pool == 0 {
+            return Err(invalid_config("pool", "must be at least 1"));
+        }
         Ok(())
     }
 }
@@ -80,6 +100,9 @@ pub struct RhoLoss {
     /// `(label_c, prob_c)` column pairs.
     classes: Vec<(usize, usize)>,
     irreducible: Vec<f32>,
+    /// The reducible losses of the last `pool - 1` batches of this episode, oldest
+    /// first.
+    recent: std::collections::VecDeque<Vec<f32>>,
 }
 
 impl RhoLoss {
@@ -116,6 +139,7 @@ impl RhoLoss {
             config,
             classes,
             irreducible,
+            recent: Default::default(),
         })
     }
 
@@ -182,7 +206,33 @@ impl Teacher for RhoLoss {
 
     fn act(&mut self, observation: &TeachingObservation, info: &TeachingInfo) -> Result<KeepMask> {
         let scores = self.reducible_losses(observation, &info.incoming_indices)?;
-        Ok(Self::top_k(&scores, self.config.keep_fraction))
+        let pool = self.config.pool;
+        if pool == 1 {
+            return Ok(Self::top_k(&scores, self.config.keep_fraction));
+        }
+        if info.incoming_batches == 0 {
+            self.recent.clear();
+        }
+        // The k-th largest RHO of B_t = the recent batches and this one.
+        let mut big: Vec<f32> = self.recent.iter().flatten().copied().collect();
+        big.extend_from_slice(&scores);
+        let n = pool * scores.len();
+        let k = ((self.config.keep_fraction * n as f64).ceil() as usize).clamp(1, big.len());
+        big.sort_by(|a, b| b.total_cmp(a));
+        let kth = big[k - 1];
+        let mask = KeepMask::from_shape_fn(scores.len(), |i| scores[i] >= kth);
+        if self.recent.len() + 1 >= pool {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(scores);
+        Ok(mask)
+    }
+
+    fn observe(&mut self, _reward: f64, done: bool) -> Result<()> {
+        if done {
+            self.recent.clear();
+        }
+        Ok(())
     }
 }
 
@@ -253,6 +303,43 @@ mod tests {
         let mask = teacher.act(&obs, &info).unwrap();
         // The noisy instance (row 1) is dropped although its training loss is large.
         assert_eq!(mask.to_vec(), vec![true, false, true, false]);
+    }
+
+    #[test]
+    fn a_pool_of_batches_keeps_the_top_of_the_big_batch_and_restarts_each_episode() {
+        // Four instances with IL 0; the student's probability of the label sets RHO.
+        let mut teacher = RhoLoss::new(
+            RhoLossConfig {
+                keep_fraction: 0.25,
+                pool: 2,
+                ..RhoLossConfig::default()
+            },
+            &names(),
+            vec![0.0; 4],
+        )
+        .unwrap();
+        let mut info = crate::teacher::blank_info();
+        info.incoming_indices = vec![0, 1];
+        // B_t = this batch alone at the start: ceil(0.25 * 4) = 1 of 2 kept.
+        let hard = observation(&[0, 1], &[0.1, 0.2]);
+        assert_eq!(teacher.act(&hard, &info).unwrap().to_vec(), [true, false]);
+        // Next batch: both rows easier than the previous batch's best, none kept.
+        info.incoming_batches = 1;
+        let easy = observation(&[0, 1], &[0.8, 0.9]);
+        assert_eq!(teacher.act(&easy, &info).unwrap().to_vec(), [false, false]);
+        // The window slides: B_t is now `easy` and this batch.
+        info.incoming_batches = 2;
+        let mid = observation(&[0, 1], &[0.5, 0.95]);
+        assert_eq!(teacher.act(&mid, &info).unwrap().to_vec(), [true, false]);
+        // A new episode forgets the last one's batches.
+        teacher.observe(0.0, true).unwrap();
+        info.incoming_batches = 0;
+        assert_eq!(teacher.act(&easy, &info).unwrap().to_vec(), [true, false]);
+        let config = RhoLossConfig {
+            pool: 0,
+            ..RhoLossConfig::default()
+        };
+        assert!(RhoLoss::new(config, &names(), vec![0.0]).is_err());
     }
 
     #[test]

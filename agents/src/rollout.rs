@@ -138,6 +138,8 @@ impl Trajectory {
 /// a_m ~ Bernoulli(phi(1 | s_m)) from its own stream and records the trajectory.
 pub struct PolicyRollout {
     policy: BernoulliPolicy,
+    /// `Some(k)`: keep k instances of each batch ([`BernoulliPolicy::sample_top_k`]).
+    keep_per_batch: Option<usize>,
     sampling_rng: ChaCha8Rng,
     trajectory: Trajectory,
 }
@@ -156,9 +158,17 @@ impl PolicyRollout {
     pub fn new(policy: BernoulliPolicy, sampling_rng: ChaCha8Rng) -> Self {
         Self {
             policy,
+            keep_per_batch: None,
             sampling_rng,
             trajectory: Trajectory::default(),
         }
+    }
+
+    /// The rollout keeps exactly `k` instances of each incoming batch, drawn by
+    /// [`BernoulliPolicy::sample_top_k`], instead of one Bernoulli draw per instance.
+    pub fn keeping_per_batch(mut self, k: Option<usize>) -> Self {
+        self.keep_per_batch = k;
+        self
     }
 
     /// The recorded episode.
@@ -173,9 +183,11 @@ impl Teacher for PolicyRollout {
     }
 
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
-        let mask = self
-            .policy
-            .sample_features(&observation.features, &mut self.sampling_rng)?;
+        let mask = self.policy.sample_features(
+            &observation.features,
+            self.keep_per_batch,
+            &mut self.sampling_rng,
+        )?;
         self.trajectory.record(observation, &mask);
         Ok(mask)
     }
