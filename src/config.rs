@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use l2t_agents::{
-    ActorCriticConfig, EsConfig, ImportanceSamplingConfig, OnlineBatchConfig, RandTeachConfig,
+    ActorCriticConfig, ImportanceSamplingConfig, OnlineBatchConfig, RandTeachConfig,
     ReinforceConfig, TeacherConfig,
 };
 use l2t_envs::{Reward, TeachingConfig};
@@ -312,10 +312,12 @@ pub fn training_eval_every(teaching: &TeachingConfig) -> usize {
     }
 }
 
-/// ES's initial output bias in [`RunConfig::reproduction`], where the teachers read the
-/// `irreducible_loss` feature: -2, so that it keeps about 12% at first; the best of
-/// {2, 0, -2, -3} on the selection seeds 0-19 of Fashion-MNIST (docs/es-irreducible).
-/// Without the feature, [`EsConfig::default`]'s 2 was chosen.
+/// ES's initial output bias in [`RunConfig::reproduction`] (`Preset::es`), where the
+/// teachers read the `irreducible_loss` feature: -2, so that a Bernoulli policy keeps
+/// about 12% at first; the best of {2, 0, -2, -3} on the selection seeds 0-19 of
+/// Fashion-MNIST (docs/es-irreducible). A policy that keeps k per batch ignores it (its
+/// choice is invariant to a shift of the scores). Without the feature,
+/// [`l2t_agents::EsConfig::default`]'s 2 was chosen.
 pub const ES_OUTPUT_BIAS: f64 = -2.0;
 
 /// The labels of the teachers of [`RunConfig::reproduction`]: each teacher's kind tag,
@@ -368,7 +370,8 @@ impl RunConfig {
             // Fashion-MNIST, each among a few (docs/heuristics-tuning): selection
             // pressure 30 of {30, 100, 300}; importance sampling's kappa 0.4 of
             // {0.15, 0.25, 0.4, 0.6}; RHO-LOSS's kappa 0.05 (one of M = 20) of
-            // {0.05, 0.1, 0.2, 0.3, 0.5}.
+            // {0.05, 0.1, 0.2, 0.3, 0.5} and its big batch of P = 4 incoming batches of
+            // {1, 2, 4, 8} (docs/rho-pool).
             TeacherEntry::new(
                 labels::ONLINE_BATCH,
                 TeacherConfig::OnlineBatch(OnlineBatchConfig {
@@ -396,14 +399,7 @@ impl RunConfig {
             .trained(),
             TeacherEntry {
                 episodes: Some(preset.es_episodes()),
-                ..TeacherEntry::new(
-                    labels::ES,
-                    TeacherConfig::Es(EsConfig {
-                        output_bias: ES_OUTPUT_BIAS,
-                        ..EsConfig::default()
-                    }),
-                )
-                .trained()
+                ..TeacherEntry::new(labels::ES, TeacherConfig::Es(preset.es())).trained()
             },
         ];
         let horizon = training_horizon(&preset.teaching);
