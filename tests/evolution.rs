@@ -8,7 +8,7 @@ use l2t::agents::{
     train_parallel, AgentError, CommonRandomNumbers, EsConfig, EvolutionStrategies, Learner,
     PooledEpisode, Teacher,
 };
-use l2t::envs::{EnvPool, TeachingConfig, TeachingEnv};
+use l2t::envs::{Env, EnvPool, TeachingConfig, TeachingEnv};
 
 fn config() -> TeachingConfig {
     TeachingConfig {
@@ -71,6 +71,52 @@ fn es_trains_the_same_teacher_for_any_worker_count() {
             );
         }
     }
+}
+
+#[test]
+fn a_policy_that_keeps_one_per_batch_keeps_exactly_one_and_trains_alike_on_any_worker_count() {
+    let make = || {
+        let config = EsConfig {
+            pairs: 2,
+            keep_per_batch: 1,
+            seed: 9,
+            ..EsConfig::default()
+        };
+        EvolutionStrategies::new(config, 13).unwrap()
+    };
+    let mut reference = make();
+    let episodes = train(&mut reference, 1, 8);
+    let batch = config().batch_size;
+    for episode in &episodes {
+        let s = &episode.summary;
+        assert!(s.instances_seen > 0);
+        assert_eq!(s.instances_kept * batch, s.instances_seen, "{s:?}");
+    }
+    assert_ne!(
+        common::bits(&reference.flat_weights().unwrap()),
+        common::bits(&make().flat_weights().unwrap()),
+        "theta did not move"
+    );
+    let mut other = make();
+    let other_episodes = train(&mut other, 2, 8);
+    assert_eq!(
+        common::bits(&other.flat_weights().unwrap()),
+        common::bits(&reference.flat_weights().unwrap())
+    );
+    assert_eq!(
+        common::outcomes(&episodes),
+        common::outcomes(&other_episodes)
+    );
+    // The option survives a checkpoint, and the restored teacher keeps one per batch.
+    let dir = common::Scratch::new("es", "keep-one");
+    let path = dir.join("es.ckpt");
+    reference.save_checkpoint(&path).unwrap();
+    let restored = l2t::agents::load_learner(&path, Some(13)).unwrap();
+    let mut restored: Box<dyn Teacher> = restored;
+    let mut env = common::tiny_env(config());
+    let (observation, info) = env.reset(Some(3)).unwrap();
+    let mask = restored.act(&observation, &info).unwrap();
+    assert_eq!(mask.iter().filter(|&&k| k).count(), 1);
 }
 
 #[test]

@@ -476,6 +476,7 @@ fn rho_loss_trains_its_holdout_model_once_and_caches_it_per_task() {
             TeacherConfig::RhoLoss(l2t::agents::RhoLossConfig {
                 keep_fraction: 0.3,
                 holdout_iterations: Some(100),
+                pool: 1,
             }),
         ),
     ];
