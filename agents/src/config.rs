@@ -4,8 +4,9 @@
 //! {"kind": "online_batch", "pressure_start": 100, "pressure_end": 1, "anneal_epochs": 5}
 //! {"kind": "spl", "epochs_to_all": 2}
 //! {"kind": "importance_sampling", "keep_fraction": 0.5, "uniform_mix": 0.1}
-//! {"kind": "rho_loss", "keep_fraction": 0.1}
+//! {"kind": "rho_loss", "keep_fraction": 0.05, "pool": 4}
 //! {"kind": "reinforce", "seed": 3}
+//! {"kind": "es", "keep_per_batch": 1}
 //! {"kind": "ppo", "episodes_per_update": 4, "epochs": 4}
 //! {"kind": "no_teach"}
 //! {"kind": "checkpoint", "path": "runs/fashion-mnist-mlp/reinforce.ckpt"}
@@ -239,7 +240,10 @@ mod tests {
                 r#"{"kind": "importance_sampling", "keep_fraction": 0.4, "seed": 1}"#,
                 "importance_sampling",
             ),
-            (r#"{"kind": "rho_loss", "keep_fraction": 0.2}"#, "rho_loss"),
+            (
+                r#"{"kind": "rho_loss", "keep_fraction": 0.2, "pool": 3}"#,
+                "rho_loss",
+            ),
             (
                 r#"{"kind": "reinforce", "hidden": 4, "seed": 2}"#,
                 "reinforce",
@@ -248,7 +252,10 @@ mod tests {
                 r#"{"kind": "actor_critic", "shaping": 0.5, "seed": 2}"#,
                 "actor_critic",
             ),
-            (r#"{"kind": "es", "pairs": 3, "sigma": 0.2}"#, "es"),
+            (
+                r#"{"kind": "es", "pairs": 3, "sigma": 0.2, "keep_per_batch": 2}"#,
+                "es",
+            ),
             (
                 r#"{"kind": "ppo", "epochs": 2, "clip_epsilon": 0.1}"#,
                 "ppo",

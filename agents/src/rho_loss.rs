@@ -35,7 +35,8 @@
 //! the P - 1 before it, within the episode), and an instance of the current batch is
 //! kept when its RHO is among the `ceil(kappa * P * M)` largest of B_t: the online form
 //! of the paper's n_b of n_B = P M, which can keep nothing of a batch and so reach
-//! kappa = 1 / (P M).
+//! kappa = 1 / (P M). In the first P - 1 batches of an episode B_t holds fewer than P
+//! batches and the same count is kept from it (all of them if it holds fewer).
 
 use l2t_envs::{TeachingInfo, TeachingObservation};
 use serde::{Deserialize, Serialize};

@@ -166,6 +166,8 @@ impl PolicyRollout {
 
     /// The rollout keeps exactly `k` instances of each incoming batch, drawn by
     /// [`BernoulliPolicy::sample_top_k`], instead of one Bernoulli draw per instance.
+    /// For learners that use the episode's return only (ES): the recorded actions are
+    /// then not Bernoulli draws, so [`BernoulliPolicy::log_prob`] does not score them.
     pub fn keeping_per_batch(mut self, k: Option<usize>) -> Self {
         self.keep_per_batch = k;
         self
