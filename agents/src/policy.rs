@@ -14,7 +14,7 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 use l2t_envs::student::{init_from_stream, torch_default_init, Init};
 
 use crate::error::{invalid_config, AgentError, Result};
-use crate::teacher::KeepMask;
+use crate::teacher::{top_k_mask, KeepMask};
 use l2t_envs::student::Adam;
 
 /// The Bernoulli keep-policy network.
@@ -206,13 +206,7 @@ impl BernoulliPolicy {
             .iter()
             .map(|z| z - (-rng.gen::<f32>().max(f32::MIN_POSITIVE).ln()).ln())
             .collect();
-        let mut order: Vec<usize> = (0..perturbed.len()).collect();
-        order.sort_by(|&a, &b| perturbed[b].total_cmp(&perturbed[a]).then(a.cmp(&b)));
-        let mut mask = KeepMask::from_elem(perturbed.len(), false);
-        for &i in order.iter().take(k) {
-            mask[i] = true;
-        }
-        Ok(mask)
+        Ok(top_k_mask(&perturbed, k))
     }
 
     /// [`Self::sample`] (`keep_per_batch = None`) or [`Self::sample_top_k`] (`Some(k)`)

@@ -42,7 +42,7 @@ use l2t_envs::{TeachingInfo, TeachingObservation};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid_config, AgentError, Result};
-use crate::teacher::{feature_column, KeepMask, Teacher};
+use crate::teacher::{feature_column, top_k_mask, KeepMask, Teacher};
 
 /// Settings of [`RhoLoss`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,15 +188,8 @@ impl RhoLoss {
     /// The keep-mask of the `k = ceil(kappa * len)` largest of `scores` (ties: the
     /// earlier row first).
     pub fn top_k(scores: &[f32], keep_fraction: f64) -> KeepMask {
-        let m = scores.len();
-        let k = ((keep_fraction * m as f64).ceil() as usize).min(m);
-        let mut order: Vec<usize> = (0..m).collect();
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-        let mut mask = KeepMask::from_elem(m, false);
-        for &i in &order[..k] {
-            mask[i] = true;
-        }
-        mask
+        let k = (keep_fraction * scores.len() as f64).ceil() as usize;
+        top_k_mask(scores, k)
     }
 }
 

@@ -45,6 +45,19 @@ pub fn bernoulli_mask(rng: &mut rand_chacha::ChaCha8Rng, probabilities: &[f64]) 
     KeepMask::from_shape_fn(probabilities.len(), |i| rng.gen::<f64>() < probabilities[i])
 }
 
+/// The keep-mask of the `k` largest of `scores` (all of them if `k >= len`); ties keep
+/// the earlier row. RHO-LOSS's top ceil(kappa M) and the Gumbel top-k of a policy that
+/// keeps k per batch.
+pub fn top_k_mask(scores: &[f32], k: usize) -> KeepMask {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let mut mask = KeepMask::from_elem(scores.len(), false);
+    for &i in order.iter().take(k) {
+        mask[i] = true;
+    }
+    mask
+}
+
 /// Index of the feature column `name` in `feature_names`.
 pub fn feature_column(feature_names: &[String], name: &str) -> Result<usize> {
     feature_names
