@@ -396,10 +396,10 @@ fn benchmark(tasks: Vec<String>, mut args: RunArgs, context: &RunContext) -> Res
     let board = leaderboard(&reports)?;
     let mut text = board.markdown();
     text.push_str(&format!(
-        "\nMade by `l2t benchmark` in {:.0} s ({} tasks; each task's run folder is beside \
+        "\nMade by `l2t benchmark` in {:.0} s ({}; each task's run folder is beside \
          this file).\n",
         started.elapsed().as_secs_f64(),
-        tasks.len()
+        l2t::experiment::count_tasks(tasks.len())
     ));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let write = |name: &str, bytes: &[u8]| {
@@ -424,8 +424,8 @@ fn benchmark(tasks: Vec<String>, mut args: RunArgs, context: &RunContext) -> Res
             .collect();
         let labels = ChartLabels::new(
             &format!(
-                "IQM of effective instances to tau / NoTeach's, {} tasks x {} seeds (95% CI)",
-                board.tasks.len(),
+                "IQM of effective instances to tau / NoTeach's, {} x {} seeds (95% CI)",
+                l2t::experiment::count_tasks(board.tasks.len()),
                 board.seeds
             ),
             "effective instances to tau relative to NoTeach (lower is better)",

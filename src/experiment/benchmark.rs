@@ -299,11 +299,20 @@ pub fn leaderboard(reports: &[Report]) -> Result<Leaderboard> {
     })
 }
 
+/// "1 task" or "N tasks", for the leaderboard's texts.
+pub fn count_tasks(n: usize) -> String {
+    if n == 1 {
+        "1 task".into()
+    } else {
+        format!("{n} tasks")
+    }
+}
+
 impl Leaderboard {
     /// `leaderboard.md`: the table, what each column means and the seeds.
     pub fn markdown(&self) -> String {
         let mut out = format!(
-            "# Leaderboard\n\n{} tasks, {} seeds each (evaluation seeds {} to {}, the same \
+            "# Leaderboard\n\n{}, {} seeds each (evaluation seeds {} to {}, the same \
              fresh students for every teacher). Effective instances to tau: a run that missed \
              tau counts at the budget T' x M.\n\n\
              - **% of NoTeach**: mean instances relative to NoTeach's on the task.\n\
@@ -315,7 +324,7 @@ impl Leaderboard {
              better.\n\
              - **P(fewer)**: probability that a run needs fewer instances than the best \
              heuristic's, averaged over tasks (learned teachers).\n\n",
-            self.tasks.len(),
+            count_tasks(self.tasks.len()),
             self.seeds,
             self.first_seed,
             self.first_seed + self.seeds as u64 - 1,
