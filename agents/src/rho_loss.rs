@@ -201,7 +201,7 @@ impl Teacher for RhoLoss {
     fn act(&mut self, observation: &TeachingObservation, info: &TeachingInfo) -> Result<KeepMask> {
         let scores = self.reducible_losses(observation, &info.incoming_indices)?;
         let pool = self.config.pool;
-        if pool == 1 {
+        if pool == 1 || scores.is_empty() {
             return Ok(Self::top_k(&scores, self.config.keep_fraction));
         }
         if info.incoming_batches == 0 {
