@@ -312,14 +312,6 @@ pub fn training_eval_every(teaching: &TeachingConfig) -> usize {
     }
 }
 
-/// ES's initial output bias in [`RunConfig::reproduction`] (`Preset::es`), where the
-/// teachers read the `irreducible_loss` feature: -2, so that a Bernoulli policy keeps
-/// about 12% at first; the best of {2, 0, -2, -3} on the selection seeds 0-19 of
-/// Fashion-MNIST (docs/es-irreducible). A policy that keeps k per batch ignores it (its
-/// choice is invariant to a shift of the scores). Without the feature,
-/// [`l2t_agents::EsConfig::default`]'s 2 was chosen.
-pub const ES_OUTPUT_BIAS: f64 = -2.0;
-
 /// The labels of the teachers of [`RunConfig::reproduction`]: each teacher's kind tag,
 /// its one name in `name()`, configs, tables, plots and logs.
 pub mod labels {

@@ -221,13 +221,6 @@ impl Teacher for RhoLoss {
         self.recent.push_back(scores);
         Ok(mask)
     }
-
-    fn observe(&mut self, _reward: f64, done: bool) -> Result<()> {
-        if done {
-            self.recent.clear();
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -325,8 +318,7 @@ mod tests {
         info.incoming_batches = 2;
         let mid = observation(&[0, 1], &[0.5, 0.95]);
         assert_eq!(teacher.act(&mid, &info).unwrap().to_vec(), [true, false]);
-        // A new episode forgets the last one's batches.
-        teacher.observe(0.0, true).unwrap();
+        // A new episode (no batch handed out yet) forgets the last one's batches.
         info.incoming_batches = 0;
         assert_eq!(teacher.act(&easy, &info).unwrap().to_vec(), [true, false]);
         let config = RhoLossConfig {
