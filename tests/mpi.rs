@@ -73,7 +73,10 @@ fn mpirun() -> Command {
 
 /// `l2t --quiet run --config <config> --out <out>`, under `mpirun -np <ranks>
 /// ... --distributed` when `ranks` is given, with `env` set; killed (and the test
-/// failed) after `limit`.
+/// failed) after `limit`. The temporary folder (`TMPDIR`) of every process is `tmp`
+/// beside `out`, so the scratch folders of the ranks above 0
+/// (`l2t::distributed::scratch_folder`), which a crashed rank cannot remove, stay in
+/// the test's own scratch folder.
 fn l2t(
     ranks: Option<usize>,
     config: &Path,
@@ -95,6 +98,9 @@ fn l2t(
     if ranks.is_some() {
         command.arg("--distributed");
     }
+    let tmp = out.with_file_name("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    command.env("TMPDIR", &tmp);
     for (key, value) in env {
         command.env(key, value);
     }
@@ -268,6 +274,13 @@ fn a_crashed_or_failing_rank_stops_the_job_and_a_rerun_resumes() {
     assert_eq!(ckpt.len(), 1);
     assert_eq!(checkpoint_episodes(&ckpt[0]).unwrap(), 8, "{stderr}");
     assert!(!out.join("report.json").exists());
+    // The crashed rank left its scratch folder in the test's temporary folder.
+    let left: Vec<_> = fs::read_dir(scratch.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("l2t-rank1-"))
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
 
     // Rank 1 fails (an error, then MPI_Abort) in the resumed run's first update: the
     // error names the rank; nothing is lost.
