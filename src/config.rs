@@ -284,26 +284,27 @@ fn one() -> usize {
     1
 }
 
-/// The horizon H of the training reward of [`RunConfig::reproduction`]: the area under
-/// the dev-accuracy curve over the first T' / 12 student updates, on the evaluation
-/// grid (500 of T' = 6000 for Fashion-MNIST, 10k effective instances: NoTeach's dev
-/// curve is at about 0.83 there, online batch selection's at tau = 0.86). The area
-/// moves smoothly with the teacher's choices, where the paper's i_tau jumps with the
-/// one evaluation that crosses tau (`examples/reward_snr.rs` measures both).
-pub fn training_horizon(teaching: &TeachingConfig) -> usize {
+/// The default horizon H of the training reward of [`RunConfig::reproduction`]
+/// ([`Preset::training_horizon`] may set another): the area under the dev-accuracy
+/// curve over the first T' / 12 student updates, on the evaluation grid (500 of T' =
+/// 6000 for Fashion-MNIST, 10k effective instances: NoTeach's dev curve is at about
+/// 0.83 there, online batch selection's at tau = 0.86). The area moves smoothly with
+/// the teacher's choices, where the paper's i_tau jumps with the one evaluation that
+/// crosses tau (`examples/reward_snr.rs` measures both).
+pub fn default_training_horizon(teaching: &TeachingConfig) -> usize {
     let every = teaching.eval_every.max(1);
     ((teaching.max_iterations / 12) / every).max(1) * every
 }
 
 /// The dev-evaluation interval of the training episodes of [`RunConfig::reproduction`]:
-/// about 25 evaluations over the horizon H ([`training_horizon`]), a multiple of the
-/// task's own `eval_every` that divides H (20 for Fashion-MNIST's H = 500, against 10
-/// when evaluating). Dev evaluations are a large part of a training episode's cost,
-/// and the area over 25 points still tells the policies apart: ES trained this way
-/// teaches as well as with 50 points (docs/notes/es-options.md).
-pub fn training_eval_every(teaching: &TeachingConfig) -> usize {
+/// about 25 evaluations over the horizon H (`horizon`, from
+/// [`Preset::training_horizon`]), a multiple of the task's own `eval_every` that
+/// divides H (20 for Fashion-MNIST's H = 500, against 10 when evaluating). Dev
+/// evaluations are a large part of a training episode's cost, and the area over 25
+/// points still tells the policies apart: ES trained this way teaches as well as with
+/// 50 points (docs/notes/es-options.md).
+pub fn training_eval_every(teaching: &TeachingConfig, horizon: usize) -> usize {
     let every = teaching.eval_every.max(1);
-    let horizon = training_horizon(teaching);
     let coarse = (horizon / 25 / every).max(1) * every;
     if horizon.is_multiple_of(coarse) {
         coarse
@@ -394,8 +395,8 @@ impl RunConfig {
                 ..TeacherEntry::new(labels::ES, TeacherConfig::Es(preset.es())).trained()
             },
         ];
-        let horizon = training_horizon(&preset.teaching);
-        let training_every = training_eval_every(&preset.teaching);
+        let horizon = preset.training_horizon();
+        let training_every = training_eval_every(&preset.teaching, horizon);
         let dev_subsample = preset.training_dev_subsample();
         Self {
             checkpoint_every: 1,
@@ -435,10 +436,11 @@ impl RunConfig {
             let mut train_on = Preset::named(train)?;
             train_on.irreducible_loss_feature = true;
             // The training horizon is on the training task's evaluation grid.
+            let horizon = train_on.training_horizon();
             config.training.reward = Some(Reward::DevAccuracyArea {
-                iterations: training_horizon(&train_on.teaching),
+                iterations: horizon,
             });
-            config.training.eval_every = Some(training_eval_every(&train_on.teaching));
+            config.training.eval_every = Some(training_eval_every(&train_on.teaching, horizon));
             // So is the dev subsample: the training identity is the training task's own
             // reproduction's, whose checkpoints a transfer then reuses.
             config.training.dev_subsample = train_on.training_dev_subsample();
