@@ -284,35 +284,6 @@ fn one() -> usize {
     1
 }
 
-/// The default horizon H of the training reward of [`RunConfig::reproduction`]
-/// ([`Preset::training_horizon`] may set another): the area under the dev-accuracy
-/// curve over the first T' / 12 student updates, on the evaluation grid (500 of T' =
-/// 6000 for Fashion-MNIST, 10k effective instances: NoTeach's dev curve is at about
-/// 0.83 there, online batch selection's at tau = 0.86). The area moves smoothly with
-/// the teacher's choices, where the paper's i_tau jumps with the one evaluation that
-/// crosses tau (`examples/reward_snr.rs` measures both).
-pub fn default_training_horizon(teaching: &TeachingConfig) -> usize {
-    let every = teaching.eval_every.max(1);
-    ((teaching.max_iterations / 12) / every).max(1) * every
-}
-
-/// The dev-evaluation interval of the training episodes of [`RunConfig::reproduction`]:
-/// about 25 evaluations over the horizon H (`horizon`, from
-/// [`Preset::training_horizon`]), a multiple of the task's own `eval_every` that
-/// divides H (20 for Fashion-MNIST's H = 500, against 10 when evaluating). Dev
-/// evaluations are a large part of a training episode's cost, and the area over 25
-/// points still tells the policies apart: ES trained this way teaches as well as with
-/// 50 points (docs/notes/es-options.md).
-pub fn training_eval_every(teaching: &TeachingConfig, horizon: usize) -> usize {
-    let every = teaching.eval_every.max(1);
-    let coarse = (horizon / 25 / every).max(1) * every;
-    if horizon.is_multiple_of(coarse) {
-        coarse
-    } else {
-        every
-    }
-}
-
 /// The labels of the teachers of [`RunConfig::reproduction`]: each teacher's kind tag,
 /// its one name in `name()`, configs, tables, plots and logs.
 pub mod labels {
@@ -396,7 +367,7 @@ impl RunConfig {
             },
         ];
         let horizon = preset.training_horizon();
-        let training_every = training_eval_every(&preset.teaching, horizon);
+        let training_every = preset.training_eval_every();
         let dev_subsample = preset.training_dev_subsample();
         Self {
             checkpoint_every: 1,
@@ -440,7 +411,7 @@ impl RunConfig {
             config.training.reward = Some(Reward::DevAccuracyArea {
                 iterations: horizon,
             });
-            config.training.eval_every = Some(training_eval_every(&train_on.teaching, horizon));
+            config.training.eval_every = Some(train_on.training_eval_every());
             // So is the dev subsample: the training identity is the training task's own
             // reproduction's, whose checkpoints a transfer then reuses.
             config.training.dev_subsample = train_on.training_dev_subsample();
