@@ -651,6 +651,28 @@ mod tests {
     }
 
     #[test]
+    fn the_text_reproduction_trains_the_es_that_docs_text_bias_chose() {
+        // The ES entry, its episodes, its training reward and the training MDP of
+        // docs/text-bias/es-b0.toml, where output bias 0 was chosen on the selection
+        // seeds, are the reproduction's: its checkpoint is the one the docs measured.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/text-bias/es-b0.toml");
+        let measured = RunConfig::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let config = RunConfig::named("rotten-tomatoes-lstm").unwrap();
+        let es = |c: &RunConfig| {
+            let entry = c
+                .teachers
+                .iter()
+                .find(|t| t.teacher.kind() == "es")
+                .unwrap();
+            (entry.teacher.clone(), entry.episodes)
+        };
+        assert_eq!(es(&config), es(&measured));
+        assert_eq!(config.training.reward, measured.training.reward);
+        assert_eq!(config.training_teaching(), measured.training_teaching());
+        assert_eq!(config.preset.teaching, measured.preset.teaching);
+    }
+
+    #[test]
     fn a_training_evaluation_interval_changes_training_episodes_only() {
         let mut config = RunConfig::reproduction(Preset::fashion_mnist_mlp());
         config.training.eval_every = Some(50);

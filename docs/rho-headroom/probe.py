@@ -1,0 +1,129 @@
+"""Hand-written departures from RHO-LOSS's ranking on Fashion-MNIST (MLP students,
+tau = 0.86, the main job's task with the irreducible-loss feature), as Python teachers
+through `l2t.compare`: is there headroom over "keep the instance of largest reducible loss"
+that a learned teacher could find? Selection seeds 0-19 only.
+
+Usage (from the repository, after `bash scripts/setup.sh`; `source .venv/bin/activate`):
+  python docs/rho-headroom/probe.py NAME[,NAME...] OUT_FOLDER
+
+Every teacher keeps one instance of each incoming batch of M = 20 (RHO-LOSS's kept share,
+kappa = 0.05). Stateful teachers (cls*, bal*) keep state across the steps of an episode,
+so the run uses one worker: episodes run one after another.
+"""
+import sys
+
+import numpy as np
+import l2t
+
+# Columns of the reproduction's feature matrix (`irreducible_loss_feature = true`):
+# label_0..9, irreducible_loss, iteration, average_training_loss, best_dev_accuracy,
+# prob_0..9, loss, margin.
+LABELS, IRR, ITERATION, BEST, LOSS, MARGIN = slice(0, 10), 10, 11, 13, 24, 25
+LATE = 0.83  # the dev accuracy after which RHO-LOSS spends 60% of its instances
+
+
+def top(score: np.ndarray, k: int) -> np.ndarray:
+    mask = np.zeros(score.shape[0], dtype=bool)
+    mask[np.argsort(-score, kind="stable")[:k]] = True
+    return mask
+
+
+def reducible(obs: np.ndarray) -> np.ndarray:
+    if obs.shape[1] != 26:
+        raise ValueError(f"expected the 26 columns of the reproduction, got {obs.shape[1]}")
+    return obs[:, LOSS] - obs[:, IRR]
+
+
+def rho1(obs, info):
+    """RHO-LOSS on the feature columns: the largest reducible loss."""
+    return top(reducible(obs), 1)
+
+
+def late_loss(obs, info):
+    """From dev accuracy 0.83 on, the largest training loss (irreducible loss ignored)."""
+    return top(obs[:, LOSS], 1) if obs[0, BEST] >= LATE else rho1(obs, info)
+
+
+def late_k2(obs, info):
+    """From 0.83 on, the two largest reducible losses."""
+    return top(reducible(obs), 2 if obs[0, BEST] >= LATE else 1)
+
+
+def late_margin(obs, info):
+    """From 0.83 on, the smallest |margin| (the least certain instance)."""
+    return top(-np.abs(obs[:, MARGIN]), 1) if obs[0, BEST] >= LATE else rho1(obs, info)
+
+
+def early_k2(obs, info):
+    """Below dev accuracy 0.80, the two largest reducible losses."""
+    return top(reducible(obs), 2 if obs[0, BEST] < 0.80 else 1)
+
+
+def late_irr_low(obs, info):
+    """From 0.83 on, loss - 2 x irreducible loss: clean, typical instances first."""
+    if obs[0, BEST] >= LATE:
+        return top(obs[:, LOSS] - 2.0 * obs[:, IRR], 1)
+    return rho1(obs, info)
+
+
+class _PerEpisode:
+    """State that restarts when the iteration column goes back (a new episode)."""
+
+    def __init__(self) -> None:
+        self.last_iteration = -1.0
+
+    def new_episode(self, obs) -> bool:
+        iteration = float(obs[0, ITERATION])
+        fresh = self.last_iteration < 0 or iteration < self.last_iteration
+        self.last_iteration = iteration
+        return fresh
+
+
+class ClassWeighted(_PerEpisode):
+    """Reducible loss + weight x the class's running mean reducible loss (an exponential
+    average over the incoming instances of that class, rate 0.05 per batch)."""
+
+    def __init__(self, weight: float) -> None:
+        super().__init__()
+        self.weight = weight
+
+    def act(self, obs, info):
+        if self.new_episode(obs):
+            self.class_mean = np.zeros(10)
+        labels = obs[:, LABELS].argmax(1)
+        red = reducible(obs)
+        for c in np.unique(labels):
+            self.class_mean[c] += 0.05 * (red[labels == c].mean() - self.class_mean[c])
+        return top(red + self.weight * self.class_mean[labels], 1)
+
+
+class Balanced(_PerEpisode):
+    """Reducible loss - weight x (the class's share of the instances kept so far - 1/10)."""
+
+    def __init__(self, weight: float) -> None:
+        super().__init__()
+        self.weight = weight
+
+    def act(self, obs, info):
+        if self.new_episode(obs):
+            self.kept = np.zeros(10)
+        labels = obs[:, LABELS].argmax(1)
+        share = self.kept / max(self.kept.sum(), 1.0)
+        mask = top(reducible(obs) - self.weight * (share[labels] - 0.1), 1)
+        self.kept[labels[mask]] += 1
+        return mask
+
+
+TEACHERS = {
+    "rho1": rho1, "late_loss": late_loss, "late_k2": late_k2, "late_margin": late_margin,
+    "early_k2": early_k2, "late_irr_low": late_irr_low,
+    "cls1": ClassWeighted(1.0), "cls3": ClassWeighted(3.0),
+    "bal1": Balanced(1.0), "bal3": Balanced(3.0),
+}
+
+if __name__ == "__main__":
+    names, out = sys.argv[1].split(","), sys.argv[2]
+    run = l2t.compare("fashion-mnist-mlp", {name: TEACHERS[name] for name in names},
+                      builtin=["rho_loss"], seeds=20, first_seed=0, workers=1, plots=False,
+                      out=out)
+    print(run.summary)
