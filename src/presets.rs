@@ -238,8 +238,9 @@ impl Preset {
     /// NoTeach's 10528 +- 1518, docs/text-task). Its output bias starts at 0 there (keep
     /// half at first), of {-2, 0, 2}: from -2 ES spent its 160 episodes raising the kept
     /// share (17% to 46%, means over blocks of 20 episodes); from 0 it needs 8864 +- 1546
-    /// effective instances to tau against 9840 +- 2215 from -2 (docs/text-bias), and on
-    /// the report seeds 78% of NoTeach's, against 88% from -2.
+    /// effective instances to tau against 9840 +- 2215 from -2 (docs/text-bias). Trained
+    /// for 240 episodes ([`ES_EPISODES`]), it needs 75% of NoTeach's instances on the
+    /// report seeds, against 88% from -2.
     pub fn es(&self) -> EsConfig {
         let (keep_per_batch, output_bias) = match self.data {
             DataSource::RottenTomatoes { .. } => (0, 0.0),
