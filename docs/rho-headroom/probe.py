@@ -67,9 +67,11 @@ def late_irr_low(obs, info):
 
 
 class _PerEpisode:
-    """State that restarts when the iteration column goes back (a new episode)."""
+    """A weighted rule with state that restarts when the iteration column goes back (a
+    new episode)."""
 
-    def __init__(self) -> None:
+    def __init__(self, weight: float) -> None:
+        self.weight = weight
         self.last_iteration = -1.0
 
     def new_episode(self, obs) -> bool:
@@ -83,10 +85,6 @@ class ClassWeighted(_PerEpisode):
     """Reducible loss + weight x the class's running mean reducible loss (an exponential
     average over the incoming instances of that class, rate 0.05 per batch)."""
 
-    def __init__(self, weight: float) -> None:
-        super().__init__()
-        self.weight = weight
-
     def act(self, obs, info):
         if self.new_episode(obs):
             self.class_mean = np.zeros(10)
@@ -99,10 +97,6 @@ class ClassWeighted(_PerEpisode):
 
 class Balanced(_PerEpisode):
     """Reducible loss - weight x (the class's share of the instances kept so far - 1/10)."""
-
-    def __init__(self, weight: float) -> None:
-        super().__init__()
-        self.weight = weight
 
     def act(self, obs, info):
         if self.new_episode(obs):
