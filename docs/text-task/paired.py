@@ -127,6 +127,9 @@ def main(argv):
         da, db = data[a], data[b]
         common = sorted(s for s in da if s in db and da[s]["eff"] is not None
                         and db[s]["eff"] is not None)
+        if not common:
+            print(f"| {a} - {b} | 0 | no seed where both reached tau | | |")
+            continue
         diffs = [da[s]["eff"] - db[s]["eff"] for s in common]
         m, h = mean_ci(diffs)
         ma = sum(da[s]["eff"] for s in common) / max(len(common), 1)
