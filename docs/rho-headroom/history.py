@@ -12,9 +12,8 @@ episode, so the run uses one worker.
 import sys
 
 import numpy as np
-import l2t
 
-from probe import LOSS, _PerEpisode, reducible, rho1, top
+from probe import LOSS, _PerEpisode, main, reducible, rho1, top
 
 
 class History(_PerEpisode):
@@ -54,8 +53,4 @@ TEACHERS = {
 }
 
 if __name__ == "__main__":
-    names, out = sys.argv[1].split(","), sys.argv[2]
-    run = l2t.compare("fashion-mnist-mlp", {name: TEACHERS[name] for name in names},
-                      builtin=["rho_loss"], seeds=20, first_seed=0, workers=1, plots=False,
-                      out=out)
-    print(run.summary)
+    main(TEACHERS, sys.argv[1:])

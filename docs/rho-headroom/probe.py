@@ -115,9 +115,16 @@ TEACHERS = {
     "bal1": Balanced(1.0), "bal3": Balanced(3.0),
 }
 
-if __name__ == "__main__":
-    names, out = sys.argv[1].split(","), sys.argv[2]
-    run = l2t.compare("fashion-mnist-mlp", {name: TEACHERS[name] for name in names},
+
+def main(teachers: dict, argv: list[str]) -> None:
+    """Compare the teachers named by argv[0] (comma-separated) with the built-in RHO-LOSS on
+    the selection seeds 0-19, into the run folder argv[1]."""
+    names, out = argv[0].split(","), argv[1]
+    run = l2t.compare("fashion-mnist-mlp", {name: teachers[name] for name in names},
                       builtin=["rho_loss"], seeds=20, first_seed=0, workers=1, plots=False,
                       out=out)
     print(run.summary)
+
+
+if __name__ == "__main__":
+    main(TEACHERS, sys.argv[1:])
