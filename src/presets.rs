@@ -37,7 +37,8 @@ pub const ES_OUTPUT_BIAS: f64 = -2.0;
 ///   the env 10000 times an episode. The 240 episodes take about 8 minutes on 2 cores,
 ///   so that the main job stays within 15 minutes (docs/es-keep-k).
 /// - Rotten Tomatoes: of {160, 240} on the selection seeds 0-19, 240 gave 8112 +- 1460
-///   effective instances to tau against 8864 +- 1546 (docs/text-bias). From scratch on
+///   effective instances to tau against 8864 +- 1546 (docs/text-bias); 400, tried
+///   afterwards, taught worse (+1600 +- 1571 against 240). From scratch on
 ///   2 idle cores the holdout students and the 240 episodes took 13.9 minutes, inside
 ///   the text task's 30-minute budget.
 pub const ES_EPISODES: usize = 240;
