@@ -422,10 +422,10 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     let all_false = Array1::from_elem(m, false);
     let (mut no_teach_env, _) = mlp_env(&mut Vec::new())?;
     let (mut b_obs, mut b_info) = no_teach_env.reset(Some(0))?;
-    let mut teacher = Reinforce::new(ReinforceConfig::default(), env.feature_names().len())?;
+    let mut teacher = Reinforce::new(ReinforceConfig::default(), env.layout())?;
     let (mut obs, mut info): (TeachingObservation, TeachingInfo) = env.reset(Some(0))?;
     // d1: the teacher's act alone, on a fixed observation, with its own teacher.
-    let mut act_teacher = Reinforce::new(ReinforceConfig::default(), env.feature_names().len())?;
+    let mut act_teacher = Reinforce::new(ReinforceConfig::default(), env.layout())?;
     let (fixed_obs, fixed_info) = (obs.clone(), info.clone());
     let mut d_updates = 0usize;
     let mut resets = 0usize;
@@ -442,6 +442,7 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     let fixed_logits = env.student().logits(&fixed_batch);
     let state = [0.5f32, 0.3, 0.8];
     let feature_config = env.config().clone();
+    let layout = env.layout().clone();
 
     let mut a1 = Samples::default();
     let mut a2 = Samples::default();
@@ -542,6 +543,7 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
             replica_logits = replica.logits_for_training(&replica_batch);
             std::hint::black_box(featurise(
                 &feature_config,
+                &layout,
                 &train,
                 &replica_logits.detach().unsqueeze(0),
                 &replica_batch.labels.unsqueeze(0),
@@ -570,6 +572,7 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
         run_variant!(e4, count, record, {
             std::hint::black_box(featurise(
                 &feature_config,
+                &layout,
                 &train,
                 &fixed_logits.unsqueeze(0),
                 &fixed_batch.labels.unsqueeze(0),

@@ -180,7 +180,7 @@ fn main() -> Result<()> {
     drop(envs.student_env);
     drop(envs.test);
     let build_s = build_start.elapsed().as_secs_f64();
-    let feature_dim = env.feature_names().len();
+    let layout = env.layout().clone();
     let mut passes = thread_counts
         .iter()
         .map(|&threads| {
@@ -189,7 +189,7 @@ fn main() -> Result<()> {
             Ok(Pass {
                 threads,
                 pool: TrainingTask::of(&env, preset.student.clone(), 1).pool()?,
-                teacher: Reinforce::new(ReinforceConfig::default(), feature_dim)?,
+                teacher: Reinforce::new(ReinforceConfig::default(), &layout)?,
                 episodes: Vec::with_capacity(episodes),
             })
         })
@@ -313,7 +313,7 @@ fn main() -> Result<()> {
         println!();
         println!("| workers | episodes from | episodes | tau reached | load 1m before | wall s | episodes/min | env steps (finished episodes) | steps/s | peak VmHWM MiB | peak - VmRSS before MiB |");
         println!("|---------|---------------|----------|-------------|----------------|--------|--------------|-------------------------------|---------|----------------|-------------------------|");
-        parallel_pass(&env, &preset, feature_dim, episodes, workers, ready.rss_kib)?;
+        parallel_pass(&env, &preset, &layout, episodes, workers, ready.rss_kib)?;
         println!();
     }
     Ok(())
@@ -337,7 +337,7 @@ fn env_workers() -> Result<usize> {
 fn parallel_pass(
     env: &TeachingEnv,
     preset: &Preset,
-    feature_dim: usize,
+    layout: &l2t::envs::FeatureLayout,
     episodes: usize,
     workers: usize,
     rss_before_kib: Option<u64>,
@@ -348,7 +348,7 @@ fn parallel_pass(
         episodes_per_update: workers,
         ..ReinforceConfig::default()
     };
-    let mut teacher = Reinforce::new(config, feature_dim)?;
+    let mut teacher = Reinforce::new(config, layout)?;
     let peak_reset = reset_peak();
     let load_before = load_average_1m();
     let start = Instant::now();

@@ -3,14 +3,17 @@
 //! `events.jsonl` and figures.
 //!
 //! The teacher keeps what the student still gets wrong or is unsure of: instances whose
-//! margin (p_y minus the best other class's probability) is below 0.5, read from the
-//! observation by column name. It is compared with NoTeach and online batch selection
+//! margin (p_y minus the best other class's probability) is below 0.5. It reads the
+//! margin by name from each observation, so it reads the right column whatever the run
+//! adds: the run config here, like every preset's, adds `irreducible_loss` after the
+//! labels. It declares the column, so the run checks it before the first episode and
+//! lists it in the run folder. It is compared with NoTeach and online batch selection
 //! on the synthetic task (no data to fetch).
 //!
 //! Run: `cargo run --release --example compare_your_teacher` (writes `runs/compare-your-teacher`).
 
 use anyhow::Result;
-use l2t::agents::{feature_column, KeepMask, OnlineBatchConfig, Teacher, TeacherConfig};
+use l2t::agents::{KeepMask, OnlineBatchConfig, Teacher, TeacherConfig};
 use l2t::config::{RunConfig, TeacherEntry};
 use l2t::envs::{TeachingInfo, TeachingObservation};
 use l2t::experiment::{run_with, UserTeacher};
@@ -18,13 +21,15 @@ use l2t::presets::Preset;
 use l2t::run_dir::RunDir;
 
 /// Keeps the instances whose margin is below 0.5.
-struct KeepUnsure {
-    margin: usize,
-}
+struct KeepUnsure;
 
 impl Teacher for KeepUnsure {
     fn name(&self) -> &str {
         "keep-unsure"
+    }
+
+    fn columns(&self) -> Vec<String> {
+        vec!["margin".into()]
     }
 
     fn act(
@@ -32,7 +37,7 @@ impl Teacher for KeepUnsure {
         obs: &TeachingObservation,
         _: &TeachingInfo,
     ) -> l2t::agents::Result<KeepMask> {
-        Ok(obs.features.column(self.margin).mapv(|margin| margin < 0.5))
+        Ok(obs.column("margin")?.mapv(|margin| margin < 0.5))
     }
 }
 
@@ -46,11 +51,7 @@ fn main() -> Result<()> {
             TeacherConfig::OnlineBatch(OnlineBatchConfig::default()),
         ),
     ];
-    let names = config
-        .preset
-        .build_on(std::path::Path::new("."), l2t::tch::Device::Cpu)?;
-    let margin = feature_column(names.student_env.feature_names(), "margin")?;
-    let mine = UserTeacher::new("Keep unsure (mine)", KeepUnsure { margin });
+    let mine = UserTeacher::new("Keep unsure (mine)", KeepUnsure);
     let mut out = RunDir::create(std::path::Path::new("runs/compare-your-teacher"))?;
     let report = run_with(
         &config,

@@ -1,7 +1,8 @@
 //! A user's own teacher, written outside the library.
 //!
 //! The teacher drops the lowest-loss quarter of every incoming batch (the instances
-//! the student already gets right), finding the loss column by name. It implements the
+//! the student already gets right), reading the loss column by name from each
+//! observation (which carries its columns' names). It implements the
 //! library's `Teacher` trait, so it plugs into `run_episode` and the comparisons like
 //! the built-in teachers; here it steps the environment in a plain loop, next to a
 //! keep-everything baseline, over a few seeds of the synthetic task.
@@ -9,13 +10,12 @@
 //! Run: `cargo run --release --example custom_agent`
 
 use anyhow::Result;
-use l2t::agents::{feature_column, KeepMask, Teacher};
+use l2t::agents::{KeepMask, Teacher};
 use l2t::envs::{Env, TeachingEnv, TeachingInfo, TeachingObservation};
 use l2t::tasks::SyntheticTask;
 
 /// Drops the `drop_share` of each batch with the smallest loss.
 struct DropEasiest {
-    loss_column: usize,
     drop_share: f64,
 }
 
@@ -24,12 +24,16 @@ impl Teacher for DropEasiest {
         "drop-easiest"
     }
 
+    fn columns(&self) -> Vec<String> {
+        vec!["loss".into()]
+    }
+
     fn act(
         &mut self,
         observation: &TeachingObservation,
         _info: &TeachingInfo,
     ) -> l2t::agents::Result<KeepMask> {
-        let losses = observation.features.column(self.loss_column);
+        let losses = observation.column("loss")?;
         let mut by_loss: Vec<usize> = (0..losses.len()).collect();
         by_loss.sort_by(|&a, &b| losses[a].total_cmp(&losses[b]));
         let dropped = (losses.len() as f64 * self.drop_share).floor() as usize;
@@ -81,10 +85,7 @@ fn episode(
 fn main() -> Result<()> {
     tch::set_num_threads(1);
     let (mut env, _data) = SyntheticTask::default().build()?;
-    let mut teacher = DropEasiest {
-        loss_column: feature_column(env.feature_names(), "loss")?,
-        drop_share: 0.25,
-    };
+    let mut teacher = DropEasiest { drop_share: 0.25 };
     let m = env.config().batch_size;
     println!("feature columns: {}", env.feature_names().join(", "));
     println!(

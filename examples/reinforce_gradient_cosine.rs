@@ -538,7 +538,7 @@ fn roll_out(args: &Args) -> Result<Rolled> {
     let reward = format!("{:?}", task.teaching.reward);
     let feature_names = envs.teacher_env.feature_names().to_vec();
     let feature_dim = feature_names.len();
-    let teacher = theta_0(args.seed, feature_dim)?;
+    let teacher = theta_0(args.seed, envs.teacher_env.layout())?;
     let n = 2 * args.k_max;
     println!(
         "{n} episodes of `fashion-mnist-mlp` training ({reward}, thresholds {:?}), REINFORCE \
@@ -583,13 +583,13 @@ fn roll_out(args: &Args) -> Result<Rolled> {
 }
 
 /// The paper's REINFORCE teacher at its initialisation for teacher seed `seed`.
-fn theta_0(seed: u64, feature_dim: usize) -> Result<Reinforce> {
+fn theta_0(seed: u64, layout: &l2t::envs::FeatureLayout) -> Result<Reinforce> {
     Ok(Reinforce::new(
         ReinforceConfig {
             seed,
             ..ReinforceConfig::default()
         },
-        feature_dim,
+        layout,
     )?)
 }
 
@@ -641,7 +641,8 @@ fn main() -> Result<()> {
     let feature_dim = parameters
         .checked_sub(2 * hidden + 1)
         .map_or(0, |inputs| inputs / hidden);
-    let teacher = theta_0(args.seed, feature_dim)
+    // Only the width is known here: the scores were written as bare weights.
+    let teacher = theta_0(args.seed, &l2t::envs::FeatureLayout::unnamed(feature_dim))
         .with_context(|| format!("{parameters} weights do not fit the paper's policy"))?;
     if teacher.flat_weights()?.len() != parameters {
         bail!("the scores have {parameters} weights, not those of the paper's policy");

@@ -78,7 +78,7 @@ fn main() -> Result<()> {
         TeacherConfig::NoTeach,
         TeacherConfig::OnlineBatch(OnlineBatchConfig::default()),
     ];
-    let feature_names = envs.teacher_env.feature_names().to_vec();
+    let layout = envs.teacher_env.layout().clone();
     println!("{seeds} paired seeds, {workers} workers\n");
     println!("| training reward | NoTeach return | online batch return | mean d | sd d | SNR = mean d / sd d | mean d / sd(NoTeach) |");
     println!("|---|---|---|---|---|---|---|");
@@ -88,9 +88,9 @@ fn main() -> Result<()> {
         let mut jobs: Vec<EnvJob<TeachingEnv, l2t::agents::Result<f64>>> = Vec::new();
         for teacher in &teachers {
             for seed in 0..seeds {
-                let (teacher, names) = (teacher.clone(), feature_names.clone());
+                let (teacher, layout) = (teacher.clone(), layout.clone());
                 jobs.push(Box::new(move |env: &mut TeachingEnv| {
-                    let mut teacher = teacher.build(&names)?;
+                    let mut teacher = teacher.build(&layout)?;
                     Ok(run_episode(env, teacher.as_mut(), Some(10_000 + seed))?.episode_return)
                 }));
             }

@@ -42,7 +42,7 @@ use l2t_agents::{
 use l2t_envs::{Reward, TeachingConfig};
 
 use crate::experiment::{ExperimentError, Result};
-use crate::presets::{Preset, ES_EPISODES};
+use crate::presets::{Preset, ES_EPISODES, PRESETS};
 
 /// Where students and data live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -401,8 +401,11 @@ impl RunConfig {
     /// MLP students of the main job, teaching the small CNN on the same data); and
     /// `fashion-mnist-mlp-long`, the main job with ten times the REINFORCE and
     /// actor-critic training and twice ES's.
-    pub fn named(name: &str) -> Option<Self> {
-        let transfer = |train: &str, eval: &str| -> Option<Self> {
+    ///
+    /// Any other name is [`ExperimentError::UnknownName`], listing the presets, the
+    /// longer runs and the transfers.
+    pub fn named(name: &str) -> Result<Self> {
+        let transfer = |train: &str, eval: &str| -> Result<Self> {
             let mut config = Self::reproduction(Preset::named(eval)?);
             let mut train_on = Preset::named(train)?;
             train_on.irreducible_loss_feature = true;
@@ -417,7 +420,7 @@ impl RunConfig {
             config.training.dev_subsample = train_on.training_dev_subsample();
             config.train_on = Some(train_on);
             config.preset.name = name.to_string();
-            Some(config)
+            Ok(config)
         };
         match name {
             "mnist-to-cifar10" => transfer("mnist-mlp", "cifar10-resnet32"),
@@ -436,9 +439,20 @@ impl RunConfig {
                         *episodes *= 2;
                     }
                 }
-                Some(config)
+                Ok(config)
             }
-            _ => Preset::named(name).map(Self::reproduction),
+            _ => Preset::named(name).map(Self::reproduction).map_err(|_| {
+                ExperimentError::UnknownName {
+                    what: "preset",
+                    name: name.to_string(),
+                    known: format!(
+                        "presets: {}; longer runs: {}; transfers: {}",
+                        PRESETS.join(", "),
+                        LONG_RUNS.join(", "),
+                        TRANSFERS.join(", ")
+                    ),
+                }
+            }),
         }
     }
 
@@ -521,9 +535,16 @@ impl RunConfig {
                 ));
             }
         }
+        // The preset's own table first, so that an error names where the field lives.
+        if let Err(e) = self.preset.teaching.validate() {
+            return Err(invalid("[preset.teaching]", e.to_string()));
+        }
+        if let Some(Err(e)) = (self.train_on.as_ref()).map(|t| t.teaching.validate()) {
+            return Err(invalid("[train_on.teaching]", e.to_string()));
+        }
         if self.teachers.iter().any(|e| e.train) {
             if let Err(e) = self.training_teaching().validate() {
-                return Err(invalid("training", e.to_string()));
+                return Err(invalid("[training]", e.to_string()));
             }
         }
         for (i, entry) in self.teachers.iter().enumerate() {
@@ -688,6 +709,33 @@ mod tests {
         assert!(message.contains("eval_every"), "{message}");
         config.training.eval_every = Some(0);
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn unknown_names_list_the_known_ones_and_errors_name_their_table() {
+        let message = RunConfig::named("fashion-mnist-mpl")
+            .unwrap_err()
+            .to_string();
+        for known in [
+            "`fashion-mnist-mpl`",
+            "fashion-mnist-mlp",
+            "fashion-mnist-mlp-to-cnn",
+        ] {
+            assert!(message.contains(known), "{message}");
+        }
+        let message = Preset::named("synthtic").unwrap_err().to_string();
+        assert!(
+            message.contains("unknown preset `synthtic`") && message.contains("synthetic"),
+            "{message}"
+        );
+        // batch_size lives in [preset.teaching], and the error says so.
+        let mut config = RunConfig::reproduction(Preset::synthetic());
+        config.preset.teaching.batch_size = 0;
+        let message = config.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("[preset.teaching]") && message.contains("batch_size"),
+            "{message}"
+        );
     }
 
     #[test]

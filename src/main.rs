@@ -218,7 +218,7 @@ fn main() -> Result<()> {
             data_dir,
         } => noteach(&preset, iterations, seeds, data_dir),
         Command::Reproduce { preset, run } => {
-            let base = RunConfig::named(&preset).with_context(|| unknown(&preset))?;
+            let base = RunConfig::named(&preset)?;
             execute(base, run, &preset, &context)
         }
         Command::Train {
@@ -279,7 +279,7 @@ fn unknown(name: &str) -> String {
 }
 
 fn preset_config(name: &str) -> Result<RunConfig> {
-    let preset = Preset::named(name).with_context(|| unknown(name))?;
+    let preset = Preset::named(name).map_err(|_| anyhow::anyhow!(unknown(name)))?;
     Ok(RunConfig::reproduction(preset))
 }
 
@@ -349,7 +349,7 @@ fn benchmark(tasks: Vec<String>, mut args: RunArgs, context: &RunContext) -> Res
         let base = if task.ends_with(".toml") {
             RunConfig::from_toml_file(Path::new(task))?
         } else {
-            RunConfig::named(task).with_context(|| unknown(task))?
+            RunConfig::named(task)?
         };
         configs.push(configure(base, &args, context)?);
     }
@@ -526,7 +526,7 @@ fn configure(base: RunConfig, args: &RunArgs, context: &RunContext) -> Result<Ru
         config.report.test_every = every;
     }
     if let Some(train_on) = &args.train_on {
-        let mut preset = Preset::named(train_on).with_context(|| unknown(train_on))?;
+        let mut preset = Preset::named(train_on).map_err(|_| anyhow::anyhow!(unknown(train_on)))?;
         if let Some(episodes) = args.episodes {
             preset.episodes = episodes;
         }
@@ -780,12 +780,12 @@ impl Bars {
 fn list() -> Result<()> {
     println!("presets (l2t reproduce <name>; the first three run on the set-up's data or none):");
     for name in PRESETS {
-        let preset = Preset::named(name).with_context(|| unknown(name))?;
+        let preset = Preset::named(name).map_err(|_| anyhow::anyhow!(unknown(name)))?;
         println!("  {name:<24} needs {}", preset.data_requirement());
     }
     println!("longer runs (l2t reproduce <name>):");
     for name in LONG_RUNS {
-        let config = RunConfig::named(name).with_context(|| unknown(name))?;
+        let config = RunConfig::named(name)?;
         let episodes: Vec<String> = config
             .teachers
             .iter()
@@ -799,7 +799,7 @@ fn list() -> Result<()> {
     }
     println!("transfers (l2t reproduce <name>):");
     for name in TRANSFERS {
-        let config = RunConfig::named(name).with_context(|| unknown(name))?;
+        let config = RunConfig::named(name)?;
         println!(
             "  {name:<32} teachers trained on {}, teaching {}",
             config.training_preset().name,
@@ -821,7 +821,7 @@ fn list() -> Result<()> {
 }
 
 fn noteach(preset: &str, iterations: usize, seeds: usize, data_dir: Option<PathBuf>) -> Result<()> {
-    let mut config = Preset::named(preset).with_context(|| unknown(preset))?;
+    let mut config = Preset::named(preset).map_err(|_| anyhow::anyhow!(unknown(preset)))?;
     // tau = 1.0 is never exceeded: every episode runs the full budget.
     config.teaching = config.teaching.with_tau(1.0);
     config.teaching.max_iterations = iterations;

@@ -19,6 +19,7 @@ use l2t_envs::{
     StudentConfig, SyntheticConfig, TeachingConfig, TeachingEnv,
 };
 
+use crate::experiment::ExperimentError;
 use crate::tasks::TeachingSplits;
 
 /// ES's initial output bias in the reproduction ([`Preset::es`]), where the teachers read
@@ -170,19 +171,26 @@ pub const PRESETS: [&str; 8] = [
 ];
 
 impl Preset {
-    /// The built-in preset called `name`.
-    pub fn named(name: &str) -> Option<Self> {
-        match name {
-            "synthetic" => Some(Self::synthetic()),
-            "fashion-mnist-mlp" => Some(Self::fashion_mnist_mlp()),
-            "fashion-mnist-cnn" => Some(Self::fashion_mnist_cnn()),
-            "rotten-tomatoes-lstm" => Some(Self::rotten_tomatoes_lstm()),
-            "mnist-mlp" => Some(Self::mnist_mlp()),
-            "cifar10-resnet32" => Some(Self::cifar10_resnet(32)),
-            "cifar10-resnet110" => Some(Self::cifar10_resnet(110)),
-            "imdb-lstm" => Some(Self::imdb_lstm()),
-            _ => None,
-        }
+    /// The built-in preset called `name` ([`PRESETS`]); for any other name
+    /// [`ExperimentError::UnknownName`], listing them.
+    pub fn named(name: &str) -> Result<Self, ExperimentError> {
+        Ok(match name {
+            "synthetic" => Self::synthetic(),
+            "fashion-mnist-mlp" => Self::fashion_mnist_mlp(),
+            "fashion-mnist-cnn" => Self::fashion_mnist_cnn(),
+            "rotten-tomatoes-lstm" => Self::rotten_tomatoes_lstm(),
+            "mnist-mlp" => Self::mnist_mlp(),
+            "cifar10-resnet32" => Self::cifar10_resnet(32),
+            "cifar10-resnet110" => Self::cifar10_resnet(110),
+            "imdb-lstm" => Self::imdb_lstm(),
+            _ => {
+                return Err(ExperimentError::UnknownName {
+                    what: "preset",
+                    name: name.to_string(),
+                    known: format!("presets: {}", PRESETS.join(", ")),
+                })
+            }
+        })
     }
 
     /// The dev subsample of the reproduction's training episodes: 1000 instances where

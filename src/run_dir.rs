@@ -123,6 +123,10 @@ pub struct Manifest {
     pub threads: i32,
     /// Seconds since the Unix epoch when the run started (a timing field).
     pub started_unix_seconds: u64,
+    /// The teachers of your own that ran beside the config's, with the columns they
+    /// declared (none for a run of the config alone).
+    #[serde(default)]
+    pub user_teachers: Vec<crate::experiment::UserTeacherRecord>,
 }
 
 /// Versions that decide the numbers.
@@ -175,6 +179,7 @@ impl Manifest {
             },
             threads: tch::get_num_threads(),
             started_unix_seconds: unix_seconds(),
+            user_teachers: Vec::new(),
         }
     }
 }

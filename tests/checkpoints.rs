@@ -1,21 +1,19 @@
 //! Checkpoints of every learned teacher through the registry: training resumed from a
 //! checkpoint is the training that never stopped, bit for bit; files written before
 //! each teacher owned its checkpoint state (format version 3) still load and save
-//! byte for byte; the registry refuses wrong widths, damage and teachers that learn
-//! nothing with typed errors.
+//! byte for byte, and once loaded for an env, store its column names; the registry
+//! refuses other columns, damage and teachers that learn nothing with typed errors.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use l2t::agents::{
-    load_learner, load_teacher, train_parallel, ActorCriticConfig, AgentError, EsConfig, Learner,
-    PooledEpisode, PpoConfig, ReinforceConfig, TeacherConfig, CHECKPOINT_KINDS,
+    load_learner, load_teacher, train_parallel, ActorCriticConfig, AgentError, CheckpointFile,
+    EsConfig, Learner, PooledEpisode, PpoConfig, ReinforceConfig, TeacherConfig, CHECKPOINT_KINDS,
 };
-use l2t::envs::TeachingConfig;
-
-/// Feature columns of the tiny env.
-const FEATURES: usize = 13;
+use l2t::envs::{FeatureLayout, TeachingConfig};
+use l2t::presets::Preset;
 
 /// One small config of every checkpointed kind, each with two episodes per update.
 fn learned_configs() -> Vec<TeacherConfig> {
@@ -45,8 +43,8 @@ fn learned_configs() -> Vec<TeacherConfig> {
     ]
 }
 
-fn names() -> Vec<String> {
-    (0..FEATURES).map(|i| format!("f{i}")).collect()
+fn names() -> FeatureLayout {
+    common::tiny_layout()
 }
 
 /// Trains `learner` on a pool of `workers` tiny envs until it has learned from
@@ -101,7 +99,7 @@ fn every_learned_teacher_resumes_from_its_checkpoint_bit_for_bit() {
         let mut first = config.build_learner(&names()).unwrap();
         train(&mut *first, 2, 2);
         first.save_checkpoint(&resumed_path).unwrap();
-        let mut loaded = load_learner(&resumed_path, Some(FEATURES)).unwrap();
+        let mut loaded = load_learner(&resumed_path, Some(&names())).unwrap();
         assert_eq!(loaded.name(), kind);
         assert_eq!(loaded.episodes_learned(), 2, "{kind}");
         let resumed_episodes = train(&mut *loaded, 1, 4);
@@ -117,14 +115,12 @@ fn every_learned_teacher_resumes_from_its_checkpoint_bit_for_bit() {
             "{kind}"
         );
 
-        // The registry refuses a wrong width and a damaged file with typed errors.
+        // The registry refuses other columns and a damaged file with typed errors.
+        let fewer = FeatureLayout::new(names().names()[1..].to_vec());
         assert!(
             matches!(
-                load_teacher(&straight_path, Some(FEATURES - 1)),
-                Err(AgentError::FeatureWidthMismatch {
-                    trained: FEATURES,
-                    ..
-                })
+                load_teacher(&straight_path, Some(&fewer)),
+                Err(AgentError::CheckpointLayout { .. })
             ),
             "{kind}"
         );
@@ -166,6 +162,25 @@ fn files_written_before_the_redesign_load_and_save_byte_for_byte() {
             std::fs::read(&again).unwrap(),
             "{kind}"
         );
+        // They say that their layout is known by width only ...
+        let file = CheckpointFile::read(&path).unwrap();
+        assert!(file.layout_note().unwrap().contains("by width only"));
+        // ... and, loaded for the synthetic env they were trained on, take its names
+        // and store them when saved again.
+        let synthetic = Preset::synthetic().build(Path::new(".")).unwrap();
+        let layout = synthetic.student_env.layout();
+        let learner = load_learner(&path, Some(layout)).unwrap();
+        assert_eq!(learner.columns(), layout.names().to_vec());
+        learner.save_checkpoint(&again).unwrap();
+        let file = CheckpointFile::read(&again).unwrap();
+        assert!(file.layout_note().is_none());
+        assert_eq!(&file.layout(), layout);
+        // A width they were not trained on is refused.
+        let wider = FeatureLayout::new([layout.names(), &["extra".to_string()]].concat());
+        assert!(matches!(
+            load_learner(&path, Some(&wider)),
+            Err(AgentError::CheckpointLayout { .. })
+        ));
     }
 }
 

@@ -84,9 +84,7 @@ fn rand_teach_is_deterministic() {
 
 #[test]
 fn spl_is_deterministic() {
-    let names = common::tiny_env(common::tiny_config())
-        .feature_names()
-        .to_vec();
+    let names = common::tiny_env(common::tiny_config()).layout().clone();
     assert_deterministic(move |_| {
         Box::new(SelfPacedLearning::new(SplConfig { epochs_to_all: 1.0 }, &names).unwrap())
     });
@@ -101,7 +99,7 @@ fn reinforce_traces_and_trained_weights_are_bit_identical() {
                     seed,
                     ..ReinforceConfig::default()
                 },
-                4 + 3 + 4 + 2,
+                &common::tiny_layout(),
             )
             .unwrap(),
         )
@@ -113,7 +111,7 @@ fn reinforce_traces_and_trained_weights_are_bit_identical() {
                 seed: teacher_seed,
                 ..ReinforceConfig::default()
             },
-            4 + 3 + 4 + 2,
+            &common::tiny_layout(),
         )
         .unwrap();
         train_parallel(&mut pool, &mut teacher, 3, 1, |_, _: &[PooledEpisode]| {
@@ -138,7 +136,7 @@ fn actor_critic_is_deterministic() {
                     seed,
                     ..ActorCriticConfig::default()
                 },
-                4 + 3 + 4 + 2,
+                &common::tiny_layout(),
             )
             .unwrap(),
         )
@@ -148,9 +146,7 @@ fn actor_critic_is_deterministic() {
 #[test]
 fn online_batch_is_deterministic() {
     use l2t::agents::{OnlineBatch, OnlineBatchConfig};
-    let names = common::tiny_env(common::tiny_config())
-        .feature_names()
-        .to_vec();
+    let names = common::tiny_env(common::tiny_config()).layout().clone();
     let make = move |seed: u64| -> Box<dyn Teacher> {
         Box::new(
             OnlineBatch::new(

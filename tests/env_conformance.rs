@@ -157,10 +157,10 @@ fn the_irreducible_loss_column_holds_each_incoming_instances_holdout_loss() {
     )
     .unwrap();
     check_env(&mut env, &CheckOptions::default()).expect("conforms with the extra column");
-    let column = env.feature_index("irreducible_loss").unwrap();
+    let column = env.layout().column("irreducible_loss").unwrap().index();
     // After the label one-hot (4 classes), before the student state.
     assert_eq!(column, 4);
-    assert_eq!(env.feature_index("iteration"), Some(5));
+    assert_eq!(env.layout().column("iteration").unwrap().index(), 5);
     let scale = 2.0 * 4f32.ln();
     let (mut obs, mut info) = env.reset(Some(3)).unwrap();
     for _ in 0..5 {

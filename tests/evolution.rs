@@ -28,7 +28,7 @@ fn es(hidden: usize) -> EvolutionStrategies {
         seed: 9,
         ..EsConfig::default()
     };
-    EvolutionStrategies::new(config, 13).unwrap()
+    EvolutionStrategies::new(config, &common::tiny_layout()).unwrap()
 }
 
 fn train(es: &mut EvolutionStrategies, workers: usize, episodes: usize) -> Vec<PooledEpisode> {
@@ -82,7 +82,7 @@ fn a_policy_that_keeps_one_per_batch_keeps_exactly_one_and_trains_alike_on_any_w
             seed: 9,
             ..EsConfig::default()
         };
-        EvolutionStrategies::new(config, 13).unwrap()
+        EvolutionStrategies::new(config, &common::tiny_layout()).unwrap()
     };
     let mut reference = make();
     let episodes = train(&mut reference, 1, 8);
@@ -111,7 +111,7 @@ fn a_policy_that_keeps_one_per_batch_keeps_exactly_one_and_trains_alike_on_any_w
     let dir = common::Scratch::new("es", "keep-one");
     let path = dir.join("es.ckpt");
     reference.save_checkpoint(&path).unwrap();
-    let restored = l2t::agents::load_learner(&path, Some(13)).unwrap();
+    let restored = l2t::agents::load_learner(&path, Some(&common::tiny_layout())).unwrap();
     let mut restored: Box<dyn Teacher> = restored;
     let mut env = common::tiny_env(config());
     let (observation, info) = env.reset(Some(3)).unwrap();
@@ -127,7 +127,7 @@ fn without_common_random_numbers_every_episode_has_its_own_seed() {
             common_random_numbers: CommonRandomNumbers::Off,
             ..EsConfig::default()
         },
-        13,
+        &common::tiny_layout(),
     )
     .unwrap();
     let seeds: Vec<u64> = train(&mut teacher, 2, 4).iter().map(|e| e.seed).collect();
@@ -143,7 +143,7 @@ fn common_random_numbers_over_a_generation_give_every_episode_one_student_for_an
                 common_random_numbers: CommonRandomNumbers::Generation,
                 ..EsConfig::default()
             },
-            13,
+            &common::tiny_layout(),
         )
         .unwrap()
     };
@@ -204,7 +204,7 @@ fn es_climbs_a_reward_for_keeping_the_rows_with_a_high_feature() {
             learning_rate: 0.1,
             ..EsConfig::default()
         },
-        13,
+        &common::tiny_layout(),
     )
     .unwrap();
     let gap_before = task.gap(teacher.policy());

@@ -26,7 +26,7 @@ fn teacher(episodes_per_update: usize) -> Reinforce {
         seed: 5,
         ..ReinforceConfig::default()
     };
-    Reinforce::new(config, 13).unwrap()
+    Reinforce::new(config, &common::tiny_layout()).unwrap()
 }
 
 #[test]
@@ -35,7 +35,9 @@ fn zero_episodes_per_update_is_refused() {
         episodes_per_update: 0,
         ..ReinforceConfig::default()
     };
-    let error = Reinforce::new(config, 13).unwrap_err().to_string();
+    let error = Reinforce::new(config, &common::tiny_layout())
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("episodes_per_update"), "{error}");
 }
 
@@ -145,6 +147,7 @@ fn a_trajectory_of_the_wrong_width_is_refused() {
     let observation = TeachingObservation {
         features: ndarray::Array2::<f32>::zeros((3, 7)),
         student_state: ndarray::Array1::zeros(3),
+        layout: l2t::envs::FeatureLayout::unnamed(7),
     };
     trajectory.record(&observation, &ndarray::Array1::from_elem(3, true));
     let error = reinforce.learn(vec![trajectory]).unwrap_err().to_string();
@@ -165,7 +168,7 @@ fn the_actor_critic_trains_on_the_pool_the_same_for_any_worker_count() {
                 seed: 5,
                 ..ActorCriticConfig::default()
             },
-            common::tiny_env(config()).feature_names().len(),
+            common::tiny_env(config()).layout(),
         )
         .unwrap();
         let fresh = common::bits(&teacher.policy().flat_weights().unwrap());
@@ -203,7 +206,7 @@ fn common_random_numbers_with_a_leave_one_out_baseline_train_the_same_for_any_wo
                 seed: 5,
                 ..ReinforceConfig::default()
             },
-            common::tiny_env(config()).feature_names().len(),
+            common::tiny_env(config()).layout(),
         )
         .unwrap();
         let episodes = train_parallel(

@@ -25,7 +25,7 @@ fn ppo() -> Ppo {
         learning_rate: 1e-3,
         ..PpoConfig::default()
     };
-    Ppo::new(config, 13).unwrap()
+    Ppo::new(config, &common::tiny_layout()).unwrap()
 }
 
 fn train(ppo: &mut Ppo, workers: usize, episodes: usize, reward: Reward) -> Vec<PooledEpisode> {
@@ -97,7 +97,7 @@ fn ppo_climbs_a_reward_for_keeping_the_rows_with_a_high_feature() {
 /// over a few batches of random features (ES's test, paid per step).
 fn ascent(teacher_config: PpoConfig) -> (f64, f64) {
     let task = common::KeepHighTask::new();
-    let mut teacher = Ppo::new(teacher_config, 13).unwrap();
+    let mut teacher = Ppo::new(teacher_config, &common::tiny_layout()).unwrap();
     let gap_before = task.gap(teacher.policy());
     for update in 0..25u64 {
         let jobs = teacher.plan_update(4 * update).unwrap();

@@ -23,7 +23,7 @@ fn reinforce_raises_its_reward_over_training() {
             seed: 3,
             ..ReinforceConfig::default()
         },
-        4 + 3 + 4 + 2,
+        &common::tiny_layout(),
     )
     .unwrap();
     let episodes = train_parallel(

@@ -121,12 +121,13 @@ fn lstm_teaching_episode_on_review_csv() {
     .build(tch::Device::Cpu)
     .unwrap();
     let mut env = TeachingEnv::new(short_episode_config(4), student, task.train, dev).unwrap();
-    let length_column = env
-        .feature_index("sentence_length")
-        .expect("text adds the length feature");
+    assert!(
+        env.layout().contains("sentence_length"),
+        "text adds the length feature"
+    );
     assert_eq!(env.feature_names().len(), 2 + 1 + 3 + 2 + 2);
     let (observation, _) = l2t::envs::Env::reset(&mut env, Some(1)).unwrap();
-    let lengths = observation.features.column(length_column);
+    let lengths = observation.column("sentence_length").unwrap();
     assert!(lengths.iter().all(|l| *l > 0.0 && *l <= 1.0), "{lengths:?}");
     let summary = run_episode(&mut env, &mut NoTeach, Some(0)).unwrap();
     assert!(summary.truncated && summary.iterations == 3);

@@ -38,7 +38,7 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use l2t_envs::seeding::{stream_rng, Stream};
 use l2t_envs::student::{init_from_stream, torch_default_init};
-use l2t_envs::{TeachingInfo, TeachingObservation};
+use l2t_envs::{FeatureLayout, TeachingInfo, TeachingObservation};
 
 use crate::checkpoint::Checkpointed;
 use crate::episode::UpdateStats;
@@ -188,6 +188,8 @@ pub struct ActorCritic {
     /// The stream of keep-masks sampled by [`Teacher::act`] (teaching, not training).
     pub(crate) sampling_rng: ChaCha8Rng,
     pub(crate) episodes: usize,
+    /// The feature columns the actor reads.
+    pub(crate) layout: FeatureLayout,
 }
 
 impl std::fmt::Debug for ActorCritic {
@@ -204,12 +206,12 @@ impl std::fmt::Debug for ActorCritic {
 const CRITIC_INPUTS: usize = 3;
 
 impl ActorCritic {
-    /// An actor-critic teacher for observations with `feature_dim` columns.
-    pub fn new(config: ActorCriticConfig, feature_dim: usize) -> Result<Self> {
+    /// An actor-critic teacher for observations with the columns of `layout`.
+    pub fn new(config: ActorCriticConfig, layout: &FeatureLayout) -> Result<Self> {
         config.validate()?;
         let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
         let (policy, actor_optimizer) = BernoulliPolicy::with_adam(
-            feature_dim,
+            layout.len(),
             config.hidden,
             config.output_bias,
             config.learning_rate,
@@ -229,6 +231,7 @@ impl ActorCritic {
             actor_optimizer,
             critic_optimizer,
             episodes: 0,
+            layout: layout.clone(),
         })
     }
 
@@ -324,9 +327,14 @@ impl Teacher for ActorCritic {
         "actor_critic"
     }
 
+    fn columns(&self) -> Vec<String> {
+        self.layout.names().to_vec()
+    }
+
     /// a_m ~ Bernoulli(phi(1 | s_m)), sampled from the teacher's own stream.
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
-        let f = observation.features.ncols();
+        let features = observation.features_for(&self.layout)?;
+        let f = features.ncols();
         if f != self.policy.input_dim() || observation.student_state.len() != 3 {
             return Err(AgentError::Observation(format!(
                 "{f} feature columns and {} state values, the teacher was built for {} and 3",
@@ -335,7 +343,7 @@ impl Teacher for ActorCritic {
             )));
         }
         self.policy
-            .sample_features(&observation.features, None, &mut self.sampling_rng)
+            .sample_features(&features, None, &mut self.sampling_rng)
     }
 }
 
@@ -424,8 +432,8 @@ macro_rules! actor_and_critic_checkpoint {
             fn state(&self) -> $config {
                 self.config.clone()
             }
-            fn feature_dim(&self) -> usize {
-                self.policy.input_dim()
+            fn layout(&self) -> &l2t_envs::FeatureLayout {
+                &self.layout
             }
             fn variables(&self) -> Vec<(String, tch::Tensor)> {
                 $crate::weights::prefixed_trainable(&[
@@ -454,8 +462,11 @@ macro_rules! actor_and_critic_checkpoint {
                     config.critic_hidden,
                 )?)
             }
-            fn rebuild(config: $config, feature_dim: usize) -> $crate::error::Result<Self> {
-                Self::new(config, feature_dim)
+            fn rebuild(
+                config: $config,
+                layout: &l2t_envs::FeatureLayout,
+            ) -> $crate::error::Result<Self> {
+                Self::new(config, layout)
             }
             fn resume(
                 &mut self,
@@ -480,7 +491,11 @@ mod tests {
 
     #[test]
     fn shaping_telescopes_to_minus_the_initial_potential() {
-        let teacher = ActorCritic::new(ActorCriticConfig::default(), 5).unwrap();
+        let teacher = ActorCritic::new(
+            ActorCriticConfig::default(),
+            &crate::teacher::test_layout(5),
+        )
+        .unwrap();
         let rewards = [0.0, 0.0, 1.5];
         let states = [0.0, 0.5, 0.1, 0.1, 0.4, 0.3, 0.2, 0.3, 0.6];
         let shaped = teacher.shaped_rewards(&rewards, &states);
@@ -496,6 +511,6 @@ mod tests {
             shaping: -1.0,
             ..ActorCriticConfig::default()
         };
-        assert!(ActorCritic::new(bad, 5).is_err());
+        assert!(ActorCritic::new(bad, &crate::teacher::test_layout(5)).is_err());
     }
 }

@@ -15,7 +15,7 @@
 //! learns the same weights as the teacher that was saved. Save between updates: the
 //! episodes of an update in progress are not stored.
 //!
-//! # File format (version 3)
+//! # File format (version 4)
 //!
 //! A checkpoint is one [safetensors](https://github.com/huggingface/safetensors) file, the
 //! standard tensor container that tch, PyTorch and most ML tools read:
@@ -25,11 +25,19 @@
 //!   `adam/<k>/<i>/exp_avg` and `adam/<k>/<i>/exp_avg_sq` (optimizer k of
 //!   [`Checkpointed::optimizers`], variable i in name order, flattened);
 //! - one metadata entry, `l2t`, a JSON object: `format` (`"l2t-teacher"`), `version`
-//!   (3), `checksum` and `state`, the serde state as JSON text: the teacher kind
+//!   (4), `checksum` and `state`, the serde state as JSON text: the teacher kind
 //!   ([`Checkpointed::KIND`]), the teacher's [`Checkpointed::State`] as JSON (stored as
-//!   `config_json`), the feature dimension, the variable names, each optimizer's step
-//!   counts, the baseline, the episode count and the sampling stream (ChaCha8 seed,
-//!   stream, word position): [`Progress`].
+//!   `config_json`), the feature dimension and the names of the feature columns the
+//!   teacher was trained on (`feature_names`, [`Checkpointed::layout`]), the variable
+//!   names, each optimizer's step counts, the baseline, the episode count and the
+//!   sampling stream (ChaCha8 seed, stream, word position): [`Progress`].
+//!
+//! Version 3 files (earlier builds, without `feature_names`) still load: their layout
+//! is known by its width only ([`FeatureLayout::unnamed`]), and
+//! [`CheckpointFile::layout_note`] says so. A teacher restored for an env
+//! ([`CheckpointFile::restore`] with the env's layout) must have been trained on
+//! exactly its columns; `l2t_agents::load_teacher` also maps them by name where the
+//! env has every trained column ([`crate::teacher::ColumnMap`]).
 //!
 //! `checksum` is the FNV-1a (64-bit) hash of the state text followed by every tensor's
 //! bytes in the order above: with safetensors' own checks of the header and the data
@@ -53,11 +61,14 @@ use tch::Tensor;
 
 use crate::error::{AgentError, Result};
 use l2t_envs::student::{Adam, AdamState};
+use l2t_envs::FeatureLayout;
 
 /// The `format` of every teacher checkpoint's `l2t` metadata.
 pub const CHECKPOINT_FORMAT: &str = "l2t-teacher";
-/// The format version this build reads and writes.
-pub const CHECKPOINT_VERSION: u32 = 3;
+/// The format version this build writes.
+pub const CHECKPOINT_VERSION: u32 = 4;
+/// The earliest format version this build reads (without feature names).
+const OLDEST_READABLE_VERSION: u32 = 3;
 /// The first bytes of the hand-made checkpoints of earlier builds (versions 1 and 2).
 const LEGACY_MAGIC: &[u8; 8] = b"L2TTEACH";
 /// The safetensors metadata key holding the [`Header`].
@@ -101,6 +112,8 @@ struct Payload {
     kind: String,
     config_json: String,
     feature_dim: u64,
+    /// `None` in a version 3 file.
+    feature_names: Option<Vec<String>>,
     weights: Vec<NamedTensor>,
     optimizers: Vec<AdamState>,
     baseline: Option<f64>,
@@ -115,6 +128,9 @@ struct State {
     kind: String,
     config_json: String,
     feature_dim: u64,
+    /// The trained layout's column names (absent in version 3 files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    feature_names: Option<Vec<String>>,
     /// Name and shape of each network variable, in stored order.
     weights: Vec<(String, Vec<i64>)>,
     /// Each optimizer's per-variable step counts.
@@ -185,12 +201,19 @@ fn checksum<'a>(state: &str, tensors: impl Iterator<Item = &'a [u8]>) -> String 
     format!("{hash:016x}")
 }
 
-/// `payload` as safetensors bytes.
+/// `payload` as safetensors bytes of the current version (tests damage files with it).
+#[cfg(test)]
 fn encode(payload: &Payload) -> std::result::Result<Vec<u8>, String> {
+    encode_as(payload, CHECKPOINT_VERSION)
+}
+
+/// `payload` as safetensors bytes of format `version` (tests write version 3 files).
+fn encode_as(payload: &Payload, version: u32) -> std::result::Result<Vec<u8>, String> {
     let state = State {
         kind: payload.kind.clone(),
         config_json: payload.config_json.clone(),
         feature_dim: payload.feature_dim,
+        feature_names: payload.feature_names.clone(),
         weights: (payload.weights.iter())
             .map(|w| (w.name.clone(), w.shape.clone()))
             .collect(),
@@ -203,7 +226,7 @@ fn encode(payload: &Payload) -> std::result::Result<Vec<u8>, String> {
     let tensors = tensor_bytes(payload);
     let header = Header {
         format: CHECKPOINT_FORMAT.into(),
-        version: CHECKPOINT_VERSION,
+        version,
         checksum: checksum(&state, tensors.iter().map(|(_, _, b)| b.as_slice())),
         state,
     };
@@ -272,7 +295,7 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Payload> {
             path: path.to_path_buf(),
         });
     }
-    if header.version != CHECKPOINT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=CHECKPOINT_VERSION).contains(&header.version) {
         return Err(AgentError::UnsupportedCheckpointVersion {
             path: path.to_path_buf(),
             found: header.version,
@@ -281,6 +304,20 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Payload> {
     }
     let state: State = serde_json::from_str(&header.state)
         .map_err(|e| corrupt(path, format!("unreadable state: {e}")))?;
+    match &state.feature_names {
+        Some(names) if names.len() as u64 != state.feature_dim => {
+            return Err(corrupt(
+                path,
+                format!(
+                    "{} feature names for {} features",
+                    names.len(),
+                    state.feature_dim
+                ),
+            ))
+        }
+        None if header.version >= 4 => return Err(corrupt(path, "no feature names")),
+        _ => {}
+    }
     // Every tensor the state names, in stored order, as f32 values.
     let mut names: Vec<String> = state
         .weights
@@ -339,6 +376,15 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Payload> {
             values,
         });
     }
+    // A policy reading F features has at least F weights: a larger stored F is damage
+    // (and is refused before a layout of F names is made).
+    let stored: usize = weights.iter().map(|w| w.values.len()).sum();
+    if state.feature_dim > stored as u64 {
+        return Err(corrupt(
+            path,
+            format!("{} features for {stored} stored weights", state.feature_dim),
+        ));
+    }
     let optimizers = state
         .adam_steps
         .into_iter()
@@ -359,6 +405,7 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Payload> {
         kind: state.kind,
         config_json: state.config_json,
         feature_dim: state.feature_dim,
+        feature_names: state.feature_names,
         weights,
         optimizers,
         baseline: state.baseline,
@@ -397,8 +444,8 @@ pub trait Checkpointed: Sized {
 
     /// The serde state to store.
     fn state(&self) -> Self::State;
-    /// Feature columns the teacher's networks read.
-    fn feature_dim(&self) -> usize;
+    /// The feature columns the teacher's networks read, stored by name.
+    fn layout(&self) -> &FeatureLayout;
     /// The networks' variables by name, in stored order. Shallow: writing into them
     /// writes into the teacher (how a checkpoint is restored).
     fn variables(&self) -> Vec<(String, Tensor)>;
@@ -411,9 +458,9 @@ pub trait Checkpointed: Sized {
     /// Scalars of the networks `state` describes for `feature_dim` features (`None` on
     /// overflow): checked against the file before [`Self::rebuild`] allocates them.
     fn parameter_count(state: &Self::State, feature_dim: usize) -> Option<usize>;
-    /// A fresh teacher for `state` and `feature_dim`, whose variables and optimizers
-    /// then receive the stored values.
-    fn rebuild(state: Self::State, feature_dim: usize) -> Result<Self>;
+    /// A fresh teacher for `state` reading the columns of `layout`, whose variables and
+    /// optimizers then receive the stored values.
+    fn rebuild(state: Self::State, layout: &FeatureLayout) -> Result<Self>;
     /// Takes up the stored progress, after the variables and optimizers are restored.
     fn resume(&mut self, progress: Progress) -> Result<()>;
 
@@ -422,12 +469,12 @@ pub trait Checkpointed: Sized {
         save(self, path.as_ref())
     }
 
-    /// Loads a teacher of this kind from `path`. With `expected_feature_dim`, a
-    /// checkpoint whose networks read another number of features is refused with
-    /// [`AgentError::FeatureWidthMismatch`]; a file of another kind with
+    /// Loads a teacher of this kind from `path`. With `env`, the layout of the env it
+    /// will teach on, a checkpoint trained on other columns is refused with
+    /// [`AgentError::CheckpointLayout`] naming them; a file of another kind with
     /// [`AgentError::CheckpointKind`].
-    fn load(path: impl AsRef<Path>, expected_feature_dim: Option<usize>) -> Result<Self> {
-        CheckpointFile::read(path)?.restore(expected_feature_dim)
+    fn load(path: impl AsRef<Path>, env: Option<&FeatureLayout>) -> Result<Self> {
+        CheckpointFile::read(path)?.restore(env)
     }
 }
 
@@ -435,11 +482,14 @@ pub trait Checkpointed: Sized {
 /// through `<path>.part`, flushed, then renamed.
 pub fn save<T: Checkpointed>(teacher: &T, path: &Path) -> Result<()> {
     let progress = teacher.progress();
+    let layout = teacher.layout();
     let payload = Payload {
         kind: T::KIND.to_string(),
         config_json: serde_json::to_string(&teacher.state())
             .map_err(|e| io_error(path, std::io::Error::other(e.to_string())))?,
-        feature_dim: teacher.feature_dim() as u64,
+        feature_dim: layout.len() as u64,
+        // A teacher restored from a version 3 file without an env keeps not knowing.
+        feature_names: layout.is_named().then(|| layout.names().to_vec()),
         weights: export_weights(teacher.variables())?,
         optimizers: (teacher.optimizers().into_iter())
             .map(Adam::export_state)
@@ -448,7 +498,14 @@ pub fn save<T: Checkpointed>(teacher: &T, path: &Path) -> Result<()> {
         episodes: progress.episodes as u64,
         sampling_rng: RngState::of(&progress.sampling_rng),
     };
-    let bytes = encode(&payload).map_err(|e| io_error(path, std::io::Error::other(e)))?;
+    // Without names (a version 3 file restored without an env) the file stays version 3.
+    let version = if layout.is_named() {
+        CHECKPOINT_VERSION
+    } else {
+        OLDEST_READABLE_VERSION
+    };
+    let bytes =
+        encode_as(&payload, version).map_err(|e| io_error(path, std::io::Error::other(e)))?;
     l2t_envs::io::write_atomic(path, &bytes).map_err(|e| io_error(path, e))
 }
 
@@ -477,6 +534,37 @@ impl CheckpointFile {
         &self.payload.kind
     }
 
+    /// The layout the stored teacher was trained on: its column names, or for a version
+    /// 3 file only its width ([`FeatureLayout::unnamed`]).
+    pub fn layout(&self) -> FeatureLayout {
+        match &self.payload.feature_names {
+            Some(names) => FeatureLayout::new(names.clone()),
+            None => FeatureLayout::unnamed(self.payload.feature_dim as usize),
+        }
+    }
+
+    /// For a file of an earlier build, which stored no feature names, the note that
+    /// its columns are assumed to be the env's, by width; `None` otherwise.
+    pub fn layout_note(&self) -> Option<String> {
+        self.payload.feature_names.is_none().then(|| {
+            format!(
+                "checkpoint {} was written by an earlier build that stored no feature names; \
+                 its {} columns are taken to be the env's, by width only (save it again to \
+                 store them)",
+                self.path.display(),
+                self.payload.feature_dim
+            )
+        })
+    }
+
+    /// The error for a teacher trained on the columns of this file, taught on `env`.
+    pub fn layout_error(&self, env: &FeatureLayout) -> AgentError {
+        AgentError::CheckpointLayout {
+            path: self.path.clone(),
+            differences: self.layout().differences(env),
+        }
+    }
+
     /// The episodes the stored teacher has learned from.
     pub fn episodes(&self) -> Result<usize> {
         episodes_of(&self.path, self.payload.episodes)
@@ -494,9 +582,19 @@ impl CheckpointFile {
         )
     }
 
-    /// The teacher stored in the file, as a `T`; `expected_feature_dim` as in
-    /// [`Checkpointed::load`].
-    pub fn restore<T: Checkpointed>(self, expected_feature_dim: Option<usize>) -> Result<T> {
+    /// The teacher stored in the file, as a `T`; `env` as in [`Checkpointed::load`]:
+    /// the stored layout must match it exactly (a version 3 file: by width, and the
+    /// restored teacher then takes `env`'s names).
+    pub fn restore<T: Checkpointed>(self, env: Option<&FeatureLayout>) -> Result<T> {
+        let mut layout = self.layout();
+        if let Some(env) = env {
+            if !layout.matches(env) {
+                return Err(self.layout_error(env));
+            }
+            if !layout.is_named() {
+                layout = env.clone();
+            }
+        }
         let Self { path, payload } = self;
         let path = path.as_path();
         if payload.kind != T::KIND {
@@ -506,16 +604,7 @@ impl CheckpointFile {
                 expected: T::KIND.to_string(),
             });
         }
-        let feature_dim = usize::try_from(payload.feature_dim)
-            .map_err(|_| corrupt(path, "feature dimension out of range"))?;
-        if let Some(env) = expected_feature_dim {
-            if env != feature_dim {
-                return Err(AgentError::FeatureWidthMismatch {
-                    trained: feature_dim,
-                    env,
-                });
-            }
-        }
+        let feature_dim = layout.len();
         let state: T::State = serde_json::from_str(&payload.config_json)
             .map_err(|e| corrupt(path, format!("unreadable config: {e}")))?;
         // The stored values bound the networks' size: a damaged or crafted header cannot
@@ -534,7 +623,7 @@ impl CheckpointFile {
         }
         let rebuild_error =
             |e: AgentError| corrupt(path, format!("cannot rebuild the teacher: {e}"));
-        let mut teacher = T::rebuild(state, feature_dim).map_err(rebuild_error)?;
+        let mut teacher = T::rebuild(state, &layout).map_err(rebuild_error)?;
         import_weights(path, teacher.variables(), &payload.weights)?;
         import_optimizers(path, teacher.optimizers_mut(), payload.optimizers)?;
         teacher
@@ -647,6 +736,7 @@ mod tests {
     #[derive(Debug)]
     struct Toy {
         hidden: usize,
+        layout: FeatureLayout,
         policy: BernoulliPolicy,
         adam: Adam,
         progress: Progress,
@@ -657,13 +747,24 @@ mod tests {
         hidden: usize,
     }
 
+    /// Columns `f0..` of a toy env.
+    fn toy_layout(width: usize) -> FeatureLayout {
+        FeatureLayout::new((0..width).map(|i| format!("f{i}")).collect())
+    }
+
     impl Toy {
         fn new(hidden: usize, feature_dim: usize) -> Result<Self> {
+            Self::for_layout(hidden, &toy_layout(feature_dim))
+        }
+
+        fn for_layout(hidden: usize, layout: &FeatureLayout) -> Result<Self> {
+            let feature_dim = layout.len();
             let mut init = stream_rng(7, Stream::TeacherInit);
             let (policy, adam) =
                 BernoulliPolicy::with_adam(feature_dim, hidden, 0.0, 1e-2, &mut init)?;
             Ok(Self {
                 hidden,
+                layout: layout.clone(),
                 policy,
                 adam,
                 progress: Progress {
@@ -710,8 +811,8 @@ mod tests {
                 hidden: self.hidden,
             }
         }
-        fn feature_dim(&self) -> usize {
-            self.policy.input_dim()
+        fn layout(&self) -> &FeatureLayout {
+            &self.layout
         }
         fn variables(&self) -> Vec<(String, Tensor)> {
             named_trainable_in_name_order(self.policy.var_store())
@@ -728,8 +829,8 @@ mod tests {
         fn parameter_count(state: &ToyState, feature_dim: usize) -> Option<usize> {
             mlp_parameter_count(feature_dim, state.hidden)
         }
-        fn rebuild(state: ToyState, feature_dim: usize) -> Result<Self> {
-            Self::new(state.hidden, feature_dim)
+        fn rebuild(state: ToyState, layout: &FeatureLayout) -> Result<Self> {
+            Self::for_layout(state.hidden, layout)
         }
         fn resume(&mut self, progress: Progress) -> Result<()> {
             self.progress = progress;
@@ -777,7 +878,7 @@ mod tests {
         assert_eq!(checkpoint_episodes(&path).unwrap(), 3);
         let file = CheckpointFile::read(&path).unwrap();
         assert_eq!(file.kind(), "toy");
-        let loaded: Toy = file.restore(Some(4)).unwrap();
+        let loaded: Toy = file.restore(Some(&toy_layout(4))).unwrap();
         assert_eq!(loaded.hidden, 3);
         assert_eq!(loaded.weight_bits(), original.weight_bits());
         assert_eq!(
@@ -799,26 +900,59 @@ mod tests {
     }
 
     #[test]
-    fn wrong_feature_width_is_refused() {
+    fn other_feature_columns_are_refused_by_name() {
         let scratch = Scratch::new("width");
         let (path, _) = small_checkpoint(&scratch);
-        let error = Toy::load(&path, Some(25)).unwrap_err();
+        let error = Toy::load(&path, Some(&toy_layout(25))).unwrap_err();
         assert!(
-            matches!(
-                error,
-                AgentError::FeatureWidthMismatch {
-                    trained: 4,
-                    env: 25
-                }
-            ),
+            matches!(&error, AgentError::CheckpointLayout { differences, .. }
+                if differences.contains("not expected f4, f5")),
             "{error}"
         );
-        assert_eq!(
-            error.to_string(),
-            "checkpoint was trained on 4 features, the environment has 25"
+        // The same width, one column renamed: refused, naming it.
+        let mut names = toy_layout(4).names().to_vec();
+        names[2] = "irreducible_loss".into();
+        let error = Toy::load(&path, Some(&FeatureLayout::new(names))).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("missing f2")
+                && message.contains("not expected irreducible_loss")
+                && message.contains("irreducible_loss_feature"),
+            "{message}"
         );
-        assert!(Toy::load(&path, Some(4)).is_ok());
+        let loaded = Toy::load(&path, Some(&toy_layout(4))).unwrap();
+        assert_eq!(loaded.layout(), &toy_layout(4));
         assert!(Toy::load(&path, None).is_ok());
+    }
+
+    /// A version 3 file (no feature names) loads with its layout known by width, a
+    /// note, and the names of the env it is loaded for.
+    #[test]
+    fn version_3_files_load_by_width_with_a_note() {
+        let scratch = Scratch::new("v3");
+        let (path, _) = small_checkpoint(&scratch);
+        let mut payload = decode(&path, &fs::read(&path).unwrap()).unwrap();
+        payload.feature_names = None;
+        let old = scratch.path("v3.ckpt");
+        fs::write(&old, encode_as(&payload, 3).unwrap()).unwrap();
+        let file = CheckpointFile::read(&old).unwrap();
+        assert!(!file.layout().is_named());
+        assert!(file.layout_note().unwrap().contains("earlier build"));
+        assert!(CheckpointFile::read(&path).unwrap().layout_note().is_none());
+        let env = FeatureLayout::new(["a", "b", "c", "d"].map(String::from).to_vec());
+        let loaded = Toy::load(&old, Some(&env)).unwrap();
+        assert_eq!(loaded.layout(), &env);
+        assert!(matches!(
+            Toy::load(&old, Some(&toy_layout(5))),
+            Err(AgentError::CheckpointLayout { .. })
+        ));
+        assert!(!Toy::load(&old, None).unwrap().layout().is_named());
+        // A version 4 file must name its columns.
+        fs::write(&old, encode(&payload).unwrap()).unwrap();
+        assert!(matches!(
+            Toy::load(&old, None),
+            Err(AgentError::CorruptCheckpoint { .. })
+        ));
     }
 
     #[test]
@@ -901,18 +1035,18 @@ mod tests {
             .ends_with("is not an l2t teacher checkpoint"));
 
         // A later format version (same length, so the header stays consistent).
-        let version = br#"\"version\":3,"#;
+        let version = br#"\"version\":4,"#;
         let at = (bytes.windows(version.len()))
             .position(|w| w == version)
             .unwrap();
         let mut future = bytes.clone();
-        future[at + version.len() - 2] = b'4';
+        future[at + version.len() - 2] = b'5';
         fs::write(&other, &future).unwrap();
         assert!(matches!(
             Toy::load(&other, None),
             Err(AgentError::UnsupportedCheckpointVersion {
-                found: 4,
-                supported: 3,
+                found: 5,
+                supported: 4,
                 ..
             })
         ));

@@ -36,6 +36,7 @@ use crate::rho_loss::RhoLossConfig;
 use crate::rollout::Learner;
 use crate::spl::{SelfPacedLearning, SplConfig};
 use crate::teacher::Teacher;
+use l2t_envs::FeatureLayout;
 
 /// Any teacher's configuration, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,15 +119,17 @@ impl TeacherConfig {
         })
     }
 
-    /// The teacher, for an environment whose feature columns are `feature_names`.
-    pub fn build(&self, feature_names: &[String]) -> Result<Box<dyn Teacher>> {
+    /// The teacher, for an environment whose feature columns are `layout`: the columns
+    /// it reads are resolved by name against it (an error names a missing one), and a
+    /// checkpoint's trained columns are mapped by name onto it ([`load_teacher`]).
+    pub fn build(&self, layout: &FeatureLayout) -> Result<Box<dyn Teacher>> {
         Ok(match self {
             Self::NoTeach => Box::new(NoTeach),
             Self::RandTeach(config) => Box::new(RandTeach::new(config.clone())?),
-            Self::Spl(config) => Box::new(SelfPacedLearning::new(config.clone(), feature_names)?),
-            Self::OnlineBatch(config) => Box::new(OnlineBatch::new(config.clone(), feature_names)?),
+            Self::Spl(config) => Box::new(SelfPacedLearning::new(config.clone(), layout)?),
+            Self::OnlineBatch(config) => Box::new(OnlineBatch::new(config.clone(), layout)?),
             Self::ImportanceSampling(config) => {
-                Box::new(ImportanceSampling::new(config.clone(), feature_names)?)
+                Box::new(ImportanceSampling::new(config.clone(), layout)?)
             }
             Self::RhoLoss(config) => {
                 config.validate()?;
@@ -138,24 +141,23 @@ impl TeacherConfig {
                      them, or build `RhoLoss::new` with them",
                 ));
             }
-            Self::Reinforce(_)
-            | Self::ActorCritic(_)
-            | Self::Es(_)
-            | Self::Ppo(_)
-            | Self::Checkpoint { .. } => self.build_learner(feature_names)?,
+            Self::Checkpoint { path } => load_teacher(path, Some(layout))?,
+            Self::Reinforce(_) | Self::ActorCritic(_) | Self::Es(_) | Self::Ppo(_) => {
+                self.build_learner(layout)?
+            }
         })
     }
 
     /// The learned teacher, to train, for an environment whose feature columns are
-    /// `feature_names`; [`AgentError::NotALearner`] for a teacher that learns nothing.
-    pub fn build_learner(&self, feature_names: &[String]) -> Result<Box<dyn Learner>> {
-        let feature_dim = feature_names.len();
+    /// `layout` (a checkpoint must have been trained on exactly them);
+    /// [`AgentError::NotALearner`] for a teacher that learns nothing.
+    pub fn build_learner(&self, layout: &FeatureLayout) -> Result<Box<dyn Learner>> {
         Ok(match self {
-            Self::Reinforce(config) => Box::new(Reinforce::new(config.clone(), feature_dim)?),
-            Self::ActorCritic(config) => Box::new(ActorCritic::new(config.clone(), feature_dim)?),
-            Self::Es(config) => Box::new(EvolutionStrategies::new(config.clone(), feature_dim)?),
-            Self::Ppo(config) => Box::new(Ppo::new(config.clone(), feature_dim)?),
-            Self::Checkpoint { path } => load_learner(path, Some(feature_dim))?,
+            Self::Reinforce(config) => Box::new(Reinforce::new(config.clone(), layout)?),
+            Self::ActorCritic(config) => Box::new(ActorCritic::new(config.clone(), layout)?),
+            Self::Es(config) => Box::new(EvolutionStrategies::new(config.clone(), layout)?),
+            Self::Ppo(config) => Box::new(Ppo::new(config.clone(), layout)?),
+            Self::Checkpoint { path } => load_learner(path, Some(layout))?,
             other => {
                 return Err(AgentError::NotALearner {
                     teacher: other.kind().to_string(),
@@ -175,39 +177,55 @@ pub const CHECKPOINT_KINDS: [&str; 4] = [
 ];
 
 /// Loads any checkpointed teacher, choosing the type by the kind stored in the file,
-/// ready to train on (or, as a `Box<dyn Teacher>`, to teach: [`load_teacher`]). With
-/// `expected_feature_dim`, a checkpoint whose networks read another number of features
-/// is refused with [`AgentError::FeatureWidthMismatch`].
+/// ready to train on (or, to teach, [`load_teacher`]). With `env`, the layout of the
+/// env it will train on, a checkpoint trained on other columns is refused with
+/// [`AgentError::CheckpointLayout`], which names them and the setting that causes them.
 pub fn load_learner(
     path: impl AsRef<std::path::Path>,
-    expected_feature_dim: Option<usize>,
+    env: Option<&FeatureLayout>,
 ) -> Result<Box<dyn Learner>> {
-    restore_learner(CheckpointFile::read(path)?, expected_feature_dim)
+    restore_learner(CheckpointFile::read(path)?, env)
 }
 
 /// [`load_learner`] for a checkpoint already read (and checked), e.g. after its episode
 /// count was looked at: the type of the stored kind.
 pub fn restore_learner(
     file: CheckpointFile,
-    expected_feature_dim: Option<usize>,
+    env: Option<&FeatureLayout>,
 ) -> Result<Box<dyn Learner>> {
     Ok(match file.kind() {
-        Reinforce::KIND => Box::new(file.restore::<Reinforce>(expected_feature_dim)?),
-        ActorCritic::KIND => Box::new(file.restore::<ActorCritic>(expected_feature_dim)?),
-        EvolutionStrategies::KIND => {
-            Box::new(file.restore::<EvolutionStrategies>(expected_feature_dim)?)
-        }
-        Ppo::KIND => Box::new(file.restore::<Ppo>(expected_feature_dim)?),
+        Reinforce::KIND => Box::new(file.restore::<Reinforce>(env)?),
+        ActorCritic::KIND => Box::new(file.restore::<ActorCritic>(env)?),
+        EvolutionStrategies::KIND => Box::new(file.restore::<EvolutionStrategies>(env)?),
+        Ppo::KIND => Box::new(file.restore::<Ppo>(env)?),
         _ => return Err(file.unknown_kind(&CHECKPOINT_KINDS)),
     })
 }
 
-/// Loads any checkpointed teacher to teach with: [`load_learner`], upcast.
+/// Loads any checkpointed teacher to teach with, on an env whose columns are `env`
+/// where it is known.
+///
+/// A learned teacher reads its trained columns by name from every observation
+/// ([`l2t_envs::TeachingObservation::features_for`]): as they are where the env has
+/// exactly them, taken by name where it has each of them in another place (more
+/// columns, or another order), an exact mapping. With `env`, a trained column the env
+/// lacks is refused here, before any episode, with an error naming the columns that
+/// differ and the setting that causes them; without it, at the first observation.
 pub fn load_teacher(
     path: impl AsRef<std::path::Path>,
-    expected_feature_dim: Option<usize>,
+    env: Option<&FeatureLayout>,
 ) -> Result<Box<dyn Teacher>> {
-    Ok(load_learner(path, expected_feature_dim)?)
+    let file = CheckpointFile::read(path)?;
+    let trained = file.layout();
+    match env {
+        Some(env) if trained.is_named() => {
+            if !trained.names().iter().all(|name| env.contains(name)) {
+                return Err(file.layout_error(env));
+            }
+            Ok(restore_learner(file, None)?)
+        }
+        _ => Ok(restore_learner(file, env)?),
+    }
 }
 
 #[cfg(test)]
@@ -215,11 +233,12 @@ mod tests {
     use super::*;
     use crate::error::AgentError;
 
-    fn feature_names() -> Vec<String> {
-        ["label_0", "label_1", "iteration", "loss", "margin"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+    fn layout_of(names: &[&str]) -> FeatureLayout {
+        FeatureLayout::new(names.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn feature_names() -> FeatureLayout {
+        layout_of(&["label_0", "label_1", "iteration", "loss", "margin"])
     }
 
     #[test]
@@ -264,7 +283,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("l2t-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let checkpoint = dir.join("teacher.ckpt");
-        crate::Reinforce::new(ReinforceConfig::default(), feature_names().len())
+        crate::Reinforce::new(ReinforceConfig::default(), &feature_names())
             .unwrap()
             .save(&checkpoint)
             .unwrap();
@@ -294,13 +313,62 @@ mod tests {
             assert_eq!(TeacherConfig::from_json(&text).unwrap(), config);
         }
         assert_eq!(kinds, TeacherConfig::names());
-        // A checkpoint trained on another feature width is refused by name.
-        let wider: Vec<String> = (0..7).map(|i| format!("f{i}")).collect();
-        let from_file = TeacherConfig::Checkpoint { path: checkpoint };
+        // A checkpoint trained on other columns is refused, naming them.
+        let other: FeatureLayout = layout_of(&["f0", "f1", "f2", "f3", "f4", "f5", "f6"]);
+        let from_file = TeacherConfig::Checkpoint {
+            path: checkpoint.clone(),
+        };
         assert!(matches!(
-            from_file.build(&wider),
-            Err(AgentError::FeatureWidthMismatch { trained: 5, env: 7 })
+            from_file.build(&other),
+            Err(AgentError::CheckpointLayout { .. })
         ));
+        // ... and read by name from an env that holds every trained column elsewhere:
+        // `irreducible_loss` inserted after the labels, and the last two swapped.
+        let wider = layout_of(&[
+            "label_0",
+            "label_1",
+            "irreducible_loss",
+            "iteration",
+            "margin",
+            "loss",
+        ]);
+        let mut mapped = from_file.build(&wider).unwrap();
+        assert_eq!(mapped.columns(), feature_names().names().to_vec());
+        let mut direct = load_teacher(&checkpoint, Some(&feature_names())).unwrap();
+        let rows = ndarray::Array2::from_shape_fn((20, 5), |(i, j)| {
+            ((i * 7 + j * 3) % 11) as f32 / 11.0 - 0.3
+        });
+        let state = ndarray::Array1::zeros(3);
+        let trained_obs = l2t_envs::TeachingObservation {
+            features: rows.clone(),
+            student_state: state.clone(),
+            layout: feature_names(),
+        };
+        let wide_rows = ndarray::Array2::from_shape_fn((20, 6), |(i, j)| match j {
+            0 | 1 => rows[[i, j]],
+            2 => 0.9,
+            3 => rows[[i, 2]],
+            4 => rows[[i, 4]],
+            _ => rows[[i, 3]],
+        });
+        let wide_obs = l2t_envs::TeachingObservation {
+            features: wide_rows,
+            student_state: state,
+            layout: wider.clone(),
+        };
+        let info = crate::teacher::blank_info();
+        assert_eq!(
+            mapped.act(&wide_obs, &info).unwrap(),
+            direct.act(&trained_obs, &info).unwrap()
+        );
+        // An observation that lacks a trained column is refused, naming it.
+        let narrow_obs = l2t_envs::TeachingObservation {
+            features: rows.slice(ndarray::s![.., ..4]).to_owned(),
+            student_state: ndarray::Array1::zeros(3),
+            layout: layout_of(&["label_0", "label_1", "iteration", "loss"]),
+        };
+        let error = direct.act(&narrow_obs, &info).unwrap_err().to_string();
+        assert!(error.contains("missing margin"), "{error}");
         let _ = std::fs::remove_dir_all(&dir);
         // Fields default when absent.
         assert_eq!(
@@ -330,11 +398,12 @@ mod tests {
             Err(AgentError::InvalidConfig { .. })
         ));
         // A layout without the loss column cannot feed the loss-based teachers.
-        let no_loss = vec!["margin".to_string()];
+        let no_loss = layout_of(&["margin"]);
         let spl = TeacherConfig::from_json(r#"{"kind": "spl"}"#).unwrap();
-        assert!(matches!(
-            spl.build(&no_loss),
-            Err(AgentError::MissingFeature(_))
-        ));
+        let error = spl.build(&no_loss).err().unwrap();
+        assert!(
+            matches!(&error, AgentError::Env(l2t_envs::EnvError::UnknownFeature { name, .. }) if name == "loss"),
+            "{error}"
+        );
     }
 }

@@ -182,8 +182,9 @@ pub fn run_episode_recorded(
 ) -> Result<EpisodeSummary> {
     let start = Instant::now();
     let (mut observation, mut info) = env.reset(seed)?;
-    let loss_column = env.feature_index("loss");
-    let margin_column = env.feature_index("margin");
+    // The drop diagnostics read `loss` and `margin` where the env has them.
+    let loss_column = env.layout().column("loss").ok();
+    let margin_column = env.layout().column("margin").ok();
     let mut episode_return = 0.0;
     let mut steps = 0;
     let mut evaluations = 0;
@@ -215,19 +216,19 @@ pub fn run_episode_recorded(
         }
         per_epoch[epoch].0 += keep_mask.len();
         per_epoch[epoch].1 += keep_mask.iter().filter(|&&keep| keep).count();
-        if let Some(column) = loss_column {
+        if let Some(column) = &loss_column {
             if steps % DROP_WINDOW_STEPS == 0 {
                 loss_rank_drops.push(LossRankDrops::empty(info.iteration));
             }
             if let Some(window) = loss_rank_drops.last_mut() {
                 count_drops_by_loss_rank(
-                    observation.features.column(column).iter().copied(),
+                    observation.at(column)?.iter().copied(),
                     keep_mask.iter().copied(),
                     window,
                 );
-                if let Some(margin) = margin_column {
+                if let Some(margin) = &margin_column {
                     count_drops_by_margin(
-                        observation.features.column(margin).iter().copied(),
+                        observation.at(margin)?.iter().copied(),
                         keep_mask.iter().copied(),
                         window,
                     );

@@ -18,9 +18,6 @@ pub enum AgentError {
     /// (a distributed run: which rank failed, and why).
     #[error("distributed rollouts: {0}")]
     Distributed(String),
-    /// A required feature column is missing from the environment's layout.
-    #[error("feature column `{0}` is not in the environment's feature layout")]
-    MissingFeature(String),
     /// The environment failed while the teacher drove it.
     #[error(transparent)]
     Env(#[from] l2t_envs::EnvError),
@@ -43,7 +40,7 @@ pub enum AgentError {
     },
     /// The checkpoint was written in a format version this build cannot read.
     #[error(
-        "checkpoint {path} has format version {found}; this build reads version {supported} (retrain, or load it with the build that wrote it)"
+        "checkpoint {path} has format version {found}; this build reads versions 3 to {supported} (retrain, or load it with the build that wrote it)"
     )]
     UnsupportedCheckpointVersion {
         /// The file.
@@ -77,13 +74,17 @@ pub enum AgentError {
         /// The teacher's kind.
         teacher: String,
     },
-    /// The checkpoint's policy reads another number of features than the environment has.
-    #[error("checkpoint was trained on {trained} features, the environment has {env}")]
-    FeatureWidthMismatch {
-        /// Feature columns of the checkpoint's policy.
-        trained: usize,
-        /// Feature columns of the environment.
-        env: usize,
+    /// The checkpoint's policy was trained on other feature columns than the
+    /// environment's, and they cannot be mapped by name.
+    #[error(
+        "checkpoint {path} was trained on other feature columns than the environment has: \
+         {differences}"
+    )]
+    CheckpointLayout {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Which columns differ, and the setting that causes them.
+        differences: String,
     },
 }
 

@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use l2t_envs::seeding::{keyed_rng, stream_rng, Stream};
-use l2t_envs::{TeachingInfo, TeachingObservation};
+use l2t_envs::{FeatureLayout, TeachingInfo, TeachingObservation};
 
 use crate::checkpoint::{Checkpointed, Progress};
 use crate::episode::UpdateStats;
@@ -216,6 +216,8 @@ pub struct EvolutionStrategies {
     /// The stream of the masks sampled when teaching (not in training rollouts).
     pub(crate) sampling_rng: ChaCha8Rng,
     pub(crate) episodes: usize,
+    /// The feature columns the policy reads.
+    pub(crate) layout: FeatureLayout,
 }
 
 impl std::fmt::Debug for EvolutionStrategies {
@@ -228,9 +230,10 @@ impl std::fmt::Debug for EvolutionStrategies {
 }
 
 impl EvolutionStrategies {
-    /// An ES teacher for observations with `feature_dim` columns.
-    pub fn new(config: EsConfig, feature_dim: usize) -> Result<Self> {
+    /// An ES teacher for observations with the columns of `layout`.
+    pub fn new(config: EsConfig, layout: &FeatureLayout) -> Result<Self> {
         config.validate()?;
+        let feature_dim = layout.len();
         let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
         let (policy, optimizer) = BernoulliPolicy::with_adam(
             feature_dim,
@@ -249,6 +252,7 @@ impl EvolutionStrategies {
             features,
             optimizer,
             episodes: 0,
+            layout: layout.clone(),
         })
     }
 
@@ -543,8 +547,8 @@ impl Checkpointed for EvolutionStrategies {
     fn state(&self) -> (EsConfig, FeatureStats) {
         (self.config.clone(), self.features.clone())
     }
-    fn feature_dim(&self) -> usize {
-        self.theta.input_dim()
+    fn layout(&self) -> &FeatureLayout {
+        &self.layout
     }
     fn variables(&self) -> Vec<(String, Tensor)> {
         named_trainable_in_name_order(self.theta.var_store())
@@ -568,14 +572,18 @@ impl Checkpointed for EvolutionStrategies {
     ) -> Option<usize> {
         mlp_parameter_count(feature_dim, config.hidden)
     }
-    fn rebuild((config, features): (EsConfig, FeatureStats), feature_dim: usize) -> Result<Self> {
+    fn rebuild(
+        (config, features): (EsConfig, FeatureStats),
+        layout: &FeatureLayout,
+    ) -> Result<Self> {
+        let feature_dim = layout.len();
         if features.sum.len() != feature_dim || features.sum_sq.len() != feature_dim {
             return Err(AgentError::Observation(format!(
                 "feature statistics of {} columns for {feature_dim} features",
                 features.sum.len()
             )));
         }
-        let mut teacher = Self::new(config, feature_dim)?;
+        let mut teacher = Self::new(config, layout)?;
         teacher.features = features;
         Ok(teacher)
     }
@@ -592,9 +600,13 @@ impl Teacher for EvolutionStrategies {
         "es"
     }
 
+    fn columns(&self) -> Vec<String> {
+        self.layout.names().to_vec()
+    }
+
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
         self.folded.sample_features(
-            &observation.features,
+            &*observation.features_for(&self.layout)?,
             self.config.keep_per_batch(),
             &mut self.sampling_rng,
         )
@@ -617,7 +629,8 @@ mod tests {
 
     #[test]
     fn antithetic_members_are_mirror_images_of_theta() {
-        let es = EvolutionStrategies::new(EsConfig::default(), 5).unwrap();
+        let es =
+            EvolutionStrategies::new(EsConfig::default(), &crate::teacher::test_layout(5)).unwrap();
         let direction = es.direction(0, 1);
         let plus = es.perturbed(&direction, 0.5).unwrap();
         let minus = es.perturbed(&direction, -0.5).unwrap();

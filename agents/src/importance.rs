@@ -40,7 +40,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid_config, Result};
-use crate::teacher::{bernoulli_mask, feature_column, KeepMask, Teacher};
+use crate::teacher::{bernoulli_mask, KeepMask, Teacher};
+use l2t_envs::{Column, FeatureLayout};
 
 /// Settings of [`ImportanceSampling`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,22 +90,18 @@ impl ImportanceSamplingConfig {
 #[derive(Debug, Clone)]
 pub struct ImportanceSampling {
     config: ImportanceSamplingConfig,
-    loss_column: usize,
+    loss: Column,
     rng: ChaCha8Rng,
 }
 
 impl ImportanceSampling {
-    /// Loss-proportional sampling for an environment with columns `feature_names` (it
+    /// Loss-proportional sampling for an environment with feature layout `layout` (it
     /// reads `loss`).
-    pub fn new(config: ImportanceSamplingConfig, feature_names: &[String]) -> Result<Self> {
+    pub fn new(config: ImportanceSamplingConfig, layout: &FeatureLayout) -> Result<Self> {
         config.validate()?;
-        let loss_column = feature_column(feature_names, "loss")?;
+        let loss = layout.column("loss")?;
         let rng = stream_rng(config.seed, Stream::TeacherSampling);
-        Ok(Self {
-            config,
-            loss_column,
-            rng,
-        })
+        Ok(Self { config, loss, rng })
     }
 
     /// Keep probabilities `q_i = min(1, kappa M g_i)` of instances with these `losses`.
@@ -130,13 +127,12 @@ impl Teacher for ImportanceSampling {
         "importance_sampling"
     }
 
+    fn columns(&self) -> Vec<String> {
+        vec![self.loss.name().to_string()]
+    }
+
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
-        let losses: Vec<f32> = observation
-            .features
-            .column(self.loss_column)
-            .iter()
-            .copied()
-            .collect();
+        let losses: Vec<f32> = observation.at(&self.loss)?.to_vec();
         let probabilities =
             Self::keep_probabilities(&losses, self.config.keep_fraction, self.config.uniform_mix);
         Ok(bernoulli_mask(&mut self.rng, &probabilities))
@@ -148,7 +144,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    use crate::teacher::{loss_feature_names as names, loss_observation as observation};
+    use crate::teacher::{loss_layout as names, loss_observation as observation};
 
     #[test]
     fn probabilities_are_proportional_to_the_loss_mixed_with_uniform() {
@@ -219,7 +215,11 @@ mod tests {
                 ..base.clone()
             }));
         }
-        assert!(ImportanceSampling::new(base, &["margin".to_string()]).is_err());
+        assert!(ImportanceSampling::new(
+            base,
+            &l2t_envs::FeatureLayout::new(vec!["margin".to_string()])
+        )
+        .is_err());
         assert!(serde_json::from_str::<ImportanceSamplingConfig>(r#"{"keep": 0.5}"#).is_err());
     }
 

@@ -72,7 +72,7 @@ pub use rollout::{
     PooledEpisode, Rollout, RolloutJob, Rollouts, Trajectory,
 };
 pub use spl::{SelfPacedLearning, SplConfig};
-pub use teacher::{feature_column, KeepMask, Teacher};
+pub use teacher::{bernoulli_mask, top_k_mask, KeepMask, Teacher};
 
 #[cfg(test)]
 mod tests {

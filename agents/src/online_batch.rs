@@ -48,7 +48,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid_config, Result};
-use crate::teacher::{bernoulli_mask, feature_column, KeepMask, Teacher};
+use crate::teacher::{bernoulli_mask, KeepMask, Teacher};
+use l2t_envs::{Column, FeatureLayout};
 
 /// How the selection pressure moves from `pressure_start` to `pressure_end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -125,22 +126,18 @@ impl OnlineBatchConfig {
 #[derive(Debug, Clone)]
 pub struct OnlineBatch {
     config: OnlineBatchConfig,
-    loss_column: usize,
+    loss: Column,
     rng: ChaCha8Rng,
 }
 
 impl OnlineBatch {
-    /// Online batch selection for an environment with columns `feature_names` (it
+    /// Online batch selection for an environment with feature layout `layout` (it
     /// reads `loss`).
-    pub fn new(config: OnlineBatchConfig, feature_names: &[String]) -> Result<Self> {
+    pub fn new(config: OnlineBatchConfig, layout: &FeatureLayout) -> Result<Self> {
         config.validate()?;
-        let loss_column = feature_column(feature_names, "loss")?;
+        let loss = layout.column("loss")?;
         let rng = stream_rng(config.seed, Stream::TeacherSampling);
-        Ok(Self {
-            config,
-            loss_column,
-            rng,
-        })
+        Ok(Self { config, loss, rng })
     }
 
     /// The settings.
@@ -199,13 +196,12 @@ impl Teacher for OnlineBatch {
         "online_batch"
     }
 
+    fn columns(&self) -> Vec<String> {
+        vec![self.loss.name().to_string()]
+    }
+
     fn act(&mut self, observation: &TeachingObservation, info: &TeachingInfo) -> Result<KeepMask> {
-        let losses: Vec<f32> = observation
-            .features
-            .column(self.loss_column)
-            .iter()
-            .copied()
-            .collect();
+        let losses: Vec<f32> = observation.at(&self.loss)?.to_vec();
         let probabilities = Self::keep_probabilities(&losses, self.pressure_at(info.epochs));
         Ok(bernoulli_mask(&mut self.rng, &probabilities))
     }
@@ -215,7 +211,7 @@ impl Teacher for OnlineBatch {
 mod tests {
     use super::*;
 
-    use crate::teacher::{loss_feature_names as names, loss_observation as observation};
+    use crate::teacher::{loss_layout as names, loss_observation as observation};
 
     fn info() -> TeachingInfo {
         crate::teacher::blank_info()
@@ -341,7 +337,11 @@ mod tests {
             anneal_epochs: 0.0,
             ..base.clone()
         }));
-        assert!(OnlineBatch::new(base, &["margin".to_string()]).is_err());
+        assert!(OnlineBatch::new(
+            base,
+            &l2t_envs::FeatureLayout::new(vec!["margin".to_string()])
+        )
+        .is_err());
         let json = r#"{"pressure_start": 1e8, "pressure_end": 10, "anneal_epochs": 3,
                        "schedule": "linear", "seed": 4}"#;
         let config: OnlineBatchConfig = serde_json::from_str(json).unwrap();

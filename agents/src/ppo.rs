@@ -63,7 +63,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use l2t_envs::seeding::{keyed_rng, stream_rng, Stream};
-use l2t_envs::{TeachingInfo, TeachingObservation};
+use l2t_envs::{FeatureLayout, TeachingInfo, TeachingObservation};
 
 use crate::actor_critic::{actor_and_critic_checkpoint, Critic};
 use crate::checkpoint::Checkpointed;
@@ -184,6 +184,8 @@ pub struct Ppo {
     /// The stream of the masks sampled when teaching (not in training rollouts).
     pub(crate) sampling_rng: ChaCha8Rng,
     pub(crate) episodes: usize,
+    /// The feature columns the actor and the critic read.
+    pub(crate) layout: FeatureLayout,
 }
 
 impl std::fmt::Debug for Ppo {
@@ -196,9 +198,10 @@ impl std::fmt::Debug for Ppo {
 }
 
 impl Ppo {
-    /// A PPO teacher for observations with `feature_dim` columns.
-    pub fn new(config: PpoConfig, feature_dim: usize) -> Result<Self> {
+    /// A PPO teacher for observations with the columns of `layout`.
+    pub fn new(config: PpoConfig, layout: &FeatureLayout) -> Result<Self> {
         config.validate()?;
+        let feature_dim = layout.len();
         let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
         let (policy, actor_optimizer) = BernoulliPolicy::with_adam(
             feature_dim,
@@ -221,6 +224,7 @@ impl Ppo {
             actor_optimizer,
             critic_optimizer,
             episodes: 0,
+            layout: layout.clone(),
         })
     }
 
@@ -521,9 +525,14 @@ impl Teacher for Ppo {
         "ppo"
     }
 
+    fn columns(&self) -> Vec<String> {
+        self.layout.names().to_vec()
+    }
+
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
+        let features = observation.features_for(&self.layout)?;
         self.policy
-            .sample_features(&observation.features, None, &mut self.sampling_rng)
+            .sample_features(&features, None, &mut self.sampling_rng)
     }
 }
 
@@ -606,7 +615,7 @@ mod tests {
                 "learning_rate",
             ),
         ] {
-            match Ppo::new(config, 5) {
+            match Ppo::new(config, &crate::teacher::test_layout(5)) {
                 Err(AgentError::InvalidConfig { field: found, .. }) => assert_eq!(found, field),
                 other => panic!("{field}: {other:?}"),
             }
@@ -621,13 +630,14 @@ mod tests {
                 entropy_coef: 0.01,
                 ..PpoConfig::default()
             },
-            2,
+            &crate::teacher::test_layout(2),
         )
         .unwrap();
         let mut episode = Trajectory::default();
         let observation = l2t_envs::TeachingObservation {
             features: ndarray::Array2::from_shape_vec((2, 2), vec![0.1f32, 0.2, 0.3, 0.4]).unwrap(),
             student_state: ndarray::Array1::zeros(3),
+            layout: crate::teacher::test_layout(2),
         };
         episode.record(&observation, &KeepMask::from(vec![true, false]));
         episode.record(&observation, &KeepMask::from(vec![true, true]));

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use l2t_envs::seeding::{stream_rng, Stream};
-use l2t_envs::{TeachingInfo, TeachingObservation};
+use l2t_envs::{FeatureLayout, TeachingInfo, TeachingObservation};
 
 use crate::checkpoint::{Checkpointed, Progress};
 use crate::episode::UpdateStats;
@@ -194,6 +194,8 @@ pub struct Reinforce {
     /// b: moving average of past returns; `None` before the first episode.
     pub(crate) baseline: Option<f64>,
     pub(crate) episodes: usize,
+    /// The feature columns the policy reads.
+    pub(crate) layout: FeatureLayout,
 }
 
 impl std::fmt::Debug for Reinforce {
@@ -207,12 +209,12 @@ impl std::fmt::Debug for Reinforce {
 }
 
 impl Reinforce {
-    /// A REINFORCE teacher for observations with `feature_dim` columns.
-    pub fn new(config: ReinforceConfig, feature_dim: usize) -> Result<Self> {
+    /// A REINFORCE teacher for observations with the columns of `layout`.
+    pub fn new(config: ReinforceConfig, layout: &FeatureLayout) -> Result<Self> {
         config.validate()?;
         let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
         let (policy, optimizer) = BernoulliPolicy::with_adam(
-            feature_dim,
+            layout.len(),
             config.hidden,
             config.output_bias,
             config.learning_rate,
@@ -225,6 +227,7 @@ impl Reinforce {
             optimizer,
             baseline: None,
             episodes: 0,
+            layout: layout.clone(),
         })
     }
 
@@ -390,10 +393,15 @@ impl Teacher for Reinforce {
         "reinforce"
     }
 
+    fn columns(&self) -> Vec<String> {
+        self.layout.names().to_vec()
+    }
+
     /// a_m ~ Bernoulli(phi(1 | s_m)), sampled from the teacher's own stream.
     fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
+        let features = observation.features_for(&self.layout)?;
         self.policy
-            .sample_features(&observation.features, None, &mut self.sampling_rng)
+            .sample_features(&features, None, &mut self.sampling_rng)
     }
 }
 
@@ -432,8 +440,8 @@ impl Checkpointed for Reinforce {
     fn state(&self) -> ReinforceConfig {
         self.config.clone()
     }
-    fn feature_dim(&self) -> usize {
-        self.policy.input_dim()
+    fn layout(&self) -> &FeatureLayout {
+        &self.layout
     }
     fn variables(&self) -> Vec<(String, Tensor)> {
         named_trainable_in_name_order(self.policy.var_store())
@@ -454,8 +462,8 @@ impl Checkpointed for Reinforce {
     fn parameter_count(config: &ReinforceConfig, feature_dim: usize) -> Option<usize> {
         mlp_parameter_count(feature_dim, config.hidden)
     }
-    fn rebuild(config: ReinforceConfig, feature_dim: usize) -> Result<Self> {
-        Self::new(config, feature_dim)
+    fn rebuild(config: ReinforceConfig, layout: &FeatureLayout) -> Result<Self> {
+        Self::new(config, layout)
     }
     fn resume(&mut self, progress: Progress) -> Result<()> {
         self.episodes = progress.episodes;
@@ -474,6 +482,7 @@ mod tests {
         let observation = l2t_envs::TeachingObservation {
             features: ndarray::Array2::from_shape_fn((features.len(), 3), |(i, j)| features[i][j]),
             student_state: ndarray::Array1::zeros(3),
+            layout: crate::teacher::test_layout(3),
         };
         let mut trajectory = Trajectory::default();
         trajectory.record(&observation, &KeepMask::from_vec(keep.to_vec()));
@@ -500,7 +509,7 @@ mod tests {
             hidden: 0,
             ..ReinforceConfig::default()
         };
-        let teacher = Reinforce::new(config, 3).unwrap();
+        let teacher = Reinforce::new(config, &crate::teacher::test_layout(3)).unwrap();
         let episodes = two_episodes();
         let advantages = [0.7, -1.3];
         let before = teacher.flat_weights().unwrap();
@@ -548,7 +557,7 @@ mod tests {
             baseline: Baseline::LeaveOneOut,
             ..ReinforceConfig::default()
         };
-        let mut teacher = Reinforce::new(config, 3).unwrap();
+        let mut teacher = Reinforce::new(config, &crate::teacher::test_layout(3)).unwrap();
         let episodes = two_episodes();
         let returns: Vec<f64> = episodes.iter().map(Trajectory::episode_return).collect();
         let gradient = teacher
@@ -627,7 +636,9 @@ mod tests {
                 "common_random_numbers",
             ),
         ] {
-            let error = Reinforce::new(config, 5).unwrap_err().to_string();
+            let error = Reinforce::new(config, &crate::teacher::test_layout(5))
+                .unwrap_err()
+                .to_string();
             assert!(error.contains(field), "{error}");
         }
     }
@@ -639,12 +650,13 @@ mod tests {
             common_random_numbers: true,
             ..ReinforceConfig::default()
         };
-        let mut teacher = Reinforce::new(config, 5).unwrap();
+        let mut teacher = Reinforce::new(config, &crate::teacher::test_layout(5)).unwrap();
         let jobs = teacher.plan_update(40).unwrap();
         assert!(jobs.iter().all(|job| job.seed == 40));
         let observation = l2t_envs::TeachingObservation {
             features: ndarray::Array2::from_elem((64, 5), 0.3),
             student_state: ndarray::Array1::zeros(3),
+            layout: crate::teacher::test_layout(5),
         };
         let info = crate::teacher::blank_info();
         let masks: Vec<KeepMask> = jobs
@@ -662,7 +674,7 @@ mod tests {
                 episodes_per_update: 3,
                 ..ReinforceConfig::default()
             },
-            5,
+            &crate::teacher::test_layout(5),
         )
         .unwrap();
         let seeds: Vec<u64> = plain

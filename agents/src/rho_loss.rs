@@ -38,11 +38,11 @@
 //! kappa = 1 / (P M). In the first P - 1 batches of an episode B_t holds fewer than P
 //! batches and the same count is kept from it (all of them if it holds fewer).
 
-use l2t_envs::{TeachingInfo, TeachingObservation};
+use l2t_envs::{Column, FeatureLayout, TeachingInfo, TeachingObservation};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{invalid_config, AgentError, Result};
-use crate::teacher::{feature_column, top_k_mask, KeepMask, Teacher};
+use crate::error::{invalid_config, Result};
+use crate::teacher::{top_k_mask, KeepMask, Teacher};
 
 /// Settings of [`RhoLoss`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,7 +99,7 @@ impl RhoLossConfig {
 pub struct RhoLoss {
     config: RhoLossConfig,
     /// `(label_c, prob_c)` column pairs.
-    classes: Vec<(usize, usize)>,
+    classes: Vec<(Column, Column)>,
     irreducible: Vec<f32>,
     /// The reducible losses of the last `pool - 1` batches of this episode, oldest
     /// first.
@@ -107,28 +107,22 @@ pub struct RhoLoss {
 }
 
 impl RhoLoss {
-    /// RHO-LOSS for an environment with columns `feature_names` (it reads `label_c` and
+    /// RHO-LOSS for an environment with feature layout `layout` (it reads `label_c` and
     /// `prob_c`) whose training split has the irreducible losses `irreducible`, one per
     /// instance in split order.
     pub fn new(
         config: RhoLossConfig,
-        feature_names: &[String],
+        layout: &FeatureLayout,
         irreducible: Vec<f32>,
     ) -> Result<Self> {
         config.validate()?;
         let mut classes = Vec::new();
         for c in 0.. {
             let label = format!("label_{c}");
-            if !feature_names.contains(&label) {
+            if c > 0 && !layout.contains(&label) {
                 break;
             }
-            classes.push((
-                feature_column(feature_names, &label)?,
-                feature_column(feature_names, &format!("prob_{c}"))?,
-            ));
-        }
-        if classes.is_empty() {
-            return Err(AgentError::MissingFeature("label_0".into()));
+            classes.push((layout.column(&label)?, layout.column(&format!("prob_{c}"))?));
         }
         if let Some(bad) = irreducible.iter().find(|l| !l.is_finite()) {
             return Err(invalid_config(
@@ -160,8 +154,11 @@ impl RhoLoss {
                 ),
             ));
         }
+        let columns = (self.classes.iter())
+            .map(|(label, prob)| Ok((observation.at(label)?, observation.at(prob)?)))
+            .collect::<Result<Vec<_>>>()?;
         let mut out = Vec::with_capacity(rows);
-        for (row, &index) in observation.features.rows().into_iter().zip(indices) {
+        for (row, &index) in indices.iter().enumerate() {
             let il = usize::try_from(index)
                 .ok()
                 .and_then(|i| self.irreducible.get(i))
@@ -175,10 +172,9 @@ impl RhoLoss {
                         ),
                     )
                 })?;
-            let p_label: f32 = self
-                .classes
+            let p_label: f32 = columns
                 .iter()
-                .map(|&(label, prob)| row[label] * row[prob])
+                .map(|(label, prob)| label[row] * prob[row])
                 .sum();
             out.push(-p_label.max(1e-7).ln() - il);
         }
@@ -196,6 +192,12 @@ impl RhoLoss {
 impl Teacher for RhoLoss {
     fn name(&self) -> &str {
         "rho_loss"
+    }
+
+    fn columns(&self) -> Vec<String> {
+        (self.classes.iter())
+            .flat_map(|(label, prob)| [label.name().to_string(), prob.name().to_string()])
+            .collect()
     }
 
     fn act(&mut self, observation: &TeachingObservation, info: &TeachingInfo) -> Result<KeepMask> {
@@ -229,8 +231,8 @@ mod tests {
     use ndarray::{Array1, Array2};
     use proptest::prelude::*;
 
-    fn names() -> Vec<String> {
-        [
+    fn names() -> FeatureLayout {
+        let names = [
             "label_0",
             "label_1",
             "iteration",
@@ -241,7 +243,8 @@ mod tests {
         ]
         .iter()
         .map(|s| s.to_string())
-        .collect()
+        .collect();
+        FeatureLayout::new(names)
     }
 
     /// Rows with label `labels[i]` and probability `p_label[i]` of it.
@@ -255,6 +258,7 @@ mod tests {
         TeachingObservation {
             features,
             student_state: Array1::zeros(3),
+            layout: names(),
         }
     }
 
@@ -366,7 +370,12 @@ mod tests {
         };
         assert!(RhoLoss::new(config, &names(), vec![0.0]).is_err());
         assert!(RhoLoss::new(RhoLossConfig::default(), &names(), vec![f32::NAN]).is_err());
-        assert!(RhoLoss::new(RhoLossConfig::default(), &["loss".into()], vec![0.0]).is_err());
+        assert!(RhoLoss::new(
+            RhoLossConfig::default(),
+            &FeatureLayout::new(vec!["loss".into()]),
+            vec![0.0]
+        )
+        .is_err());
         assert!(serde_json::from_str::<RhoLossConfig>(r#"{"kapa": 0.1}"#).is_err());
     }
 

@@ -9,7 +9,8 @@ use l2t_envs::{TeachingInfo, TeachingObservation};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid_config, Result};
-use crate::teacher::{feature_column, KeepMask, Teacher};
+use crate::teacher::{KeepMask, Teacher};
+use l2t_envs::{Column, FeatureLayout};
 
 /// Settings of [`SelfPacedLearning`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,23 +30,20 @@ impl Default for SplConfig {
 #[derive(Debug, Clone)]
 pub struct SelfPacedLearning {
     config: SplConfig,
-    loss_column: usize,
+    loss: Column,
 }
 
 impl SelfPacedLearning {
-    /// SPL for an environment with columns `feature_names` (it reads `loss`).
-    pub fn new(config: SplConfig, feature_names: &[String]) -> Result<Self> {
+    /// SPL for an environment with feature layout `layout` (it reads `loss`).
+    pub fn new(config: SplConfig, layout: &FeatureLayout) -> Result<Self> {
         if !(config.epochs_to_all.is_finite() && config.epochs_to_all > 0.0) {
             return Err(invalid_config(
                 "epochs_to_all",
                 format!("E = {} must be positive", config.epochs_to_all),
             ));
         }
-        let loss_column = feature_column(feature_names, "loss")?;
-        Ok(Self {
-            config,
-            loss_column,
-        })
+        let loss = layout.column("loss")?;
+        Ok(Self { config, loss })
     }
 
     /// K, the number of largest-loss instances dropped from a batch of `m` after
@@ -61,8 +59,12 @@ impl Teacher for SelfPacedLearning {
         "spl"
     }
 
+    fn columns(&self) -> Vec<String> {
+        vec![self.loss.name().to_string()]
+    }
+
     fn act(&mut self, observation: &TeachingObservation, info: &TeachingInfo) -> Result<KeepMask> {
-        let losses = observation.features.column(self.loss_column);
+        let losses = observation.at(&self.loss)?;
         let m = losses.len();
         let k = self.dropped_count(m, info.epochs);
         // Indices by descending loss; the first K are dropped. Stable on ties.
@@ -82,13 +84,17 @@ mod tests {
 
     #[test]
     fn k_falls_linearly_to_zero() {
-        let names = vec!["loss".to_string()];
+        let names = FeatureLayout::new(vec!["loss".to_string()]);
         let spl = SelfPacedLearning::new(SplConfig { epochs_to_all: 2.0 }, &names).unwrap();
         assert_eq!(spl.dropped_count(20, 0.0), 19);
         assert_eq!(spl.dropped_count(20, 1.0), 10);
         assert_eq!(spl.dropped_count(20, 2.0), 0);
         assert_eq!(spl.dropped_count(20, 5.0), 0);
         assert!(SelfPacedLearning::new(SplConfig { epochs_to_all: 0.0 }, &names).is_err());
-        assert!(SelfPacedLearning::new(SplConfig::default(), &["margin".to_string()]).is_err());
+        assert!(SelfPacedLearning::new(
+            SplConfig::default(),
+            &FeatureLayout::new(vec!["margin".to_string()])
+        )
+        .is_err());
     }
 }

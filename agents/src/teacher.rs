@@ -1,5 +1,7 @@
 //! The teacher contract: a policy from the teaching observation to a keep-mask.
 
+#[cfg(test)]
+use l2t_envs::FeatureLayout;
 use l2t_envs::{TeachingInfo, TeachingObservation};
 use ndarray::Array1;
 
@@ -23,11 +25,24 @@ pub type KeepMask = Array1<bool>;
 ///
 /// `info` is passed with the observation so that schedule-driven baselines (SPL,
 /// matched RandTeach) can read the epoch count; learned teachers use `obs` only.
+///
+/// A teacher reads columns by name: `obs.column("loss")?` in `act`, or a
+/// [`l2t_envs::Column`] resolved once against the env's layout and read with
+/// `obs.at(&column)?`, which refuses an observation of another layout. A teacher that
+/// names the columns it reads in [`Teacher::columns`] has them checked against the env
+/// before the first episode of a comparison, and listed in its run folder.
 /// Teachers are `Send`: a comparison evaluates several side by side on worker
 /// threads, each teacher on one thread at a time.
 pub trait Teacher: Send {
     /// Short name for logs and tables.
     fn name(&self) -> &str;
+    /// The feature columns this teacher reads, by name (all of them for a learned
+    /// policy, which reads whole rows). The experiment layer checks them against the
+    /// env it builds before the first episode, and records them in the run folder.
+    /// Empty (the default): the teacher declares none.
+    fn columns(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// The keep-mask for the incoming batch of `observation`.
     fn act(&mut self, observation: &TeachingObservation, info: &TeachingInfo) -> Result<KeepMask>;
     /// Records the reward of the last action; `done` marks the episode's last step.
@@ -58,25 +73,43 @@ pub fn top_k_mask(scores: &[f32], k: usize) -> KeepMask {
     mask
 }
 
-/// Index of the feature column `name` in `feature_names`.
-pub fn feature_column(feature_names: &[String], name: &str) -> Result<usize> {
-    feature_names
-        .iter()
-        .position(|n| n == name)
-        .ok_or_else(|| crate::error::AgentError::MissingFeature(name.to_string()))
+/// A boxed teacher is a teacher: `UserTeacher::new(label, load_teacher(..)?)`.
+impl<T: Teacher + ?Sized> Teacher for Box<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn columns(&self) -> Vec<String> {
+        (**self).columns()
+    }
+
+    fn act(&mut self, observation: &TeachingObservation, info: &TeachingInfo) -> Result<KeepMask> {
+        (**self).act(observation, info)
+    }
+
+    fn observe(&mut self, reward: f64, done: bool) -> Result<()> {
+        (**self).observe(reward, done)
+    }
 }
 
-/// The feature names `label_0`, `loss`, `margin`, for unit tests of the loss-based
-/// teachers.
+/// A layout of `width` columns `f0..`, for unit tests of policies that read whole rows.
 #[cfg(test)]
-pub(crate) fn loss_feature_names() -> Vec<String> {
-    ["label_0", "loss", "margin"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+pub(crate) fn test_layout(width: usize) -> FeatureLayout {
+    FeatureLayout::new((0..width).map(|i| format!("f{i}")).collect())
 }
 
-/// An observation over [`loss_feature_names`] whose rows have these `losses`.
+/// The layout `label_0`, `loss`, `margin`, for unit tests of the loss-based teachers.
+#[cfg(test)]
+pub(crate) fn loss_layout() -> FeatureLayout {
+    FeatureLayout::new(
+        ["label_0", "loss", "margin"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    )
+}
+
+/// An observation over [`loss_layout`] whose rows have these `losses`.
 #[cfg(test)]
 pub(crate) fn loss_observation(losses: &[f32]) -> TeachingObservation {
     let mut features = ndarray::Array2::zeros((losses.len(), 3));
@@ -86,6 +119,7 @@ pub(crate) fn loss_observation(losses: &[f32]) -> TeachingObservation {
     TeachingObservation {
         features,
         student_state: Array1::zeros(3),
+        layout: loss_layout(),
     }
 }
 

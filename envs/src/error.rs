@@ -70,6 +70,21 @@ pub enum EnvError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A feature column was asked for by a name the layout does not have.
+    #[error("no feature column `{name}`; the env has {available}")]
+    UnknownFeature {
+        /// The name asked for.
+        name: String,
+        /// The layout's columns ([`crate::FeatureLayout::describe`]).
+        available: String,
+    },
+    /// A column or a teacher resolved against one feature layout read an observation of
+    /// another ([`crate::FeatureLayout::ensure_matches`]).
+    #[error("feature layout mismatch: the observation's columns differ from the ones the reader was resolved against: {differences}")]
+    LayoutMismatch {
+        /// The differences, with the setting that causes them.
+        differences: String,
+    },
     /// A data file could not be read or parsed.
     #[error(transparent)]
     Data(#[from] DataError),

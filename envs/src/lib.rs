@@ -9,6 +9,7 @@
 //! - [`pool`]: envs owned by worker threads that run whole episodes (`EnvPool`);
 //! - [`student`]: the models being taught;
 //! - [`data`]: datasets staged as tensors, and the synthetic task;
+//! - [`layout`]: the feature columns of an observation, looked up by name;
 //! - [`io`]: the atomic file write every crate of the workspace uses;
 //! - [`memory`]: sizes checked against the machine's memory before they are allocated;
 //! - [`seeding`]: one master seed, one ChaCha stream per source of randomness.
@@ -18,6 +19,7 @@ pub mod data;
 pub mod env;
 pub mod error;
 pub mod io;
+pub mod layout;
 pub mod memory;
 pub mod pool;
 pub mod seeding;
@@ -31,6 +33,7 @@ pub use check::{check_env, CheckFailure, CheckOptions};
 pub use data::{synthetic::SyntheticConfig, Batch, Dataset, TaskData};
 pub use env::{Env, Step};
 pub use error::{DataError, EnvError, Result};
+pub use layout::{Column, FeatureLayout};
 pub use pool::{EnvJob, EnvPool};
 pub use spaces::{BoxSpace, MultiBinary, Space};
 pub use student::{

@@ -60,9 +60,10 @@
 //! The bookkeeping of these phases lives in one private `EpisodeState`, which
 //! [`TeachingEnv`] drives.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, ArrayView1};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,7 @@ use tch::{Kind, Tensor};
 use crate::data::{Batch, Dataset};
 use crate::env::{Env, Step};
 use crate::error::{invalid_config, EnvError, Result};
+use crate::layout::{Column, FeatureLayout};
 use crate::seeding::{stream_rng, Stream};
 use crate::spaces::{BoxSpace, MultiBinary, Space, SpaceError};
 use crate::student::Student;
@@ -261,31 +263,80 @@ impl TeachingConfig {
     }
 }
 
-/// What the teacher sees for one incoming batch.
+/// What the teacher sees for one incoming batch, with the names of its columns.
+///
+/// Read a column by name, `observation.column("loss")?`, or with a [`Column`]
+/// resolved once against a [`FeatureLayout`] (`observation.at(&loss)?`): both read the
+/// column of that name in this observation's own layout, or fail naming it. A reader
+/// of whole rows (a learned policy) asks for them in its own layout
+/// ([`TeachingObservation::features_for`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TeachingObservation {
-    /// One row per instance of the incoming batch, columns as in
-    /// [`TeachingEnv::feature_names`].
+    /// One row per instance of the incoming batch, columns as in `layout`.
     pub features: Array2<f32>,
     /// The student-state features (`iteration`, `average_training_loss`,
     /// `best_dev_accuracy`), also repeated in every row of `features`.
     pub student_state: Array1<f32>,
+    /// The names of the columns of `features` (shared by every observation of the env).
+    pub layout: FeatureLayout,
+}
+
+impl TeachingObservation {
+    /// The column called `name`, one value per instance; [`EnvError::UnknownFeature`]
+    /// (naming it and listing the columns) where the observation has none.
+    pub fn column(&self, name: &str) -> Result<ArrayView1<'_, f32>> {
+        Ok(self.features.column(self.layout.column(name)?.index()))
+    }
+
+    /// The values of `column`: at its resolved position where this observation has the
+    /// layout it was resolved against (one pointer comparison), else looked up again by
+    /// its name in this observation's layout. An index resolved against another env is
+    /// never applied to this one; a name this observation lacks is
+    /// [`EnvError::UnknownFeature`].
+    pub fn at(&self, column: &Column) -> Result<ArrayView1<'_, f32>> {
+        if column.layout().matches(&self.layout) {
+            return Ok(self.features.column(column.index()));
+        }
+        self.column(column.name())
+    }
+
+    /// The feature matrix with the columns of `expected`, in its order: the matrix as it
+    /// is where the layouts match, else its columns taken by name (an exact mapping,
+    /// e.g. for a policy trained without a column this env adds);
+    /// [`EnvError::LayoutMismatch`], naming the differences and their cause, where this
+    /// observation lacks one of them.
+    pub fn features_for(&self, expected: &FeatureLayout) -> Result<Cow<'_, Array2<f32>>> {
+        if expected.matches(&self.layout) {
+            return Ok(Cow::Borrowed(&self.features));
+        }
+        let columns = (expected.names().iter())
+            .map(|name| self.layout.names().iter().position(|n| n == name))
+            .collect::<Option<Vec<usize>>>()
+            .filter(|_| expected.is_named())
+            .ok_or_else(|| EnvError::LayoutMismatch {
+                differences: expected.differences(&self.layout),
+            })?;
+        Ok(Cow::Owned(self.features.select(ndarray::Axis(1), &columns)))
+    }
 }
 
 /// The observation space: a bounded box for the feature matrix and one for the
-/// student-state vector.
+/// student-state vector, and the columns' names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TeachingObservationSpace {
     /// Box of shape `[M, F]` with per-column bounds.
     pub features: BoxSpace,
     /// Box of shape `[3]` in [0, 1].
     pub student_state: BoxSpace,
+    /// The F column names.
+    pub layout: FeatureLayout,
 }
 
 impl Space<TeachingObservation> for TeachingObservationSpace {
     fn contains(&self, value: &TeachingObservation) -> bool {
         self.features.contains_dyn(&value.features)
             && self.student_state.contains_dyn(&value.student_state)
+            && self.layout.matches(&value.layout)
     }
 
     fn sample(&self, rng: &mut ChaCha8Rng) -> TeachingObservation {
@@ -300,6 +351,7 @@ impl Space<TeachingObservation> for TeachingObservationSpace {
         TeachingObservation {
             features,
             student_state,
+            layout: self.layout.clone(),
         }
     }
 
@@ -669,6 +721,7 @@ impl EpisodeState {
 /// dispatch than the arithmetic, and the rows are the ndarray the teacher reads anyway.
 pub fn featurise(
     config: &TeachingConfig,
+    layout: &FeatureLayout,
     train: &Dataset,
     logits: &Tensor,
     labels: &Tensor,
@@ -709,6 +762,15 @@ pub fn featurise(
     let loss_scale = (2.0 * (c as f64).ln()) as f32;
     let max_length = train.max_length() as f32;
     let width = c + usize::from(lengths.is_some()) + usize::from(irreducible.is_some()) + 3 + c + 2;
+    if width != layout.len() {
+        return Err(EnvError::InvalidDataset {
+            name: train.name().to_string(),
+            reason: format!(
+                "featurise: {width} columns for a layout of {}",
+                layout.describe()
+            ),
+        });
+    }
     let mut observations = Vec::with_capacity(b);
     let mut losses = vec![0f32; m];
     let mut order: Vec<usize> = Vec::with_capacity(m);
@@ -771,6 +833,7 @@ pub fn featurise(
         observations.push(TeachingObservation {
             features,
             student_state: Array1::from_vec(state.to_vec()),
+            layout: layout.clone(),
         });
     }
     Ok(observations)
@@ -782,7 +845,6 @@ pub struct TeachingEnv {
     student: Box<dyn Student>,
     train: Dataset,
     dev: Dataset,
-    feature_names: Vec<String>,
     observation_space: TeachingObservationSpace,
     action_space: MultiBinary,
     episode: EpisodeState,
@@ -839,11 +901,12 @@ pub(crate) fn check_batch_size(config: &TeachingConfig, train: &Dataset) -> Resu
     Ok(())
 }
 
-/// The observation space and the feature names of an env with `config` over `train`.
+/// The observation space (with the feature layout) of an env with `config` over
+/// `train`.
 pub(crate) fn spaces(
     config: &TeachingConfig,
     train: &Dataset,
-) -> (Vec<String>, TeachingObservationSpace, MultiBinary) {
+) -> (TeachingObservationSpace, MultiBinary) {
     let (feature_names, bounds) = feature_layout(
         train.num_classes(),
         train.has_lengths(),
@@ -853,8 +916,9 @@ pub(crate) fn spaces(
     let observation_space = TeachingObservationSpace {
         features: BoxSpace::from_columns(&[m, feature_names.len()], &bounds),
         student_state: BoxSpace::from_columns(&[3], &[(0.0, 1.0); 3]),
+        layout: FeatureLayout::new(feature_names),
     };
-    (feature_names, observation_space, MultiBinary(m))
+    (observation_space, MultiBinary(m))
 }
 
 impl TeachingEnv {
@@ -870,11 +934,10 @@ impl TeachingEnv {
         student.accepts(&dev)?;
         check_splits(&train, &dev)?;
         check_batch_size(&config, &train)?;
-        let (feature_names, observation_space, action_space) = spaces(&config, &train);
+        let (observation_space, action_space) = spaces(&config, &train);
         Ok(Self {
             action_space,
             observation_space,
-            feature_names,
             episode: EpisodeState::new(&config, train.len()),
             incoming_batch: None,
             incoming_logits: None,
@@ -890,14 +953,15 @@ impl TeachingEnv {
         &self.config
     }
 
-    /// Column names of the feature matrix, in order.
+    /// Column names of the feature matrix, in order (`self.layout().names()`).
     pub fn feature_names(&self) -> &[String] {
-        &self.feature_names
+        self.observation_space.layout.names()
     }
 
-    /// Index of the feature column called `name` (e.g. `"loss"`, `"margin"`).
-    pub fn feature_index(&self, name: &str) -> Option<usize> {
-        self.feature_names.iter().position(|n| n == name)
+    /// The feature layout every observation of this env carries: resolve columns by
+    /// name against it ([`FeatureLayout::column`]).
+    pub fn layout(&self) -> &FeatureLayout {
+        &self.observation_space.layout
     }
 
     /// The student being taught.
@@ -957,6 +1021,7 @@ impl TeachingEnv {
             .student_state(&self.config, self.train.num_classes());
         let mut observations = featurise(
             &self.config,
+            &self.observation_space.layout,
             &self.train,
             &logits.unsqueeze(0),
             &batch.labels.unsqueeze(0),
@@ -1160,8 +1225,10 @@ mod tests {
                 loss_scaling: scaling,
                 ..TeachingConfig::default()
             };
+            let (names, _) = feature_layout(c as usize, true, false);
             let observations = featurise(
                 &config,
+                &FeatureLayout::new(names.clone()),
                 &text,
                 &logits,
                 &labels,
@@ -1171,7 +1238,6 @@ mod tests {
             )
             .unwrap();
             assert_eq!(observations.len(), b as usize);
-            let (names, _) = feature_layout(c as usize, true, false);
             for (i, observation) in observations.iter().enumerate() {
                 let i64_i = i as i64;
                 let expected = reference(

@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tch::set_num_threads(1);
     // The overrides the test passes as `teaching={...}`: short episodes with a reward
     // at every evaluation, so that rewards, terminations and resets are all compared.
-    let mut preset = Preset::named("synthetic").ok_or("no synthetic preset")?;
+    let mut preset = Preset::named("synthetic")?;
     preset.teaching.max_iterations = 30;
     preset.teaching.eval_every = 5;
     preset.teaching.reward = Reward::DevAccuracyArea { iterations: 30 };

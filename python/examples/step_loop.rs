@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (steps, seed): (usize, u64) = (steps.parse()?, seed.parse()?);
     tch::set_num_threads(1);
-    let preset = Preset::named(name).ok_or("unknown preset")?;
+    let preset = Preset::named(name)?;
     let mut env = preset.build(&default_data_dir())?.teacher_env;
     let m = env.config().batch_size;
     env.reset(Some(seed))?;

@@ -27,14 +27,14 @@ use numpy::{
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use l2t::experiment::TrainingTask;
 use l2t::presets::{default_data_dir, Preset, PRESETS};
 use l2t_agents::{Teacher, TeacherConfig};
 use l2t_envs::{
-    Env, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation, ThreadedVectorEnv,
-    VectorEnv,
+    Env, FeatureLayout, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation,
+    ThreadedVectorEnv, VectorEnv,
 };
 
 mod errors;
@@ -69,12 +69,7 @@ impl Split {
 /// The preset `name` with the overrides of its teaching config (a JSON object of
 /// [`TeachingConfig`] fields, plus `tau` for a single threshold) and the master seed.
 fn resolve_preset(name: &str, teaching: Option<&str>, seed: Option<u64>) -> PyResult<Preset> {
-    let mut preset = Preset::named(name).ok_or_else(|| {
-        PyValueError::new_err(format!(
-            "unknown preset {name:?}; the presets are: {}",
-            PRESETS.join(", ")
-        ))
-    })?;
+    let mut preset = Preset::named(name).map_err(|e| PyValueError::new_err(e.to_string()))?;
     if let Some(json) = teaching {
         preset.teaching = override_teaching(&preset.teaching, json)?;
     }
@@ -127,6 +122,12 @@ fn build_env(preset: &Preset, split: Split, data_dir: &Path) -> PyResult<Teachin
         Split::Teacher => envs.teacher_env,
         Split::Student => envs.student_env,
     })
+}
+
+/// `layout`'s names as a Python tuple: built once per env or teacher and handed, the
+/// same object, with every info dict.
+fn names_tuple(py: Python<'_>, layout: &FeatureLayout) -> PyResult<Py<PyTuple>> {
+    Ok(PyTuple::new(py, layout.names())?.unbind())
 }
 
 /// The column indices of the student state in `feature_names`.
@@ -483,6 +484,8 @@ impl<T> SameThread<T> {
 #[pyclass(unsendable, module = "l2t._l2t")]
 pub struct Core {
     env: TeachingEnv,
+    /// `env`'s feature names as one tuple, put in every info dict.
+    names: Py<PyTuple>,
     preset: String,
     low: Array2<f32>,
     high: Array2<f32>,
@@ -508,8 +511,10 @@ impl Core {
         set_threads(threads)?;
         let env = build_env(&resolved, split, &data_folder(data_dir))?;
         let (low, high) = bounds(&env)?;
+        let names = Python::attach(|py| names_tuple(py, env.layout()))?;
         Ok(Self {
             env,
+            names,
             preset: resolved.name.clone(),
             low,
             high,
@@ -531,7 +536,9 @@ impl Core {
         let (observation, info) = py
             .detach(move || env.get().reset(seed))
             .map_err(env_error)?;
-        Ok((observation.features.into_pyarray(py), info_dict(py, &info)?))
+        let info = info_dict(py, &info)?;
+        info.set_item(intern!(py, "feature_names"), self.names.bind(py))?;
+        Ok((observation.features.into_pyarray(py), info))
     }
 
     /// Applies a keep-mask; returns (features, reward, terminated, truncated, info).
@@ -559,12 +566,14 @@ impl Core {
         });
         self.step_seconds += seconds;
         let step = step.map_err(env_error)?;
+        let info = info_dict(py, &step.info)?;
+        info.set_item(intern!(py, "feature_names"), self.names.bind(py))?;
         Ok((
             step.observation.features.into_pyarray(py),
             step.reward,
             step.terminated,
             step.truncated,
-            info_dict(py, &step.info)?,
+            info,
         ))
     }
 
@@ -877,6 +886,7 @@ fn poisoned() -> VecError {
 pub struct TeacherCore {
     teacher: Mutex<Box<dyn Teacher>>,
     name: String,
+    layout: FeatureLayout,
     num_features: usize,
     state_columns: [usize; 3],
 }
@@ -887,15 +897,23 @@ impl TeacherCore {
     /// whose feature columns are `feature_names`.
     #[new]
     fn new(config: &str, feature_names: Vec<String>) -> PyResult<Self> {
+        let layout = FeatureLayout::new(feature_names);
         let teacher = TeacherConfig::from_json(config)
-            .and_then(|c| c.build(&feature_names))
+            .and_then(|c| c.build(&layout))
             .map_err(agent_error)?;
         Ok(Self {
             name: teacher.name().to_string(),
             teacher: Mutex::new(teacher),
-            num_features: feature_names.len(),
-            state_columns: state_columns(&feature_names)?,
+            num_features: layout.len(),
+            state_columns: state_columns(layout.names())?,
+            layout,
         })
+    }
+
+    /// The feature columns the teacher was built for.
+    #[getter]
+    fn feature_names(&self) -> Vec<String> {
+        self.layout.names().to_vec()
     }
 
     /// The keep-mask (int8 0/1, shape (M,)) for the observation `features` (M, F) and
@@ -920,10 +938,26 @@ impl TeacherCore {
                 shape_text(features.shape())
             )));
         }
+        // An info from an l2t env names its columns: they must be the teacher's.
+        if let Some(names) = info_value(info, "feature_names")? {
+            let names: Vec<String> = names.extract().map_err(|_| {
+                PyTypeError::new_err("info[\"feature_names\"] must be a sequence of str")
+            })?;
+            let found = FeatureLayout::new(names);
+            if !self.layout.matches(&found) {
+                return Err(PyValueError::new_err(format!(
+                    "teacher `{}` was built for other feature columns than the env's: {}; \
+                     build it for the env it teaches (l2t.Teacher(config, env))",
+                    self.name,
+                    self.layout.differences(&found)
+                )));
+            }
+        }
         let student_state = Array1::from_iter(self.state_columns.iter().map(|&c| features[[0, c]]));
         let observation = TeachingObservation {
             features: features.to_owned(),
             student_state,
+            layout: self.layout.clone(),
         };
         let info = info_from_dict(info)?;
         let teacher = &self.teacher;

@@ -26,7 +26,8 @@ use l2t::experiment::{run_with, training_files, ExperimentError, Progress, UserT
 use l2t::presets::{Preset, PRESETS};
 use l2t::run_dir::RunDir;
 use l2t_agents::{AgentError, KeepMask, Teacher, TeacherConfig};
-use l2t_envs::{TeachingInfo, TeachingObservation};
+use l2t_envs::{FeatureLayout, TeachingInfo, TeachingObservation};
+use pyo3::types::{PyString, PyTuple};
 
 use crate::errors::{agent_error, build_error};
 use crate::{data_folder, info_dict, mask_array, override_teaching, set_threads};
@@ -44,6 +45,13 @@ struct PythonTeacher {
     has_act: bool,
     /// Call `object.observe(reward, done)` after each step.
     has_observe: bool,
+    /// Call `object.bind(feature_names)` before the first `act` on a layout.
+    has_bind: bool,
+    /// The columns the object declares (`object.columns`), checked before the run.
+    columns: Vec<String>,
+    /// The layout last handed to the object, and its names as the tuple that goes in
+    /// every info dict as `feature_names`.
+    bound: Option<(FeatureLayout, Py<PyTuple>)>,
     failure: Failure,
 }
 
@@ -64,13 +72,57 @@ impl PythonTeacher {
             )));
         }
         let has_observe = has_act && callable_attr(intern!(py, "observe"))?;
+        let has_bind = has_act && callable_attr(intern!(py, "bind"))?;
+        let columns = match object.getattr_opt(intern!(py, "columns"))? {
+            Some(value) if !value.is_none() && !value.is_callable() => {
+                if value.is_instance_of::<PyString>() {
+                    return Err(PyTypeError::new_err(format!(
+                        "teacher `{label}`: columns must be a sequence of column names, got \
+                         the string {value}"
+                    )));
+                }
+                value.extract::<Vec<String>>().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "teacher `{label}`: columns must be a sequence of column names (str), \
+                         got {}",
+                        crate::type_name(&value)
+                    ))
+                })?
+            }
+            _ => Vec::new(),
+        };
         Ok(Self {
             label,
             object: object.clone().unbind(),
             has_act,
             has_observe,
+            has_bind,
+            columns,
+            bound: None,
             failure,
         })
+    }
+
+    /// The `feature_names` tuple of `layout`, calling the object's `bind` first when
+    /// the layout is new to it.
+    fn bind<'py>(
+        &mut self,
+        py: Python<'py>,
+        layout: &FeatureLayout,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        if let Some((bound, names)) = &self.bound {
+            if bound.matches(layout) {
+                return Ok(names.bind(py).clone());
+            }
+        }
+        let names = PyTuple::new(py, layout.names())?;
+        if self.has_bind {
+            self.object
+                .bind(py)
+                .call_method1(intern!(py, "bind"), (names.clone(),))?;
+        }
+        self.bound = Some((layout.clone(), names.clone().unbind()));
+        Ok(names)
     }
 
     /// The error that stops a run in which a Python teacher has already raised: no
@@ -105,6 +157,10 @@ impl Teacher for PythonTeacher {
         &self.label
     }
 
+    fn columns(&self) -> Vec<String> {
+        self.columns.clone()
+    }
+
     fn act(
         &mut self,
         observation: &TeachingObservation,
@@ -115,9 +171,11 @@ impl Teacher for PythonTeacher {
         }
         let m = observation.features.nrows();
         let result = Python::attach(|py| -> PyResult<Array1<bool>> {
+            let names = self.bind(py, &observation.layout)?;
             let object = self.object.bind(py);
             let features = observation.features.clone().into_pyarray(py);
             let info = info_dict(py, info)?;
+            info.set_item(intern!(py, "feature_names"), names)?;
             let mask = if self.has_act {
                 object.call_method1(intern!(py, "act"), (features, info))?
             } else {
@@ -170,7 +228,7 @@ fn resolve_config(source: &str, is_path: bool) -> PyResult<(RunConfig, String)> 
         let name = config.preset.name.clone();
         return Ok((config, name));
     }
-    if let Some(config) = RunConfig::named(source.trim()) {
+    if let Ok(config) = RunConfig::named(source.trim()) {
         return Ok((config, source.trim().to_string()));
     }
     if !one_line || source.contains('=') || source.contains('[') {

@@ -223,7 +223,7 @@ def test_flatten_gives_the_same_observations_as_vectors() -> None:
 
 
 def test_bad_preset_missing_data_and_ended_episodes() -> None:
-    with pytest.raises(ValueError, match='unknown preset "nope".*fashion-mnist-mlp'):
+    with pytest.raises(ValueError, match='unknown preset `nope`.*fashion-mnist-mlp'):
         l2t.TeachingEnv("nope")
     with pytest.raises(ValueError, match="split must be"):
         l2t.TeachingEnv("synthetic", split="dev")

@@ -425,6 +425,7 @@ mod tests {
             levels: Vec::new(),
             pairings: Vec::new(),
             plot_warnings: Vec::new(),
+            user_teachers: Vec::new(),
         }
     }
 

@@ -46,6 +46,16 @@ pub enum ExperimentError {
     /// A worker thread died (panicked) or stopped before its work was done.
     #[error("worker thread: {0}")]
     Worker(String),
+    /// No built-in preset or run has this name.
+    #[error("unknown {what} `{name}`; {known}")]
+    UnknownName {
+        /// "preset" or "run".
+        what: &'static str,
+        /// The name asked for.
+        name: String,
+        /// The valid names, listed.
+        known: String,
+    },
     /// An experiment setting is invalid.
     #[error("invalid experiment setting `{field}`: {reason}")]
     InvalidSetting {

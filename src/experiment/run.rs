@@ -6,7 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use l2t_agents::{checkpoint_episodes, RandTeach, RhoLoss, Teacher, TeacherConfig};
+use l2t_agents::{checkpoint_episodes, CheckpointFile, RandTeach, RhoLoss, Teacher, TeacherConfig};
+use l2t_envs::FeatureLayout;
 
 use crate::config::{RunConfig, TeacherEntry};
 use crate::run_dir::{Manifest, RunDir};
@@ -61,6 +62,10 @@ pub struct Report {
     /// Plots that could not be drawn (e.g. for want of a font), as messages.
     #[serde(default)]
     pub plot_warnings: Vec<String>,
+    /// The teachers of your own that ran beside the config's ([`run_with`]): their
+    /// labels and the columns they declared.
+    #[serde(default)]
+    pub user_teachers: Vec<UserTeacherRecord>,
 }
 
 impl Report {
@@ -101,6 +106,13 @@ impl Report {
             out.push_str(&format!(
                 "Learned teachers were trained on `{}` (transfer).\n\n",
                 train_on.name
+            ));
+        }
+        if !self.user_teachers.is_empty() {
+            let mine: Vec<String> = self.user_teachers.iter().map(|u| u.describe()).collect();
+            out.push_str(&format!(
+                "Teachers of your own, beside the config's: {}.\n\n",
+                mine.join("; ")
             ));
         }
         out.push_str(
@@ -158,7 +170,34 @@ pub fn run(
     run_with(config, Vec::new(), data_dir, out, progress)
 }
 
+/// What a run folder records of a [`UserTeacher`]: in `report.json`, `manifest.json`,
+/// `summary.md` and as a comment in `config.toml` (which stays the config alone).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserTeacherRecord {
+    /// Its row label.
+    pub label: String,
+    /// The feature columns it declared ([`Teacher::columns`]), checked against the env.
+    pub columns: Vec<String>,
+}
+
+impl UserTeacherRecord {
+    /// `label` (reads `a`, `b`), or `label` (declares no column).
+    pub fn describe(&self) -> String {
+        if self.columns.is_empty() {
+            format!("`{}` (declares no column)", self.label)
+        } else {
+            format!("`{}` (reads {})", self.label, self.columns.join(", "))
+        }
+    }
+}
+
 /// A teacher of your own in a comparison: any [`Teacher`], under a label of its own.
+///
+/// It sees the observations of the env the run builds, whose columns may differ from
+/// those of an env you built yourself (a run config with `irreducible_loss_feature`
+/// inserts `irreducible_loss` after the labels): read columns by name from each
+/// observation, never by an index computed elsewhere. The columns it declares
+/// ([`Teacher::columns`]) are checked against the run's env before the first episode.
 pub struct UserTeacher {
     /// Its row label in the tables and figures.
     pub label: String,
@@ -174,6 +213,39 @@ impl UserTeacher {
             teacher: Box::new(teacher),
         }
     }
+
+    /// What the run folder records of it.
+    pub fn record(&self) -> UserTeacherRecord {
+        UserTeacherRecord {
+            label: self.label.clone(),
+            columns: self.teacher.columns(),
+        }
+    }
+}
+
+/// Checks the columns each of `user` declares against `layout`, the run's env: an
+/// error names the teacher, the column and the env's columns.
+fn check_declared_columns(
+    user: &[UserTeacherRecord],
+    layout: &FeatureLayout,
+    task: &str,
+) -> Result<()> {
+    for mine in user {
+        for column in &mine.columns {
+            if !layout.contains(column) {
+                return Err(ExperimentError::InvalidSetting {
+                    field: "teacher columns",
+                    reason: format!(
+                        "teacher `{}` reads the column `{column}`, which the env of `{task}` \
+                         does not have; it has {}",
+                        mine.label,
+                        layout.describe()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for UserTeacher {
@@ -226,16 +298,30 @@ pub fn run_on(
     let device = config.device.device()?;
     let first = config.preset.first_eval_seed;
     let seeds: Vec<u64> = (first..first + config.preset.eval_seeds as u64).collect();
-    out.write_json(
-        "manifest.json",
-        &Manifest::new(config, seeds.clone(), FIRST_TRAINING_SEED),
-    )?;
-    out.write("config.toml", config.to_toml()?.as_bytes())?;
+    let user_teachers: Vec<UserTeacherRecord> = user.iter().map(UserTeacher::record).collect();
+    let mut manifest = Manifest::new(config, seeds.clone(), FIRST_TRAINING_SEED);
+    manifest.user_teachers = user_teachers.clone();
+    out.write_json("manifest.json", &manifest)?;
+    let mut config_toml = config.to_toml()?;
+    if !user_teachers.is_empty() {
+        config_toml.push_str(
+            "\n# Teachers of your own that ran beside the config's (not part of the config):\n",
+        );
+        for mine in &user_teachers {
+            config_toml.push_str(&format!("#   {}\n", mine.describe()));
+        }
+    }
+    out.write("config.toml", config_toml.as_bytes())?;
 
     let mut envs = config.preset.build_on(data_dir, device)?;
     if config.preset.irreducible_loss_feature {
         envs = with_irreducible_loss_feature(envs, &config.preset, out)?;
     }
+    check_declared_columns(
+        &user_teachers,
+        envs.student_env.layout(),
+        &config.preset.name,
+    )?;
     let eval_width = envs.student_env.feature_names().len();
     let needs_training = config.teachers.iter().any(|e| e.train);
     let transfer_env = match (&config.train_on, needs_training) {
@@ -267,15 +353,12 @@ pub fn run_on(
     let mut training = Vec::new();
     if needs_training {
         let train_env = transfer_env.as_ref().unwrap_or(&envs.teacher_env);
-        let mut task = TrainingTask::of(
+        let task = TrainingTask::of(
             train_env,
             training_preset.student.clone(),
             config.training.worker_count(),
-        );
-        task.teaching = config.training_teaching();
-        if let Some(size) = config.training.dev_subsample {
-            task.dev = dev_subsample(&task.dev, size, config.training_preset().split_seed)?;
-        }
+        )
+        .with_run_settings(config)?;
         for entry in config.teachers.iter().filter(|e| e.train) {
             let files = training_files(out, config, entry)?;
             let episodes = entry.episodes.unwrap_or(training_preset.episodes);
@@ -322,7 +405,7 @@ pub fn run_on(
     // 2. Teach fresh students of the student half, teachers side by side on the
     //    workers: unmatched teachers first, so that a matched RandTeach can replay its
     //    target's drop schedule.
-    let feature_names = envs.student_env.feature_names().to_vec();
+    let layout = envs.student_env.layout().clone();
     let budget = config.preset.teaching.max_iterations * config.preset.teaching.batch_size;
     let mut records: HashMap<String, Vec<EvaluationRecord>> = HashMap::new();
     let (unmatched, matched): (Vec<&TeacherEntry>, Vec<&TeacherEntry>) = config
@@ -356,9 +439,15 @@ pub fn run_on(
                     }
                     (_, TeacherConfig::RhoLoss(rho)) => {
                         let losses = irreducible_losses(rho, &config.preset, &envs, out)?;
-                        Box::new(RhoLoss::new(rho.clone(), &feature_names, losses)?)
+                        Box::new(RhoLoss::new(rho.clone(), &layout, losses)?)
                     }
-                    _ => entry.teacher.build(&feature_names)?,
+                    (_, TeacherConfig::Checkpoint { path }) => {
+                        if let Some(note) = CheckpointFile::read(path)?.layout_note() {
+                            eprintln!("note: {note}");
+                        }
+                        entry.teacher.build(&layout)?
+                    }
+                    _ => entry.teacher.build(&layout)?,
                 },
             };
             jobs.push((entry.label.clone(), teacher));
@@ -442,6 +531,7 @@ pub fn run_on(
         levels: level_rows,
         pairings,
         plot_warnings: Vec::new(),
+        user_teachers,
     };
     if config.report.plots {
         report.plot_warnings = write_plots(out, &report)?;

@@ -12,8 +12,8 @@ use serde_json::Value;
 use l2t::agents::{BernoulliPolicy, PolicyRollout, PooledEpisode, Teacher, UpdateStats};
 use l2t::envs::seeding::{stream_rng, Stream};
 use l2t::envs::{
-    Env, EnvFactory, EnvPool, MlpConfig, MlpStudent, OptimizerConfig, SyntheticConfig, TaskData,
-    TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation,
+    Env, EnvFactory, EnvPool, FeatureLayout, MlpConfig, MlpStudent, OptimizerConfig,
+    SyntheticConfig, TaskData, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation,
 };
 use l2t::presets::{DataSource, Preset};
 
@@ -88,6 +88,11 @@ pub fn tiny_pool(workers: usize, config: TeachingConfig) -> EnvPool<TeachingEnv>
     EnvPool::new(factories).expect("valid pool")
 }
 
+/// The 13 feature columns of [`tiny_env`].
+pub fn tiny_layout() -> FeatureLayout {
+    tiny_env(tiny_config()).layout().clone()
+}
+
 /// The bit patterns of `values`, for exact comparisons.
 pub fn bits(values: &[f32]) -> Vec<u32> {
     values.iter().map(|v| v.to_bits()).collect()
@@ -102,6 +107,8 @@ pub struct KeepHighTask {
     high: Array2<f32>,
     low: Array2<f32>,
     info: TeachingInfo,
+    /// The tiny env's 13 columns, which the rows stand in for.
+    pub layout: FeatureLayout,
 }
 
 impl KeepHighTask {
@@ -121,12 +128,15 @@ impl KeepHighTask {
             Array2::from_shape_vec((rows.len() / 13, 13), rows).expect("13 columns")
         };
         let (high, low) = (split(true), split(false));
-        let info = tiny_env(tiny_config()).reset(Some(0)).expect("reset").1;
+        let mut env = tiny_env(tiny_config());
+        let layout = env.layout().clone();
+        let info = env.reset(Some(0)).expect("reset").1;
         Self {
             batches,
             high,
             low,
             info,
+            layout,
         }
     }
 
@@ -139,6 +149,7 @@ impl KeepHighTask {
                 let observation = TeachingObservation {
                     features: batch.clone(),
                     student_state: Array1::zeros(3),
+                    layout: self.layout.clone(),
                 };
                 let mask = rollout.act(&observation, &self.info).expect("act");
                 batch
