@@ -165,10 +165,13 @@ fn files_written_before_the_redesign_load_and_save_byte_for_byte() {
         // They say that their layout is known by width only ...
         let file = CheckpointFile::read(&path).unwrap();
         assert!(file.layout_note().unwrap().contains("by width only"));
-        // ... and, loaded for the synthetic env they were trained on, take its names
+        // ... and, loaded for the env they were trained on (`l2t train synthetic`: the
+        // synthetic task with `irreducible_loss` after its 10 labels), take its names
         // and store them when saved again.
         let synthetic = Preset::synthetic().build(Path::new(".")).unwrap();
-        let layout = synthetic.student_env.layout();
+        let mut names = synthetic.student_env.feature_names().to_vec();
+        names.insert(10, "irreducible_loss".into());
+        let layout = &FeatureLayout::new(names);
         let learner = load_learner(&path, Some(layout)).unwrap();
         assert_eq!(learner.columns(), layout.names().to_vec());
         learner.save_checkpoint(&again).unwrap();

@@ -207,8 +207,8 @@ pub fn restore_learner(
 ///
 /// A learned teacher reads its trained columns by name from every observation
 /// ([`l2t_envs::TeachingObservation::features_for`]): as they are where the env has
-/// exactly them, taken by name where it has each of them in another place (more
-/// columns, or another order), an exact mapping. With `env`, a trained column the env
+/// exactly them, taken by name where it has each of them in another place (another
+/// order, or more columns that are not classes), an exact mapping. With `env`, a trained column the env
 /// lacks is refused here, before any episode, with an error naming the columns that
 /// differ and the setting that causes them; without it, at the first observation.
 pub fn load_teacher(
@@ -219,7 +219,7 @@ pub fn load_teacher(
     let trained = file.layout();
     match env {
         Some(env) if trained.is_named() => {
-            if !trained.names().iter().all(|name| env.contains(name)) {
+            if trained.positions_in(env).is_err() {
                 return Err(file.layout_error(env));
             }
             Ok(restore_learner(file, None)?)

@@ -100,21 +100,43 @@ impl FeatureLayout {
                 && (!self.named || !other.named || self.names == other.names))
     }
 
-    /// [`EnvError::LayoutMismatch`] unless [`FeatureLayout::matches`]: `self` is the
-    /// layout the reader expects, `found` the observation's.
-    pub fn ensure_matches(&self, found: &FeatureLayout) -> Result<()> {
-        if self.matches(found) {
-            return Ok(());
+    /// Where each column of `self` (a reader's layout) stands in `found` (an
+    /// observation's), where that mapping by name is exact: `found` has every column of
+    /// `self`, and the same classes (its other columns are features the reader was not
+    /// trained on, such as `irreducible_loss` or `sentence_length`, never another
+    /// class's `label_c` or `prob_c`, whose probabilities would mean something else).
+    /// [`EnvError::LayoutMismatch`], naming the differences and their cause, otherwise.
+    pub fn positions_in(&self, found: &FeatureLayout) -> Result<Vec<usize>> {
+        let is_class = |name: &str| name.starts_with("label_") || name.starts_with("prob_");
+        let positions = (self.names.iter())
+            .map(|name| found.names.iter().position(|n| n == name))
+            .collect::<Option<Vec<usize>>>();
+        match positions {
+            Some(positions)
+                if self.named
+                    && found.named
+                    && !(found.names.iter()).any(|n| is_class(n) && !self.contains(n)) =>
+            {
+                Ok(positions)
+            }
+            _ => Err(EnvError::LayoutMismatch {
+                differences: self.differences(found),
+            }),
         }
-        Err(EnvError::LayoutMismatch {
-            differences: self.differences(found),
-        })
     }
 
     /// The differences between `self` (expected) and `other` (found), in words: the
     /// columns only one of them has, or the first position where their orders differ,
     /// and the setting that usually causes them.
     pub fn differences(&self, other: &FeatureLayout) -> String {
+        if !self.named || !other.named {
+            return format!(
+                "{} columns expected, {} found (one side's names are unknown: a checkpoint \
+                 of an earlier build knows only its width)",
+                self.len(),
+                other.len()
+            );
+        }
         let missing: Vec<&str> = (self.names.iter())
             .filter(|n| !other.contains(n))
             .map(String::as_str)
@@ -261,6 +283,26 @@ mod tests {
         assert!(text.contains("sentence_length") && text.contains("text datasets"));
         let swapped = layout(&["label_0", "loss", "iteration"]);
         assert!(without.differences(&swapped).contains("another order"));
+    }
+
+    #[test]
+    fn positions_map_by_name_only_onto_the_same_classes() {
+        let trained = layout(&["label_0", "label_1", "prob_0", "prob_1", "loss"]);
+        let wider = layout(&[
+            "label_0",
+            "label_1",
+            "irreducible_loss",
+            "prob_0",
+            "prob_1",
+            "loss",
+        ]);
+        assert_eq!(trained.positions_in(&wider).unwrap(), [0, 1, 3, 4, 5]);
+        let more_classes = layout(&[
+            "label_0", "label_1", "label_2", "prob_0", "prob_1", "prob_2", "loss",
+        ]);
+        assert!(trained.positions_in(&more_classes).is_err());
+        assert!(wider.positions_in(&trained).is_err());
+        assert!(FeatureLayout::unnamed(5).positions_in(&trained).is_err());
     }
 
     #[test]

@@ -301,21 +301,15 @@ impl TeachingObservation {
     }
 
     /// The feature matrix with the columns of `expected`, in its order: the matrix as it
-    /// is where the layouts match, else its columns taken by name (an exact mapping,
-    /// e.g. for a policy trained without a column this env adds);
-    /// [`EnvError::LayoutMismatch`], naming the differences and their cause, where this
-    /// observation lacks one of them.
+    /// is where the layouts match, else its columns taken by name where that is exact
+    /// ([`FeatureLayout::positions_in`]: e.g. for a policy trained without a column this
+    /// env adds); [`EnvError::LayoutMismatch`], naming the differences and their cause,
+    /// otherwise.
     pub fn features_for(&self, expected: &FeatureLayout) -> Result<Cow<'_, Array2<f32>>> {
         if expected.matches(&self.layout) {
             return Ok(Cow::Borrowed(&self.features));
         }
-        let columns = (expected.names().iter())
-            .map(|name| self.layout.names().iter().position(|n| n == name))
-            .collect::<Option<Vec<usize>>>()
-            .filter(|_| expected.is_named())
-            .ok_or_else(|| EnvError::LayoutMismatch {
-                differences: expected.differences(&self.layout),
-            })?;
+        let columns = expected.positions_in(&self.layout)?;
         Ok(Cow::Owned(self.features.select(ndarray::Axis(1), &columns)))
     }
 }

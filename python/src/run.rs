@@ -322,7 +322,7 @@ fn experiment_error(e: ExperimentError, preset: Option<&Preset>, data_dir: &Path
         ExperimentError::Agent(agent) => agent_error(agent),
         ExperimentError::InvalidSetting { .. }
         | ExperimentError::Config { .. }
-        | ExperimentError::TransferWidth { .. } => PyValueError::new_err(e.to_string()),
+        | ExperimentError::TransferLayout { .. } => PyValueError::new_err(e.to_string()),
         ExperimentError::FolderInUse { path, holder } => PyBlockingIOError::new_err(format!(
             "run folder {} is in use by {holder}; wait for that run to finish, or give this \
              one another out=",

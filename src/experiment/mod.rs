@@ -104,19 +104,16 @@ pub enum ExperimentError {
     },
     /// A teacher trained on one task cannot read another task's features.
     #[error(
-        "cannot transfer: teachers trained on `{train_task}` read {trained} feature columns, \
-         `{eval_task}` has {eval} (different number of classes, or sentence length or \
-         irreducible_loss on one side only)"
+        "cannot transfer: teachers trained on `{train_task}` read other feature columns than \
+         `{eval_task}` has: {differences}"
     )]
-    TransferWidth {
+    TransferLayout {
         /// The task the teacher is trained on.
         train_task: String,
         /// The task it would teach.
         eval_task: String,
-        /// Feature columns of the training task.
-        trained: usize,
-        /// Feature columns of the evaluation task.
-        eval: usize,
+        /// The columns that differ, and the setting that causes them.
+        differences: String,
     },
     /// A plot could not be drawn.
     #[error("plot {path}: {reason}")]

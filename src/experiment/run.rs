@@ -322,7 +322,6 @@ pub fn run_on(
         envs.student_env.layout(),
         &config.preset.name,
     )?;
-    let eval_width = envs.student_env.feature_names().len();
     let needs_training = config.teachers.iter().any(|e| e.train);
     let transfer_env = match (&config.train_on, needs_training) {
         (Some(train_on), true) => {
@@ -337,13 +336,12 @@ pub fn run_on(
     let training_preset = config.training_preset();
     if needs_training {
         let train_env = transfer_env.as_ref().unwrap_or(&envs.teacher_env);
-        let trained = train_env.feature_names().len();
-        if trained != eval_width {
-            return Err(ExperimentError::TransferWidth {
+        let trained = train_env.layout();
+        if trained.positions_in(envs.student_env.layout()).is_err() {
+            return Err(ExperimentError::TransferLayout {
                 train_task: training_preset.name.clone(),
                 eval_task: config.preset.name.clone(),
-                trained,
-                eval: eval_width,
+                differences: trained.differences(envs.student_env.layout()),
             });
         }
     }
