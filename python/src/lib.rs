@@ -924,20 +924,6 @@ impl TeacherCore {
         features: &Bound<'py, PyAny>,
         info: &Bound<'py, PyDict>,
     ) -> PyResult<Bound<'py, PyArray1<i8>>> {
-        let features: PyReadonlyArray2<f32> = features.extract().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "the observation must be a float32 numpy array of shape (M, {})",
-                self.num_features
-            ))
-        })?;
-        let features = features.as_array();
-        if features.ncols() != self.num_features || features.nrows() == 0 {
-            return Err(PyValueError::new_err(format!(
-                "the observation must have shape (M, {}), got {}",
-                self.num_features,
-                shape_text(features.shape())
-            )));
-        }
         // An info from an l2t env names its columns: they must be the teacher's.
         if let Some(names) = info_value(info, "feature_names")? {
             let names: Vec<String> = names.extract().map_err(|_| {
@@ -952,6 +938,20 @@ impl TeacherCore {
                     self.layout.differences(&found)
                 )));
             }
+        }
+        let features: PyReadonlyArray2<f32> = features.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "the observation must be a float32 numpy array of shape (M, {})",
+                self.num_features
+            ))
+        })?;
+        let features = features.as_array();
+        if features.ncols() != self.num_features || features.nrows() == 0 {
+            return Err(PyValueError::new_err(format!(
+                "the observation must have shape (M, {}), got {}",
+                self.num_features,
+                shape_text(features.shape())
+            )));
         }
         let student_state = Array1::from_iter(self.state_columns.iter().map(|&c| features[[0, c]]));
         let observation = TeachingObservation {
