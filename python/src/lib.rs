@@ -27,7 +27,7 @@ use numpy::{
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use l2t::experiment::TrainingTask;
 use l2t::presets::{default_data_dir, Preset, PRESETS};
@@ -122,12 +122,6 @@ fn build_env(preset: &Preset, split: Split, data_dir: &Path) -> PyResult<Teachin
         Split::Teacher => envs.teacher_env,
         Split::Student => envs.student_env,
     })
-}
-
-/// `layout`'s names as a Python tuple: built once per env or teacher and handed, the
-/// same object, with every info dict.
-fn names_tuple(py: Python<'_>, layout: &FeatureLayout) -> PyResult<Py<PyTuple>> {
-    Ok(PyTuple::new(py, layout.names())?.unbind())
 }
 
 /// The column indices of the student state in `feature_names`.
@@ -484,8 +478,6 @@ impl<T> SameThread<T> {
 #[pyclass(unsendable, module = "l2t._l2t")]
 pub struct Core {
     env: TeachingEnv,
-    /// `env`'s feature names as one tuple, put in every info dict.
-    names: Py<PyTuple>,
     preset: String,
     low: Array2<f32>,
     high: Array2<f32>,
@@ -511,10 +503,8 @@ impl Core {
         set_threads(threads)?;
         let env = build_env(&resolved, split, &data_folder(data_dir))?;
         let (low, high) = bounds(&env)?;
-        let names = Python::attach(|py| names_tuple(py, env.layout()))?;
         Ok(Self {
             env,
-            names,
             preset: resolved.name.clone(),
             low,
             high,
@@ -536,9 +526,7 @@ impl Core {
         let (observation, info) = py
             .detach(move || env.get().reset(seed))
             .map_err(env_error)?;
-        let info = info_dict(py, &info)?;
-        info.set_item(intern!(py, "feature_names"), self.names.bind(py))?;
-        Ok((observation.features.into_pyarray(py), info))
+        Ok((observation.features.into_pyarray(py), info_dict(py, &info)?))
     }
 
     /// Applies a keep-mask; returns (features, reward, terminated, truncated, info).
@@ -566,14 +554,12 @@ impl Core {
         });
         self.step_seconds += seconds;
         let step = step.map_err(env_error)?;
-        let info = info_dict(py, &step.info)?;
-        info.set_item(intern!(py, "feature_names"), self.names.bind(py))?;
         Ok((
             step.observation.features.into_pyarray(py),
             step.reward,
             step.terminated,
             step.truncated,
-            info,
+            info_dict(py, &step.info)?,
         ))
     }
 

@@ -3,7 +3,7 @@ preset, whose run adds the ``irreducible_loss`` column after the labels, a Pytho
 teacher gets the run's column names in every info (and, with ``bind``, before its first
 ``act``), declared ``columns`` are checked before the run and recorded, and a built-in
 teacher built for another layout refuses the run's observations instead of misreading
-them."""
+them. The envs name their columns in ``env.feature_names``."""
 
 from __future__ import annotations
 
@@ -110,10 +110,13 @@ def test_a_builtin_teacher_built_for_other_columns_refuses_the_runs(tmp_path: Pa
                     plots=False, out=tmp_path / "run")
 
 
-def test_env_infos_name_the_columns() -> None:
+def test_a_builtin_teacher_refuses_an_info_naming_other_columns() -> None:
     env = l2t.TeachingEnv("synthetic")
     obs, info = env.reset(seed=0)
-    assert info["feature_names"] == tuple(env.feature_names)
-    assert obs.shape[1] == len(info["feature_names"])
-    _, _, _, _, info = env.step(np.ones(obs.shape[0], dtype=bool))
-    assert info["feature_names"] == tuple(env.feature_names)
+    names = list(env.feature_names)
+    teacher = l2t.Teacher({"kind": "spl"}, names)
+    assert teacher.act(obs, info).shape == (obs.shape[0],)
+    assert teacher.act(obs, {**info, "feature_names": tuple(names)}).shape == (obs.shape[0],)
+    swapped = names[:-2] + [names[-1], names[-2]]
+    with pytest.raises(ValueError, match="another order"):
+        teacher.act(obs, {**info, "feature_names": tuple(swapped)})
