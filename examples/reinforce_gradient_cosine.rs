@@ -523,7 +523,7 @@ fn roll_out(args: &Args) -> Result<Rolled> {
     // cross-fitted holdout loss (computed once and cached in the output folder).
     if args.irreducible_loss && config.preset.irreducible_loss_feature {
         let run_dir = RunDir::create(&args.out)?;
-        envs = with_irreducible_loss_feature(envs, &config.preset, &run_dir)?;
+        envs = with_irreducible_loss_feature(envs, &config.preset, run_dir.root())?;
     }
     let training_preset = config.training_preset();
     let workers = config.training.worker_count();

@@ -627,12 +627,18 @@ pub fn default_data_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("L2T_DATA") {
         return PathBuf::from(dir);
     }
+    default_cache_dir().join("data")
+}
+
+/// The set-up's cache: `$L2T_CACHE`, else `${XDG_CACHE_HOME:-$HOME/.cache}/l2t`. Its
+/// `irreducible/` holds the holdout losses of the envs built outside a run (Python's).
+pub fn default_cache_dir() -> PathBuf {
     if let Some(cache) = std::env::var_os("L2T_CACHE") {
-        return PathBuf::from(cache).join("data");
+        return PathBuf::from(cache);
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from(".cache"));
-    cache.join("l2t").join("data")
+    cache.join("l2t")
 }

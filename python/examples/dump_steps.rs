@@ -7,7 +7,8 @@
 
 use std::io::Write;
 
-use l2t::presets::{default_data_dir, Preset};
+use l2t::experiment::with_irreducible_loss_feature;
+use l2t::presets::{default_cache_dir, default_data_dir, Preset};
 use l2t_envs::{Env, Reward, TeachingInfo, TeachingObservation};
 use ndarray::Array1;
 
@@ -51,7 +52,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     preset.teaching.max_iterations = 30;
     preset.teaching.eval_every = 5;
     preset.teaching.reward = Reward::DevAccuracyArea { iterations: 30 };
-    let mut env = preset.build(&default_data_dir())?.teacher_env;
+    // With the `irreducible_loss` column, as the Python env has it by default (the
+    // preset's run has it): the same holdout losses, from the same cache.
+    let envs = preset.build(&default_data_dir())?;
+    let cache = default_cache_dir().join("irreducible");
+    let mut env = with_irreducible_loss_feature(envs, &preset, &cache)?.teacher_env;
     let m = env.config().batch_size;
     let mut lines = Vec::new();
     let (o, info) = env.reset(Some(seed))?;

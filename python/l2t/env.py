@@ -91,6 +91,13 @@ class TeachingEnv(gymnasium.Env[np.ndarray, np.ndarray]):
             a mode other than None gives a warning and the env is made with
             ``render_mode=None``, as ``gymnasium.make`` treats an unlisted mode, so
             SB3's ``make_vec_env`` (which asks for ``"rgb_array"``) works.
+        irreducible_loss: the column ``irreducible_loss`` after the labels (each
+            instance's loss under a holdout student that never saw it, RHO-LOSS's
+            signal): None (default) as the preset's run (``l2t.compare(preset)``,
+            ``l2t reproduce``), which has it, so that the env has the run's columns and
+            a policy trained here teaches there unchanged. The holdout students are
+            trained once per task, as a run trains them, and cached in the set-up's
+            cache (``$L2T_CACHE/irreducible``). False: the paper's 25 columns.
 
     The env belongs to the thread that made it (another thread gets a
     ``RuntimeError``); ``step`` and ``reset`` release the GIL while Rust works.
@@ -109,11 +116,14 @@ class TeachingEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         threads: int | None = 1,
         flatten: bool = False,
         render_mode: str | None = None,
+        irreducible_loss: bool | None = None,
     ) -> None:
         no_render_mode(render_mode, self.metadata)
         self.render_mode = None
         folder, overrides = core_args(data_dir, teaching)
-        self._core: _l2t.Core | None = _l2t.Core(preset, split, folder, overrides, seed, threads)
+        self._core: _l2t.Core | None = _l2t.Core(
+            preset, split, folder, overrides, seed, threads, irreducible_loss=irreducible_loss
+        )
         # The student lives on this thread (it is not Send in Rust): other threads get a
         # RuntimeError here rather than PyO3's PanicException in the native core.
         self._thread = threading.get_ident()

@@ -50,12 +50,14 @@ class TeachingVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         num_workers: int | None = None,
         flatten: bool = False,
         render_mode: str | None = None,
+        irreducible_loss: bool | None = None,
     ) -> None:
         no_render_mode(render_mode, self.metadata)
         self.render_mode = None
         folder, overrides = core_args(data_dir, teaching)
         self._core: _l2t.VectorCore | None = _l2t.VectorCore(
-            preset, num_envs, split, folder, overrides, seed, threads, num_workers
+            preset, num_envs, split, folder, overrides, seed, threads, num_workers,
+            irreducible_loss=irreducible_loss,
         )
         self.preset: str = preset
         self.num_envs = num_envs

@@ -30,7 +30,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use l2t::experiment::TrainingTask;
-use l2t::presets::{default_data_dir, Preset, PRESETS};
+use l2t::config::RunConfig;
+use l2t::experiment::with_irreducible_loss_feature;
+use l2t::presets::{default_cache_dir, default_data_dir, Preset, PRESETS};
 use l2t_agents::{Teacher, TeacherConfig};
 use l2t_envs::{
     Env, FeatureLayout, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation,
@@ -113,11 +115,38 @@ fn data_folder(data_dir: Option<PathBuf>) -> PathBuf {
     data_dir.unwrap_or_else(default_data_dir)
 }
 
-/// Loads the preset's data and builds the env of `split`.
-fn build_env(preset: &Preset, split: Split, data_dir: &Path) -> PyResult<TeachingEnv> {
-    let envs = preset
+/// Loads the preset's data and builds the env of `split`. With `irreducible_loss`
+/// (None: as the preset's run, `l2t reproduce <preset>` or `l2t.compare(preset)`, which
+/// turns it on), the training splits carry the holdout losses of the feature
+/// `irreducible_loss`, computed as a run computes them and cached in the set-up's cache
+/// (`irreducible/`), so the env has the columns of the preset's run.
+fn build_env(
+    preset: &Preset,
+    split: Split,
+    data_dir: &Path,
+    irreducible_loss: Option<bool>,
+) -> PyResult<TeachingEnv> {
+    let mut envs = preset
         .build(data_dir)
         .map_err(|e| build_error(preset, data_dir, e))?;
+    let irreducible_loss = irreducible_loss.unwrap_or_else(|| {
+        RunConfig::named(&preset.name).is_ok_and(|run| run.preset.irreducible_loss_feature)
+    });
+    if irreducible_loss {
+        let cache = default_cache_dir().join("irreducible");
+        // Without the GIL (libtorch's autograd refuses to train under it once torch is
+        // imported), on this thread: `detach` runs the closure here, synchronously.
+        let inputs = SameThread((envs, preset.clone()));
+        let built = Python::attach(|py| {
+            py.detach(move || {
+                let (envs, preset) = inputs.get();
+                SameThread(with_irreducible_loss_feature(envs, &preset, &cache))
+            })
+        });
+        envs = built
+            .get()
+            .map_err(|e| run::experiment_error(e, Some(preset), data_dir))?;
+    }
     Ok(match split {
         Split::Teacher => envs.teacher_env,
         Split::Student => envs.student_env,
@@ -489,7 +518,7 @@ pub struct Core {
 impl Core {
     /// Builds the env of `split` ("teacher" or "student") of the preset `preset`.
     #[new]
-    #[pyo3(signature = (preset, split = "teacher", data_dir = None, teaching = None, seed = None, threads = Some(1)))]
+    #[pyo3(signature = (preset, split = "teacher", data_dir = None, teaching = None, seed = None, threads = Some(1), irreducible_loss = None))]
     fn new(
         preset: &str,
         split: &str,
@@ -497,11 +526,12 @@ impl Core {
         teaching: Option<&str>,
         seed: Option<&Bound<'_, PyAny>>,
         threads: Option<i32>,
+        irreducible_loss: Option<bool>,
     ) -> PyResult<Self> {
         let split = Split::parse(split)?;
         let resolved = resolve_preset(preset, teaching, seed_arg(seed)?)?;
         set_threads(threads)?;
-        let env = build_env(&resolved, split, &data_folder(data_dir))?;
+        let env = build_env(&resolved, split, &data_folder(data_dir), irreducible_loss)?;
         let (low, high) = bounds(&env)?;
         Ok(Self {
             env,
@@ -681,7 +711,7 @@ impl VectorCore {
     /// `num_envs` envs of the preset on `num_workers` threads (default: one per env,
     /// at most the number of cores); the data is loaded once and shared.
     #[new]
-    #[pyo3(signature = (preset, num_envs, split = "teacher", data_dir = None, teaching = None, seed = None, threads = Some(1), num_workers = None))]
+    #[pyo3(signature = (preset, num_envs, split = "teacher", data_dir = None, teaching = None, seed = None, threads = Some(1), num_workers = None, irreducible_loss = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -693,6 +723,7 @@ impl VectorCore {
         seed: Option<&Bound<'_, PyAny>>,
         threads: Option<i32>,
         num_workers: Option<usize>,
+        irreducible_loss: Option<bool>,
     ) -> PyResult<Self> {
         if num_envs == 0 {
             return Err(PyValueError::new_err("num_envs must be at least 1"));
@@ -700,7 +731,7 @@ impl VectorCore {
         let split = Split::parse(split)?;
         let resolved = resolve_preset(preset, teaching, seed_arg(seed)?)?;
         set_threads(threads)?;
-        let first = build_env(&resolved, split, &data_folder(data_dir))?;
+        let first = build_env(&resolved, split, &data_folder(data_dir), irreducible_loss)?;
         let (low, high) = bounds(&first)?;
         let feature_names = first.feature_names().to_vec();
         let batch_size = first.config().batch_size;

@@ -1,9 +1,10 @@
 """Teachers read the observation's columns by name (issue 33): in ``l2t.compare`` on a
 preset, whose run adds the ``irreducible_loss`` column after the labels, a Python
 teacher gets the run's column names in every info (and, with ``bind``, before its first
-``act``), declared ``columns`` are checked before the run and recorded, and a built-in
-teacher built for another layout refuses the run's observations instead of misreading
-them. The envs name their columns in ``env.feature_names``."""
+``act``); ``l2t.TeachingEnv(preset)`` has the run's columns, so a rule written against
+its ``feature_names`` reads the column it names in the run; declared ``columns`` are
+checked before the run and recorded; and a built-in teacher built for another layout
+refuses the run's observations instead of misreading them."""
 
 from __future__ import annotations
 
@@ -46,8 +47,6 @@ class LossChecker:
 
 
 def test_a_python_teacher_reads_the_column_it_names(tmp_path: Path) -> None:
-    # The trap: an env built from the preset alone has no `irreducible_loss` column.
-    assert "irreducible_loss" not in l2t.TeachingEnv("synthetic").feature_names
     checker = LossChecker()
     run = l2t.compare(
         "synthetic", {"checker": checker}, builtin=["no_teach"], seeds=1, plots=False,
@@ -56,11 +55,36 @@ def test_a_python_teacher_reads_the_column_it_names(tmp_path: Path) -> None:
     assert checker.rows > 1000
     assert checker.bound is not None and "irreducible_loss" in checker.bound
     assert checker.bound.index("irreducible_loss") == checker.bound.index("label_9") + 1
+    # The preset's env has the run's columns (the same holdout losses, cached).
+    assert l2t.TeachingEnv("synthetic").feature_names == checker.bound
+    assert "irreducible_loss" not in l2t.TeachingEnv("synthetic", irreducible_loss=False).feature_names
     assert run.report["user_teachers"] == [
         {"label": "checker", "columns": ["loss", "irreducible_loss"]}
     ]
     assert "`checker` (reads loss, irreducible_loss)" in run.summary
     assert "#   `checker` (reads loss, irreducible_loss)" in (run.out / "config.toml").read_text()
+
+
+def test_a_rule_written_against_the_presets_env_reads_its_column(tmp_path: Path) -> None:
+    names = l2t.TeachingEnv("synthetic").feature_names
+    loss, label, prob = (
+        names.index("loss"),
+        [names.index(f"label_{c}") for c in range(10)],
+        [names.index(f"prob_{c}") for c in range(10)],
+    )
+    rows = 0
+
+    def keep_hard(obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        nonlocal rows
+        p_label = (obs[:, label] * obs[:, prob]).sum(axis=1)
+        expected = np.clip(-np.log(np.maximum(p_label, 1e-30)) / (2 * math.log(10)), 0, 1)
+        np.testing.assert_allclose(obs[:, loss], expected, atol=1e-4)
+        rows += obs.shape[0]
+        return obs[:, loss] > 0.1
+
+    l2t.compare("synthetic", {"keep_hard": keep_hard}, builtin=["no_teach"], seeds=1,
+                plots=False, out=tmp_path / "run")
+    assert rows > 1000
 
 
 def test_the_readme_rule_reads_the_loss_by_name(tmp_path: Path) -> None:
@@ -104,7 +128,7 @@ def test_declared_columns_the_env_lacks_are_refused_before_the_run(tmp_path: Pat
 
 
 def test_a_builtin_teacher_built_for_other_columns_refuses_the_runs(tmp_path: Path) -> None:
-    plain = l2t.Teacher({"kind": "spl"}, l2t.TeachingEnv("synthetic"))
+    plain = l2t.Teacher({"kind": "spl"}, l2t.TeachingEnv("synthetic", irreducible_loss=False))
     with pytest.raises(ValueError, match="irreducible_loss"):
         l2t.compare("synthetic", {"spl_py": plain}, builtin=["no_teach"], seeds=1,
                     plots=False, out=tmp_path / "run")

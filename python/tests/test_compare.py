@@ -50,9 +50,9 @@ def events(folder: Path) -> list[dict[str, Any]]:
 def test_python_teachers_get_rows_pairs_records_events_and_figures(tmp_path: Path) -> None:
     mine = DropEveryFifth()
     # The reproduction's teachers also read the irreducible_loss column (after the
-    # label one-hot), which the plain Python env does not have.
+    # label one-hot), which the preset's env has too.
     names = list(l2t.TeachingEnv("synthetic").feature_names)
-    names.insert(names.index("iteration"), "irreducible_loss")
+    assert names.index("irreducible_loss") == names.index("iteration") - 1
     run = l2t.compare(
         "synthetic",
         {"keep_all": keep_all, "fifth": mine, "spl_py": l2t.Teacher(SPL, names)},
@@ -236,9 +236,14 @@ def test_train_gives_a_checkpoint_that_teaches(tmp_path: Path) -> None:
         out=tmp_path / "cmp",
     )
     assert run.labels == ["no_teach", "es", "mine"]
-    # Trained with the irreducible_loss column, it refuses the plain env's width.
+    # Trained with the irreducible_loss column, it teaches on the preset's env (which
+    # has it) and refuses an env without it, naming the column and its setting.
+    ckpt = {"kind": "checkpoint", "path": os.fspath(trained.checkpoint)}
     env = l2t.TeachingEnv("synthetic", split="student")
-    with pytest.raises(ValueError, match="missing irreducible_loss"):
-        l2t.Teacher({"kind": "checkpoint", "path": os.fspath(trained.checkpoint)}, env)
+    obs, info = env.reset(seed=0)
+    assert l2t.Teacher(ckpt, env).act(obs, info).shape == (obs.shape[0],)
+    plain = l2t.TeachingEnv("synthetic", split="student", irreducible_loss=False)
+    with pytest.raises(ValueError, match="missing irreducible_loss.*irreducible_loss_feature"):
+        l2t.Teacher(ckpt, plain)
     with pytest.raises(ValueError, match="learned teacher"):
         l2t.train("synthetic", "spl", out=tmp_path / "spl")

@@ -24,7 +24,7 @@ def test_make_registered_ids() -> None:
     assert env.spec is not None and env.spec.id == "l2t/Synthetic-v0"
     assert env.unwrapped.metadata["render_modes"] == []
     obs, info = env.reset(seed=3)
-    assert obs.dtype == np.float32 and obs.shape == (20, 25)
+    assert obs.dtype == np.float32 and obs.shape == (20, 26)
     assert obs in env.observation_space
     assert env.action_space == gymnasium.spaces.MultiBinary(20)
     # Per-column bounds: margin in [-1, 1], everything else in [0, 1].
@@ -53,7 +53,7 @@ def test_make_seed_is_the_master_seed() -> None:
 def test_make_fashion_mnist() -> None:
     env = gymnasium.make("l2t/FashionMnistMlp-v0", seed=0)
     obs, info = env.reset(seed=0)
-    assert obs.shape == (20, 25)
+    assert obs.shape == (20, 26)
     obs, reward, terminated, truncated, info = env.step(np.ones(20, dtype=bool))
     assert info["iteration"] == 1 and info["instances_kept"] == 20
     assert obs in env.observation_space
@@ -194,22 +194,22 @@ def test_sb3_make_vec_env_asks_for_rgb_array_and_gets_an_env() -> None:
     with pytest.warns(UserWarning, match="do not render"):
         venv = make_vec_env("l2t/Synthetic-v0", n_envs=2, env_kwargs={"teaching": SHORT})
     assert venv.render_mode is None and venv.num_envs == 2
-    assert venv.reset().shape == (2, 20, 25)
+    assert venv.reset().shape == (2, 20, 26)
     venv.close()
 
 
 def test_flatten_gives_the_same_observations_as_vectors() -> None:
     flat = gymnasium.make("l2t/Synthetic-v0", flatten=True, teaching=SHORT)
     matrix = gymnasium.make("l2t/Synthetic-v0", teaching=SHORT)
-    assert flat.observation_space.shape == (500,)
+    assert flat.observation_space.shape == (520,)
     assert np.array_equal(flat.observation_space.low, matrix.observation_space.low.reshape(-1))
     assert np.array_equal(flat.observation_space.high, matrix.observation_space.high.reshape(-1))
     got, _ = flat.reset(seed=2)
     want, info = matrix.reset(seed=2)
-    assert got.shape == (500,) and got.dtype == np.float32 and np.array_equal(got, want.reshape(-1))
+    assert got.shape == (520,) and got.dtype == np.float32 and np.array_equal(got, want.reshape(-1))
     # Column c of row r at r * F + c.
     margin = matrix.unwrapped.feature_names.index("margin")
-    assert got[3 * 25 + margin] == want[3, margin]
+    assert got[3 * 26 + margin] == want[3, margin]
     # The built-in teachers read either form.
     spl_flat, spl_matrix = l2t.Teacher({"kind": "spl"}, flat), l2t.Teacher({"kind": "spl"}, matrix)
     for _ in range(5):

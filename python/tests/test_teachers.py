@@ -60,7 +60,7 @@ def test_teacher_errors() -> None:
     obs, info = env.reset(seed=0)
     with pytest.raises(ValueError, match='info lacks "epochs"'):
         teacher.act(obs, {k: v for k, v in info.items() if k != "epochs"})
-    with pytest.raises(ValueError, match=r"shape \(M, 25\)"):
+    with pytest.raises(ValueError, match=r"shape \(M, 26\)"):
         teacher.act(obs[:, :3].copy(), info)
     with pytest.raises(TypeError, match="float32"):
         teacher.act(obs.astype(np.float64), info)

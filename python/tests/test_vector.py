@@ -74,7 +74,7 @@ def test_make_vec_and_errors() -> None:
     with pytest.raises(l2t.ResetNeeded):
         env.step(np.ones((2, 20), dtype=bool))
     obs, infos = env.reset(seed=[5, 6])
-    assert obs.shape == (2, 20, 25) and obs.dtype == np.float32
+    assert obs.shape == (2, 20, 26) and obs.dtype == np.float32
     with pytest.raises(ValueError, match=r"seed must be an int"):
         env.reset(seed=[5, 9])
     with pytest.raises(ValueError, match=r"shape \(2, 20\).*got shape \(20,\)"):
@@ -105,8 +105,8 @@ def test_flatten_and_render_mode() -> None:
     with pytest.warns(UserWarning, match="does not render"):
         assert flat.render() is None
     matrix = l2t.TeachingVectorEnv("synthetic", N, teaching=SHORT)
-    assert flat.single_observation_space.shape == (500,)
-    assert flat.observation_space.shape == (N, 500)
+    assert flat.single_observation_space.shape == (520,)
+    assert flat.observation_space.shape == (N, 520)
     got, _ = flat.reset(seed=1)
     want, _ = matrix.reset(seed=1)
     assert np.array_equal(got, want.reshape(N, -1))
@@ -118,7 +118,7 @@ def test_flatten_and_render_mode() -> None:
         assert got in flat.observation_space and np.array_equal(got, want.reshape(N, -1))
         for i in np.flatnonzero(terminated | truncated):
             ended += 1
-            assert got_infos["final_obs"][i].shape == (500,)
+            assert got_infos["final_obs"][i].shape == (520,)
             assert np.array_equal(got_infos["final_obs"][i], want_infos["final_obs"][i].reshape(-1))
     assert ended >= N
     flat.close()

@@ -7,10 +7,12 @@
 //! - As a feature for every teacher ([`with_irreducible_loss_feature`]): cross-fitted,
 //!   so that learned teachers train and teach on the same kind of signal.
 //!
-//! Both are cached per task in the run folder (`rho-irreducible-<hash>.json`,
+//! Both are cached per task (`rho-irreducible-<hash>.json`,
 //! `irreducible-feature-<hash>.json`, named after the task and the holdout models'
-//! budget), so a rerun, or a run on other seeds in the same folder, trains the
-//! holdout models once.
+//! budget): RHO-LOSS's in the run folder, the feature in a folder the caller names (the
+//! run folder for a run, the set-up's cache for the Python envs), so a rerun, a run on
+//! other seeds in the same folder, or another env of the task trains the holdout
+//! models once.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,7 +52,7 @@ pub fn irreducible_losses(
     let iterations = config
         .holdout_iterations
         .unwrap_or(preset.teaching.max_iterations);
-    let (name, path) = cache_file("rho-irreducible", preset, iterations, out)?;
+    let (name, path) = cache_file("rho-irreducible", preset, iterations, out.root())?;
     let train = envs.student_env.train_data();
     if path.exists() {
         let file: IrreducibleFile = read_json(&path)?;
@@ -84,14 +86,14 @@ pub fn irreducible_losses(
     Ok(irreducible_loss)
 }
 
-/// The cache file `<prefix>-<hash>.json` of the run folder for holdout models of
+/// The cache file `<prefix>-<hash>.json` of the folder `dir` for holdout models of
 /// `iterations` updates on `preset`'s task (its name, then its path): the hash covers
 /// the task (data, student, MDP, split), not its episode or seed counts.
 fn cache_file(
     prefix: &str,
     preset: &Preset,
     iterations: usize,
-    out: &RunDir,
+    dir: &std::path::Path,
 ) -> Result<(String, std::path::PathBuf)> {
     let mut identity = preset.clone();
     identity.episodes = 0;
@@ -99,11 +101,11 @@ fn cache_file(
     identity.first_eval_seed = 0;
     let key =
         serde_json::to_string(&(identity, iterations)).map_err(|e| ExperimentError::Json {
-            path: out.root().to_path_buf(),
+            path: dir.to_path_buf(),
             reason: e.to_string(),
         })?;
     let name = format!("{prefix}-{}.json", short_hash(&key));
-    let path = out.path(&name);
+    let path = dir.join(&name);
     Ok((name, path))
 }
 
@@ -184,14 +186,15 @@ struct FeatureFile {
 /// of model. The teacher half is split in two folds (even and odd positions); a
 /// student of the task trained with NoTeach for T' updates on each fold scores the
 /// other fold, and the one trained on the even fold scores the student half. Cached
-/// per task in the run folder (`irreducible-feature-<hash>.json`).
+/// per task in the folder `cache` (`irreducible-feature-<hash>.json`, written
+/// atomically; the run folder for a run).
 pub fn with_irreducible_loss_feature(
     envs: PresetEnvs,
     preset: &Preset,
-    out: &RunDir,
+    cache: &std::path::Path,
 ) -> Result<PresetEnvs> {
     let iterations = preset.teaching.max_iterations;
-    let (name, path) = cache_file("irreducible-feature", preset, iterations, out)?;
+    let (_, path) = cache_file("irreducible-feature", preset, iterations, cache)?;
     let teacher_train = envs.teacher_env.train_data();
     let student_train = envs.student_env.train_data();
     let file = if path.exists() {
@@ -233,7 +236,16 @@ pub fn with_irreducible_loss_feature(
             teacher_half,
             student_half,
         };
-        out.write_json(&name, &file)?;
+        let text = serde_json::to_string_pretty(&file).map_err(|e| ExperimentError::Json {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let io = |e| ExperimentError::Io {
+            path: path.clone(),
+            source: e,
+        };
+        std::fs::create_dir_all(cache).map_err(io)?;
+        l2t_envs::io::write_atomic(&path, text.as_bytes()).map_err(io)?;
         file
     };
     let attach = |env: &TeachingEnv, losses: Vec<f32>| -> Result<TeachingEnv> {

@@ -315,7 +315,7 @@ pub fn run_on(
 
     let mut envs = config.preset.build_on(data_dir, device)?;
     if config.preset.irreducible_loss_feature {
-        envs = with_irreducible_loss_feature(envs, &config.preset, out)?;
+        envs = with_irreducible_loss_feature(envs, &config.preset, out.root())?;
     }
     check_declared_columns(
         &user_teachers,
@@ -327,7 +327,7 @@ pub fn run_on(
         (Some(train_on), true) => {
             let mut train_envs = train_on.build_on(data_dir, device)?;
             if train_on.irreducible_loss_feature {
-                train_envs = with_irreducible_loss_feature(train_envs, train_on, out)?;
+                train_envs = with_irreducible_loss_feature(train_envs, train_on, out.root())?;
             }
             Some(train_envs.teacher_env)
         }
