@@ -35,9 +35,10 @@
 //! Version 3 files (earlier builds, without `feature_names`) still load: their layout
 //! is known by its width only ([`FeatureLayout::unnamed`]), and
 //! [`CheckpointFile::layout_note`] says so. A teacher restored for an env
-//! ([`CheckpointFile::restore`] with the env's layout) must have been trained on
-//! exactly its columns; `l2t_agents::load_teacher` also maps them by name where the
-//! env has every trained column ([`crate::teacher::ColumnMap`]).
+//! ([`CheckpointFile::restore`] with the env's layout, as training resumes) must have
+//! been trained on exactly its columns; a teacher loaded to teach
+//! (`l2t_agents::load_teacher`) reads its trained columns by name from any env that has
+//! them all, with the same classes ([`l2t_envs::FeatureLayout::positions_in`]).
 //!
 //! `checksum` is the FNV-1a (64-bit) hash of the state text followed by every tensor's
 //! bytes in the order above: with safetensors' own checks of the header and the data

@@ -78,9 +78,10 @@ pub enum EnvError {
         /// The layout's columns ([`crate::FeatureLayout::describe`]).
         available: String,
     },
-    /// A column or a teacher resolved against one feature layout read an observation of
-    /// another ([`crate::FeatureLayout::ensure_matches`]).
-    #[error("feature layout mismatch: the observation's columns differ from the ones the reader was resolved against: {differences}")]
+    /// A reader of whole rows (a learned policy) built for one feature layout got an
+    /// observation that does not hold its columns, with the same classes
+    /// ([`crate::FeatureLayout::positions_in`]).
+    #[error("feature layout mismatch: the observation's columns differ from the ones the reader was built for: {differences}")]
     LayoutMismatch {
         /// The differences, with the setting that causes them.
         differences: String,

@@ -4,10 +4,13 @@
 //! A teacher never holds a bare column index. It either reads a column by name from the
 //! observation it is given ([`TeachingObservation::column`]), or resolves a [`Column`]
 //! once against a layout ([`FeatureLayout::column`]) and reads it with
-//! [`TeachingObservation::at`], which checks that the observation has the same layout.
-//! An index resolved against one env and applied to an env whose columns differ (for
-//! example one with `irreducible_loss` inserted after the labels) is then an error
-//! naming both layouts' differences, never a silently shifted column.
+//! [`TeachingObservation::at`], which uses the resolved position only on an observation
+//! of that layout and looks the name up again on any other. A column resolved against
+//! one env and read from an env whose columns differ (for example one with
+//! `irreducible_loss` inserted after the labels) is then the column of the same name,
+//! or an error naming it, never a silently shifted column. A learned policy reads its
+//! trained columns by name ([`FeatureLayout::positions_in`]), or fails naming the
+//! differences and the setting that causes them.
 //!
 //! [`TeachingObservation::column`]: crate::TeachingObservation::column
 //! [`TeachingObservation::at`]: crate::TeachingObservation::at

@@ -29,9 +29,9 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
-use l2t::experiment::TrainingTask;
 use l2t::config::RunConfig;
 use l2t::experiment::with_irreducible_loss_feature;
+use l2t::experiment::TrainingTask;
 use l2t::presets::{default_cache_dir, default_data_dir, Preset, PRESETS};
 use l2t_agents::{Teacher, TeacherConfig};
 use l2t_envs::{

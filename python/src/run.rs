@@ -313,7 +313,11 @@ impl Overrides {
 
 /// The exception of a run's error. `preset` (with `data_dir`) adds, to a missing or
 /// unreadable data file, what the preset needs and how to fetch it.
-pub(crate) fn experiment_error(e: ExperimentError, preset: Option<&Preset>, data_dir: &Path) -> PyErr {
+pub(crate) fn experiment_error(
+    e: ExperimentError,
+    preset: Option<&Preset>,
+    data_dir: &Path,
+) -> PyErr {
     match e {
         ExperimentError::Env(env) | ExperimentError::Agent(AgentError::Env(env)) => match preset {
             Some(preset) => build_error(preset, data_dir, env),
