@@ -19,6 +19,9 @@ impl Student for NoReuse {
     fn num_parameters(&self) -> usize {
         self.0.num_parameters()
     }
+    fn flops(&self, data: &Dataset) -> l2t::envs::student::StudentFlops {
+        self.0.flops(data)
+    }
     fn accepts(&self, data: &Dataset) -> l2t::envs::Result<()> {
         self.0.accepts(data)
     }

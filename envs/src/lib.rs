@@ -37,6 +37,7 @@ pub use layout::{Column, FeatureLayout};
 pub use pool::{EnvJob, EnvPool};
 pub use spaces::{BoxSpace, MultiBinary, Space};
 pub use student::{
+    StudentFlops,
     CnnConfig, CnnStudent, LstmConfig, LstmStudent, MlpConfig, MlpStudent, OptimizerConfig,
     ResNetConfig, ResNetStudent, Student, StudentConfig,
 };

@@ -33,6 +33,7 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use super::adam::StudentOptimizer;
 use super::{
+    linear_flops, StudentFlops,
     check_num_classes, count_parameters, init_from_stream, torch_default_init, OptimizerConfig,
     Student,
 };
@@ -265,6 +266,26 @@ impl Student for CnnStudent {
 
     fn num_parameters(&self) -> usize {
         count_parameters(&self.vs)
+    }
+
+    /// Each convolution (k x k x c_in multiply-adds and a bias per output value, at the
+    /// block's output size), then the dense layers.
+    fn flops(&self, _data: &Dataset) -> StudentFlops {
+        let config = &self.config;
+        let k = config.kernel_size;
+        let mut forward = 0u64;
+        let mut in_channels = config.input_shape[0];
+        for (&c, size) in config.channels.iter().zip(config.feature_map_sizes()) {
+            let outputs = (c * size[0] * size[1]) as u64;
+            forward += outputs * (2 * k * k * in_channels) as u64 + outputs;
+            in_channels = c;
+        }
+        let mut width = config.flattened_width();
+        for &h in config.hidden.iter().chain(std::iter::once(&config.num_classes)) {
+            forward += linear_flops(width, h);
+            width = h;
+        }
+        StudentFlops::new(forward, self.num_parameters(), &config.optimizer)
     }
 
     fn accepts(&self, data: &Dataset) -> Result<()> {

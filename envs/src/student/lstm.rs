@@ -26,6 +26,7 @@ use tch::{nn, nn::Module, nn::RNN, Device, Kind, Tensor};
 
 use super::adam::StudentOptimizer;
 use super::{
+    linear_flops, StudentFlops,
     count_parameters, init_from_stream, torch_default_init, Init, OptimizerConfig, Student,
 };
 use crate::data::{Batch, Dataset};
@@ -250,6 +251,18 @@ impl Student for LstmStudent {
 
     fn num_parameters(&self) -> usize {
         count_parameters(&self.vs)
+    }
+
+    /// At every position of the padded length T: the four gates' input and recurrent
+    /// matrices (4h x e and 4h x h) with their two biases; then the dense layer on the
+    /// last hidden state. The embedding is a lookup (no FLOPs).
+    fn flops(&self, data: &Dataset) -> StudentFlops {
+        let config = &self.config;
+        let length = data.input_shape().first().copied().unwrap_or(0).max(0) as u64;
+        let (e, h) = (config.embed_dim, config.hidden_size);
+        let step = (2 * 4 * h * (e + h) + 2 * 4 * h) as u64;
+        let forward = length * step + linear_flops(h, config.num_classes);
+        StudentFlops::new(forward, self.num_parameters(), &config.optimizer)
     }
 
     fn accepts(&self, data: &Dataset) -> Result<()> {

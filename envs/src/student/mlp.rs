@@ -7,6 +7,7 @@ use tch::{nn, nn::Module, Device, Tensor};
 
 use super::adam::StudentOptimizer;
 use super::{
+    linear_flops, StudentFlops,
     check_num_classes, count_parameters, init_from_stream, torch_default_init, OptimizerConfig,
     Student,
 };
@@ -122,6 +123,15 @@ impl Student for MlpStudent {
 
     fn num_parameters(&self) -> usize {
         count_parameters(&self.vs)
+    }
+
+    /// The dense layers, input -> hidden -> classes.
+    fn flops(&self, _data: &Dataset) -> StudentFlops {
+        let widths = layer_widths(&self.config);
+        let forward = (widths.windows(2))
+            .map(|w| linear_flops(w[0] as usize, w[1] as usize))
+            .sum();
+        StudentFlops::new(forward, self.num_parameters(), &self.config.optimizer)
     }
 
     fn accepts(&self, data: &Dataset) -> Result<()> {

@@ -73,12 +73,53 @@ pub use lstm::{LstmConfig, LstmStudent};
 pub use mlp::{MlpConfig, MlpStudent};
 pub use resnet::{ResNetConfig, ResNetStudent, Shortcut};
 
+/// The floating-point operations of a student's work, counted from its architecture
+/// (what the compute columns of every result are made of).
+///
+/// - forward, per row: 2 per multiply-add of the weighted layers (linear, convolution,
+///   LSTM gates) and 1 per bias addition; activations, normalisations, pooling and the
+///   loss are left out (a few percent of the total);
+/// - backward, per row: twice the forward (the gradients of the weights and of the
+///   layers' inputs: the forward-2N, backward-4N rule);
+/// - optimizer step: [`OptimizerConfig::flops_per_parameter`] per trainable scalar.
+///
+/// The LSTM's forward is counted at the split's padded length (`input_shape[0]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StudentFlops {
+    /// One row's forward pass.
+    pub forward_per_row: u64,
+    /// One row's backward pass.
+    pub backward_per_row: u64,
+    /// One optimizer step.
+    pub optimizer_step: u64,
+}
+
+impl StudentFlops {
+    /// The counts of a student whose forward costs `forward_per_row`, with
+    /// `parameters` trainable scalars updated by `optimizer`.
+    pub fn new(forward_per_row: u64, parameters: usize, optimizer: &OptimizerConfig) -> Self {
+        Self {
+            forward_per_row,
+            backward_per_row: 2 * forward_per_row,
+            optimizer_step: parameters as u64 * optimizer.flops_per_parameter(),
+        }
+    }
+}
+
+/// FLOPs of a dense layer of `inputs` x `outputs` with a bias, per row.
+pub(crate) fn linear_flops(inputs: usize, outputs: usize) -> u64 {
+    (2 * inputs * outputs + outputs) as u64
+}
+
 /// A model trained by mini-batch gradient steps on the instances a teacher keeps.
 pub trait Student {
     /// Number of classes the student predicts.
     fn num_classes(&self) -> usize;
     /// Number of trainable scalars.
     fn num_parameters(&self) -> usize;
+    /// The FLOPs of its forward and backward per row of `data` and of one optimizer
+    /// step ([`StudentFlops`]).
+    fn flops(&self, data: &Dataset) -> StudentFlops;
     /// Checks that the student can read `data` (input shape, classes).
     fn accepts(&self, data: &Dataset) -> Result<()>;
     /// Re-initialises the weights from `init_rng` and forgets the optimizer state and
@@ -209,6 +250,20 @@ pub enum OptimizerConfig {
         #[serde(default = "default_decay")]
         decay: f64,
     },
+}
+
+impl OptimizerConfig {
+    /// FLOPs of one step per trainable scalar. Adam: 3 for the first moment
+    /// (b1 m + (1 - b1) g), 4 for the second (b2 v + (1 - b2) g^2), 5 for the update
+    /// (p - lr m / (sqrt(v) + eps)); SGD with momentum: 2 for the buffer (mu b + g), 2
+    /// for the update; an L2 weight decay adds 2 (g + wd p).
+    pub fn flops_per_parameter(&self) -> u64 {
+        let (base, decay) = match self {
+            Self::Adam { weight_decay, .. } => (12, *weight_decay),
+            Self::Sgd { weight_decay, .. } => (4, *weight_decay),
+        };
+        base + if decay != 0.0 { 2 } else { 0 }
+    }
 }
 
 fn default_decay() -> f64 {
@@ -374,5 +429,80 @@ impl StudentConfig {
             Self::ResNet(config) => Box::new(ResNetStudent::new(config.clone(), device)?),
             Self::Lstm(config) => Box::new(LstmStudent::new(config.clone(), device)?),
         })
+    }
+}
+
+#[cfg(test)]
+mod flops_tests {
+    use super::*;
+    use tch::Device;
+
+    /// A dataset of `n` rows of `shape` (zeros) with 2 classes, for the FLOP counts that
+    /// read the input shape.
+    fn rows(shape: &[i64], kind: Kind) -> Dataset {
+        let mut size = vec![2];
+        size.extend_from_slice(shape);
+        let inputs = Tensor::zeros(size.as_slice(), (kind, Device::Cpu));
+        Dataset::new("rows", inputs, Tensor::from_slice(&[0i64, 1]), 10).unwrap()
+    }
+
+    fn adam() -> OptimizerConfig {
+        OptimizerConfig::Adam {
+            learning_rate: 1e-3,
+            weight_decay: 0.0,
+        }
+    }
+
+    #[test]
+    fn mlp_counts_its_dense_layers() {
+        // 784-500-10: 2*784*500 + 500 + 2*500*10 + 10.
+        let mlp = MlpStudent::new(MlpConfig::mnist(), Device::Cpu).unwrap();
+        let flops = mlp.flops(&rows(&[784], Kind::Float));
+        assert_eq!(flops.forward_per_row, 794_510);
+        assert_eq!(flops.backward_per_row, 2 * 794_510);
+        // 397,510 parameters, 12 FLOPs each for Adam.
+        assert_eq!(mlp.num_parameters(), 397_510);
+        assert_eq!(flops.optimizer_step, 12 * 397_510);
+    }
+
+    #[test]
+    fn cnn_counts_its_convolutions_at_their_output_sizes() {
+        // conv 5x5/2 1->8 at 14x14: 1568 outputs x (2*25*1 + 1); conv 5x5/2 8->16 at
+        // 7x7: 784 x (2*25*8 + 1); linear 784->10: 2*7840 + 10.
+        let cnn = CnnStudent::new(CnnConfig::fashion_mnist(), Device::Cpu).unwrap();
+        let flops = cnn.flops(&rows(&[1, 28, 28], Kind::Float));
+        assert_eq!(flops.forward_per_row, 1568 * 51 + 784 * 401 + 15_690);
+    }
+
+    #[test]
+    fn resnet20_counts_about_41_million_multiply_adds() {
+        // Stem 2*9*3*16*32*32; stage 1: 6 convs 16->16 at 32x32; stages 2 and 3: a
+        // strided conv c->2c, then 5 convs 2c->2c at half the side; fc 64->10.
+        let resnet = ResNetStudent::new(ResNetConfig::cifar(20), Device::Cpu).unwrap();
+        let flops = resnet.flops(&rows(&[3, 32, 32], Kind::Float));
+        let stage = 2_359_296 + 5 * 4_718_592;
+        assert_eq!(
+            flops.forward_per_row,
+            884_736 + 6 * 4_718_592 + 2 * stage + 1_290
+        );
+        // SGD with momentum and weight decay: 6 per parameter.
+        assert_eq!(flops.optimizer_step, 6 * resnet.num_parameters() as u64);
+    }
+
+    #[test]
+    fn lstm_counts_its_gates_at_every_position() {
+        // e = 4, h = 3, T = 5: per position 2*4*3*(4+3) + 2*4*3 = 192; fc 3->2: 14.
+        let config = LstmConfig {
+            vocab_size: 10,
+            embed_dim: 4,
+            hidden_size: 3,
+            num_classes: 2,
+            dropout: 0.0,
+            grad_clip_norm: None,
+            optimizer: adam(),
+        };
+        let lstm = LstmStudent::new(config, Device::Cpu).unwrap();
+        let flops = lstm.flops(&rows(&[5], Kind::Int64));
+        assert_eq!(flops.forward_per_row, 5 * 192 + 14);
     }
 }

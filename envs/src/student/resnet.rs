@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use super::{
+    linear_flops, StudentFlops,
     count_parameters, init_from_stream, torch_default_init, Init, OptimizerConfig, Student,
 };
 use crate::data::cifar::augment;
@@ -343,6 +344,37 @@ impl Student for ResNetStudent {
 
     fn num_parameters(&self) -> usize {
         count_parameters(&self.vs)
+    }
+
+    /// The 3x3 convolutions (no bias) of the stem and of every basic block at their
+    /// output sizes, option B's 1x1 projections, and the dense layer on the pooled
+    /// features; batch norm, ReLU, the zero-pad shortcut and pooling are left out.
+    fn flops(&self, data: &Dataset) -> StudentFlops {
+        let config = &self.config;
+        let shape = data.input_shape();
+        let side = |i: usize| shape.get(i).copied().unwrap_or(0).max(0) as u64;
+        let (mut height, mut width) = (side(1), side(2));
+        let conv = |k: u64, c_in: i64, c_out: i64, h: u64, w: u64| {
+            2 * k * k * c_in as u64 * c_out as u64 * h * w
+        };
+        let mut forward = conv(3, config.input_channels as i64, STAGE_CHANNELS[0], height, width);
+        let blocks = config.blocks_per_stage().unwrap_or(0);
+        let mut in_channels = STAGE_CHANNELS[0];
+        for (stage, &channels) in STAGE_CHANNELS.iter().enumerate() {
+            for b in 0..blocks {
+                let stride = if stage > 0 && b == 0 { 2 } else { 1 };
+                (height, width) = (height.div_ceil(stride), width.div_ceil(stride));
+                forward += conv(3, in_channels, channels, height, width);
+                forward += conv(3, channels, channels, height, width);
+                let changes = stride > 1 || in_channels != channels;
+                if changes && config.shortcut == Shortcut::Projection {
+                    forward += conv(1, in_channels, channels, height, width);
+                }
+                in_channels = channels;
+            }
+        }
+        forward += linear_flops(in_channels as usize, config.num_classes);
+        StudentFlops::new(forward, self.num_parameters(), &config.optimizer)
     }
 
     fn accepts(&self, data: &Dataset) -> Result<()> {
