@@ -88,6 +88,17 @@ pub struct PairedDifference {
     pub ci95: f64,
 }
 
+/// No pair (what a report written before a column existed holds for it).
+impl Default for PairedDifference {
+    fn default() -> Self {
+        Self {
+            pairs: 0,
+            mean: f64::NAN,
+            ci95: 0.0,
+        }
+    }
+}
+
 /// The differences `a - b` seed by seed (each sample is `(seed, value)` pairs), in the
 /// order of `a`; seeds present in only one sample are left out. Pairing by seed removes
 /// the between-seed variance both samples share (same data split, same initial

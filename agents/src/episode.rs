@@ -25,6 +25,13 @@ pub struct EpisodeSummary {
     pub iterations_to_tau: Option<usize>,
     /// Effective training instances to reach tau: i_tau * M.
     pub effective_instances_to_tau: Option<usize>,
+    /// C_tau: the training compute (scoring + training FLOPs) to reach tau
+    /// ([`l2t_envs::Compute`]; measurement excluded).
+    #[serde(default)]
+    pub compute_to_tau: Option<u64>,
+    /// The episode's FLOPs by kind.
+    #[serde(default)]
+    pub compute: l2t_envs::Compute,
     /// Instances shown to the teacher.
     pub instances_seen: usize,
     /// Instances kept.
@@ -263,6 +270,8 @@ pub fn run_episode_recorded(
                 iterations: info.iteration,
                 iterations_to_tau: info.iterations_to_tau,
                 effective_instances_to_tau: info.iterations_to_tau.map(|i| i * m),
+                compute_to_tau: info.compute_to_tau,
+                compute: info.compute,
                 instances_seen: info.instances_seen,
                 instances_kept: info.instances_kept,
                 best_dev_accuracy: info.best_dev_accuracy,

@@ -143,5 +143,7 @@ pub(crate) fn blank_info() -> l2t_envs::TeachingInfo {
         threshold_iterations: Vec::new(),
         iterations_to_tau: None,
         incoming_indices: Vec::new(),
+        compute: Default::default(),
+        compute_to_tau: None,
     }
 }

@@ -42,7 +42,8 @@ pub use student::{
     ResNetConfig, ResNetStudent, Student, StudentConfig,
 };
 pub use teaching::{
-    LossScaling, Reward, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation, Threshold,
+    Compute, LossScaling, Reward, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation,
+    Threshold,
 };
 pub use threaded::{EnvFactory, ThreadedVectorEnv};
 pub use vector::{VecReset, VecStep, VectorEnv};

@@ -56,6 +56,15 @@
 //!      `L_0 - L_H`; the episode terminates at H.
 //! 6. **Budgets.** The episode is truncated at T' iterations, or after
 //!    `max_incoming_batches` incoming batches, so a teacher that keeps nothing ends too.
+//! 7. **Compute** ([`Compute`], from the student's [`StudentFlops`]). Every incoming
+//!    batch costs its M rows' forward (**scoring**); every update costs M rows'
+//!    backward and one optimizer step, plus M rows' forward where the student cannot
+//!    reuse the scoring forward (**training**); every dev evaluation (and test
+//!    evaluation, [`TeachingEnv::evaluate`]) costs its rows' forward (**measurement**).
+//!    The training compute to tau, `C_tau` = scoring + training when the last threshold
+//!    is passed, is the compute axis beside i_tau. It counts the logical work of the
+//!    teaching policy (each incoming row scored once, each update's forward reused where
+//!    the student allows), not the engine's own choices.
 //!
 //! The bookkeeping of these phases lives in one private `EpisodeState`, which
 //! [`TeachingEnv`] drives.
@@ -75,7 +84,7 @@ use crate::error::{invalid_config, EnvError, Result};
 use crate::layout::{Column, FeatureLayout};
 use crate::seeding::{stream_rng, Stream};
 use crate::spaces::{BoxSpace, MultiBinary, Space, SpaceError};
-use crate::student::Student;
+use crate::student::{Student, StudentFlops};
 
 /// One accuracy threshold of the reward and its weight.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -395,6 +404,32 @@ pub struct TeachingInfo {
     /// instance (RHO-LOSS's irreducible losses). Empty where no batch is given.
     #[serde(default)]
     pub incoming_indices: Vec<i64>,
+    /// FLOPs of the episode so far, by kind ([`Compute`]).
+    #[serde(default)]
+    pub compute: Compute,
+    /// C_tau: the training compute (scoring + training FLOPs) when the last threshold
+    /// was passed (`None` until then).
+    #[serde(default)]
+    pub compute_to_tau: Option<u64>,
+}
+
+/// The floating-point operations of an episode, by kind (see the module docs, step 7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compute {
+    /// Forwards of the incoming batches' rows, to observe them.
+    pub scoring: u64,
+    /// Backwards and optimizer steps of the updates, and their forwards where the
+    /// student cannot reuse the scoring forward.
+    pub training: u64,
+    /// Forwards of dev and test evaluations (excluded from the training compute).
+    pub measurement: u64,
+}
+
+impl Compute {
+    /// The training compute: scoring + training, measurement excluded.
+    pub fn training_total(&self) -> u64 {
+        self.scoring + self.training
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -452,6 +487,8 @@ pub(crate) struct EpisodeState {
     best_dev_accuracy: f64,
     dev_loss: Option<f64>,
     threshold_iterations: Vec<Option<usize>>,
+    compute: Compute,
+    compute_to_tau: Option<u64>,
 }
 
 impl EpisodeState {
@@ -477,6 +514,8 @@ impl EpisodeState {
             best_dev_accuracy: 0.0,
             dev_loss: None,
             threshold_iterations: vec![None; config.thresholds.len()],
+            compute: Compute::default(),
+            compute_to_tau: None,
         }
     }
 
@@ -504,6 +543,8 @@ impl EpisodeState {
         self.loss_sum = 0.0;
         self.best_dev_accuracy = 0.0;
         self.threshold_iterations.iter_mut().for_each(|t| *t = None);
+        self.compute = Compute::default();
+        self.compute_to_tau = None;
         self.phase = Phase::Running;
     }
 
@@ -594,6 +635,10 @@ impl EpisodeState {
                 // r = -ln(i_tau / T'): larger when the student is faster.
                 to_tau += threshold.weight * -share.ln();
             }
+        }
+        if self.compute_to_tau.is_none() && self.threshold_iterations.iter().all(Option::is_some)
+        {
+            self.compute_to_tau = Some(self.compute.training_total());
         }
         match config.reward {
             Reward::IterationsToTau | Reward::AcceptedInstancesToTau => to_tau,
@@ -698,6 +743,8 @@ impl EpisodeState {
             evaluated,
             threshold_iterations: self.threshold_iterations.clone(),
             incoming_indices: self.incoming.clone(),
+            compute: self.compute,
+            compute_to_tau: self.compute_to_tau,
             iterations_to_tau,
         }
     }
@@ -850,6 +897,11 @@ pub struct TeachingEnv {
     incoming_batch: Option<Batch>,
     /// Its logits with the autograd graph, when the student reuses forwards.
     incoming_logits: Option<Tensor>,
+    /// The student's FLOPs per row and per step, on the training split.
+    flops: StudentFlops,
+    /// FLOPs of the test evaluations of this episode ([`TeachingEnv::evaluate`], which
+    /// takes `&self`), added to the measurement compute.
+    test_measurement: std::cell::Cell<u64>,
 }
 
 impl std::fmt::Debug for TeachingEnv {
@@ -932,9 +984,12 @@ impl TeachingEnv {
         check_splits(&train, &dev)?;
         check_batch_size(&config, &train)?;
         let (observation_space, action_space) = spaces(&config, &train);
+        let flops = student.flops(&train);
         Ok(Self {
             action_space,
             observation_space,
+            flops,
+            test_measurement: std::cell::Cell::new(0),
             episode: EpisodeState::new(&config, train.len()),
             incoming_batch: None,
             incoming_logits: None,
@@ -976,14 +1031,24 @@ impl TeachingEnv {
         &self.dev
     }
 
-    /// Accuracy of the current student on any split (e.g. the test split, for reports).
+    /// Accuracy of the current student on any split (e.g. the test split, for reports);
+    /// its forwards count as measurement compute.
     pub fn evaluate(&self, data: &Dataset) -> Result<f64> {
         self.student.accepts(data)?;
+        let cost = data.len() as u64 * self.flops.forward_per_row;
+        self.test_measurement.set(self.test_measurement.get() + cost);
         Ok(self.student.accuracy(data, self.config.eval_chunk))
     }
 
+    /// The student's FLOPs per row and per step ([`StudentFlops`]), on which the
+    /// compute of [`TeachingInfo::compute`] is counted.
+    pub fn flops(&self) -> StudentFlops {
+        self.flops
+    }
+
     /// The dev accuracy, and the dev loss where the reward needs it.
-    fn evaluate_dev(&self) -> (f64, Option<f64>) {
+    fn evaluate_dev(&mut self) -> (f64, Option<f64>) {
+        self.episode.compute.measurement += self.dev.len() as u64 * self.flops.forward_per_row;
         let chunk = self.config.eval_chunk;
         if self.config.reward.needs_dev_loss() {
             let (accuracy, loss) = self.student.accuracy_and_loss(&self.dev, chunk);
@@ -995,13 +1060,25 @@ impl TeachingEnv {
 
     /// The info value of the current state.
     pub fn info(&self) -> TeachingInfo {
-        self.episode.info(&self.config, self.train.len(), 0, false)
+        self.info_after(0, false)
+    }
+
+    /// The info after a step with `updates` updates, `evaluated` or not: the episode's,
+    /// with the test evaluations' FLOPs in the measurement compute.
+    fn info_after(&self, updates: usize, evaluated: bool) -> TeachingInfo {
+        let mut info = self
+            .episode
+            .info(&self.config, self.train.len(), updates, evaluated);
+        info.compute.measurement += self.test_measurement.get();
+        info
     }
 
     /// The observation of the incoming batch: one forward pass of the student (kept
     /// with its graph when the student reuses forwards), all features computed as
     /// tensors, converted to ndarray once at the end.
     fn observe_incoming(&mut self) -> Result<TeachingObservation> {
+        let rows = self.episode.incoming().len() as u64;
+        self.episode.compute.scoring += rows * self.flops.forward_per_row;
         let batch = self
             .train
             .batch(&Tensor::from_slice(self.episode.incoming()));
@@ -1036,6 +1113,16 @@ impl TeachingEnv {
     /// are the incoming batch, its gathered rows (and, for students that reuse
     /// forwards, its recorded logits) serve as they are.
     fn train(&mut self, update: &Update, logits: Option<Tensor>) -> Result<f64> {
+        // Logical compute: the backward and the step, and a forward of its own only
+        // where the student cannot reuse the scoring forward.
+        let rows = update.indices.len() as u64;
+        let forward = if self.student.reuses_forward() {
+            0
+        } else {
+            self.flops.forward_per_row
+        };
+        self.episode.compute.training +=
+            rows * (self.flops.backward_per_row + forward) + self.flops.optimizer_step;
         match (&self.incoming_batch, update.is_incoming) {
             (Some(batch), true) => match logits {
                 Some(logits) => self.student.train_step_on_logits(&logits, &batch.labels),
@@ -1105,16 +1192,14 @@ impl Env for TeachingEnv {
         }
         // A fresh student and a fresh epoch; the streams continue unless re-seeded.
         self.incoming_logits = None;
+        self.test_measurement.set(0);
         self.student.reset(&mut self.episode.init_rng)?;
         self.episode.begin();
         let (accuracy, loss) = self.evaluate_dev();
         self.episode.record_evaluation(&self.config, accuracy, loss);
         self.episode.draw_incoming(self.config.batch_size);
         let observation = self.observe_incoming()?;
-        Ok((
-            observation,
-            self.episode.info(&self.config, self.train.len(), 0, true),
-        ))
+        Ok((observation, self.info_after(0, true)))
     }
 
     fn step(
@@ -1145,9 +1230,7 @@ impl Env for TeachingEnv {
             reward,
             terminated,
             truncated,
-            info: self
-                .episode
-                .info(&self.config, self.train.len(), updates, evaluated),
+            info: self.info_after(updates, evaluated),
         })
     }
 }

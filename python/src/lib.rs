@@ -201,6 +201,14 @@ fn info_dict<'py>(py: Python<'py>, info: &TeachingInfo) -> PyResult<Bound<'py, P
         intern!(py, "incoming_indices"),
         PyList::new(py, info.incoming_indices.iter().copied())?,
     )?;
+    let compute = PyDict::new(py);
+    compute.set_item(intern!(py, "scoring"), info.compute.scoring)?;
+    compute.set_item(intern!(py, "training"), info.compute.training)?;
+    compute.set_item(intern!(py, "measurement"), info.compute.measurement)?;
+    d.set_item(intern!(py, "compute"), compute)?;
+    if let Some(flops) = info.compute_to_tau {
+        d.set_item(intern!(py, "compute_to_tau"), flops)?;
+    }
     Ok(d)
 }
 
@@ -257,6 +265,9 @@ fn info_from_dict(d: &Bound<'_, PyDict>) -> PyResult<TeachingInfo> {
         threshold_iterations: field!(d, "threshold_iterations", Vec<Option<usize>>),
         iterations_to_tau: optional_field!(d, "iterations_to_tau", usize),
         incoming_indices: optional_field!(d, "incoming_indices", Vec<i64>).unwrap_or_default(),
+        // What the teachers read of an info does not include its compute.
+        compute: Default::default(),
+        compute_to_tau: optional_field!(d, "compute_to_tau", u64),
     })
 }
 

@@ -26,6 +26,14 @@ pub struct TeacherSummary {
     pub instances_to_tau_mean: f64,
     /// Half-width of the 95% confidence interval of that mean.
     pub instances_to_tau_ci95: f64,
+    /// Mean training compute to reach tau (scoring + training, GFLOP; measurement
+    /// excluded); a run that did not reach it counts its whole training compute (a
+    /// lower bound then). Zero in reports written before compute was counted.
+    #[serde(default)]
+    pub compute_to_tau_mean: f64,
+    /// Half-width of its 95% confidence interval.
+    #[serde(default)]
+    pub compute_to_tau_ci95: f64,
     /// Mean test accuracy at the end of the episodes.
     pub test_accuracy_mean: f64,
     /// Half-width of its 95% confidence interval.
@@ -54,6 +62,35 @@ pub struct Versus {
     /// over all runs, a run that missed tau counting at the budget T' * M (so it loses
     /// to every run that reached tau, and two misses tie).
     pub probability_of_improvement: f64,
+    /// Training compute to tau (GFLOP) of this teacher minus the reference's, seed by
+    /// seed, over the seeds where both reached tau (negative: this teacher needs less).
+    #[serde(default)]
+    pub compute_to_tau: PairedDifference,
+    /// The probability of needing less training compute to tau than the reference (a
+    /// run that missed tau counting its whole training compute).
+    #[serde(default)]
+    pub compute_probability_of_improvement: f64,
+}
+
+/// GFLOP, from FLOPs.
+fn gflop(flops: u64) -> f64 {
+    flops as f64 * 1e-9
+}
+
+/// Training compute to tau of an episode, GFLOP, where it reached tau.
+fn compute_to_tau(episode: &EpisodeSummary) -> Option<f64> {
+    episode.compute_to_tau.map(gflop)
+}
+
+/// Training compute to tau of each record, GFLOP; a run that missed tau counts its
+/// whole training compute.
+fn compute_or_total(records: &[EvaluationRecord]) -> Vec<f64> {
+    records
+        .iter()
+        .map(|r| {
+            compute_to_tau(&r.episode).unwrap_or(gflop(r.episode.compute.training_total()))
+        })
+        .collect()
 }
 
 /// Effective instances to tau of each record, the budget `budget_instances` standing in
@@ -69,16 +106,20 @@ fn instances_or_budget(records: &[EvaluationRecord], budget_instances: usize) ->
         .collect()
 }
 
-/// `(seed, effective instances to tau)` of the records that reached tau.
-fn seeds_reached(records: &[EvaluationRecord]) -> Vec<(u64, f64)> {
+/// `(seed, metric)` of the records where `metric` has a value (reached tau).
+fn seeds_reached(
+    records: &[EvaluationRecord],
+    metric: impl Fn(&EpisodeSummary) -> Option<f64>,
+) -> Vec<(u64, f64)> {
     records
         .iter()
-        .filter_map(|r| {
-            r.episode
-                .effective_instances_to_tau
-                .map(|i| (r.seed, i as f64))
-        })
+        .filter_map(|r| metric(&r.episode).map(|v| (r.seed, v)))
         .collect()
+}
+
+/// Effective instances to tau of an episode, where it reached tau.
+fn instances_to_tau(episode: &EpisodeSummary) -> Option<f64> {
+    episode.effective_instances_to_tau.map(|i| i as f64)
 }
 
 /// Compares one teacher's `records` with the `reference`'s seed by seed: see
@@ -92,10 +133,21 @@ pub fn versus(
     budget_instances: usize,
 ) -> Result<Versus> {
     Ok(Versus {
-        instances_to_tau: paired_differences(&seeds_reached(records), &seeds_reached(reference))?,
+        instances_to_tau: paired_differences(
+            &seeds_reached(records, instances_to_tau),
+            &seeds_reached(reference, instances_to_tau),
+        )?,
         probability_of_improvement: probability_of_improvement(
             &instances_or_budget(reference, budget_instances),
             &instances_or_budget(records, budget_instances),
+        ),
+        compute_to_tau: paired_differences(
+            &seeds_reached(records, compute_to_tau),
+            &seeds_reached(reference, compute_to_tau),
+        )?,
+        compute_probability_of_improvement: probability_of_improvement(
+            &compute_or_total(reference),
+            &compute_or_total(records),
         ),
     })
 }
@@ -115,6 +167,7 @@ pub fn summarise(
         .collect();
     let wall: Vec<f64> = records.iter().map(|r| r.episode.wall_seconds).collect();
     let (instances_to_tau_mean, instances_to_tau_ci95) = mean_ci95(&instances);
+    let (compute_to_tau_mean, compute_to_tau_ci95) = mean_ci95(&compute_or_total(records));
     let (test_accuracy_mean, test_accuracy_ci95) = mean_ci95(&accuracies);
     TeacherSummary {
         teacher: teacher.to_string(),
@@ -125,6 +178,8 @@ pub fn summarise(
             .count(),
         instances_to_tau_mean,
         instances_to_tau_ci95,
+        compute_to_tau_mean,
+        compute_to_tau_ci95,
         test_accuracy_mean,
         test_accuracy_ci95,
         kept_ratio_mean: mean_ci95(&kept).0,
@@ -139,30 +194,40 @@ pub fn summarise(
 /// probability of needing fewer instances than it.
 pub fn markdown_table(summaries: &[TeacherSummary]) -> String {
     let mut out = String::from(
-        "| teacher | reached tau | effective instances to tau (mean ± 95% CI) | vs first row | paired difference to first row (mean ± 95% CI, seeds where both reached tau) | P(fewer instances than first row) | test accuracy at end | kept ratio | s / episode |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| teacher | reached tau | effective instances to tau (mean ± 95% CI) | vs first row | paired difference to first row (mean ± 95% CI, seeds where both reached tau) | P(fewer instances than first row) | training GFLOP to tau (mean ± 95% CI) | compute vs first row | paired GFLOP difference to first row | P(less compute than first row) | test accuracy at end | kept ratio | s / episode |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    let reference = summaries.first().map(|s| s.instances_to_tau_mean);
+    let relative = |value: f64, reference: Option<f64>| {
+        reference
+            .filter(|r| *r > 0.0)
+            .map_or("-".to_string(), |r| format!("{:.0}%", 100.0 * value / r))
+    };
+    let first = summaries.first();
     for s in summaries {
-        let relative = reference.filter(|r| *r > 0.0).map_or("-".to_string(), |r| {
-            format!("{:.0}%", 100.0 * s.instances_to_tau_mean / r)
-        });
-        let (paired, improvement) = match &s.vs_first {
-            None => ("-".to_string(), "-".to_string()),
+        let dash = || "-".to_string();
+        let (paired, improvement, compute_paired, compute_improvement) = match &s.vs_first {
+            None => (dash(), dash(), dash(), dash()),
             Some(v) => (
                 paired_cell(&v.instances_to_tau),
                 format!("{:.2}", v.probability_of_improvement),
+                gflop_cell(&v.compute_to_tau),
+                format!("{:.2}", v.compute_probability_of_improvement),
             ),
         };
         out.push_str(&format!(
-            "| {} | {}/{} | {:.0} ± {:.0} | {} | {} | {} | {:.4} ± {:.4} | {:.3} | {:.2} |\n",
+            "| {} | {}/{} | {:.0} ± {:.0} | {} | {} | {} | {:.1} ± {:.1} | {} | {} | {} | {:.4} ± {:.4} | {:.3} | {:.2} |\n",
             s.teacher,
             s.reached,
             s.runs,
             s.instances_to_tau_mean,
             s.instances_to_tau_ci95,
-            relative,
+            relative(s.instances_to_tau_mean, first.map(|f| f.instances_to_tau_mean)),
             paired,
             improvement,
+            s.compute_to_tau_mean,
+            s.compute_to_tau_ci95,
+            relative(s.compute_to_tau_mean, first.map(|f| f.compute_to_tau_mean)),
+            compute_paired,
+            compute_improvement,
             s.test_accuracy_mean,
             s.test_accuracy_ci95,
             s.kept_ratio_mean,
@@ -200,6 +265,15 @@ pub fn pairings_table(pairings: &[Pairing]) -> String {
         ));
     }
     out
+}
+
+/// A paired difference of GFLOP as a table cell: mean ± CI and the number of seeds.
+fn gflop_cell(d: &PairedDifference) -> String {
+    match d.pairs {
+        0 => "no seed where both reached tau".to_string(),
+        1 => format!("{:+.1} (1 seed)", d.mean),
+        n => format!("{:+.1} ± {:.1} ({n} seeds)", d.mean, d.ci95),
+    }
 }
 
 /// A paired difference as a table cell: mean ± CI and the number of seeds.
@@ -363,6 +437,13 @@ pub(super) mod tests {
                 iterations: 10,
                 iterations_to_tau: instances.map(|i| i / 10),
                 effective_instances_to_tau: instances,
+                // 3 MFLOP per effective instance, 1 GFLOP per 10 seen for a miss.
+                compute_to_tau: instances.map(|i| 3_000_000 * i as u64),
+                compute: l2t_envs::Compute {
+                    scoring: 0,
+                    training: 10_000_000_000,
+                    measurement: 0,
+                },
                 instances_seen: 100,
                 instances_kept: 100,
                 best_dev_accuracy: 0.9,
@@ -401,6 +482,16 @@ pub(super) mod tests {
         // each 400 is below all 4 (8), 1000 ties one (0.5), 900 is below the budget (1):
         // 9.5 / 16.
         assert_relative_eq!(against_first.probability_of_improvement, 9.5 / 16.0);
+        // Compute: 0.003 GFLOP per instance, a miss counting its whole 10 GFLOP.
+        assert_eq!(against_first.compute_to_tau.pairs, 2);
+        assert_relative_eq!(against_first.compute_to_tau.mean, -0.45, epsilon = 1e-9);
+        assert_relative_eq!(against_first.compute_to_tau.ci95, 1.906, epsilon = 0.001);
+        assert_relative_eq!(against_first.compute_probability_of_improvement, 9.5 / 16.0);
+        assert_relative_eq!(
+            summarise("b", &other, budget).compute_to_tau_mean,
+            (1.2 + 1.2 + 10.0 + 2.7) / 4.0,
+            epsilon = 1e-9
+        );
 
         let mut summaries = vec![
             summarise("a", &first, budget),
@@ -411,7 +502,7 @@ pub(super) mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4);
         for line in &lines {
-            assert_eq!(line.matches('|').count(), 10, "{line}");
+            assert_eq!(line.matches('|').count(), 14, "{line}");
         }
         assert!(
             lines[0].contains("| paired difference to first row"),
@@ -421,6 +512,11 @@ pub(super) mod tests {
         assert!(lines[2].contains("| - | - |"), "{}", lines[2]);
         assert!(
             lines[3].contains("| -150 ± 635 (2 seeds) | 0.59 |"),
+            "{}",
+            lines[3]
+        );
+        assert!(
+            lines[3].contains("| 3.8 ± ") && lines[3].contains("| -0.4 ± 1.9 (2 seeds) | 0.59 |"),
             "{}",
             lines[3]
         );
