@@ -96,3 +96,35 @@ fn only_reusing_students_train_on_recorded_logits() {
         .unwrap_err();
     assert!(err.to_string().contains("unsupported"), "{err}");
 }
+
+/// The training compute charges a forward per updated row only to a student that
+/// cannot reuse the scoring forward; the trajectories are the same.
+#[test]
+fn a_student_that_cannot_reuse_pays_a_forward_per_updated_row() {
+    let data = common::tiny_data();
+    let finish = |student: Box<dyn Student>| {
+        let mut env = TeachingEnv::new(
+            common::tiny_config(),
+            student,
+            data.train.shallow_clone(),
+            data.dev.shallow_clone(),
+        )
+        .unwrap();
+        env.reset(Some(3)).unwrap();
+        let all = Array1::from_elem(8, true);
+        loop {
+            let step = env.step(&all).unwrap();
+            if step.done() {
+                return (env.flops(), step.info);
+            }
+        }
+    };
+    let (flops, with) = finish(common::tiny_student(8));
+    let (_, without) = finish(Box::new(NoReuse(common::tiny_student(8))));
+    assert_eq!(with.iteration, without.iteration);
+    assert_eq!(with.compute.scoring, without.compute.scoring);
+    assert_eq!(
+        without.compute.training - with.compute.training,
+        with.iteration as u64 * 8 * flops.forward_per_row
+    );
+}

@@ -37,9 +37,8 @@ pub use layout::{Column, FeatureLayout};
 pub use pool::{EnvJob, EnvPool};
 pub use spaces::{BoxSpace, MultiBinary, Space};
 pub use student::{
-    StudentFlops,
     CnnConfig, CnnStudent, LstmConfig, LstmStudent, MlpConfig, MlpStudent, OptimizerConfig,
-    ResNetConfig, ResNetStudent, Student, StudentConfig,
+    ResNetConfig, ResNetStudent, Student, StudentConfig, StudentFlops,
 };
 pub use teaching::{
     Compute, LossScaling, Reward, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation,

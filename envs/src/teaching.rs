@@ -636,8 +636,7 @@ impl EpisodeState {
                 to_tau += threshold.weight * -share.ln();
             }
         }
-        if self.compute_to_tau.is_none() && self.threshold_iterations.iter().all(Option::is_some)
-        {
+        if self.compute_to_tau.is_none() && self.threshold_iterations.iter().all(Option::is_some) {
             self.compute_to_tau = Some(self.compute.training_total());
         }
         match config.reward {
@@ -1036,7 +1035,8 @@ impl TeachingEnv {
     pub fn evaluate(&self, data: &Dataset) -> Result<f64> {
         self.student.accepts(data)?;
         let cost = data.len() as u64 * self.flops.forward_per_row;
-        self.test_measurement.set(self.test_measurement.get() + cost);
+        self.test_measurement
+            .set(self.test_measurement.get() + cost);
         Ok(self.student.accuracy(data, self.config.eval_chunk))
     }
 

@@ -87,9 +87,7 @@ fn compute_to_tau(episode: &EpisodeSummary) -> Option<f64> {
 fn compute_or_total(records: &[EvaluationRecord]) -> Vec<f64> {
     records
         .iter()
-        .map(|r| {
-            compute_to_tau(&r.episode).unwrap_or(gflop(r.episode.compute.training_total()))
-        })
+        .map(|r| compute_to_tau(&r.episode).unwrap_or(gflop(r.episode.compute.training_total())))
         .collect()
 }
 

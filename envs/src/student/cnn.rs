@@ -33,9 +33,8 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use super::adam::StudentOptimizer;
 use super::{
-    linear_flops, StudentFlops,
-    check_num_classes, count_parameters, init_from_stream, torch_default_init, OptimizerConfig,
-    Student,
+    check_num_classes, count_parameters, init_from_stream, linear_flops, torch_default_init,
+    OptimizerConfig, Student, StudentFlops,
 };
 use crate::data::{Batch, Dataset};
 use crate::error::{invalid_config, EnvError, Result};
@@ -281,7 +280,11 @@ impl Student for CnnStudent {
             in_channels = c;
         }
         let mut width = config.flattened_width();
-        for &h in config.hidden.iter().chain(std::iter::once(&config.num_classes)) {
+        for &h in config
+            .hidden
+            .iter()
+            .chain(std::iter::once(&config.num_classes))
+        {
             forward += linear_flops(width, h);
             width = h;
         }

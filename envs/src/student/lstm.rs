@@ -26,8 +26,8 @@ use tch::{nn, nn::Module, nn::RNN, Device, Kind, Tensor};
 
 use super::adam::StudentOptimizer;
 use super::{
-    linear_flops, StudentFlops,
-    count_parameters, init_from_stream, torch_default_init, Init, OptimizerConfig, Student,
+    count_parameters, init_from_stream, linear_flops, torch_default_init, Init, OptimizerConfig,
+    Student, StudentFlops,
 };
 use crate::data::{Batch, Dataset};
 use crate::error::{invalid_config, EnvError, Result};

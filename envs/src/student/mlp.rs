@@ -7,9 +7,8 @@ use tch::{nn, nn::Module, Device, Tensor};
 
 use super::adam::StudentOptimizer;
 use super::{
-    linear_flops, StudentFlops,
-    check_num_classes, count_parameters, init_from_stream, torch_default_init, OptimizerConfig,
-    Student,
+    check_num_classes, count_parameters, init_from_stream, linear_flops, torch_default_init,
+    OptimizerConfig, Student, StudentFlops,
 };
 use crate::data::{Batch, Dataset};
 use crate::error::{invalid_config, EnvError, Result};

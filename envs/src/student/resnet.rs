@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use super::{
-    linear_flops, StudentFlops,
-    count_parameters, init_from_stream, torch_default_init, Init, OptimizerConfig, Student,
+    count_parameters, init_from_stream, linear_flops, torch_default_init, Init, OptimizerConfig,
+    Student, StudentFlops,
 };
 use crate::data::cifar::augment;
 use crate::data::{Batch, Dataset};
@@ -357,7 +357,13 @@ impl Student for ResNetStudent {
         let conv = |k: u64, c_in: i64, c_out: i64, h: u64, w: u64| {
             2 * k * k * c_in as u64 * c_out as u64 * h * w
         };
-        let mut forward = conv(3, config.input_channels as i64, STAGE_CHANNELS[0], height, width);
+        let mut forward = conv(
+            3,
+            config.input_channels as i64,
+            STAGE_CHANNELS[0],
+            height,
+            width,
+        );
         let blocks = config.blocks_per_stage().unwrap_or(0);
         let mut in_channels = STAGE_CHANNELS[0];
         for (stage, &channels) in STAGE_CHANNELS.iter().enumerate() {
