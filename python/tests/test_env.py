@@ -72,9 +72,14 @@ def test_info_holds_the_teaching_info_fields() -> None:
         "iteration", "effective_instances", "incoming_batches", "instances_seen",
         "instances_kept", "buffered", "epochs", "dev_accuracy", "best_dev_accuracy",
         "average_training_loss", "updates_this_step", "evaluated", "threshold_iterations",
-        "incoming_indices",
+        "incoming_indices", "compute",
     }
     assert set(info) == expected
+    # FLOPs so far: two batches scored (the first and the one now shown), one update,
+    # two dev evaluations.
+    compute = info["compute"]
+    assert set(compute) == {"scoring", "training", "measurement"}
+    assert compute["scoring"] > 0 and compute["training"] > 0 and compute["measurement"] > 0
     # The incoming batch's rows as indices into the training split.
     indices = info["incoming_indices"]
     assert len(indices) == 20 and len(set(indices)) == 20
