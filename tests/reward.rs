@@ -2,7 +2,9 @@
 //! the weighted multi-threshold variant pays each threshold once; RL4Data's variant
 //! counts accepted instances instead of iterations; the dev-accuracy
 //! area pays acc * eval_every / H at each evaluation up to the horizon H, and the
-//! dev-loss reward the loss's drop since the last evaluation.
+//! dev-loss reward the loss's drop since the last evaluation; the compute reward is
+//! -ln(C_tau / (T' c)), the paper's under NoTeach, and the compute area pays dev accuracy
+//! per FLOP up to its budget.
 
 mod common;
 
@@ -245,4 +247,101 @@ fn accepted_instances_reward_pays_minus_log_of_the_accepted_share() {
         -(info.instances_kept as f64 / budget).ln(),
         epsilon = 1e-12
     );
+}
+
+/// Keeps a share of every batch (alternate rows), for the compute rewards.
+/// Returns every step's (reward, info), c (the compute of a plain update), the
+/// scoring of one batch, and whether the episode terminated.
+fn keep_half_episode(config: TeachingConfig) -> (Vec<(f64, TeachingInfo)>, u64, u64, bool) {
+    let mut env = common::tiny_env(config);
+    let flops = env.flops();
+    let plain = 8 * (flops.forward_per_row + flops.backward_per_row) + flops.optimizer_step;
+    env.reset(Some(4)).unwrap();
+    let half = Array1::from_shape_fn(8, |i| i % 2 == 0);
+    let mut steps = Vec::new();
+    loop {
+        let step = env.step(&half).unwrap();
+        let (done, terminated) = (step.done(), step.terminated);
+        steps.push((step.reward, step.info));
+        if done {
+            return (steps, plain, 8 * flops.forward_per_row, terminated);
+        }
+    }
+}
+
+#[test]
+fn the_compute_reward_is_the_papers_under_no_teach_and_charges_scoring() {
+    let config = TeachingConfig {
+        reward: Reward::ComputeToTau,
+        ..common::tiny_config()
+    };
+    let t_prime = config.max_iterations as f64;
+    // Keeping everything, C_tau = i_tau c: the paper's reward.
+    let (rewards, info, terminated) = keep_all_episode(config.clone());
+    assert!(terminated);
+    let i_tau = info.iterations_to_tau.unwrap() as f64;
+    assert_relative_eq!(
+        rewards.iter().sum::<f64>(),
+        -(i_tau / t_prime).ln(),
+        epsilon = 1e-12
+    );
+    // Keeping half, every update costs two batches' scoring: -ln(C_tau / (T' c)).
+    let (steps, plain, _, terminated) = keep_half_episode(config);
+    assert!(terminated);
+    let last = &steps.last().unwrap().1;
+    let c_tau = last.compute_to_tau.unwrap() as f64;
+    assert!(c_tau > last.iterations_to_tau.unwrap() as f64 * plain as f64);
+    let paid: f64 = steps.iter().map(|(r, _)| r).sum();
+    assert_relative_eq!(
+        paid,
+        -(c_tau / (t_prime * plain as f64)).ln(),
+        epsilon = 1e-12
+    );
+}
+
+#[test]
+fn the_compute_area_pays_accuracy_per_flop_up_to_its_budget() {
+    let horizon = 40;
+    let area = |reward| TeachingConfig {
+        reward,
+        ..common::tiny_config()
+    };
+    // Under NoTeach it is the iteration area with the same H.
+    let (by_compute, _, _) = keep_all_episode(area(Reward::DevAccuracyComputeArea {
+        iterations: horizon,
+    }));
+    let (by_iterations, _, _) = keep_all_episode(area(Reward::DevAccuracyArea {
+        iterations: horizon,
+    }));
+    assert_eq!(by_compute.len(), by_iterations.len());
+    for (a, b) in by_compute.iter().zip(&by_iterations) {
+        assert_relative_eq!(a, b, epsilon = 1e-12);
+    }
+    // Keeping half, the budget of 40 plain updates is spent in fewer updates, each
+    // evaluation paying acc * (compute since the previous one) / C_H.
+    let (steps, plain, shown, terminated) =
+        keep_half_episode(area(Reward::DevAccuracyComputeArea {
+            iterations: horizon,
+        }));
+    assert!(terminated);
+    let budget = horizon as u64 * plain;
+    let last = &steps.last().unwrap().1;
+    assert!(last.compute.training_total() >= budget && last.iteration < horizon);
+    let mut previous = 0u64;
+    let mut total = 0.0;
+    for (reward, info) in &steps {
+        total += reward;
+        if info.evaluated {
+            // The evaluation came before the next batch was shown (and scored).
+            let now = info.compute.training_total() - shown;
+            let slice = now.min(budget) - previous.min(budget);
+            assert_relative_eq!(
+                *reward,
+                info.dev_accuracy * slice as f64 / budget as f64,
+                epsilon = 1e-12
+            );
+            previous = now;
+        }
+    }
+    assert!(total > 0.0 && total <= 1.0);
 }

@@ -54,6 +54,13 @@
 //!      signal): each evaluation at iteration i <= H pays the drop of the mean dev
 //!      cross-entropy since the previous evaluation, `L_prev - L_i`, so the return is
 //!      `L_0 - L_H`; the episode terminates at H.
+//!    - [`Reward::ComputeToTau`]: the paper's form on training compute (step 7),
+//!      `r = -ln(C_tau / C_max)` with `C_max = T' c`, c the compute of one update of
+//!      plain training.
+//!    - [`Reward::DevAccuracyComputeArea`] with a budget of H plain updates: the area
+//!      under dev accuracy against training compute up to `C_H = H c`, each evaluation
+//!      paying `acc * dC / C_H`; the episode terminates at the first evaluation past
+//!      C_H.
 //! 6. **Budgets.** The episode is truncated at T' iterations, or after
 //!    `max_incoming_batches` incoming batches, so a teacher that keeps nothing ends too.
 //! 7. **Compute** ([`Compute`], from the student's [`StudentFlops`]). Every incoming
@@ -135,16 +142,33 @@ pub enum Reward {
         /// H: the horizon, in student iterations.
         iterations: usize,
     },
+    /// The paper's form with training compute in place of iterations:
+    /// `-ln(C_tau / C_max)` when the last threshold is passed, C_tau the training compute
+    /// (scoring + training FLOPs) then and `C_max = T' c`, with
+    /// `c = M (forward + backward) + optimizer step` (plus M forwards for a student that
+    /// cannot reuse the scoring forward) the compute of one update of plain training.
+    /// Under NoTeach, C_tau = i_tau c and the reward is the paper's.
+    ComputeToTau,
+    /// The area under the dev-accuracy curve against training compute, over a budget of
+    /// `C_H = H c` (H updates of plain training, c as in [`Reward::ComputeToTau`]): each
+    /// evaluation pays `acc * (min(C, C_H) - min(C_prev, C_H)) / C_H` for the compute
+    /// since the previous one; the episode terminates at the first evaluation past
+    /// C_H. A teacher pays for every row it scores, so it earns more only by teaching
+    /// more per FLOP. Under NoTeach it is [`Reward::DevAccuracyArea`] with the same H.
+    DevAccuracyComputeArea {
+        /// H: the budget, in updates of plain training.
+        iterations: usize,
+    },
 }
 
 impl Reward {
     /// H, for the rewards that run a fixed horizon.
     pub fn horizon(&self) -> Option<usize> {
         match *self {
-            Reward::IterationsToTau | Reward::AcceptedInstancesToTau => None,
-            Reward::DevAccuracyArea { iterations } | Reward::DevLossDecrease { iterations } => {
-                Some(iterations)
-            }
+            Reward::IterationsToTau | Reward::AcceptedInstancesToTau | Reward::ComputeToTau => None,
+            Reward::DevAccuracyArea { iterations }
+            | Reward::DevLossDecrease { iterations }
+            | Reward::DevAccuracyComputeArea { iterations } => Some(iterations),
         }
     }
 
@@ -489,6 +513,11 @@ pub(crate) struct EpisodeState {
     threshold_iterations: Vec<Option<usize>>,
     compute: Compute,
     compute_to_tau: Option<u64>,
+    /// c: the training compute of one update of plain training (the compute rewards'
+    /// unit, [`Reward::ComputeToTau`]).
+    pub(crate) plain_update: u64,
+    /// The training compute at the previous dev evaluation.
+    compute_at_evaluation: u64,
 }
 
 impl EpisodeState {
@@ -516,6 +545,8 @@ impl EpisodeState {
             threshold_iterations: vec![None; config.thresholds.len()],
             compute: Compute::default(),
             compute_to_tau: None,
+            plain_update: 0,
+            compute_at_evaluation: 0,
         }
     }
 
@@ -545,6 +576,7 @@ impl EpisodeState {
         self.threshold_iterations.iter_mut().for_each(|t| *t = None);
         self.compute = Compute::default();
         self.compute_to_tau = None;
+        self.compute_at_evaluation = 0;
         self.phase = Phase::Running;
     }
 
@@ -612,16 +644,19 @@ impl EpisodeState {
         self.dev_accuracy = accuracy;
         self.best_dev_accuracy = self.best_dev_accuracy.max(accuracy);
         let previous_loss = std::mem::replace(&mut self.dev_loss, loss);
+        let compute = self.compute.training_total();
+        let previous_compute = std::mem::replace(&mut self.compute_at_evaluation, compute);
         if self.iteration == 0 {
             return 0.0;
         }
         let t_prime = config.max_iterations as f64;
-        // The share of the budget used when a threshold is passed: i / T' (the paper's)
-        // or n / (T' M) in accepted instances (RL4Data's).
+        // The share of the budget used when a threshold is passed: i / T' (the paper's),
+        // n / (T' M) in accepted instances (RL4Data's) or C / (T' c) in training compute.
         let share = match config.reward {
             Reward::AcceptedInstancesToTau => {
                 self.instances_kept as f64 / (t_prime * config.batch_size as f64)
             }
+            Reward::ComputeToTau => compute as f64 / (t_prime * self.plain_update.max(1) as f64),
             _ => self.iteration as f64 / t_prime,
         };
         let mut to_tau = 0.0;
@@ -640,7 +675,15 @@ impl EpisodeState {
             self.compute_to_tau = Some(self.compute.training_total());
         }
         match config.reward {
-            Reward::IterationsToTau | Reward::AcceptedInstancesToTau => to_tau,
+            Reward::IterationsToTau | Reward::AcceptedInstancesToTau | Reward::ComputeToTau => {
+                to_tau
+            }
+            // One slice of the area under dev accuracy against training compute.
+            Reward::DevAccuracyComputeArea { iterations } => {
+                let budget = (iterations as u64 * self.plain_update).max(1);
+                let slice = compute.min(budget) - previous_compute.min(budget);
+                accuracy * slice as f64 / budget as f64
+            }
             // One slice of the area under the dev curve: acc * eval_every / H.
             Reward::DevAccuracyArea { iterations } if self.iteration <= iterations => {
                 accuracy * config.eval_every as f64 / iterations as f64
@@ -661,9 +704,13 @@ impl EpisodeState {
     /// when every threshold is passed (or at the horizon H of the area reward);
     /// otherwise truncated at T' iterations or at the incoming-batch budget.
     pub(crate) fn end_step(&mut self, config: &TeachingConfig) -> (bool, bool) {
-        let terminated = match config.reward.horizon() {
-            None => self.threshold_iterations.iter().all(Option::is_some),
-            Some(horizon) => self.iteration >= horizon,
+        let terminated = match (config.reward, config.reward.horizon()) {
+            // At the first evaluation past the compute budget.
+            (Reward::DevAccuracyComputeArea { iterations }, _) => {
+                self.compute_at_evaluation >= iterations as u64 * self.plain_update
+            }
+            (_, None) => self.threshold_iterations.iter().all(Option::is_some),
+            (_, Some(horizon)) => self.iteration >= horizon,
         };
         let truncated = !terminated
             && (self.iteration >= config.max_iterations
@@ -984,12 +1031,22 @@ impl TeachingEnv {
         check_batch_size(&config, &train)?;
         let (observation_space, action_space) = spaces(&config, &train);
         let flops = student.flops(&train);
+        let m = config.batch_size as u64;
+        let own_forward = if student.reuses_forward() {
+            0
+        } else {
+            m * flops.forward_per_row
+        };
+        let mut episode = EpisodeState::new(&config, train.len());
+        episode.plain_update = m * (flops.forward_per_row + flops.backward_per_row)
+            + flops.optimizer_step
+            + own_forward;
         Ok(Self {
             action_space,
             observation_space,
             flops,
             test_measurement: std::cell::Cell::new(0),
-            episode: EpisodeState::new(&config, train.len()),
+            episode,
             incoming_batch: None,
             incoming_logits: None,
             config,

@@ -319,6 +319,11 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
             Reward::DevLossDecrease { iterations } => {
                 format!("reward: dev-loss drop over {iterations} updates")
             }
+            Reward::ComputeToTau => "reward -ln(C_tau / C_max)".to_string(),
+            Reward::DevAccuracyComputeArea { iterations } => format!(
+                "reward: area under the dev curve against training compute over {iterations} \
+                 updates' worth"
+            ),
         };
         let chart = ChartLabels::new(
             &format!(
