@@ -135,6 +135,7 @@ impl TeacherEntry {
                 "online_batch" => TeacherConfig::OnlineBatch(Default::default()),
                 "importance_sampling" => TeacherConfig::ImportanceSampling(Default::default()),
                 "rho_loss" => TeacherConfig::RhoLoss(Default::default()),
+                "selective_backprop" => TeacherConfig::SelectiveBackprop(Default::default()),
                 "reinforce" => TeacherConfig::Reinforce(Default::default()),
                 "actor_critic" => TeacherConfig::ActorCritic(Default::default()),
                 "es" => TeacherConfig::Es(Default::default()),

@@ -5,6 +5,7 @@
 //! {"kind": "spl", "epochs_to_all": 2}
 //! {"kind": "importance_sampling", "keep_fraction": 0.5, "uniform_mix": 0.1}
 //! {"kind": "rho_loss", "keep_fraction": 0.05, "pool": 4}
+//! {"kind": "selective_backprop", "beta": 2, "history": 1024}
 //! {"kind": "reinforce", "seed": 3}
 //! {"kind": "es", "keep_per_batch": 1}
 //! {"kind": "ppo", "episodes_per_update": 4, "epochs": 4}
@@ -34,6 +35,7 @@ use crate::rand_teach::{RandTeach, RandTeachConfig};
 use crate::reinforce::{Reinforce, ReinforceConfig};
 use crate::rho_loss::RhoLossConfig;
 use crate::rollout::Learner;
+use crate::selective_backprop::{SelectiveBackprop, SelectiveBackpropConfig};
 use crate::spl::{SelfPacedLearning, SplConfig};
 use crate::teacher::Teacher;
 use l2t_envs::FeatureLayout;
@@ -57,6 +59,9 @@ pub enum TeacherConfig {
     /// loss (Mindermann et al.); built by the experiment layer, which computes the
     /// irreducible losses of the split it teaches.
     RhoLoss(RhoLossConfig),
+    /// `selective_backprop`: [`SelectiveBackprop`], keeps with a probability rising
+    /// with the loss percentile (Jiang et al.), the compute baseline.
+    SelectiveBackprop(SelectiveBackpropConfig),
     /// `reinforce`: [`Reinforce`], the paper's learned teacher.
     Reinforce(ReinforceConfig),
     /// `actor_critic`: [`ActorCritic`], the same policy with a learned value baseline.
@@ -83,6 +88,7 @@ impl TeacherConfig {
             "online_batch",
             "importance_sampling",
             "rho_loss",
+            "selective_backprop",
             "reinforce",
             "actor_critic",
             "es",
@@ -100,6 +106,7 @@ impl TeacherConfig {
             Self::OnlineBatch(_) => "online_batch",
             Self::ImportanceSampling(_) => "importance_sampling",
             Self::RhoLoss(_) => "rho_loss",
+            Self::SelectiveBackprop(_) => "selective_backprop",
             Self::Reinforce(_) => "reinforce",
             Self::ActorCritic(_) => "actor_critic",
             Self::Es(_) => "es",
@@ -130,6 +137,9 @@ impl TeacherConfig {
             Self::OnlineBatch(config) => Box::new(OnlineBatch::new(config.clone(), layout)?),
             Self::ImportanceSampling(config) => {
                 Box::new(ImportanceSampling::new(config.clone(), layout)?)
+            }
+            Self::SelectiveBackprop(config) => {
+                Box::new(SelectiveBackprop::new(config.clone(), layout)?)
             }
             Self::RhoLoss(config) => {
                 config.validate()?;
@@ -262,6 +272,10 @@ mod tests {
             (
                 r#"{"kind": "rho_loss", "keep_fraction": 0.2, "pool": 3}"#,
                 "rho_loss",
+            ),
+            (
+                r#"{"kind": "selective_backprop", "beta": 1, "seed": 3}"#,
+                "selective_backprop",
             ),
             (
                 r#"{"kind": "reinforce", "hidden": 4, "seed": 2}"#,

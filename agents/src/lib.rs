@@ -9,6 +9,8 @@
 //! - [`ImportanceSampling`]: keep probabilities proportional to the loss (Katharopoulos
 //!   & Fleuret 2018);
 //! - [`RhoLoss`]: keeps the largest reducible holdout loss (Mindermann et al. 2022);
+//! - [`SelectiveBackprop`]: keeps with a probability rising with the loss percentile
+//!   (Jiang et al. 2019), the compute baseline;
 //! - [`TeacherConfig`]: any teacher's config, tagged by `kind`, and its builder; also
 //!   the registry of checkpointed teachers ([`load_teacher`], [`load_learner`]);
 //! - [`checkpoint`]: the checkpoint file format; each learned teacher says what it
@@ -42,6 +44,7 @@ pub mod rand_teach;
 pub mod reinforce;
 pub mod rho_loss;
 pub mod rollout;
+pub mod selective_backprop;
 pub mod spl;
 pub mod teacher;
 pub mod weights;
@@ -71,6 +74,7 @@ pub use rollout::{
     episode_sampling_rng, plan_episodes, train_on, train_parallel, Learner, PolicyRollout,
     PooledEpisode, Rollout, RolloutJob, Rollouts, Trajectory,
 };
+pub use selective_backprop::{SelectiveBackprop, SelectiveBackpropConfig};
 pub use spl::{SelfPacedLearning, SplConfig};
 pub use teacher::{bernoulli_mask, top_k_mask, KeepMask, Teacher};
 

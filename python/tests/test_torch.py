@@ -29,7 +29,7 @@ while not done:
     done = terminated or truncated
 assert info["iteration"] == 10, info
 t = torch.from_numpy(obs).sum()
-net = torch.nn.Linear(25, 1)
+net = torch.nn.Linear(obs.shape[-1], 1)
 loss = net(torch.from_numpy(obs)).pow(2).mean()
 loss.backward()
 assert torch.isfinite(t) and net.weight.grad is not None

@@ -77,7 +77,7 @@ def test_l2t_first_uses_the_installed_torch_libtorch() -> None:
 
 TORCH_WORKS = """
 import torch
-net = torch.nn.Linear(25, 1)
+net = torch.nn.Linear(obs.shape[-1], 1)
 loss = net(torch.from_numpy(obs)).pow(2).mean()
 loss.backward()
 assert net.weight.grad is not None

@@ -200,6 +200,16 @@ pub fn markdown_table(summaries: &[TeacherSummary]) -> String {
             .map_or("-".to_string(), |r| format!("{:.0}%", 100.0 * value / r))
     };
     let first = summaries.first();
+    // GFLOP with three significant digits of the largest mean (synthetic tasks cost
+    // fractions of a GFLOP, image tasks thousands).
+    let largest = (summaries.iter())
+        .map(|s| s.compute_to_tau_mean)
+        .fold(0.0f64, f64::max);
+    let decimals = if largest > 0.0 {
+        (2 - largest.log10().floor() as i64).clamp(0, 6) as usize
+    } else {
+        1
+    };
     for s in summaries {
         let dash = || "-".to_string();
         let (paired, improvement, compute_paired, compute_improvement) = match &s.vs_first {
@@ -207,12 +217,12 @@ pub fn markdown_table(summaries: &[TeacherSummary]) -> String {
             Some(v) => (
                 paired_cell(&v.instances_to_tau),
                 format!("{:.2}", v.probability_of_improvement),
-                gflop_cell(&v.compute_to_tau),
+                gflop_cell(&v.compute_to_tau, decimals),
                 format!("{:.2}", v.compute_probability_of_improvement),
             ),
         };
         out.push_str(&format!(
-            "| {} | {}/{} | {:.0} ± {:.0} | {} | {} | {} | {:.1} ± {:.1} | {} | {} | {} | {:.4} ± {:.4} | {:.3} | {:.2} |\n",
+            "| {} | {}/{} | {:.0} ± {:.0} | {} | {} | {} | {:.*} ± {:.*} | {} | {} | {} | {:.4} ± {:.4} | {:.3} | {:.2} |\n",
             s.teacher,
             s.reached,
             s.runs,
@@ -221,7 +231,9 @@ pub fn markdown_table(summaries: &[TeacherSummary]) -> String {
             relative(s.instances_to_tau_mean, first.map(|f| f.instances_to_tau_mean)),
             paired,
             improvement,
+            decimals,
             s.compute_to_tau_mean,
+            decimals,
             s.compute_to_tau_ci95,
             relative(s.compute_to_tau_mean, first.map(|f| f.compute_to_tau_mean)),
             compute_paired,
@@ -265,12 +277,16 @@ pub fn pairings_table(pairings: &[Pairing]) -> String {
     out
 }
 
-/// A paired difference of GFLOP as a table cell: mean ± CI and the number of seeds.
-fn gflop_cell(d: &PairedDifference) -> String {
+/// A paired difference of GFLOP as a table cell with `decimals`: mean ± CI and the
+/// number of seeds.
+fn gflop_cell(d: &PairedDifference, decimals: usize) -> String {
     match d.pairs {
         0 => "no seed where both reached tau".to_string(),
-        1 => format!("{:+.1} (1 seed)", d.mean),
-        n => format!("{:+.1} ± {:.1} ({n} seeds)", d.mean, d.ci95),
+        1 => format!("{:+.*} (1 seed)", decimals, d.mean),
+        n => format!(
+            "{:+.*} ± {:.*} ({n} seeds)",
+            decimals, d.mean, decimals, d.ci95
+        ),
     }
 }
 
@@ -514,7 +530,8 @@ pub(super) mod tests {
             lines[3]
         );
         assert!(
-            lines[3].contains("| 3.8 ± ") && lines[3].contains("| -0.4 ± 1.9 (2 seeds) | 0.59 |"),
+            lines[3].contains("| 3.78 ± 6.70 | 98% |")
+                && lines[3].contains("| -0.45 ± 1.91 (2 seeds) | 0.59 |"),
             "{}",
             lines[3]
         );
