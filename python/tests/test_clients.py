@@ -58,7 +58,7 @@ def test_sb3_trains_through_make_vec_env(algorithm: str) -> None:
         venv = make_vec_env(
             "l2t/Synthetic-v0", n_envs=2, seed=0, env_kwargs={"teaching": SHORT, "flatten": True}
         )
-    assert isinstance(venv, DummyVecEnv) and venv.observation_space.shape == (500,)
+    assert isinstance(venv, DummyVecEnv) and venv.observation_space.shape == (520,)
     model = learn(algorithm, venv)
     # The trained policy acts: float32 0/1 keep-masks, which the env accepts.
     obs = venv.reset()
