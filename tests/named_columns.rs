@@ -16,7 +16,7 @@ use std::sync::Arc;
 use l2t::agents::{load_teacher, KeepMask, ReinforceConfig, Teacher, TeacherConfig};
 use l2t::config::{RunConfig, TeacherEntry};
 use l2t::envs::{Column, TeachingInfo, TeachingObservation};
-use l2t::experiment::{run_with, UserTeacher};
+use l2t::experiment::{run_with, Report, UserTeacher};
 use l2t::run_dir::RunDir;
 
 use common::{small_synthetic_preset, Scratch};
@@ -29,6 +29,22 @@ fn config() -> RunConfig {
     assert!(config.preset.irreducible_loss_feature);
     config.teachers = vec![TeacherEntry::new("no_teach", TeacherConfig::NoTeach)];
     config
+}
+
+/// The instances kept on each seed by the teacher `label` of `report`.
+fn kept(report: &Report, label: &str) -> Vec<usize> {
+    (report.records_of(label).iter())
+        .map(|r| r.episode.instances_kept)
+        .collect()
+}
+
+/// The student env the preset builds on its own, without the run's settings (no
+/// `irreducible_loss` column).
+fn own_env(config: &RunConfig) -> l2t::envs::TeachingEnv {
+    let envs = (config.preset)
+        .build_on(Path::new("unused"), tch::Device::Cpu)
+        .unwrap();
+    envs.student_env
 }
 
 /// Keeps everything, checking in every row that the column named `loss` is the loss
@@ -157,11 +173,8 @@ fn a_column_from_an_env_without_the_runs_columns_reads_its_name_not_its_index() 
     let scratch = Scratch::new("columns", "stale");
     let config = config();
     // The trap of issue 33: the preset's own env has no `irreducible_loss` column.
-    let own = config
-        .preset
-        .build_on(Path::new("unused"), tch::Device::Cpu)
-        .unwrap();
-    let layout = own.student_env.layout();
+    let own = own_env(&config);
+    let layout = own.layout();
     assert!(!layout.contains("irreducible_loss"));
     let margin = layout.column("margin").unwrap();
     let mine = vec![
@@ -171,16 +184,9 @@ fn a_column_from_an_env_without_the_runs_columns_reads_its_name_not_its_index() 
     ];
     let mut out = RunDir::create(&scratch.join("run")).unwrap();
     let report = run_with(&config, mine, Path::new("unused"), &mut out, |_| {}).unwrap();
-    let kept = |label: &str| -> Vec<usize> {
-        report
-            .records_of(label)
-            .iter()
-            .map(|r| r.episode.instances_kept)
-            .collect()
-    };
-    assert_eq!(kept("resolved"), kept("by_name"));
+    assert_eq!(kept(&report, "resolved"), kept(&report, "by_name"));
     // The bare index reads `loss`, the column before `margin` in the run's env.
-    assert_ne!(kept("bare_index"), kept("by_name"));
+    assert_ne!(kept(&report, "bare_index"), kept(&report, "by_name"));
     // A column the observation lacks is an error naming it.
     let other = l2t::envs::FeatureLayout::new(vec!["margins".into()]);
     let missing = KeepUnsure::Resolved(other.column("margins").unwrap());
@@ -244,19 +250,16 @@ fn a_loaded_checkpoint_is_a_user_teacher_and_maps_its_columns_by_name() {
     let scratch = Scratch::new("columns", "checkpoint");
     let config = config();
     // A policy trained (here: initialised) on the preset's env without the column...
-    let own = config
-        .preset
-        .build_on(Path::new("unused"), tch::Device::Cpu)
-        .unwrap();
+    let own = own_env(&config);
     let path = scratch.join("reinforce.ckpt");
     fs::create_dir_all(scratch.join("")).unwrap();
     let learner = TeacherConfig::Reinforce(ReinforceConfig::default())
-        .build_learner(own.student_env.layout())
+        .build_learner(own.layout())
         .unwrap();
     learner.save_checkpoint(&path).unwrap();
     // ... taught in a run whose env inserts `irreducible_loss`: mapped by name.
     let teacher = load_teacher(&path, None).unwrap();
-    assert_eq!(teacher.columns(), own.student_env.feature_names().to_vec());
+    assert_eq!(teacher.columns(), own.feature_names().to_vec());
     let mut out = RunDir::create(&scratch.join("run")).unwrap();
     let from_file = TeacherEntry::new(
         "from_file",
@@ -274,12 +277,5 @@ fn a_loaded_checkpoint_is_a_user_teacher_and_maps_its_columns_by_name() {
     .unwrap();
     // The user's copy, loaded without knowing the run's env, reads its trained columns
     // by name as the run's own copy does: both keep the same instances.
-    let kept = |label: &str| -> Vec<usize> {
-        report
-            .records_of(label)
-            .iter()
-            .map(|r| r.episode.instances_kept)
-            .collect()
-    };
-    assert_eq!(kept("loaded"), kept("from_file"));
+    assert_eq!(kept(&report, "loaded"), kept(&report, "from_file"));
 }
