@@ -51,6 +51,63 @@ pub enum Role {
     Learned,
 }
 
+/// One objective of the leaderboard, per run: the paper's effective instances to tau
+/// (a miss counts at the budget T' x M), or the training compute to tau in GFLOP
+/// (scoring + training, measurement excluded; a miss counts its whole training compute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objective {
+    /// Effective instances to tau.
+    Instances,
+    /// Training GFLOP to tau.
+    Compute,
+}
+
+impl Objective {
+    /// Both, in the leaderboard's order.
+    pub const ALL: [Objective; 2] = [Objective::Instances, Objective::Compute];
+
+    /// `(seed, value, reached tau)` of `label`'s runs in `report`, by seed.
+    fn by_seed(self, report: &Report, label: &str) -> Vec<(u64, f64, bool)> {
+        let teaching = &report.config.preset.teaching;
+        let budget = (teaching.max_iterations * teaching.batch_size) as f64;
+        let mut rows: Vec<(u64, f64, bool)> = (report.records_of(label).into_iter())
+            .map(|r| {
+                let episode = &r.episode;
+                let reached = episode.effective_instances_to_tau.is_some();
+                let value = match self {
+                    Objective::Instances => episode
+                        .effective_instances_to_tau
+                        .map_or(budget, |i| i as f64),
+                    Objective::Compute => {
+                        let flops =
+                            (episode.compute_to_tau).unwrap_or(episode.compute.training_total());
+                        flops as f64 * 1e-9
+                    }
+                };
+                (r.seed, value, reached)
+            })
+            .collect();
+        rows.sort_by_key(|r| r.0);
+        rows
+    }
+}
+
+/// One teacher on one task, on one objective.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectiveCell {
+    /// Mean of the objective (a miss counts as [`Objective`] says).
+    pub mean: f64,
+    /// Half-width of its 95% interval.
+    pub ci95: f64,
+    /// The mean relative to NoTeach's on this task.
+    pub relative_to_no_teach: f64,
+    /// This teacher minus the task's best heuristic on this objective, seed by seed;
+    /// `None` for that heuristic itself, for NoTeach and where the task has none.
+    pub vs_best_heuristic: Option<PairedDifference>,
+    /// P(this teacher needs less than the best heuristic) on this task.
+    pub p_better_than_best_heuristic: Option<f64>,
+}
+
 /// One teacher on one task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskCell {
@@ -71,6 +128,10 @@ pub struct TaskCell {
     pub vs_best_heuristic: Option<PairedDifference>,
     /// P(this teacher needs fewer instances than the best heuristic) on this task.
     pub p_fewer_than_best_heuristic: Option<f64>,
+    /// The same on training compute to tau (GFLOP), against the task's best heuristic
+    /// on compute.
+    #[serde(default)]
+    pub compute: Option<ObjectiveCell>,
 }
 
 /// One teacher across the tasks.
@@ -89,6 +150,13 @@ pub struct LeaderboardRow {
     /// Probability of improvement over each task's best heuristic, averaged over the
     /// tasks; `None` for NoTeach and the heuristics.
     pub p_fewer_than_best_heuristic: Option<f64>,
+    /// The IQM of training compute to tau / NoTeach's mean, and its interval.
+    #[serde(default)]
+    pub compute_iqm: Option<(f64, (f64, f64))>,
+    /// P(less compute than each task's best heuristic on compute), averaged over tasks;
+    /// `None` for NoTeach and the heuristics.
+    #[serde(default)]
+    pub p_less_compute_than_best_heuristic: Option<f64>,
 }
 
 /// The leaderboard of a benchmark: tasks x teachers.
@@ -98,6 +166,9 @@ pub struct Leaderboard {
     pub tasks: Vec<String>,
     /// Each task's best heuristic (the fewest mean instances), in task order.
     pub best_heuristics: Vec<Option<String>>,
+    /// Each task's best heuristic on training compute to tau, in task order.
+    #[serde(default)]
+    pub best_compute_heuristics: Vec<Option<String>>,
     /// The first evaluation seed, the same in every task.
     pub first_seed: u64,
     /// Seeds per teacher and task.
@@ -114,22 +185,6 @@ pub fn role(entry: &crate::config::TeacherEntry) -> Role {
         _ if entry.train => Role::Learned,
         _ => Role::Heuristic,
     }
-}
-
-/// Effective instances to tau per seed, the budget standing in for a miss.
-fn instances_by_seed(report: &Report, label: &str) -> Vec<(u64, f64, bool)> {
-    let budget =
-        report.config.preset.teaching.max_iterations * report.config.preset.teaching.batch_size;
-    let mut rows: Vec<(u64, f64, bool)> = report
-        .records_of(label)
-        .into_iter()
-        .map(|r| match r.episode.effective_instances_to_tau {
-            Some(i) => (r.seed, i as f64, true),
-            None => (r.seed, budget as f64, false),
-        })
-        .collect();
-    rows.sort_by_key(|r| r.0);
-    rows
 }
 
 fn invalid(reason: String) -> ExperimentError {
@@ -178,10 +233,11 @@ pub fn leaderboard(reports: &[Report]) -> Result<Leaderboard> {
             }
         }
     }
+    /// One task, with NoTeach's mean and the best heuristic, per objective.
     struct Task<'a> {
         report: &'a Report,
-        no_teach_mean: f64,
-        best: Option<String>,
+        no_teach_mean: [f64; 2],
+        best: [Option<String>; 2],
     }
     let mut tasks = Vec::new();
     for report in reports {
@@ -196,26 +252,29 @@ pub fn leaderboard(reports: &[Report]) -> Result<Leaderboard> {
             .iter()
             .find(|(_, r)| *r == Role::Reference)
             .ok_or_else(|| invalid(format!("task {name} has no no_teach row to normalise by")))?;
-        let mean_of = |label: &str| {
-            let values: Vec<f64> = instances_by_seed(report, label)
-                .iter()
+        let mean_of = |objective: Objective, label: &str| {
+            let values: Vec<f64> = (objective.by_seed(report, label).iter())
                 .map(|r| r.1)
                 .collect();
             mean_ci95(&values).0
         };
-        let no_teach_mean = mean_of(reference.0);
-        if !(no_teach_mean.is_finite() && no_teach_mean > 0.0) {
+        let mut no_teach_mean = [0.0; 2];
+        let mut best = [None, None];
+        for (k, objective) in Objective::ALL.into_iter().enumerate() {
+            no_teach_mean[k] = mean_of(objective, reference.0);
+            best[k] = roles
+                .iter()
+                .filter(|(_, r)| *r == Role::Heuristic)
+                .map(|(label, _)| (label.to_string(), mean_of(objective, label)))
+                .filter(|(_, m)| m.is_finite())
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(label, _)| label);
+        }
+        if !(no_teach_mean[0].is_finite() && no_teach_mean[0] > 0.0) {
             return Err(invalid(format!(
                 "task {name}: no_teach has no evaluation to normalise by"
             )));
         }
-        let best = roles
-            .iter()
-            .filter(|(_, r)| *r == Role::Heuristic)
-            .map(|(label, _)| (label.to_string(), mean_of(label)))
-            .filter(|(_, m)| m.is_finite())
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(label, _)| label);
         tasks.push(Task {
             report,
             no_teach_mean,
@@ -225,65 +284,99 @@ pub fn leaderboard(reports: &[Report]) -> Result<Leaderboard> {
     let mut rows = Vec::new();
     for (label, role) in teachers {
         let mut cells = Vec::new();
-        let mut strata: Vec<Vec<f64>> = Vec::new();
-        let mut improvements = Vec::new();
+        // Per objective: normalised scores by task, and the probabilities of improvement.
+        let mut strata: [Vec<Vec<f64>>; 2] = [Vec::new(), Vec::new()];
+        let mut improvements: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         for task in &tasks {
-            let runs = instances_by_seed(task.report, &label);
-            if runs.is_empty() {
-                continue;
-            }
-            let values: Vec<f64> = runs.iter().map(|r| r.1).collect();
-            let (instances_mean, instances_ci95) = mean_ci95(&values);
-            let (vs_best, p_best) = match &task.best {
-                Some(best) if *best != label && role != Role::Reference => {
-                    let best_runs = instances_by_seed(task.report, best);
-                    let reached = |rows: &[(u64, f64, bool)]| -> Vec<(u64, f64)> {
-                        rows.iter().filter(|r| r.2).map(|r| (r.0, r.1)).collect()
-                    };
-                    let best_values: Vec<f64> = best_runs.iter().map(|r| r.1).collect();
-                    (
-                        Some(paired_differences(&reached(&runs), &reached(&best_runs))?),
-                        // Fewer is better: P(X < Y) is the improvement of Y's sample over X's.
-                        Some(probability_of_improvement(&best_values, &values)),
-                    )
+            let mut objective_cells = Vec::with_capacity(2);
+            let mut reached = (0, 0);
+            for (k, objective) in Objective::ALL.into_iter().enumerate() {
+                let runs = objective.by_seed(task.report, &label);
+                if runs.is_empty() {
+                    break;
                 }
-                _ => (None, None),
-            };
-            if role == Role::Learned {
-                improvements.extend(p_best);
+                reached = (runs.iter().filter(|r| r.2).count(), runs.len());
+                let values: Vec<f64> = runs.iter().map(|r| r.1).collect();
+                let (mean, ci95) = mean_ci95(&values);
+                let (vs_best, p_best) = match &task.best[k] {
+                    Some(best) if *best != label && role != Role::Reference => {
+                        let best_runs = objective.by_seed(task.report, best);
+                        let reached = |rows: &[(u64, f64, bool)]| -> Vec<(u64, f64)> {
+                            rows.iter().filter(|r| r.2).map(|r| (r.0, r.1)).collect()
+                        };
+                        let best_values: Vec<f64> = best_runs.iter().map(|r| r.1).collect();
+                        (
+                            Some(paired_differences(&reached(&runs), &reached(&best_runs))?),
+                            // Less is better: P(X < Y) is the improvement of Y's sample over X's.
+                            Some(probability_of_improvement(&best_values, &values)),
+                        )
+                    }
+                    _ => (None, None),
+                };
+                if role == Role::Learned {
+                    improvements[k].extend(p_best);
+                }
+                let reference = task.no_teach_mean[k];
+                if reference > 0.0 {
+                    strata[k].push(values.iter().map(|v| v / reference).collect());
+                }
+                objective_cells.push(ObjectiveCell {
+                    mean,
+                    ci95,
+                    relative_to_no_teach: mean / reference,
+                    vs_best_heuristic: vs_best,
+                    p_better_than_best_heuristic: p_best,
+                });
             }
-            strata.push(values.iter().map(|v| v / task.no_teach_mean).collect());
+            let mut objective_cells = objective_cells.into_iter();
+            let Some(instances) = objective_cells.next() else {
+                continue;
+            };
             cells.push(TaskCell {
                 task: task.report.config.preset.name.clone(),
-                instances_mean,
-                instances_ci95,
-                reached: runs.iter().filter(|r| r.2).count(),
-                runs: runs.len(),
-                relative_to_no_teach: instances_mean / task.no_teach_mean,
-                vs_best_heuristic: vs_best,
-                p_fewer_than_best_heuristic: p_best,
+                instances_mean: instances.mean,
+                instances_ci95: instances.ci95,
+                reached: reached.0,
+                runs: reached.1,
+                relative_to_no_teach: instances.relative_to_no_teach,
+                vs_best_heuristic: instances.vs_best_heuristic,
+                p_fewer_than_best_heuristic: instances.p_better_than_best_heuristic,
+                compute: objective_cells.next(),
             });
         }
         if cells.is_empty() {
             continue;
         }
-        let pooled: Vec<f64> = strata.iter().flatten().copied().collect();
-        let stratum_refs: Vec<&[f64]> = strata.iter().map(Vec::as_slice).collect();
-        let iqm_ci95 = stratified_bootstrap_ci(
-            &stratum_refs,
-            interquartile_mean,
-            BOOTSTRAP_RESAMPLES,
-            0.95,
-            BOOTSTRAP_SEED,
-        )?;
+        let mut iqms = Vec::with_capacity(2);
+        for stratum in &strata {
+            if stratum.len() < cells.len() {
+                // A task without compute counts (a report of an earlier build).
+                iqms.push(None);
+                continue;
+            }
+            let pooled: Vec<f64> = stratum.iter().flatten().copied().collect();
+            let refs: Vec<&[f64]> = stratum.iter().map(Vec::as_slice).collect();
+            let ci = stratified_bootstrap_ci(
+                &refs,
+                interquartile_mean,
+                BOOTSTRAP_RESAMPLES,
+                0.95,
+                BOOTSTRAP_SEED,
+            )?;
+            iqms.push(Some((interquartile_mean(&pooled), ci)));
+        }
+        let average =
+            |p: &Vec<f64>| (!p.is_empty()).then(|| p.iter().sum::<f64>() / p.len() as f64);
+        let (iqm, iqm_ci95) = iqms[0].unwrap_or((f64::NAN, (f64::NAN, f64::NAN)));
         rows.push(LeaderboardRow {
             teacher: label,
             role,
             tasks: cells,
-            iqm: interquartile_mean(&pooled),
+            iqm,
             iqm_ci95,
-            p_fewer_than_best_heuristic: (!improvements.is_empty())
-                .then(|| improvements.iter().sum::<f64>() / improvements.len() as f64),
+            p_fewer_than_best_heuristic: average(&improvements[0]),
+            compute_iqm: iqms[1],
+            p_less_compute_than_best_heuristic: average(&improvements[1]),
         });
     }
     rows.sort_by(|a, b| a.iqm.total_cmp(&b.iqm));
@@ -292,7 +385,8 @@ pub fn leaderboard(reports: &[Report]) -> Result<Leaderboard> {
             .iter()
             .map(|t| t.report.config.preset.name.clone())
             .collect(),
-        best_heuristics: tasks.iter().map(|t| t.best.clone()).collect(),
+        best_heuristics: tasks.iter().map(|t| t.best[0].clone()).collect(),
+        best_compute_heuristics: tasks.iter().map(|t| t.best[1].clone()).collect(),
         first_seed,
         seeds,
         rows,
@@ -323,16 +417,22 @@ impl Leaderboard {
              seed, with its 95% stratified-bootstrap interval ({} resamples); lower is \
              better.\n\
              - **P(fewer)**: probability that a run needs fewer instances than the best \
-             heuristic's, averaged over tasks (learned teachers).\n\n",
+             heuristic's, averaged over tasks (learned teachers).\n\
+             - **compute**: the same on training compute to tau (GFLOP of scoring and \
+             training, measurement excluded; a run that missed tau counts its whole \
+             training compute), against each task's best heuristic on compute.\n\n",
             count_tasks(self.tasks.len()),
             self.seeds,
             self.first_seed,
             self.first_seed + self.seeds as u64 - 1,
             BOOTSTRAP_RESAMPLES,
         );
-        for (task, best) in self.tasks.iter().zip(&self.best_heuristics) {
+        for (i, (task, best)) in self.tasks.iter().zip(&self.best_heuristics).enumerate() {
+            let on_compute = (self.best_compute_heuristics.get(i))
+                .and_then(|b| b.as_deref())
+                .unwrap_or("none");
             out.push_str(&format!(
-                "Best heuristic on `{task}`: {}.\n",
+                "Best heuristic on `{task}`: {} (instances), {on_compute} (compute).\n",
                 best.as_deref().unwrap_or("none")
             ));
         }
@@ -342,9 +442,15 @@ impl Leaderboard {
                 " {task}: % of NoTeach | {task}: vs best heuristic |"
             ));
         }
-        out.push_str(" IQM (95% CI) | P(fewer) |\n|---|---|");
-        out.push_str(&"---|---|".repeat(self.tasks.len()));
-        out.push_str("---|---|\n");
+        out.push_str(" IQM (95% CI) | P(fewer) |");
+        for task in &self.tasks {
+            out.push_str(&format!(
+                " {task}: compute % of NoTeach | {task}: GFLOP vs best heuristic |"
+            ));
+        }
+        out.push_str(" compute IQM (95% CI) | P(less compute) |\n|---|---|");
+        out.push_str(&"---|---|".repeat(2 * self.tasks.len() + 2));
+        out.push('\n');
         for row in &self.rows {
             let role = match row.role {
                 Role::Reference => "reference",
@@ -372,11 +478,36 @@ impl Leaderboard {
                 }
             }
             out.push_str(&format!(
-                " {:.3} [{:.3}, {:.3}] | {} |\n",
+                " {:.3} [{:.3}, {:.3}] | {} |",
                 row.iqm,
                 row.iqm_ci95.0,
                 row.iqm_ci95.1,
                 row.p_fewer_than_best_heuristic
+                    .map_or(String::new(), |p| format!("{p:.2}"))
+            ));
+            for task in &self.tasks {
+                let cell = (row.tasks.iter())
+                    .find(|c| c.task == *task)
+                    .and_then(|c| c.compute.as_ref());
+                match cell {
+                    Some(cell) => {
+                        let versus = cell.vs_best_heuristic.map_or(String::new(), |d| {
+                            format!("{:+.1} ± {:.1} ({} seeds)", d.mean, d.ci95, d.pairs)
+                        });
+                        out.push_str(&format!(
+                            " {:.0}% | {versus} |",
+                            100.0 * cell.relative_to_no_teach
+                        ));
+                    }
+                    None => out.push_str(" | |"),
+                }
+            }
+            let iqm = row.compute_iqm.map_or(String::new(), |(iqm, (lo, hi))| {
+                format!("{iqm:.3} [{lo:.3}, {hi:.3}]")
+            });
+            out.push_str(&format!(
+                " {iqm} | {} |\n",
+                row.p_less_compute_than_best_heuristic
                     .map_or(String::new(), |p| format!("{p:.2}"))
             ));
         }
@@ -538,6 +669,32 @@ mod tests {
         assert!(text.contains("| es | learned |"), "{text}");
         assert!(text.contains("-10 ± "), "{text}");
         assert!(text.contains("(3/4 reached)"), "{text}");
+
+        // Compute: 0.003 GFLOP per instance; es's miss on task a counts its whole 10
+        // GFLOP of training compute (the fixture's), not the instance budget.
+        let compute = es.tasks[0].compute.as_ref().unwrap();
+        assert_relative_eq!(compute.mean, (0.003 * 130.0 + 10.0) / 4.0, epsilon = 1e-12);
+        assert_relative_eq!(
+            compute.relative_to_no_teach,
+            compute.mean / 0.3,
+            epsilon = 1e-12
+        );
+        let d = compute.vs_best_heuristic.unwrap();
+        assert_eq!(d.pairs, 3);
+        assert_relative_eq!(d.mean, -0.03, epsilon = 1e-12);
+        assert_eq!(board.best_compute_heuristics, board.best_heuristics);
+        // Normalised compute {0.4, 0.5, 0.4, 33.3} and {0.3 x 4}: the same middle four.
+        let (iqm, (lo, hi)) = es.compute_iqm.unwrap();
+        assert_relative_eq!(iqm, 0.35, epsilon = 1e-12);
+        assert!(lo <= iqm && iqm <= hi);
+        assert_relative_eq!(
+            es.p_less_compute_than_best_heuristic.unwrap(),
+            (11.0 / 16.0 + 1.0) / 2.0
+        );
+        assert!(
+            text.contains("compute IQM (95% CI)") && text.contains("-0.0 ± "),
+            "{text}"
+        );
     }
 
     #[test]
