@@ -98,3 +98,16 @@ proptest! {
         check_episode(&mut env, seed, keep_share, true);
     }
 }
+
+/// The episode summary carries C_tau and the wall-clock to tau without evaluations.
+#[test]
+fn the_summary_carries_compute_and_unmeasured_time_to_tau() {
+    let mut env = common::tiny_env(common::tiny_config());
+    let summary = l2t::agents::run_episode(&mut env, &mut l2t::agents::NoTeach, Some(1)).unwrap();
+    assert!(summary.terminated);
+    let c_tau = summary.compute_to_tau.unwrap();
+    assert!(c_tau > 0 && c_tau <= summary.compute.training_total());
+    let seconds = summary.unmeasured_seconds_to_tau.unwrap();
+    assert!(seconds > 0.0 && seconds < summary.wall_seconds, "{seconds}");
+    assert!(env.measurement_seconds() > 0.0);
+}

@@ -32,6 +32,10 @@ pub struct EpisodeSummary {
     /// The episode's FLOPs by kind.
     #[serde(default)]
     pub compute: l2t_envs::Compute,
+    /// Wall-clock seconds to reach tau, dev and test evaluations excluded (what the
+    /// teaching itself took: scoring, the policy, training).
+    #[serde(default)]
+    pub unmeasured_seconds_to_tau: Option<f64>,
     /// Instances shown to the teacher.
     pub instances_seen: usize,
     /// Instances kept.
@@ -193,6 +197,7 @@ pub fn run_episode_recorded(
     let loss_column = env.layout().column("loss").ok();
     let margin_column = env.layout().column("margin").ok();
     let mut episode_return = 0.0;
+    let mut unmeasured_seconds_to_tau = None;
     let mut steps = 0;
     let mut evaluations = 0;
     let mut curve = Vec::new();
@@ -243,6 +248,10 @@ pub fn run_episode_recorded(
             }
         }
         let step = env.step(&keep_mask)?;
+        if unmeasured_seconds_to_tau.is_none() && step.info.iterations_to_tau.is_some() {
+            unmeasured_seconds_to_tau =
+                Some(start.elapsed().as_secs_f64() - env.measurement_seconds());
+        }
         steps += 1;
         episode_return += step.reward;
         let done = step.done();
@@ -272,6 +281,7 @@ pub fn run_episode_recorded(
                 effective_instances_to_tau: info.iterations_to_tau.map(|i| i * m),
                 compute_to_tau: info.compute_to_tau,
                 compute: info.compute,
+                unmeasured_seconds_to_tau,
                 instances_seen: info.instances_seen,
                 instances_kept: info.instances_kept,
                 best_dev_accuracy: info.best_dev_accuracy,

@@ -948,6 +948,8 @@ pub struct TeachingEnv {
     /// FLOPs of the test evaluations of this episode ([`TeachingEnv::evaluate`], which
     /// takes `&self`), added to the measurement compute.
     test_measurement: std::cell::Cell<u64>,
+    /// Wall-clock seconds of this episode's dev and test evaluations.
+    measurement_seconds: std::cell::Cell<f64>,
 }
 
 impl std::fmt::Debug for TeachingEnv {
@@ -1046,6 +1048,7 @@ impl TeachingEnv {
             observation_space,
             flops,
             test_measurement: std::cell::Cell::new(0),
+            measurement_seconds: std::cell::Cell::new(0.0),
             episode,
             incoming_batch: None,
             incoming_logits: None,
@@ -1094,7 +1097,21 @@ impl TeachingEnv {
         let cost = data.len() as u64 * self.flops.forward_per_row;
         self.test_measurement
             .set(self.test_measurement.get() + cost);
-        Ok(self.student.accuracy(data, self.config.eval_chunk))
+        let start = std::time::Instant::now();
+        let accuracy = self.student.accuracy(data, self.config.eval_chunk);
+        self.add_measurement_time(start);
+        Ok(accuracy)
+    }
+
+    /// Wall-clock seconds this episode has spent in dev and test evaluations (timing,
+    /// not part of the info: the info stays a function of the seed).
+    pub fn measurement_seconds(&self) -> f64 {
+        self.measurement_seconds.get()
+    }
+
+    fn add_measurement_time(&self, start: std::time::Instant) {
+        let seconds = self.measurement_seconds.get() + start.elapsed().as_secs_f64();
+        self.measurement_seconds.set(seconds);
     }
 
     /// The student's FLOPs per row and per step ([`StudentFlops`]), on which the
@@ -1107,12 +1124,15 @@ impl TeachingEnv {
     fn evaluate_dev(&mut self) -> (f64, Option<f64>) {
         self.episode.compute.measurement += self.dev.len() as u64 * self.flops.forward_per_row;
         let chunk = self.config.eval_chunk;
-        if self.config.reward.needs_dev_loss() {
+        let start = std::time::Instant::now();
+        let measured = if self.config.reward.needs_dev_loss() {
             let (accuracy, loss) = self.student.accuracy_and_loss(&self.dev, chunk);
             (accuracy, Some(loss))
         } else {
             (self.student.accuracy(&self.dev, chunk), None)
-        }
+        };
+        self.add_measurement_time(start);
+        measured
     }
 
     /// The info value of the current state.
@@ -1250,6 +1270,7 @@ impl Env for TeachingEnv {
         // A fresh student and a fresh epoch; the streams continue unless re-seeded.
         self.incoming_logits = None;
         self.test_measurement.set(0);
+        self.measurement_seconds.set(0.0);
         self.student.reset(&mut self.episode.init_rng)?;
         self.episode.begin();
         let (accuracy, loss) = self.evaluate_dev();

@@ -42,6 +42,10 @@ pub struct TeacherSummary {
     pub kept_ratio_mean: f64,
     /// Mean wall-clock seconds per episode.
     pub wall_seconds_mean: f64,
+    /// Mean wall-clock seconds to tau with dev and test evaluations excluded, over the
+    /// runs that reached tau (`None` where none did, and in earlier reports).
+    #[serde(default)]
+    pub unmeasured_seconds_to_tau_mean: Option<f64>,
     /// This teacher against the first row of the summary on the same seeds; `None` for
     /// the first row itself (and in reports written before the column existed).
     #[serde(default)]
@@ -182,6 +186,12 @@ pub fn summarise(
         test_accuracy_ci95,
         kept_ratio_mean: mean_ci95(&kept).0,
         wall_seconds_mean: mean_ci95(&wall).0,
+        unmeasured_seconds_to_tau_mean: {
+            let seconds: Vec<f64> = (records.iter())
+                .filter_map(|r| r.episode.unmeasured_seconds_to_tau)
+                .collect();
+            (!seconds.is_empty()).then(|| mean_ci95(&seconds).0)
+        },
         vs_first: None,
     }
 }
@@ -192,7 +202,7 @@ pub fn summarise(
 /// probability of needing fewer instances than it.
 pub fn markdown_table(summaries: &[TeacherSummary]) -> String {
     let mut out = String::from(
-        "| teacher | reached tau | effective instances to tau (mean ± 95% CI) | vs first row | paired difference to first row (mean ± 95% CI, seeds where both reached tau) | P(fewer instances than first row) | training GFLOP to tau (mean ± 95% CI) | compute vs first row | paired GFLOP difference to first row | P(less compute than first row) | test accuracy at end | kept ratio | s / episode |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| teacher | reached tau | effective instances to tau (mean ± 95% CI) | vs first row | paired difference to first row (mean ± 95% CI, seeds where both reached tau) | P(fewer instances than first row) | training GFLOP to tau (mean ± 95% CI) | compute vs first row | paired GFLOP difference to first row | P(less compute than first row) | test accuracy at end | kept ratio | s / episode | s to tau, evaluations excluded |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let relative = |value: f64, reference: Option<f64>| {
         reference
@@ -222,7 +232,7 @@ pub fn markdown_table(summaries: &[TeacherSummary]) -> String {
             ),
         };
         out.push_str(&format!(
-            "| {} | {}/{} | {:.0} ± {:.0} | {} | {} | {} | {:.*} ± {:.*} | {} | {} | {} | {:.4} ± {:.4} | {:.3} | {:.2} |\n",
+            "| {} | {}/{} | {:.0} ± {:.0} | {} | {} | {} | {:.*} ± {:.*} | {} | {} | {} | {:.4} ± {:.4} | {:.3} | {:.2} | {} |\n",
             s.teacher,
             s.reached,
             s.runs,
@@ -241,7 +251,9 @@ pub fn markdown_table(summaries: &[TeacherSummary]) -> String {
             s.test_accuracy_mean,
             s.test_accuracy_ci95,
             s.kept_ratio_mean,
-            s.wall_seconds_mean
+            s.wall_seconds_mean,
+            s.unmeasured_seconds_to_tau_mean
+                .map_or("-".to_string(), |t| format!("{t:.2}"))
         ));
     }
     out
@@ -453,6 +465,7 @@ pub(super) mod tests {
                 effective_instances_to_tau: instances,
                 // 3 MFLOP per effective instance, 1 GFLOP per 10 seen for a miss.
                 compute_to_tau: instances.map(|i| 3_000_000 * i as u64),
+                unmeasured_seconds_to_tau: instances.map(|_| 0.5),
                 compute: l2t_envs::Compute {
                     scoring: 0,
                     training: 10_000_000_000,
@@ -516,7 +529,7 @@ pub(super) mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4);
         for line in &lines {
-            assert_eq!(line.matches('|').count(), 14, "{line}");
+            assert_eq!(line.matches('|').count(), 15, "{line}");
         }
         assert!(
             lines[0].contains("| paired difference to first row"),
