@@ -104,6 +104,7 @@ fn parallel_rollouts_train_the_same_teacher_for_any_worker_count() {
             let strip = |e: &PooledEpisode| {
                 let mut summary = e.summary.clone();
                 summary.wall_seconds = 0.0;
+                summary.unmeasured_seconds_to_tau = summary.unmeasured_seconds_to_tau.map(|_| 0.0);
                 for point in &mut summary.curve {
                     point.seconds = 0.0;
                 }

@@ -167,16 +167,29 @@ fn comparable(path: &Path) -> Vec<u8> {
             .join("\n")
             .into_bytes()
     } else if name == "summary.md" {
-        // Both tables end with a wall-clock column (s / episode, seconds to a level).
-        text()
-            .lines()
-            .map(|line| match line.strip_suffix(" |") {
-                Some(row) if line.starts_with('|') => row.rsplit_once(" | ").map_or(row, |r| r.0),
-                _ => line,
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-            .into_bytes()
+        // Without the wall-clock columns of each table: those whose header names seconds
+        // (s / episode, s to tau with evaluations excluded, seconds to a level).
+        let timing = |header: &str| {
+            let header = header.trim();
+            header == "s / episode" || header.starts_with("s to tau") || header.contains("seconds")
+        };
+        let mut dropped: Option<Vec<bool>> = None;
+        let mut lines = Vec::new();
+        for line in text().lines() {
+            if !line.starts_with('|') {
+                dropped = None;
+                lines.push(line.to_string());
+                continue;
+            }
+            let cells: Vec<&str> = line.trim_matches('|').split('|').collect();
+            let drop = dropped.get_or_insert_with(|| cells.iter().map(|c| timing(c)).collect());
+            let kept: Vec<&str> = (cells.iter().zip(drop.iter()))
+                .filter(|(_, d)| !**d)
+                .map(|(c, _)| *c)
+                .collect();
+            lines.push(kept.join("|"));
+        }
+        lines.join("\n").into_bytes()
     } else {
         fs::read(path).unwrap()
     }
