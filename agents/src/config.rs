@@ -225,7 +225,15 @@ pub fn load_teacher(
     path: impl AsRef<std::path::Path>,
     env: Option<&FeatureLayout>,
 ) -> Result<Box<dyn Teacher>> {
-    let file = CheckpointFile::read(path)?;
+    restore_teacher(CheckpointFile::read(path)?, env)
+}
+
+/// [`load_teacher`] for a checkpoint already read (and checked), e.g. after its
+/// [`CheckpointFile::layout_note`] was shown.
+pub fn restore_teacher(
+    file: CheckpointFile,
+    env: Option<&FeatureLayout>,
+) -> Result<Box<dyn Teacher>> {
     let trained = file.layout();
     match env {
         Some(env) if trained.is_named() => {

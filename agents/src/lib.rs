@@ -54,7 +54,9 @@ pub use checkpoint::{
     checkpoint_episodes, CheckpointFile, Checkpointed, Progress, CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
 };
-pub use config::{load_learner, load_teacher, restore_learner, TeacherConfig, CHECKPOINT_KINDS};
+pub use config::{
+    load_learner, load_teacher, restore_learner, restore_teacher, TeacherConfig, CHECKPOINT_KINDS,
+};
 pub use episode::{
     run_episode, run_episode_recorded, CurvePoint, EpisodeSummary, LossRankDrops, Recording,
     UpdateStats, DROP_WINDOW_STEPS, LOSS_RANK_BUCKETS,

@@ -88,12 +88,6 @@ impl FeatureLayout {
         }
     }
 
-    /// The columns called `names`, in that order; the first missing one is an error as
-    /// in [`FeatureLayout::column`].
-    pub fn columns<S: AsRef<str>>(&self, names: &[S]) -> Result<Vec<Column>> {
-        names.iter().map(|n| self.column(n.as_ref())).collect()
-    }
-
     /// Whether an observation of `other` can be read with columns of `self`: the same
     /// allocation, the same names in the same order, or (for an unnamed layout on either
     /// side) the same width.

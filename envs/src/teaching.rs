@@ -515,14 +515,15 @@ pub(crate) struct EpisodeState {
     compute_to_tau: Option<u64>,
     /// c: the training compute of one update of plain training (the compute rewards'
     /// unit, [`Reward::ComputeToTau`]).
-    pub(crate) plain_update: u64,
+    plain_update: u64,
     /// The training compute at the previous dev evaluation.
     compute_at_evaluation: u64,
 }
 
 impl EpisodeState {
-    /// The state before the first reset, with the streams of `config.seed`.
-    pub(crate) fn new(config: &TeachingConfig, train_len: usize) -> Self {
+    /// The state before the first reset, with the streams of `config.seed`; c =
+    /// `plain_update`.
+    pub(crate) fn new(config: &TeachingConfig, train_len: usize, plain_update: u64) -> Self {
         let m = config.batch_size;
         let seed = config.seed;
         Self {
@@ -545,7 +546,7 @@ impl EpisodeState {
             threshold_iterations: vec![None; config.thresholds.len()],
             compute: Compute::default(),
             compute_to_tau: None,
-            plain_update: 0,
+            plain_update,
             compute_at_evaluation: 0,
         }
     }
@@ -672,7 +673,7 @@ impl EpisodeState {
             }
         }
         if self.compute_to_tau.is_none() && self.threshold_iterations.iter().all(Option::is_some) {
-            self.compute_to_tau = Some(self.compute.training_total());
+            self.compute_to_tau = Some(compute);
         }
         match config.reward {
             Reward::IterationsToTau | Reward::AcceptedInstancesToTau | Reward::ComputeToTau => {
@@ -1033,16 +1034,10 @@ impl TeachingEnv {
         check_batch_size(&config, &train)?;
         let (observation_space, action_space) = spaces(&config, &train);
         let flops = student.flops(&train);
+        // c: M rows scored, then trained on.
         let m = config.batch_size as u64;
-        let own_forward = if student.reuses_forward() {
-            0
-        } else {
-            m * flops.forward_per_row
-        };
-        let mut episode = EpisodeState::new(&config, train.len());
-        episode.plain_update = m * (flops.forward_per_row + flops.backward_per_row)
-            + flops.optimizer_step
-            + own_forward;
+        let plain_update = flops.forward(m) + flops.update(m, student.reuses_forward());
+        let episode = EpisodeState::new(&config, train.len(), plain_update);
         Ok(Self {
             action_space,
             observation_space,
@@ -1094,7 +1089,7 @@ impl TeachingEnv {
     /// its forwards count as measurement compute.
     pub fn evaluate(&self, data: &Dataset) -> Result<f64> {
         self.student.accepts(data)?;
-        let cost = data.len() as u64 * self.flops.forward_per_row;
+        let cost = self.flops.forward(data.len() as u64);
         self.test_measurement
             .set(self.test_measurement.get() + cost);
         let start = std::time::Instant::now();
@@ -1122,7 +1117,7 @@ impl TeachingEnv {
 
     /// The dev accuracy, and the dev loss where the reward needs it.
     fn evaluate_dev(&mut self) -> (f64, Option<f64>) {
-        self.episode.compute.measurement += self.dev.len() as u64 * self.flops.forward_per_row;
+        self.episode.compute.measurement += self.flops.forward(self.dev.len() as u64);
         let chunk = self.config.eval_chunk;
         let start = std::time::Instant::now();
         let measured = if self.config.reward.needs_dev_loss() {
@@ -1155,7 +1150,7 @@ impl TeachingEnv {
     /// tensors, converted to ndarray once at the end.
     fn observe_incoming(&mut self) -> Result<TeachingObservation> {
         let rows = self.episode.incoming().len() as u64;
-        self.episode.compute.scoring += rows * self.flops.forward_per_row;
+        self.episode.compute.scoring += self.flops.forward(rows);
         let batch = self
             .train
             .batch(&Tensor::from_slice(self.episode.incoming()));
@@ -1193,13 +1188,7 @@ impl TeachingEnv {
         // Logical compute: the backward and the step, and a forward of its own only
         // where the student cannot reuse the scoring forward.
         let rows = update.indices.len() as u64;
-        let forward = if self.student.reuses_forward() {
-            0
-        } else {
-            self.flops.forward_per_row
-        };
-        self.episode.compute.training +=
-            rows * (self.flops.backward_per_row + forward) + self.flops.optimizer_step;
+        self.episode.compute.training += self.flops.update(rows, self.student.reuses_forward());
         match (&self.incoming_batch, update.is_incoming) {
             (Some(batch), true) => match logits {
                 Some(logits) => self.student.train_step_on_logits(&logits, &batch.labels),

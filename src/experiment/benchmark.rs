@@ -51,45 +51,19 @@ pub enum Role {
     Learned,
 }
 
-/// One objective of the leaderboard, per run: the paper's effective instances to tau
-/// (a miss counts at the budget T' x M), or the training compute to tau in GFLOP
-/// (scoring + training, measurement excluded; a miss counts its whole training compute).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Objective {
-    /// Effective instances to tau.
-    Instances,
-    /// Training GFLOP to tau.
-    Compute,
-}
-
-impl Objective {
-    /// Both, in the leaderboard's order.
-    pub const ALL: [Objective; 2] = [Objective::Instances, Objective::Compute];
-
-    /// `(seed, value, reached tau)` of `label`'s runs in `report`, by seed.
-    fn by_seed(self, report: &Report, label: &str) -> Vec<(u64, f64, bool)> {
-        let teaching = &report.config.preset.teaching;
-        let budget = (teaching.max_iterations * teaching.batch_size) as f64;
-        let mut rows: Vec<(u64, f64, bool)> = (report.records_of(label).into_iter())
-            .map(|r| {
-                let episode = &r.episode;
-                let reached = episode.effective_instances_to_tau.is_some();
-                let value = match self {
-                    Objective::Instances => episode
-                        .effective_instances_to_tau
-                        .map_or(budget, |i| i as f64),
-                    Objective::Compute => {
-                        let flops =
-                            (episode.compute_to_tau).unwrap_or(episode.compute.training_total());
-                        flops as f64 * 1e-9
-                    }
-                };
-                (r.seed, value, reached)
-            })
-            .collect();
-        rows.sort_by_key(|r| r.0);
-        rows
-    }
+/// `(seed, value, reached tau)` of `label`'s runs in `report` on `objective`, by seed
+/// ([`Objective::or_stand_in`] for a miss).
+fn by_seed(objective: Objective, report: &Report, label: &str) -> Vec<(u64, f64, bool)> {
+    let teaching = &report.config.preset.teaching;
+    let budget = teaching.max_iterations * teaching.batch_size;
+    let mut rows: Vec<(u64, f64, bool)> = (report.records_of(label).into_iter())
+        .map(|r| {
+            let reached = r.episode.effective_instances_to_tau.is_some();
+            (r.seed, objective.or_stand_in(&r.episode, budget), reached)
+        })
+        .collect();
+    rows.sort_by_key(|r| r.0);
+    rows
 }
 
 /// One teacher on one task, on one objective.
@@ -253,7 +227,7 @@ pub fn leaderboard(reports: &[Report]) -> Result<Leaderboard> {
             .find(|(_, r)| *r == Role::Reference)
             .ok_or_else(|| invalid(format!("task {name} has no no_teach row to normalise by")))?;
         let mean_of = |objective: Objective, label: &str| {
-            let values: Vec<f64> = (objective.by_seed(report, label).iter())
+            let values: Vec<f64> = (by_seed(objective, report, label).iter())
                 .map(|r| r.1)
                 .collect();
             mean_ci95(&values).0
@@ -291,7 +265,7 @@ pub fn leaderboard(reports: &[Report]) -> Result<Leaderboard> {
             let mut objective_cells = Vec::with_capacity(2);
             let mut reached = (0, 0);
             for (k, objective) in Objective::ALL.into_iter().enumerate() {
-                let runs = objective.by_seed(task.report, &label);
+                let runs = by_seed(objective, task.report, &label);
                 if runs.is_empty() {
                     break;
                 }
@@ -300,7 +274,7 @@ pub fn leaderboard(reports: &[Report]) -> Result<Leaderboard> {
                 let (mean, ci95) = mean_ci95(&values);
                 let (vs_best, p_best) = match &task.best[k] {
                     Some(best) if *best != label && role != Role::Reference => {
-                        let best_runs = objective.by_seed(task.report, best);
+                        let best_runs = by_seed(objective, task.report, best);
                         let reached = |rows: &[(u64, f64, bool)]| -> Vec<(u64, f64)> {
                             rows.iter().filter(|r| r.2).map(|r| (r.0, r.1)).collect()
                         };

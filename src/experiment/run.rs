@@ -6,7 +6,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use l2t_agents::{checkpoint_episodes, CheckpointFile, RandTeach, RhoLoss, Teacher, TeacherConfig};
+use l2t_agents::{
+    checkpoint_episodes, restore_teacher, CheckpointFile, RandTeach, RhoLoss, Teacher,
+    TeacherConfig,
+};
 use l2t_envs::FeatureLayout;
 
 use crate::config::{RunConfig, TeacherEntry};
@@ -440,10 +443,11 @@ pub fn run_on(
                         Box::new(RhoLoss::new(rho.clone(), &layout, losses)?)
                     }
                     (_, TeacherConfig::Checkpoint { path }) => {
-                        if let Some(note) = CheckpointFile::read(path)?.layout_note() {
+                        let file = CheckpointFile::read(path)?;
+                        if let Some(note) = file.layout_note() {
                             eprintln!("note: {note}");
                         }
-                        entry.teacher.build(&layout)?
+                        restore_teacher(file, Some(&layout))?
                     }
                     _ => entry.teacher.build(&layout)?,
                 },

@@ -76,52 +76,57 @@ pub struct Versus {
     pub compute_probability_of_improvement: f64,
 }
 
+/// One objective of a comparison: the paper's effective instances to tau, or the
+/// training compute to tau in GFLOP (scoring + training, measurement excluded). Lower is
+/// better on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objective {
+    /// Effective instances to tau.
+    Instances,
+    /// Training GFLOP to tau.
+    Compute,
+}
+
+impl Objective {
+    /// Both, in the tables' order.
+    pub const ALL: [Objective; 2] = [Objective::Instances, Objective::Compute];
+
+    /// The episode's value where it reached tau.
+    pub fn to_tau(self, episode: &EpisodeSummary) -> Option<f64> {
+        match self {
+            Objective::Instances => episode.effective_instances_to_tau.map(|i| i as f64),
+            Objective::Compute => episode.compute_to_tau.map(gflop),
+        }
+    }
+
+    /// The episode's value, a run that missed tau standing in at the budget
+    /// `budget_instances` (T' * M) of instances, or at its whole training compute.
+    pub fn or_stand_in(self, episode: &EpisodeSummary, budget_instances: usize) -> f64 {
+        self.to_tau(episode).unwrap_or(match self {
+            Objective::Instances => budget_instances as f64,
+            Objective::Compute => gflop(episode.compute.training_total()),
+        })
+    }
+}
+
 /// GFLOP, from FLOPs.
 fn gflop(flops: u64) -> f64 {
     flops as f64 * 1e-9
 }
 
-/// Training compute to tau of an episode, GFLOP, where it reached tau.
-fn compute_to_tau(episode: &EpisodeSummary) -> Option<f64> {
-    episode.compute_to_tau.map(gflop)
-}
-
-/// Training compute to tau of each record, GFLOP; a run that missed tau counts its
-/// whole training compute.
-fn compute_or_total(records: &[EvaluationRecord]) -> Vec<f64> {
-    records
-        .iter()
-        .map(|r| compute_to_tau(&r.episode).unwrap_or(gflop(r.episode.compute.training_total())))
+/// The `objective` of each record, a miss standing in as [`Objective::or_stand_in`].
+fn values(records: &[EvaluationRecord], objective: Objective, budget_instances: usize) -> Vec<f64> {
+    (records.iter())
+        .map(|r| objective.or_stand_in(&r.episode, budget_instances))
         .collect()
 }
 
-/// Effective instances to tau of each record, the budget `budget_instances` standing in
-/// for a run that never reached tau.
-fn instances_or_budget(records: &[EvaluationRecord], budget_instances: usize) -> Vec<f64> {
+/// `(seed, objective)` of the records that reached tau.
+fn seeds_reached(records: &[EvaluationRecord], objective: Objective) -> Vec<(u64, f64)> {
     records
         .iter()
-        .map(|r| {
-            r.episode
-                .effective_instances_to_tau
-                .unwrap_or(budget_instances) as f64
-        })
+        .filter_map(|r| objective.to_tau(&r.episode).map(|v| (r.seed, v)))
         .collect()
-}
-
-/// `(seed, metric)` of the records where `metric` has a value (reached tau).
-fn seeds_reached(
-    records: &[EvaluationRecord],
-    metric: impl Fn(&EpisodeSummary) -> Option<f64>,
-) -> Vec<(u64, f64)> {
-    records
-        .iter()
-        .filter_map(|r| metric(&r.episode).map(|v| (r.seed, v)))
-        .collect()
-}
-
-/// Effective instances to tau of an episode, where it reached tau.
-fn instances_to_tau(episode: &EpisodeSummary) -> Option<f64> {
-    episode.effective_instances_to_tau.map(|i| i as f64)
 }
 
 /// Compares one teacher's `records` with the `reference`'s seed by seed: see
@@ -136,20 +141,20 @@ pub fn versus(
 ) -> Result<Versus> {
     Ok(Versus {
         instances_to_tau: paired_differences(
-            &seeds_reached(records, instances_to_tau),
-            &seeds_reached(reference, instances_to_tau),
+            &seeds_reached(records, Objective::Instances),
+            &seeds_reached(reference, Objective::Instances),
         )?,
         probability_of_improvement: probability_of_improvement(
-            &instances_or_budget(reference, budget_instances),
-            &instances_or_budget(records, budget_instances),
+            &values(reference, Objective::Instances, budget_instances),
+            &values(records, Objective::Instances, budget_instances),
         ),
         compute_to_tau: paired_differences(
-            &seeds_reached(records, compute_to_tau),
-            &seeds_reached(reference, compute_to_tau),
+            &seeds_reached(records, Objective::Compute),
+            &seeds_reached(reference, Objective::Compute),
         )?,
         compute_probability_of_improvement: probability_of_improvement(
-            &compute_or_total(reference),
-            &compute_or_total(records),
+            &values(reference, Objective::Compute, budget_instances),
+            &values(records, Objective::Compute, budget_instances),
         ),
     })
 }
@@ -161,7 +166,7 @@ pub fn summarise(
     records: &[EvaluationRecord],
     budget_instances: usize,
 ) -> TeacherSummary {
-    let instances = instances_or_budget(records, budget_instances);
+    let instances = values(records, Objective::Instances, budget_instances);
     let accuracies: Vec<f64> = records.iter().map(|r| r.test_accuracy).collect();
     let kept: Vec<f64> = records
         .iter()
@@ -169,7 +174,8 @@ pub fn summarise(
         .collect();
     let wall: Vec<f64> = records.iter().map(|r| r.episode.wall_seconds).collect();
     let (instances_to_tau_mean, instances_to_tau_ci95) = mean_ci95(&instances);
-    let (compute_to_tau_mean, compute_to_tau_ci95) = mean_ci95(&compute_or_total(records));
+    let (compute_to_tau_mean, compute_to_tau_ci95) =
+        mean_ci95(&values(records, Objective::Compute, budget_instances));
     let (test_accuracy_mean, test_accuracy_ci95) = mean_ci95(&accuracies);
     TeacherSummary {
         teacher: teacher.to_string(),

@@ -104,6 +104,22 @@ impl StudentFlops {
             optimizer_step: parameters as u64 * optimizer.flops_per_parameter(),
         }
     }
+
+    /// The forward of `rows` rows.
+    pub fn forward(&self, rows: u64) -> u64 {
+        rows * self.forward_per_row
+    }
+
+    /// One update on `rows` rows: their backward and the optimizer step, and their
+    /// forward unless the student `reuses_forward` (the scoring forward's graph).
+    pub fn update(&self, rows: u64, reuses_forward: bool) -> u64 {
+        let forward = if reuses_forward {
+            0
+        } else {
+            self.forward(rows)
+        };
+        rows * self.backward_per_row + forward + self.optimizer_step
+    }
 }
 
 /// FLOPs of a dense layer of `inputs` x `outputs` with a bias, per row.
