@@ -332,11 +332,11 @@ impl RunConfig {
             },
             TeacherEntry::new(labels::SPL, TeacherConfig::Spl(preset.spl())),
             // The heuristics' settings were chosen on the selection seeds 0-19 of
-            // Fashion-MNIST, each among a few (docs/heuristics-tuning): selection
+            // Fashion-MNIST, each among a few (studies/heuristics-tuning): selection
             // pressure 30 of {30, 100, 300}; importance sampling's kappa 0.4 of
             // {0.15, 0.25, 0.4, 0.6}; RHO-LOSS's kappa 0.05 (one of M = 20) of
             // {0.05, 0.1, 0.2, 0.3, 0.5} and its big batch of P = 4 incoming batches of
-            // {1, 2, 4, 8} (docs/rho-pool).
+            // {1, 2, 4, 8} (studies/rho-pool).
             TeacherEntry::new(
                 labels::ONLINE_BATCH,
                 TeacherConfig::OnlineBatch(OnlineBatchConfig {
@@ -675,10 +675,13 @@ mod tests {
     #[test]
     fn the_text_reproduction_trains_the_es_that_docs_text_bias_chose() {
         // The ES entry, its episodes, its training reward and the training MDP of
-        // docs/text-bias/es-b0-240.toml (output bias 0 and 240 episodes, chosen on the
+        // studies/text-bias/es-b0-240.toml (output bias 0 and 240 episodes, chosen on the
         // selection seeds) are the reproduction's: its checkpoint is the one the docs
         // measured.
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/text-bias/es-b0-240.toml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/studies/text-bias/es-b0-240.toml"
+        );
         let measured = RunConfig::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap();
         let config = RunConfig::named("rotten-tomatoes-lstm").unwrap();
         let es = |c: &RunConfig| {

@@ -25,7 +25,7 @@ use crate::tasks::TeachingSplits;
 /// ES's initial output bias in the reproduction ([`Preset::es`]), where the teachers read
 /// the `irreducible_loss` feature: -2, so that a Bernoulli policy keeps
 /// about 12% at first; the best of {2, 0, -2, -3} on the selection seeds 0-19 of
-/// Fashion-MNIST (docs/es-irreducible). A policy that keeps k per batch ignores it (its
+/// Fashion-MNIST (studies/es-irreducible). A policy that keeps k per batch ignores it (its
 /// choice is invariant to a shift of the scores). Without the feature,
 /// [`l2t_agents::EsConfig::default`]'s 2 was chosen. Rotten Tomatoes starts at 0
 /// ([`Preset::es`]).
@@ -36,9 +36,9 @@ pub const ES_OUTPUT_BIAS: f64 = -2.0;
 ///
 /// - Image tasks: the policy that keeps one instance per batch ([`Preset::es`]) steps
 ///   the env 10000 times an episode. The 240 episodes take about 8 minutes on 2 cores,
-///   so that the main job stays within 15 minutes (docs/es-keep-k).
+///   so that the main job stays within 15 minutes (studies/es-keep-k).
 /// - Rotten Tomatoes: of {160, 240} on the selection seeds 0-19, 240 gave 8112 +- 1460
-///   effective instances to tau against 8864 +- 1546 (docs/text-bias); 400, tried
+///   effective instances to tau against 8864 +- 1546 (studies/text-bias); 400, tried
 ///   afterwards, taught worse (+1600 +- 1571 against 240). From scratch on
 ///   2 idle cores the holdout students and the 240 episodes took 13.9 minutes, inside
 ///   the text task's 30-minute budget.
@@ -219,11 +219,11 @@ impl Preset {
     }
 
     /// RHO-LOSS in this task's reproduction, tuned per task on the selection seeds 0-19:
-    /// on Fashion-MNIST kappa = 0.05 of {0.05, 0.1, 0.2, 0.3, 0.5} (docs/heuristics-tuning)
+    /// on Fashion-MNIST kappa = 0.05 of {0.05, 0.1, 0.2, 0.3, 0.5} (studies/heuristics-tuning)
     /// over a big batch of P = 4 incoming batches, of P in {1, 2, 4, 8}
-    /// (docs/rho-pool: all tie, within +-650 instances); on Rotten Tomatoes kappa = 0.2
+    /// (studies/rho-pool: all tie, within +-650 instances); on Rotten Tomatoes kappa = 0.2
     /// of {0.05, 0.2, 0.5}, where 0.05 keeps one review of M = 16 and 5 of 20 students
-    /// miss tau (docs/text-task), one batch at a time; elsewhere as on Fashion-MNIST.
+    /// miss tau (studies/text-task), one batch at a time; elsewhere as on Fashion-MNIST.
     pub fn rho_loss(&self) -> RhoLossConfig {
         let (keep_fraction, pool) = match self.data {
             DataSource::RottenTomatoes { .. } => (0.2, 1),
@@ -242,12 +242,12 @@ impl Preset {
     /// the batch's scores (`keep_per_batch = 1`, the form of RHO-LOSS with a learned
     /// score): trained for 240 episodes, 4120 +- 293 effective instances to tau on
     /// Fashion-MNIST against 4650 +- 420 for the Bernoulli policy, paired -530 +- 405
-    /// (docs/es-keep-k). On Rotten Tomatoes it keeps the Bernoulli policy: keeping 4 of
+    /// (studies/es-keep-k). On Rotten Tomatoes it keeps the Bernoulli policy: keeping 4 of
     /// the M = 16 reviews taught worse than keeping everything (16144 +- 5002 against
-    /// NoTeach's 10528 +- 1518, docs/text-task). Its output bias starts at 0 there (keep
+    /// NoTeach's 10528 +- 1518, studies/text-task). Its output bias starts at 0 there (keep
     /// half at first), of {-2, 0, 2}: from -2 ES spent its 160 episodes raising the kept
     /// share (17% to 46%, means over blocks of 20 episodes); from 0 it needs 8864 +- 1546
-    /// effective instances to tau against 9840 +- 2215 from -2 (docs/text-bias). Trained
+    /// effective instances to tau against 9840 +- 2215 from -2 (studies/text-bias). Trained
     /// for 240 episodes ([`ES_EPISODES`]), it needs 75% of NoTeach's instances on the
     /// report seeds, against 88% from -2.
     pub fn es(&self) -> EsConfig {
@@ -271,7 +271,7 @@ impl Preset {
     /// By default T' / 12 on the evaluation grid (500 of T' = 6000 for Fashion-MNIST,
     /// 10k effective instances: NoTeach's dev curve is at about 0.83 there, online batch
     /// selection's at tau = 0.86). On Rotten Tomatoes H = 480, of {240, 480, 640} on the
-    /// selection seeds 0-19 (docs/text-task): NoTeach crosses tau = 0.70 after about 650
+    /// selection seeds 0-19 (studies/text-task): NoTeach crosses tau = 0.70 after about 650
     /// updates, ES rewarded over 240 learned to drop data in the first epoch only (10256
     /// +- 1420 effective instances to tau), over 480 it needs 9840 +- 2215, and over 640
     /// it kept so little late that 3 of 20 students ran out of stream below tau.
@@ -291,7 +291,7 @@ impl Preset {
     /// divides H (20 for Fashion-MNIST's H = 500, against 10 when evaluating). Dev
     /// evaluations are a large part of a training episode's cost, and the area over 25
     /// points still tells the policies apart: ES trained this way teaches as well as
-    /// with 50 points (docs/notes/es-options.md).
+    /// with 50 points (studies/notes/es-options.md).
     pub fn training_eval_every(&self) -> usize {
         let every = self.teaching.eval_every.max(1);
         let horizon = self.training_horizon();
@@ -450,7 +450,7 @@ impl Preset {
     /// tokens (snippets are short: 99% of them fit). Evaluated on 20 seeds: with the
     /// paper's 5% dev share (256 reviews) NoTeach's interval is then ±14.4% of its mean;
     /// a larger dev share made it wider, since tau = 0.70 sits near the LSTM's plateau
-    /// (docs/text-task).
+    /// (studies/text-task).
     pub fn rotten_tomatoes_lstm() -> Self {
         let vocab_size = 10_000;
         Self {
