@@ -30,7 +30,7 @@ use l2t::envs::{
 };
 use l2t::presets::{default_data_dir, Preset};
 
-const SECTIONS: [&str; 3] = ["mlp", "resnet32", "lstm"];
+const SECTIONS: [&str; 4] = ["mlp", "selective", "resnet32", "lstm"];
 
 /// M of the MLP task.
 const MLP_BATCH: usize = 20;
@@ -140,6 +140,7 @@ fn main() -> Result<()> {
         eprintln!("running section {section} ...");
         match section {
             "mlp" => bench_mlp(&mut rows, &mut notes)?,
+            "selective" => bench_selective(&mut rows, &mut notes)?,
             "resnet32" => bench_resnet(&mut rows)?,
             "lstm" => bench_lstm(&mut rows)?,
             _ => unreachable!("sections come from SECTIONS"),
@@ -771,4 +772,324 @@ fn time_student(
         samples.push_since(start);
     }
     Ok(samples)
+}
+
+// ----------------------------------------------------------------------------------
+// selective
+
+/// Selective: student updates of the rounds, per variant.
+const SELECTIVE_ROUNDS: usize = 4;
+const SELECTIVE_UPDATES: usize = 50;
+const SELECTIVE_WARMUP: usize = 10;
+
+/// Milliseconds per student update and logical training FLOPs (scoring + training, the
+/// env's [`Compute`](l2t::envs::Compute)) per update of an env stepped by a teacher.
+struct Throughput {
+    per_update: Samples,
+    flops: u64,
+    updates: u64,
+    batches: u64,
+}
+
+impl Throughput {
+    fn new() -> Self {
+        Self {
+            per_update: Samples::default(),
+            flops: 0,
+            updates: 0,
+            batches: 0,
+        }
+    }
+
+    fn gflops(&self) -> f64 {
+        self.flops as f64 / (self.per_update.total() * 1e-3) / 1e9
+    }
+
+    fn batches_per_update(&self) -> f64 {
+        self.batches as f64 / self.updates.max(1) as f64
+    }
+}
+
+/// The keep-one teacher of the bench: the incoming row of the highest loss (RHO-LOSS's
+/// rule at kappa = 1 / M without the irreducible loss).
+fn keep_highest_loss(observation: &TeachingObservation) -> Result<Array1<bool>> {
+    let loss = observation.column("loss")?;
+    let best = loss
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i);
+    Ok(Array1::from_shape_fn(loss.len(), |i| i == best))
+}
+
+/// Steps `env` with `teacher` (keep-one, or NoTeach when `None`) until `updates` student
+/// updates are done, timing each update (the steps that led to it); `record` false is
+/// the warm-up.
+fn time_updates(
+    env: &mut TeachingEnv,
+    observation: &mut TeachingObservation,
+    keep_one: bool,
+    updates: usize,
+    out: &mut Throughput,
+    record: bool,
+) -> Result<()> {
+    let m = env.config().batch_size;
+    let all = Array1::from_elem(m, true);
+    let mut done = 0;
+    let mut start = Instant::now();
+    let mut before = env.info().compute.training_total();
+    while done < updates {
+        let mask = if keep_one {
+            keep_highest_loss(observation)?
+        } else {
+            all.clone()
+        };
+        let step = env.step(&mask)?;
+        *observation = step.observation;
+        if record {
+            out.batches += 1;
+        }
+        if step.info.updates_this_step > 0 {
+            done += 1;
+            let after = step.info.compute.training_total();
+            if record {
+                out.per_update.push_since(start);
+                out.flops += after - before;
+                out.updates += 1;
+            }
+            before = after;
+            start = Instant::now();
+        }
+    }
+    Ok(())
+}
+
+/// The single-thread sgemm roofline: GFLOP/s of `[rows, 784] x [784, 500]`, the
+/// student's first layer, at the best of a few row counts (median of 30 runs each).
+fn sgemm_roofline() -> f64 {
+    let weights = Tensor::randn([784, 500], (Kind::Float, Device::Cpu));
+    [400i64, 2000]
+        .iter()
+        .map(|&rows| {
+            let inputs = Tensor::randn([rows, 784], (Kind::Float, Device::Cpu));
+            let mut samples = Samples::default();
+            for i in 0..35 {
+                let start = Instant::now();
+                let _ = std::hint::black_box(inputs.matmul(&weights));
+                if i >= 5 {
+                    samples.push_since(start);
+                }
+            }
+            2.0 * rows as f64 * 784.0 * 500.0 / (samples.median() * 1e-3) / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
+/// RHO-LOSS's own loop in PyTorch (`benches/big_batch_pytorch.py`), scoring `big` rows
+/// and training on `keep` per update; `None` (with a note) where no Python with torch is
+/// found (`L2T_BENCH_PYTHON`, else the repository's `.venv`).
+fn pytorch_big_batch(big: usize, keep: usize, notes: &mut Vec<String>) -> Option<Samples> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var_os("L2T_BENCH_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv/bin/python"));
+    let output = Command::new(&python)
+        .arg(root.join("benches/big_batch_pytorch.py"))
+        .args(["--updates", &(SELECTIVE_UPDATES * 2).to_string()])
+        .args(["--big", &big.to_string(), "--keep", &keep.to_string()])
+        .output();
+    let parsed = output.ok().filter(|o| o.status.success()).and_then(|o| {
+        serde_json::from_slice::<serde_json::Value>(&o.stdout)
+            .ok()?
+            .get("ms_per_update")?
+            .as_array()?
+            .iter()
+            .map(serde_json::Value::as_f64)
+            .collect::<Option<Vec<f64>>>()
+    });
+    if parsed.is_none() {
+        notes.push(format!(
+            "selective: no PyTorch loop ({} with torch not found or failed; set \
+             L2T_BENCH_PYTHON)",
+            python.display()
+        ));
+    }
+    parsed.map(Samples)
+}
+
+/// A keep-one teacher and NoTeach through the env on the Fashion-MNIST MLP, per student
+/// update, as a share of the sgemm roofline measured in the same run (logical FLOPs: each
+/// incoming row scored once, each update's forward reused); score ahead on and off; two
+/// keep-one workers side by side; and RHO-LOSS's own PyTorch loop on the same work
+/// (n_b = 20 M scored, M trained per update).
+fn bench_selective(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
+    let section = "select";
+    let (mut ahead, data_label) = mlp_env(notes)?;
+    notes.push(format!("selective data: {data_label}"));
+    let (mut one, _) = mlp_env(&mut Vec::new())?;
+    one.set_score_ahead(1);
+    let (mut plain, _) = mlp_env(&mut Vec::new())?;
+    let m = ahead.config().batch_size;
+    let (mut ahead_obs, _) = ahead.reset(Some(0))?;
+    let (mut one_obs, _) = one.reset(Some(0))?;
+    let (mut plain_obs, _) = plain.reset(Some(0))?;
+    let mut k16 = Throughput::new();
+    let mut k1 = Throughput::new();
+    let mut n = Throughput::new();
+    let mut roofline = Vec::new();
+    let mut pytorch = Samples::default();
+    // The parts of a keep-one update: one forward of 20 M rows with their features
+    // (score ahead), and one training step on M rows (with its own forward).
+    let train = ahead.train_data().shallow_clone();
+    let big: Vec<i64> = (0..(20 * m) as i64)
+        .map(|i| i * 37 % train.len() as i64)
+        .collect();
+    let big_batch = train.batch(&Tensor::from_slice(&big));
+    let small_batch = big_batch.rows(0, m);
+    let (feature_config, layout) = (ahead.config().clone(), ahead.layout().clone());
+    let mut student = MlpStudent::new(MlpConfig::mnist(), Device::Cpu)?;
+    student.reset(&mut stream_rng(0, Stream::StudentInit))?;
+    let mut noise = stream_rng(0, Stream::Dropout);
+    let mut score_part = Samples::default();
+    let mut train_part = Samples::default();
+    for round in 0..=SELECTIVE_ROUNDS {
+        let record = round > 0;
+        let updates = if record {
+            SELECTIVE_UPDATES
+        } else {
+            SELECTIVE_WARMUP
+        };
+        roofline.push(sgemm_roofline());
+        time_updates(&mut ahead, &mut ahead_obs, true, updates, &mut k16, record)?;
+        time_updates(&mut one, &mut one_obs, true, updates, &mut k1, record)?;
+        time_updates(&mut plain, &mut plain_obs, false, updates, &mut n, record)?;
+        for _ in 0..updates {
+            let start = Instant::now();
+            let logits = student.logits(&big_batch).view([20, m as i64, -1]);
+            std::hint::black_box(featurise(
+                &feature_config,
+                &layout,
+                &train,
+                &logits,
+                &big_batch.labels.view([20, m as i64]),
+                None,
+                &big,
+                &[[0.5, 0.3, 0.8]; 20],
+            )?);
+            if record {
+                score_part.push_since(start);
+            }
+            let start = Instant::now();
+            student.train_step(&small_batch, &mut noise)?;
+            if record {
+                train_part.push_since(start);
+            }
+        }
+        if record {
+            if let Some(samples) = pytorch_big_batch(20 * m, m, notes) {
+                pytorch.0.extend(samples.0);
+            }
+        }
+    }
+    // Two keep-one workers side by side, each with its own env, as a pool runs them.
+    let pair: Vec<Throughput> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|worker| {
+                scope.spawn(move || -> Result<Throughput> {
+                    tch::set_num_threads(1);
+                    let (mut env, _) = mlp_env(&mut Vec::new())?;
+                    let (mut obs, _) = env.reset(Some(worker))?;
+                    let mut out = Throughput::new();
+                    time_updates(&mut env, &mut obs, true, SELECTIVE_WARMUP, &mut out, false)?;
+                    time_updates(
+                        &mut env,
+                        &mut obs,
+                        true,
+                        SELECTIVE_ROUNDS * SELECTIVE_UPDATES,
+                        &mut out,
+                        true,
+                    )?;
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| anyhow::anyhow!("a worker panicked"))?)
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let peak = Samples(roofline).median();
+    notes.push(format!(
+        "selective: sgemm roofline {peak:.1} GFLOP/s on one core (median of the rounds); \
+         keep-one scores {:.1} incoming batches per update",
+        k16.batches_per_update()
+    ));
+    let share = |t: &Throughput| {
+        format!(
+            "{:.1} GFLOP/s, {:.0}% of roofline",
+            t.gflops(),
+            100.0 * t.gflops() / peak
+        )
+    };
+    rows.push(
+        Row::new(
+            section,
+            "k1 keep-one per update, score ahead 32",
+            &k16.per_update,
+        )
+        .with_ratio(share(&k16)),
+    );
+    rows.push(
+        Row::new(
+            section,
+            "k0 keep-one per update, one batch at a time",
+            &k1.per_update,
+        )
+        .with_ratio(format!(
+            "{}; k0/k1 {:.2}x",
+            share(&k1),
+            k1.per_update.median() / k16.per_update.median()
+        )),
+    );
+    for (worker, t) in pair.iter().enumerate() {
+        rows.push(
+            Row::new(
+                section,
+                format!("k2 keep-one per update, worker {worker} of 2 side by side"),
+                &t.per_update,
+            )
+            .with_ratio(share(t)),
+        );
+    }
+    rows.push(Row::new(section, "n  NoTeach per update", &n.per_update).with_ratio(share(&n)));
+    rows.push(Row::new(
+        section,
+        format!("s  part: logits + features of {} rows", 20 * m),
+        &score_part,
+    ));
+    rows.push(
+        Row::new(
+            section,
+            format!("t  part: train_step on {m} rows"),
+            &train_part,
+        )
+        .with_ratio(format!(
+            "k1 - s - t = {:.3} ms per update of steps and policy",
+            k16.per_update.median() - score_part.median() - train_part.median()
+        )),
+    );
+    if !pytorch.0.is_empty() {
+        rows.push(
+            Row::new(
+                section,
+                format!("p  PyTorch: score {} rows, train on top {m}", 20 * m),
+                &pytorch,
+            )
+            .with_ratio(format!(
+                "p/k1 {:.2}x (l2t faster above 1)",
+                pytorch.median() / k16.per_update.median()
+            )),
+        );
+    }
+    Ok(())
 }

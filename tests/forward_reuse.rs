@@ -1,10 +1,22 @@
-//! The MLP's forward reuse (the observation's forward serves the next update) changes
-//! nothing but the time: NoTeach and partial-mask episodes give the same trajectory
-//! as a student that computes a second forward pass.
+//! The engine's two ways of computing less change nothing but the time:
+//! - the MLP's forward reuse (the observation's forward serves the next update):
+//!   NoTeach and partial-mask episodes give the same trajectory as a student that
+//!   computes a second forward pass;
+//! - score ahead (several incoming batches scored in one forward while the weights
+//!   cannot change): keep-one, keep-none and mixed teachers see bit for bit the
+//!   observations, rewards and compute of one batch at a time, on the tiny MLP, the
+//!   Fashion-MNIST-sized MLP and the CNN.
 
 mod common;
 
-use l2t::envs::{Batch, Dataset, Env, MlpStudent, Student, TeachingEnv};
+use std::cell::Cell;
+use std::rc::Rc;
+
+use l2t::envs::student::{CnnConfig, CnnStudent};
+use l2t::envs::{
+    Batch, Dataset, Env, MlpConfig, MlpStudent, OptimizerConfig, Student, SyntheticConfig,
+    TaskData, TeachingConfig, TeachingEnv,
+};
 use ndarray::Array1;
 use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
@@ -127,4 +139,221 @@ fn a_student_that_cannot_reuse_pays_a_forward_per_updated_row() {
         without.compute.training - with.compute.training,
         with.iteration as u64 * 8 * flops.forward_per_row
     );
+}
+
+/// A student that counts its scoring forwards (calls of `logits` and
+/// `logits_for_training`) and otherwise is the student it wraps.
+struct Counting(Box<dyn Student>, Rc<Cell<usize>>);
+
+impl Student for Counting {
+    fn num_classes(&self) -> usize {
+        self.0.num_classes()
+    }
+    fn num_parameters(&self) -> usize {
+        self.0.num_parameters()
+    }
+    fn flops(&self, data: &Dataset) -> l2t::envs::student::StudentFlops {
+        self.0.flops(data)
+    }
+    fn accepts(&self, data: &Dataset) -> l2t::envs::Result<()> {
+        self.0.accepts(data)
+    }
+    fn reset(&mut self, init_rng: &mut ChaCha8Rng) -> l2t::envs::Result<()> {
+        self.0.reset(init_rng)
+    }
+    fn logits(&self, batch: &Batch) -> Tensor {
+        self.1.set(self.1.get() + 1);
+        self.0.logits(batch)
+    }
+    fn train_step(&mut self, batch: &Batch, noise_rng: &mut ChaCha8Rng) -> l2t::envs::Result<f64> {
+        self.0.train_step(batch, noise_rng)
+    }
+    fn reuses_forward(&self) -> bool {
+        self.0.reuses_forward()
+    }
+    fn scores_rows_independently(&self) -> bool {
+        self.0.scores_rows_independently()
+    }
+    fn logits_for_training(&self, batch: &Batch) -> Tensor {
+        self.1.set(self.1.get() + 1);
+        self.0.logits_for_training(batch)
+    }
+    fn train_step_on_logits(&mut self, logits: &Tensor, labels: &Tensor) -> l2t::envs::Result<f64> {
+        self.0.train_step_on_logits(logits, labels)
+    }
+}
+
+/// Every observation's feature bits, reward, iteration, dev accuracy and compute of two
+/// episodes under `mask(step, m)`, with the look-ahead capped at `score_ahead`; and the
+/// scoring forwards the student made.
+fn run(
+    student: Box<dyn Student>,
+    data: &TaskData,
+    config: &TeachingConfig,
+    score_ahead: usize,
+    mask: &dyn Fn(usize, usize) -> Array1<bool>,
+) -> (Vec<u64>, usize) {
+    let forwards = Rc::new(Cell::new(0));
+    let student = Box::new(Counting(student, forwards.clone()));
+    let mut env = TeachingEnv::new(
+        config.clone(),
+        student,
+        data.train.shallow_clone(),
+        data.dev.shallow_clone(),
+    )
+    .unwrap();
+    env.set_score_ahead(score_ahead);
+    let m = config.batch_size;
+    let mut out = Vec::new();
+    for seed in [5, 6] {
+        let (observation, _) = env.reset(Some(seed)).unwrap();
+        out.extend(observation.features.iter().map(|v| u64::from(v.to_bits())));
+        for step in 0.. {
+            let result = env.step(&mask(step, m)).unwrap();
+            let info = &result.info;
+            out.extend([
+                result.reward.to_bits(),
+                info.dev_accuracy.to_bits(),
+                info.iteration as u64,
+                info.compute.scoring,
+                info.compute.training,
+                info.compute.measurement,
+            ]);
+            out.extend(
+                result
+                    .observation
+                    .features
+                    .iter()
+                    .map(|v| u64::from(v.to_bits())),
+            );
+            out.extend(info.incoming_indices.iter().map(|&i| i as u64));
+            if result.done() {
+                break;
+            }
+        }
+    }
+    (out, forwards.get())
+}
+
+/// Keep-one (the highest index of a rotating choice), then keep-none stretches, then
+/// mixed masks: the look-ahead is used, cut short by updates, and off for NoTeach.
+fn teaching_masks(step: usize, m: usize) -> Array1<bool> {
+    match step % 97 {
+        0..=59 => Array1::from_shape_fn(m, |i| i == (step * 7) % m),
+        60..=69 => Array1::from_elem(m, false),
+        70..=79 => Array1::from_elem(m, true),
+        _ => Array1::from_shape_fn(m, |i| (i * 31 + step * 17).is_multiple_of(5)),
+    }
+}
+
+/// Asserts that scoring ahead gives exactly the one-batch trajectory with fewer than
+/// half the forwards.
+fn assert_score_ahead_changes_only_the_forwards(
+    student: impl Fn() -> Box<dyn Student>,
+    data: &TaskData,
+    config: &TeachingConfig,
+) {
+    let (one, one_forwards) = run(student(), data, config, 1, &teaching_masks);
+    let (ahead, ahead_forwards) = run(student(), data, config, 16, &teaching_masks);
+    assert!(one.len() > 1000, "the episodes are long enough to test");
+    assert_eq!(one.len(), ahead.len());
+    let first_difference = one.iter().zip(&ahead).position(|(a, b)| a != b);
+    assert_eq!(first_difference, None, "score ahead changed the trajectory");
+    assert!(
+        // Dev evaluations count too; the keep-one stretches score up to 16 at a time.
+        ahead_forwards * 2 < one_forwards,
+        "{ahead_forwards} forwards ahead against {one_forwards} one batch at a time"
+    );
+}
+
+#[test]
+fn score_ahead_gives_the_one_batch_trajectory_on_the_tiny_mlp() {
+    let data = common::tiny_data();
+    let config = TeachingConfig {
+        max_iterations: 60,
+        ..common::tiny_config()
+    };
+    assert_score_ahead_changes_only_the_forwards(|| common::tiny_student(8), &data, &config);
+}
+
+/// The Fashion-MNIST MLP's widths (784-500-10) at M = 20, where sgemm picks its
+/// blocking by the row count.
+#[test]
+fn score_ahead_gives_the_one_batch_trajectory_on_the_fashion_mnist_mlp() {
+    common::single_thread();
+    let data = SyntheticConfig {
+        num_classes: 10,
+        input_dim: 784,
+        train_size: 2000,
+        dev_size: 200,
+        test_size: 10,
+        separation: 0.5,
+        label_noise: 0.1,
+        data_seed: 4,
+    }
+    .generate()
+    .unwrap();
+    let config = TeachingConfig {
+        batch_size: 20,
+        max_iterations: 25,
+        eval_every: 5,
+        ..TeachingConfig::default()
+    }
+    .with_tau(0.99);
+    let student = || -> Box<dyn Student> {
+        let config = MlpConfig {
+            input_dim: 784,
+            hidden: vec![500],
+            num_classes: 10,
+            optimizer: OptimizerConfig::Adam {
+                learning_rate: 1e-3,
+                weight_decay: 0.0,
+            },
+        };
+        Box::new(MlpStudent::new(config, tch::Device::Cpu).unwrap())
+    };
+    assert_score_ahead_changes_only_the_forwards(student, &data, &config);
+}
+
+#[test]
+fn score_ahead_gives_the_one_batch_trajectory_on_the_cnn() {
+    common::single_thread();
+    // Random 1x12x12 images whose class is the brightest quadrant.
+    let n = 600;
+    let inputs = Tensor::from_slice(
+        &(0..n * 144)
+            .map(|i| ((i * 7919 % 1000) as f32 / 1000.0) - 0.5)
+            .collect::<Vec<f32>>(),
+    )
+    .view([n as i64, 1, 12, 12]);
+    let labels = inputs
+        .view([n as i64, 1, 2, 6, 2, 6])
+        .sum_dim_intlist([1, 3, 5].as_slice(), false, tch::Kind::Float)
+        .view([n as i64, 4])
+        .argmax(-1, false);
+    let all = Dataset::new("quadrants", inputs, labels, 4).unwrap();
+    let train: Vec<i64> = (0..500).collect();
+    let dev: Vec<i64> = (500..600).collect();
+    let data = TaskData {
+        train: all.subset("train", &train).unwrap(),
+        dev: all.subset("dev", &dev).unwrap(),
+        test: all.subset("test", &dev).unwrap(),
+    };
+    let config = TeachingConfig {
+        batch_size: 10,
+        max_iterations: 30,
+        eval_every: 5,
+        ..TeachingConfig::default()
+    }
+    .with_tau(0.99);
+    let student = || -> Box<dyn Student> {
+        let config = CnnConfig {
+            input_shape: [1, 12, 12],
+            channels: vec![4, 8],
+            num_classes: 4,
+            ..CnnConfig::fashion_mnist()
+        };
+        Box::new(CnnStudent::new(config, tch::Device::Cpu).unwrap())
+    };
+    assert_score_ahead_changes_only_the_forwards(student, &data, &config);
 }

@@ -79,7 +79,7 @@ pub struct EsConfig {
     pub output_bias: f64,
     /// n: antithetic pairs per generation (2n episodes per update). The default of 2
     /// makes more, noisier updates in the same episodes than 4; on Fashion-MNIST it
-    /// taught better (docs/notes/es-options.md).
+    /// taught better (studies/notes/es-options.md).
     pub pairs: usize,
     /// sigma: standard deviation of the weight perturbations.
     pub sigma: f64,

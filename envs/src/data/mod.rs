@@ -51,6 +51,16 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The rows `start..start+len` as a batch of views (no copy).
+    pub fn rows(&self, start: usize, len: usize) -> Batch {
+        let (start, len) = (start as i64, len as i64);
+        Batch {
+            inputs: self.inputs.narrow(0, start, len),
+            labels: self.labels.narrow(0, start, len),
+            lengths: self.lengths.as_ref().map(|l| l.narrow(0, start, len)),
+        }
+    }
 }
 
 impl Dataset {

@@ -4,7 +4,7 @@
 //!
 //! libtorch's `torch::optim::Adam` (what `tch::nn::Adam` runs) updates a parameter in
 //! about ten element-wise passes and allocates three temporaries of its size per step.
-//! On the 784-500-10 MLP that is about 4 ms of a 5.5 ms training step (docs/notes/benchmarks-history.md,
+//! On the 784-500-10 MLP that is about 4 ms of a 5.5 ms training step (studies/notes/benchmarks-history.md,
 //! `step_time`), for 0.4M parameters. This module computes the same update, per
 //! element, in a single pass that reads the gradient and the parameter once and
 //! updates the parameter and both moments in place, with no allocation:

@@ -40,6 +40,12 @@ macro_rules! feed_forward_student_methods {
             true
         }
 
+        /// True: a row's logits are a function of that row alone (no batch statistics,
+        /// no padding), bitwise at the batch sizes the env scores (tested).
+        fn scores_rows_independently(&self) -> bool {
+            true
+        }
+
         fn logits_for_training(&self, batch: &Batch) -> Tensor {
             self.forward(&batch.inputs)
         }
@@ -157,6 +163,18 @@ pub trait Student {
     /// update. Default: false (the ResNet and the LSTM train differently from how they
     /// evaluate).
     fn reuses_forward(&self) -> bool {
+        false
+    }
+
+    /// Whether [`Student::logits`] of a row depends on that row alone, bitwise, whatever
+    /// the other rows of its batch: then the environment may score several incoming
+    /// batches in one forward while the weights do not change ([`TeachingEnv`]'s score
+    /// ahead) and the observations stay exactly those of one batch at a time. False
+    /// (the default) for students whose evaluation pads to the longest row (the LSTM)
+    /// or whose kernels are not checked for it (the ResNet).
+    ///
+    /// [`TeachingEnv`]: crate::TeachingEnv
+    fn scores_rows_independently(&self) -> bool {
         false
     }
 
