@@ -108,6 +108,7 @@ fn the_same_run_twice_writes_the_same_results_for_any_number_of_workers() {
     // The plots are drawn, and drawn the same (only where a font is installed).
     for stem in [
         "convergence",
+        "convergence_compute",
         "filtered_data",
         "teacher_training",
         "training_drops",

@@ -82,6 +82,11 @@ pub struct CurvePoint {
     pub iteration: usize,
     /// Effective training instances so far (iteration * M).
     pub effective_instances: usize,
+    /// Training compute so far, in FLOPs: scoring + training, measurement excluded
+    /// ([`l2t_envs::Compute::training_total`]); 0 in reports written before it was
+    /// recorded.
+    #[serde(default)]
+    pub training_compute: u64,
     /// Dev accuracy at this point.
     pub dev_accuracy: f64,
     /// Test accuracy at this point, where the episode was asked to measure it.
@@ -210,6 +215,7 @@ pub fn run_episode_recorded(
         curve.push(CurvePoint {
             iteration: info.iteration,
             effective_instances: info.effective_instances,
+            training_compute: info.compute.training_total(),
             dev_accuracy: info.dev_accuracy,
             test_accuracy,
             seconds: start.elapsed().as_secs_f64(),

@@ -158,7 +158,7 @@ def compare(
     writes the ``l2t`` command's run folder: ``summary.md`` (the table, with each
     teacher's paired difference to the first row), ``report.json``, ``events.jsonl``,
     ``curves.csv`` and the other CSVs, and the figures (``convergence``,
-    ``filtered_data``, ... as ``.svg`` and ``.png``).
+    ``convergence_compute``, ``filtered_data``, ... as ``.svg`` and ``.png``).
 
     Args:
         config: a built-in run by name, as ``l2t reproduce`` takes it (a preset such as

@@ -1,6 +1,6 @@
 //! The run folder's result files: `report.json`, `summary.md`, CSVs and figures.
 
-use l2t_agents::LossRankDrops;
+use l2t_agents::{CurvePoint, LossRankDrops};
 use l2t_envs::Reward;
 
 use crate::run_dir::RunDir;
@@ -21,6 +21,7 @@ pub fn write_results(out: &RunDir, report: &Report) -> Result<()> {
                 r.seed.to_string(),
                 p.iteration.to_string(),
                 p.effective_instances.to_string(),
+                format!("{:.6}", p.training_compute as f64 / 1e9),
                 p.dev_accuracy.to_string(),
                 option(p.test_accuracy),
                 format!("{:.3}", p.seconds),
@@ -47,6 +48,7 @@ pub fn write_results(out: &RunDir, report: &Report) -> Result<()> {
             "seed",
             "iteration",
             "effective_instances",
+            "training_gflop",
             "dev_accuracy",
             "test_accuracy",
             "seconds",
@@ -144,7 +146,8 @@ const CONVERGENCE_GRID_POINTS: usize = 80;
 
 /// Draws the run's figures into `out` (SVG and PNG each): `convergence` (dev accuracy
 /// against effective training instances per teacher, mean and 95% band over seeds;
-/// the paper's convergence figure), `filtered_data` (share of each loss-rank bucket
+/// the paper's convergence figure), `convergence_compute` (the same against training
+/// compute, scoring + training GFLOP: the objective a user pays), `filtered_data` (share of each loss-rank bucket
 /// dropped over training, per teacher that drops anything; the paper's analysis
 /// figure), `teacher_training` (episode returns of the learned teachers) and
 /// `training_drops` (share of each loss-rank bucket and of each margin bucket their
@@ -179,14 +182,28 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
         .map(|summary| summary.teacher.as_str())
         .collect();
 
-    // Convergence: per-seed step curves on a common grid.
-    let max_x = report
-        .evaluations
-        .iter()
-        .flat_map(|r| r.episode.curve.iter().map(|p| p.effective_instances))
-        .max()
-        .unwrap_or(0) as f64;
-    if max_x > 0.0 {
+    // Convergence, against each objective: per-seed step curves on a common grid.
+    let convergence: [(&str, &str, fn(&CurvePoint) -> f64); 2] = [
+        (
+            "convergence",
+            "effective training instances (updates x M)",
+            |p| p.effective_instances as f64,
+        ),
+        (
+            "convergence_compute",
+            "training compute, GFLOP (scoring + training, evaluation excluded)",
+            |p| p.training_compute as f64 / 1e9,
+        ),
+    ];
+    for (stem, x_label, x_of) in convergence {
+        let max_x = report
+            .evaluations
+            .iter()
+            .flat_map(|r| r.episode.curve.iter().map(x_of))
+            .fold(0.0, f64::max);
+        if max_x <= 0.0 {
+            continue;
+        }
         let grid = linear_grid(0.0, max_x, CONVERGENCE_GRID_POINTS);
         let mut series = Vec::new();
         for label in &labels {
@@ -197,14 +214,14 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
                     r.episode
                         .curve
                         .iter()
-                        .map(|p| (p.effective_instances as f64, p.dev_accuracy))
+                        .map(|p| (x_of(p), p.dev_accuracy))
                         .collect()
                 })
                 .collect();
             if seeds.iter().any(|s| !s.is_empty()) {
                 let mut band =
                     band_from_seeds(*label, &seeds, &grid).map_err(|e| ExperimentError::Plot {
-                        path: out.path("convergence"),
+                        path: out.path(stem),
                         reason: e.to_string(),
                     })?;
                 // Accuracies live in [0, 1]; so does the band drawn around them.
@@ -226,13 +243,10 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
                 "{}: dev accuracy of fresh students (mean, 95% CI over {} seeds)",
                 preset.name, preset.eval_seeds
             ),
-            "effective training instances (updates x M)",
+            x_label,
             "dev accuracy",
         );
-        keep_going(
-            plot_convergence(out.path("convergence"), &series, &chart, tau),
-            "convergence",
-        )?;
+        keep_going(plot_convergence(out.path(stem), &series, &chart, tau), stem)?;
     }
 
     // Filtered data: windows of steps, pooled over seeds.
