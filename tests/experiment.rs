@@ -589,6 +589,29 @@ fn the_irreducible_loss_feature_is_cross_fitted_once_and_read_by_the_learned_tea
         "{too_narrow}"
     );
 
+    // The one-off compute of the feature, counted by hand: two holdout MLPs of T' plain
+    // updates (M rows forward, backward = 2 forwards, Adam 12 FLOPs per parameter),
+    // then one forward over both training halves; in report.json and summary.md.
+    let l2t::envs::StudentConfig::Mlp(mlp) = &config.preset.student else {
+        panic!("the synthetic preset's student is an MLP");
+    };
+    let widths: Vec<u64> = std::iter::once(mlp.input_dim)
+        .chain(mlp.hidden.iter().copied())
+        .chain([mlp.num_classes])
+        .map(|w| w as u64)
+        .collect();
+    let forward_per_row: u64 = widths.windows(2).map(|w| 2 * w[0] * w[1] + w[1]).sum();
+    let parameters: u64 = widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+    let m = config.preset.teaching.batch_size as u64;
+    let plain_update = m * forward_per_row + m * 2 * forward_per_row + 12 * parameters;
+    let hand_count = 2 * 100 * plain_update + 3000 * forward_per_row;
+    assert_eq!(first.irreducible_feature_compute, Some(hand_count));
+    let summary = fs::read_to_string(dir.join("summary.md")).unwrap();
+    let gflop = hand_count as f64 / 1e9;
+    let decimals = (2 - gflop.log10().floor() as i64).clamp(0, 6) as usize;
+    let gflop = format!("{gflop:.decimals$} GFLOP once");
+    assert!(summary.contains(&gflop), "{gflop} not in\n{summary}");
+
     // A rerun reads the cache and repeats the run.
     let bytes = fs::read(&cached[0]).unwrap();
     let again = run_into(&config, &dir);
@@ -601,4 +624,115 @@ fn the_irreducible_loss_feature_is_cross_fitted_once_and_read_by_the_learned_tea
             .collect()
     };
     assert_eq!(outcome(&first), outcome(&again));
+}
+
+/// Episodes started and steps taken by the teachers of
+/// [`a_failing_teacher_stops_every_worker_before_its_next_episode`], shared with the run.
+#[derive(Default)]
+struct Counts {
+    /// Set by the failing teacher just before it fails.
+    failed: std::sync::atomic::AtomicBool,
+    failing_episodes: std::sync::atomic::AtomicUsize,
+    other_episodes: std::sync::atomic::AtomicUsize,
+    /// Episodes the other teacher started, and steps it was asked for, after the failure.
+    other_episodes_after: std::sync::atomic::AtomicUsize,
+    other_steps_after: std::sync::atomic::AtomicUsize,
+}
+
+/// NoTeach that counts its episodes (a new one when `instances_seen` goes back down)
+/// and, as `failing`, fails on the first step of its second episode.
+struct Counting {
+    label: &'static str,
+    failing: bool,
+    last_seen: Option<usize>,
+    counts: std::sync::Arc<Counts>,
+}
+
+impl l2t::agents::Teacher for Counting {
+    fn name(&self) -> &str {
+        self.label
+    }
+
+    fn act(
+        &mut self,
+        observation: &l2t::envs::TeachingObservation,
+        info: &l2t::envs::TeachingInfo,
+    ) -> l2t::agents::Result<l2t::agents::KeepMask> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let starts = self
+            .last_seen
+            .is_none_or(|last| info.instances_seen <= last);
+        self.last_seen = Some(info.instances_seen);
+        let counts = &self.counts;
+        if self.failing {
+            if starts && counts.failing_episodes.fetch_add(1, SeqCst) == 1 {
+                counts.failed.store(true, SeqCst);
+                return Err(l2t::agents::AgentError::InvalidConfig {
+                    field: "test teacher",
+                    reason: "a deliberate failure".into(),
+                });
+            }
+        } else {
+            if starts {
+                counts.other_episodes.fetch_add(1, SeqCst);
+            }
+            if counts.failed.load(SeqCst) {
+                counts.other_steps_after.fetch_add(1, SeqCst);
+                if starts {
+                    counts.other_episodes_after.fetch_add(1, SeqCst);
+                }
+            }
+        }
+        Ok(ndarray::Array1::from_elem(
+            observation.features.nrows(),
+            true,
+        ))
+    }
+}
+
+#[test]
+fn a_failing_teacher_stops_every_worker_before_its_next_episode() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let scratch = Scratch::new("exp", "stop");
+    let mut config = small_config();
+    config.preset.irreducible_loss_feature = false;
+    config.teachers = vec![TeacherEntry::new("no_teach", TeacherConfig::NoTeach)];
+    config.preset.eval_seeds = 4;
+    // One worker per teacher: the three run side by side.
+    config.training.workers = 3;
+    let counts = std::sync::Arc::new(Counts::default());
+    let teacher = |label, failing| Counting {
+        label,
+        failing,
+        last_seen: None,
+        counts: counts.clone(),
+    };
+    let mine = vec![
+        UserTeacher::new("failing", teacher("failing", true)),
+        UserTeacher::new("other", teacher("other", false)),
+    ];
+    let mut out = RunDir::create(&scratch.join("run")).unwrap();
+    // A slow consumer of the records (the reporting thread is busy): the workers must
+    // stop on their own, not when the reporting thread gets to the error.
+    let error = run_with(&config, mine, Path::new("unused"), &mut out, |progress| {
+        if let l2t::experiment::Progress::Evaluated(_) = progress {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    })
+    .unwrap_err()
+    .to_string();
+    // The run's error is the teacher's own, not the stop it caused elsewhere.
+    assert!(error.contains("a deliberate failure"), "{error}");
+    assert!(counts.failed.load(SeqCst));
+    // The failed worker started no episode after its failure...
+    assert_eq!(counts.failing_episodes.load(SeqCst), 2);
+    // ...and the other one neither: its episode in flight ended at its next step (one
+    // step may race the failure), and it started no other.
+    assert!(
+        counts.other_steps_after.load(SeqCst) <= 1,
+        "{} steps after the failure",
+        counts.other_steps_after.load(SeqCst)
+    );
+    assert!(counts.other_episodes_after.load(SeqCst) <= 1);
+    assert!(counts.other_episodes.load(SeqCst) < 4);
 }

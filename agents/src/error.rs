@@ -18,6 +18,10 @@ pub enum AgentError {
     /// (a distributed run: which rank failed, and why).
     #[error("distributed rollouts: {0}")]
     Distributed(String),
+    /// The episode was stopped from outside before it ended: another worker of the same
+    /// run failed (or the run was cancelled), so its result would be thrown away.
+    #[error("stopped: {0}")]
+    Stopped(String),
     /// The environment failed while the teacher drove it.
     #[error(transparent)]
     Env(#[from] l2t_envs::EnvError),

@@ -81,9 +81,14 @@ pub(crate) enum Finished<'a> {
 /// running every teacher in turn would run them, so the records do not depend on the
 /// number of workers. `report` sees the records in job order, then seed order, each as
 /// soon as it and all before it are in: the run's events and progress read the same
-/// for any number of workers. The first error (of a job, an env or `report`) stops
-/// the workers before their next episode and is returned; a panicking worker is an
-/// error too, never a hang.
+/// for any number of workers.
+///
+/// The first error (of a job, an env or `report`) is returned, and it stops every
+/// worker through one shared flag ([`StopFlag`]): the worker that failed raises it
+/// itself, before it reports the error, so no worker (the failed one included) starts
+/// another episode once any has failed, and an episode in flight on another worker ends
+/// at its teacher's next step ([`Stoppable`]) instead of running to its end. A
+/// panicking worker is an error too, never a hang.
 pub(crate) fn evaluate_side_by_side(
     task: &TrainingTask,
     jobs: Vec<(String, Box<dyn Teacher>)>,
@@ -92,13 +97,12 @@ pub(crate) fn evaluate_side_by_side(
     test_every: usize,
     mut report: impl FnMut(Finished<'_>) -> Result<()>,
 ) -> Result<Vec<(String, Vec<EvaluationRecord>)>> {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{mpsc, Mutex};
 
     let labels: Vec<String> = jobs.iter().map(|(label, _)| label.clone()).collect();
     let workers = task.workers.clamp(1, jobs.len().max(1));
     let queue = Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>());
-    let stop = AtomicBool::new(false);
+    let stop = StopFlag::default();
     let mut slots: Vec<Vec<Option<EvaluationRecord>>> = vec![vec![None; seeds.len()]; labels.len()];
     let mut first_error: Option<ExperimentError> = None;
     std::thread::scope(|scope| {
@@ -109,14 +113,20 @@ pub(crate) fn evaluate_side_by_side(
             let test = test.shallow_clone();
             let (sender, queue, stop) = (sender.clone(), &queue, &stop);
             handles.push(scope.spawn(move || {
+                // An error is sent before the flag goes up, so the receiver sees the
+                // error that stopped the run before any episode the flag cut short.
+                let fail = |j: usize, s: usize, error: ExperimentError| {
+                    let _ = sender.send((j, s, Err(error)));
+                    stop.raise();
+                };
                 let mut env = match make_env() {
                     Ok(env) => env,
-                    Err(e) => {
-                        let _ = sender.send((usize::MAX, 0, Err(e.into())));
-                        return;
-                    }
+                    Err(e) => return fail(usize::MAX, 0, e.into()),
                 };
                 loop {
+                    if stop.is_raised() {
+                        return;
+                    }
                     // Jobs are taken from the front, in order.
                     let next = match queue.lock() {
                         Ok(mut jobs) if !jobs.is_empty() => jobs.remove(0),
@@ -124,19 +134,31 @@ pub(crate) fn evaluate_side_by_side(
                     };
                     let (j, (label, mut teacher)) = next;
                     for (s, &seed) in seeds.iter().enumerate() {
-                        if stop.load(Ordering::Relaxed) {
+                        // Checked before every episode: none starts after a failure.
+                        if stop.is_raised() {
                             return;
                         }
-                        let record = evaluate_once(
+                        let mut stoppable = Stoppable {
+                            teacher: teacher.as_mut(),
+                            stop,
+                        };
+                        match evaluate_once(
                             &mut env,
-                            teacher.as_mut(),
+                            &mut stoppable,
                             &label,
                             seed,
                             &test,
                             test_every,
-                        );
-                        if sender.send((j, s, record)).is_err() {
-                            return;
+                        ) {
+                            Ok(record) => {
+                                if sender.send((j, s, Ok(record))).is_err() {
+                                    return;
+                                }
+                            }
+                            // Cut short by another worker's failure: that error is the
+                            // run's, already sent.
+                            Err(_) if stop.is_raised() => return,
+                            Err(e) => return fail(j, s, e),
                         }
                     }
                 }
@@ -149,7 +171,7 @@ pub(crate) fn evaluate_side_by_side(
                 Ok(record) if j < slots.len() => slots[j][s] = Some(record),
                 Ok(_) => {}
                 Err(e) => {
-                    stop.store(true, Ordering::Relaxed);
+                    stop.raise();
                     first_error.get_or_insert(e);
                     continue;
                 }
@@ -166,7 +188,7 @@ pub(crate) fn evaluate_side_by_side(
                 })
                 .and_then(|()| report(Finished::Record(record)));
                 if let Err(e) = reported {
-                    stop.store(true, Ordering::Relaxed);
+                    stop.raise();
                     first_error = Some(e);
                     break;
                 }
@@ -199,4 +221,66 @@ pub(crate) fn evaluate_side_by_side(
             })
         })
         .collect()
+}
+
+/// The stop shared by the workers of [`evaluate_side_by_side`]: raised once by the first
+/// failure (a worker's own, or the receiver's), read before every episode and every step.
+#[derive(Debug, Default)]
+pub(crate) struct StopFlag(std::sync::atomic::AtomicBool);
+
+impl StopFlag {
+    /// Stops every worker: none starts another episode, episodes in flight end at
+    /// their teacher's next step.
+    pub(crate) fn raise(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the run is stopping.
+    pub(crate) fn is_raised(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// A teacher that refuses to act once `stop` is raised ([`AgentError::Stopped`]), so an
+/// episode in flight when another worker fails ends at its next step: no teacher (a
+/// Python one included) is asked for a mask after the run's first error.
+struct Stoppable<'a> {
+    teacher: &'a mut dyn Teacher,
+    stop: &'a StopFlag,
+}
+
+impl Stoppable<'_> {
+    fn check(&self) -> l2t_agents::Result<()> {
+        if self.stop.is_raised() {
+            return Err(l2t_agents::AgentError::Stopped(format!(
+                "`{}` not asked: another teacher of the run failed",
+                self.teacher.name()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Teacher for Stoppable<'_> {
+    fn name(&self) -> &str {
+        self.teacher.name()
+    }
+
+    fn columns(&self) -> Vec<String> {
+        self.teacher.columns()
+    }
+
+    fn act(
+        &mut self,
+        observation: &l2t_envs::TeachingObservation,
+        info: &l2t_envs::TeachingInfo,
+    ) -> l2t_agents::Result<l2t_agents::KeepMask> {
+        self.check()?;
+        self.teacher.act(observation, info)
+    }
+
+    fn observe(&mut self, reward: f64, done: bool) -> l2t_agents::Result<()> {
+        self.check()?;
+        self.teacher.observe(reward, done)
+    }
 }
