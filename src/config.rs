@@ -72,6 +72,19 @@ impl DeviceChoice {
     }
 }
 
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+
+    /// `cpu` or `cuda`, as `--device` and Python's `device=` take them.
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda),
+            other => Err(format!("`{other}`: expected cpu or cuda")),
+        }
+    }
+}
+
 /// One teacher of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,6 +193,11 @@ pub struct ReportConfig {
     pub test_every: usize,
     /// Write the plots (SVG and PNG).
     pub plots: bool,
+    /// The label of the reference row: the row every other teacher is paired with
+    /// (ratio, paired differences, probability of improvement); the first row when
+    /// absent. Comparing against a strong baseline (say `rho_loss`) needs no reordering.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 impl Default for ReportConfig {
@@ -188,6 +206,7 @@ impl Default for ReportConfig {
             levels: Vec::new(),
             test_every: 0,
             plots: true,
+            reference: None,
         }
     }
 }
@@ -260,9 +279,229 @@ pub struct RunConfig {
     /// What the summary reports.
     #[serde(default)]
     pub report: ReportConfig,
-    /// The teachers, in table order (the first is the reference row).
+    /// The teachers, in table order (the first is the reference row unless
+    /// `[report] reference` names another).
     pub teachers: Vec<TeacherEntry>,
 }
+
+/// The names a run config gives the evaluation seeds, for [`seed_range`]'s errors.
+pub const CONFIG_SEED_NAMES: (&str, &str) = ("[preset] first_eval_seed", "[preset] eval_seeds");
+
+/// The evaluation seeds `first .. first + seeds`, checked: at least one seed, and
+/// `first + seeds` within u64 (so the range neither wraps around to 0 nor needs an
+/// end past the last u64). `names` are the arguments as the user gave them (first seed,
+/// seed count): the error ([`ExperimentError::SeedRange`]) names them. Every run
+/// resolves its seeds here ([`RunConfig::evaluation_seeds`]).
+pub fn seed_range(first: u64, seeds: usize, names: (&str, &str)) -> Result<std::ops::Range<u64>> {
+    let error = |reason: String| ExperimentError::SeedRange {
+        first_name: names.0.to_string(),
+        first,
+        seeds_name: names.1.to_string(),
+        seeds,
+        reason,
+    };
+    if seeds == 0 {
+        return Err(error("at least one seed is needed".into()));
+    }
+    let count = u64::try_from(seeds).map_err(|_| error("more seeds than u64 holds".into()))?;
+    match first.checked_add(count) {
+        Some(end) => Ok(first..end),
+        None => Err(error(format!(
+            "the seeds would run past the last seed 2^64 - 1 ({first_name} + {seeds_name} must              be at most {max}; {first_name} can be at most {largest} for {seeds} seeds)",
+            first_name = names.0,
+            seeds_name = names.1,
+            max = u64::MAX,
+            largest = u64::MAX - count,
+        ))),
+    }
+}
+
+/// The position of the reference row among `labels` (the table's order): `reference`'s,
+/// or 0 (the first row) when it is `None`. An unknown label is
+/// [`ExperimentError::InvalidArgument`] under `name` (`--reference`, `reference`,
+/// `[report] reference`), listing the labels.
+pub fn reference_index(labels: &[&str], reference: Option<&str>, name: &str) -> Result<usize> {
+    let Some(reference) = reference else {
+        return Ok(0);
+    };
+    labels
+        .iter()
+        .position(|label| *label == reference)
+        .ok_or_else(|| ExperimentError::InvalidArgument {
+            name: name.to_string(),
+            reason: format!(
+                "`{reference}` is not a teacher of this run; its teachers are {}",
+                labels
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+}
+
+/// Where an [`Overrides`] came from, so that its errors name the argument as the user
+/// wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interface {
+    /// The `l2t` command's flags: `--first-seed`.
+    Cli,
+    /// The Python functions' keyword arguments: `first_seed`.
+    Python,
+}
+
+impl Interface {
+    /// `field` (an [`Overrides`] field) as this interface spells it.
+    pub fn name(self, field: &str) -> String {
+        match self {
+            Self::Cli => format!("--{}", field.replace('_', "-")),
+            Self::Python => field.to_string(),
+        }
+    }
+}
+
+/// Changes to a run config that the `l2t` command's flags and the Python functions'
+/// keyword arguments of the same names make (`None`: keep the config's). One
+/// implementation ([`Overrides::apply`]) serves both, so a flag means the same on top of
+/// a built-in run, of `--config` and in Python.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// Teacher-training episodes of every learned teacher (and of the training task).
+    pub episodes: Option<usize>,
+    /// Evaluation seeds per teacher.
+    pub seeds: Option<usize>,
+    /// The first evaluation seed.
+    pub first_seed: Option<u64>,
+    /// The evaluation's dev-accuracy threshold tau.
+    pub tau: Option<f64>,
+    /// Teacher-training episodes between two checkpoints.
+    pub checkpoint_every: Option<usize>,
+    /// Worker threads.
+    pub workers: Option<usize>,
+    /// A training tau ([`TrainingConfig::tau`]).
+    pub train_tau: Option<f64>,
+    /// Training dev subsample ([`TrainingConfig::dev_subsample`]).
+    pub train_dev: Option<usize>,
+    /// Training reward: the dev-accuracy area over this many updates (0: the preset's).
+    pub train_area: Option<usize>,
+    /// Training evaluation interval ([`TrainingConfig::eval_every`]).
+    pub train_eval_every: Option<usize>,
+    /// Dev evaluations between two test-accuracy points.
+    pub test_every: Option<usize>,
+    /// Train the learned teachers on this preset's teacher half (transfer).
+    pub train_on: Option<String>,
+    /// Write the plots, or not.
+    pub plots: Option<bool>,
+    /// Where students and data live.
+    pub device: Option<DeviceChoice>,
+    /// The reference row's label ([`ReportConfig::reference`]).
+    pub reference: Option<String>,
+}
+
+impl Overrides {
+    /// Applies the overrides to `config`, then checks the seeds and the reference:
+    /// errors name the argument as `interface` spells it (a seed setting that comes
+    /// from the config keeps its config name). `user_labels` are the labels of the
+    /// teachers of your own that will run beside the config's (the reference may be
+    /// one of them).
+    pub fn apply(
+        &self,
+        config: &mut RunConfig,
+        interface: Interface,
+        user_labels: &[&str],
+    ) -> Result<()> {
+        if let Some(episodes) = self.episodes {
+            config.preset.episodes = episodes;
+            for entry in &mut config.teachers {
+                entry.episodes = None;
+            }
+            if let Some(train_on) = &mut config.train_on {
+                train_on.episodes = episodes;
+            }
+        }
+        if let Some(seeds) = self.seeds {
+            config.preset.eval_seeds = seeds;
+        }
+        if let Some(first) = self.first_seed {
+            config.preset.first_eval_seed = first;
+        }
+        let seed_names = (
+            match self.first_seed {
+                Some(_) => interface.name("first_seed"),
+                None => CONFIG_SEED_NAMES.0.to_string(),
+            },
+            match self.seeds {
+                Some(_) => interface.name("seeds"),
+                None => CONFIG_SEED_NAMES.1.to_string(),
+            },
+        );
+        seed_range(
+            config.preset.first_eval_seed,
+            config.preset.eval_seeds,
+            (&seed_names.0, &seed_names.1),
+        )?;
+        if let Some(tau) = self.tau {
+            config.preset.teaching = config.preset.teaching.clone().with_tau(tau);
+        }
+        if let Some(every) = self.checkpoint_every {
+            config.checkpoint_every = every;
+        }
+        if let Some(workers) = self.workers {
+            config.training.workers = workers;
+        }
+        if let Some(tau) = self.train_tau {
+            config.training.tau = Some(tau);
+        }
+        if let Some(size) = self.train_dev {
+            config.training.dev_subsample = Some(size);
+        }
+        match self.train_area {
+            Some(0) => config.training.reward = None,
+            Some(iterations) => {
+                config.training.reward = Some(Reward::DevAccuracyArea { iterations })
+            }
+            None => {}
+        }
+        if let Some(every) = self.train_eval_every {
+            config.training.eval_every = Some(every);
+        }
+        if let Some(every) = self.test_every {
+            config.report.test_every = every;
+        }
+        if let Some(train_on) = &self.train_on {
+            let mut preset =
+                Preset::named(train_on).map_err(|e| ExperimentError::InvalidArgument {
+                    name: interface.name("train_on"),
+                    reason: e.to_string(),
+                })?;
+            if let Some(episodes) = self.episodes {
+                preset.episodes = episodes;
+            }
+            config.train_on = Some(preset);
+        }
+        if let Some(plots) = self.plots {
+            config.report.plots = plots;
+        }
+        if let Some(device) = self.device {
+            config.device = device;
+        }
+        if let Some(reference) = &self.reference {
+            config.report.reference = Some(reference.clone());
+        }
+        let labels: Vec<&str> = (config.teachers.iter().map(|e| e.label.as_str()))
+            .chain(user_labels.iter().copied())
+            .collect();
+        let name = match self.reference {
+            Some(_) => interface.name("reference"),
+            None => REFERENCE_NAME.to_string(),
+        };
+        reference_index(&labels, config.report.reference.as_deref(), &name)?;
+        Ok(())
+    }
+}
+
+/// The name a run config gives the reference row, for [`reference_index`]'s errors.
+pub const REFERENCE_NAME: &str = "[report] reference";
 
 /// Longer versions of a preset's reproduction (see [`RunConfig::named`]).
 pub const LONG_RUNS: [&str; 1] = ["fashion-mnist-mlp-long"];
@@ -508,17 +747,17 @@ impl RunConfig {
             .collect()
     }
 
-    /// Checks what the types cannot: unique labels, matches that name a teacher, at
-    /// least one seed, a positive checkpoint interval.
+    /// Checks what the types cannot: unique labels, matches that name a teacher, a seed
+    /// range within u64 with at least one seed, a positive checkpoint interval. (The
+    /// reference row is checked where the run's own teachers are known:
+    /// [`reference_index`].)
     pub fn validate(&self) -> Result<()> {
         let invalid =
             |field: &'static str, reason: String| ExperimentError::InvalidSetting { field, reason };
         if self.teachers.is_empty() {
             return Err(invalid("teachers", "no teacher to run".into()));
         }
-        if self.preset.eval_seeds == 0 {
-            return Err(invalid("preset.eval_seeds", "must be at least 1".into()));
-        }
+        self.evaluation_seeds()?;
         if self.checkpoint_every == 0 {
             return Err(invalid("checkpoint_every", "must be at least 1".into()));
         }
@@ -585,6 +824,16 @@ impl RunConfig {
             }
         }
         Ok(())
+    }
+
+    /// The evaluation seeds, `first_eval_seed .. first_eval_seed + eval_seeds`, checked
+    /// ([`seed_range`]; errors name the `[preset]` fields).
+    pub fn evaluation_seeds(&self) -> Result<std::ops::Range<u64>> {
+        seed_range(
+            self.preset.first_eval_seed,
+            self.preset.eval_seeds,
+            CONFIG_SEED_NAMES,
+        )
     }
 
     /// The preset whose teacher half trains the learned teachers.
@@ -749,5 +998,98 @@ mod tests {
         assert_eq!(levels.len(), 3);
         approx::assert_relative_eq!(levels[2], 0.86);
         approx::assert_relative_eq!(levels[0], 0.80, epsilon = 1e-12);
+    }
+
+    #[test]
+    fn seed_ranges_that_wrap_are_refused_naming_the_arguments() {
+        // The case: 2^64 - 1 and 2 seeds would be "seeds 18446744073709551615 to 0".
+        let message = seed_range(u64::MAX, 2, ("--first-seed", "--seeds"))
+            .unwrap_err()
+            .to_string();
+        for part in ["--first-seed", "--seeds", "18446744073709551613"] {
+            assert!(message.contains(part), "{part}: {message}");
+        }
+        assert!(matches!(
+            seed_range(0, 0, ("first_seed", "seeds")),
+            Err(ExperimentError::SeedRange { seeds: 0, .. })
+        ));
+        // first + seeds at exactly 2^64 - 1 fits.
+        assert_eq!(
+            seed_range(u64::MAX - 2, 2, CONFIG_SEED_NAMES).unwrap(),
+            u64::MAX - 2..u64::MAX
+        );
+
+        // A config names its fields; overrides name their flags or arguments, and a
+        // seed setting left to the config keeps its config name.
+        let mut config = RunConfig::reproduction(Preset::synthetic());
+        config.preset.first_eval_seed = u64::MAX;
+        let message = config.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("[preset] first_eval_seed") && message.contains("[preset] eval_seeds"),
+            "{message}"
+        );
+        let base = RunConfig::reproduction(Preset::synthetic());
+        for (interface, first, seeds) in [
+            (Interface::Cli, "--first-seed", "--seeds"),
+            (Interface::Python, "first_seed", "seeds"),
+        ] {
+            let overrides = Overrides {
+                first_seed: Some(u64::MAX - 1),
+                seeds: Some(2),
+                ..Overrides::default()
+            };
+            let message = (overrides.apply(&mut base.clone(), interface, &[]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.contains(&format!("{first} = "))
+                    && message.contains(&format!("{seeds} = 2")),
+                "{message}"
+            );
+            let only_first = Overrides {
+                first_seed: Some(u64::MAX),
+                ..Overrides::default()
+            };
+            let message = (only_first.apply(&mut base.clone(), interface, &[]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.contains(first) && message.contains("[preset] eval_seeds"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_reference_lists_the_labels_under_its_name() {
+        let mut config = RunConfig::reproduction(Preset::synthetic());
+        let overrides = Overrides {
+            reference: Some("rho_los".into()),
+            ..Overrides::default()
+        };
+        let message = (overrides.apply(&mut config, Interface::Cli, &["mine"]))
+            .unwrap_err()
+            .to_string();
+        for part in [
+            "--reference",
+            "`rho_los`",
+            "`rho_loss`",
+            "`no_teach`",
+            "`mine`",
+        ] {
+            assert!(message.contains(part), "{part}: {message}");
+        }
+        // A teacher of your own can be the reference; it goes in [report].
+        let overrides = Overrides {
+            reference: Some("mine".into()),
+            ..Overrides::default()
+        };
+        overrides
+            .apply(&mut config, Interface::Python, &["mine"])
+            .unwrap();
+        assert_eq!(config.report.reference.as_deref(), Some("mine"));
+        let text = config.to_toml().unwrap();
+        assert!(text.contains("reference = \"mine\""), "{text}");
+        assert_eq!(RunConfig::from_toml(&text).unwrap(), config);
     }
 }

@@ -10,7 +10,10 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use l2t::agents::{NoTeach, TeacherConfig};
-use l2t::config::{DeviceChoice, RunConfig, TeacherEntry, BENCHMARK_TASKS, LONG_RUNS, TRANSFERS};
+use l2t::config::{
+    DeviceChoice, Interface, Overrides, RunConfig, TeacherEntry, BENCHMARK_TASKS, LONG_RUNS,
+    TRANSFERS,
+};
 use l2t::envs::io::write_atomic;
 use l2t::envs::EnvError;
 use l2t::experiment::{evaluate_teacher, leaderboard, run, ExperimentError, Progress, Report};
@@ -42,7 +45,8 @@ enum Command {
     /// teacher half, then teach fresh students of the student half with NoTeach,
     /// RandTeach (matched), SPL, online batch selection and the trained teachers.
     Reproduce {
-        /// Preset or transfer name (see `l2t list`).
+        /// Preset or transfer name (see `l2t list`); with --config, the config's preset
+        /// name.
         preset: String,
         #[command(flatten)]
         run: RunArgs,
@@ -50,21 +54,23 @@ enum Command {
     /// Train one teacher on a preset's teacher half, with checkpoints (an interrupted
     /// run resumes where it stopped), then evaluate it on the student half.
     Train {
-        /// Preset name (see `l2t list`).
+        /// Preset name (see `l2t list`); with --config, the config's preset name.
         preset: String,
         /// The teacher: a kind (`reinforce`, `actor_critic`) or a JSON config;
-        /// `label=...` names it.
-        #[arg(long, default_value = "reinforce")]
-        teacher: String,
+        /// `label=...` names it. Default: reinforce. With --config it replaces the
+        /// config's teachers (trained); without it the config's teachers run as they are.
+        #[arg(long)]
+        teacher: Option<String>,
         #[command(flatten)]
         run: RunArgs,
     },
     /// Teach fresh students of a preset's student half with one teacher.
     Evaluate {
-        /// Preset name (see `l2t list`).
+        /// Preset name (see `l2t list`); with --config, the config's preset name.
         preset: String,
         /// The teacher: a kind, a JSON config or a checkpoint file (a teacher trained on
-        /// another task is a transfer); `label=...` names it.
+        /// another task is a transfer); `label=...` names it. With --config it replaces
+        /// the config's teachers.
         #[arg(long)]
         teacher: String,
         #[command(flatten)]
@@ -72,10 +78,12 @@ enum Command {
     },
     /// Teach fresh students with several teachers on the same seeds and tabulate them.
     Compare {
-        /// Preset name (see `l2t list`).
+        /// Preset name (see `l2t list`); with --config, the config's preset name.
         preset: String,
         /// Teachers (repeat the flag): kinds, JSON configs or checkpoint files, each
-        /// optionally `label=...`. The first is the reference row.
+        /// optionally `label=...`. The first is the reference row unless --reference
+        /// names another. With --config they replace the config's teachers (the
+        /// config's task and settings stay).
         #[arg(long = "teacher", required = true)]
         teachers: Vec<String>,
         #[command(flatten)]
@@ -121,10 +129,13 @@ enum Command {
     List,
 }
 
-/// Options shared by the commands that run an experiment.
+/// Options shared by the commands that run an experiment. With --config every one of
+/// them applies on top of the config, as on top of a built-in run.
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// A run config (TOML) to start from instead of the preset's.
+    /// A run config (TOML) to start from instead of the preset's: the other flags
+    /// (and a subcommand's --teacher) apply on top of it; the preset argument must be
+    /// the config's preset name.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Teacher-training episodes of every learned teacher.
@@ -174,6 +185,11 @@ struct RunArgs {
     /// Skip the plots.
     #[arg(long)]
     no_plots: bool,
+    /// The reference row: the teacher (by label) every other row is paired with in the
+    /// tables (ratio, paired differences, probability of improvement). Default: the
+    /// first row.
+    #[arg(long)]
+    reference: Option<String>,
     /// Folder with the data (default: $L2T_DATA or the set-up's cache).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -195,11 +211,7 @@ struct RunArgs {
 }
 
 fn parse_device(text: &str) -> Result<DeviceChoice, String> {
-    match text {
-        "cpu" => Ok(DeviceChoice::Cpu),
-        "cuda" => Ok(DeviceChoice::Cuda),
-        other => Err(format!("`{other}`: expected cpu or cuda")),
-    }
+    text.parse()
 }
 
 fn main() -> Result<()> {
@@ -218,38 +230,63 @@ fn main() -> Result<()> {
             data_dir,
         } => noteach(&preset, iterations, seeds, data_dir),
         Command::Reproduce { preset, run } => {
-            let base = RunConfig::named(&preset)?;
-            execute(base, run, &preset, &context)
+            let base = base_config(&preset, &run, RunConfig::named)?;
+            execute(base, None, run, &preset, &context)
         }
         Command::Train {
             preset,
             teacher,
             run,
         } => {
-            let mut base = preset_config(&preset)?;
-            base.teachers = vec![TeacherEntry::parse(&teacher, &base.preset)?.trained()];
-            execute(base, run, &format!("{preset}-train"), &context)
+            let base = base_config(&preset, &run, preset_config)?;
+            // Without --config the one teacher is reinforce unless --teacher names
+            // another; with --config only a --teacher replaces the config's teachers.
+            let teacher = match (teacher, &run.config) {
+                (Some(teacher), _) => Some(teacher),
+                (None, None) => Some("reinforce".to_string()),
+                (None, Some(_)) => None,
+            };
+            let teachers = teacher.map(|t| TeacherFlags {
+                specs: vec![t],
+                trained: true,
+            });
+            execute(base, teachers, run, &format!("{preset}-train"), &context)
         }
         Command::Evaluate {
             preset,
             teacher,
             run,
         } => {
-            let mut base = preset_config(&preset)?;
-            base.teachers = vec![TeacherEntry::parse(&teacher, &base.preset)?];
-            execute(base, run, &format!("{preset}-evaluate"), &context)
+            let base = base_config(&preset, &run, preset_config)?;
+            let teachers = TeacherFlags {
+                specs: vec![teacher],
+                trained: false,
+            };
+            execute(
+                base,
+                Some(teachers),
+                run,
+                &format!("{preset}-evaluate"),
+                &context,
+            )
         }
         Command::Compare {
             preset,
             teachers,
             run,
         } => {
-            let mut base = preset_config(&preset)?;
-            base.teachers = teachers
-                .iter()
-                .map(|t| TeacherEntry::parse(t, &base.preset))
-                .collect::<Result<_, _>>()?;
-            execute(base, run, &format!("{preset}-compare"), &context)
+            let base = base_config(&preset, &run, preset_config)?;
+            let teachers = TeacherFlags {
+                specs: teachers,
+                trained: false,
+            };
+            execute(
+                base,
+                Some(teachers),
+                run,
+                &format!("{preset}-compare"),
+                &context,
+            )
         }
         Command::Benchmark { tasks, run } => benchmark(tasks, run, &context),
         Command::Run { run } => {
@@ -258,7 +295,7 @@ fn main() -> Result<()> {
             };
             let base = RunConfig::from_toml_file(path)?;
             let name = base.preset.name.clone();
-            execute(base, run, &name, &context)
+            execute(base, None, run, &name, &context)
         }
     }
 }
@@ -278,14 +315,52 @@ fn unknown(name: &str) -> String {
     )
 }
 
-fn preset_config(name: &str) -> Result<RunConfig> {
-    let preset = Preset::named(name).map_err(|_| anyhow::anyhow!(unknown(name)))?;
-    Ok(RunConfig::reproduction(preset))
+fn preset_config(name: &str) -> Result<RunConfig, l2t::experiment::ExperimentError> {
+    Preset::named(name).map(RunConfig::reproduction)
 }
 
-/// Applies the flags to `base` (or to the `--config` file), then runs it or prints it.
-fn execute(base: RunConfig, args: RunArgs, name: &str, context: &RunContext) -> Result<()> {
-    let config = configure(base, &args, context)?;
+/// The config a subcommand starts from: the `--config` file (whose preset must be the
+/// one the subcommand names: the name is not silently dropped), else `builtin(preset)`.
+fn base_config(
+    preset: &str,
+    args: &RunArgs,
+    builtin: impl Fn(&str) -> Result<RunConfig, l2t::experiment::ExperimentError>,
+) -> Result<RunConfig> {
+    let Some(path) = &args.config else {
+        return builtin(preset).map_err(|_| anyhow::anyhow!(unknown(preset)));
+    };
+    let config = RunConfig::from_toml_file(path)?;
+    if config.preset.name != preset {
+        bail!(
+            "the preset argument `{preset}` is not the preset of --config {} (`{}`): give `{}` \
+             (or use `l2t run --config {}`)",
+            path.display(),
+            config.preset.name,
+            config.preset.name,
+            path.display()
+        );
+    }
+    Ok(config)
+}
+
+/// The teachers a subcommand's `--teacher` flags name: they replace the teachers of the
+/// preset's config or of `--config`.
+struct TeacherFlags {
+    /// Each as `--teacher` takes it ([`TeacherEntry::parse`]).
+    specs: Vec<String>,
+    /// Trained on the teacher half first (`l2t train`).
+    trained: bool,
+}
+
+/// Applies the flags to `base`, then runs it or prints it.
+fn execute(
+    base: RunConfig,
+    teachers: Option<TeacherFlags>,
+    args: RunArgs,
+    name: &str,
+    context: &RunContext,
+) -> Result<()> {
+    let config = configure(base, teachers, &args, context)?;
     if args.print_config {
         print!("{}", config.to_toml()?);
         return Ok(());
@@ -351,7 +426,7 @@ fn benchmark(tasks: Vec<String>, mut args: RunArgs, context: &RunContext) -> Res
         } else {
             RunConfig::named(task)?
         };
-        configs.push(configure(base, &args, context)?);
+        configs.push(configure(base, None, &args, context)?);
     }
     let names: Vec<String> = configs.iter().map(|c| c.preset.name.clone()).collect();
     if let Some(twice) = names
@@ -476,70 +551,54 @@ fn reuse_trained_teachers(from: &Path, to: &Path) -> Result<usize> {
     Ok(copied)
 }
 
-/// `base` (or the `--config` file) with the flags applied, validated.
-fn configure(base: RunConfig, args: &RunArgs, context: &RunContext) -> Result<RunConfig> {
-    let mut config = match &args.config {
-        Some(path) => RunConfig::from_toml_file(path)?,
-        None => base,
-    };
-    if let Some(episodes) = args.episodes {
-        config.preset.episodes = episodes;
-        for entry in &mut config.teachers {
-            entry.episodes = None;
-        }
-        if let Some(train_on) = &mut config.train_on {
-            train_on.episodes = episodes;
-        }
+/// `base` with the `--teacher` flags (replacing its teachers) and the other flags
+/// applied ([`Overrides::apply`], the one implementation Python's functions share),
+/// validated.
+fn configure(
+    mut config: RunConfig,
+    teachers: Option<TeacherFlags>,
+    args: &RunArgs,
+    context: &RunContext,
+) -> Result<RunConfig> {
+    if let Some(flags) = teachers {
+        config.teachers = (flags.specs.iter())
+            .map(|spec| {
+                let entry = TeacherEntry::parse(spec, &config.preset)?;
+                Ok(if flags.trained {
+                    entry.trained()
+                } else {
+                    entry
+                })
+            })
+            .collect::<Result<_, l2t::experiment::ExperimentError>>()?;
     }
-    if let Some(seeds) = args.seeds {
-        config.preset.eval_seeds = seeds;
-    }
-    if let Some(first) = args.first_seed {
-        config.preset.first_eval_seed = first;
-    }
-    if let Some(tau) = args.tau {
-        config.preset.teaching = config.preset.teaching.clone().with_tau(tau);
-    }
-    if let Some(every) = args.checkpoint_every {
-        config.checkpoint_every = every;
-    }
-    if let Some(workers) = args.workers {
-        config.training.workers = workers;
-    }
-    if let Some(tau) = args.train_tau {
-        config.training.tau = Some(tau);
-    }
-    if let Some(size) = args.train_dev {
-        config.training.dev_subsample = Some(size);
-    }
-    match args.train_area {
-        Some(0) => config.training.reward = None,
-        Some(iterations) => {
-            config.training.reward = Some(l2t::envs::Reward::DevAccuracyArea { iterations })
-        }
-        None => {}
-    }
-    if let Some(every) = args.train_eval_every {
-        config.training.eval_every = Some(every);
-    }
-    if let Some(every) = args.test_every {
-        config.report.test_every = every;
-    }
-    if let Some(train_on) = &args.train_on {
-        let mut preset = Preset::named(train_on).map_err(|_| anyhow::anyhow!(unknown(train_on)))?;
-        if let Some(episodes) = args.episodes {
-            preset.episodes = episodes;
-        }
-        config.train_on = Some(preset);
-    }
-    if args.no_plots {
-        config.report.plots = false;
-    }
-    if let Some(device) = context.device {
-        config.device = device;
-    }
+    args.overrides(context)
+        .apply(&mut config, Interface::Cli, &[])?;
     config.validate()?;
     Ok(config)
+}
+
+impl RunArgs {
+    /// The flags that change a run config, as the library's [`Overrides`].
+    fn overrides(&self, context: &RunContext) -> Overrides {
+        Overrides {
+            episodes: self.episodes,
+            seeds: self.seeds,
+            first_seed: self.first_seed,
+            tau: self.tau,
+            checkpoint_every: self.checkpoint_every,
+            workers: self.workers,
+            train_tau: self.train_tau,
+            train_dev: self.train_dev,
+            train_area: self.train_area,
+            train_eval_every: self.train_eval_every,
+            test_every: self.test_every,
+            train_on: self.train_on.clone(),
+            plots: self.no_plots.then_some(false),
+            device: context.device,
+            reference: self.reference.clone(),
+        }
+    }
 }
 
 /// `--fresh`: the folder's teacher checkpoints and histories removed, and said so.

@@ -736,3 +736,64 @@ fn a_failing_teacher_stops_every_worker_before_its_next_episode() {
     assert!(counts.other_episodes_after.load(SeqCst) <= 1);
     assert!(counts.other_episodes.load(SeqCst) < 4);
 }
+
+#[test]
+fn the_reference_row_can_be_any_teacher_even_ones_own() {
+    let scratch = Scratch::new("exp", "reference");
+    let mut config = small_config();
+    config.preset.irreducible_loss_feature = false;
+    config.teachers = vec![
+        TeacherEntry::new("no_teach", TeacherConfig::NoTeach),
+        TeacherEntry::new("online", TeacherConfig::OnlineBatch(Default::default())),
+    ];
+    config.report.reference = Some("mine".into());
+    let mut out = RunDir::create(&scratch.join("run")).unwrap();
+    let mine = vec![UserTeacher::new("mine", EveryOther)];
+    let report = run_with(&config, mine, Path::new("unused"), &mut out, |_| {}).unwrap();
+    assert_eq!(report.reference, "mine");
+    let paired: Vec<bool> = report
+        .summaries
+        .iter()
+        .map(|s| s.vs_first.is_some())
+        .collect();
+    assert_eq!(paired, [true, true, false]);
+    // NoTeach against mine is the mirror of mine against NoTeach.
+    let no_teach = report.summaries[0].vs_first.unwrap();
+    let mine = report.records_of("mine");
+    let owned: Vec<_> = mine.into_iter().cloned().collect();
+    let no_teach_records: Vec<_> = report.records_of("no_teach").into_iter().cloned().collect();
+    let budget = config.preset.teaching.max_iterations * config.preset.teaching.batch_size;
+    let mirror = l2t::experiment::versus(&no_teach_records, &owned, budget).unwrap();
+    approx::assert_relative_eq!(
+        no_teach.instances_to_tau.mean,
+        -mirror.instances_to_tau.mean,
+        epsilon = 1e-9
+    );
+    // summary.md and report.json say which row is the reference; 2 seeds: no P, a note.
+    let summary = fs::read_to_string(scratch.join("run/summary.md")).unwrap();
+    for part in [
+        "The reference row is `mine`",
+        "| P(fewer instances than mine) |",
+        "n/a (2 seeds < 5)",
+        "Few seeds (2 < 5)",
+    ] {
+        assert!(summary.contains(part), "{part}:\n{summary}");
+    }
+    assert!(!summary.contains("first row"), "{summary}");
+    let written = json_file(&scratch.join("run/report.json"));
+    assert_eq!(written["reference"], "mine");
+    assert_eq!(written["config"]["report"]["reference"], "mine");
+
+    // An unknown reference is refused before anything runs, listing the teachers.
+    config.report.reference = Some("nobody".into());
+    let mut out = RunDir::create(&scratch.join("refused")).unwrap();
+    let error = run_with(&config, Vec::new(), Path::new("unused"), &mut out, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("[report] reference")
+            && error.contains("`nobody`")
+            && error.contains("`online`"),
+        "{error}"
+    );
+}

@@ -529,6 +529,7 @@ mod tests {
             summaries: Vec::new(),
             levels: Vec::new(),
             pairings: Vec::new(),
+            reference: String::new(),
             plot_warnings: Vec::new(),
             user_teachers: Vec::new(),
         }

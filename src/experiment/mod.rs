@@ -64,6 +64,34 @@ pub enum ExperimentError {
         /// Why.
         reason: String,
     },
+    /// The evaluation seeds are no range of u64: no seed at all, or `first + seeds` past
+    /// 2^64 - 1 (the seeds would wrap around to 0). The names are the arguments as the
+    /// user gave them: `--first-seed`/`--seeds` on the command line, `first_seed`/`seeds`
+    /// in Python, `[preset] first_eval_seed`/`eval_seeds` in a run config.
+    #[error(
+        "invalid evaluation seeds: {seeds_name} = {seeds} from {first_name} = {first}: {reason}"
+    )]
+    SeedRange {
+        /// The name of the first seed's argument or field.
+        first_name: String,
+        /// The first seed.
+        first: u64,
+        /// The name of the seed count's argument or field.
+        seeds_name: String,
+        /// The number of seeds.
+        seeds: usize,
+        /// What is wrong, and the largest first seed that would fit.
+        reason: String,
+    },
+    /// A command-line flag or Python argument is invalid (it names the flag or argument
+    /// as the user wrote it).
+    #[error("{name}: {reason}")]
+    InvalidArgument {
+        /// The flag (`--reference`) or argument (`reference`).
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// A run config could not be read.
     #[error("run config {source_name}: {reason}")]
     Config {

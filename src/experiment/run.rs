@@ -12,7 +12,7 @@ use l2t_agents::{
 };
 use l2t_envs::FeatureLayout;
 
-use crate::config::{RunConfig, TeacherEntry};
+use crate::config::{reference_index, RunConfig, TeacherEntry, REFERENCE_NAME};
 use crate::run_dir::{Manifest, RunDir};
 
 use super::evaluate::{evaluate_side_by_side, Finished};
@@ -58,10 +58,15 @@ pub struct Report {
     pub summaries: Vec<TeacherSummary>,
     /// Effective instances and wall-clock to each accuracy level.
     pub levels: Vec<LevelSummary>,
-    /// Each trained teacher against each untrained one after the first row, seed by
-    /// seed (the first row is in every summary's `vs_first`).
+    /// Each trained teacher against each untrained one but the reference row, seed by
+    /// seed (the reference row is in every summary's `vs_first`).
     #[serde(default)]
     pub pairings: Vec<Pairing>,
+    /// The label of the reference row, which every summary's `vs_first` pairs with:
+    /// `[report] reference` (`--reference`, Python's `reference=`), else the first
+    /// row's. Empty in reports written before it could be chosen (the first row then).
+    #[serde(default)]
+    pub reference: String,
     /// Plots that could not be drawn (e.g. for want of a font), as messages.
     #[serde(default)]
     pub plot_warnings: Vec<String>,
@@ -72,9 +77,16 @@ pub struct Report {
 }
 
 impl Report {
-    /// The comparison as a markdown table.
+    /// The comparison as a markdown table, paired with the reference row.
     pub fn table(&self) -> String {
-        markdown_table(&self.summaries)
+        markdown_table(&self.summaries, self.reference_index())
+    }
+
+    /// The position of the reference row in `summaries` (0 when the report names none).
+    pub fn reference_index(&self) -> usize {
+        (self.summaries.iter())
+            .position(|s| s.teacher == self.reference)
+            .unwrap_or(0)
     }
 
     /// The evaluation records of the teacher labelled `label`.
@@ -95,7 +107,7 @@ impl Report {
             preset.name,
             preset.eval_seeds,
             preset.first_eval_seed,
-            preset.first_eval_seed + preset.eval_seeds as u64 - 1,
+            (preset.first_eval_seed).saturating_add((preset.eval_seeds as u64).saturating_sub(1)),
             preset.teaching.batch_size,
             preset
                 .teaching
@@ -118,12 +130,16 @@ impl Report {
                 mine.join("; ")
             ));
         }
-        out.push_str(
-            "The paired difference is a teacher's effective instances to tau minus the first \
-             row's on the same seed, over the seeds where both reached tau. P(fewer instances) \
-             is the probability of improvement over all seeds (ties count one half; a run that \
-             missed tau counts at the budget T' x M).\n\n",
-        );
+        let reference = (self.summaries.get(self.reference_index()))
+            .map_or("the first row", |s| s.teacher.as_str());
+        out.push_str(&format!(
+            "The reference row is `{reference}`: every other row is paired with it. The paired \
+             difference is a teacher's effective instances to tau minus `{reference}`'s on the \
+             same seed, over the seeds where both reached tau. P(fewer instances) is the \
+             probability of improvement over all seeds (ties count one half; a run that missed \
+             tau counts at the budget T' x M).\n\n"
+        ));
+        out.push_str(&small_sample_note(preset.eval_seeds));
         out.push_str(&self.table());
         if !self.pairings.is_empty() {
             out.push_str(
@@ -131,7 +147,7 @@ impl Report {
                  A trained teacher's effective instances to tau minus the baseline's on the same \
                  seed (negative: the trained teacher needs fewer), as in the table above.\n\n",
             );
-            out.push_str(&pairings_table(&self.pairings));
+            out.push_str(&pairings_table(&self.pairings, preset.eval_seeds));
         }
         out.push_str("\n## Effective instances and wall-clock to each dev-accuracy level\n\n");
         out.push_str(&levels_table(&self.levels));
@@ -262,7 +278,7 @@ impl std::fmt::Debug for UserTeacher {
 /// [`run`] with teachers of your own beside the config's: each of `user` teaches the
 /// same fresh students on the same seeds as the config's teachers, and gets the same
 /// rows in `summary.md` and `report.json` (after the config's teachers, in the order
-/// given, with the paired difference to the first row), the same lines in
+/// given, with the paired difference to the reference row), the same lines in
 /// `events.jsonl` and the CSVs, and its curves in the figures. A label used twice is
 /// an error naming it.
 pub fn run_with(
@@ -298,9 +314,18 @@ pub fn run_on(
             });
         }
     }
+    // The table's order (the config's teachers, then the user's) and its reference
+    // row, checked before anything is trained.
+    let table_labels: Vec<String> = (config.teachers.iter().map(|e| e.label.clone()))
+        .chain(user.iter().map(|u| u.label.clone()))
+        .collect();
+    let reference = reference_index(
+        &table_labels.iter().map(String::as_str).collect::<Vec<_>>(),
+        config.report.reference.as_deref(),
+        REFERENCE_NAME,
+    )?;
     let device = config.device.device()?;
-    let first = config.preset.first_eval_seed;
-    let seeds: Vec<u64> = (first..first + config.preset.eval_seeds as u64).collect();
+    let seeds: Vec<u64> = config.evaluation_seeds()?.collect();
     let user_teachers: Vec<UserTeacherRecord> = user.iter().map(UserTeacher::record).collect();
     let mut manifest = Manifest::new(config, seeds.clone(), FIRST_TRAINING_SEED);
     manifest.user_teachers = user_teachers.clone();
@@ -418,7 +443,6 @@ pub fn run_on(
         config.preset.student.clone(),
         config.training.worker_count(),
     );
-    let user_labels: Vec<String> = user.iter().map(|u| u.label.clone()).collect();
     let mut user_jobs: Vec<(String, Box<dyn Teacher>)> =
         user.into_iter().map(|u| (u.label, u.teacher)).collect();
     for phase in [unmatched, matched] {
@@ -488,8 +512,7 @@ pub fn run_on(
     let mut level_rows = Vec::new();
     let mut evaluations = Vec::new();
     let mut spans = Vec::new();
-    let table_order = config.teachers.iter().map(|e| &e.label).chain(&user_labels);
-    for label in table_order {
+    for label in &table_labels {
         let teacher_records = records.remove(label).unwrap_or_default();
         summaries.push(summarise(label, &teacher_records, budget));
         level_rows.extend(level_summaries(label, &teacher_records, &levels, budget));
@@ -497,28 +520,30 @@ pub fn run_on(
         evaluations.extend(teacher_records);
         spans.push(start..evaluations.len());
     }
-    if let Some(first) = spans.first() {
-        let first = &evaluations[first.clone()];
-        for (summary, span) in summaries.iter_mut().zip(&spans).skip(1) {
-            summary.vs_first = Some(versus(first, &evaluations[span.clone()], budget)?);
+    if let Some(reference_span) = spans.get(reference) {
+        let against = &evaluations[reference_span.clone()];
+        for (i, (summary, span)) in summaries.iter_mut().zip(&spans).enumerate() {
+            if i != reference {
+                summary.vs_first = Some(versus(against, &evaluations[span.clone()], budget)?);
+            }
         }
     }
-    // Trained teachers against every untrained one but the first row.
+    // Trained teachers against every untrained one but the reference row.
     let trained = |label: &str| config.teachers.iter().any(|e| e.train && e.label == label);
     let mut pairings = Vec::new();
     for (summary, span) in summaries.iter().zip(&spans) {
         if !trained(&summary.teacher) {
             continue;
         }
-        for (reference, reference_span) in summaries.iter().zip(&spans).skip(1) {
-            if trained(&reference.teacher) {
+        for (i, (baseline, baseline_span)) in summaries.iter().zip(&spans).enumerate() {
+            if i == reference || trained(&baseline.teacher) {
                 continue;
             }
             pairings.push(Pairing {
                 teacher: summary.teacher.clone(),
-                reference: reference.teacher.clone(),
+                reference: baseline.teacher.clone(),
                 versus: versus(
-                    &evaluations[reference_span.clone()],
+                    &evaluations[baseline_span.clone()],
                     &evaluations[span.clone()],
                     budget,
                 )?,
@@ -532,6 +557,7 @@ pub fn run_on(
         summaries,
         levels: level_rows,
         pairings,
+        reference: table_labels.get(reference).cloned().unwrap_or_default(),
         plot_warnings: Vec::new(),
         user_teachers,
     };

@@ -1,5 +1,6 @@
 //! Summaries of evaluation records: per-teacher means and intervals, the paired
-//! comparison with the first teacher, per-level tables and per-epoch drop ratios.
+//! comparison with the reference row (the first teacher unless the run names another),
+//! per-level tables and per-epoch drop ratios.
 
 use std::path::Path;
 
@@ -46,13 +47,15 @@ pub struct TeacherSummary {
     /// runs that reached tau (`None` where none did, and in earlier reports).
     #[serde(default)]
     pub unmeasured_seconds_to_tau_mean: Option<f64>,
-    /// This teacher against the first row of the summary on the same seeds; `None` for
-    /// the first row itself (and in reports written before the column existed).
+    /// This teacher against the reference row of the summary on the same seeds
+    /// ([`super::Report::reference`]: the first row unless the run chose another; the
+    /// name stays for the reports written before); `None` for the reference row itself
+    /// (and in reports written before the column existed).
     #[serde(default)]
     pub vs_first: Option<Versus>,
 }
 
-/// One teacher against a reference (the first row of the summary, or a baseline in
+/// One teacher against a reference (the reference row of the summary, or a baseline in
 /// [`Pairing`]), seed by seed. Every teacher is evaluated on the same seeds (same data
 /// order, same initial student), so pairing by seed removes the variance the teachers
 /// share and shows a difference the per-teacher intervals hide.
@@ -112,6 +115,16 @@ impl Objective {
 /// GFLOP, from FLOPs.
 fn gflop(flops: u64) -> f64 {
     flops as f64 * 1e-9
+}
+
+/// Decimals that give `largest` (GFLOP) three significant digits: synthetic tasks cost
+/// fractions of a GFLOP, image tasks thousands.
+pub(crate) fn gflop_decimals(largest: f64) -> usize {
+    if largest > 0.0 {
+        (2 - largest.log10().floor() as i64).clamp(0, 6) as usize
+    } else {
+        1
+    }
 }
 
 /// The `objective` of each record, a miss standing in as [`Objective::or_stand_in`].
@@ -202,39 +215,74 @@ pub fn summarise(
     }
 }
 
-/// A markdown table of teacher summaries, the first row being the reference: mean
-/// instances relative to it, and (from [`TeacherSummary::vs_first`]) the paired
-/// per-seed difference to it with the number of seeds where both reached tau, and the
-/// probability of needing fewer instances than it.
-pub fn markdown_table(summaries: &[TeacherSummary]) -> String {
-    let mut out = String::from(
-        "| teacher | reached tau | effective instances to tau (mean ± 95% CI) | vs first row | paired difference to first row (mean ± 95% CI, seeds where both reached tau) | P(fewer instances than first row) | training GFLOP to tau (mean ± 95% CI) | compute vs first row | paired GFLOP difference to first row | P(less compute than first row) | test accuracy at end | kept ratio | s / episode | s to tau, evaluations excluded |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+/// The fewest seeds per teacher for which the tables show a probability of improvement.
+///
+/// P compares every run of one teacher with every run of the other (a Mann-Whitney
+/// statistic over n x n pairs). With n seeds each and no difference at all between the
+/// teachers, P lands on 0 or 1 by chance alone with probability 2 / C(2n, n): 10% at 3
+/// seeds, 2.9% at 4, 0.8% at 5. Below 5 seeds a table would often print certainty (1.00
+/// or 0.00) where the data hold none, so it prints "n/a" and why; from 5 seeds an
+/// extreme P is rare without a real difference. (`report.json` keeps the number.)
+pub const MIN_SEEDS_FOR_PROBABILITY: usize = 5;
+
+/// A probability of improvement as a table cell: two decimals, or "n/a (3 seeds < 5)"
+/// below [`MIN_SEEDS_FOR_PROBABILITY`] seeds.
+pub fn probability_cell(probability: f64, seeds: usize) -> String {
+    if seeds < MIN_SEEDS_FOR_PROBABILITY {
+        format!("n/a ({seeds} seeds < {MIN_SEEDS_FOR_PROBABILITY})")
+    } else {
+        format!("{probability:.2}")
+    }
+}
+
+/// The paragraph `summary.md` puts before its tables when a run has fewer than
+/// [`MIN_SEEDS_FOR_PROBABILITY`] seeds: the intervals are wide and unreliable, and P is
+/// not shown. Empty from that many seeds.
+pub fn small_sample_note(seeds: usize) -> String {
+    if seeds >= MIN_SEEDS_FOR_PROBABILITY {
+        return String::new();
+    }
+    format!(
+        "**Few seeds ({seeds} < {MIN_SEEDS_FOR_PROBABILITY}):** the 95% intervals, paired \
+         ones included, rest on {seeds} values each, so they are wide and unreliable (a \
+         t-interval at {seeds} seeds assumes normal errors it cannot check), and the \
+         probabilities of improvement are not shown (\"n/a\"): with this few seeds P lands \
+         on 0 or 1 by chance alone too often to mean anything. Run at least \
+         {MIN_SEEDS_FOR_PROBABILITY} seeds (`--seeds`) before reading a difference.\n\n"
+    )
+}
+
+/// A markdown table of teacher summaries, paired with the row at `reference` (out of
+/// range: none): mean instances relative to it, and (from [`TeacherSummary::vs_first`])
+/// the paired per-seed difference to it with the number of seeds where both reached tau,
+/// and the probability of needing fewer instances than it ("n/a" below
+/// [`MIN_SEEDS_FOR_PROBABILITY`] seeds). The headers name the reference row's teacher.
+pub fn markdown_table(summaries: &[TeacherSummary], reference: usize) -> String {
+    let against = summaries.get(reference);
+    let name = against.map_or("the reference row", |r| r.teacher.as_str());
+    let mut out = format!(
+        "| teacher | reached tau | effective instances to tau (mean ± 95% CI) | vs {name} | paired difference to {name} (mean ± 95% CI, seeds where both reached tau) | P(fewer instances than {name}) | training GFLOP to tau (mean ± 95% CI) | compute vs {name} | paired GFLOP difference to {name} | P(less compute than {name}) | test accuracy at end | kept ratio | s / episode | s to tau, evaluations excluded |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let relative = |value: f64, reference: Option<f64>| {
         reference
             .filter(|r| *r > 0.0)
             .map_or("-".to_string(), |r| format!("{:.0}%", 100.0 * value / r))
     };
-    let first = summaries.first();
-    // GFLOP with three significant digits of the largest mean (synthetic tasks cost
-    // fractions of a GFLOP, image tasks thousands).
+    // GFLOP with three significant digits of the largest mean.
     let largest = (summaries.iter())
         .map(|s| s.compute_to_tau_mean)
         .fold(0.0f64, f64::max);
-    let decimals = if largest > 0.0 {
-        (2 - largest.log10().floor() as i64).clamp(0, 6) as usize
-    } else {
-        1
-    };
+    let decimals = gflop_decimals(largest);
     for s in summaries {
         let dash = || "-".to_string();
+        let seeds = against.map_or(s.runs, |r| r.runs.min(s.runs));
         let (paired, improvement, compute_paired, compute_improvement) = match &s.vs_first {
             None => (dash(), dash(), dash(), dash()),
             Some(v) => (
                 paired_cell(&v.instances_to_tau),
-                format!("{:.2}", v.probability_of_improvement),
+                probability_cell(v.probability_of_improvement, seeds),
                 gflop_cell(&v.compute_to_tau, decimals),
-                format!("{:.2}", v.compute_probability_of_improvement),
+                probability_cell(v.compute_probability_of_improvement, seeds),
             ),
         };
         out.push_str(&format!(
@@ -244,14 +292,14 @@ pub fn markdown_table(summaries: &[TeacherSummary]) -> String {
             s.runs,
             s.instances_to_tau_mean,
             s.instances_to_tau_ci95,
-            relative(s.instances_to_tau_mean, first.map(|f| f.instances_to_tau_mean)),
+            relative(s.instances_to_tau_mean, against.map(|f| f.instances_to_tau_mean)),
             paired,
             improvement,
             decimals,
             s.compute_to_tau_mean,
             decimals,
             s.compute_to_tau_ci95,
-            relative(s.compute_to_tau_mean, first.map(|f| f.compute_to_tau_mean)),
+            relative(s.compute_to_tau_mean, against.map(|f| f.compute_to_tau_mean)),
             compute_paired,
             compute_improvement,
             s.test_accuracy_mean,
@@ -266,7 +314,7 @@ pub fn markdown_table(summaries: &[TeacherSummary]) -> String {
 }
 
 /// A trained teacher against one untrained teacher of the same run, seed by seed: is
-/// it better than each baseline, not only than the first row?
+/// it better than each baseline, not only than the reference row?
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pairing {
     /// The trained teacher.
@@ -278,18 +326,19 @@ pub struct Pairing {
 }
 
 /// A markdown table of [`Pairing`]s: the paired difference of effective instances to
-/// tau and the probability of needing fewer.
-pub fn pairings_table(pairings: &[Pairing]) -> String {
+/// tau and the probability of needing fewer ("n/a" when `seeds`, the run's seeds per
+/// teacher, is below [`MIN_SEEDS_FOR_PROBABILITY`]).
+pub fn pairings_table(pairings: &[Pairing], seeds: usize) -> String {
     let mut out = String::from(
         "| teacher | against | paired difference (mean ± 95% CI, seeds where both reached tau) | P(fewer instances) |\n|---|---|---|---|\n",
     );
     for p in pairings {
         out.push_str(&format!(
-            "| {} | {} | {} | {:.2} |\n",
+            "| {} | {} | {} | {} |\n",
             p.teacher,
             p.reference,
             paired_cell(&p.versus.instances_to_tau),
-            p.versus.probability_of_improvement
+            probability_cell(p.versus.probability_of_improvement, seeds)
         ));
     }
     out
@@ -531,26 +580,28 @@ pub(super) mod tests {
             summarise("b", &other, budget),
         ];
         summaries[1].vs_first = Some(against_first);
-        let table = markdown_table(&summaries);
+        let table = markdown_table(&summaries, 0);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4);
         for line in &lines {
             assert_eq!(line.matches('|').count(), 15, "{line}");
         }
         assert!(
-            lines[0].contains("| paired difference to first row"),
+            lines[0].contains("| paired difference to a (")
+                && lines[0].contains("| P(fewer instances than a) |"),
             "{}",
             lines[0]
         );
         assert!(lines[2].contains("| - | - |"), "{}", lines[2]);
+        // 4 seeds, below MIN_SEEDS_FOR_PROBABILITY: P is not shown.
         assert!(
-            lines[3].contains("| -150 ± 635 (2 seeds) | 0.59 |"),
+            lines[3].contains("| -150 ± 635 (2 seeds) | n/a (4 seeds < 5) |"),
             "{}",
             lines[3]
         );
         assert!(
             lines[3].contains("| 3.78 ± 6.70 | 98% |")
-                && lines[3].contains("| -0.45 ± 1.91 (2 seeds) | 0.59 |"),
+                && lines[3].contains("| -0.45 ± 1.91 (2 seeds) | n/a (4 seeds < 5) |"),
             "{}",
             lines[3]
         );
@@ -558,12 +609,106 @@ pub(super) mod tests {
         let none = versus(&first, &[record("c", 9, Some(1))], budget).unwrap();
         assert_eq!(none.instances_to_tau.pairs, 0);
         summaries[1].vs_first = Some(none);
-        assert!(markdown_table(&summaries).contains("| no seed where both reached tau |"));
+        assert!(markdown_table(&summaries, 0).contains("| no seed where both reached tau |"));
 
         let twice = [record("d", 1, Some(1)), record("d", 1, Some(2))];
         assert!(matches!(
             versus(&first, &twice, budget),
             Err(ExperimentError::Stats(StatsError::DuplicateSeed(1)))
         ));
+    }
+
+    /// `n` seeds of `teacher`, from 1, reaching tau after `base + 10 * seed` instances.
+    fn seeds_of(teacher: &str, n: u64, base: usize) -> Vec<EvaluationRecord> {
+        (1..=n)
+            .map(|seed| record(teacher, seed, Some(base + 10 * seed as usize)))
+            .collect()
+    }
+
+    #[test]
+    fn probability_of_improvement_is_shown_from_the_minimum_seed_count() {
+        let budget = 10_000;
+        for (n, shown) in [(3, false), (4, false), (5, true), (8, true)] {
+            let a = seeds_of("a", n, 500);
+            let b = seeds_of("b", n, 100);
+            let mut summaries = vec![summarise("a", &a, budget), summarise("b", &b, budget)];
+            summaries[1].vs_first = Some(versus(&a, &b, budget).unwrap());
+            let table = markdown_table(&summaries, 0);
+            let row = table.lines().nth(3).unwrap();
+            // b needs fewer on every seed: P is 1 wherever it is shown.
+            assert_eq!(
+                row.contains(&format!("({n} seeds) | 1.00 |")),
+                shown,
+                "{n} seeds: {row}"
+            );
+            assert_eq!(
+                row.contains(&format!(
+                    "| n/a ({n} seeds < {MIN_SEEDS_FOR_PROBABILITY}) |"
+                )),
+                !shown,
+                "{n} seeds: {row}"
+            );
+            let pairing = Pairing {
+                teacher: "b".into(),
+                reference: "a".into(),
+                versus: summaries[1].vs_first.unwrap(),
+            };
+            let pairs = pairings_table(&[pairing], n as usize);
+            assert_eq!(pairs.contains("n/a ("), !shown, "{pairs}");
+            // The note on the intervals comes with the missing P, and only then.
+            let note = small_sample_note(n as usize);
+            assert_eq!(note.is_empty(), shown, "{note}");
+            if !shown {
+                assert!(
+                    note.contains("wide and unreliable") && note.contains(&format!("{n} < 5")),
+                    "{note}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_table_pairs_with_the_reference_row_and_names_it() {
+        let budget = 10_000;
+        let records = [
+            seeds_of("no_teach", 5, 1000),
+            seeds_of("rho_loss", 5, 500),
+            seeds_of("mine", 5, 400),
+        ];
+        let reference = 1;
+        let mut summaries: Vec<TeacherSummary> = records
+            .iter()
+            .map(|r| summarise(&r[0].teacher, r, budget))
+            .collect();
+        for (i, summary) in summaries.iter_mut().enumerate() {
+            if i != reference {
+                summary.vs_first = Some(versus(&records[reference], &records[i], budget).unwrap());
+            }
+        }
+        let table = markdown_table(&summaries, reference);
+        let lines: Vec<&str> = table.lines().collect();
+        for header in [
+            "| vs rho_loss |",
+            "| paired difference to rho_loss (",
+            "| P(fewer instances than rho_loss) |",
+            "| compute vs rho_loss |",
+            "| P(less compute than rho_loss) |",
+        ] {
+            assert!(lines[0].contains(header), "{header}: {}", lines[0]);
+        }
+        assert!(!lines[0].contains("first row"), "{}", lines[0]);
+        // no_teach: 500 more than rho_loss on every seed, 194% of its mean, P 0.
+        assert!(
+            lines[2].contains("| +500 ± 0 (5 seeds) | 0.00 |") && lines[2].contains("| 194% |"),
+            "{}",
+            lines[2]
+        );
+        // The reference row itself has no pairing; mine is 100 fewer on every seed.
+        assert!(lines[3].contains("| 100% | - | - |"), "{}", lines[3]);
+        assert!(
+            lines[4].contains("| -100 ± 0 (5 seeds) | 1.00 |"),
+            "{}",
+            lines[4]
+        );
     }
 }
