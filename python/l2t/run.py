@@ -44,9 +44,10 @@ class Run:
         out: the run folder (``summary.md``, ``report.json``, ``events.jsonl``, the
             CSVs, the figures, ``manifest.json``, ``config.toml``).
         report: ``report.json``, parsed: ``config``, ``training``, ``evaluations``,
-            ``summaries`` (one per teacher, in table order, each after the first with
-            ``vs_first``, its paired difference to the first row), ``levels``,
-            ``pairings``, ``plot_warnings``.
+            ``summaries`` (one per teacher, in table order, each but the reference row
+            with ``vs_first``, its paired difference to the reference row),
+            ``reference`` (the reference row's label: ``reference=``, else the first
+            row's), ``levels``, ``pairings``, ``plot_warnings``.
         checkpoint: for :func:`train`, the trained teacher's checkpoint file.
     """
 
@@ -66,8 +67,13 @@ class Run:
 
     @property
     def labels(self) -> list[str]:
-        """The teachers' labels, in table order (the first is the reference row)."""
+        """The teachers' labels, in table order."""
         return [s["teacher"] for s in self.report["summaries"]]
+
+    @property
+    def reference(self) -> str:
+        """The label of the reference row, which every other row is paired with."""
+        return self.report.get("reference") or self.labels[0]
 
     def summary_of(self, label: str) -> dict[str, Any]:
         """The table row of the teacher ``label``."""
@@ -147,6 +153,7 @@ def compare(
     checkpoint_every: int | None = None,
     plots: bool | None = None,
     device: str | None = None,
+    reference: str | None = None,
     out: PathLike | None = None,
     data_dir: PathLike | None = None,
     fresh: bool = False,
@@ -156,7 +163,7 @@ def compare(
     """Compares teachers written in Python with a run config's built-in teachers on the
     same seeds, through the library's one run (``l2t::experiment::run_with``), and
     writes the ``l2t`` command's run folder: ``summary.md`` (the table, with each
-    teacher's paired difference to the first row), ``report.json``, ``events.jsonl``,
+    teacher's paired difference to the reference row), ``report.json``, ``events.jsonl``,
     ``curves.csv`` and the other CSVs, and the figures (``convergence``,
     ``convergence_compute``, ``filtered_data``, ... as ``.svg`` and ``.png``).
 
@@ -177,10 +184,19 @@ def compare(
             --teacher`` reads it (``"online_batch"``, ``'SPL-2={"kind": "spl", ...}'``).
             None: all of them (a reproduction trains its learned teachers first, or
             reads them back from the folder's checkpoints). The first is the reference
-            row of the paired differences.
+            row of the paired differences unless ``reference`` names another.
         seeds, first_seed, episodes, workers, tau, test_every, checkpoint_every,
             device: the ``l2t`` command's flags of the same names (evaluation seeds,
-            the first of them, teacher-training episodes, worker threads, ...).
+            the first of them, teacher-training episodes, worker threads, ...), applied
+            by the same code. The seeds are ``first_seed .. first_seed + seeds``:
+            ``first_seed + seeds`` must stay below 2**64 and ``seeds`` be at least 1, else
+            a ``ValueError`` names them (as it does a negative value or one of 2**64 or
+            more). With fewer than 5 seeds ``summary.md`` shows no probability of
+            improvement ("n/a (3 seeds < 5)") and says that its intervals are unreliable.
+        reference: the label of the reference row: the teacher (built-in or yours)
+            every other row is paired with (ratio, paired differences, probability of
+            improvement; the headers name it). Default: the first row. An unknown label
+            is a ``ValueError`` listing the teachers.
         teaching: overrides of the evaluation task's ``TeachingConfig`` fields, as
             :class:`l2t.TeachingEnv` takes them (``{"max_iterations": 200}``).
         plots: write the figures (default: the config's ``report.plots``).
@@ -232,6 +248,7 @@ def compare(
             out=out,
             data_dir=data_dir,
         ),
+        reference=reference,
         fresh=fresh,
         threads=threads,
         verbose=verbose,

@@ -458,16 +458,33 @@ fn shape_text(shape: &[usize]) -> String {
 
 /// Fails with a clear message for a seed that is not a u64.
 fn seed_arg(seed: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
-    match seed {
-        None => Ok(None),
-        Some(s) if s.is_none() => Ok(None),
-        Some(s) => s.extract::<u64>().map(Some).map_err(|_| {
-            PyValueError::new_err(format!(
-                "seed must be None or an integer in [0, 2**64), got {}",
-                s.repr().map_or_else(|_| "?".into(), |r| r.to_string())
-            ))
-        }),
-    }
+    u64_arg(seed, "seed")
+}
+
+/// The integer argument `name` as a u64 (None stays None): a negative value or one of
+/// 2**64 or more is a `ValueError` naming the argument, where pyo3's own conversion
+/// would raise a bare `OverflowError: int too big to convert`.
+pub(crate) fn u64_arg(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<u64>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    value.extract::<u64>().map(Some).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{name} must be None or an integer in [0, 2**64), got {}",
+            value.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+        ))
+    })
+}
+
+/// [`u64_arg`] for a count (`usize`, as wide as u64 here).
+pub(crate) fn count_arg(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<usize>> {
+    u64_arg(value, name)?
+        .map(|n| {
+            usize::try_from(n).map_err(|_| {
+                PyValueError::new_err(format!("{name} = {n} is more than this platform counts"))
+            })
+        })
+        .transpose()
 }
 
 fn set_threads(threads: Option<i32>) -> PyResult<()> {

@@ -21,7 +21,9 @@ use pyo3::exceptions::{
 use pyo3::intern;
 use pyo3::prelude::*;
 
-use l2t::config::{DeviceChoice, RunConfig, TeacherEntry, LONG_RUNS, TRANSFERS};
+use l2t::config::{
+    DeviceChoice, Interface, Overrides, RunConfig, TeacherEntry, LONG_RUNS, TRANSFERS,
+};
 use l2t::experiment::{run_with, training_files, ExperimentError, Progress, UserTeacher};
 use l2t::presets::{Preset, PRESETS};
 use l2t::run_dir::RunDir;
@@ -30,7 +32,9 @@ use l2t_envs::{FeatureLayout, TeachingInfo, TeachingObservation};
 use pyo3::types::{PyString, PyTuple};
 
 use crate::errors::{agent_error, build_error};
-use crate::{data_folder, info_dict, mask_array, override_teaching, set_threads};
+use crate::{
+    count_arg, data_folder, info_dict, mask_array, override_teaching, set_threads, u64_arg,
+};
 
 /// The first exception a Python teacher of the run raised, to be raised again once
 /// the run has stopped (the exception itself, with its traceback).
@@ -125,20 +129,6 @@ impl PythonTeacher {
         Ok(names)
     }
 
-    /// The error that stops a run in which a Python teacher has already raised: no
-    /// Python teacher is called after the first exception (a worker may start its next
-    /// episode before the run stops).
-    fn stopped(&self) -> Option<AgentError> {
-        let failed = self.failure.lock().map_or(true, |slot| slot.is_some());
-        failed.then(|| AgentError::InvalidConfig {
-            field: "python teacher",
-            reason: format!(
-                "`{}` not called: a Python teacher raised an exception",
-                self.label
-            ),
-        })
-    }
-
     /// Keeps `error` (the run's first) for the caller and stops the run with its text.
     fn fail(&self, error: PyErr) -> AgentError {
         let reason = format!("the Python teacher `{}` raised {error}", self.label);
@@ -166,9 +156,6 @@ impl Teacher for PythonTeacher {
         observation: &TeachingObservation,
         info: &TeachingInfo,
     ) -> l2t_agents::Result<KeepMask> {
-        if let Some(stopped) = self.stopped() {
-            return Err(stopped);
-        }
         let m = observation.features.nrows();
         let result = Python::attach(|py| -> PyResult<Array1<bool>> {
             let names = self.bind(py, &observation.layout)?;
@@ -192,9 +179,6 @@ impl Teacher for PythonTeacher {
     fn observe(&mut self, reward: f64, done: bool) -> l2t_agents::Result<()> {
         if !self.has_observe {
             return Ok(());
-        }
-        if let Some(stopped) = self.stopped() {
-            return Err(stopped);
         }
         Python::attach(|py| {
             self.object
@@ -245,11 +229,13 @@ fn parse_teacher(text: &str, preset: &Preset) -> PyResult<TeacherEntry> {
     TeacherEntry::parse(text, preset).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
-/// The `l2t` command's overrides of a run config (its flags of the same names).
-#[derive(Debug, Default)]
-struct Overrides {
-    seeds: Option<usize>,
-    first_seed: Option<u64>,
+/// The keyword arguments that override a run config, as the `l2t` command's flags of the
+/// same names: checked here (an integer out of u64's range is a `ValueError` naming it),
+/// applied by the library's [`Overrides::apply`], the one implementation the command
+/// uses too. `teaching` (a JSON object of `TeachingConfig` fields) is Python's own.
+struct PyOverrides<'py> {
+    seeds: Option<Bound<'py, PyAny>>,
+    first_seed: Option<Bound<'py, PyAny>>,
     episodes: Option<usize>,
     workers: Option<usize>,
     tau: Option<f64>,
@@ -258,56 +244,39 @@ struct Overrides {
     checkpoint_every: Option<usize>,
     plots: Option<bool>,
     device: Option<String>,
+    reference: Option<String>,
 }
 
-impl Overrides {
-    /// Applies the overrides to `config` as `l2t run --config` applies its flags.
-    fn apply(&self, config: &mut RunConfig) -> PyResult<()> {
-        if let Some(episodes) = self.episodes {
-            config.preset.episodes = episodes;
-            for entry in &mut config.teachers {
-                entry.episodes = None;
-            }
-            if let Some(train_on) = &mut config.train_on {
-                train_on.episodes = episodes;
-            }
-        }
-        if let Some(seeds) = self.seeds {
-            config.preset.eval_seeds = seeds;
-        }
-        if let Some(first) = self.first_seed {
-            config.preset.first_eval_seed = first;
-        }
+impl PyOverrides<'_> {
+    /// Applies the overrides to `config`; `user_labels` are the Python teachers' labels
+    /// (the reference may be one of them).
+    fn apply(self, config: &mut RunConfig, user_labels: &[&str]) -> PyResult<()> {
         if let Some(json) = &self.teaching {
             config.preset.teaching = override_teaching(&config.preset.teaching, json)?;
         }
-        if let Some(tau) = self.tau {
-            config.preset.teaching = config.preset.teaching.clone().with_tau(tau);
-        }
-        if let Some(every) = self.checkpoint_every {
-            config.checkpoint_every = every;
-        }
-        if let Some(workers) = self.workers {
-            config.training.workers = workers;
-        }
-        if let Some(every) = self.test_every {
-            config.report.test_every = every;
-        }
-        if let Some(plots) = self.plots {
-            config.report.plots = plots;
-        }
-        if let Some(device) = &self.device {
-            config.device = match device.as_str() {
-                "cpu" => DeviceChoice::Cpu,
-                "cuda" => DeviceChoice::Cuda,
-                other => {
-                    return Err(PyValueError::new_err(format!(
-                        "device must be \"cpu\" or \"cuda\", got {other:?}"
-                    )))
-                }
-            };
-        }
-        Ok(())
+        let device = match &self.device {
+            Some(text) => Some(
+                text.parse::<DeviceChoice>()
+                    .map_err(|e| PyValueError::new_err(format!("device: {e}")))?,
+            ),
+            None => None,
+        };
+        let overrides = Overrides {
+            episodes: self.episodes,
+            seeds: count_arg(self.seeds.as_ref(), "seeds")?,
+            first_seed: u64_arg(self.first_seed.as_ref(), "first_seed")?,
+            tau: self.tau,
+            checkpoint_every: self.checkpoint_every,
+            workers: self.workers,
+            test_every: self.test_every,
+            plots: self.plots,
+            device,
+            reference: self.reference,
+            ..Overrides::default()
+        };
+        overrides
+            .apply(config, Interface::Python, user_labels)
+            .map_err(|e| experiment_error(e, None, Path::new("")))
     }
 }
 
@@ -325,6 +294,8 @@ pub(crate) fn experiment_error(
         },
         ExperimentError::Agent(agent) => agent_error(agent),
         ExperimentError::InvalidSetting { .. }
+        | ExperimentError::SeedRange { .. }
+        | ExperimentError::InvalidArgument { .. }
         | ExperimentError::Config { .. }
         | ExperimentError::TransferLayout { .. } => PyValueError::new_err(e.to_string()),
         ExperimentError::FolderInUse { path, holder } => PyBlockingIOError::new_err(format!(
@@ -412,7 +383,8 @@ fn execute(
     config, *, is_path = false, python = Vec::new(), specs = Vec::new(), builtin = None,
     seeds = None, first_seed = None, episodes = None, workers = None, tau = None,
     teaching = None, test_every = None, checkpoint_every = None, plots = None, device = None,
-    out = None, data_dir = None, fresh = false, threads = Some(1), verbose = false
+    reference = None, out = None, data_dir = None, fresh = false, threads = Some(1),
+    verbose = false
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn compare(
@@ -422,8 +394,8 @@ pub(crate) fn compare(
     python: Vec<(String, Bound<'_, PyAny>)>,
     specs: Vec<(String, String)>,
     builtin: Option<Vec<String>>,
-    seeds: Option<usize>,
-    first_seed: Option<u64>,
+    seeds: Option<Bound<'_, PyAny>>,
+    first_seed: Option<Bound<'_, PyAny>>,
     episodes: Option<usize>,
     workers: Option<usize>,
     tau: Option<f64>,
@@ -432,6 +404,7 @@ pub(crate) fn compare(
     checkpoint_every: Option<usize>,
     plots: Option<bool>,
     device: Option<String>,
+    reference: Option<String>,
     out: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     fresh: bool,
@@ -462,7 +435,15 @@ pub(crate) fn compare(
         entry.label = label.clone();
         config.teachers.push(entry);
     }
-    Overrides {
+    if config.teachers.is_empty() {
+        return Err(PyValueError::new_err(
+            "a comparison needs at least one built-in teacher: its first row is the \
+             reference of the paired differences unless reference= names another (e.g. \
+             builtin=[\"no_teach\"])",
+        ));
+    }
+    let python_labels: Vec<&str> = python.iter().map(|(label, _)| label.as_str()).collect();
+    PyOverrides {
         seeds,
         first_seed,
         episodes,
@@ -473,14 +454,9 @@ pub(crate) fn compare(
         checkpoint_every,
         plots,
         device,
+        reference,
     }
-    .apply(&mut config)?;
-    if config.teachers.is_empty() {
-        return Err(PyValueError::new_err(
-            "a comparison needs at least one built-in teacher: its first row is the \
-             reference of the paired differences (e.g. builtin=[\"no_teach\"])",
-        ));
-    }
+    .apply(&mut config, &python_labels)?;
     config
         .validate()
         .map_err(|e| experiment_error(e, None, Path::new("")))?;
@@ -548,8 +524,8 @@ pub(crate) fn train(
     teacher: &str,
     is_path: bool,
     label: Option<String>,
-    seeds: Option<usize>,
-    first_seed: Option<u64>,
+    seeds: Option<Bound<'_, PyAny>>,
+    first_seed: Option<Bound<'_, PyAny>>,
     episodes: Option<usize>,
     workers: Option<usize>,
     tau: Option<f64>,
@@ -577,7 +553,7 @@ pub(crate) fn train(
         )));
     }
     config.teachers = vec![entry.trained()];
-    Overrides {
+    PyOverrides {
         seeds,
         first_seed,
         episodes,
@@ -588,8 +564,9 @@ pub(crate) fn train(
         checkpoint_every,
         plots,
         device,
+        reference: None,
     }
-    .apply(&mut config)?;
+    .apply(&mut config, &[])?;
     config
         .validate()
         .map_err(|e| experiment_error(e, None, Path::new("")))?;

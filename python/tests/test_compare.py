@@ -175,13 +175,65 @@ def test_bad_labels_teachers_and_configs_are_refused(tmp_path: Path) -> None:
         l2t.compare("nope", {"mine": keep_all}, out=out)
     with pytest.raises(ValueError, match="at least one built-in teacher"):
         l2t.compare("synthetic", {"mine": keep_all}, builtin=[], out=out)
-    with pytest.raises(ValueError, match="eval_seeds"):
+    with pytest.raises(ValueError, match="seeds = 0.*at least one seed"):
         l2t.compare("synthetic", {"mine": keep_all}, builtin=["no_teach"], seeds=0, out=out)
     with pytest.raises(ValueError, match="run config TOML text"):
         l2t.compare("checkpoint_every = 1\n[preset]\n", out=out)
     with pytest.raises(FileNotFoundError, match="missing.toml"):
         l2t.compare(tmp_path / "missing.toml", out=out)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        # The seeds would wrap around to 0: both arguments are named.
+        ({"first_seed": 2**64 - 1, "seeds": 2}, r"seeds = 2 from first_seed = 18446744073709551615"),
+        # Out of u64's range: a ValueError naming the argument, not a bare OverflowError.
+        ({"first_seed": 2**64}, r"first_seed must be None or an integer in \[0, 2\*\*64\)"),
+        ({"first_seed": -1}, r"first_seed must be None or an integer in \[0, 2\*\*64\)"),
+        ({"seeds": -3}, r"seeds must be None or an integer in \[0, 2\*\*64\)"),
+        ({"seeds": 2**70}, r"seeds must be None or an integer"),
+        # The config's count with a first seed too large for it: the config field is named.
+        ({"first_seed": 2**64 - 3}, r"\[preset\] eval_seeds = 5 from first_seed"),
+    ],
+)
+def test_seed_ranges_are_checked_and_name_the_argument(
+    tmp_path: Path, kwargs: dict[str, Any], match: str
+) -> None:
+    out = tmp_path / "never"
+    for run in (
+        lambda: l2t.compare("synthetic", {"mine": keep_all}, builtin=["no_teach"], out=out, **kwargs),
+        lambda: l2t.train("synthetic", "reinforce", out=out, **kwargs),
+    ):
+        with pytest.raises(ValueError, match=match):
+            run()
+    assert not out.exists()
+
+
+def test_the_reference_row_is_chosen_by_label(tmp_path: Path) -> None:
+    run = l2t.compare(
+        "synthetic",
+        {"mine": keep_all},
+        builtin=["no_teach", "spl"],
+        seeds=SEEDS,
+        reference="spl",
+        plots=False,
+        out=tmp_path,
+    )
+    assert run.reference == "spl"
+    assert run.summary_of("spl").get("vs_first") is None
+    assert run.summary_of("no_teach")["vs_first"] is not None
+    assert run.summary_of("mine")["vs_first"] is not None
+    summary = run.summary
+    assert "| P(fewer instances than spl) |" in summary
+    # Two seeds: no probability shown, and a note on the intervals.
+    assert f"n/a ({SEEDS} seeds < 5)" in summary
+    assert f"Few seeds ({SEEDS} < 5)" in summary
+    with pytest.raises(ValueError, match=r"reference: `nobody` is not a teacher.*`no_teach`.*`mine`"):
+        l2t.compare(
+            "synthetic", {"mine": keep_all}, builtin=["no_teach"], reference="nobody", out=tmp_path / "x"
+        )
 
 
 HOLD = textwrap.dedent(
