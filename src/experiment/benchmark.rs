@@ -532,6 +532,7 @@ mod tests {
             reference: String::new(),
             plot_warnings: Vec::new(),
             user_teachers: Vec::new(),
+            irreducible_feature_compute: None,
         }
     }
 

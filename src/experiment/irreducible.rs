@@ -167,6 +167,23 @@ fn per_instance_loss(student: &dyn Student, data: &Dataset, chunk: usize) -> Res
     Ok(losses)
 }
 
+/// The one-off training compute of the irreducible-loss feature of `preset` over `envs`
+/// ([`with_irreducible_loss_feature`]), in FLOPs, as RHO-LOSS's paper counts it apart
+/// from the selection itself: two holdout students of T' plain updates each (M rows
+/// scored and trained per update, the forward reused where the student allows), then
+/// one forward over every instance they score (the teacher half and the student half's
+/// training split). Their final dev evaluations are measurement and not counted. Paid
+/// once per task and shared by every teacher that reads the column.
+pub fn irreducible_feature_compute(envs: &PresetEnvs, preset: &Preset) -> u64 {
+    let env = &envs.teacher_env;
+    let flops = env.flops();
+    let m = preset.teaching.batch_size as u64;
+    let plain_update = flops.forward(m) + flops.update(m, env.student().reuses_forward());
+    let holdout = 2 * preset.teaching.max_iterations as u64 * plain_update;
+    let scored = (env.train_data().len() + envs.student_env.train_data().len()) as u64;
+    holdout + flops.forward(scored)
+}
+
 /// The cached irreducible-loss feature of a task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct FeatureFile {

@@ -183,7 +183,8 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
         .collect();
 
     // Convergence, against each objective: per-seed step curves on a common grid.
-    let convergence: [(&str, &str, fn(&CurvePoint) -> f64); 2] = [
+    type XOf = fn(&CurvePoint) -> f64;
+    let convergence: [(&str, &str, XOf); 2] = [
         (
             "convergence",
             "effective training instances (updates x M)",

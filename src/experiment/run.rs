@@ -74,6 +74,11 @@ pub struct Report {
     /// labels and the columns they declared.
     #[serde(default)]
     pub user_teachers: Vec<UserTeacherRecord>,
+    /// The one-off training compute of the evaluation task's irreducible-loss feature
+    /// in FLOPs ([`irreducible_feature_compute`]), where the run has the feature: paid
+    /// once per task, apart from every teacher's compute to tau.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irreducible_feature_compute: Option<u64>,
 }
 
 impl Report {
@@ -141,6 +146,7 @@ impl Report {
         ));
         out.push_str(&small_sample_note(preset.eval_seeds));
         out.push_str(&self.table());
+        out.push_str(&self.irreducible_feature_note());
         if !self.pairings.is_empty() {
             out.push_str(
                 "\n## Trained teachers against each baseline, seed by seed\n\n\
@@ -152,6 +158,37 @@ impl Report {
         out.push_str("\n## Effective instances and wall-clock to each dev-accuracy level\n\n");
         out.push_str(&levels_table(&self.levels));
         out
+    }
+}
+
+impl Report {
+    /// The one-off compute of the irreducible-loss feature beside the reference row's
+    /// mean compute to tau, as a paragraph of `summary.md` (empty without the feature).
+    fn irreducible_feature_note(&self) -> String {
+        let Some(flops) = self.irreducible_feature_compute else {
+            return String::new();
+        };
+        let gflop = flops as f64 / 1e9;
+        let decimals = super::summary::gflop_decimals(gflop);
+        let against = self
+            .summaries
+            .get(self.reference_index())
+            .filter(|s| s.compute_to_tau_mean > 0.0)
+            .map(|s| {
+                format!(
+                    ", {:.1} times `{}`'s mean training compute to tau",
+                    gflop / s.compute_to_tau_mean,
+                    s.teacher
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "\nThe `irreducible_loss` column cost {gflop:.decimals$} GFLOP once for this task{against}: \
+             two holdout students of T' = {} plain updates each and one forward over both \
+             training halves (RHO-LOSS's irreducible-loss model). It is shared by every \
+             teacher that reads the column and is not in their compute to tau.\n",
+            self.config.preset.teaching.max_iterations
+        )
     }
 }
 
@@ -342,8 +379,10 @@ pub fn run_on(
     out.write("config.toml", config_toml.as_bytes())?;
 
     let mut envs = config.preset.build_on(data_dir, device)?;
+    let mut one_off_compute = None;
     if config.preset.irreducible_loss_feature {
         envs = with_irreducible_loss_feature(envs, &config.preset, out.root())?;
+        one_off_compute = Some(irreducible_feature_compute(&envs, &config.preset));
     }
     check_declared_columns(
         &user_teachers,
@@ -560,6 +599,7 @@ pub fn run_on(
         reference: table_labels.get(reference).cloned().unwrap_or_default(),
         plot_warnings: Vec::new(),
         user_teachers,
+        irreducible_feature_compute: one_off_compute,
     };
     if config.report.plots {
         report.plot_warnings = write_plots(out, &report)?;
