@@ -199,8 +199,12 @@ struct RunArgs {
     /// Print the resolved config as TOML and exit.
     #[arg(long)]
     print_config: bool,
-    /// Train every learned teacher from scratch: remove the output folder's teacher
-    /// checkpoints and training histories first (instead of resuming from them).
+    /// Start the output folder afresh: remove everything an earlier run wrote into it
+    /// (its results, manifest, config, events, teacher checkpoints and training
+    /// histories; the irreducible-loss caches stay, each valid for what its name hashes)
+    /// and train every learned teacher from scratch. Without it a folder holding another
+    /// config's run is refused; a rerun of the same config removes the earlier results
+    /// only and resumes from its checkpoints.
     #[arg(long)]
     fresh: bool,
     /// Under `mpirun -np N`: spread each update's training episodes over the N ranks
@@ -384,10 +388,24 @@ fn run_in(
     fresh: bool,
     context: &RunContext,
 ) -> Result<Report> {
+    run_into(config, data_dir, open_run_dir(out, fresh)?, name, context)
+}
+
+/// The folder `out`, locked, `--fresh` or not (see [`RunDir`]: one run per folder).
+fn open_run_dir(out: &Path, fresh: bool) -> Result<RunDir> {
     let mut run_dir = RunDir::create(out)?;
-    if fresh {
-        clear_training_state(&run_dir)?;
-    }
+    run_dir.set_fresh(fresh);
+    Ok(run_dir)
+}
+
+/// Runs `config` into `run_dir`, with progress bars.
+fn run_into(
+    config: &RunConfig,
+    data_dir: &Path,
+    mut run_dir: RunDir,
+    name: &str,
+    context: &RunContext,
+) -> Result<Report> {
     let mut bars = Bars::new(context.quiet);
     let report = run(config, data_dir, &mut run_dir, |p| bars.update(p))
         .map_err(|error| run_error(error, config, name, data_dir))?;
@@ -448,6 +466,12 @@ fn benchmark(tasks: Vec<String>, mut args: RunArgs, context: &RunContext) -> Res
             sources.push(PathBuf::from("runs").join(trained_on));
             sources.push(out.join(trained_on));
         }
+        // The folder is claimed (another config's results refused, or cleared with
+        // --fresh) before the trained teachers are copied in.
+        let mut run_dir = open_run_dir(&folder, args.fresh)?;
+        for path in run_dir.claim(config, &[])? {
+            eprintln!("--fresh: removed {}", path.display());
+        }
         let mut reused = Vec::new();
         for source in &sources {
             let copied = reuse_trained_teachers(source, &folder)?;
@@ -464,7 +488,7 @@ fn benchmark(tasks: Vec<String>, mut args: RunArgs, context: &RunContext) -> Res
                 format!(" (reusing {})", reused.join(", "))
             }
         );
-        let report = run_in(config, &data_dir, &folder, task, args.fresh, context)?;
+        let report = run_into(config, &data_dir, run_dir, task, context)?;
         print_report(&report, &folder);
         reports.push(report);
     }
@@ -601,14 +625,6 @@ impl RunArgs {
     }
 }
 
-/// `--fresh`: the folder's teacher checkpoints and histories removed, and said so.
-fn clear_training_state(run_dir: &RunDir) -> Result<()> {
-    for path in run_dir.clear_training_state()? {
-        eprintln!("--fresh: removed {}", path.display());
-    }
-    Ok(())
-}
-
 /// The error of a run, with what it needs when a data file is missing or unreadable.
 fn run_error(
     error: ExperimentError,
@@ -678,10 +694,7 @@ fn execute_distributed(
     let mut distribution = None;
     let outcome = (|| -> Result<Option<Report>> {
         let dist = distribution.insert(cluster.distribution()?);
-        let mut run_dir = RunDir::create(&folder)?;
-        if fresh && rank == 0 {
-            clear_training_state(&run_dir)?;
-        }
+        let mut run_dir = open_run_dir(&folder, fresh && rank == 0)?;
         run_on(dist, config, Vec::new(), data_dir, &mut run_dir, |p| {
             if rank == 0 {
                 bars.update(p)
@@ -801,6 +814,15 @@ impl Bars {
                         .map_or("-".to_string(), |i| i.to_string())
                 );
                 self.advance(&format!("episode {}: {line}", record.episode + 1));
+            }
+            Progress::Cleared(removed) => {
+                for path in removed {
+                    let line = format!("--fresh: removed {}", path.display());
+                    match &self.current {
+                        Some(_) => self.multi.suspend(|| eprintln!("{line}")),
+                        None => eprintln!("{line}"),
+                    }
+                }
             }
             Progress::Evaluated(record) => {
                 let s = &record.episode;

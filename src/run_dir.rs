@@ -335,46 +335,255 @@ impl FolderLock {
     }
 }
 
+/// The files a run derives from its evaluations and training histories: written anew
+/// by every run, so removed when a run starts in the folder (a rerun of the same config
+/// too), and nothing of an earlier run is left beside a new `summary.md` (a run without
+/// plots, or one that cannot draw them for want of a font, leaves no stale figure).
+pub const RESULT_FILES: &[&str] = &[
+    "summary.md",
+    "report.json",
+    "curves.csv",
+    "training.csv",
+    "loss_rank_drops.csv",
+    "training_drops.csv",
+    "convergence.svg",
+    "convergence.png",
+    "convergence_compute.svg",
+    "convergence_compute.png",
+    "filtered_data.svg",
+    "filtered_data.png",
+    "teacher_training.svg",
+    "teacher_training.png",
+    "training_drops.svg",
+    "training_drops.png",
+];
+
+/// The files that record a run itself: its manifest, config and event log. Removed
+/// (with the checkpoints and training histories) when `--fresh` clears another run.
+pub const RECORD_FILES: &[&str] = &["manifest.json", "config.toml", "events.jsonl"];
+
+/// Whether `name` is a learned teacher's checkpoint or training history (`*.ckpt`,
+/// `*-training.jsonl`): the state a rerun of the same config resumes from.
+fn is_training_state(name: &str) -> bool {
+    name.ends_with(".ckpt") || name.ends_with("-training.jsonl")
+}
+
+/// What a run folder's identity is made of: the resolved config with the settings that
+/// change no number left out (`training.workers`, `checkpoint_every`, `report.plots`),
+/// as TOML, and the labels and columns of the user's teachers (their code is not part
+/// of it: a Python teacher edited under the same label is the same identity).
+pub fn run_identity(
+    config: &crate::config::RunConfig,
+    user_teachers: &[crate::experiment::UserTeacherRecord],
+) -> Result<String> {
+    let mut config = config.clone();
+    config.training.workers = 0;
+    config.checkpoint_every = 0;
+    config.report.plots = true;
+    let mut text = config.to_toml()?;
+    for mine in user_teachers {
+        text.push_str(&format!("\n# user teacher: {}\n", mine.describe()));
+    }
+    Ok(text)
+}
+
+/// Up to four settings in which two identities ([`run_identity`]) differ, as
+/// `key (was, now)`; the user teachers' lines as a whole when only they differ.
+fn identity_differences(before: &str, now: &str) -> String {
+    fn flatten(prefix: &str, value: &toml::Value, into: &mut Vec<(String, String)>) {
+        match value {
+            toml::Value::Table(table) => {
+                for (key, value) in table {
+                    let key = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    flatten(&key, value, into);
+                }
+            }
+            other => into.push((prefix.to_string(), other.to_string())),
+        }
+    }
+    let table = |text: &str| {
+        let mut pairs = Vec::new();
+        if let Ok(value) = text.parse::<toml::Table>() {
+            flatten("", &toml::Value::Table(value), &mut pairs);
+        }
+        pairs
+    };
+    let (before_pairs, now_pairs) = (table(before), table(now));
+    let find = |pairs: &[(String, String)], key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or_else(|| "absent".to_string(), |(_, v)| v.clone())
+    };
+    let mut keys: Vec<&String> = before_pairs
+        .iter()
+        .chain(&now_pairs)
+        .map(|(k, _)| k)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let differing: Vec<String> = keys
+        .into_iter()
+        .filter_map(|key| {
+            let (was, is) = (find(&before_pairs, key), find(&now_pairs, key));
+            (was != is).then(|| format!("{key} (was {was}, now {is})"))
+        })
+        .collect();
+    match differing.len() {
+        0 => "the teachers of your own differ".to_string(),
+        n if n > 4 => format!("{} and {} more", differing[..4].join(", "), n - 4),
+        _ => differing.join(", "),
+    }
+}
+
 /// The output folder of a run, held exclusively by this process (see [`FolderLock`]).
+///
+/// **One run per folder.** A run [claims](RunDir::claim) the folder for its identity
+/// ([`run_identity`]: the resolved config) before it writes anything. A folder whose
+/// `manifest.json` records another identity is refused
+/// ([`ExperimentError::FolderHoldsOtherRun`]) unless the folder was opened
+/// [fresh](RunDir::set_fresh), which removes everything the earlier run wrote: its
+/// [results](RESULT_FILES), [records](RECORD_FILES), checkpoints and training
+/// histories. A rerun of the same identity is allowed: it removes the earlier results
+/// only, and resumes from the checkpoints. The irreducible-loss caches
+/// (`rho-irreducible-<hash>.json`, `irreducible-feature-<hash>.json`) always stay:
+/// each is named after the hash of everything it was computed from, so a run reads only
+/// one that is valid for it, and an unused one changes nothing it reports. Files that
+/// are not l2t's are never touched.
 #[derive(Debug)]
 pub struct RunDir {
     root: PathBuf,
-    events: JsonLines,
+    events: Option<JsonLines>,
+    fresh: bool,
+    claimed: Option<String>,
     _lock: FolderLock,
 }
 
 impl RunDir {
-    /// Creates `root` (and parents), takes its lock, and starts a fresh event log in
-    /// it. A folder held by another live process is refused with
-    /// [`ExperimentError::FolderInUse`] before any of its files is touched.
+    /// Creates `root` (and parents) and takes its lock. A folder held by another live
+    /// process is refused with [`ExperimentError::FolderInUse`] before any of its files
+    /// is touched; nothing else is touched until a run [claims](RunDir::claim) it.
     pub fn create(root: &Path) -> Result<Self> {
         fs::create_dir_all(root).map_err(|e| io_error(root, e))?;
         let lock = FolderLock::acquire(root)?;
-        let events = JsonLines::open(&root.join("events.jsonl"), true)?;
         Ok(Self {
             root: root.to_path_buf(),
-            events,
+            events: None,
+            fresh: false,
+            claimed: None,
             _lock: lock,
         })
     }
 
-    /// Deletes the learned teachers' checkpoints and training histories of the folder
-    /// (`*.ckpt`, `*-training.jsonl`), so that every learned teacher trains afresh:
-    /// the way out of a history that no longer matches its checkpoint (`--fresh`).
-    /// Returns the files removed.
-    pub fn clear_training_state(&self) -> Result<Vec<PathBuf>> {
+    /// `--fresh` (Python's `fresh=True`): the run that claims the folder removes
+    /// everything an earlier run wrote into it, whatever that run's config, and trains
+    /// every learned teacher from scratch.
+    pub fn set_fresh(&mut self, fresh: bool) {
+        self.fresh = fresh;
+    }
+
+    /// Claims the folder for a run of `config` beside `user_teachers` (the run calls it
+    /// before it writes anything; a second claim for the same identity does nothing):
+    /// refuses a folder holding another config's run unless fresh, removes what must
+    /// not stay beside the new results (see [`RunDir`]), and starts an empty event log.
+    /// Returns the files removed because the folder was fresh (the results of a rerun
+    /// of the same config go silently).
+    pub fn claim(
+        &mut self,
+        config: &crate::config::RunConfig,
+        user_teachers: &[crate::experiment::UserTeacherRecord],
+    ) -> Result<Vec<PathBuf>> {
+        let identity = run_identity(config, user_teachers)?;
+        if let Some(claimed) = &self.claimed {
+            if *claimed == identity {
+                return Ok(Vec::new());
+            }
+            return Err(ExperimentError::FolderHoldsOtherRun {
+                path: self.root.clone(),
+                reason: format!(
+                    "this process already ran another config into it: {}",
+                    identity_differences(claimed, &identity)
+                ),
+            });
+        }
+        let manifest = self.path("manifest.json");
+        let previous: Option<std::result::Result<String, String>> = if manifest.exists() {
+            Some(
+                fs::read_to_string(&manifest)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| {
+                        serde_json::from_str::<Manifest>(&text).map_err(|e| e.to_string())
+                    })
+                    .and_then(|m| {
+                        run_identity(&m.config, &m.user_teachers).map_err(|e| e.to_string())
+                    }),
+            )
+        } else {
+            None
+        };
+        let removed = match (&previous, self.fresh) {
+            (_, true) => self.remove(|name| {
+                RESULT_FILES.contains(&name)
+                    || RECORD_FILES.contains(&name)
+                    || is_training_state(name)
+            })?,
+            (None, false) => {
+                self.remove(|name| RESULT_FILES.contains(&name))?;
+                Vec::new()
+            }
+            (Some(Ok(before)), false) if *before == identity => {
+                self.remove(|name| RESULT_FILES.contains(&name))?;
+                Vec::new()
+            }
+            (Some(Ok(before)), false) => {
+                return Err(ExperimentError::FolderHoldsOtherRun {
+                    path: self.root.clone(),
+                    reason: format!(
+                        "its manifest.json records another config: {}",
+                        identity_differences(before, &identity)
+                    ),
+                })
+            }
+            (Some(Err(reason)), false) => {
+                return Err(ExperimentError::FolderHoldsOtherRun {
+                    path: self.root.clone(),
+                    reason: format!("its manifest.json cannot be read ({reason})"),
+                })
+            }
+        };
+        self.events = Some(JsonLines::open(&self.root.join("events.jsonl"), true)?);
+        self.claimed = Some(identity);
+        Ok(removed)
+    }
+
+    /// Removes the files of the folder (not its subfolders) whose names pass `which`,
+    /// with what `write_atomic` left of them half-written (`<name>.part`); returns them.
+    fn remove(&self, which: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
         let entries = fs::read_dir(&self.root).map_err(|e| io_error(&self.root, e))?;
         for entry in entries {
             let path = entry.map_err(|e| io_error(&self.root, e))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if path.is_file() && (name.ends_with(".ckpt") || name.ends_with("-training.jsonl")) {
+            let whole = name.strip_suffix(".part").unwrap_or(name);
+            if path.is_file() && name != FolderLock::FILE && which(whole) {
                 fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
                 removed.push(path);
             }
         }
         removed.sort();
         Ok(removed)
+    }
+
+    /// Deletes the learned teachers' checkpoints and training histories of the folder
+    /// (`*.ckpt`, `*-training.jsonl`), so that every learned teacher trains afresh.
+    /// Returns the files removed. ([`RunDir::set_fresh`] does this and more when the
+    /// run claims the folder.)
+    pub fn clear_training_state(&self) -> Result<Vec<PathBuf>> {
+        self.remove(is_training_state)
     }
 
     /// The folder.
@@ -387,9 +596,16 @@ impl RunDir {
         self.root.join(name)
     }
 
-    /// Appends one event to `events.jsonl`.
+    /// Appends one event to `events.jsonl` (started empty by the first event when the
+    /// folder was not [claimed](RunDir::claim)).
     pub fn event(&mut self, event: &impl Serialize) -> Result<()> {
-        self.events.append(event)
+        if self.events.is_none() {
+            self.events = Some(JsonLines::open(&self.root.join("events.jsonl"), true)?);
+        }
+        match &mut self.events {
+            Some(events) => events.append(event),
+            None => Ok(()),
+        }
     }
 
     /// Writes `name` atomically.

@@ -316,3 +316,114 @@ fn sizes_that_cannot_fit_are_refused_before_they_allocate() {
     assert_eq!(dev_subsample(dev, 400, 0).unwrap().len(), 400);
     assert_eq!(dev_subsample(dev, 100, 0).unwrap().len(), 100);
 }
+
+/// The names of the files of `dir` (no subfolders), sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_folder_holds_one_run_another_config_is_refused_and_fresh_clears_it() {
+    let scratch = Scratch::new("folder", "one-run");
+    let mut config = es_config(8);
+    config.report.plots = true;
+    let config_path = scratch.join("run.toml");
+    write_config(&config, &config_path);
+    let out = scratch.join("out");
+
+    let first = finish(spawn_l2t(&config_path, &out, &[]), Duration::from_secs(300));
+    assert!(first.status.success(), "{}", stderr(&first));
+    // Figures of the first run (a fake where no font could draw them), a cache of the
+    // irreducible-loss feature and a file that is not l2t's.
+    let figure = out.join("convergence.png");
+    if !figure.exists() {
+        fs::write(&figure, b"figure of the first run").unwrap();
+    }
+    let cache = out.join("irreducible-feature-0123abcd.json");
+    fs::write(&cache, b"{}").unwrap();
+    let notes = out.join("notes.txt");
+    fs::write(&notes, b"mine").unwrap();
+    let without_lock = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        snapshot(dir)
+            .into_iter()
+            .filter(|(p, _)| !p.ends_with(FolderLock::FILE))
+            .collect()
+    };
+    let before = without_lock(&out);
+
+    // Another config (3 seeds, no plots): refused, naming the folder, the difference and
+    // the ways out, and nothing changes.
+    let refused = finish(
+        spawn_l2t(&config_path, &out, &["--seeds", "3", "--no-plots"]),
+        Duration::from_secs(60),
+    );
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    assert!(message.contains(&out.display().to_string()), "{message}");
+    assert!(message.contains("another run"), "{message}");
+    assert!(
+        message.contains("preset.eval_seeds (was 2, now 3)"),
+        "{message}"
+    );
+    assert!(message.contains("--fresh"), "{message}");
+    assert!(message.contains("--out"), "{message}");
+    assert_eq!(
+        without_lock(&out),
+        before,
+        "the refused run changed the folder"
+    );
+
+    // With --fresh: the earlier run's files are gone, the cache and foreign file stay.
+    let fresh = finish(
+        spawn_l2t(
+            &config_path,
+            &out,
+            &["--seeds", "3", "--no-plots", "--fresh"],
+        ),
+        Duration::from_secs(300),
+    );
+    assert!(fresh.status.success(), "{}", stderr(&fresh));
+    let message = stderr(&fresh);
+    assert!(message.contains("--fresh: removed"), "{message}");
+    assert!(message.contains("convergence.png"), "{message}");
+    let files = names(&out);
+    assert!(
+        !files
+            .iter()
+            .any(|n| n.ends_with(".png") || n.ends_with(".svg")),
+        "figures of the earlier run left beside the new summary: {files:?}"
+    );
+    assert!(cache.exists() && notes.exists(), "{files:?}");
+    let summary = fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("3 seeds each"), "{summary}");
+    let events = fs::read_to_string(out.join("events.jsonl")).unwrap();
+    let evaluations = events.matches("\"event\":\"evaluation\"").count();
+    assert_eq!(evaluations, 2 * 3, "{events}");
+    // Trained afresh: the ES history has exactly its 8 episodes.
+    assert_eq!(history_episodes(&out), (0..8).collect::<Vec<_>>());
+
+    // The same config again (other workers: no number depends on them) is a rerun: it
+    // is allowed, resumes from the checkpoint, and leaves the same kind of folder.
+    let checkpoint_before = snapshot(&out)
+        .into_iter()
+        .find(|(p, _)| p.extension().is_some_and(|e| e == "ckpt"))
+        .expect("an ES checkpoint");
+    let rerun = finish(
+        spawn_l2t(
+            &config_path,
+            &out,
+            &["--seeds", "3", "--no-plots", "--workers", "2"],
+        ),
+        Duration::from_secs(300),
+    );
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    assert!(!stderr(&rerun).contains("removed"), "{}", stderr(&rerun));
+    assert_eq!(fs::read(&checkpoint_before.0).unwrap(), checkpoint_before.1);
+    assert_eq!(names(&out), files);
+    assert_eq!(history_episodes(&out), (0..8).collect::<Vec<_>>());
+}

@@ -204,7 +204,11 @@ def compare(
             <name>``, whose teacher checkpoints are then reused). One process at a
             time: a folder held by another run is a :class:`BlockingIOError` naming it.
         data_dir: folder of the datasets (default ``$L2T_DATA``, else the set-up's).
-        fresh: retrain the learned teachers (remove the folder's checkpoints first).
+        fresh: start the folder afresh: remove everything an earlier run wrote into
+            it (results, manifest, events, teacher checkpoints; the irreducible-loss
+            caches stay) and retrain the learned teachers. Without it a folder holding
+            a run of another config is a :class:`FileExistsError` naming the folder; the
+            same config again resumes (its earlier results are removed first).
         threads: libtorch intra-op threads of the process (1, as the ``l2t`` command).
         verbose: print the run's phases on stderr.
 
@@ -215,7 +219,9 @@ def compare(
         ValueError: a bad config, override, label (one used twice, or a built-in
             teacher's) or keep-mask; TypeError: a teacher that is not callable, a mask
             that is not an array of numbers; FileNotFoundError / OSError: missing data
-            or files; BlockingIOError: the folder is in use. An exception raised by a
+            or files; BlockingIOError: the folder is in use; FileExistsError: the
+            folder holds a run of another config (pass ``fresh=True`` or another
+            ``out``). An exception raised by a
             Python teacher stops the run and is raised as it is.
     """
     source, is_path = _config_arg(config)

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use ndarray::{Array1, Ix1};
 use numpy::IntoPyArray;
 use pyo3::exceptions::{
-    PyBlockingIOError, PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError,
-    PyTypeError, PyValueError,
+    PyBlockingIOError, PyFileExistsError, PyFileNotFoundError, PyOSError, PyPermissionError,
+    PyRuntimeError, PyTypeError, PyValueError,
 };
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -303,6 +303,13 @@ pub(crate) fn experiment_error(
              one another out=",
             path.display()
         )),
+        ExperimentError::FolderHoldsOtherRun { path, reason } => {
+            PyFileExistsError::new_err(format!(
+                "run folder {} holds the results of another run: {reason}; pass fresh=True \
+                 to clear them first, or choose another out=",
+                path.display()
+            ))
+        }
         ExperimentError::Io { ref source, .. } => match source.kind() {
             std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(e.to_string()),
             std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(e.to_string()),
@@ -328,6 +335,10 @@ fn log_progress(progress: Progress<'_>) {
             String::new()
         };
         eprintln!("{what} {teacher}: {total} episodes{resumed}");
+    } else if let Progress::Cleared(removed) = progress {
+        for path in removed {
+            eprintln!("fresh: removed {}", path.display());
+        }
     }
 }
 
@@ -352,11 +363,7 @@ fn execute(
 ) -> PyResult<RunDir> {
     let preset = Some(&config.preset);
     let mut run_dir = RunDir::create(out).map_err(|e| experiment_error(e, preset, data_dir))?;
-    if fresh {
-        run_dir
-            .clear_training_state()
-            .map_err(|e| experiment_error(e, preset, data_dir))?;
-    }
+    run_dir.set_fresh(fresh);
     let result = py.detach(|| {
         run_with(config, user, data_dir, &mut run_dir, |p| {
             if verbose {

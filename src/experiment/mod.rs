@@ -119,6 +119,18 @@ pub enum ExperimentError {
         /// Who holds it, as it wrote itself into the lock file.
         holder: String,
     },
+    /// The run folder holds the results of a run of another config (see
+    /// [`crate::run_dir::RunDir`]: one run per folder).
+    #[error(
+        "run folder {path} holds the results of another run: {reason}; pass --fresh (Python: \
+         fresh=True) to clear them first, or choose another --out (Python: out=)"
+    )]
+    FolderHoldsOtherRun {
+        /// The folder.
+        path: PathBuf,
+        /// How its run differs from this one.
+        reason: String,
+    },
     /// Two teachers' evaluation seeds could not be paired (a seed evaluated twice).
     #[error("comparing teachers seed by seed: {0}")]
     Stats(#[from] StatsError),

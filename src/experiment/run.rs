@@ -211,6 +211,9 @@ pub enum Progress<'a> {
     Trained(&'a TrainingEpisode),
     /// An evaluation episode finished.
     Evaluated(&'a EvaluationRecord),
+    /// The folder was fresh ([`RunDir::set_fresh`]): the files of the earlier run that
+    /// were removed before this one started.
+    Cleared(&'a [std::path::PathBuf]),
 }
 
 /// Runs `config`: trains the learned teachers on the teacher half of the training
@@ -364,6 +367,12 @@ pub fn run_on(
     let device = config.device.device()?;
     let seeds: Vec<u64> = config.evaluation_seeds()?.collect();
     let user_teachers: Vec<UserTeacherRecord> = user.iter().map(UserTeacher::record).collect();
+    // One run per folder: another config's results refused (or cleared, fresh), the
+    // same config's earlier results removed, before anything is written.
+    let cleared = out.claim(config, &user_teachers)?;
+    if !cleared.is_empty() {
+        progress(Progress::Cleared(&cleared));
+    }
     let mut manifest = Manifest::new(config, seeds.clone(), FIRST_TRAINING_SEED);
     manifest.user_teachers = user_teachers.clone();
     out.write_json("manifest.json", &manifest)?;
