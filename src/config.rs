@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use l2t_agents::{
     ActorCriticConfig, ImportanceSamplingConfig, OnlineBatchConfig, RandTeachConfig,
-    ReinforceConfig, TeacherConfig,
+    ReinforceConfig, SelectiveBackpropConfig, TeacherConfig,
 };
 use l2t_envs::{Reward, TeachingConfig};
 
@@ -108,6 +108,10 @@ pub struct TeacherEntry {
     /// folder or its `events.jsonl`; this run's own episodes when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub match_run: Option<PathBuf>,
+    /// The reward this teacher trains on, instead of `[training]`'s (e.g. a teacher
+    /// trained for compute beside teachers trained for instances); absent: `[training]`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_reward: Option<Reward>,
 }
 
 impl TeacherEntry {
@@ -120,6 +124,7 @@ impl TeacherEntry {
             episodes: None,
             match_drop_ratio_of: None,
             match_run: None,
+            training_reward: None,
         }
     }
 
@@ -545,6 +550,15 @@ pub mod labels {
     pub const ACTOR_CRITIC: &str = "actor_critic";
     /// The evolution-strategies teacher.
     pub const ES: &str = "es";
+    /// RHO-LOSS with its setting for training compute ([`Preset::rho_loss_for_compute`]).
+    pub const RHO_LOSS_COMPUTE: &str = "rho_loss_compute";
+    /// Online batch selection with its setting for training compute.
+    pub const ONLINE_BATCH_COMPUTE: &str = "online_batch_compute";
+    /// Selective backprop (Jiang et al. 2019), the compute baseline, with its setting for
+    /// training compute.
+    pub const SELECTIVE_BACKPROP: &str = "selective_backprop";
+    /// ES trained for training compute ([`Preset::es_for_compute`]).
+    pub const ES_COMPUTE: &str = "es_compute";
 }
 
 impl RunConfig {
@@ -591,6 +605,30 @@ impl RunConfig {
                 }),
             ),
             TeacherEntry::new(labels::RHO_LOSS, TeacherConfig::RhoLoss(preset.rho_loss())),
+            // The same heuristics with a setting chosen for training compute to tau on the
+            // selection seeds 0-4 of Fashion-MNIST (studies/compute-teacher): RHO-LOSS's
+            // kappa 0.3 of {0.05, 0.1, 0.2, 0.3, 0.5}; selection pressure 10 of
+            // {1.5, 3, 10, 30}; selective backprop's beta 1 of {0.5, 1, 2, 3}.
+            // Importance sampling's kappa 0.4 tied with 0.6 for compute of {0.2, 0.4, 0.6,
+            // 0.8} and is the instance choice too, so its one row serves both.
+            TeacherEntry::new(
+                labels::RHO_LOSS_COMPUTE,
+                TeacherConfig::RhoLoss(preset.rho_loss_for_compute()),
+            ),
+            TeacherEntry::new(
+                labels::ONLINE_BATCH_COMPUTE,
+                TeacherConfig::OnlineBatch(OnlineBatchConfig {
+                    pressure_start: 10.0,
+                    ..OnlineBatchConfig::default()
+                }),
+            ),
+            TeacherEntry::new(
+                labels::SELECTIVE_BACKPROP,
+                TeacherConfig::SelectiveBackprop(SelectiveBackpropConfig {
+                    beta: 1.0,
+                    ..SelectiveBackpropConfig::default()
+                }),
+            ),
             TeacherEntry::new(
                 labels::REINFORCE,
                 TeacherConfig::Reinforce(ReinforceConfig::default()),
@@ -604,6 +642,19 @@ impl RunConfig {
             TeacherEntry {
                 episodes: Some(ES_EPISODES),
                 ..TeacherEntry::new(labels::ES, TeacherConfig::Es(preset.es())).trained()
+            },
+            // Trained from the compute reward alone: the area under dev accuracy against
+            // training compute over H plain updates' worth.
+            TeacherEntry {
+                episodes: Some(ES_EPISODES),
+                training_reward: Some(Reward::DevAccuracyComputeArea {
+                    iterations: preset.training_horizon(),
+                }),
+                ..TeacherEntry::new(
+                    labels::ES_COMPUTE,
+                    TeacherConfig::Es(preset.es_for_compute()),
+                )
+                .trained()
             },
         ];
         let horizon = preset.training_horizon();
@@ -655,6 +706,14 @@ impl RunConfig {
                 iterations: horizon,
             });
             config.training.eval_every = Some(train_on.training_eval_every());
+            // So is the compute teacher's horizon.
+            for entry in &mut config.teachers {
+                if let Some(Reward::DevAccuracyComputeArea { iterations }) =
+                    &mut entry.training_reward
+                {
+                    *iterations = horizon;
+                }
+            }
             // So is the dev subsample: the training identity is the training task's own
             // reproduction's, whose checkpoints a transfer then reuses.
             config.training.dev_subsample = train_on.training_dev_subsample();
@@ -787,6 +846,14 @@ impl RunConfig {
                 return Err(invalid("[training]", e.to_string()));
             }
         }
+        for entry in self.teachers.iter().filter(|e| e.training_reward.is_some()) {
+            if let Err(e) = self.training_teaching_of(entry).validate() {
+                return Err(invalid(
+                    "teachers.training_reward",
+                    format!("teacher `{}`: {e}", entry.label),
+                ));
+            }
+        }
         for (i, entry) in self.teachers.iter().enumerate() {
             if self.teachers[..i].iter().any(|e| e.label == entry.label) {
                 return Err(invalid(
@@ -856,11 +923,54 @@ impl RunConfig {
         }
         teaching
     }
+
+    /// The MDP `entry`'s training episodes run: [`Self::training_teaching`] with the
+    /// entry's own training reward where it has one.
+    pub fn training_teaching_of(&self, entry: &TeacherEntry) -> TeachingConfig {
+        let mut teaching = self.training_teaching();
+        if let Some(reward) = entry.training_reward {
+            teaching.reward = reward;
+        }
+        teaching
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_teacher_with_its_own_training_reward_trains_on_it_alone() {
+        let config = RunConfig::reproduction(Preset::fashion_mnist_mlp());
+        let entry = |label: &str| config.teachers.iter().find(|e| e.label == label).unwrap();
+        let shared = config.training_teaching();
+        assert_eq!(config.training_teaching_of(entry(labels::ES)), shared);
+        let compute = config.training_teaching_of(entry(labels::ES_COMPUTE));
+        assert_eq!(
+            compute.reward,
+            Reward::DevAccuracyComputeArea { iterations: 500 }
+        );
+        assert_eq!(
+            TeachingConfig {
+                reward: shared.reward,
+                ..compute
+            },
+            shared,
+            "only the reward differs"
+        );
+        // A reward the MDP refuses names the field and the teacher.
+        let mut bad = config.clone();
+        for e in &mut bad.teachers {
+            if e.label == labels::ES_COMPUTE {
+                e.training_reward = Some(Reward::DevAccuracyComputeArea { iterations: 0 });
+            }
+        }
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("teachers.training_reward") && error.contains("es_compute"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn reproduction_config_round_trips_through_toml() {

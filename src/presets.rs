@@ -236,6 +236,34 @@ impl Preset {
         }
     }
 
+    /// RHO-LOSS tuned for training compute to tau instead of instances: kappa = 0.3 of
+    /// {0.05, 0.1, 0.2, 0.3, 0.5} over the same big batch of P incoming batches, chosen on
+    /// Fashion-MNIST's selection seeds 0-4, where it needs 51% of NoTeach's compute (28.6
+    /// against 55.9 GFLOP) and kappa = 0.05, the instance choice, 129%
+    /// (studies/compute-teacher).
+    pub fn rho_loss_for_compute(&self) -> RhoLossConfig {
+        RhoLossConfig {
+            keep_fraction: 0.3,
+            ..self.rho_loss()
+        }
+    }
+
+    /// ES trained for training compute to tau ([`l2t_envs::Reward::DevAccuracyComputeArea`] over
+    /// [`Preset::training_horizon`] plain updates' worth of compute, from that reward
+    /// alone): its linear policy keeps k = round(0.3 M) of each incoming batch (6 of
+    /// M = 20: the kept share of [`Self::rho_loss_for_compute`]), drawn from softmax over
+    /// the batch's learned scores, and ES learns the score. On Fashion-MNIST's selection
+    /// seeds 0-4, after [`ES_EPISODES`] episodes, it needs 56% of NoTeach's compute
+    /// (31.3 against 55.9 GFLOP, paired -24.6 +- 7.1); 480 episodes gave the same (31.2);
+    /// a Bernoulli policy trained on the same reward over H = 1000 needed 79%
+    /// (studies/compute-teacher).
+    pub fn es_for_compute(&self) -> EsConfig {
+        EsConfig {
+            keep_per_batch: ((0.3 * self.teaching.batch_size as f64).round() as usize).max(1),
+            ..EsConfig::default()
+        }
+    }
+
     /// ES in this task's reproduction, chosen on the selection seeds 0-19 (initial output
     /// bias [`ES_OUTPUT_BIAS`] and the defaults otherwise). On the image tasks its linear
     /// policy keeps exactly one instance of each incoming batch, drawn from softmax over

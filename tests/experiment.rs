@@ -30,9 +30,9 @@ fn small_preset() -> Preset {
 fn small_config() -> RunConfig {
     let mut config = RunConfig::reproduction(small_preset());
     config.report.test_every = 4;
-    // ES: two generations of its 2 pairs.
+    // ES (for instances and for compute): two generations of its 2 pairs.
     for entry in &mut config.teachers {
-        if entry.label == labels::ES {
+        if entry.label == labels::ES || entry.label == labels::ES_COMPUTE {
             entry.episodes = Some(8);
         }
     }
@@ -129,7 +129,8 @@ fn the_same_run_twice_writes_the_same_results_for_any_number_of_workers() {
         .map(|e| e.unwrap().file_name())
         .filter(|n| n.to_string_lossy().ends_with(".ckpt"))
         .collect();
-    assert_eq!(checkpoints.len(), 3);
+    // REINFORCE, the actor-critic, ES and ES for compute.
+    assert_eq!(checkpoints.len(), 4);
     for name in checkpoints {
         assert_eq!(
             fs::read(a.join(&name)).unwrap(),

@@ -141,6 +141,25 @@ pub fn write_results(out: &RunDir, report: &Report) -> Result<()> {
     Ok(())
 }
 
+/// A training reward as a figure names it.
+fn reward_text(reward: Reward) -> String {
+    match reward {
+        Reward::IterationsToTau => "reward -ln(i_tau / T')".to_string(),
+        Reward::AcceptedInstancesToTau => "reward -ln(accepted / (T' M))".to_string(),
+        Reward::DevAccuracyArea { iterations } => {
+            format!("reward: area under the dev curve over {iterations} updates")
+        }
+        Reward::DevLossDecrease { iterations } => {
+            format!("reward: dev-loss drop over {iterations} updates")
+        }
+        Reward::ComputeToTau => "reward -ln(C_tau / C_max)".to_string(),
+        Reward::DevAccuracyComputeArea { iterations } => format!(
+            "reward: area under the dev curve against training compute over {iterations} \
+             updates' worth"
+        ),
+    }
+}
+
 /// Points on the x grid of the convergence plot.
 const CONVERGENCE_GRID_POINTS: usize = 80;
 
@@ -314,8 +333,15 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
                 .iter()
                 .map(|e| ((e.episode + 1) as f64, e.summary.episode_return))
                 .collect();
+            // A teacher trained on a reward of its own says which in the legend.
+            let own_reward = (report.config.teachers.iter())
+                .find(|e| e.label == run.teacher)
+                .and_then(|e| e.training_reward);
             TeacherCurve {
-                label: run.teacher.clone(),
+                label: match own_reward {
+                    Some(reward) => format!("{} ({})", run.teacher, reward_text(reward)),
+                    None => run.teacher.clone(),
+                },
                 secondary: Some(CurveSeries {
                     label: "moving average (5)".into(),
                     points: moving_average(&values, 5),
@@ -325,21 +351,7 @@ pub fn write_plots(out: &RunDir, report: &Report) -> Result<Vec<String>> {
         })
         .collect();
     if !curves.is_empty() {
-        let reward = match report.config.training_teaching().reward {
-            Reward::IterationsToTau => "reward -ln(i_tau / T')".to_string(),
-            Reward::AcceptedInstancesToTau => "reward -ln(accepted / (T' M))".to_string(),
-            Reward::DevAccuracyArea { iterations } => {
-                format!("reward: area under the dev curve over {iterations} updates")
-            }
-            Reward::DevLossDecrease { iterations } => {
-                format!("reward: dev-loss drop over {iterations} updates")
-            }
-            Reward::ComputeToTau => "reward -ln(C_tau / C_max)".to_string(),
-            Reward::DevAccuracyComputeArea { iterations } => format!(
-                "reward: area under the dev curve against training compute over {iterations} \
-                 updates' worth"
-            ),
-        };
+        let reward = reward_text(report.config.training_teaching().reward);
         let chart = ChartLabels::new(
             &format!(
                 "{}: teacher training on {} ({reward} per episode)",

@@ -434,6 +434,8 @@ pub fn run_on(
         )
         .with_run_settings(config)?;
         for entry in config.teachers.iter().filter(|e| e.train) {
+            let mut task = task.share();
+            task.teaching = config.training_teaching_of(entry);
             let files = training_files(out, config, entry)?;
             let episodes = entry.episodes.unwrap_or(training_preset.episodes);
             let resumed = if files.checkpoint.exists() {

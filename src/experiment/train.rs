@@ -429,7 +429,7 @@ pub fn training_files(
     identity.episodes = 0;
     identity.eval_seeds = 0;
     identity.first_eval_seed = 0;
-    identity.teaching = config.training_teaching();
+    identity.teaching = config.training_teaching_of(entry);
     let identity = (identity, &entry.teacher, config.training.dev_subsample);
     let text = serde_json::to_string(&identity).map_err(|e| ExperimentError::Json {
         path: out.root().to_path_buf(),
