@@ -16,7 +16,9 @@ use l2t::config::{
 };
 use l2t::envs::io::write_atomic;
 use l2t::envs::EnvError;
-use l2t::experiment::{evaluate_teacher, leaderboard, run, ExperimentError, Progress, Report};
+use l2t::experiment::{
+    evaluate_teacher, leaderboard, run, Cancel, ExperimentError, Progress, Report,
+};
 use l2t::plots::{plot_intervals, ChartLabels, IntervalRow};
 use l2t::presets::{default_data_dir, Preset, PRESETS, REPORT_SEEDS};
 use l2t::run_dir::RunDir;
@@ -218,7 +220,56 @@ fn parse_device(text: &str) -> Result<DeviceChoice, String> {
     text.parse()
 }
 
-fn main() -> Result<()> {
+/// The cancellation of every run of this process, raised by SIGINT ([`on_sigint`]).
+static CANCEL: std::sync::LazyLock<Cancel> = std::sync::LazyLock::new(Cancel::default);
+
+/// SIGINT (Ctrl-C): the run stops at its next safe point (the line of `events.jsonl` in
+/// writing is finished, the checkpoint of the update in flight saved) and the command
+/// exits with 130. A second SIGINT ends the process at once (the default action is back).
+#[cfg(unix)]
+extern "C" fn on_sigint(_: libc::c_int) {
+    // Async-signal-safe: an atomic store (CANCEL is forced before the handler is
+    // installed) and signal(2).
+    if let Some(cancel) = std::sync::LazyLock::get(&CANCEL) {
+        cancel.cancel();
+    }
+    // SAFETY: restoring the default disposition of SIGINT is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+}
+
+/// Installs [`on_sigint`].
+fn install_sigint_handler() {
+    std::sync::LazyLock::force(&CANCEL);
+    #[cfg(unix)]
+    // SAFETY: the handler only stores to an atomic and calls signal(2).
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+    }
+}
+
+fn main() {
+    install_sigint_handler();
+    let outcome = run_command();
+    if CANCEL.is_cancelled() {
+        eprintln!(
+            "l2t: interrupted (SIGINT): stopped with every finished evaluation in events.jsonl \
+             and every finished training update in its checkpoint; rerun the same command to \
+             go on"
+        );
+        std::process::exit(130);
+    }
+    if let Err(error) = outcome {
+        eprintln!("Error: {error:?}");
+        std::process::exit(1);
+    }
+}
+
+fn run_command() -> Result<()> {
     let cli = Cli::parse();
     tch::set_num_threads(cli.threads);
     let context = RunContext {
@@ -395,6 +446,7 @@ fn run_in(
 fn open_run_dir(out: &Path, fresh: bool) -> Result<RunDir> {
     let mut run_dir = RunDir::create(out)?;
     run_dir.set_fresh(fresh);
+    run_dir.set_cancel(CANCEL.clone());
     Ok(run_dir)
 }
 

@@ -460,6 +460,7 @@ pub struct RunDir {
     events: Option<JsonLines>,
     fresh: bool,
     claimed: Option<String>,
+    cancel: crate::experiment::Cancel,
     _lock: FolderLock,
 }
 
@@ -475,6 +476,7 @@ impl RunDir {
             events: None,
             fresh: false,
             claimed: None,
+            cancel: crate::experiment::Cancel::default(),
             _lock: lock,
         })
     }
@@ -484,6 +486,20 @@ impl RunDir {
     /// every learned teacher from scratch.
     pub fn set_fresh(&mut self, fresh: bool) {
         self.fresh = fresh;
+    }
+
+    /// The cancellation of the run in this folder (a handle: [`Cancel::cancel`] on it,
+    /// from any thread, stops the run).
+    ///
+    /// [`Cancel::cancel`]: crate::experiment::Cancel::cancel
+    pub fn canceller(&self) -> crate::experiment::Cancel {
+        self.cancel.clone()
+    }
+
+    /// Shares `cancel` with the run in this folder (e.g. one process-wide cancellation
+    /// that a signal handler raises).
+    pub fn set_cancel(&mut self, cancel: crate::experiment::Cancel) {
+        self.cancel = cancel;
     }
 
     /// Claims the folder for a run of `config` beside `user_teachers` (the run calls it

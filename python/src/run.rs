@@ -364,13 +364,47 @@ fn execute(
     let preset = Some(&config.preset);
     let mut run_dir = RunDir::create(out).map_err(|e| experiment_error(e, preset, data_dir))?;
     run_dir.set_fresh(fresh);
-    let result = py.detach(|| {
-        run_with(config, user, data_dir, &mut run_dir, |p| {
-            if verbose {
-                log_progress(p);
+    // The run goes on a thread of its own; this (the calling, usually main) thread waits
+    // with the GIL released and takes it every 100 ms to run Python's signal handlers
+    // (`check_signals` runs them on the main thread only): a KeyboardInterrupt cancels
+    // the run, which stops at its next safe point, and is raised once it has stopped.
+    let cancel = run_dir.canceller();
+    let mut interrupted: Option<PyErr> = None;
+    let result = std::thread::scope(|scope| {
+        let worker = scope.spawn(|| {
+            run_with(config, user, data_dir, &mut run_dir, |p| {
+                if verbose {
+                    log_progress(p);
+                }
+            })
+        });
+        loop {
+            let finished = py.detach(|| {
+                for _ in 0..10 {
+                    if worker.is_finished() {
+                        return true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                worker.is_finished()
+            });
+            if finished {
+                break;
             }
-        })
+            if interrupted.is_none() {
+                if let Err(signal) = py.check_signals() {
+                    cancel.cancel();
+                    interrupted = Some(signal);
+                }
+            }
+        }
+        worker
+            .join()
+            .unwrap_or_else(|_| Err(ExperimentError::Worker("the run panicked".into())))
     });
+    if let Some(signal) = interrupted {
+        return Err(signal);
+    }
     match result {
         Ok(_) => Ok(run_dir),
         Err(e) => {

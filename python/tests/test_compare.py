@@ -137,8 +137,11 @@ def test_an_exception_of_a_python_teacher_is_raised_as_it_is(tmp_path: Path) -> 
         raise KeyError("observe broke")
 
     teacher.observe = observe  # type: ignore[method-assign]
+    # Another config (1 seed): the folder of the failed run is cleared first.
     with pytest.raises(KeyError, match="observe broke"):
-        l2t.compare("synthetic", {"obj": teacher}, builtin=["no_teach"], seeds=1, out=tmp_path)
+        l2t.compare(
+            "synthetic", {"obj": teacher}, builtin=["no_teach"], seeds=1, out=tmp_path, fresh=True
+        )
     assert teacher.acts == 1
 
 

@@ -102,7 +102,10 @@ pub(crate) fn evaluate_side_by_side(
     let labels: Vec<String> = jobs.iter().map(|(label, _)| label.clone()).collect();
     let workers = task.workers.clamp(1, jobs.len().max(1));
     let queue = Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>());
-    let stop = StopFlag::default();
+    let stop = StopFlag {
+        cancel: task.cancel.clone(),
+        ..StopFlag::default()
+    };
     let mut slots: Vec<Vec<Option<EvaluationRecord>>> = vec![vec![None; seeds.len()]; labels.len()];
     let mut first_error: Option<ExperimentError> = None;
     std::thread::scope(|scope| {
@@ -205,6 +208,15 @@ pub(crate) fn evaluate_side_by_side(
                 ));
             }
         }
+        // Cancelled: every episode that finished is reported (in job, then seed order,
+        // past the ones still missing), so the run's log keeps all of them.
+        if first_error.is_none() && task.cancel.is_cancelled() {
+            let reported = (job..slots.len())
+                .flat_map(|j| (if j == job { seed } else { 0 }..seeds.len()).map(move |s| (j, s)))
+                .filter_map(|(j, s)| slots[j][s].as_ref())
+                .try_for_each(|record| report(Finished::Record(record)));
+            first_error = Some(reported.err().unwrap_or(ExperimentError::Interrupted));
+        }
     });
     if let Some(e) = first_error {
         return Err(e);
@@ -224,20 +236,25 @@ pub(crate) fn evaluate_side_by_side(
 }
 
 /// The stop shared by the workers of [`evaluate_side_by_side`]: raised once by the first
-/// failure (a worker's own, or the receiver's), read before every episode and every step.
+/// failure (a worker's own, or the receiver's), or by the run's [`Cancel`] from outside;
+/// read before every episode and every step.
 #[derive(Debug, Default)]
-pub(crate) struct StopFlag(std::sync::atomic::AtomicBool);
+pub(crate) struct StopFlag {
+    raised: std::sync::atomic::AtomicBool,
+    cancel: Cancel,
+}
 
 impl StopFlag {
     /// Stops every worker: none starts another episode, episodes in flight end at
     /// their teacher's next step.
     pub(crate) fn raise(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::Release);
+        self.raised
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
-    /// Whether the run is stopping.
+    /// Whether the run is stopping (a failure, or the run cancelled).
     pub(crate) fn is_raised(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Acquire)
+        self.raised.load(std::sync::atomic::Ordering::Acquire) || self.cancel.is_cancelled()
     }
 }
 

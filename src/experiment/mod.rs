@@ -131,6 +131,13 @@ pub enum ExperimentError {
         /// How its run differs from this one.
         reason: String,
     },
+    /// The run was cancelled ([`Cancel`]: SIGINT): it stopped with every finished
+    /// evaluation in `events.jsonl` and every finished training update in its checkpoint.
+    #[error(
+        "interrupted: the run stopped; every finished evaluation is in events.jsonl and every \
+         finished training update in its teacher's checkpoint"
+    )]
+    Interrupted,
     /// Two teachers' evaluation seeds could not be paired (a seed evaluated twice).
     #[error("comparing teachers seed by seed: {0}")]
     Stats(#[from] StatsError),
@@ -163,6 +170,36 @@ pub enum ExperimentError {
         /// What went wrong.
         reason: String,
     },
+}
+
+/// A run's cancellation, shared by everything the run does: raised from outside (the
+/// `l2t` command's SIGINT handler, Python's check for a pending `KeyboardInterrupt`),
+/// it stops the run at its next safe point: no evaluation episode starts and one in
+/// flight ends at its teacher's next step, every finished evaluation is in
+/// `events.jsonl`, a learned teacher in training saves its checkpoint after the update
+/// in flight, and the run returns [`ExperimentError::Interrupted`]. A clone is a handle
+/// on the same flag.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    /// Stops the run (async-signal-safe: one atomic store).
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the run was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// [`ExperimentError::Interrupted`] once cancelled.
+    pub fn check(&self) -> Result<()> {
+        if self.is_cancelled() {
+            return Err(ExperimentError::Interrupted);
+        }
+        Ok(())
+    }
 }
 
 /// Result alias of the experiment layer.

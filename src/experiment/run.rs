@@ -432,8 +432,10 @@ pub fn run_on(
             training_preset.student.clone(),
             config.training.worker_count(),
         )
-        .with_run_settings(config)?;
+        .with_run_settings(config)?
+        .with_cancel(out.canceller());
         for entry in config.teachers.iter().filter(|e| e.train) {
+            out.canceller().check()?;
             let mut task = task.share();
             task.teaching = config.training_teaching_of(entry);
             let files = training_files(out, config, entry)?;
@@ -492,10 +494,12 @@ pub fn run_on(
         &envs.student_env,
         config.preset.student.clone(),
         config.training.worker_count(),
-    );
+    )
+    .with_cancel(out.canceller());
     let mut user_jobs: Vec<(String, Box<dyn Teacher>)> =
         user.into_iter().map(|u| (u.label, u.teacher)).collect();
     for phase in [unmatched, matched] {
+        out.canceller().check()?;
         let mut jobs = Vec::with_capacity(phase.len() + user_jobs.len());
         for entry in phase {
             let teacher: Box<dyn Teacher> = match teachers.remove(&entry.label) {
@@ -556,6 +560,7 @@ pub fn run_on(
         records.extend(done);
     }
 
+    out.canceller().check()?;
     // 3. Aggregate in the config's order, then the user's, and write the folder.
     let levels = config.levels();
     let mut summaries = Vec::new();

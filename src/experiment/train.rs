@@ -77,6 +77,9 @@ pub struct TrainingTask {
     pub device: tch::Device,
     /// Worker threads (each with its own env) for learners' episodes; at least 1.
     pub workers: usize,
+    /// The run's cancellation: training stops after the update in flight (its
+    /// checkpoint saved), evaluation before its next episode or step.
+    pub cancel: Cancel,
 }
 
 impl std::fmt::Debug for TrainingTask {
@@ -99,7 +102,14 @@ impl TrainingTask {
             dev: env.dev_data().shallow_clone(),
             device: env.train_data().inputs().device(),
             workers,
+            cancel: Cancel::default(),
         }
+    }
+
+    /// The task stopped by `cancel` ([`TrainingTask::cancel`]).
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     /// The task with a run config's training settings: the training MDP
@@ -136,6 +146,7 @@ impl TrainingTask {
             dev: self.dev.shallow_clone(),
             device: self.device,
             workers: self.workers,
+            cancel: self.cancel.clone(),
         }
     }
 
@@ -337,11 +348,13 @@ pub fn train_resumable_on(
                 history.push(record);
             }
             let learned = learner.episodes_learned();
-            if learned >= saved + checkpoint_every || learned >= episodes {
+            let cancelled = task.cancel.is_cancelled();
+            if learned >= saved + checkpoint_every || learned >= episodes || cancelled {
                 learner.save_checkpoint(&files.checkpoint)?;
                 saved = learned;
             }
-            Ok(())
+            // Stopped after the update, with everything it learned saved.
+            task.cancel.check()
         },
     )?;
     Ok(TrainedTeacher {
