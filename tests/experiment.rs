@@ -161,6 +161,13 @@ fn the_same_run_twice_writes_the_same_results_for_any_number_of_workers() {
         .collect();
     assert_eq!(first.pairings.len(), trained.len() * baselines.len());
     assert!(summary.contains("## Trained teachers against each baseline"));
+    // Both objectives, seed by seed: each pairing row has its instance and compute cells.
+    assert!(summary.contains("| paired difference in training GFLOP | P(less compute) |"));
+    for pairing in &first.pairings {
+        let row = format!("| {} | {} | ", pairing.teacher, pairing.reference);
+        let line = summary.lines().find(|l| l.starts_with(&row)).unwrap();
+        assert_eq!(line.matches(" | ").count(), 5, "{line}");
+    }
     for pairing in &first.pairings {
         assert!(trained.contains(&pairing.teacher.as_str()));
         assert!(baselines.contains(&pairing.reference.as_str()));

@@ -150,8 +150,9 @@ impl Report {
         if !self.pairings.is_empty() {
             out.push_str(
                 "\n## Trained teachers against each baseline, seed by seed\n\n\
-                 A trained teacher's effective instances to tau minus the baseline's on the same \
-                 seed (negative: the trained teacher needs fewer), as in the table above.\n\n",
+                 A trained teacher's effective instances and training compute to tau minus the \
+                 baseline's on the same seed (negative: the trained teacher needs fewer, or \
+                 less), as in the table above.\n\n",
             );
             out.push_str(&pairings_table(&self.pairings, preset.eval_seeds));
         }

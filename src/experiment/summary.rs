@@ -330,15 +330,22 @@ pub struct Pairing {
 /// teacher, is below [`MIN_SEEDS_FOR_PROBABILITY`]).
 pub fn pairings_table(pairings: &[Pairing], seeds: usize) -> String {
     let mut out = String::from(
-        "| teacher | against | paired difference (mean ± 95% CI, seeds where both reached tau) | P(fewer instances) |\n|---|---|---|---|\n",
+        "| teacher | against | paired difference in instances (mean ± 95% CI, seeds where both reached tau) | P(fewer instances) | paired difference in training GFLOP | P(less compute) |\n|---|---|---|---|---|---|\n",
     );
+    // GFLOP with three significant digits of the largest difference.
+    let largest = (pairings.iter())
+        .map(|p| p.versus.compute_to_tau.mean.abs())
+        .fold(0.0f64, f64::max);
+    let decimals = gflop_decimals(largest);
     for p in pairings {
         out.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} |\n",
             p.teacher,
             p.reference,
             paired_cell(&p.versus.instances_to_tau),
-            probability_cell(p.versus.probability_of_improvement, seeds)
+            probability_cell(p.versus.probability_of_improvement, seeds),
+            gflop_cell(&p.versus.compute_to_tau, decimals),
+            probability_cell(p.versus.compute_probability_of_improvement, seeds)
         ));
     }
     out
@@ -485,7 +492,7 @@ pub fn per_epoch_drop_ratio_from_run(run: &Path, label: &str) -> Result<Vec<f64>
     let records: Vec<EvaluationRecord> = JsonLines::read::<Event>(&path)?
         .into_iter()
         .filter_map(|event| match event {
-            Event::Evaluation(record) if record.teacher == label => Some(record),
+            Event::Evaluation { record, .. } if record.teacher == label => Some(record),
             _ => None,
         })
         .collect();
