@@ -876,6 +876,20 @@ impl Bars {
                     }
                 }
             }
+            Progress::Resumed {
+                reused,
+                total,
+                teachers,
+            } => {
+                let line = format!(
+                    "resumed: {reused} of {total} evaluations from events.jsonl ({})",
+                    teachers.join(", ")
+                );
+                match &self.current {
+                    Some(_) => self.multi.suspend(|| eprintln!("{line}")),
+                    None => eprintln!("{line}"),
+                }
+            }
             Progress::Evaluated(record) => {
                 let s = &record.episode;
                 let line = format!(

@@ -1,13 +1,14 @@
 //! The folder a run writes: every file is written whole through a temporary name and
 //! a rename (an interrupted run never leaves a truncated result), except the event
 //! log, which is appended and flushed one JSON line at a time (an interrupted run
-//! keeps every event it logged).
+//! keeps every event it logged), and rewritten whole (atomically too) only by a rerun
+//! that resumes from it ([`RunDir::rewrite_events`]).
 //!
 //! | file | content |
 //! |------|---------|
 //! | `manifest.json` | resolved config, seeds, versions, git commit, machine |
 //! | `config.toml` | the resolved config, to rerun with `l2t run --config` |
-//! | `events.jsonl` | one event per teacher-training or evaluation episode |
+//! | `events.jsonl` | one event per teacher-training or evaluation episode; a rerun of the same config reuses its evaluations ([`RunDir::take_resumable`]) |
 //! | `<teacher>-<hash>.ckpt`, `<teacher>-<hash>-training.jsonl` | teacher checkpoint and its finished training episodes (resume) |
 //! | `curves.csv`, `training.csv`, `loss_rank_drops.csv`, `training_drops.csv` | learning curves, teacher-training curves, drops by loss rank in evaluation, and by loss rank and margin per teacher update in training |
 //! | `summary.md`, `report.json` | the tables and everything behind them |
@@ -29,7 +30,7 @@ use std::path::{Path, PathBuf};
 use l2t_envs::io::write_atomic;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::experiment::{ExperimentError, Result};
+use crate::experiment::{EvaluationRecord, Event, ExperimentError, Result};
 
 fn io_error(path: &Path, source: std::io::Error) -> ExperimentError {
     ExperimentError::Io {
@@ -449,7 +450,10 @@ fn identity_differences(before: &str, now: &str) -> String {
 /// [fresh](RunDir::set_fresh), which removes everything the earlier run wrote: its
 /// [results](RESULT_FILES), [records](RECORD_FILES), checkpoints and training
 /// histories. A rerun of the same identity is allowed: it removes the earlier results
-/// only, and resumes from the checkpoints. The irreducible-loss caches
+/// only, and resumes from the checkpoints and from the evaluations of `events.jsonl`
+/// ([`RunDir::take_resumable`]; the run reuses a teacher's evaluations when their
+/// identity, [`crate::experiment::evaluation_identity`], is the one it computes). The
+/// irreducible-loss caches
 /// (`rho-irreducible-<hash>.json`, `irreducible-feature-<hash>.json`) always stay:
 /// each is named after the hash of everything it was computed from, so a run reads only
 /// one that is valid for it, and an unused one changes nothing it reports. Files that
@@ -460,6 +464,7 @@ pub struct RunDir {
     events: Option<JsonLines>,
     fresh: bool,
     claimed: Option<String>,
+    resumable: Vec<(String, EvaluationRecord)>,
     cancel: crate::experiment::Cancel,
     _lock: FolderLock,
 }
@@ -476,6 +481,7 @@ impl RunDir {
             events: None,
             fresh: false,
             claimed: None,
+            resumable: Vec::new(),
             cancel: crate::experiment::Cancel::default(),
             _lock: lock,
         })
@@ -505,7 +511,12 @@ impl RunDir {
     /// Claims the folder for a run of `config` beside `user_teachers` (the run calls it
     /// before it writes anything; a second claim for the same identity does nothing):
     /// refuses a folder holding another config's run unless fresh, removes what must
-    /// not stay beside the new results (see [`RunDir`]), and starts an empty event log.
+    /// not stay beside the new results (see [`RunDir`]), and starts the event log: for a
+    /// rerun of the same config (not fresh), with the finished evaluations of the earlier
+    /// log only (rewritten atomically, each once; the training lines go, as the run logs
+    /// them again from its checkpoints' histories), which [`RunDir::take_resumable`] then
+    /// hands to the run; otherwise empty. An unreadable line of that log (but a last one
+    /// cut short, an evaluation that did not finish) is an error naming the file and line.
     /// Returns the files removed because the folder was fresh (the results of a rerun
     /// of the same config go silently).
     pub fn claim(
@@ -541,6 +552,7 @@ impl RunDir {
         } else {
             None
         };
+        let mut resuming = false;
         let removed = match (&previous, self.fresh) {
             (_, true) => self.remove(|name| {
                 RESULT_FILES.contains(&name)
@@ -552,7 +564,10 @@ impl RunDir {
                 Vec::new()
             }
             (Some(Ok(before)), false) if *before == identity => {
+                // Read first: a log that cannot be resumed from changes nothing.
+                self.resumable = self.read_resumable()?;
                 self.remove(|name| RESULT_FILES.contains(&name))?;
+                resuming = true;
                 Vec::new()
             }
             (Some(Ok(before)), false) => {
@@ -571,9 +586,104 @@ impl RunDir {
                 })
             }
         };
-        self.events = Some(JsonLines::open(&self.root.join("events.jsonl"), true)?);
+        if resuming {
+            // The finished evaluations stay on disk, each once; the training lines go
+            // (this run logs them again from the checkpoints' histories).
+            let kept: Vec<Event> = (self.resumable.iter())
+                .map(|(identity, record)| Event::Evaluation {
+                    record: record.clone(),
+                    identity: Some(identity.clone()),
+                })
+                .collect();
+            self.write_events(&kept)?;
+        } else {
+            self.resumable.clear();
+            self.events = Some(JsonLines::open(&self.root.join("events.jsonl"), true)?);
+        }
         self.claimed = Some(identity);
         Ok(removed)
+    }
+
+    /// The evaluations of the folder's `events.jsonl` that a rerun of the same config may
+    /// reuse: those with an identity ([`crate::experiment::evaluation_identity`]), each
+    /// `(identity, teacher, seed)` once (the last line of it). A last line cut short by an
+    /// interruption is an evaluation that did not finish; any other unreadable line is an
+    /// error naming the file and line, and the ways out.
+    fn read_resumable(&self) -> Result<Vec<(String, EvaluationRecord)>> {
+        let path = self.path("events.jsonl");
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let events = JsonLines::read::<Event>(&path).map_err(|error| match error {
+            ExperimentError::Json { path, reason } => ExperimentError::Json {
+                path,
+                reason: format!(
+                    "{reason}; a rerun into this folder reuses the finished evaluations of this \
+                     file: repair or delete that line, or pass --fresh (Python: fresh=True) to \
+                     start the run afresh"
+                ),
+            },
+            other => other,
+        })?;
+        let mut kept: Vec<(String, EvaluationRecord)> = Vec::new();
+        let mut at: std::collections::HashMap<(String, String, u64), usize> =
+            std::collections::HashMap::new();
+        for event in events {
+            let Event::Evaluation {
+                record,
+                identity: Some(identity),
+            } = event
+            else {
+                continue;
+            };
+            let key = (identity.clone(), record.teacher.clone(), record.seed);
+            match at.get(&key) {
+                Some(&i) => kept[i] = (identity, record),
+                None => {
+                    at.insert(key, kept.len());
+                    kept.push((identity, record));
+                }
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Takes the evaluations that the [claim](RunDir::claim) found in the folder's
+    /// `events.jsonl` for a rerun of the same config to reuse, as `(identity, record)`
+    /// (none after a fresh claim, or for a folder of no earlier run).
+    pub fn take_resumable(&mut self) -> Vec<(String, EvaluationRecord)> {
+        std::mem::take(&mut self.resumable)
+    }
+
+    /// Rewrites `events.jsonl` as `edit` makes its events, atomically (through a
+    /// temporary file and a rename: the file holds the old events or the new, never a
+    /// part), then appends to the new file.
+    pub fn rewrite_events(&mut self, edit: impl FnOnce(Vec<Event>) -> Vec<Event>) -> Result<()> {
+        let path = self.path("events.jsonl");
+        let events = if path.exists() {
+            JsonLines::read::<Event>(&path)?
+        } else {
+            Vec::new()
+        };
+        self.write_events(&edit(events))
+    }
+
+    /// Writes `events` as the whole of `events.jsonl`, atomically, and appends to it.
+    fn write_events(&mut self, events: &[Event]) -> Result<()> {
+        let path = self.path("events.jsonl");
+        let mut bytes = Vec::new();
+        for event in events {
+            serde_json::to_writer(&mut bytes, event).map_err(|e| ExperimentError::Json {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            bytes.push(b'\n');
+        }
+        // The handle on the file being replaced is closed first.
+        self.events = None;
+        write_atomic(&path, &bytes).map_err(|e| io_error(&path, e))?;
+        self.events = Some(JsonLines::open(&path, false)?);
+        Ok(())
     }
 
     /// Removes the files of the folder (not its subfolders) whose names pass `which`,
@@ -670,6 +780,16 @@ pub fn slug(label: &str) -> String {
         }
     }
     out.trim_end_matches('-').to_string()
+}
+
+/// FNV-1a (64 bits) of `bytes` as 16 hex digits: the identity of an evaluation
+/// ([`crate::experiment::evaluation_identity`]), where 8 digits would make a collision
+/// among a folder's many evaluations conceivable.
+pub fn long_hash(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{hash:016x}")
 }
 
 /// FNV-1a of `text` as 8 hex digits: names checkpoint files after the config that

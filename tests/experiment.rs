@@ -515,9 +515,13 @@ fn rho_loss_trains_its_holdout_model_once_and_caches_it_per_task() {
         );
     }
 
-    // A rerun reads the cache: the same episodes.
+    // A fresh rerun (which would otherwise reuse rho's finished evaluations) reads the
+    // cache, which --fresh keeps: the same episodes.
     let bytes = fs::read(&cached[0]).unwrap();
-    let again = run_into(&config, &dir);
+    let mut out = RunDir::create(&dir).unwrap();
+    out.set_fresh(true);
+    let again = run(&config, Path::new("unused"), &mut out, |_| {}).unwrap();
+    drop(out);
     assert_eq!(fs::read(&cached[0]).unwrap(), bytes);
     let kept = |report: &l2t::experiment::Report| -> Vec<(u64, usize, usize)> {
         report
@@ -536,6 +540,7 @@ fn rho_loss_trains_its_holdout_model_once_and_caches_it_per_task() {
     )
     .unwrap();
     let mut out = RunDir::create(&dir).unwrap();
+    out.set_fresh(true);
     let error = run(&config, Path::new("unused"), &mut out, |_| {})
         .unwrap_err()
         .to_string();

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use l2t::agents::{EsConfig, TeacherConfig};
+use l2t::agents::{EsConfig, RandTeach, RandTeachConfig, TeacherConfig};
 use l2t::config::{labels, RunConfig, TeacherEntry};
 use l2t::envs::{EnvError, SyntheticConfig};
-use l2t::experiment::{dev_subsample, ExperimentError};
+use l2t::experiment::{dev_subsample, run_with, ExperimentError, Progress, Report, UserTeacher};
 use l2t::presets::Preset;
 use l2t::run_dir::{FolderLock, RunDir};
 
@@ -423,7 +423,293 @@ fn a_folder_holds_one_run_another_config_is_refused_and_fresh_clears_it() {
     );
     assert!(rerun.status.success(), "{}", stderr(&rerun));
     assert!(!stderr(&rerun).contains("removed"), "{}", stderr(&rerun));
+    // Every evaluation is reused from events.jsonl, and the command says so.
+    assert!(
+        stderr(&rerun).contains("resumed: 6 of 6 evaluations from events.jsonl (no_teach, es)"),
+        "{}",
+        stderr(&rerun)
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("events.jsonl"))
+            .unwrap()
+            .matches("\"event\":\"evaluation\"")
+            .count(),
+        2 * 3
+    );
     assert_eq!(fs::read(&checkpoint_before.0).unwrap(), checkpoint_before.1);
     assert_eq!(names(&out), files);
     assert_eq!(history_episodes(&out), (0..8).collect::<Vec<_>>());
+}
+
+/// Issue 36, item 2: NoTeach, online batch, ES trained for `episodes` episodes, a
+/// RandTeach matched to online batch's drop ratios, on 3 seeds, one worker.
+fn resumable_config(episodes: usize) -> RunConfig {
+    let mut config = es_config(episodes);
+    config.preset.eval_seeds = 3;
+    config.teachers.insert(
+        1,
+        TeacherEntry::new(
+            labels::ONLINE_BATCH,
+            TeacherConfig::OnlineBatch(Default::default()),
+        ),
+    );
+    let mut matched =
+        TeacherEntry::new("rand_matched", TeacherConfig::RandTeach(Default::default()));
+    matched.match_drop_ratio_of = Some(labels::ONLINE_BATCH.into());
+    config.teachers.push(matched);
+    config
+}
+
+/// A teacher of your own (a RandTeach under another label): never reused.
+fn mine() -> Vec<UserTeacher> {
+    let teacher = RandTeach::new(RandTeachConfig {
+        drop_ratio: 0.3,
+        seed: 7,
+        ..Default::default()
+    })
+    .unwrap();
+    vec![UserTeacher::new("mine", teacher)]
+}
+
+/// What one run into `out` did: its result, the evaluations it ran, the ones it reused.
+struct Outcome {
+    result: Result<Report, ExperimentError>,
+    evaluated: usize,
+    resumed: Option<(usize, usize, Vec<String>)>,
+}
+
+/// Runs `config` (with [`mine`]) into `out`, cancelled once `cancel_after` evaluations
+/// finished (never when `None`).
+fn run_into(config: &RunConfig, out: &Path, cancel_after: Option<usize>) -> Outcome {
+    let mut dir = RunDir::create(out).unwrap();
+    let cancel = dir.canceller();
+    let (mut evaluated, mut resumed) = (0, None);
+    let result = run_with(config, mine(), Path::new("unused"), &mut dir, |p| match p {
+        Progress::Evaluated(_) => {
+            evaluated += 1;
+            if cancel_after == Some(evaluated) {
+                cancel.cancel();
+            }
+        }
+        Progress::Resumed {
+            reused,
+            total,
+            teachers,
+        } => resumed = Some((reused, total, teachers.to_vec())),
+        _ => {}
+    });
+    Outcome {
+        result,
+        evaluated,
+        resumed,
+    }
+}
+
+/// The evaluation lines of `out`'s events.jsonl as (teacher, seed), checking that each
+/// is there once.
+fn logged_evaluations(out: &Path) -> Vec<(String, u64)> {
+    let text = fs::read_to_string(out.join("events.jsonl")).unwrap();
+    let mut found: Vec<(String, u64)> = text
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|event| event["event"] == "evaluation")
+        .map(|event| {
+            (
+                event["teacher"].as_str().unwrap().to_string(),
+                event["seed"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let count = found.len();
+    found.sort();
+    found.dedup();
+    assert_eq!(found.len(), count, "an evaluation logged twice: {text}");
+    found
+}
+
+/// The config teachers with every one of `seeds` evaluations in `out`'s log.
+fn finished_teachers(out: &Path, config: &RunConfig) -> Vec<String> {
+    let logged = logged_evaluations(out);
+    let seeds = config.preset.eval_seeds;
+    (config.teachers.iter())
+        .map(|e| e.label.clone())
+        .filter(|label| logged.iter().filter(|(t, _)| t == label).count() == seeds)
+        .collect()
+}
+
+fn json_without_timing(path: &Path) -> serde_json::Value {
+    common::without_timing(
+        serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap(),
+        &[],
+    )
+}
+
+fn events_without_timing(out: &Path) -> Vec<serde_json::Value> {
+    (fs::read_to_string(out.join("events.jsonl"))
+        .unwrap()
+        .lines())
+    .map(|line| common::without_timing(serde_json::from_str(line).unwrap(), &[]))
+    .collect()
+}
+
+/// A rerun into `b` equals the uninterrupted run into `a`: report.json, events.jsonl,
+/// curves.csv and training.csv, timing fields aside.
+fn assert_same_results(a: &Path, b: &Path) {
+    assert_eq!(
+        json_without_timing(&a.join("report.json")),
+        json_without_timing(&b.join("report.json")),
+        "report.json"
+    );
+    assert_eq!(
+        events_without_timing(a),
+        events_without_timing(b),
+        "events.jsonl"
+    );
+    for csv in ["curves.csv", "training.csv"] {
+        assert_eq!(
+            common::csv_without_seconds(&a.join(csv)),
+            common::csv_without_seconds(&b.join(csv)),
+            "{csv}"
+        );
+    }
+}
+
+#[test]
+fn an_interrupted_run_resumes_only_what_is_missing_and_equals_an_uninterrupted_one() {
+    let scratch = Scratch::new("folder", "resume");
+    let config = resumable_config(4);
+    let seeds = config.preset.eval_seeds;
+    let total = (config.teachers.len() + 1) * seeds;
+    let (a, b) = (scratch.join("a"), scratch.join("b"));
+
+    let full = run_into(&config, &a, None);
+    full.result.unwrap();
+    assert_eq!((full.evaluated, full.resumed), (total, None));
+
+    // Interrupted after NoTeach's seeds and one more: online batch (in flight) and the
+    // rest are missing.
+    let first = run_into(&config, &b, Some(seeds + 1));
+    assert!(
+        matches!(first.result, Err(ExperimentError::Interrupted)),
+        "{:?}",
+        first.result.err()
+    );
+    let finished = finished_teachers(&b, &config);
+    assert!(
+        finished.contains(&labels::NO_TEACH.to_string()),
+        "{finished:?}"
+    );
+    assert!(finished.len() < config.teachers.len(), "{finished:?}");
+
+    // Rerun, interrupted again once the unmatched teachers are in and the matched one
+    // has started: the unmatched ones are reused on the next rerun, the matched one is
+    // evaluated again from its first seed (its seeds share its random stream).
+    let before = finished.len();
+    let rerun_evaluations = (config.teachers.len() - 1 - before + 1) * seeds;
+    let second = run_into(&config, &b, Some(rerun_evaluations + 1));
+    assert!(
+        matches!(second.result, Err(ExperimentError::Interrupted)),
+        "{:?}, {} evaluated, {:?}, finished before: {finished:?}",
+        second.result.as_ref().err(),
+        second.evaluated,
+        second.resumed
+    );
+    let (reused, of, teachers) = second.resumed.expect("a resumed run says so");
+    assert_eq!((reused, of, &teachers), (before * seeds, total, &finished));
+    let finished = finished_teachers(&b, &config);
+    assert!(
+        finished.len() == config.teachers.len() - 1
+            && !finished.contains(&"rand_matched".to_string()),
+        "{finished:?}"
+    );
+
+    // Rerun to the end: only the matched teacher and the user's teacher run.
+    let third = run_into(&config, &b, None);
+    third.result.unwrap();
+    let (reused, _, teachers) = third.resumed.unwrap();
+    assert_eq!(teachers, finished);
+    assert_eq!(reused, finished.len() * seeds);
+    assert_eq!(third.evaluated, total - reused);
+    assert_eq!(third.evaluated, 2 * seeds);
+    assert_same_results(&a, &b);
+
+    // Once more: every config teacher is reused (the matched one too, its source being
+    // reused), the user's teacher runs again, and the results stay the same.
+    let fourth = run_into(&config, &b, None);
+    fourth.result.unwrap();
+    let (reused, _, teachers) = fourth.resumed.unwrap();
+    assert_eq!(teachers.len(), config.teachers.len());
+    assert_eq!((reused, fourth.evaluated), (total - seeds, seeds));
+    assert_same_results(&a, &b);
+}
+
+#[test]
+fn a_changed_teacher_or_a_damaged_log_is_never_reused() {
+    let scratch = Scratch::new("folder", "not-reused");
+    let config = resumable_config(4);
+    let seeds = config.preset.eval_seeds;
+    let out = scratch.join("out");
+    run_into(&config, &out, None).result.unwrap();
+
+    // Another teacher setting is another config: refused, nothing reused.
+    let mut changed = config.clone();
+    changed.teachers[1].teacher = TeacherConfig::OnlineBatch(l2t::agents::OnlineBatchConfig {
+        seed: 1,
+        ..Default::default()
+    });
+    let refused = run_into(&changed, &out, None);
+    assert!(
+        matches!(
+            refused.result,
+            Err(ExperimentError::FolderHoldsOtherRun { .. })
+        ),
+        "{:?}",
+        refused.result.err()
+    );
+
+    // Lines of another identity (as a teacher trained further, or of another run, would
+    // have) are evaluated again, and replaced.
+    let events = out.join("events.jsonl");
+    let text = fs::read_to_string(&events).unwrap();
+    let edited: Vec<String> = (text.lines())
+        .map(|line| {
+            let mut event: serde_json::Value = serde_json::from_str(line).unwrap();
+            if event["teacher"] == labels::ES {
+                event["identity"] = "0000000000000000".into();
+            }
+            event.to_string()
+        })
+        .collect();
+    fs::write(&events, edited.join("\n") + "\n").unwrap();
+    let rerun = run_into(&config, &out, None);
+    rerun.result.unwrap();
+    let (_, _, teachers) = rerun.resumed.unwrap();
+    assert!(!teachers.contains(&labels::ES.to_string()), "{teachers:?}");
+    // ES, and the user's teacher.
+    assert_eq!(rerun.evaluated, 2 * seeds);
+    assert!(!fs::read_to_string(&events)
+        .unwrap()
+        .contains("0000000000000000"));
+
+    // A damaged line (not the last) is an error naming the file, the line and the way out.
+    let text = fs::read_to_string(&events).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[1] = "{\"event\": \"evaluation\", \"teach";
+    fs::write(&events, lines.join("\n") + "\n").unwrap();
+    let before = snapshot(&out);
+    let damaged = run_into(&config, &out, None);
+    let message = damaged.result.unwrap_err().to_string();
+    // Refused before anything changed (the lock file aside).
+    let unchanged = |files: Vec<(PathBuf, Vec<u8>)>| -> Vec<(PathBuf, Vec<u8>)> {
+        (files.into_iter())
+            .filter(|(p, _)| !p.ends_with(FolderLock::FILE))
+            .collect()
+    };
+    assert_eq!(unchanged(snapshot(&out)), unchanged(before));
+    assert!(
+        message.contains("events.jsonl")
+            && message.contains("line 2")
+            && message.contains("--fresh"),
+        "{message}"
+    );
 }

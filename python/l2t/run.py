@@ -208,7 +208,10 @@ def compare(
             it (results, manifest, events, teacher checkpoints; the irreducible-loss
             caches stay) and retrain the learned teachers. Without it a folder holding
             a run of another config is a :class:`FileExistsError` naming the folder; the
-            same config again resumes (its earlier results are removed first).
+            same config again resumes (its earlier results are removed first): the
+            learned teachers from their checkpoints, and each config teacher whose
+            evaluations on every seed are in ``events.jsonl`` is not evaluated again
+            (your own teachers always are: their code is no part of the identity).
         threads: libtorch intra-op threads of the process (1, as the ``l2t`` command).
         verbose: print the run's phases on stderr.
 

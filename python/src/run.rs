@@ -339,6 +339,16 @@ fn log_progress(progress: Progress<'_>) {
         for path in removed {
             eprintln!("fresh: removed {}", path.display());
         }
+    } else if let Progress::Resumed {
+        reused,
+        total,
+        teachers,
+    } = progress
+    {
+        eprintln!(
+            "resumed: {reused} of {total} evaluations from events.jsonl ({})",
+            teachers.join(", ")
+        );
     }
 }
 

@@ -12,7 +12,11 @@
 //! evaluation each teacher runs its seeds in order on one worker (teachers side by
 //! side). So a resumed training run is bit-identical to an uninterrupted one, for any
 //! number of workers, and the same run twice, with any number of workers, writes the
-//! same result files apart from their timing fields.
+//! same result files apart from their timing fields. A rerun into the folder of an
+//! interrupted run reuses each teacher whose evaluations on every seed it finds in
+//! `events.jsonl` under that teacher's identity ([`evaluation_identity`]), and evaluates
+//! the others on all their seeds (a teacher's seeds share its streams in order), so its
+//! results equal an uninterrupted run's.
 
 mod benchmark;
 mod evaluate;

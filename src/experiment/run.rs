@@ -13,7 +13,7 @@ use l2t_agents::{
 use l2t_envs::FeatureLayout;
 
 use crate::config::{reference_index, RunConfig, TeacherEntry, REFERENCE_NAME};
-use crate::run_dir::{Manifest, RunDir};
+use crate::run_dir::{long_hash, run_identity, Manifest, RunDir};
 
 use super::evaluate::{evaluate_side_by_side, Finished};
 use super::*;
@@ -31,7 +31,18 @@ pub enum Event {
         record: TrainingEpisode,
     },
     /// An evaluation episode finished.
-    Evaluation(EvaluationRecord),
+    Evaluation {
+        /// The episode.
+        #[serde(flatten)]
+        record: EvaluationRecord,
+        /// The identity of the evaluation ([`evaluation_identity`]: the run's config, the
+        /// teacher entry and, for a trained teacher, its checkpoint), which a rerun of the
+        /// same config into the folder matches to reuse the teacher's evaluations. Absent
+        /// for a teacher of your own (its code is not part of any identity) and in logs
+        /// written before it existed: such a line is never reused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity: Option<String>,
+    },
 }
 
 /// The training episodes of one learned teacher.
@@ -215,6 +226,18 @@ pub enum Progress<'a> {
     /// The folder was fresh ([`RunDir::set_fresh`]): the files of the earlier run that
     /// were removed before this one started.
     Cleared(&'a [std::path::PathBuf]),
+    /// A rerun of the same config into the folder found every seed of `teachers` in its
+    /// `events.jsonl` ([`evaluation_identity`]): `reused` of the run's `total`
+    /// evaluations are read back, not run again (sent once, before the evaluations).
+    Resumed {
+        /// Evaluations reused.
+        reused: usize,
+        /// Evaluations of the run (teachers x seeds).
+        total: usize,
+        /// The teachers whose evaluations are reused (in the config's order, those matched
+        /// to another teacher's drop ratios last).
+        teachers: &'a [String],
+    },
 }
 
 /// Runs `config`: trains the learned teachers on the teacher half of the training
@@ -425,6 +448,8 @@ pub fn run_on(
 
     // 1. Train the learned teachers on the training task's teacher half.
     let mut teachers: HashMap<String, Box<dyn Teacher>> = HashMap::new();
+    // The checkpoint each trained teacher is evaluated with: part of its identity.
+    let mut checkpoints: HashMap<String, String> = HashMap::new();
     let mut training = Vec::new();
     if needs_training {
         let train_env = transfer_env.as_ref().unwrap_or(&envs.teacher_env);
@@ -468,6 +493,17 @@ pub fn run_on(
                     record: record.clone(),
                 })?;
             }
+            checkpoints.insert(
+                entry.label.clone(),
+                format!(
+                    "{} after {} episodes",
+                    files.checkpoint.file_name().map_or_else(
+                        || files.checkpoint.display().to_string(),
+                        |name| name.to_string_lossy().into_owned()
+                    ),
+                    trained.history.len()
+                ),
+            );
             training.push(TrainingRun {
                 teacher: entry.label.clone(),
                 task: training_preset.name.clone(),
@@ -491,6 +527,55 @@ pub fn run_on(
         .teachers
         .iter()
         .partition(|e| e.match_drop_ratio_of.is_none());
+    // Resume: a config teacher whose evaluations on every seed are in the folder's log
+    // under its identity is not evaluated again (a teacher's seeds share its random
+    // streams in order, so a part of them cannot be resumed alone).
+    let run_key = run_identity(config, &user_teachers)?;
+    let resumable = out.take_resumable();
+    let resuming = !resumable.is_empty();
+    let mut identities: HashMap<String, String> = HashMap::new();
+    let mut reused: Vec<String> = Vec::new();
+    for entry in unmatched.iter().chain(&matched) {
+        let schedule = matched_schedule(entry, &records)?;
+        let identity = teacher_identity(
+            &run_key,
+            entry,
+            checkpoints.get(&entry.label),
+            schedule.as_deref(),
+        )?;
+        let Some(identity) = identity else {
+            continue;
+        };
+        if let Some(found) = finished_records(&resumable, &identity, &entry.label, &seeds) {
+            records.insert(entry.label.clone(), found);
+            reused.push(entry.label.clone());
+        }
+        identities.insert(entry.label.clone(), identity);
+    }
+    if resuming {
+        // The log keeps the training lines and the reused evaluations: the lines of a
+        // teacher evaluated again go before it runs, so each evaluation is there once.
+        out.rewrite_events(|events| {
+            (events.into_iter())
+                .filter(|event| match event {
+                    Event::TrainingEpisode { .. } => true,
+                    Event::Evaluation { record, identity } => {
+                        reused.contains(&record.teacher)
+                            && identity.is_some()
+                            && identity.as_ref() == identities.get(&record.teacher)
+                            && seeds.contains(&record.seed)
+                    }
+                })
+                .collect()
+        })?;
+    }
+    if !reused.is_empty() {
+        progress(Progress::Resumed {
+            reused: reused.len() * seeds.len(),
+            total: table_labels.len() * seeds.len(),
+            teachers: &reused,
+        });
+    }
     let evaluation = TrainingTask::of(
         &envs.student_env,
         config.preset.student.clone(),
@@ -499,20 +584,28 @@ pub fn run_on(
     .with_cancel(out.canceller());
     let mut user_jobs: Vec<(String, Box<dyn Teacher>)> =
         user.into_iter().map(|u| (u.label, u.teacher)).collect();
+    // The order an uninterrupted run logs its evaluations in.
+    let log_order: Vec<String> = (unmatched.iter().map(|e| e.label.clone()))
+        .chain(user_jobs.iter().map(|(label, _)| label.clone()))
+        .chain(matched.iter().map(|e| e.label.clone()))
+        .collect();
     for phase in [unmatched, matched] {
         out.canceller().check()?;
         let mut jobs = Vec::with_capacity(phase.len() + user_jobs.len());
-        for entry in phase {
+        for entry in phase.into_iter().filter(|e| !reused.contains(&e.label)) {
             let teacher: Box<dyn Teacher> = match teachers.remove(&entry.label) {
                 Some(trained) => trained,
                 None => match (&entry.match_drop_ratio_of, &entry.teacher) {
-                    (Some(target), TeacherConfig::RandTeach(rand_config)) => {
-                        let schedule = match &entry.match_run {
-                            Some(run) => per_epoch_drop_ratio_from_run(run, target)?,
-                            None => {
-                                per_epoch_drop_ratio(records.get(target).map_or(&[][..], |r| r))
+                    (Some(_), TeacherConfig::RandTeach(rand_config)) => {
+                        let schedule = matched_schedule(entry, &records)?
+                            .unwrap_or_else(|| per_epoch_drop_ratio(&[]));
+                        if !identities.contains_key(&entry.label) {
+                            if let Some(identity) =
+                                teacher_identity(&run_key, entry, None, Some(&schedule))?
+                            {
+                                identities.insert(entry.label.clone(), identity);
                             }
-                        };
+                        }
                         let mut rand_config = rand_config.clone();
                         rand_config.per_epoch_drop_ratio = schedule;
                         Box::new(RandTeach::new(rand_config)?)
@@ -536,6 +629,9 @@ pub fn run_on(
         // The user's teachers run with the unmatched ones (a matched RandTeach may
         // replay one of them).
         jobs.append(&mut user_jobs);
+        if jobs.is_empty() {
+            continue;
+        }
         let done = evaluate_side_by_side(
             &evaluation,
             jobs,
@@ -551,7 +647,10 @@ pub fn run_on(
                         done: 0,
                     }),
                     Finished::Record(record) => {
-                        out.event(&Event::Evaluation(record.clone()))?;
+                        out.event(&Event::Evaluation {
+                            record: record.clone(),
+                            identity: identities.get(&record.teacher).cloned(),
+                        })?;
                         progress(Progress::Evaluated(record));
                     }
                 }
@@ -559,6 +658,17 @@ pub fn run_on(
             },
         )?;
         records.extend(done);
+    }
+    if resuming {
+        // Reused and new evaluations in the order of an uninterrupted run's log.
+        let position = |label: &str| log_order.iter().position(|l| l == label);
+        out.rewrite_events(|mut events| {
+            events.sort_by_key(|event| match event {
+                Event::TrainingEpisode { .. } => (0, None, 0),
+                Event::Evaluation { record, .. } => (1, position(&record.teacher), record.seed),
+            });
+            events
+        })?;
     }
 
     out.canceller().check()?;
@@ -623,4 +733,142 @@ pub fn run_on(
     }
     write_results(out, &report)?;
     Ok(Some(report))
+}
+
+/// The identity of the evaluations of a config teacher in a run of `run_key` (the run's
+/// identity, [`run_identity`]), as [`evaluation_identity`] hashes it: the teacher entry
+/// (label and full config), and what else decides its evaluations: the checkpoint a
+/// trained teacher is evaluated with (`trained`: its file and episodes, so a teacher
+/// trained further is evaluated again), the bytes of a checkpoint file it is loaded
+/// from, and the drop schedule a matched RandTeach replays (`schedule`). `None` when it
+/// cannot be known: a matched RandTeach whose schedule is not known yet, or a checkpoint
+/// file that cannot be read (its evaluations are never reused).
+fn teacher_identity(
+    run_key: &str,
+    entry: &TeacherEntry,
+    trained: Option<&String>,
+    schedule: Option<&[f64]>,
+) -> Result<Option<String>> {
+    let mut teacher = format!("teacher `{}`: {}", entry.label, to_json(entry)?);
+    if let Some(trained) = trained {
+        teacher.push_str(&format!("\ntrained: {trained}"));
+    }
+    if let TeacherConfig::Checkpoint { path } = &entry.teacher {
+        let Ok(bytes) = std::fs::read(path) else {
+            return Ok(None);
+        };
+        teacher.push_str(&format!("\ncheckpoint file: {}", long_hash(&bytes)));
+    }
+    if let (Some(_), TeacherConfig::RandTeach(_)) = (&entry.match_drop_ratio_of, &entry.teacher) {
+        let Some(schedule) = schedule else {
+            return Ok(None);
+        };
+        teacher.push_str(&format!("\ndrop schedule: {}", to_json(&schedule)?));
+    }
+    Ok(Some(evaluation_identity(run_key, &teacher)))
+}
+
+/// `value` as compact JSON, for an identity.
+fn to_json(value: &impl Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| ExperimentError::Json {
+        path: "events.jsonl".into(),
+        reason: e.to_string(),
+    })
+}
+
+/// The identity of one teacher's evaluations in a run: a 64-bit hash (16 hex digits) of
+/// the run's identity ([`run_identity`]: the resolved config, the settings that change no
+/// number left out) and `teacher`, what identifies the teacher within the run. Logged
+/// with each evaluation in `events.jsonl`; a rerun into the folder reuses a teacher's
+/// evaluations when it finds all its seeds under the identity it computes itself.
+pub fn evaluation_identity(run_key: &str, teacher: &str) -> String {
+    long_hash(format!("{run_key}\n{teacher}").as_bytes())
+}
+
+/// The drop schedule a RandTeach matched to another teacher replays: from the earlier
+/// run it names (`match_run`), else from its target's evaluations in `records`
+/// (`None` while they are not in). `None` for a teacher that is not matched.
+fn matched_schedule(
+    entry: &TeacherEntry,
+    records: &HashMap<String, Vec<EvaluationRecord>>,
+) -> Result<Option<Vec<f64>>> {
+    let (Some(target), TeacherConfig::RandTeach(_)) = (&entry.match_drop_ratio_of, &entry.teacher)
+    else {
+        return Ok(None);
+    };
+    Ok(match &entry.match_run {
+        Some(run) => Some(per_epoch_drop_ratio_from_run(run, target)?),
+        None => records.get(target).map(|r| per_epoch_drop_ratio(r)),
+    })
+}
+
+/// The records of `label` under `identity` in `resumable` for every seed of `seeds`, in
+/// seed order; `None` unless all are there.
+fn finished_records(
+    resumable: &[(String, EvaluationRecord)],
+    identity: &str,
+    label: &str,
+    seeds: &[u64],
+) -> Option<Vec<EvaluationRecord>> {
+    seeds
+        .iter()
+        .map(|&seed| {
+            (resumable.iter())
+                .find(|(id, r)| id == identity && r.teacher == label && r.seed == seed)
+                .map(|(_, record)| record.clone())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identity_changes_with_what_decides_the_evaluations() {
+        let entry = TeacherEntry::new("rand", TeacherConfig::RandTeach(Default::default()));
+        let id = |run: &str, entry: &TeacherEntry, trained: Option<&String>| {
+            teacher_identity(run, entry, trained, None)
+                .unwrap()
+                .unwrap()
+        };
+        let base = id("run", &entry, None);
+        assert_eq!(base, id("run", &entry, None));
+        assert_eq!(base.len(), 16);
+        assert_ne!(base, id("other run", &entry, None));
+        let mut other_seed = entry.clone();
+        other_seed.teacher = TeacherConfig::RandTeach(l2t_agents::RandTeachConfig {
+            seed: 1,
+            ..Default::default()
+        });
+        assert_ne!(base, id("run", &other_seed, None));
+        let mut relabelled = entry.clone();
+        relabelled.label = "rand2".into();
+        assert_ne!(base, id("run", &relabelled, None));
+        // A teacher trained further is another teacher.
+        let (four, eight) = ("es-1.ckpt after 4 episodes", "es-1.ckpt after 8 episodes");
+        assert_ne!(
+            id("run", &entry, Some(&four.to_string())),
+            id("run", &entry, Some(&eight.to_string()))
+        );
+        // A matched RandTeach: unknown until its schedule is, then the schedule counts.
+        let mut matched = entry.clone();
+        matched.match_drop_ratio_of = Some("online_batch".into());
+        assert_eq!(teacher_identity("run", &matched, None, None).unwrap(), None);
+        let with = |schedule: &[f64]| {
+            teacher_identity("run", &matched, None, Some(schedule))
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(with(&[0.5, 0.25]), with(&[0.5, 0.25]));
+        assert_ne!(with(&[0.5, 0.25]), with(&[0.5, 0.26]));
+        // A checkpoint teacher whose file cannot be read is never reused.
+        let missing = TeacherEntry::new(
+            "ckpt",
+            TeacherConfig::Checkpoint {
+                path: "/nonexistent/teacher.ckpt".into(),
+            },
+        );
+        assert_eq!(teacher_identity("run", &missing, None, None).unwrap(), None);
+    }
 }
