@@ -706,12 +706,15 @@ impl RunConfig {
                 iterations: horizon,
             });
             config.training.eval_every = Some(train_on.training_eval_every());
-            // So is the compute teacher's horizon.
-            for entry in &mut config.teachers {
-                if let Some(Reward::DevAccuracyComputeArea { iterations }) =
-                    &mut entry.training_reward
-                {
-                    *iterations = horizon;
+            // So is each trained teacher: as the training task's own reproduction has it
+            // (its config, e.g. ES for compute's k of the training task's M, its own
+            // training reward on that task's horizon, its episodes).
+            let own = Self::reproduction(train_on.clone());
+            for entry in config.teachers.iter_mut().filter(|e| e.train) {
+                if let Some(twin) = own.teachers.iter().find(|t| t.label == entry.label) {
+                    entry.teacher = twin.teacher.clone();
+                    entry.training_reward = twin.training_reward;
+                    entry.episodes = twin.episodes;
                 }
             }
             // So is the dev subsample: the training identity is the training task's own
