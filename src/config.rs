@@ -550,14 +550,14 @@ pub mod labels {
     pub const ACTOR_CRITIC: &str = "actor_critic";
     /// The evolution-strategies teacher.
     pub const ES: &str = "es";
-    /// RHO-LOSS with its setting for training compute ([`Preset::rho_loss_for_compute`]).
+    /// RHO-LOSS with its setting for training compute ([`crate::presets::Preset::rho_loss_for_compute`]).
     pub const RHO_LOSS_COMPUTE: &str = "rho_loss_compute";
     /// Online batch selection with its setting for training compute.
     pub const ONLINE_BATCH_COMPUTE: &str = "online_batch_compute";
     /// Selective backprop (Jiang et al. 2019), the compute baseline, with its setting for
     /// training compute.
     pub const SELECTIVE_BACKPROP: &str = "selective_backprop";
-    /// ES trained for training compute ([`Preset::es_for_compute`]).
+    /// ES trained for training compute ([`crate::presets::Preset::es_for_compute`]).
     pub const ES_COMPUTE: &str = "es_compute";
 }
 
