@@ -222,12 +222,12 @@ impl Dataset {
 
     /// The contiguous rows `start..start+len` as a batch (no gather).
     pub fn slice(&self, start: usize, len: usize) -> Batch {
-        let (start, len) = (start as i64, len as i64);
         Batch {
-            inputs: self.inputs.narrow(0, start, len),
-            labels: self.labels.narrow(0, start, len),
-            lengths: self.lengths.as_ref().map(|l| l.narrow(0, start, len)),
+            inputs: self.inputs.shallow_clone(),
+            labels: self.labels.shallow_clone(),
+            lengths: self.lengths.as_ref().map(Tensor::shallow_clone),
         }
+        .rows(start, len)
     }
 
     /// A new dataset of the rows at `indices`, e.g. one half of a split.
