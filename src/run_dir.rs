@@ -370,7 +370,8 @@ fn is_training_state(name: &str) -> bool {
 }
 
 /// What a run folder's identity is made of: the resolved config with the settings that
-/// change no number left out (`training.workers`, `checkpoint_every`, `report.plots`),
+/// change no number left out (`training.workers`, `checkpoint_every`, `report.plots`)
+/// and the teacher-training episode counts (more episodes resume the same checkpoints),
 /// as TOML, and the labels and columns of the user's teachers (their code is not part
 /// of it: a Python teacher edited under the same label is the same identity).
 pub fn run_identity(
@@ -381,6 +382,15 @@ pub fn run_identity(
     config.training.workers = 0;
     config.checkpoint_every = 0;
     config.report.plots = true;
+    // Teacher-training episode counts: asking for more resumes the learned teachers
+    // from their checkpoints (whose evaluations are keyed by the episodes trained).
+    config.preset.episodes = 0;
+    if let Some(train_on) = &mut config.train_on {
+        train_on.episodes = 0;
+    }
+    for entry in &mut config.teachers {
+        entry.episodes = None;
+    }
     let mut text = config.to_toml()?;
     for mine in user_teachers {
         text.push_str(&format!("\n# user teacher: {}\n", mine.describe()));

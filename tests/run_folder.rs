@@ -713,3 +713,29 @@ fn a_changed_teacher_or_a_damaged_log_is_never_reused() {
         "{message}"
     );
 }
+
+/// ES trains whole generations (2 pairs: 4 episodes), so a run asked for 2 episodes
+/// holds 4; rerunning it reads that checkpoint back instead of refusing it, while a run
+/// asked for fewer than its last update began with is still refused.
+#[test]
+fn a_checkpoint_past_the_asked_episodes_by_its_last_update_is_read_back() {
+    let scratch = Scratch::new("folder", "whole-updates");
+    let out = scratch.join("run");
+    let run = |config: &RunConfig| {
+        let mut dir = RunDir::create(&out).unwrap();
+        run_with(config, Vec::new(), Path::new("unused"), &mut dir, |_| {})
+    };
+    let two = es_config(2);
+    let first = run(&two).unwrap();
+    assert_eq!(first.training[0].episodes.len(), 4, "one generation of 2 pairs");
+    let again = run(&two).unwrap();
+    let seeds = |r: &Report| -> Vec<u64> {
+        r.training[0].episodes.iter().map(|e| e.seed).collect()
+    };
+    assert_eq!(seeds(&again), seeds(&first), "read back, not trained again");
+    // Eight episodes: a second generation, then asking for 2 again is refused (its
+    // last update began at episode 4).
+    run(&es_config(8)).unwrap();
+    let error = run(&two).unwrap_err().to_string();
+    assert!(error.contains("2 asked") && error.contains("holds 8"), "{error}");
+}

@@ -289,16 +289,6 @@ pub fn train_resumable_on(
         // Read and checked once: its episode count, then the learner.
         let file = CheckpointFile::read(&files.checkpoint)?;
         let done = file.episodes()?;
-        if done > episodes {
-            return Err(ExperimentError::InvalidSetting {
-                field: "episodes",
-                reason: format!(
-                    "{episodes} asked, but the checkpoint {} already holds {done}; \
-                     use another output folder to train from scratch",
-                    files.checkpoint.display()
-                ),
-            });
-        }
         let learner = restore_learner(file, Some(&layout))?;
         let mut history: Vec<TrainingEpisode> = if files.history.exists() {
             JsonLines::read(&files.history)?
@@ -308,6 +298,18 @@ pub fn train_resumable_on(
         check_history(&history, done, files)?;
         // Episodes logged after the last checkpoint are run again.
         history.truncate(done);
+        // Training stops after whole updates, so a run asked for `episodes` may hold a
+        // few more: those of its last update, which began below `episodes`.
+        if done > episodes && done - last_update_len(&history) >= episodes {
+            return Err(ExperimentError::InvalidSetting {
+                field: "episodes",
+                reason: format!(
+                    "{episodes} asked, but the checkpoint {} already holds {done}; \
+                     use another output folder to train from scratch",
+                    files.checkpoint.display()
+                ),
+            });
+        }
         let mut log = JsonLines::open(&files.history, true)?;
         for episode in &history {
             log.append(episode)?;
@@ -427,6 +429,21 @@ fn check_history(history: &[TrainingEpisode], done: usize, files: &TrainingFiles
 /// Environment seed of the first teacher-training episode (episode k: + k); far from
 /// the evaluation seeds 0, 1, ... so no training episode repeats an evaluation one.
 pub const FIRST_TRAINING_SEED: u64 = 1_000;
+
+/// The episodes of the last update in a training `history` (the last episode of each
+/// update carries its [`EpisodeSummary::update`]): all of them after one update, none
+/// where the history marks no update (then nothing past `episodes` is accepted).
+fn last_update_len(history: &[TrainingEpisode]) -> usize {
+    let ends: Vec<usize> = (history.iter().enumerate())
+        .filter(|(_, e)| e.summary.update.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    match ends.as_slice() {
+        [] => 0,
+        [_] => history.len(),
+        [.., before, _] => history.len() - (before + 1),
+    }
+}
 
 /// The checkpoint and history files of `entry` trained under `config`: named after
 /// the label and a hash of everything that decides the training except the episode
