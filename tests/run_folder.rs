@@ -727,15 +727,21 @@ fn a_checkpoint_past_the_asked_episodes_by_its_last_update_is_read_back() {
     };
     let two = es_config(2);
     let first = run(&two).unwrap();
-    assert_eq!(first.training[0].episodes.len(), 4, "one generation of 2 pairs");
+    assert_eq!(
+        first.training[0].episodes.len(),
+        4,
+        "one generation of 2 pairs"
+    );
     let again = run(&two).unwrap();
-    let seeds = |r: &Report| -> Vec<u64> {
-        r.training[0].episodes.iter().map(|e| e.seed).collect()
-    };
+    let seeds =
+        |r: &Report| -> Vec<u64> { r.training[0].episodes.iter().map(|e| e.seed).collect() };
     assert_eq!(seeds(&again), seeds(&first), "read back, not trained again");
     // Eight episodes: a second generation, then asking for 2 again is refused (its
     // last update began at episode 4).
     run(&es_config(8)).unwrap();
     let error = run(&two).unwrap_err().to_string();
-    assert!(error.contains("2 asked") && error.contains("holds 8"), "{error}");
+    assert!(
+        error.contains("2 asked") && error.contains("holds 8"),
+        "{error}"
+    );
 }
