@@ -14,8 +14,8 @@ use std::rc::Rc;
 
 use l2t::envs::student::{CnnConfig, CnnStudent};
 use l2t::envs::{
-    Batch, Dataset, Env, MlpConfig, MlpStudent, OptimizerConfig, Student, SyntheticConfig,
-    TaskData, TeachingConfig, TeachingEnv,
+    Batch, Dataset, Env, MlpConfig, MlpStudent, Student, SyntheticConfig, TaskData, TeachingConfig,
+    TeachingEnv,
 };
 use ndarray::Array1;
 use rand_chacha::ChaCha8Rng;
@@ -301,16 +301,7 @@ fn score_ahead_gives_the_one_batch_trajectory_on_the_fashion_mnist_mlp() {
     }
     .with_tau(0.99);
     let student = || -> Box<dyn Student> {
-        let config = MlpConfig {
-            input_dim: 784,
-            hidden: vec![500],
-            num_classes: 10,
-            optimizer: OptimizerConfig::Adam {
-                learning_rate: 1e-3,
-                weight_decay: 0.0,
-            },
-        };
-        Box::new(MlpStudent::new(config, tch::Device::Cpu).unwrap())
+        Box::new(MlpStudent::new(MlpConfig::mnist(), tch::Device::Cpu).unwrap())
     };
     assert_score_ahead_changes_only_the_forwards(student, &data, &config);
 }

@@ -20,7 +20,7 @@ use serde_json::Value;
 use l2t::agents::{checkpoint_episodes, EsConfig, TeacherConfig};
 use l2t::config::{labels, RunConfig, TeacherEntry};
 
-use common::{csv_without_seconds, small_synthetic_preset, without_timing, Scratch};
+use common::{csv_without_seconds, file_names, small_synthetic_preset, without_timing, Scratch};
 
 /// The synthetic preset, shrunk so that a run takes seconds, with learned teachers
 /// whose updates have several episodes (K = 4, 2, 4 and 3: odd K splits unevenly
@@ -198,16 +198,8 @@ fn comparable(path: &Path) -> Vec<u8> {
 /// Asserts that the run folders `a` and `b` hold the same files with the same
 /// contents (apart from timing); returns how many files were compared.
 fn assert_same_folders(a: &Path, b: &Path) -> usize {
-    let names = |dir: &Path| {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    };
-    let files = names(a);
-    assert_eq!(files, names(b), "{} vs {}", a.display(), b.display());
+    let files = file_names(a);
+    assert_eq!(files, file_names(b), "{} vs {}", a.display(), b.display());
     for name in &files {
         assert!(
             comparable(&a.join(name)) == comparable(&b.join(name)),

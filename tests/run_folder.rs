@@ -17,7 +17,7 @@ use l2t::experiment::{dev_subsample, run_with, ExperimentError, Progress, Report
 use l2t::presets::Preset;
 use l2t::run_dir::{FolderLock, RunDir};
 
-use common::{small_synthetic_preset, Scratch};
+use common::{file_names, small_synthetic_preset, Scratch};
 
 /// NoTeach and ES (2 pairs) trained for `episodes` episodes on the small synthetic task.
 fn es_config(episodes: usize) -> RunConfig {
@@ -317,16 +317,6 @@ fn sizes_that_cannot_fit_are_refused_before_they_allocate() {
     assert_eq!(dev_subsample(dev, 100, 0).unwrap().len(), 100);
 }
 
-/// The names of the files of `dir` (no subfolders), sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn a_folder_holds_one_run_another_config_is_refused_and_fresh_clears_it() {
     let scratch = Scratch::new("folder", "one-run");
@@ -391,7 +381,7 @@ fn a_folder_holds_one_run_another_config_is_refused_and_fresh_clears_it() {
     let message = stderr(&fresh);
     assert!(message.contains("--fresh: removed"), "{message}");
     assert!(message.contains("convergence.png"), "{message}");
-    let files = names(&out);
+    let files = file_names(&out);
     assert!(
         !files
             .iter()
@@ -437,7 +427,7 @@ fn a_folder_holds_one_run_another_config_is_refused_and_fresh_clears_it() {
         2 * 3
     );
     assert_eq!(fs::read(&checkpoint_before.0).unwrap(), checkpoint_before.1);
-    assert_eq!(names(&out), files);
+    assert_eq!(file_names(&out), files);
     assert_eq!(history_episodes(&out), (0..8).collect::<Vec<_>>());
 }
 

@@ -249,6 +249,16 @@ pub fn without_timing(mut value: Value, also: &[&str]) -> Value {
     value
 }
 
+/// The names of the files of `dir` (no subfolders), sorted.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// The rows of the CSV file at `path` without its `seconds` column.
 pub fn csv_without_seconds(path: &Path) -> Vec<Vec<String>> {
     let text = fs::read_to_string(path).unwrap();
