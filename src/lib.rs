@@ -18,6 +18,7 @@ pub use ndarray;
 /// 1: the small students are fastest with one thread per worker).
 pub use tch;
 
+pub mod cli;
 pub mod config;
 #[cfg(feature = "mpi")]
 pub mod distributed;
