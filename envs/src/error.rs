@@ -41,6 +41,16 @@ pub enum EnvError {
     /// `step` was called after the episode terminated or was truncated.
     #[error("step called after the episode ended (terminated or truncated): call reset first")]
     EpisodeEnded,
+    /// A vector env without autoreset ([`crate::vector::Autoreset::Disabled`]) was
+    /// stepped while env `env`'s episode had ended and it was not reset since.
+    #[error(
+        "env {env} of the vector env: its episode ended and autoreset is disabled: reset it \
+         (a reset with env {env} in the mask) before the next step"
+    )]
+    VectorEpisodeEnded {
+        /// The index of the env in the vector env.
+        env: usize,
+    },
     /// The student's training loss became NaN or infinite.
     #[error("student training loss is not finite ({loss}) at iteration {iteration}")]
     NonFiniteLoss {

@@ -5,7 +5,9 @@
 //! The N envs are split into W contiguous chunks, one per worker thread. Each worker
 //! builds its envs itself, from the factories it is given (so the envs need not be
 //! `Send`: a `TeachingEnv` holds a boxed student), and steps its chunk one env after
-//! the other ([`crate::vector`]'s autoreset rule). A vector `step` sends every worker its
+//! the other ([`crate::vector`]'s autoreset rules, under the env's [`Autoreset`] mode:
+//! same-step unless built with [`ThreadedVectorEnv::with_autoreset`]). A vector `step`
+//! sends every worker its
 //! slice of the actions, then collects the replies in order, so the workers step
 //! concurrently and the result is laid out exactly as if the N envs were stepped one
 //! after the other in the calling thread.
@@ -29,18 +31,26 @@ use std::thread::JoinHandle;
 
 use crate::env::Env;
 use crate::error::{invalid_config, EnvError, Result};
-use crate::vector::{check_action_count, reset_envs, step_envs, VecReset, VecStep, VectorEnv};
+use crate::vector::{
+    check_action_count, check_reset_args, check_steppable, env_seed, reset_some_envs, step_envs,
+    Autoreset, VecReset, VecStep, VectorEnv,
+};
 
 /// What the main thread asks a worker to do.
 enum Command<A> {
-    Reset(Option<u64>),
-    Step(Vec<A>),
+    /// Reset the envs of the mask with their seeds.
+    Reset(Vec<Option<u64>>, Vec<bool>),
+    /// Step the envs; the flags say whose episode ended on the last step.
+    Step(Vec<A>, Vec<bool>),
 }
+
+/// What a masked reset returns: env `i`'s observation and info, `None` where it was left.
+pub type VecResetSome<O, I> = Vec<Option<(O, I)>>;
 
 /// A worker's answer to a [`Command`] (or to its start).
 enum Reply<O, I> {
     Ready(Result<()>),
-    Reset(Result<VecReset<O, I>>),
+    Reset(Result<VecResetSome<O, I>>),
     Step(Result<VecStep<O, I>>),
 }
 
@@ -53,6 +63,13 @@ struct Worker<A, O, I> {
     num_envs: usize,
 }
 
+impl<A, O, I> Worker<A, O, I> {
+    /// The indices of the worker's envs in the vector env.
+    fn envs(&self) -> std::ops::Range<usize> {
+        self.first_env..self.first_env + self.num_envs
+    }
+}
+
 /// A factory of one environment, run on the worker thread that will own the env.
 pub type EnvFactory<E> = Box<dyn FnOnce() -> Result<E> + Send>;
 
@@ -60,6 +77,9 @@ pub type EnvFactory<E> = Box<dyn FnOnce() -> Result<E> + Send>;
 pub struct ThreadedVectorEnv<E: Env> {
     workers: Vec<Worker<E::Action, E::Observation, E::Info>>,
     num_envs: usize,
+    autoreset: Autoreset,
+    /// Whether env `i`'s episode ended on its last step and it was not reset since.
+    ended: Vec<bool>,
     _envs: PhantomData<fn() -> E>,
 }
 
@@ -68,6 +88,7 @@ impl<E: Env> std::fmt::Debug for ThreadedVectorEnv<E> {
         f.debug_struct("ThreadedVectorEnv")
             .field("num_envs", &self.num_envs)
             .field("num_workers", &self.workers.len())
+            .field("autoreset", &self.autoreset)
             .finish()
     }
 }
@@ -81,8 +102,18 @@ where
 {
     /// Builds env `i` from `env_fns[i]` on one of `num_workers` threads (envs split in
     /// contiguous chunks, the first chunks one env longer when N is not a multiple of
-    /// W). Fails with the first factory's error, or if there are no envs or workers.
+    /// W), with same-step autoreset. Fails with the first factory's error, or if there
+    /// are no envs or workers.
     pub fn new(env_fns: Vec<EnvFactory<E>>, num_workers: usize) -> Result<Self> {
+        Self::with_autoreset(env_fns, num_workers, Autoreset::SameStep)
+    }
+
+    /// As [`ThreadedVectorEnv::new`], with the autoreset mode `autoreset`.
+    pub fn with_autoreset(
+        env_fns: Vec<EnvFactory<E>>,
+        num_workers: usize,
+        autoreset: Autoreset,
+    ) -> Result<Self> {
         let num_envs = env_fns.len();
         if num_envs == 0 {
             return Err(invalid_config(
@@ -104,7 +135,7 @@ where
             let (reply_tx, reply_rx) = channel::<Reply<E::Observation, E::Info>>();
             let handle = std::thread::Builder::new()
                 .name(format!("l2t-env-worker-{w}"))
-                .spawn(move || run_worker(fns, command_rx, reply_tx))
+                .spawn(move || run_worker(fns, autoreset, command_rx, reply_tx))
                 .map_err(|e| EnvError::Worker {
                     worker: w,
                     reason: format!("cannot start the thread: {e}"),
@@ -121,6 +152,8 @@ where
         let env = Self {
             workers,
             num_envs,
+            autoreset,
+            ended: vec![false; num_envs],
             _envs: PhantomData,
         };
         for (w, worker) in env.workers.iter().enumerate() {
@@ -138,6 +171,50 @@ where
         self.workers.len()
     }
 
+    /// Resets env `i` with `seeds[i]` (`None` continues its streams) where `mask[i]`,
+    /// and leaves the others as they are (Gymnasium's `reset(options={"reset_mask":
+    /// mask})`, in every autoreset mode): entry `i` of the result is the reset's
+    /// observation and info, `None` where env `i` was left. One seed and one mask entry
+    /// per env and at least one env to reset, or [`EnvError::InvalidConfig`].
+    pub fn reset_some(
+        &mut self,
+        seeds: &[Option<u64>],
+        mask: &[bool],
+    ) -> Result<VecResetSome<E::Observation, E::Info>> {
+        check_reset_args(seeds.len(), mask, self.num_envs)?;
+        for w in 0..self.workers.len() {
+            let envs = self.workers[w].envs();
+            self.send(
+                w,
+                Command::Reset(seeds[envs.clone()].to_vec(), mask[envs].to_vec()),
+            )?;
+        }
+        let mut out = Vec::with_capacity(self.num_envs);
+        let mut first_error = None;
+        // Collect every reply, so that no worker's answer is left for the next command.
+        for (w, worker) in self.workers.iter().enumerate() {
+            match worker.replies.recv() {
+                Ok(Reply::Reset(Ok(some))) => out.extend(some),
+                Ok(Reply::Reset(Err(e))) => {
+                    first_error.get_or_insert(e);
+                }
+                Ok(_) => {
+                    first_error.get_or_insert(unexpected_reply(w));
+                }
+                Err(_) => {
+                    first_error.get_or_insert(stopped(w));
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        for (ended, &reset) in self.ended.iter_mut().zip(mask) {
+            *ended &= !reset;
+        }
+        Ok(out)
+    }
+
     fn send(&self, w: usize, command: Command<E::Action>) -> Result<()> {
         self.workers[w]
             .commands
@@ -152,6 +229,7 @@ where
 /// thread drops its sender.
 fn run_worker<E: Env>(
     env_fns: Vec<EnvFactory<E>>,
+    autoreset: Autoreset,
     commands: Receiver<Command<E::Action>>,
     replies: Sender<Reply<E::Observation, E::Info>>,
 ) {
@@ -173,8 +251,10 @@ fn run_worker<E: Env>(
     };
     while let Ok(command) = commands.recv() {
         let reply = match command {
-            Command::Reset(seed) => Reply::Reset(reset_envs(&mut envs, seed)),
-            Command::Step(actions) => Reply::Step(step_envs(&mut envs, &actions)),
+            Command::Reset(seeds, mask) => Reply::Reset(reset_some_envs(&mut envs, &seeds, &mask)),
+            Command::Step(actions, ended) => {
+                Reply::Step(step_envs(&mut envs, &actions, autoreset, &ended))
+            }
         };
         if replies.send(reply).is_err() {
             return;
@@ -213,43 +293,20 @@ where
 
     /// `Some(seed)` seeds env `i` with `seed + i`, whichever worker runs it.
     fn reset(&mut self, seed: Option<u64>) -> Result<VecReset<E::Observation, E::Info>> {
-        for w in 0..self.workers.len() {
-            let first = self.workers[w].first_env as u64;
-            self.send(w, Command::Reset(seed.map(|s| s.wrapping_add(first))))?;
-        }
-        let mut observations = Vec::with_capacity(self.num_envs);
-        let mut infos = Vec::with_capacity(self.num_envs);
-        let mut first_error = None;
-        // Collect every reply, so that no worker's answer is left for the next command.
-        for (w, worker) in self.workers.iter().enumerate() {
-            match worker.replies.recv() {
-                Ok(Reply::Reset(Ok((o, i)))) => {
-                    observations.extend(o);
-                    infos.extend(i);
-                }
-                Ok(Reply::Reset(Err(e))) => {
-                    first_error.get_or_insert(e);
-                }
-                Ok(_) => {
-                    first_error.get_or_insert(unexpected_reply(w));
-                }
-                Err(_) => {
-                    first_error.get_or_insert(stopped(w));
-                }
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok((observations, infos)),
-        }
+        let seeds: Vec<Option<u64>> = (0..self.num_envs).map(|i| env_seed(seed, i)).collect();
+        let all = self.reset_some(&seeds, &vec![true; self.num_envs])?;
+        Ok(all.into_iter().flatten().unzip())
     }
 
+    /// Steps under the env's autoreset mode; a [`Autoreset::Disabled`] step while an
+    /// env's episode has ended is [`EnvError::VectorEpisodeEnded`], before any env steps.
     fn step(&mut self, actions: &[E::Action]) -> Result<VecStep<E::Observation, E::Info>> {
         check_action_count(actions.len(), self.num_envs)?;
+        check_steppable(self.autoreset, &self.ended)?;
         for w in 0..self.workers.len() {
-            let worker = &self.workers[w];
-            let chunk = actions[worker.first_env..worker.first_env + worker.num_envs].to_vec();
-            self.send(w, Command::Step(chunk))?;
+            let envs = self.workers[w].envs();
+            let chunk = actions[envs.clone()].to_vec();
+            self.send(w, Command::Step(chunk, self.ended[envs].to_vec()))?;
         }
         let mut out = VecStep::with_capacity(self.num_envs);
         let mut first_error = None;
@@ -277,8 +334,17 @@ where
         }
         match first_error {
             Some(e) => Err(e),
-            None => Ok(out),
+            None => {
+                for (i, ended) in self.ended.iter_mut().enumerate() {
+                    *ended = out.done(i);
+                }
+                Ok(out)
+            }
         }
+    }
+
+    fn autoreset(&self) -> Autoreset {
+        self.autoreset
     }
 }
 
@@ -301,6 +367,7 @@ mod tests {
     use super::*;
     use crate::env::Step;
     use crate::spaces::{BoxSpace, MultiBinary};
+    use crate::vector::reset_envs;
     use ndarray::{Array1, ArrayD};
 
     /// Episodes of `length` steps; the observation is `[seed, step]`, the reward the
@@ -376,22 +443,50 @@ mod tests {
     }
 
     #[test]
-    fn any_worker_count_gives_the_results_of_stepping_in_one_thread() {
+    fn any_worker_count_gives_the_results_of_stepping_in_one_thread_in_every_mode() {
+        use crate::vector::{reset_some_envs, Autoreset};
         let lengths = [2, 3, 4, 5, 2];
-        let actions = |t: usize| (0..lengths.len()).map(|i| keep(i + t)).collect::<Vec<_>>();
-        let mut envs: Vec<Countdown> = lengths.iter().map(|&l| Countdown::new(l)).collect();
-        let mut expected = vec![format!("{:?}", reset_envs(&mut envs, Some(10)).unwrap())];
-        for t in 0..7 {
-            expected.push(format!("{:?}", step_envs(&mut envs, &actions(t)).unwrap()));
-        }
-        for workers in [1, 2, 3, 5, 8] {
-            let mut threaded = ThreadedVectorEnv::new(factories(&lengths), workers).unwrap();
-            assert_eq!(threaded.num_workers(), workers.min(lengths.len()));
-            let mut trace = vec![format!("{:?}", threaded.reset(Some(10)).unwrap())];
+        let n = lengths.len();
+        let actions = |t: usize| (0..n).map(|i| keep(i + t)).collect::<Vec<_>>();
+        // Disabled: the ended envs are reset (with seed 100 + i) before the next step.
+        let seeds: Vec<Option<u64>> = (0..n).map(|i| Some(100 + i as u64)).collect();
+        for mode in Autoreset::ALL {
+            let mut envs: Vec<Countdown> = lengths.iter().map(|&l| Countdown::new(l)).collect();
+            let mut expected = vec![format!("{:?}", reset_envs(&mut envs, Some(10)).unwrap())];
+            let mut ended = vec![false; n];
             for t in 0..7 {
-                trace.push(format!("{:?}", threaded.step(&actions(t)).unwrap()));
+                if mode == Autoreset::Disabled && ended.contains(&true) {
+                    let reset = reset_some_envs(&mut envs, &seeds, &ended).unwrap();
+                    expected.push(format!("{reset:?}"));
+                    ended = vec![false; n];
+                }
+                let step = step_envs(&mut envs, &actions(t), mode, &ended).unwrap();
+                ended = (0..n).map(|i| step.done(i)).collect();
+                expected.push(format!("{step:?}"));
             }
-            assert_eq!(trace, expected, "{workers} workers");
+            for workers in [1, 2, 3, 5, 8] {
+                let mut threaded =
+                    ThreadedVectorEnv::with_autoreset(factories(&lengths), workers, mode).unwrap();
+                assert_eq!(threaded.num_workers(), workers.min(n));
+                assert_eq!(threaded.autoreset(), mode);
+                let mut trace = vec![format!("{:?}", threaded.reset(Some(10)).unwrap())];
+                let mut ended = vec![false; n];
+                for t in 0..7 {
+                    if mode == Autoreset::Disabled && ended.contains(&true) {
+                        // Stepping first is refused before any env steps.
+                        let err = threaded.step(&actions(t)).unwrap_err();
+                        assert!(matches!(err, EnvError::VectorEpisodeEnded { .. }), "{err}");
+                        trace.push(format!(
+                            "{:?}",
+                            threaded.reset_some(&seeds, &ended).unwrap()
+                        ));
+                    }
+                    let step = threaded.step(&actions(t)).unwrap();
+                    ended = (0..n).map(|i| step.done(i)).collect();
+                    trace.push(format!("{step:?}"));
+                }
+                assert_eq!(trace, expected, "{mode:?}, {workers} workers");
+            }
         }
     }
 

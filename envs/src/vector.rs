@@ -3,15 +3,25 @@
 //!
 //! A vector env holds N environments of one kind. `reset(Some(seed))` seeds env `i`
 //! with `seed + i`; `step` takes one action per env and returns the batched results.
-//! Episodes end independently: when env `i` terminates or is truncated, its last
-//! observation and info go to [`VecStep::final_observations`] and
-//! [`VecStep::final_infos`], and it is reset at once with `reset(None)` (its streams
-//! continue), so `observations[i]` is the first observation of its next episode
-//! (Gymnasium's "same-step" autoreset). Stepping never needs a reset after the first.
+//! Episodes end independently, and what happens to an env whose episode ended is the
+//! vector env's [`Autoreset`] mode, Gymnasium 1.x's three `AutoresetMode`s:
 //!
-//! [`crate::ThreadedVectorEnv`] implements it, its worker threads stepping their envs
-//! one after the other with this module's `reset_envs` and `step_envs` (the autoreset rule, in
-//! one place).
+//! - [`Autoreset::SameStep`] (the [`VectorEnv`] trait's contract): when env `i`
+//!   terminates or is truncated, its last observation and info go to
+//!   [`VecStep::final_observations`] and [`VecStep::final_infos`], and it is reset at
+//!   once with `reset(None)` (its streams continue), so `observations[i]` is the first
+//!   observation of its next episode. Stepping never needs a reset after the first.
+//! - [`Autoreset::NextStep`]: the step that ends env `i`'s episode returns its last
+//!   observation; the next step ignores env `i`'s action and resets it (`reset(None)`),
+//!   returning the first observation of its next episode with reward 0, not terminated,
+//!   not truncated, and the reset's info.
+//! - [`Autoreset::Disabled`]: nothing is reset; the caller resets the ended envs
+//!   (a reset with a mask, [`reset_some_envs`]) before the next step, which refuses to
+//!   step an env whose episode ended ([`EnvError::VectorEpisodeEnded`]).
+//!
+//! [`crate::ThreadedVectorEnv`] implements them, its worker threads stepping their envs
+//! one after the other with this module's `reset_some_envs` and `step_envs` (the
+//! autoreset rules, in one place).
 
 use crate::env::Env;
 use crate::error::{EnvError, Result};
@@ -69,6 +79,54 @@ impl<O, I> VecStep<O, I> {
 /// What a vector reset returns: one observation and one info per env.
 pub type VecReset<O, I> = (Vec<O>, Vec<I>);
 
+/// What a vector env does with an env whose episode ended: Gymnasium 1.x's
+/// `AutoresetMode` (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Autoreset {
+    /// Reset on the next step, which ignores the env's action (Gymnasium's
+    /// `NEXT_STEP`, the default of its `SyncVectorEnv`).
+    NextStep,
+    /// Reset in the step that ended the episode; the last observation and info are
+    /// the step's final ones (Gymnasium's `SAME_STEP`).
+    #[default]
+    SameStep,
+    /// Never reset: the caller resets the ended envs (Gymnasium's `DISABLED`).
+    Disabled,
+}
+
+impl Autoreset {
+    /// Every mode, in Gymnasium's order.
+    pub const ALL: [Autoreset; 3] = [
+        Autoreset::NextStep,
+        Autoreset::SameStep,
+        Autoreset::Disabled,
+    ];
+
+    /// Gymnasium's name of the mode (`AutoresetMode(name)`): `"NextStep"`,
+    /// `"SameStep"` or `"Disabled"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Autoreset::NextStep => "NextStep",
+            Autoreset::SameStep => "SameStep",
+            Autoreset::Disabled => "Disabled",
+        }
+    }
+
+    /// The mode of Gymnasium's name ([`Autoreset::name`]), or
+    /// [`EnvError::InvalidConfig`] naming the three.
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|mode| mode.name() == name)
+            .ok_or_else(|| {
+                crate::error::invalid_config(
+                    "autoreset_mode",
+                    format!("{name:?} is not one of \"NextStep\", \"SameStep\", \"Disabled\""),
+                )
+            })
+    }
+}
+
 /// N environments stepped together with autoreset.
 pub trait VectorEnv {
     /// What one env's agent sees.
@@ -83,9 +141,15 @@ pub trait VectorEnv {
     /// Starts an episode in every env; `Some(seed)` seeds env `i` with `seed + i`,
     /// `None` continues every env's streams.
     fn reset(&mut self, seed: Option<u64>) -> Result<VecReset<Self::Observation, Self::Info>>;
-    /// Applies `actions[i]` to env `i`, resetting the envs whose episode ends.
-    /// Exactly N actions, or [`EnvError::InvalidAction`].
+    /// Applies `actions[i]` to env `i`, resetting the envs whose episode ends as the
+    /// env's [`VectorEnv::autoreset`] mode says. Exactly N actions, or
+    /// [`EnvError::InvalidAction`].
     fn step(&mut self, actions: &[Self::Action]) -> Result<VecStep<Self::Observation, Self::Info>>;
+    /// What the env does with an env whose episode ended: [`Autoreset::SameStep`]
+    /// unless the implementation offers the other modes.
+    fn autoreset(&self) -> Autoreset {
+        Autoreset::SameStep
+    }
 }
 
 /// Checks that a vector step got one action per env.
@@ -105,36 +169,117 @@ pub(crate) fn env_seed(seed: Option<u64>, i: usize) -> Option<u64> {
 
 /// Resets every env of `envs`; `Some(seed)` seeds env `i` with `seed + i`, `None`
 /// continues every env's streams.
+#[cfg(test)]
 pub(crate) fn reset_envs<E: Env>(
     envs: &mut [E],
     seed: Option<u64>,
 ) -> Result<VecReset<E::Observation, E::Info>> {
-    let mut observations = Vec::with_capacity(envs.len());
-    let mut infos = Vec::with_capacity(envs.len());
-    for (i, env) in envs.iter_mut().enumerate() {
-        let (observation, info) = env.reset(env_seed(seed, i))?;
-        observations.push(observation);
-        infos.push(info);
-    }
-    Ok((observations, infos))
+    let seeds: Vec<Option<u64>> = (0..envs.len()).map(|i| env_seed(seed, i)).collect();
+    let mask = vec![true; envs.len()];
+    Ok(reset_some_envs(envs, &seeds, &mask)?
+        .into_iter()
+        .flatten()
+        .unzip())
 }
 
-/// Applies `actions[i]` to env `i` of `envs`, one env after the other, resetting at once
-/// (`reset(None)`) each env whose episode ends (the module's autoreset rule). Exactly one
-/// action per env, or [`EnvError::InvalidAction`]. If env `i` fails, envs before it have
-/// already stepped: reset before stepping again.
+/// Checks that a reset got one seed and one mask entry per env, and resets something.
+pub(crate) fn check_reset_args(seeds: usize, mask: &[bool], envs: usize) -> Result<()> {
+    if seeds != envs {
+        return Err(crate::error::invalid_config(
+            "seed",
+            format!("{seeds} seeds for {envs} environments"),
+        ));
+    }
+    if mask.len() != envs {
+        return Err(crate::error::invalid_config(
+            "reset_mask",
+            format!("{} entries for {envs} environments", mask.len()),
+        ));
+    }
+    if !mask.contains(&true) {
+        return Err(crate::error::invalid_config(
+            "reset_mask",
+            "no env to reset (every entry is false)",
+        ));
+    }
+    Ok(())
+}
+
+/// Resets env `i` of `envs` with `seeds[i]` (`None` continues its streams) where
+/// `mask[i]`, and leaves the others as they are: entry `i` of the result is the reset's
+/// observation and info, `None` where env `i` was left. One seed and one mask entry per
+/// env, or [`EnvError::InvalidConfig`].
+pub(crate) fn reset_some_envs<E: Env>(
+    envs: &mut [E],
+    seeds: &[Option<u64>],
+    mask: &[bool],
+) -> Result<Vec<Option<(E::Observation, E::Info)>>> {
+    if seeds.len() != envs.len() || mask.len() != envs.len() {
+        return Err(crate::error::invalid_config(
+            "reset_mask",
+            format!(
+                "{} seeds and {} mask entries for {} environments",
+                seeds.len(),
+                mask.len(),
+                envs.len()
+            ),
+        ));
+    }
+    envs.iter_mut()
+        .zip(seeds)
+        .zip(mask)
+        .map(|((env, &seed), &reset)| reset.then(|| env.reset(seed)).transpose())
+        .collect()
+}
+
+/// Refuses a [`Autoreset::Disabled`] step while an env's episode has ended (`ended[i]`:
+/// env `i` terminated or was truncated on its last step and has not been reset since),
+/// before any env steps.
+pub(crate) fn check_steppable(mode: Autoreset, ended: &[bool]) -> Result<()> {
+    match (mode, ended.iter().position(|&e| e)) {
+        (Autoreset::Disabled, Some(env)) => Err(EnvError::VectorEpisodeEnded { env }),
+        _ => Ok(()),
+    }
+}
+
+/// Applies `actions[i]` to env `i` of `envs`, one env after the other, under the
+/// autoreset `mode` (the module's rules): `ended[i]` says that env `i`'s episode ended
+/// on its last step (its next step resets it under [`Autoreset::NextStep`]; the caller
+/// has refused a [`Autoreset::Disabled`] step with [`check_steppable`]). Exactly one
+/// action and one `ended` entry per env, or [`EnvError::InvalidAction`]. If env `i`
+/// fails, envs before it have already stepped: reset before stepping again.
 pub(crate) fn step_envs<E: Env>(
     envs: &mut [E],
     actions: &[E::Action],
+    mode: Autoreset,
+    ended: &[bool],
 ) -> Result<VecStep<E::Observation, E::Info>> {
     check_action_count(actions.len(), envs.len())?;
+    if ended.len() != envs.len() {
+        return Err(EnvError::InvalidAction(format!(
+            "{} episode states for {} environments",
+            ended.len(),
+            envs.len()
+        )));
+    }
     let mut out = VecStep::with_capacity(envs.len());
-    for (env, action) in envs.iter_mut().zip(actions) {
+    for ((env, action), &ended) in envs.iter_mut().zip(actions).zip(ended) {
+        if mode == Autoreset::NextStep && ended {
+            let (observation, info) = env.reset(None)?;
+            out.rewards.push(0.0);
+            out.terminated.push(false);
+            out.truncated.push(false);
+            out.final_observations.push(None);
+            out.final_infos.push(None);
+            out.observations.push(observation);
+            out.infos.push(info);
+            continue;
+        }
         let step = env.step(action)?;
         out.rewards.push(step.reward);
         out.terminated.push(step.terminated);
         out.truncated.push(step.truncated);
-        if step.done() {
+        if mode == Autoreset::SameStep && step.done() {
             let (observation, info) = env.reset(None)?;
             out.final_observations.push(Some(step.observation));
             out.final_infos.push(Some(step.info));
@@ -237,10 +382,10 @@ mod tests {
         assert_eq!(observations[0][[0]], 10.0);
         assert_eq!(observations[1][[0]], 11.0);
         let actions = vec![Array1::from_elem(2, true), Array1::from_elem(2, false)];
-        let first = step_envs(&mut envs, &actions).unwrap();
+        let first = step_envs(&mut envs, &actions, Autoreset::SameStep, &[false; 2]).unwrap();
         assert_eq!(first.rewards, vec![2.0, 0.0]);
         assert_eq!(first.final_infos, vec![None, None]);
-        let second = step_envs(&mut envs, &actions).unwrap();
+        let second = step_envs(&mut envs, &actions, Autoreset::SameStep, &[false; 2]).unwrap();
         // Env 0 ended after 2 steps: its final observation is step 2 of episode 1, the
         // returned one step 0 of episode 2 (same seed: the streams continue).
         assert!(second.done(0) && !second.done(1));
@@ -260,7 +405,7 @@ mod tests {
             second.observations[1].iter().copied().collect::<Vec<f32>>(),
             vec![11.0, 1.0, 2.0]
         );
-        let third = step_envs(&mut envs, &actions).unwrap();
+        let third = step_envs(&mut envs, &actions, Autoreset::SameStep, &[false; 2]).unwrap();
         assert!(!third.done(0) && third.done(1));
         assert_eq!(
             third.observations[1].iter().copied().collect::<Vec<f32>>(),
@@ -272,8 +417,101 @@ mod tests {
     fn wrong_number_of_actions_is_a_typed_error() {
         let mut envs = vec![Counter::new(2), Counter::new(2)];
         reset_envs(&mut envs, Some(0)).unwrap();
-        let err = step_envs(&mut envs, &[Array1::from_elem(2, true)]).unwrap_err();
+        let err = step_envs(
+            &mut envs,
+            &[Array1::from_elem(2, true)],
+            Autoreset::SameStep,
+            &[false; 2],
+        )
+        .unwrap_err();
         assert!(matches!(err, EnvError::InvalidAction(_)), "{err}");
         assert!(err.to_string().contains("1 actions for 2 environments"));
+    }
+
+    /// Steps `envs` as a vector env in `mode` would (the `ended` flags carried from
+    /// step to step); returns the step.
+    fn step_in(
+        envs: &mut [Counter],
+        mode: Autoreset,
+        ended: &mut Vec<bool>,
+    ) -> VecStep<ArrayD<f32>, usize> {
+        let actions = vec![Array1::from_elem(2, true); envs.len()];
+        check_steppable(mode, ended).unwrap();
+        let step = step_envs(envs, &actions, mode, ended).unwrap();
+        *ended = (0..envs.len()).map(|i| step.done(i)).collect();
+        step
+    }
+
+    fn values(o: &ArrayD<f32>) -> Vec<f32> {
+        o.iter().copied().collect()
+    }
+
+    #[test]
+    fn next_step_resets_an_ended_env_on_its_next_step_ignoring_its_action() {
+        let mut envs = vec![Counter::new(2), Counter::new(3)];
+        reset_envs(&mut envs, Some(10)).unwrap();
+        let mut ended = vec![false; 2];
+        step_in(&mut envs, Autoreset::NextStep, &mut ended);
+        let second = step_in(&mut envs, Autoreset::NextStep, &mut ended);
+        // Env 0 ended: its last observation is the step's, no final observation.
+        assert_eq!(second.terminated, vec![true, false]);
+        assert_eq!(values(&second.observations[0]), vec![10.0, 1.0, 2.0]);
+        assert_eq!(second.final_observations, vec![None, None]);
+        assert_eq!(second.final_infos, vec![None, None]);
+        let third = step_in(&mut envs, Autoreset::NextStep, &mut ended);
+        // Env 0 is reset (reward 0, not done, the reset's info); env 1 ends.
+        assert_eq!(third.rewards, vec![0.0, 2.0]);
+        assert_eq!(third.terminated, vec![false, true]);
+        assert_eq!(values(&third.observations[0]), vec![10.0, 2.0, 0.0]);
+        assert_eq!(third.infos, vec![0, 3]);
+        let fourth = step_in(&mut envs, Autoreset::NextStep, &mut ended);
+        assert_eq!(fourth.rewards, vec![2.0, 0.0]);
+        assert_eq!(values(&fourth.observations[1]), vec![11.0, 2.0, 0.0]);
+    }
+
+    #[test]
+    fn disabled_never_resets_and_a_masked_reset_resets_only_its_envs() {
+        let mut envs = vec![Counter::new(2), Counter::new(3)];
+        reset_envs(&mut envs, Some(10)).unwrap();
+        let mut ended = vec![false; 2];
+        step_in(&mut envs, Autoreset::Disabled, &mut ended);
+        let second = step_in(&mut envs, Autoreset::Disabled, &mut ended);
+        assert_eq!(ended, vec![true, false]);
+        assert_eq!(values(&second.observations[0]), vec![10.0, 1.0, 2.0]);
+        assert_eq!(second.final_infos, vec![None, None]);
+        let err = check_steppable(Autoreset::Disabled, &ended).unwrap_err();
+        assert!(
+            matches!(err, EnvError::VectorEpisodeEnded { env: 0 }),
+            "{err}"
+        );
+        assert!(check_steppable(Autoreset::SameStep, &ended).is_ok());
+        // Env 0 alone, with a seed of its own: env 1 keeps its episode.
+        let reset = reset_some_envs(&mut envs, &[Some(20), Some(99)], &[true, false]).unwrap();
+        assert_eq!(values(&reset[0].as_ref().unwrap().0), vec![20.0, 2.0, 0.0]);
+        assert!(reset[1].is_none());
+        ended[0] = false;
+        let third = step_in(&mut envs, Autoreset::Disabled, &mut ended);
+        assert_eq!(values(&third.observations[0]), vec![20.0, 2.0, 1.0]);
+        assert_eq!(values(&third.observations[1]), vec![11.0, 1.0, 3.0]);
+        assert!(matches!(
+            check_reset_args(2, &[false, false], 2),
+            Err(EnvError::InvalidConfig {
+                field: "reset_mask",
+                ..
+            })
+        ));
+        assert!(matches!(
+            check_reset_args(1, &[true, false], 2),
+            Err(EnvError::InvalidConfig { field: "seed", .. })
+        ));
+    }
+
+    #[test]
+    fn autoreset_names_are_gymnasiums() {
+        for mode in Autoreset::ALL {
+            assert_eq!(Autoreset::parse(mode.name()).unwrap(), mode);
+        }
+        let err = Autoreset::parse("next_step").unwrap_err();
+        assert!(err.to_string().contains("\"NextStep\""), "{err}");
     }
 }

@@ -13,7 +13,14 @@ from gymnasium import spaces
 
 from . import _l2t
 
-__all__ = ["ResetNeeded", "TeachingEnv", "core_args", "no_render_mode", "warn_no_render"]
+__all__ = [
+    "ResetNeeded",
+    "TeachingEnv",
+    "core_args",
+    "keep_mask_space",
+    "no_render_mode",
+    "warn_no_render",
+]
 
 
 class ResetNeeded(gymnasium.error.ResetNeeded, RuntimeError):
@@ -32,6 +39,15 @@ def core_args(
         None if data_dir is None else os.fspath(data_dir),
         None if teaching is None else json.dumps(teaching),
     )
+
+
+def keep_mask_space(m: int, multi_discrete: bool) -> spaces.MultiBinary | spaces.MultiDiscrete:
+    """The action space of one env: keep-masks of ``m`` entries, as ``MultiBinary(m)``
+    or, with ``multi_discrete``, ``MultiDiscrete([2] * m)`` (the same masks, for
+    libraries that take no ``MultiBinary``)."""
+    if multi_discrete:
+        return spaces.MultiDiscrete(np.full(m, 2, dtype=np.int64))
+    return spaces.MultiBinary(m)
 
 
 def no_render_mode(render_mode: str | None, metadata: dict[str, Any]) -> None:
@@ -98,6 +114,11 @@ class TeachingEnv(gymnasium.Env[np.ndarray, np.ndarray]):
             a policy trained here teaches there unchanged. The holdout students are
             trained once per task, as a run trains them, and cached in the set-up's
             cache (``$L2T_CACHE/irreducible``). False: the paper's 25 columns.
+        multi_discrete: the action space as ``MultiDiscrete([2] * M)`` rather than
+            ``MultiBinary(M)``: the same keep-masks (entry ``m`` is 1 to keep instance
+            ``m``), for libraries whose models take no ``MultiBinary`` action, RLlib's
+            catalog among them (with ``flatten=True``, whose vector observations it
+            takes too). Either space's samples are actions of either env.
 
     The env belongs to the thread that made it (another thread gets a
     ``RuntimeError``); ``step`` and ``reset`` release the GIL while Rust works.
@@ -117,6 +138,7 @@ class TeachingEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         flatten: bool = False,
         render_mode: str | None = None,
         irreducible_loss: bool | None = None,
+        multi_discrete: bool = False,
     ) -> None:
         no_render_mode(render_mode, self.metadata)
         self.render_mode = None
@@ -135,7 +157,7 @@ class TeachingEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         if self.flatten:
             low, high = low.reshape(-1), high.reshape(-1)
         self.observation_space = spaces.Box(low=low, high=high, dtype=np.float32)
-        self.action_space = spaces.MultiBinary(self.batch_size)
+        self.action_space = keep_mask_space(self.batch_size, multi_discrete)
 
     @property
     def config(self) -> dict[str, Any]:

@@ -31,7 +31,9 @@ pub(crate) fn env_error(e: EnvError) -> PyErr {
         | EnvError::InvalidAction(_)
         | EnvError::InvalidDataset { .. } => PyValueError::new_err(e.to_string()),
         EnvError::TooLarge { .. } => PyMemoryError::new_err(e.to_string()),
-        EnvError::ResetNeeded | EnvError::EpisodeEnded => ResetNeeded::new_err(e.to_string()),
+        EnvError::ResetNeeded | EnvError::EpisodeEnded | EnvError::VectorEpisodeEnded { .. } => {
+            ResetNeeded::new_err(e.to_string())
+        }
         EnvError::Data(DataError::Io { .. }) => PyOSError::new_err(e.to_string()),
         EnvError::Data(_) => PyValueError::new_err(e.to_string()),
         _ => PyRuntimeError::new_err(e.to_string()),

@@ -6,8 +6,8 @@
 //! - [`Core`]: one [`TeachingEnv`] built from a preset, as the `l2t` command builds it
 //!   ([`Preset::build`]); observations are the feature matrix as a `float32` array of
 //!   shape `(M, F)`, moved to numpy without copying;
-//! - [`VectorCore`]: N envs on a [`ThreadedVectorEnv`] (same-step autoreset), stepped
-//!   with the GIL released;
+//! - [`VectorCore`]: N envs on a [`ThreadedVectorEnv`] (Gymnasium's three autoreset modes),
+//!   stepped with the GIL released;
 //! - [`TeacherCore`]: a built-in teacher from a [`TeacherConfig`] (JSON);
 //!
 //! and two functions run the `l2t` command's runs (the `run` module): `compare` (a run config's
@@ -35,7 +35,7 @@ use l2t::experiment::TrainingTask;
 use l2t::presets::{default_cache_dir, default_data_dir, Preset, PRESETS};
 use l2t_agents::{Teacher, TeacherConfig};
 use l2t_envs::{
-    Env, FeatureLayout, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation,
+    Autoreset, Env, FeatureLayout, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation,
     ThreadedVectorEnv, VectorEnv,
 };
 
@@ -722,10 +722,12 @@ fn stack(observations: &[TeachingObservation], m: usize, f: usize) -> Array3<f32
 }
 
 /// N teaching envs of one preset on worker threads ([`ThreadedVectorEnv`]): env `i`
-/// is seeded with `seed + i`; an env whose episode ends is reset at once (same step).
+/// is seeded with `seed + i`; an env whose episode ends is reset as its [`Autoreset`]
+/// mode says (Gymnasium's three modes, all in Rust: the Python class only names them).
 #[pyclass(module = "l2t._l2t")]
 pub struct VectorCore {
     env: Mutex<ThreadedVectorEnv<TeachingEnv>>,
+    autoreset: Autoreset,
     num_envs: usize,
     batch_size: usize,
     num_features: usize,
@@ -738,8 +740,10 @@ pub struct VectorCore {
 impl VectorCore {
     /// `num_envs` envs of the preset on `num_workers` threads (default: one per env,
     /// at most the number of cores); the data is loaded once and shared.
+    /// `autoreset_mode`: Gymnasium's name of the mode (`"NextStep"`, `"SameStep"`,
+    /// `"Disabled"`).
     #[new]
-    #[pyo3(signature = (preset, num_envs, split = "teacher", data_dir = None, teaching = None, seed = None, threads = Some(1), num_workers = None, irreducible_loss = None))]
+    #[pyo3(signature = (preset, num_envs, split = "teacher", data_dir = None, teaching = None, seed = None, threads = Some(1), num_workers = None, irreducible_loss = None, autoreset_mode = "SameStep"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -752,10 +756,12 @@ impl VectorCore {
         threads: Option<i32>,
         num_workers: Option<usize>,
         irreducible_loss: Option<bool>,
+        autoreset_mode: &str,
     ) -> PyResult<Self> {
         if num_envs == 0 {
             return Err(PyValueError::new_err("num_envs must be at least 1"));
         }
+        let autoreset = Autoreset::parse(autoreset_mode).map_err(env_error)?;
         let split = Split::parse(split)?;
         let resolved = resolve_preset(preset, teaching, seed_arg(seed)?)?;
         set_threads(threads)?;
@@ -769,10 +775,11 @@ impl VectorCore {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let workers = num_workers.unwrap_or(cores).clamp(1, num_envs);
         let env = py
-            .detach(|| ThreadedVectorEnv::new(factories, workers))
+            .detach(|| ThreadedVectorEnv::with_autoreset(factories, workers, autoreset))
             .map_err(|e| build_error(&resolved, Path::new(""), e))?;
         Ok(Self {
             env: Mutex::new(env),
+            autoreset,
             num_envs,
             batch_size,
             num_features: feature_names.len(),
@@ -807,9 +814,40 @@ impl VectorCore {
         Ok((observations.into_pyarray(py), infos))
     }
 
-    /// Applies `actions` (shape (N, M)); returns (observations, rewards, terminated,
-    /// truncated, infos, final_observations, final_infos), the last two with None
-    /// where env `i` did not end.
+    /// Resets env `i` with `seeds[i]` (None continues its streams) where `mask[i]`,
+    /// and leaves the others (Gymnasium's `reset_mask`); returns the observations
+    /// (K, M, F) and the infos of the K reset envs, in env order.
+    fn reset_some<'py>(
+        &self,
+        py: Python<'py>,
+        seeds: Vec<Option<Bound<'py, PyAny>>>,
+        mask: Vec<bool>,
+    ) -> PyResult<VecResetOutput<'py>> {
+        let seeds = seeds
+            .iter()
+            .map(|s| seed_arg(s.as_ref()))
+            .collect::<PyResult<Vec<_>>>()?;
+        let (m, f) = (self.batch_size, self.num_features);
+        let env = &self.env;
+        let (observations, infos) = py
+            .detach(|| {
+                let mut env = env.lock().map_err(|_| poisoned())?;
+                let reset = env.reset_some(&seeds, &mask).map_err(VecError::Env)?;
+                let (observations, infos): (Vec<_>, Vec<_>) = reset.into_iter().flatten().unzip();
+                Ok::<_, VecError>((stack(&observations, m, f), infos))
+            })
+            .map_err(VecError::into_py)?;
+        let infos = infos
+            .iter()
+            .map(|i| info_dict(py, i))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((observations.into_pyarray(py), infos))
+    }
+
+    /// Applies `actions` (shape (N, M)) under the autoreset mode; returns
+    /// (observations, rewards, terminated, truncated, infos, final_observations,
+    /// final_infos), the last two with None where env `i` did not end (always None
+    /// but in the same-step mode).
     #[allow(clippy::type_complexity)]
     fn step<'py>(
         &self,
@@ -878,6 +916,12 @@ impl VectorCore {
     #[getter]
     fn num_envs(&self) -> usize {
         self.num_envs
+    }
+
+    /// Gymnasium's name of the autoreset mode (`AutoresetMode(name)`).
+    #[getter]
+    fn autoreset_mode(&self) -> &'static str {
+        self.autoreset.name()
     }
 
     /// M: instances per incoming batch.

@@ -9,34 +9,12 @@ from typing import Any
 import gymnasium
 import numpy as np
 import pytest
-from conftest import SHORT, pattern_mask
+from conftest import SHORT, assert_same, pattern_mask
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import l2t
 
 N = 3
-
-
-def assert_same(a: Any, b: Any, where: str) -> None:
-    """Exact equality of nested dicts / arrays / scalars, dtypes included."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: {a.keys()} != {b.keys()}"
-        for k in a:
-            assert_same(a[k], b[k], f"{where}[{k!r}]")
-    elif isinstance(a, (tuple, list)):
-        assert type(a) is type(b) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    elif isinstance(a, np.ndarray):
-        assert isinstance(b, np.ndarray), where
-        assert a.shape == b.shape and a.dtype == b.dtype, f"{where}: {a.dtype}{a.shape} vs {b.dtype}{b.shape}"
-        if a.dtype == object:
-            for i, (x, y) in enumerate(zip(a, b)):
-                assert_same(x, y, f"{where}[{i}]")
-        else:
-            assert np.array_equal(a, b), where
-    else:
-        assert type(a) is type(b) and a == b, f"{where}: {a!r} != {b!r}"
 
 
 def actions(t: int, m: int) -> np.ndarray:
@@ -75,8 +53,8 @@ def test_make_vec_and_errors() -> None:
         env.step(np.ones((2, 20), dtype=bool))
     obs, infos = env.reset(seed=[5, 6])
     assert obs.shape == (2, 20, 26) and obs.dtype == np.float32
-    with pytest.raises(ValueError, match=r"seed must be an int"):
-        env.reset(seed=[5, 9])
+    with pytest.raises(ValueError, match=r"length must match num_envs=2"):
+        env.reset(seed=[5, 6, 7])
     with pytest.raises(ValueError, match=r"shape \(2, 20\).*got shape \(20,\)"):
         env.step(np.ones(20, dtype=bool))
     with pytest.raises(ValueError, match=r"the actions must be an array of shape \(2, 20\) .*found 0.5"):
