@@ -6,6 +6,14 @@
 //! run without `LD_LIBRARY_PATH`; not into the Python extension module, which goes into
 //! wheels (its package loads libtorch itself). When libtorch is missing the build stops here with the
 //! command that fixes it, instead of a linker error deep inside torch-sys.
+//!
+//! A crate outside the repository that depends on `l2t` gets none of this rpath: a
+//! dependency's `rustc-link-arg` reaches only its own targets. So the `l2t` crate, which
+//! declares `links = "l2t"`, also exports the libtorch it was built against as build
+//! metadata (`cargo:libtorch=DIR`, `cargo:libtorch_lib=DIR/lib`); cargo hands it to the
+//! build scripts of direct dependents as `DEP_L2T_LIBTORCH` and `DEP_L2T_LIBTORCH_LIB`,
+//! and the one-line `build.rs` of README's "Use l2t from your own crate" (written by
+//! `scripts/use-l2t.sh`) turns it into the dependent's rpath.
 
 use std::path::PathBuf;
 
@@ -27,6 +35,12 @@ fn main() {
     }
     let lib = lib.canonicalize().unwrap_or(lib);
     println!("cargo:rerun-if-changed={}", lib.display());
+    if std::env::var_os("CARGO_MANIFEST_LINKS").is_some() {
+        // Only the `l2t` crate has `links`; its dependents' build scripts read these.
+        let dir = libtorch.canonicalize().unwrap_or_else(|_| libtorch.clone());
+        println!("cargo:libtorch={}", dir.display());
+        println!("cargo:libtorch_lib={}", lib.display());
+    }
     if cfg!(unix) || std::env::var("CARGO_CFG_UNIX").is_ok() {
         if std::env::var("CARGO_PKG_NAME").as_deref() == Ok("l2t-python") {
             // The Python extension module goes into wheels for other machines, so it
@@ -92,13 +106,50 @@ fn rustc_version() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Stops the build with `reason` and the commands that fix it: the set-up of the l2t
+/// checkout this crate comes from, named by its absolute path so that the line works from
+/// a crate of one's own too, and `scripts/use-l2t.sh` for such a crate.
 fn fail(reason: &str) -> ! {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let checkout = manifest_dir
+        .ancestors()
+        .find(|dir| dir.join("scripts/setup.sh").is_file())
+        .unwrap_or(&manifest_dir);
     eprintln!();
     eprintln!("error: {reason}.");
-    eprintln!("  Run `bash scripts/setup.sh` in the repository root: it fetches libtorch 2.13.0");
+    eprintln!("  l2t needs libtorch 2.13.0. Set it up with");
+    eprintln!("      bash {}/scripts/setup.sh", checkout.display());
+    eprintln!("  which fetches it into the user cache and links it as `.libtorch` in the l2t");
+    eprintln!("  checkout, or respects a LIBTORCH you export.");
+    if let Some(cached) = setup_libtorch() {
+        eprintln!(
+            "  The set-up's libtorch is already at {}:",
+            cached.display()
+        );
+        eprintln!("  LIBTORCH={} points l2t at it.", cached.display());
+    }
+    eprintln!("  A crate of your own that depends on l2t also needs LIBTORCH when it builds and");
+    eprintln!("  libtorch on its binaries' rpath; one command sets up both:");
     eprintln!(
-        "  into the user cache and links it as `.libtorch`, or respects a LIBTORCH you export."
+        "      bash {}/scripts/use-l2t.sh PATH/TO/YOUR/CRATE",
+        checkout.display()
     );
+    eprintln!("  (README.md of l2t: \"Use l2t from your own crate\").");
     eprintln!();
     std::process::exit(1);
+}
+
+/// The libtorch that `scripts/setup.sh` assembles, if it is complete:
+/// `$L2T_CACHE/libtorch-2.13.0-cpu`, the cache defaulting to `$XDG_CACHE_HOME/l2t` or
+/// `~/.cache/l2t` as in the set-up (which a build script cannot call into).
+fn setup_libtorch() -> Option<PathBuf> {
+    let cache = match std::env::var_os("L2T_CACHE") {
+        Some(cache) => PathBuf::from(cache),
+        None => match std::env::var_os("XDG_CACHE_HOME") {
+            Some(xdg) => PathBuf::from(xdg).join("l2t"),
+            None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/l2t"),
+        },
+    };
+    let libtorch = cache.join("libtorch-2.13.0-cpu");
+    libtorch.join(".complete").is_file().then_some(libtorch)
 }
