@@ -35,6 +35,7 @@ from __future__ import annotations
 from . import _libtorch
 
 __all__ = [
+    "__version__",
     "PRESETS",
     "ENV_IDS",
     "TEACHER_KINDS",
@@ -62,6 +63,10 @@ if _l2t.libtorch_version() not in (None, _libtorch.VERSION):  # pragma: no cover
         f"l2t's native module was built against libtorch {_l2t.libtorch_version()}, "
         f"but its package expects {_libtorch.VERSION} (l2t/_libtorch.py): rebuild it"
     )
+
+#: The package's version: the crate's, compiled into the native module (the wheel's
+#: metadata carries the same, from python/Cargo.toml).
+__version__: str = _l2t.__version__
 
 
 def libtorch_version() -> str | None:

@@ -32,6 +32,7 @@ use l2t_envs::{FeatureLayout, TeachingInfo, TeachingObservation};
 use pyo3::types::{PyString, PyTuple};
 
 use crate::errors::{agent_error, build_error};
+use crate::interrupt::{run_interruptible, SecondInterrupt};
 use crate::{
     count_arg, data_folder, info_dict, mask_array, override_teaching, set_threads, u64_arg,
 };
@@ -374,44 +375,18 @@ fn execute(
     let preset = Some(&config.preset);
     let mut run_dir = RunDir::create(out).map_err(|e| experiment_error(e, preset, data_dir))?;
     run_dir.set_fresh(fresh);
-    // The run goes on a thread of its own; this (the calling, usually main) thread waits
-    // with the GIL released and takes it every 100 ms to run Python's signal handlers
-    // (`check_signals` runs them on the main thread only): a KeyboardInterrupt cancels
-    // the run, which stops at its next safe point, and is raised once it has stopped.
+    // The run goes on a thread of its own; Ctrl-C (a KeyboardInterrupt) cancels it and is
+    // raised once it has stopped (crate::interrupt).
     let cancel = run_dir.canceller();
-    let mut interrupted: Option<PyErr> = None;
-    let result = std::thread::scope(|scope| {
-        let worker = scope.spawn(|| {
-            run_with(config, user, data_dir, &mut run_dir, |p| {
-                if verbose {
-                    log_progress(p);
-                }
-            })
-        });
-        loop {
-            let finished = py.detach(|| {
-                for _ in 0..10 {
-                    if worker.is_finished() {
-                        return true;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                worker.is_finished()
-            });
-            if finished {
-                break;
+    let (result, interrupted) = run_interruptible(py, &cancel, SecondInterrupt::Wait, || {
+        run_with(config, user, data_dir, &mut run_dir, |p| {
+            if verbose {
+                log_progress(p);
             }
-            if interrupted.is_none() {
-                if let Err(signal) = py.check_signals() {
-                    cancel.cancel();
-                    interrupted = Some(signal);
-                }
-            }
-        }
-        worker
-            .join()
-            .unwrap_or_else(|_| Err(ExperimentError::Worker("the run panicked".into())))
+        })
     });
+    let result =
+        result.unwrap_or_else(|_| Err(ExperimentError::Worker("the run panicked".into())));
     if let Some(signal) = interrupted {
         return Err(signal);
     }
