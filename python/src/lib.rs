@@ -12,7 +12,8 @@
 //!
 //! and two functions run the `l2t` command's runs (the `run` module): `compare` (a run config's
 //! teachers and teachers written in Python, through `l2t::experiment::run_with`) and
-//! `train` (one learned teacher, as `l2t train`).
+//! `train` (one learned teacher, as `l2t train`); `cli` runs the `l2t` command itself
+//! (the wheel's console script, the `cli` module).
 //!
 //! Errors are typed Python exceptions (the `errors` module); nothing here panics on user input.
 
@@ -39,7 +40,9 @@ use l2t_envs::{
     ThreadedVectorEnv, VectorEnv,
 };
 
+mod cli;
 mod errors;
+mod interrupt;
 mod run;
 
 use errors::{agent_error, build_error, env_error, ResetNeeded};
@@ -1107,6 +1110,9 @@ fn _l2t(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(data_dir, m)?)?;
     m.add_function(wrap_pyfunction!(run::compare, m)?)?;
     m.add_function(wrap_pyfunction!(run::train, m)?)?;
+    m.add_function(wrap_pyfunction!(cli::cli, m)?)?;
+    // The crate's version, the one source of `l2t.__version__` and the wheel's version.
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("PRESETS", PRESETS.to_vec())?;
     m.add("TEACHER_KINDS", TeacherConfig::names().to_vec())?;
     m.add("ResetNeeded", m.py().get_type::<ResetNeeded>())?;
