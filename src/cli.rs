@@ -137,6 +137,30 @@ enum Command {
     },
     /// List presets, transfers, students and teachers.
     List,
+    /// The paper's datasets: `l2t data fetch <name>...` or `--all`.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+/// `l2t data` subcommands.
+#[derive(Debug, Subcommand)]
+enum DataCommand {
+    /// Download datasets from their publishers (or $L2T_DATA_MIRROR), check their
+    /// published checksums and lay them out where the presets read them; an interrupted
+    /// download resumes. Datasets already there are left alone.
+    Fetch {
+        /// mnist, fashion-mnist, cifar10, imdb, rotten-tomatoes.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        datasets: Vec<String>,
+        /// All five.
+        #[arg(long)]
+        all: bool,
+        /// Folder with the data (default: $L2T_DATA or the set-up's cache).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 /// Options shared by the commands that run an experiment. With --config every one of
@@ -312,6 +336,14 @@ fn run_command(cli: Cli, cancel: Cancel) -> Result<()> {
     };
     match cli.command {
         Command::List => list(),
+        Command::Data {
+            command:
+                DataCommand::Fetch {
+                    datasets,
+                    all,
+                    data_dir,
+                },
+        } => data_fetch(&datasets, all, data_dir),
         Command::Noteach {
             preset,
             iterations,
@@ -972,6 +1004,13 @@ fn list() -> Result<()> {
         let preset = Preset::named(name).map_err(|_| anyhow::anyhow!(unknown(name)))?;
         println!("  {name:<24} needs {}", preset.data_requirement());
     }
+    println!(
+        "data (l2t data fetch <name>... | --all [--data-dir D]; L2T_FETCH=1: on first use; \
+         L2T_DATA_MIRROR=<base URL>: from a mirror): {}",
+        crate::envs::data::fetch::KnownDataset::ALL
+            .map(|d| d.name())
+            .join(", ")
+    );
     println!("longer runs (l2t reproduce <name>):");
     for name in LONG_RUNS {
         let config = RunConfig::named(name)?;
@@ -1006,6 +1045,34 @@ fn list() -> Result<()> {
         "teachers (--teacher <kind> | <json> | <checkpoint file>): {}",
         TeacherConfig::names().join(", ")
     );
+    Ok(())
+}
+
+/// `l2t data fetch`: each dataset into its place in the data folder
+/// ([`crate::envs::data::fetch`]), progress on stderr.
+fn data_fetch(names: &[String], all: bool, data_dir: Option<PathBuf>) -> Result<()> {
+    use crate::envs::data::fetch::{print_event, Fetched, Fetcher, KnownDataset};
+    let datasets = match all {
+        true => KnownDataset::ALL.to_vec(),
+        false => names
+            .iter()
+            .map(|name| KnownDataset::named(name))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let data_dir = data_dir.unwrap_or_else(default_data_dir);
+    let fetcher = Fetcher::from_env()?.on_event(print_event);
+    for dataset in datasets {
+        let location = dataset.default_location(&data_dir);
+        eprintln!("{dataset}: {}", dataset.description());
+        let fetched = fetcher
+            .fetch(dataset, &location)
+            .with_context(|| format!("l2t data fetch {dataset}"))?;
+        let what = match fetched {
+            Fetched::AlreadyPresent => "already present",
+            Fetched::Installed => "fetched and verified",
+        };
+        println!("{dataset}: {what}: {}", location.display());
+    }
     Ok(())
 }
 

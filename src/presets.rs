@@ -11,6 +11,7 @@ use tch::Device;
 
 use l2t_agents::{EsConfig, RhoLossConfig, SplConfig};
 use l2t_envs::data::cifar::load_cifar10;
+use l2t_envs::data::fetch::{ensure_fetched, KnownDataset};
 use l2t_envs::data::idx::load_mnist_like;
 use l2t_envs::data::text::{load_aclimdb, load_rotten_tomatoes};
 use l2t_envs::data::transform::normalise_per_channel;
@@ -508,25 +509,46 @@ impl Preset {
         }
     }
 
-    /// What data files the preset reads, for error messages.
+    /// What data files the preset reads and how to get them, for `l2t list` and error
+    /// messages.
     pub fn data_requirement(&self) -> String {
+        let fetch = |name: &str| {
+            format!(
+                "`l2t data fetch {name}` downloads it; with L2T_FETCH=1 a run does on first use"
+            )
+        };
+        let at = |dir: &Option<PathBuf>, default: &str| {
+            dir.as_ref()
+                .map_or(format!("<data folder>/{default}"), |d| {
+                    d.display().to_string()
+                })
+        };
         match &self.data {
             DataSource::Synthetic(_) => "nothing (generated)".into(),
-            DataSource::Idx { name, dir } => format!(
-                "the four IDX files of {name} in {} (MNIST cannot be fetched by the set-up; Fashion-MNIST is)",
-                dir.as_ref().map_or(format!("<data folder>/{name}"), |d| d.display().to_string())
-            ),
+            DataSource::Idx { name, dir } => {
+                let how = match KnownDataset::named(name) {
+                    Ok(KnownDataset::FashionMnist) => {
+                        format!("scripts/setup.sh installs it from Debian; {}", fetch(name))
+                    }
+                    Ok(_) => fetch(name),
+                    Err(_) => "not a dataset l2t fetches".into(),
+                };
+                format!("the four IDX files of {name} in {} ({how})", at(dir, name))
+            }
             DataSource::Cifar10 { dir } => format!(
-                "the CIFAR-10 binary version in {} (not fetched by the set-up)",
-                dir.as_ref().map_or("<data folder>/cifar-10-batches-bin".into(), |d| d.display().to_string())
+                "the CIFAR-10 binary version in {} ({})",
+                at(dir, "cifar-10-batches-bin"),
+                fetch("cifar10")
             ),
             DataSource::AclImdb { dir, .. } => format!(
-                "the aclImdb folder (train/ and test/ with pos/ and neg/) at {} (not fetched by the set-up)",
-                dir.as_ref().map_or("<data folder>/aclImdb".into(), |d| d.display().to_string())
+                "the aclImdb folder (train/ and test/ with pos/ and neg/) at {} ({})",
+                at(dir, "aclImdb"),
+                fetch("imdb")
             ),
             DataSource::RottenTomatoes { path, .. } => format!(
-                "the Rotten Tomatoes CSV at {} (fetched by scripts/setup.sh)",
-                path.as_ref().map_or("<data folder>/rotten-tomatoes/rotten_tomatoes_corpus_full.csv".into(), |p| p.display().to_string())
+                "the Rotten Tomatoes CSV at {} (scripts/setup.sh fetches it; {})",
+                at(path, "rotten-tomatoes/rotten_tomatoes_corpus_full.csv"),
+                fetch("rotten-tomatoes")
             ),
         }
     }
@@ -540,6 +562,9 @@ impl Preset {
 
     /// [`Preset::build`] with the data staged once on `device` and the students there.
     pub fn build_on(&self, data_dir: &Path, device: Device) -> Result<PresetEnvs> {
+        if let Some((dataset, location)) = self.data.fetchable(data_dir) {
+            ensure_fetched(dataset, &location)?; // only with L2T_FETCH=1
+        }
         // The synthetic task brings its own clean dev split (label noise is only in the
         // training data); the real tasks hold 5% of the teacher half out, as the paper.
         let mut clean_dev = None;
@@ -636,6 +661,25 @@ fn normalised(train: &Dataset, test: &Dataset) -> Result<(Dataset, Dataset)> {
             classes,
         )?,
     ))
+}
+
+impl DataSource {
+    /// The dataset `l2t data fetch` can download for this source and where the loader
+    /// reads it (an explicit folder or file, else its place in `data_dir`); `None` for
+    /// the synthetic task and IDX sets other than MNIST and Fashion-MNIST.
+    pub fn fetchable(&self, data_dir: &Path) -> Option<(KnownDataset, PathBuf)> {
+        let (dataset, given) = match self {
+            DataSource::Synthetic(_) => return None,
+            DataSource::Idx { name, dir } => (KnownDataset::named(name).ok()?, dir),
+            DataSource::Cifar10 { dir } => (KnownDataset::Cifar10, dir),
+            DataSource::AclImdb { dir, .. } => (KnownDataset::Imdb, dir),
+            DataSource::RottenTomatoes { path, .. } => (KnownDataset::RottenTomatoes, path),
+        };
+        let location = given
+            .clone()
+            .unwrap_or_else(|| dataset.default_location(data_dir));
+        Some((dataset, location))
+    }
 }
 
 /// The environments of a preset.

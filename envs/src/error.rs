@@ -99,6 +99,10 @@ pub enum EnvError {
     /// A data file could not be read or parsed.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// A dataset could not be fetched on first use (`L2T_FETCH=1`,
+    /// [`crate::data::fetch::ensure_fetched`]).
+    #[error(transparent)]
+    Fetch(#[from] crate::data::fetch::FetchError),
     /// libtorch reported an error.
     #[error("libtorch error: {0}")]
     Torch(#[from] tch::TchError),

@@ -4,6 +4,7 @@
 //! incoming mini-batch is a single `index_select`, never a copy through Rust vectors.
 
 pub mod cifar;
+pub mod fetch;
 pub mod idx;
 pub mod synthetic;
 
