@@ -20,12 +20,13 @@ if [[ "${L2T_SKIP_PYTHON:-0}" != "1" ]]; then
   cache="${L2T_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/l2t}"
   if [[ "${L2T_SKIP_TORCH:-0}" != "1" ]] && ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
     echo "[l2t test] installing torch==2.13.0 into $venv (for the torch-and-l2t tests)" >&2
-    # The set-up's cached wheel without its dependencies, then only what importing it
-    # loads (python/torch-requirements.txt): a full `pip install torch` adds ~1 GB more.
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
-      --find-links "$cache/downloads" torch==2.13.0
+    # Only what importing torch loads (python/torch-requirements.txt), then the set-up's
+    # cached wheel without its dependencies: a full `pip install torch` adds ~1 GB more.
+    # In this order pip prints no resolver ERROR about the requirements left out.
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
       --find-links "$cache/downloads" -r python/torch-requirements.txt
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+      --find-links "$cache/downloads" torch==2.13.0
   fi
   if [[ "${L2T_SKIP_TORCH:-0}" != "1" ]] && ! "$venv/bin/python" -c 'import stable_baselines3' 2>/dev/null; then
     echo "[l2t test] installing stable-baselines3 into $venv (for the SB3 tests)" >&2

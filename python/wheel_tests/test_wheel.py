@@ -3,17 +3,22 @@
 ``scripts/wheel.sh`` builds the wheel with ``maturin build``, installs it into fresh
 virtual environments in a temporary folder, copies this file there and runs pytest in
 that folder, so that ``import l2t`` can only find the installed package. One venv has
-torch 2.13.0 and Stable-Baselines3 (``L2T_WHEEL_VENV=torch``), one has neither
+torch 2.13.0 installed alone, without its CUDA requirements (``L2T_WHEEL_VENV=torch-alone``),
+one torch 2.13.0 and Stable-Baselines3 (``L2T_WHEEL_VENV=torch``), one neither
 (``L2T_WHEEL_VENV=bare``). Every check runs in a subprocess: what libtorch a process
-loads is decided once, at its first ``import l2t`` or ``import torch``.
+loads is decided once, at its first ``import l2t`` or ``import torch``. The ``l2t``
+command is the console script the wheel installed beside this venv's Python.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +26,10 @@ import pytest
 VENV = os.environ.get("L2T_WHEEL_VENV", "")
 with_torch = pytest.mark.skipif(VENV != "torch", reason="needs the venv with torch")
 bare = pytest.mark.skipif(VENV != "bare", reason="needs the venv without torch")
+torch_alone = pytest.mark.skipif(VENV != "torch-alone", reason="needs torch without CUDA")
+
+# The console script `pip install` put beside this venv's Python.
+L2T = Path(sys.executable).parent / "l2t"
 
 SITE = Path(sysconfig.get_paths()["purelib"]).resolve()
 
@@ -54,6 +63,96 @@ def test_the_package_is_the_installed_wheel() -> None:
     result = run("import l2t\n" + STEP)
     assert result.returncode == 0, result.stderr[-3000:]
     assert SITE in installed_file(result.stdout).parents, result.stdout
+
+
+def test_the_version_is_the_wheels() -> None:
+    # One source: the crate's version, in the native module and the wheel's metadata.
+    code = "import importlib.metadata, l2t\nprint(l2t.__version__, importlib.metadata.version('l2t'))"
+    result = run(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = os.environ.get("L2T_WHEEL_VERSION", "")
+    assert result.stdout.split() == [expected, expected], (result.stdout, expected)
+
+
+def l2t_command(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(L2T), *args], capture_output=True, text=True, timeout=600, cwd=cwd
+    )
+
+
+def test_the_l2t_command_is_installed() -> None:
+    help = l2t_command("--help")
+    assert help.returncode == 0, help.stderr[-3000:]
+    assert "Usage: l2t [OPTIONS] <COMMAND>" in help.stdout
+    for command in ("reproduce", "train", "compare", "benchmark", "list"):
+        assert f"  {command}" in help.stdout, help.stdout
+    version = l2t_command("--version")
+    assert version.returncode == 0 and version.stdout.split() == [
+        "l2t",
+        os.environ.get("L2T_WHEEL_VERSION", ""),
+    ], version.stdout
+    refused = l2t_command("--no-such-flag")
+    assert refused.returncode == 2
+    assert "unexpected argument '--no-such-flag'" in refused.stderr
+    unknown = l2t_command("compare", "no-such-preset", "--teacher", "no_teach")
+    assert unknown.returncode == 1
+    assert "unknown preset `no-such-preset`" in unknown.stderr
+
+
+def test_the_l2t_command_runs_a_comparison(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ("--quiet", "compare", "synthetic", "--teacher", "no_teach", "--seeds", "2")
+    result = l2t_command(*args, "--no-plots", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"results written to {out}" in result.stdout
+    summary = (out / "summary.md").read_text()
+    assert "| no_teach | 2/2 |" in summary, summary
+    assert len((out / "events.jsonl").read_text().splitlines()) >= 2
+
+
+def test_ctrl_c_stops_the_l2t_command_with_130(tmp_path: Path) -> None:
+    # As the binary on SIGINT: the run stops at its next safe point, every line of
+    # events.jsonl is complete, and the command exits with 130.
+    out = tmp_path / "run"
+    events = out / "events.jsonl"
+    args = ["--quiet", "compare", "synthetic", "--teacher", "no_teach", "--seeds", "400"]
+    child = subprocess.Popen(
+        [str(L2T), *args, "--no-plots", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        # A child of a background job inherits SIGINT ignored; Ctrl-C's handler as in a
+        # terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        start = time.monotonic()
+        while not (events.exists() and len(events.read_text().splitlines()) >= 3):
+            assert child.poll() is None, child.communicate()[1][-3000:]
+            assert time.monotonic() - start < 120, "no evaluation in 120 s"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, stderr[-3000:]
+    assert "l2t: interrupted (SIGINT)" in stderr
+    lines = events.read_text().splitlines()
+    assert 3 <= len(lines) < 400
+    for line in lines:
+        json.loads(line)
+
+
+@torch_alone
+def test_torch_without_its_cuda_requirements_serves_l2t() -> None:
+    # `pip install --no-deps torch==2.13.0` and the two CUDA wheels libtorch_cpu.so
+    # needs: l2t loads torch/lib without importing torch.
+    result = run("import l2t\n" + STEP)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "source: the installed torch 2.13.0" in result.stdout, result.stdout
+    assert not list(SITE.glob("nvidia_cublas*")), "the lean install has no cuBLAS"
 
 
 @with_torch
