@@ -7,8 +7,9 @@
 # .venv once (the set-up's cached torch wheel plus the CUDA wheels importing it loads,
 # from PyPI: about 1 minute and 3.8 GB); L2T_SKIP_TORCH=1 skips that install, and the two torch tests
 # then skip. Stable-Baselines3 (python/sb3-requirements.txt, a few seconds) is installed
-# next to torch, for the tests that train SB3's PPO and A2C on the env; L2T_SKIP_TORCH=1
-# skips it too. Then the wheel (scripts/wheel.sh: `maturin build`, installed into fresh
+# next to torch, for the tests that train SB3's PPO and A2C on the env, and TorchRL
+# (python/torchrl-requirements.txt) for the tests that hand it the envs; L2T_SKIP_TORCH=1
+# skips them too. Then the wheel (scripts/wheel.sh: `maturin build`, installed into fresh
 # venvs outside the checkout, with and without torch; L2T_SKIP_WHEEL=1 or
 # L2T_SKIP_TORCH=1 skips it). L2T_SKIP_PYTHON=1 skips the Python package altogether.
 set -euo pipefail
@@ -34,6 +35,12 @@ if [[ "${L2T_SKIP_PYTHON:-0}" != "1" ]]; then
     # the parts of torch's requirements that torch-requirements.txt leaves out.
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
       -r python/sb3-requirements.txt
+  fi
+  if [[ "${L2T_SKIP_TORCH:-0}" != "1" ]] && ! "$venv/bin/python" -c 'import torchrl' 2>/dev/null; then
+    echo "[l2t test] installing torchrl into $venv (for the TorchRL tests)" >&2
+    # --no-deps, as SB3: the pins list what .venv lacks (about 5 MB, 5 s with downloads).
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+      -r python/torchrl-requirements.txt
   fi
   "$venv/bin/python" -m pytest -q python/tests
   # The wheel as a user installs it: built, then tested in fresh venvs outside the

@@ -25,6 +25,7 @@ from typing import Any
 
 import gymnasium
 import numpy as np
+from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnv,
     VecEnvIndices,
@@ -71,6 +72,12 @@ class SB3VecEnv(VecEnv):
             raise TypeError(
                 "SB3VecEnv takes an unwrapped l2t.TeachingVectorEnv (its Rust core is "
                 f"stepped directly, wrappers would be bypassed), got {type(env).__name__}"
+            )
+        if env.autoreset_mode is not AutoresetMode.SAME_STEP:
+            raise ValueError(
+                "SB3VecEnv takes a TeachingVectorEnv with autoreset_mode SAME_STEP (SB3's "
+                "VecEnv resets an ended env in the same step and reports the last "
+                f"observation as terminal_observation), got {env.autoreset_mode}"
             )
         self.env = env
         self._actions: np.ndarray | None = None

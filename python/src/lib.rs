@@ -143,7 +143,10 @@ fn build_env(
         let built = Python::attach(|py| {
             py.detach(move || {
                 let (envs, preset) = inputs.get();
-                SameThread(with_irreducible_loss_feature(envs, &preset, &cache))
+                // The holdout students train whatever the thread's torch grad mode.
+                SameThread(tch::with_grad(|| {
+                    with_irreducible_loss_feature(envs, &preset, &cache)
+                }))
             })
         });
         envs = built
@@ -584,8 +587,9 @@ impl Core {
         // Without the GIL: libtorch's autograd engine refuses to run under the GIL
         // once torch is imported in the process, and other Python threads may run.
         let env = SameThread(&mut self.env);
+        // A fresh student, built with autograd whatever the thread's torch grad mode.
         let (observation, info) = py
-            .detach(move || env.get().reset(seed))
+            .detach(move || tch::with_grad(|| env.get().reset(seed)))
             .map_err(env_error)?;
         Ok((observation.features.into_pyarray(py), info_dict(py, &info)?))
     }
@@ -610,7 +614,10 @@ impl Core {
         let env = SameThread(&mut self.env);
         let (step, seconds) = py.detach(move || {
             let start = std::time::Instant::now();
-            let step = env.get().step(&mask);
+            // The student trains with autograd whatever the calling thread's torch grad
+            // mode (libtorch's, shared with an imported torch): TorchRL's collectors step
+            // envs under torch.no_grad(), which tch would otherwise inherit.
+            let step = tch::with_grad(|| env.get().step(&mask));
             (step, start.elapsed().as_secs_f64())
         });
         self.step_seconds += seconds;

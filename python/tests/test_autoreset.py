@@ -181,3 +181,11 @@ def test_record_episode_statistics_counts_steps_not_student_iterations() -> None
     assert all(length == 2 * n for length, n in zip(lengths, iterations)), (lengths, iterations)
     env.close()
 
+
+
+def test_sb3_vec_env_takes_only_same_step() -> None:
+    pytest.importorskip("stable_baselines3")
+    from l2t.sb3 import SB3VecEnv
+
+    with pytest.raises(ValueError, match="autoreset_mode SAME_STEP"):
+        SB3VecEnv(l2t.TeachingVectorEnv("synthetic", 2, teaching=SHORT, autoreset_mode="NextStep"))
