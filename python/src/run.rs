@@ -385,8 +385,7 @@ fn execute(
             }
         })
     });
-    let result =
-        result.unwrap_or_else(|_| Err(ExperimentError::Worker("the run panicked".into())));
+    let result = result.unwrap_or_else(|_| Err(ExperimentError::Worker("the run panicked".into())));
     if let Some(signal) = interrupted {
         return Err(signal);
     }
