@@ -102,7 +102,7 @@ pub enum EnvError {
     /// A dataset could not be fetched on first use (`L2T_FETCH=1`,
     /// [`crate::data::fetch::ensure_fetched`]).
     #[error(transparent)]
-    Fetch(#[from] crate::data::fetch::FetchError),
+    Fetch(Box<crate::data::fetch::FetchError>),
     /// libtorch reported an error.
     #[error("libtorch error: {0}")]
     Torch(#[from] tch::TchError),

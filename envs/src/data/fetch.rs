@@ -102,28 +102,48 @@ pub enum FetchError {
     /// The transfer stopped before the end (connection closed or stalled). The bytes
     /// received are kept in `part`, and the next fetch resumes from there.
     #[error(
-        "download of {file} from {url} stopped after {received} bytes{of_total}: {reason}; \
-         the bytes so far are kept in {part}, run the fetch again to resume"
+        "download from {url} stopped after {received} bytes{}: {reason}; the bytes so far \
+         are kept in {part}, run the fetch again to resume",
+        of_total(*.size)
     )]
     Transfer {
         /// The URL asked for.
         url: String,
-        /// The file it should give.
-        file: String,
-        /// The partial file, kept for resuming.
+        /// The partial file (`<file>.part`), kept for resuming.
         part: PathBuf,
         /// Bytes in `part`.
         received: u64,
-        /// ` of N` when the size is known, else empty.
-        of_total: String,
+        /// The file's size, when known.
+        size: Option<u64>,
         /// What happened.
         reason: String,
     },
-    /// The downloaded (or hand-placed) file does not have the published checksum. A
-    /// download is deleted; a file placed by hand is left for the user to remove.
-    #[error("{file} from {url} has {algorithm} {actual}, but {expected} is published; {what}")]
+    /// The downloaded file does not have the published checksum; it was deleted.
+    #[error(
+        "{file} from {url} has {algorithm} {actual}, but {expected} is published; the \
+         download was deleted (a mirror serving another file, or a damaged transfer: fetch \
+         again)"
+    )]
     ChecksumMismatch {
-        /// The URL it came from (or would have).
+        /// The URL it came from.
+        url: String,
+        /// The file (deleted).
+        file: PathBuf,
+        /// `md5` or `sha256`.
+        algorithm: &'static str,
+        /// The published sum.
+        expected: String,
+        /// The sum of the file.
+        actual: String,
+    },
+    /// A file found in the download folder (put there by hand, or by an earlier fetch)
+    /// does not have the published checksum; it is left for the user to remove.
+    #[error(
+        "{file} has {algorithm} {actual}, but {expected} is published for it ({url}): \
+         delete it and fetch again"
+    )]
+    PlacedFileMismatch {
+        /// The URL it would come from.
         url: String,
         /// The file.
         file: PathBuf,
@@ -133,8 +153,6 @@ pub enum FetchError {
         expected: String,
         /// The sum of the file.
         actual: String,
-        /// What was done with the file.
-        what: String,
     },
     /// The dataset's location exists but lacks files the loader reads; it is not
     /// overwritten.
@@ -568,7 +586,17 @@ impl Default for Timeouts {
 pub struct Fetcher {
     agent: ureq::Agent,
     mirror: Option<String>,
-    on_event: Option<Box<dyn Fn(&FetchEvent) + Send + Sync>>,
+    on_event: Option<EventHandler>,
+}
+
+/// What [`Fetcher::on_event`] calls.
+type EventHandler = Box<dyn Fn(&FetchEvent) + Send + Sync>;
+
+/// A fetch error in an env error: boxed, so that `EnvError` stays small.
+impl From<FetchError> for crate::error::EnvError {
+    fn from(error: FetchError) -> Self {
+        crate::error::EnvError::Fetch(Box::new(error))
+    }
 }
 
 impl fmt::Debug for Fetcher {
@@ -800,7 +828,8 @@ impl Fetcher {
     /// renamed. Errors: no connection ([`FetchError::Unreachable`]), an HTTP error
     /// status ([`FetchError::HttpStatus`]), a transfer that stops early
     /// ([`FetchError::Transfer`], the `.part` kept), a wrong checksum
-    /// ([`FetchError::ChecksumMismatch`], a downloaded file deleted).
+    /// ([`FetchError::ChecksumMismatch`], the download deleted; a file found there
+    /// with a wrong checksum is [`FetchError::PlacedFileMismatch`] and stays).
     pub fn download(&self, source: &Source, dir: &Path) -> Result<PathBuf, FetchError> {
         let url = self.url_of(source);
         let target = dir.join(&source.file);
@@ -839,10 +868,9 @@ impl Fetcher {
                 Transfer::RangeRefused => {
                     return Err(FetchError::Transfer {
                         url,
-                        file: source.file.clone(),
                         part,
                         received: have,
-                        of_total: of_total(source.size),
+                        size: source.size,
                         reason: "the server refused the range and the bytes do not verify".into(),
                     })
                 }
@@ -869,20 +897,24 @@ impl Fetcher {
             });
             return Ok(());
         }
-        let what = if downloaded {
-            fs::remove_file(path).map_err(io_error(path))?;
-            "the download was deleted (a mirror serving another file, or a damaged transfer: fetch again)".to_string()
-        } else {
-            "this file was put there by hand or by an earlier fetch: delete it and fetch again"
-                .to_string()
-        };
+        let (url, file) = (url.to_string(), path.to_path_buf());
+        let (algorithm, expected) = (source.checksum.algorithm(), source.checksum.hex());
+        if !downloaded {
+            return Err(FetchError::PlacedFileMismatch {
+                url,
+                file,
+                algorithm,
+                expected,
+                actual,
+            });
+        }
+        fs::remove_file(path).map_err(io_error(path))?;
         Err(FetchError::ChecksumMismatch {
-            url: url.to_string(),
-            file: path.to_path_buf(),
-            algorithm: source.checksum.algorithm(),
-            expected: source.checksum.hex(),
+            url,
+            file,
+            algorithm,
+            expected,
             actual,
-            what,
         })
     }
 
@@ -922,10 +954,9 @@ impl Fetcher {
                 if start != Some(have) {
                     return Err(FetchError::Transfer {
                         url: url.to_string(),
-                        file: source.file.clone(),
                         part: part.to_path_buf(),
                         received: have,
-                        of_total: of_total(source.size),
+                        size: source.size,
                         reason: format!(
                             "asked for the bytes from {have} on, the server sent a range from {}",
                             start.map_or("an unreadable position".into(), |s| s.to_string())
@@ -965,10 +996,9 @@ impl Fetcher {
         let mut received = 0u64;
         let stopped = |received: u64, reason: String| FetchError::Transfer {
             url: url.to_string(),
-            file: source.file.clone(),
             part: part.to_path_buf(),
             received: start + received,
-            of_total: of_total(source.size),
+            size: source.size,
             reason,
         };
         loop {
