@@ -334,3 +334,33 @@ fn run_time_flags_take_effect_on_a_small_run_from_a_config() {
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(summary.contains("Few seeds (1 < 5)"), "{summary}");
 }
+
+/// `l2t list | head -n 1`: a reader that closed the pipe ends the command quietly
+/// (killed by SIGPIPE, as other Unix tools) instead of a panic in `println!` on EPIPE.
+/// The pipe's read end is closed before the command starts, so its first write fails.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_pipe_ends_the_command_quietly() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::ExitStatusExt;
+
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills two new descriptors, each owned once below.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read_end);
+    let output = Command::new(env!("CARGO_BIN_EXE_l2t"))
+        .args(["list"])
+        .stdout(write_end)
+        .output()
+        .expect("l2t runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {stderr}",
+        output.status
+    );
+}

@@ -7,6 +7,7 @@ it. Ctrl-C stops a run at its next safe point and exits with 130, as the binary 
 
 from __future__ import annotations
 
+import signal
 import sys
 
 
@@ -16,6 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     from . import _l2t  # importing the package first loads libtorch (l2t._libtorch)
 
     args = sys.argv[1:] if argv is None else list(argv)
+    # `l2t list | head`: a closed pipe ends the command quietly, as it ends the binary,
+    # instead of a Rust panic on EPIPE (Python ignores SIGPIPE). This process is the
+    # command alone, so the default disposition harms nothing else.
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     # Python's own buffered output first, so it does not land after the command's.
     sys.stdout.flush()
     sys.stderr.flush()
