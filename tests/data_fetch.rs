@@ -473,7 +473,11 @@ fn truncated_transfer_fails_and_keeps_the_part_then_resumes_with_the_rest_only()
     .with_size(archive.len() as u64);
     let location = KnownDataset::Cifar10.default_location(&scratch.join("data"));
     let error = fetcher()
-        .fetch_from(KnownDataset::Cifar10, &[source.clone()], &location)
+        .fetch_from(
+            KnownDataset::Cifar10,
+            std::slice::from_ref(&source),
+            &location,
+        )
         .unwrap_err();
     let message = error.to_string();
     let part = download_dir(&location).join("cifar-10-binary.tar.gz.part");
