@@ -45,6 +45,12 @@ if [[ "$repo" == *"'"* ]]; then
   exit 1
 fi
 
+dir="$(realpath -m "$dir")"
+if [[ "$dir" == "$repo" || "$dir" == "$repo/"* ]]; then
+  say "$dir is inside the l2t checkout; pick a folder outside it (the checkout is a workspace)"
+  exit 1
+fi
+
 # libtorch: the set-up, unless this checkout's `.libtorch` already holds one (the Python
 # package is skipped unless L2T_SKIP_PYTHON=0: a Rust crate does not need it).
 if ! compgen -G "$repo/.libtorch/lib/libtorch_cpu.*" >/dev/null; then
@@ -53,11 +59,6 @@ if ! compgen -G "$repo/.libtorch/lib/libtorch_cpu.*" >/dev/null; then
 fi
 
 mkdir -p "$dir"
-dir="$(cd "$dir" && pwd)"
-if [[ "$dir" == "$repo" || "$dir" == "$repo/"* ]]; then
-  say "$dir is inside the l2t checkout; pick a folder outside it (the checkout is a workspace)"
-  exit 1
-fi
 if [[ -n "$git_url" ]]; then
   dependency="l2t = { git = \"$git_url\" }"
   add_args=(--git "$git_url")
