@@ -34,6 +34,8 @@ enum Mode {
     Serve,
     /// A `Content-Length` of the whole answer, then only this many bytes and a close.
     Truncate(usize),
+    /// The whole file with 200, whatever `Range` asks.
+    IgnoreRange,
 }
 
 /// One request the server answered: path, the range's first byte, body bytes sent.
@@ -121,6 +123,7 @@ fn answer(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             0
         }
         Some((bytes, mode)) => {
+            let range_from = range_from.filter(|_| mode != Mode::IgnoreRange);
             let from = range_from.unwrap_or(0) as usize;
             let (status, extra) = match range_from {
                 Some(from) => (
@@ -500,6 +503,27 @@ fn truncated_transfer_fails_and_keeps_the_part_then_resumes_with_the_rest_only()
     );
     let (train, _) = load_cifar10(&location).unwrap();
     assert_eq!(train.len(), 100);
+}
+
+#[test]
+fn a_server_that_ignores_range_replaces_the_part() {
+    let scratch = Scratch::new("fetch", "no-range");
+    let server = Server::start();
+    let files = idx_files(10, 5);
+    let sources = serve(&server, "m", &files);
+    server.set_mode("/m/train-images-idx3-ubyte.gz", Mode::IgnoreRange);
+    let location = scratch.join("mnist");
+    // A stale `.part` whose bytes are not the file's start.
+    std::fs::create_dir_all(download_dir(&location)).unwrap();
+    let part = download_dir(&location).join("train-images-idx3-ubyte.gz.part");
+    std::fs::write(&part, vec![0xAB; 100]).unwrap();
+    fetcher()
+        .fetch_from(KnownDataset::Mnist, &sources, &location)
+        .unwrap();
+    let first = &server.log()[0];
+    assert_eq!(first.range_from, Some(100), "the .part was resumed");
+    assert_eq!(first.sent, files[0].1.len(), "the server sent all of it");
+    load_mnist_like(&location, "mnist").unwrap();
 }
 
 #[test]
