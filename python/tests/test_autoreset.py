@@ -189,3 +189,32 @@ def test_sb3_vec_env_takes_only_same_step() -> None:
 
     with pytest.raises(ValueError, match="autoreset_mode SAME_STEP"):
         SB3VecEnv(l2t.TeachingVectorEnv("synthetic", 2, teaching=SHORT, autoreset_mode="NextStep"))
+
+
+def test_the_rllib_option_multi_discrete_and_flat_observations() -> None:
+    """RLlib's catalog takes neither MultiBinary actions nor 2-D Box observations; the
+    documented option, ``flatten=True, multi_discrete=True``, gives MultiDiscrete([2] *
+    M) keep-masks and vector observations, which Gymnasium's env checker passes and which
+    step exactly as the MultiBinary env does. (RLlib itself, ray[rllib] 2.60, pins
+    gymnasium 1.2.2 and is not installed here: PPO through this option was run by hand,
+    see docs/python.md.)"""
+    from gymnasium.utils.env_checker import check_env
+
+    env = gymnasium.make(ID, teaching=SHORT, flatten=True, multi_discrete=True)
+    assert env.action_space == gymnasium.spaces.MultiDiscrete([2] * M)
+    assert env.observation_space.shape == (M * 26,)
+    check_env(env.unwrapped, skip_render_check=True)
+    binary = gymnasium.make(ID, teaching=SHORT, flatten=True)
+    assert_same(env.reset(seed=4), binary.reset(seed=4), "reset")
+    env.action_space.seed(0)
+    for t in range(40):
+        action = env.action_space.sample()
+        assert action.dtype == np.int64
+        assert_same(env.step(action), binary.step(action.astype(np.int8)), f"step {t}")
+    venv = l2t.TeachingVectorEnv("synthetic", 2, teaching=SHORT, flatten=True, multi_discrete=True)
+    assert venv.single_action_space == env.action_space
+    assert venv.action_space == gymnasium.vector.utils.batch_space(env.action_space, 2)
+    venv.reset(seed=0)
+    venv.step(venv.action_space.sample())
+    for e in (env, binary, venv):
+        e.close()
