@@ -44,5 +44,5 @@ pub use teaching::{
     Compute, LossScaling, Reward, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation,
     Threshold,
 };
-pub use threaded::{EnvFactory, ThreadedVectorEnv, VecResetSome};
-pub use vector::{Autoreset, VecReset, VecStep, VectorEnv};
+pub use threaded::{EnvFactory, ThreadedVectorEnv};
+pub use vector::{Autoreset, VecReset, VecResetSome, VecStep, VectorEnv};

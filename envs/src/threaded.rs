@@ -33,7 +33,7 @@ use crate::env::Env;
 use crate::error::{invalid_config, EnvError, Result};
 use crate::vector::{
     check_action_count, check_reset_args, check_steppable, env_seed, reset_some_envs, step_envs,
-    Autoreset, VecReset, VecStep, VectorEnv,
+    Autoreset, VecReset, VecResetSome, VecStep, VectorEnv,
 };
 
 /// What the main thread asks a worker to do.
@@ -43,9 +43,6 @@ enum Command<A> {
     /// Step the envs; the flags say whose episode ended on the last step.
     Step(Vec<A>, Vec<bool>),
 }
-
-/// What a masked reset returns: env `i`'s observation and info, `None` where it was left.
-pub type VecResetSome<O, I> = Vec<Option<(O, I)>>;
 
 /// A worker's answer to a [`Command`] (or to its start).
 enum Reply<O, I> {

@@ -15,9 +15,9 @@
 //!   observation; the next step ignores env `i`'s action and resets it (`reset(None)`),
 //!   returning the first observation of its next episode with reward 0, not terminated,
 //!   not truncated, and the reset's info.
-//! - [`Autoreset::Disabled`]: nothing is reset; the caller resets the ended envs
-//!   (a reset with a mask, [`reset_some_envs`]) before the next step, which refuses to
-//!   step an env whose episode ended ([`EnvError::VectorEpisodeEnded`]).
+//! - [`Autoreset::Disabled`]: nothing is reset; the caller resets the ended envs (a
+//!   reset with a mask, [`crate::ThreadedVectorEnv::reset_some`]) before the next step,
+//!   which refuses to step an env whose episode ended ([`EnvError::VectorEpisodeEnded`]).
 //!
 //! [`crate::ThreadedVectorEnv`] implements them, its worker threads stepping their envs
 //! one after the other with this module's `reset_some_envs` and `step_envs` (the
@@ -78,6 +78,9 @@ impl<O, I> VecStep<O, I> {
 
 /// What a vector reset returns: one observation and one info per env.
 pub type VecReset<O, I> = (Vec<O>, Vec<I>);
+
+/// What a masked reset returns: env `i`'s observation and info, `None` where it was left.
+pub type VecResetSome<O, I> = Vec<Option<(O, I)>>;
 
 /// What a vector env does with an env whose episode ended: Gymnasium 1.x's
 /// `AutoresetMode` (see the [module docs](self)).
@@ -213,7 +216,7 @@ pub(crate) fn reset_some_envs<E: Env>(
     envs: &mut [E],
     seeds: &[Option<u64>],
     mask: &[bool],
-) -> Result<Vec<Option<(E::Observation, E::Info)>>> {
+) -> Result<VecResetSome<E::Observation, E::Info>> {
     if seeds.len() != envs.len() || mask.len() != envs.len() {
         return Err(crate::error::invalid_config(
             "reset_mask",
