@@ -65,8 +65,10 @@ setup_libtorch() {
       say "LIBTORCH=$LIBTORCH is set but has no lib/ folder; unset it or fix it"
       exit 1
     fi
-    say "using the LIBTORCH you set: $LIBTORCH"
-    libtorch="$LIBTORCH"
+    # Resolved: a LIBTORCH that is this checkout's own `.libtorch` link (as in
+    # .cargo/config.toml) must not become a link to itself below.
+    libtorch="$(readlink -f "$LIBTORCH")"
+    say "using the LIBTORCH you set: $LIBTORCH ($libtorch)"
     return
   fi
   libtorch="$cache/libtorch-$torch_version-cpu"
@@ -154,6 +156,9 @@ setup_python() {
   [[ "${L2T_PYTHON_RELEASE:-0}" == "1" ]] && profile=(--release)
   say "building the Python package l2t into $venv${profile:+ (release)}"
   local log="$repo/target/maturin-develop.log"
+  # The module is one abi3 file (_l2t.abi3.so); a per-version one left by an older
+  # checkout's build (_l2t.cpython-3XX-*.so) would be imported ahead of it.
+  rm -f "$repo"/python/l2t/_l2t.cpython-*.so
   mkdir -p "$repo/target"
   if ! (cd "$repo" && VIRTUAL_ENV="$venv" "$venv/bin/maturin" develop \
     --manifest-path python/Cargo.toml "${profile[@]}") >"$log" 2>&1; then
