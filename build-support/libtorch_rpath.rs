@@ -56,17 +56,35 @@ fn main() {
     // time so that a wheel reports them on any machine: libtorch's `build-version`,
     // tch from Cargo.lock, rustc.
     let libtorch_dir = libtorch.canonicalize().unwrap_or(libtorch);
-    let version_file = libtorch_dir.join("build-version");
-    let version = match std::fs::read_to_string(&version_file) {
-        Ok(text) => {
-            println!("cargo:rerun-if-changed={}", version_file.display());
-            text.trim().to_string()
-        }
-        Err(_) => "unknown".into(),
-    };
+    let version = libtorch_version(&libtorch_dir);
     println!("cargo:rustc-env=L2T_LIBTORCH_VERSION={version}");
     println!("cargo:rustc-env=L2T_TCH_VERSION={}", locked_version("tch"));
     println!("cargo:rustc-env=L2T_RUSTC_VERSION={}", rustc_version());
+}
+
+/// The libtorch release at `libtorch_dir`: its `build-version` file (a libtorch
+/// archive, or the set-up's), else the `__version__` of `version.py` when LIBTORCH is an
+/// installed torch package's folder (`pip install ./python` builds against it), without
+/// its local part (`2.13.0+cu130` is libtorch 2.13.0); "unknown" if neither is there.
+fn libtorch_version(libtorch_dir: &std::path::Path) -> String {
+    let version_file = libtorch_dir.join("build-version");
+    if let Ok(text) = std::fs::read_to_string(&version_file) {
+        println!("cargo:rerun-if-changed={}", version_file.display());
+        return text.trim().to_string();
+    }
+    let python_file = libtorch_dir.join("version.py");
+    if let Ok(text) = std::fs::read_to_string(&python_file) {
+        println!("cargo:rerun-if-changed={}", python_file.display());
+        let version = text.lines().find_map(|line| {
+            let value = line.strip_prefix("__version__")?.trim_start();
+            let value = value.strip_prefix('=')?.trim();
+            Some(value.trim_matches(|c| c == '\'' || c == '"').to_string())
+        });
+        if let Some(version) = version {
+            return version.split('+').next().unwrap_or(&version).to_string();
+        }
+    }
+    "unknown".into()
 }
 
 /// The version of `package` in the workspace's Cargo.lock ("unknown" if unreadable).

@@ -305,6 +305,23 @@ fn a_missing_libtorch_stops_the_build_with_the_set_up_command() {
     let without_links = run_build_script(&binary, Some(&fake), &empty_cache, false);
     assert!(without_links.status.success(), "{}", text(&without_links));
     assert!(!String::from_utf8_lossy(&without_links.stdout).contains("cargo:libtorch"));
+    // No build-version: the version is unknown, unless LIBTORCH is an installed torch
+    // package's folder (`pip install ./python`), whose version.py gives it.
+    assert!(
+        stdout.contains("cargo:rustc-env=L2T_LIBTORCH_VERSION=unknown\n"),
+        "{stdout}"
+    );
+    fs::write(
+        fake.join("version.py"),
+        "from typing import Optional\n__version__ = '2.13.0+cu130'\ndebug = False\n",
+    )
+    .unwrap();
+    let torch_package = run_build_script(&binary, Some(&fake), &empty_cache, false);
+    let stdout = String::from_utf8_lossy(&torch_package.stdout);
+    assert!(
+        stdout.contains("cargo:rustc-env=L2T_LIBTORCH_VERSION=2.13.0\n"),
+        "{stdout}"
+    );
 }
 
 /// What torch-sys's C++ compile meets when LIBTORCH names a folder without libtorch:
