@@ -120,6 +120,99 @@ fn a_policy_that_keeps_one_per_batch_keeps_exactly_one_and_trains_alike_on_any_w
 }
 
 #[test]
+fn a_learned_share_over_a_pool_trains_alike_on_any_worker_count_and_survives_a_checkpoint() {
+    let make = || {
+        let config = EsConfig {
+            pairs: 2,
+            pool: 2,
+            learned_share: Some(0.3),
+            seed: 9,
+            ..EsConfig::default()
+        };
+        EvolutionStrategies::new(config, &common::tiny_layout()).unwrap()
+    };
+    let mut reference = make();
+    // theta holds the score (F + 1) and the share head (F + 1).
+    let features = common::tiny_layout().len();
+    assert_eq!(reference.flat_weights().unwrap().len(), 2 * (features + 1));
+    let episodes = train(&mut reference, 1, 8);
+    for episode in &episodes {
+        let s = &episode.summary;
+        assert!(
+            s.instances_kept > 0 && s.instances_kept < s.instances_seen,
+            "{s:?}"
+        );
+    }
+    let moved = reference.flat_weights().unwrap();
+    let start = make().flat_weights().unwrap();
+    assert_ne!(
+        common::bits(&moved[features + 1..]),
+        common::bits(&start[features + 1..]),
+        "the share head did not move"
+    );
+    let mut other = make();
+    let other_episodes = train(&mut other, 2, 8);
+    assert_eq!(
+        common::bits(&other.flat_weights().unwrap()),
+        common::bits(&moved)
+    );
+    assert_eq!(
+        common::outcomes(&episodes),
+        common::outcomes(&other_episodes)
+    );
+    // A checkpoint restores theta, its share head and the feature statistics: the
+    // restored teacher teaches an episode as the original does, mask for mask.
+    let dir = common::Scratch::new("es", "learned-share");
+    let path = dir.join("es.ckpt");
+    reference.save_checkpoint(&path).unwrap();
+    let mut restored: Box<dyn Teacher> =
+        l2t::agents::load_learner(&path, Some(&common::tiny_layout())).unwrap();
+    let mut original: Box<dyn Teacher> = Box::new(reference);
+    let mut env = common::tiny_env(config());
+    let (mut observation, mut info) = env.reset(Some(3)).unwrap();
+    for _ in 0..6 {
+        let mask = original.act(&observation, &info).unwrap();
+        assert_eq!(restored.act(&observation, &info).unwrap(), mask);
+        let step = env.step(&mask).unwrap();
+        if step.terminated || step.truncated {
+            break;
+        }
+        (observation, info) = (step.observation, step.info);
+    }
+}
+
+#[test]
+fn pool_and_learned_share_settings_are_checked_by_name() {
+    let layout = common::tiny_layout();
+    let refused = |config: EsConfig| {
+        EvolutionStrategies::new(config, &layout)
+            .unwrap_err()
+            .to_string()
+    };
+    let error = refused(EsConfig {
+        pool: 4,
+        ..EsConfig::default()
+    });
+    assert!(error.contains("pool"), "{error}");
+    let error = refused(EsConfig {
+        learned_share: Some(0.3),
+        keep_per_batch: 2,
+        ..EsConfig::default()
+    });
+    assert!(error.contains("learned_share"), "{error}");
+    for share in [0.0, 1.0, f64::NAN] {
+        let error = refused(EsConfig {
+            learned_share: Some(share),
+            ..EsConfig::default()
+        });
+        assert!(error.contains("learned_share"), "{error}");
+    }
+    // Both read from a config.
+    let parsed: EsConfig = serde_json::from_str(r#"{"pool": 4, "learned_share": 0.3}"#).unwrap();
+    assert_eq!((parsed.pool, parsed.learned_share), (4, Some(0.3)));
+}
+
+#[test]
 fn without_common_random_numbers_every_episode_has_its_own_seed() {
     let mut teacher = EvolutionStrategies::new(
         EsConfig {

@@ -49,8 +49,29 @@
 //! of RHO-LOSS, which keeps the top ceil(kappa M) by a fixed score; the bias b and the
 //! features constant over a batch (the student state) drop out.
 //!
-//! When it teaches (evaluation), the teacher samples its mask (Bernoulli, or k per
-//! batch) from the mean weights theta and its own stream.
+//! **A pool of batches** (`pool = P > 1`, with k or a learned share). RHO-LOSS ranks a
+//! big batch of P M rows; so can ES: a row of the current batch is kept when its
+//! z_m + g_m (g_m the Gumbel draw of the Plackett-Luce sample) is among the n_t
+//! largest of the last P batches', n_t = k P ([`crate::policy::KeepRule`]). A batch of
+//! easy rows then gives fewer than k, a hard one more.
+//!
+//! **A learned kept share** (`learned_share = q_0`). A fixed share cannot be
+//! compute-optimal: early in training nearly every row is worth its backward, late
+//! few are, and scoring costs a forward either way. The policy then has a second
+//! head over the batch's mean standardised row,
+//!
+//! ```text
+//! q_t = sigma(u . mean_m z(s_m) + c),     c starts at logit(q_0)
+//! n_t = ceil(q_t P M)
+//! ```
+//!
+//! which ES perturbs and learns with w and b: the student state columns (progress,
+//! average loss, best dev accuracy) and the batch's means (its loss, margin, reducible
+//! loss) set how many rows are kept; the score w . z(s_m) sets which. Only the
+//! episode's return trains either.
+//!
+//! When it teaches (evaluation), the teacher samples its mask (Bernoulli, k per batch,
+//! or the pool's share) from the mean weights theta and its own stream.
 
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -63,7 +84,7 @@ use l2t_envs::{FeatureLayout, TeachingInfo, TeachingObservation};
 use crate::checkpoint::{Checkpointed, Progress};
 use crate::episode::UpdateStats;
 use crate::error::{invalid_config, AgentError, Result};
-use crate::policy::BernoulliPolicy;
+use crate::policy::{BernoulliPolicy, KeepRule};
 use crate::rollout::{Learner, PolicyRollout, RolloutJob, Trajectory};
 use crate::teacher::{KeepMask, Teacher};
 use crate::weights::{mlp_parameter_count, named_trainable_in_name_order};
@@ -99,10 +120,23 @@ pub struct EsConfig {
     /// doc); 0 (the default): one Bernoulli(sigma(z)) draw per instance.
     #[serde(skip_serializing_if = "is_zero")]
     pub keep_per_batch: usize,
+    /// P: the incoming batches a kept count applies to (1, the default: each batch
+    /// alone). P > 1 needs `keep_per_batch` or `learned_share`.
+    #[serde(skip_serializing_if = "is_one")]
+    pub pool: usize,
+    /// q_0: with a value, the policy learns the kept share of each big batch with a
+    /// second head that starts at q_0 (see the module doc); `keep_per_batch` must then
+    /// be 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned_share: Option<f64>,
 }
 
 fn is_zero(value: &usize) -> bool {
     *value == 0
+}
+
+fn is_one(value: &usize) -> bool {
+    *value == 1
 }
 
 impl Default for EsConfig {
@@ -117,6 +151,8 @@ impl Default for EsConfig {
             common_random_numbers: CommonRandomNumbers::Pairs,
             seed: 0,
             keep_per_batch: 0,
+            pool: 1,
+            learned_share: None,
         }
     }
 }
@@ -185,6 +221,11 @@ impl EsConfig {
         (self.keep_per_batch > 0).then_some(self.keep_per_batch)
     }
 
+    /// The keep rule of a fresh episode.
+    fn keep_rule(&self) -> KeepRule {
+        KeepRule::new(self.keep_per_batch(), self.pool)
+    }
+
     fn validate(&self) -> Result<()> {
         if self.pairs == 0 {
             return Err(invalid_config("pairs", "must be at least 1"));
@@ -197,6 +238,28 @@ impl EsConfig {
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(invalid_config("weight_decay", "must be at least 0"));
+        }
+        if self.pool == 0 {
+            return Err(invalid_config("pool", "must be at least 1"));
+        }
+        if let Some(q) = self.learned_share {
+            if !(q > 0.0 && q < 1.0) {
+                return Err(invalid_config(
+                    "learned_share",
+                    format!("the initial kept share {q} must be in (0, 1)"),
+                ));
+            }
+            if self.keep_per_batch > 0 {
+                return Err(invalid_config(
+                    "learned_share",
+                    "a learned share sets the kept count: keep_per_batch must be 0",
+                ));
+            }
+        } else if self.pool > 1 && self.keep_per_batch == 0 {
+            return Err(invalid_config(
+                "pool",
+                "a pool of batches needs keep_per_batch > 0 or a learned_share",
+            ));
         }
         Ok(())
     }
@@ -215,6 +278,8 @@ pub struct EvolutionStrategies {
     pub(crate) optimizer: Adam,
     /// The stream of the masks sampled when teaching (not in training rollouts).
     pub(crate) sampling_rng: ChaCha8Rng,
+    /// The keep rule when teaching, with its pool.
+    rule: KeepRule,
     pub(crate) episodes: usize,
     /// The feature columns the policy reads.
     pub(crate) layout: FeatureLayout,
@@ -235,17 +300,19 @@ impl EvolutionStrategies {
         config.validate()?;
         let feature_dim = layout.len();
         let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
-        let (policy, optimizer) = BernoulliPolicy::with_adam(
+        let policy = BernoulliPolicy::with_share_head(
             feature_dim,
             config.hidden,
             config.output_bias,
-            config.learning_rate,
+            config.learned_share,
             &mut init_rng,
         )?;
+        let optimizer = Adam::for_var_store(policy.var_store(), config.learning_rate);
         let features = FeatureStats::new(feature_dim);
         let folded = features.fold(policy.try_clone()?)?;
         Ok(Self {
             sampling_rng: stream_rng(config.seed, Stream::TeacherSampling),
+            rule: config.keep_rule(),
             config,
             theta: policy,
             folded,
@@ -378,33 +445,41 @@ impl FeatureStats {
     }
 
     /// `policy` (over standardised features) made to read raw features, in place: its
-    /// first layer's W' = W / sd and b' = b - W' mu.
+    /// first layer's W' = W / sd and b' = b - W' mu, and the same for its share head,
+    /// which reads the batch's mean row (a mean of standardised rows is the
+    /// standardised mean row).
     pub fn fold(&self, policy: BernoulliPolicy) -> Result<BernoulliPolicy> {
         let first = if policy.hidden_units() > 0 {
             "hidden"
         } else {
             "output"
         };
+        let mut layers = vec![first];
+        if policy.initial_share().is_some() {
+            layers.push("share");
+        }
         let variables = policy.var_store().variables();
-        let (Some(weight), Some(bias)) = (
-            variables.get(&format!("{first}.weight")),
-            variables.get(&format!("{first}.bias")),
-        ) else {
-            return Err(AgentError::Observation(format!(
-                "the policy has no layer `{first}`"
-            )));
-        };
         let (mean, sd) = self.mean_sd();
         let to_tensor =
             |v: &[f64]| Tensor::from_slice(&v.iter().map(|&x| x as f32).collect::<Vec<_>>());
         let (mean, sd) = (to_tensor(&mean), to_tensor(&sd));
-        tch::no_grad(|| -> Result<()> {
-            let scaled = weight.f_div(&sd.unsqueeze(0))?;
-            let shift = scaled.f_matmul(&mean)?;
-            weight.shallow_clone().f_copy_(&scaled)?;
-            let _ = bias.shallow_clone().f_sub_(&shift)?;
-            Ok(())
-        })?;
+        for layer in layers {
+            let (Some(weight), Some(bias)) = (
+                variables.get(&format!("{layer}.weight")),
+                variables.get(&format!("{layer}.bias")),
+            ) else {
+                return Err(AgentError::Observation(format!(
+                    "the policy has no layer `{layer}`"
+                )));
+            };
+            tch::no_grad(|| -> Result<()> {
+                let scaled = weight.f_div(&sd.unsqueeze(0))?;
+                let shift = scaled.f_matmul(&mean)?;
+                weight.shallow_clone().f_copy_(&scaled)?;
+                let _ = bias.shallow_clone().f_sub_(&shift)?;
+                Ok(())
+            })?;
+        }
         Ok(policy)
     }
 }
@@ -458,7 +533,7 @@ impl Learner for EvolutionStrategies {
                 jobs.push(RolloutJob {
                     seed,
                     rollout: PolicyRollout::new(policy, sampling_rng)
-                        .keeping_per_batch(self.config.keep_per_batch()),
+                        .keeping_by(self.config.keep_rule()),
                 });
             }
         }
@@ -570,7 +645,12 @@ impl Checkpointed for EvolutionStrategies {
         (config, _): &(EsConfig, FeatureStats),
         feature_dim: usize,
     ) -> Option<usize> {
-        mlp_parameter_count(feature_dim, config.hidden)
+        let share_head = if config.learned_share.is_some() {
+            feature_dim.checked_add(1)?
+        } else {
+            0
+        };
+        mlp_parameter_count(feature_dim, config.hidden)?.checked_add(share_head)
     }
     fn rebuild(
         (config, features): (EsConfig, FeatureStats),
@@ -604,10 +684,11 @@ impl Teacher for EvolutionStrategies {
         self.layout.names().to_vec()
     }
 
-    fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
-        self.folded.sample_features(
+    fn act(&mut self, observation: &TeachingObservation, info: &TeachingInfo) -> Result<KeepMask> {
+        self.rule.sample(
+            &self.folded,
             &*observation.features_for(&self.layout)?,
-            self.config.keep_per_batch(),
+            info.incoming_batches == 0,
             &mut self.sampling_rng,
         )
     }
@@ -650,5 +731,32 @@ mod tests {
             Vec::<f32>::try_from(direction[0].flatten(0, -1)).unwrap(),
             Vec::<f32>::try_from(es.direction(0, 1)[0].flatten(0, -1)).unwrap()
         );
+    }
+
+    #[test]
+    fn folding_gives_the_share_head_on_raw_rows_what_theta_gives_on_standardised_ones() {
+        let config = EsConfig {
+            learned_share: Some(0.4),
+            ..EsConfig::default()
+        };
+        let es = EvolutionStrategies::new(config, &crate::teacher::test_layout(3)).unwrap();
+        let mut stats = FeatureStats::new(3);
+        stats.add(&[1.0, 10.0, -2.0, 3.0, 30.0, 2.0, 2.0, 5.0, 0.0]);
+        let folded = stats.fold(es.theta.try_clone().unwrap()).unwrap();
+        let raw = [2.5f32, 12.0, 1.0, 1.5, 20.0, -1.0];
+        let (mean, sd) = stats.mean_sd();
+        let standardised: Vec<f32> = raw
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| ((f64::from(x) - mean[i % 3]) / sd[i % 3]) as f32)
+            .collect();
+        let rows = |v: &[f32]| Tensor::from_slice(v).view([2, 3]);
+        let on_raw = folded.kept_share(&rows(&raw)).unwrap().unwrap();
+        let on_standardised = es.theta.kept_share(&rows(&standardised)).unwrap().unwrap();
+        assert!(
+            (on_raw - on_standardised).abs() < 1e-5,
+            "{on_raw} {on_standardised}"
+        );
+        assert!((on_raw - 0.4).abs() > 1e-3, "the head reads the rows");
     }
 }

@@ -6,6 +6,18 @@
 //! `features -> hidden tanh -> 1` (25-12-1 for MNIST in the paper), or with 0 hidden
 //! units the identity (a linear policy, w . s + b). The output bias starts at 2.0
 //! (sigma(2) = 0.88), so that early on most data is kept.
+//!
+//! **A learned kept share** (optional, [`BernoulliPolicy::with_share_head`]). A
+//! second linear head reads the batch's mean feature row, whose student-state columns
+//! (progress, average loss, best dev accuracy) and batch-level means (how hard the
+//! batch is) are what a fixed share cannot follow:
+//!
+//! ```text
+//! q_t = sigma(u . mean_m s_m + c),      c starts at logit(q_0)
+//! ```
+//!
+//! the share of the big batch kept at step t ([`KeepRule`]): a teacher can keep most
+//! of what comes early in training and little late.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -14,7 +26,7 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 use l2t_envs::student::{init_from_stream, torch_default_init, Init};
 
 use crate::error::{invalid_config, AgentError, Result};
-use crate::teacher::{top_k_mask, KeepMask};
+use crate::teacher::{top_k_mask, KeepMask, ScorePool};
 use l2t_envs::student::Adam;
 
 /// The Bernoulli keep-policy network.
@@ -24,6 +36,10 @@ pub struct BernoulliPolicy {
     hidden: Option<nn::Linear>,
     hidden_units: usize,
     output: nn::Linear,
+    /// The kept-share head q = sigma(u . mean_m s_m + c); `None` without one.
+    share: Option<nn::Linear>,
+    /// q_0, the share the head starts at.
+    initial_share: Option<f64>,
     input_dim: usize,
     output_bias: f64,
 }
@@ -33,6 +49,7 @@ impl std::fmt::Debug for BernoulliPolicy {
         f.debug_struct("BernoulliPolicy")
             .field("input_dim", &self.input_dim)
             .field("output_bias", &self.output_bias)
+            .field("initial_share", &self.initial_share)
             .finish()
     }
 }
@@ -47,10 +64,31 @@ impl BernoulliPolicy {
         output_bias: f64,
         init_rng: &mut ChaCha8Rng,
     ) -> Result<Self> {
+        Self::with_share_head(input_dim, hidden, output_bias, None, init_rng)
+    }
+
+    /// A policy as [`Self::new`] with, for `initial_share = Some(q_0)`, a kept-share
+    /// head (see the module doc) whose bias starts at logit(q_0), its weights drawn
+    /// after the others' from `init_rng`. q_0 must be in (0, 1).
+    pub fn with_share_head(
+        input_dim: usize,
+        hidden: usize,
+        output_bias: f64,
+        initial_share: Option<f64>,
+        init_rng: &mut ChaCha8Rng,
+    ) -> Result<Self> {
         if input_dim == 0 {
             return Err(invalid_config("input_dim", "must be positive"));
         }
-        let policy = Self::with_layers(input_dim, hidden, output_bias);
+        if let Some(q) = initial_share {
+            if !(q > 0.0 && q < 1.0) {
+                return Err(invalid_config(
+                    "learned_share",
+                    format!("the initial kept share {q} must be in (0, 1)"),
+                ));
+            }
+        }
+        let policy = Self::with_layers(input_dim, hidden, output_bias, initial_share);
         policy.reinitialise(init_rng);
         Ok(policy)
     }
@@ -71,7 +109,12 @@ impl BernoulliPolicy {
 
     /// The variables and layers of a policy, weights not yet drawn (placeholders from
     /// `nn::linear`, overwritten by [`Self::reinitialise`] or a copy).
-    fn with_layers(input_dim: usize, hidden: usize, output_bias: f64) -> Self {
+    fn with_layers(
+        input_dim: usize,
+        hidden: usize,
+        output_bias: f64,
+        initial_share: Option<f64>,
+    ) -> Self {
         let vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
         let hidden_layer = (hidden > 0).then(|| {
@@ -89,11 +132,15 @@ impl BernoulliPolicy {
             1,
             Default::default(),
         );
+        let share = initial_share
+            .map(|_| nn::linear(&root / "share", input_dim as i64, 1, Default::default()));
         Self {
             vs,
             hidden: hidden_layer,
             hidden_units: hidden,
             output,
+            share,
+            initial_share,
             input_dim,
             output_bias,
         }
@@ -103,7 +150,12 @@ impl BernoulliPolicy {
     /// history): the frozen policy an episode rolled out on another thread samples
     /// from, while the original goes on learning.
     pub fn try_clone(&self) -> Result<Self> {
-        let mut copy = Self::with_layers(self.input_dim, self.hidden_units, self.output_bias);
+        let mut copy = Self::with_layers(
+            self.input_dim,
+            self.hidden_units,
+            self.output_bias,
+            self.initial_share,
+        );
         copy.vs.copy(&self.vs)?;
         Ok(copy)
     }
@@ -112,9 +164,12 @@ impl BernoulliPolicy {
     pub fn reinitialise(&self, init_rng: &mut ChaCha8Rng) {
         let vs = &self.vs;
         let bias = self.output_bias;
+        let share_bias = self.initial_share.map(|q| (q / (1.0 - q)).ln());
         init_from_stream(vs, init_rng, |name, shape| {
             if name == "output.bias" {
                 Init::Constant(bias)
+            } else if let (Some(c), "share.bias") = (share_bias, name) {
+                Init::Constant(c)
             } else {
                 torch_default_init(name, shape, vs)
             }
@@ -124,6 +179,28 @@ impl BernoulliPolicy {
     /// Number of input features.
     pub fn input_dim(&self) -> usize {
         self.input_dim
+    }
+
+    /// q_0 of the kept-share head; `None` without one.
+    pub fn initial_share(&self) -> Option<f64> {
+        self.initial_share
+    }
+
+    /// The kept share q = sigma(u . mean_m s_m + c) for a batch's features `[M, F]`;
+    /// `None` for a policy without a share head or an empty batch.
+    pub fn kept_share(&self, features: &Tensor) -> Result<Option<f64>> {
+        let Some(share) = &self.share else {
+            return Ok(None);
+        };
+        if features.size().first().copied().unwrap_or(0) == 0 {
+            return Ok(None);
+        }
+        let q = tch::no_grad(|| {
+            share
+                .forward(&features.mean_dim(0, true, Kind::Float))
+                .sigmoid()
+        });
+        Ok(Some(q.f_double_value(&[0, 0])?))
     }
 
     /// Tanh hidden units (0 for a linear policy).
@@ -201,12 +278,18 @@ impl BernoulliPolicy {
         k: usize,
         rng: &mut ChaCha8Rng,
     ) -> Result<KeepMask> {
+        Ok(top_k_mask(&self.gumbel_scores(features, rng)?, k))
+    }
+
+    /// z_m + g_m per row: the logits with one Gumbel draw g_m = -ln(-ln u_m) each,
+    /// u_m from `rng`. The top k of them are k draws without replacement from
+    /// softmax(z).
+    fn gumbel_scores(&self, features: &Tensor, rng: &mut ChaCha8Rng) -> Result<Vec<f32>> {
         let logits = Vec::<f32>::try_from(tch::no_grad(|| self.logits(features)))?;
-        let perturbed: Vec<f32> = logits
+        Ok(logits
             .iter()
             .map(|z| z - (-rng.gen::<f32>().max(f32::MIN_POSITIVE).ln()).ln())
-            .collect();
-        Ok(top_k_mask(&perturbed, k))
+            .collect())
     }
 
     /// [`Self::sample`] (`keep_per_batch = None`) or [`Self::sample_top_k`] (`Some(k)`)
@@ -247,6 +330,76 @@ impl BernoulliPolicy {
         }
         .view([rows as i64, cols as i64])
         .to_kind(Kind::Float)
+    }
+}
+
+/// How a learned teacher turns its policy's scores into a keep-mask, with the state
+/// that carries across an episode's steps (the big batch B_t of a pool).
+///
+/// With logits z_m, Gumbel draws g_m (one uniform per row from the teacher's stream)
+/// and P = `pool`:
+/// - no k and no share head: one Bernoulli(sigma(z_m)) draw per row;
+/// - `keep_per_batch = k`, P = 1: k rows of each batch, drawn without replacement from
+///   softmax(z) (the Gumbel top-k);
+/// - a share head, P = 1: the same with k_t = ceil(q_t M), q_t the head's share for the
+///   batch;
+/// - P > 1: a row of the current batch is kept when z_m + g_m is among the n_t largest
+///   of the last P batches' ([`ScorePool`]), with n_t = k P or ceil(q_t P M): the form
+///   of RHO-LOSS's big batch, with a learned score (and share).
+#[derive(Debug, Clone)]
+pub struct KeepRule {
+    keep_per_batch: Option<usize>,
+    big_batch: ScorePool,
+}
+
+impl KeepRule {
+    /// The rule for `keep_per_batch` (`None`: per-row Bernoulli, or the share head's
+    /// count) over a pool of `pool` batches (1: each batch alone).
+    pub fn new(keep_per_batch: Option<usize>, pool: usize) -> Self {
+        Self {
+            keep_per_batch,
+            big_batch: ScorePool::new(pool),
+        }
+    }
+
+    /// The keep-mask of `policy` for an observation's features `[M, F]`, after checking
+    /// that it has the F columns the policy reads; `first_of_episode` (the env's
+    /// `incoming_batches == 0`) empties the pool.
+    pub fn sample(
+        &mut self,
+        policy: &BernoulliPolicy,
+        features: &ndarray::Array2<f32>,
+        first_of_episode: bool,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<KeepMask> {
+        let pool = self.big_batch.size();
+        if pool == 1 && policy.share.is_none() {
+            return policy.sample_features(features, self.keep_per_batch, rng);
+        }
+        let f = features.ncols();
+        if f != policy.input_dim {
+            return Err(AgentError::Observation(format!(
+                "{f} feature columns, the policy was built for {}",
+                policy.input_dim
+            )));
+        }
+        let rows = features.nrows();
+        let tensor = BernoulliPolicy::features_tensor(features);
+        let count = match (policy.kept_share(&tensor)?, self.keep_per_batch) {
+            (Some(q), _) => (q * (pool * rows) as f64).ceil() as usize,
+            (None, Some(k)) => k * pool,
+            (None, None) => {
+                return Err(invalid_config(
+                    "pool",
+                    "a pool of batches needs keep_per_batch or a learned share",
+                ))
+            }
+        };
+        if pool == 1 {
+            return policy.sample_top_k(&tensor, count.max(1), rng);
+        }
+        let scores = policy.gumbel_scores(&tensor, rng)?;
+        Ok(self.big_batch.keep_top(scores, count, first_of_episode))
     }
 }
 
@@ -315,5 +468,115 @@ mod tests {
             counts.iter().all(|&c| (400..600).contains(&c)),
             "{counts:?}"
         );
+    }
+
+    /// A linear policy over 2 features with score weight `w` on feature 0 and, for
+    /// `share = Some(q0)`, a share head reading feature 1 with weight 1.
+    fn two_feature_policy(share: Option<f64>) -> BernoulliPolicy {
+        let mut rng = stream_rng(4, Stream::TeacherInit);
+        let policy = BernoulliPolicy::with_share_head(2, 0, 0.0, share, &mut rng).unwrap();
+        tch::no_grad(|| {
+            for (name, mut v) in policy.var_store().variables() {
+                match name.as_str() {
+                    "output.weight" => {
+                        let _ = v.copy_(&Tensor::from_slice(&[100.0f32, 0.0]).view([1, 2]));
+                    }
+                    "share.weight" => {
+                        let _ = v.copy_(&Tensor::from_slice(&[0.0f32, 1.0]).view([1, 2]));
+                    }
+                    _ => {
+                        let _ = v.fill_(0.0);
+                    }
+                }
+            }
+        });
+        policy
+    }
+
+    fn batch(scores: &[f32], share_input: f32) -> ndarray::Array2<f32> {
+        ndarray::Array2::from_shape_fn((scores.len(), 2), |(i, j)| {
+            if j == 0 {
+                scores[i]
+            } else {
+                share_input
+            }
+        })
+    }
+
+    #[test]
+    fn the_share_head_starts_at_q0_and_sets_the_count_of_each_batch() {
+        let mut rng = stream_rng(5, Stream::TeacherSampling);
+        let fresh = BernoulliPolicy::with_share_head(
+            3,
+            0,
+            2.0,
+            Some(0.3),
+            &mut stream_rng(1, Stream::TeacherInit),
+        )
+        .unwrap();
+        // The weights other than the head's are drawn as without it.
+        let plain =
+            BernoulliPolicy::new(3, 0, 2.0, &mut stream_rng(1, Stream::TeacherInit)).unwrap();
+        let output = |p: &BernoulliPolicy| {
+            Vec::<f32>::try_from(p.var_store().variables()["output.weight"].flatten(0, -1)).unwrap()
+        };
+        assert_eq!(output(&fresh), output(&plain));
+        let zeros = Tensor::zeros([4, 3], (Kind::Float, Device::Cpu));
+        // u . 0 + logit(0.3) = logit(0.3).
+        let q = fresh.kept_share(&zeros).unwrap().unwrap();
+        assert!((q - 0.3).abs() < 1e-6, "{q}");
+        assert_eq!(plain.kept_share(&zeros).unwrap(), None);
+
+        // q = sigma(mean feature 1): 0 -> 1/2 of M = 8 is 4 rows, 0.85 -> 0.70 is ceil 5.6 = 6.
+        let policy = two_feature_policy(Some(0.5));
+        let scores = [0.1f32, 0.8, 0.3, 0.9, 0.5, 0.2, 0.7, 0.4];
+        let mut rule = KeepRule::new(None, 1);
+        let half = rule
+            .sample(&policy, &batch(&scores, 0.0), true, &mut rng)
+            .unwrap();
+        assert_eq!(half.iter().filter(|&&k| k).count(), 4);
+        // Logits 100 apart per unit: the largest scores win.
+        assert!(half[3] && half[1] && half[6] && half[4], "{half:?}");
+        let more = rule
+            .sample(&policy, &batch(&scores, 0.85), false, &mut rng)
+            .unwrap();
+        assert_eq!(more.iter().filter(|&&k| k).count(), 6);
+        assert!(BernoulliPolicy::with_share_head(3, 0, 0.0, Some(1.0), &mut rng).is_err());
+    }
+
+    #[test]
+    fn a_pool_keeps_the_top_of_the_last_batches_and_restarts_each_episode() {
+        let mut rng = stream_rng(6, Stream::TeacherSampling);
+        let policy = two_feature_policy(None);
+        // k = 1 per batch over P = 2 batches: the 2 best of the last 8 rows.
+        let mut rule = KeepRule::new(Some(1), 2);
+        let first = rule
+            .sample(&policy, &batch(&[0.9, 0.8, 0.1, 0.0], 0.0), true, &mut rng)
+            .unwrap();
+        assert_eq!(first.to_vec(), vec![true, true, false, false]);
+        // The earlier batch holds both of the 2 best: nothing of this one is kept.
+        let second = rule
+            .sample(&policy, &batch(&[0.5, 0.4, 0.3, 0.2], 0.0), false, &mut rng)
+            .unwrap();
+        assert_eq!(second.iter().filter(|&&k| k).count(), 0);
+        // A new episode forgets the earlier batches.
+        let fresh = rule
+            .sample(&policy, &batch(&[0.5, 0.4, 0.3, 0.2], 0.0), true, &mut rng)
+            .unwrap();
+        assert_eq!(fresh.to_vec(), vec![true, true, false, false]);
+        // Without a pool or share head the rule is sample_features, draw for draw.
+        let features = batch(&[0.1, 0.4, 0.2, 0.3], 0.0);
+        let mut a = stream_rng(7, Stream::TeacherSampling);
+        let mut b = stream_rng(7, Stream::TeacherSampling);
+        let by_rule = KeepRule::new(Some(2), 1)
+            .sample(&policy, &features, true, &mut a)
+            .unwrap();
+        let direct = policy.sample_features(&features, Some(2), &mut b).unwrap();
+        assert_eq!(by_rule, direct);
+        // A pool without a count is refused by name.
+        let error = KeepRule::new(None, 2)
+            .sample(&policy, &features, true, &mut a)
+            .unwrap_err();
+        assert!(error.to_string().contains("pool"), "{error}");
     }
 }

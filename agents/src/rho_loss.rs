@@ -42,7 +42,7 @@ use l2t_envs::{Column, FeatureLayout, TeachingInfo, TeachingObservation};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid_config, Result};
-use crate::teacher::{top_k_mask, KeepMask, Teacher};
+use crate::teacher::{top_k_mask, KeepMask, ScorePool, Teacher};
 
 /// Settings of [`RhoLoss`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,9 +101,8 @@ pub struct RhoLoss {
     /// `(label_c, prob_c)` column pairs.
     classes: Vec<(Column, Column)>,
     irreducible: Vec<f32>,
-    /// The reducible losses of the last `pool - 1` batches of this episode, oldest
-    /// first.
-    recent: std::collections::VecDeque<Vec<f32>>,
+    /// B_t: the reducible losses of the last `pool` batches of this episode.
+    big_batch: ScorePool,
 }
 
 impl RhoLoss {
@@ -131,10 +130,10 @@ impl RhoLoss {
             ));
         }
         Ok(Self {
+            big_batch: ScorePool::new(config.pool),
             config,
             classes,
             irreducible,
-            recent: Default::default(),
         })
     }
 
@@ -206,22 +205,12 @@ impl Teacher for RhoLoss {
         if pool == 1 || scores.is_empty() {
             return Ok(Self::top_k(&scores, self.config.keep_fraction));
         }
-        if info.incoming_batches == 0 {
-            self.recent.clear();
-        }
-        // The k-th largest RHO of B_t = the recent batches and this one.
-        let mut big: Vec<f32> = self.recent.iter().flatten().copied().collect();
-        big.extend_from_slice(&scores);
+        // The ceil(kappa P M) largest RHO of B_t = the recent batches and this one.
         let n = pool * scores.len();
-        let k = ((self.config.keep_fraction * n as f64).ceil() as usize).clamp(1, big.len());
-        big.sort_by(|a, b| b.total_cmp(a));
-        let kth = big[k - 1];
-        let mask = KeepMask::from_shape_fn(scores.len(), |i| scores[i] >= kth);
-        if self.recent.len() + 1 >= pool {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(scores);
-        Ok(mask)
+        let k = (self.config.keep_fraction * n as f64).ceil() as usize;
+        Ok(self
+            .big_batch
+            .keep_top(scores, k, info.incoming_batches == 0))
     }
 }
 

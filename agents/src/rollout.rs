@@ -44,7 +44,7 @@ use l2t_envs::{EnvJob, EnvPool, TeachingEnv, TeachingInfo, TeachingObservation};
 
 use crate::episode::{run_episode, EpisodeSummary, UpdateStats};
 use crate::error::{AgentError, Result};
-use crate::policy::BernoulliPolicy;
+use crate::policy::{BernoulliPolicy, KeepRule};
 use crate::teacher::{KeepMask, Teacher};
 
 /// The features s_t, actions a_t, student states and rewards r_t of one episode: what
@@ -138,8 +138,8 @@ impl Trajectory {
 /// a_m ~ Bernoulli(phi(1 | s_m)) from its own stream and records the trajectory.
 pub struct PolicyRollout {
     policy: BernoulliPolicy,
-    /// `Some(k)`: keep k instances of each batch ([`BernoulliPolicy::sample_top_k`]).
-    keep_per_batch: Option<usize>,
+    /// How the policy's scores become a mask (per-row Bernoulli by default).
+    rule: KeepRule,
     sampling_rng: ChaCha8Rng,
     trajectory: Trajectory,
 }
@@ -158,18 +158,18 @@ impl PolicyRollout {
     pub fn new(policy: BernoulliPolicy, sampling_rng: ChaCha8Rng) -> Self {
         Self {
             policy,
-            keep_per_batch: None,
+            rule: KeepRule::new(None, 1),
             sampling_rng,
             trajectory: Trajectory::default(),
         }
     }
 
-    /// The rollout keeps exactly `k` instances of each incoming batch, drawn by
-    /// [`BernoulliPolicy::sample_top_k`], instead of one Bernoulli draw per instance.
-    /// For learners that use the episode's return only (ES): the recorded actions are
-    /// then not Bernoulli draws, so [`BernoulliPolicy::log_prob`] does not score them.
-    pub fn keeping_per_batch(mut self, k: Option<usize>) -> Self {
-        self.keep_per_batch = k;
+    /// The rollout draws its masks by `rule` (k per batch, a pool of batches, a learned
+    /// share) instead of one Bernoulli draw per instance. For learners that use the
+    /// episode's return only (ES): the recorded actions are then not Bernoulli draws,
+    /// so [`BernoulliPolicy::log_prob`] does not score them.
+    pub fn keeping_by(mut self, rule: KeepRule) -> Self {
+        self.rule = rule;
         self
     }
 
@@ -184,10 +184,11 @@ impl Teacher for PolicyRollout {
         "policy_rollout"
     }
 
-    fn act(&mut self, observation: &TeachingObservation, _info: &TeachingInfo) -> Result<KeepMask> {
-        let mask = self.policy.sample_features(
+    fn act(&mut self, observation: &TeachingObservation, info: &TeachingInfo) -> Result<KeepMask> {
+        let mask = self.rule.sample(
+            &self.policy,
             &observation.features,
-            self.keep_per_batch,
+            info.incoming_batches == 0,
             &mut self.sampling_rng,
         )?;
         self.trajectory.record(observation, &mask);

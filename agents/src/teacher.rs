@@ -73,6 +73,62 @@ pub fn top_k_mask(scores: &[f32], k: usize) -> KeepMask {
     mask
 }
 
+/// The scores of the last P incoming batches of an episode: the big batch B_t of a
+/// teacher that ranks across batches (RHO-LOSS's `pool`, ES's `pool`). The env hands
+/// a teacher M rows at a time, so a share kappa of each batch alone cannot go below
+/// 1 / M and must keep the same count from a batch of easy rows as from a batch of
+/// hard ones; ranked within B_t (the current batch and the P - 1 before it), a row is
+/// kept when its score is among the n largest of B_t, so a batch may give more or
+/// fewer rows than kappa M, nothing at all included.
+#[derive(Debug, Clone, Default)]
+pub struct ScorePool {
+    size: usize,
+    /// The scores of the last `size - 1` batches of this episode, oldest first.
+    recent: std::collections::VecDeque<Vec<f32>>,
+}
+
+impl ScorePool {
+    /// A pool of `size` = P batches (at least 1).
+    pub fn new(size: usize) -> Self {
+        Self {
+            size: size.max(1),
+            recent: Default::default(),
+        }
+    }
+
+    /// P.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Keeps the rows of `scores` (the current batch) whose score is among the `keep`
+    /// largest of B_t (all of B_t if it holds fewer; at least one row of B_t), then
+    /// remembers `scores` for the next P - 1 batches. `first_of_episode` empties the
+    /// pool first: B_t never reaches into another episode. In the first P - 1 batches
+    /// B_t holds fewer than P batches and the same `keep` applies to it.
+    pub fn keep_top(&mut self, scores: Vec<f32>, keep: usize, first_of_episode: bool) -> KeepMask {
+        if first_of_episode {
+            self.recent.clear();
+        }
+        if scores.is_empty() {
+            return KeepMask::from_elem(0, false);
+        }
+        let mut big: Vec<f32> = self.recent.iter().flatten().copied().collect();
+        big.extend_from_slice(&scores);
+        let keep = keep.clamp(1, big.len());
+        big.sort_by(|a, b| b.total_cmp(a));
+        let kth = big[keep - 1];
+        let mask = KeepMask::from_shape_fn(scores.len(), |i| scores[i] >= kth);
+        if self.size > 1 {
+            if self.recent.len() + 1 >= self.size {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(scores);
+        }
+        mask
+    }
+}
+
 /// A boxed teacher is a teacher: `UserTeacher::new(label, load_teacher(..)?)`.
 impl<T: Teacher + ?Sized> Teacher for Box<T> {
     fn name(&self) -> &str {
