@@ -300,6 +300,40 @@ fn the_compute_reward_is_the_papers_under_no_teach_and_charges_scoring() {
 }
 
 #[test]
+fn the_compute_reward_truncates_at_its_budget_c_max() {
+    // A tau no student reaches: the episode runs out of budget. Keeping half, C_max =
+    // T' c is spent in about T' / 2 updates (each pays two batches' scoring), so it ends
+    // there, truncated with reward 0, not at T' updates.
+    let config = TeachingConfig {
+        reward: Reward::ComputeToTau,
+        thresholds: vec![Threshold {
+            accuracy: 1.0,
+            weight: 1.0,
+        }],
+        ..common::tiny_config()
+    };
+    let t_prime = config.max_iterations;
+    let (steps, plain, scoring, terminated) = keep_half_episode(config.clone());
+    assert!(!terminated);
+    let last = &steps.last().unwrap().1;
+    let budget = t_prime as u64 * plain;
+    assert!(last.compute.training_total() >= budget, "{last:?}");
+    assert!(last.iteration < t_prime, "{} of {t_prime}", last.iteration);
+    // The step before had not spent it (its info also counts the scoring of the batch
+    // it shows next).
+    let before = &steps[steps.len() - 2].1;
+    assert!(before.compute.training_total() < budget + scoring);
+    assert!(steps.iter().all(|(reward, _)| *reward == 0.0));
+    // The other rewards keep T' updates as their budget.
+    let (steps, _, _, terminated) = keep_half_episode(TeachingConfig {
+        reward: Reward::IterationsToTau,
+        ..config
+    });
+    assert!(!terminated);
+    assert_eq!(steps.last().unwrap().1.iteration, t_prime);
+}
+
+#[test]
 fn the_compute_area_pays_accuracy_per_flop_up_to_its_budget() {
     let horizon = 40;
     let area = |reward| TeachingConfig {

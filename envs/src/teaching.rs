@@ -78,6 +78,10 @@
 //!      C_H.
 //! 6. **Budgets.** The episode is truncated at T' iterations, or after
 //!    `max_incoming_batches` incoming batches, so a teacher that keeps nothing ends too.
+//!    Under [`Reward::ComputeToTau`] it is also truncated once the training compute
+//!    reaches `C_max = T' c`, the budget that reward measures against: past it the
+//!    reward could only be negative, and a selective teacher would otherwise score
+//!    many times C_max before its T' updates.
 //! 7. **Compute** ([`Compute`], from the student's [`StudentFlops`]). Every incoming
 //!    batch costs its M rows' forward (**scoring**); every update costs M rows'
 //!    backward and one optimizer step, plus M rows' forward where the student cannot
@@ -725,7 +729,8 @@ impl EpisodeState {
 
     /// Whether the episode ended with this step: `(terminated, truncated)`. Terminated
     /// when every threshold is passed (or at the horizon H of the area reward);
-    /// otherwise truncated at T' iterations or at the incoming-batch budget.
+    /// otherwise truncated at T' iterations, at the incoming-batch budget, or (under
+    /// [`Reward::ComputeToTau`]) at the compute budget C_max = T' c.
     pub(crate) fn end_step(&mut self, config: &TeachingConfig) -> (bool, bool) {
         let terminated = match (config.reward, config.reward.horizon()) {
             // At the first evaluation past the compute budget.
@@ -735,9 +740,13 @@ impl EpisodeState {
             (_, None) => self.threshold_iterations.iter().all(Option::is_some),
             (_, Some(horizon)) => self.iteration >= horizon,
         };
+        let compute_budget_spent = config.reward == Reward::ComputeToTau
+            && self.compute.training_total()
+                >= (config.max_iterations as u64).saturating_mul(self.plain_update);
         let truncated = !terminated
             && (self.iteration >= config.max_iterations
-                || self.incoming_batches >= config.incoming_batch_budget());
+                || self.incoming_batches >= config.incoming_batch_budget()
+                || compute_budget_spent);
         if terminated || truncated {
             self.phase = Phase::Ended;
         }
