@@ -479,10 +479,10 @@ mod tests {
             for (name, mut v) in policy.var_store().variables() {
                 match name.as_str() {
                     "output.weight" => {
-                        let _ = v.copy_(&Tensor::from_slice(&[100.0f32, 0.0]).view([1, 2]));
+                        v.copy_(&Tensor::from_slice(&[100.0f32, 0.0]).view([1, 2]));
                     }
                     "share.weight" => {
-                        let _ = v.copy_(&Tensor::from_slice(&[0.0f32, 1.0]).view([1, 2]));
+                        v.copy_(&Tensor::from_slice(&[0.0f32, 1.0]).view([1, 2]));
                     }
                     _ => {
                         let _ = v.fill_(0.0);
