@@ -243,12 +243,7 @@ impl EsConfig {
             return Err(invalid_config("pool", "must be at least 1"));
         }
         if let Some(q) = self.learned_share {
-            if !(q > 0.0 && q < 1.0) {
-                return Err(invalid_config(
-                    "learned_share",
-                    format!("the initial kept share {q} must be in (0, 1)"),
-                ));
-            }
+            crate::policy::check_initial_share(q)?;
             if self.keep_per_batch > 0 {
                 return Err(invalid_config(
                     "learned_share",

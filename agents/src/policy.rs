@@ -81,12 +81,7 @@ impl BernoulliPolicy {
             return Err(invalid_config("input_dim", "must be positive"));
         }
         if let Some(q) = initial_share {
-            if !(q > 0.0 && q < 1.0) {
-                return Err(invalid_config(
-                    "learned_share",
-                    format!("the initial kept share {q} must be in (0, 1)"),
-                ));
-            }
+            check_initial_share(q)?;
         }
         let policy = Self::with_layers(input_dim, hidden, output_bias, initial_share);
         policy.reinitialise(init_rng);
@@ -301,6 +296,16 @@ impl BernoulliPolicy {
         keep_per_batch: Option<usize>,
         rng: &mut ChaCha8Rng,
     ) -> Result<KeepMask> {
+        let features = self.checked_features(features)?;
+        match keep_per_batch {
+            None => self.sample(&features, rng),
+            Some(k) => self.sample_top_k(&features, k, rng),
+        }
+    }
+
+    /// An observation's feature matrix `[M, F]` as a tensor, after checking that it has
+    /// the F columns the policy reads.
+    fn checked_features(&self, features: &ndarray::Array2<f32>) -> Result<Tensor> {
         let f = features.ncols();
         if f != self.input_dim {
             return Err(AgentError::Observation(format!(
@@ -308,11 +313,7 @@ impl BernoulliPolicy {
                 self.input_dim
             )));
         }
-        let features = Self::features_tensor(features);
-        match keep_per_batch {
-            None => self.sample(&features, rng),
-            Some(k) => self.sample_top_k(&features, k, rng),
-        }
+        Ok(Self::features_tensor(features))
     }
 
     /// The actions a_m of a keep-mask as floats (1 keep, 0 drop), the form
@@ -330,6 +331,19 @@ impl BernoulliPolicy {
         }
         .view([rows as i64, cols as i64])
         .to_kind(Kind::Float)
+    }
+}
+
+/// Checks q_0, the share a kept-share head starts at: it must be in (0, 1) (logit(q_0)
+/// is its bias). The error names the config field, `learned_share`.
+pub(crate) fn check_initial_share(q: f64) -> Result<()> {
+    if q > 0.0 && q < 1.0 {
+        Ok(())
+    } else {
+        Err(invalid_config(
+            "learned_share",
+            format!("the initial kept share {q} must be in (0, 1)"),
+        ))
     }
 }
 
@@ -376,15 +390,8 @@ impl KeepRule {
         if pool == 1 && policy.share.is_none() {
             return policy.sample_features(features, self.keep_per_batch, rng);
         }
-        let f = features.ncols();
-        if f != policy.input_dim {
-            return Err(AgentError::Observation(format!(
-                "{f} feature columns, the policy was built for {}",
-                policy.input_dim
-            )));
-        }
         let rows = features.nrows();
-        let tensor = BernoulliPolicy::features_tensor(features);
+        let tensor = policy.checked_features(features)?;
         let count = match (policy.kept_share(&tensor)?, self.keep_per_batch) {
             (Some(q), _) => (q * (pool * rows) as f64).ceil() as usize,
             (None, Some(k)) => k * pool,
