@@ -94,6 +94,11 @@ opt-level = 1
 
 [profile.dev.package."*"]
 opt-level = 2
+
+# Build scripts with the same debug info in cargo build and cargo clippy or check, so
+# that tch's C++ wrapper (torch-sys's build script, minutes) is compiled once, not twice.
+[profile.dev.build-override]
+debug = 2
 EOF
   cp "$repo/Cargo.lock" "$dir/Cargo.lock"
   printf '/target\n' >"$dir/.gitignore"

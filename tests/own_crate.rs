@@ -59,8 +59,10 @@ fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
 /// `extra-traits` and `visit-mut` for the proc-macros). l2t, l2t-envs and l2t-agents
 /// themselves are rebuilt: a dependency gets `profile.dev.package."*"`'s opt-level 2
 /// where the workspace gives its members 1 (and their build scripts 0, which no
-/// package override can match). A user's crate needs none of this; should it drift, the
-/// build is slower, not wrong. The lines before the first table go into `[dependencies]`.
+/// package override can match). use-l2t.sh writes the workspace's `build-override`,
+/// so torch-sys's build script is the checkout's unit. A user's crate needs none of
+/// this; should it drift, the build is slower, not wrong. The lines before the first
+/// table go into `[dependencies]`.
 const WORKSPACE_ALIGNMENT: &str = r#"
 num-complex = { version = "0.4", features = ["std"] }
 num-integer = { version = "0.1", features = ["std"] }

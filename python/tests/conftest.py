@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _sb3_logs_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stable-Baselines3's `learn` makes a log folder, by default /tmp/SB3-<time>, and
+    never removes it; $SB3_LOGDIR sends it to the test's own temporary folder."""
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path / "sb3-logs"))
 
 # Short episodes with a reward at every evaluation (the area under the dev-accuracy
 # curve), so that rewards, terminations and autoresets all happen within a few dozen

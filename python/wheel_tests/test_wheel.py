@@ -185,7 +185,7 @@ print("torch ok", torch.__version__)
 
 
 @with_torch
-def test_an_unmodified_sb3_ppo_script() -> None:
+def test_an_unmodified_sb3_ppo_script(tmp_path: Path) -> None:
     # Stable-Baselines3's own quick start, with l2t's env id: make_vec_env passes
     # render_mode="rgb_array", its policies give float32 masks, MlpPolicy flattens (M, F).
     code = """
@@ -201,7 +201,8 @@ action, _ = model.predict(obs, deterministic=True)
 obs, rewards, dones, infos = env.step(action)
 print("sb3 ok", model.num_timesteps)
 """
-    result = run(code)
+    # $SB3_LOGDIR: SB3's log folder in the test's, not a /tmp/SB3-<time> left behind.
+    result = run(code, env={"SB3_LOGDIR": str(tmp_path / "sb3-logs")})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sb3 ok 4096" in result.stdout
 
