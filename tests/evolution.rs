@@ -5,8 +5,8 @@
 mod common;
 
 use l2t::agents::{
-    train_parallel, AgentError, CommonRandomNumbers, EsConfig, EvolutionStrategies, Learner,
-    PooledEpisode, Teacher,
+    train_parallel, AgentError, Checkpointed, CommonRandomNumbers, EsConfig, EvolutionStrategies,
+    Learner, PooledEpisode, Teacher,
 };
 use l2t::envs::{Env, EnvPool, TeachingConfig, TeachingEnv};
 
@@ -182,6 +182,108 @@ fn a_learned_share_over_a_pool_trains_alike_on_any_worker_count_and_survives_a_c
 }
 
 #[test]
+fn a_share_head_trained_alone_over_a_score_from_a_checkpoint_leaves_the_score_as_it_was() {
+    let layout = common::tiny_layout();
+    let features = layout.len();
+    let dir = common::Scratch::new("es", "score-from");
+    // Stage 1: a score learned with k per batch over the pool.
+    let mut first = EvolutionStrategies::new(
+        EsConfig {
+            pairs: 2,
+            pool: 2,
+            keep_per_batch: 1,
+            seed: 9,
+            ..EsConfig::default()
+        },
+        &layout,
+    )
+    .unwrap();
+    train(&mut first, 1, 4);
+    let score_path = dir.join("score.ckpt");
+    first.save_checkpoint(&score_path).unwrap();
+    // Stage 2: the share head alone, its own sigma, over that score.
+    let config = EsConfig {
+        pairs: 2,
+        pool: 2,
+        learned_share: Some(0.3),
+        share_sigma: Some(0.1),
+        frozen_score: true,
+        score_from: Some(score_path.clone()),
+        seed: 11,
+        ..EsConfig::default()
+    };
+    let score = |es: &EvolutionStrategies| es.flat_weights().unwrap()[..features + 1].to_vec();
+    let share = |es: &EvolutionStrategies| es.flat_weights().unwrap()[features + 1..].to_vec();
+    let make = || EvolutionStrategies::new(config.clone(), &layout).unwrap();
+    let mut second = make();
+    assert_eq!(common::bits(&score(&second)), common::bits(&score(&first)));
+    // The same score on raw rows: the feature statistics came along.
+    let rows = l2t::tch::Tensor::from_slice(
+        &(0..3 * features)
+            .map(|i| i as f32 * 0.37 - 2.0)
+            .collect::<Vec<f32>>(),
+    )
+    .view([3, features as i64]);
+    assert_eq!(
+        Vec::<f32>::try_from(second.policy().logits(&rows).flatten(0, -1)).unwrap(),
+        Vec::<f32>::try_from(first.policy().logits(&rows).flatten(0, -1)).unwrap()
+    );
+    let share_at_start = share(&second);
+    // c = logit(q_0) and u = 0 (name order: share.bias, then share.weight).
+    assert!((f64::from(share_at_start[0]) - (0.3f64 / 0.7).ln()).abs() < 1e-6);
+    assert!(share_at_start[1..].iter().all(|&u| u == 0.0));
+    let episodes = train(&mut second, 1, 8);
+    assert_eq!(
+        common::bits(&score(&second)),
+        common::bits(&score(&first)),
+        "the frozen score moved"
+    );
+    assert_ne!(
+        common::bits(&share(&second)),
+        common::bits(&share_at_start),
+        "the share head did not move"
+    );
+    let mut other = make();
+    let other_episodes = train(&mut other, 2, 8);
+    assert_eq!(
+        common::bits(&other.flat_weights().unwrap()),
+        common::bits(&second.flat_weights().unwrap())
+    );
+    assert_eq!(
+        common::outcomes(&episodes),
+        common::outcomes(&other_episodes)
+    );
+    // Its own checkpoint loads without the stage-1 file.
+    let path = dir.join("share.ckpt");
+    second.save_checkpoint(&path).unwrap();
+    std::fs::remove_file(&score_path).unwrap();
+    let restored = EvolutionStrategies::load(&path, Some(&layout)).unwrap();
+    assert_eq!(
+        common::bits(&restored.flat_weights().unwrap()),
+        common::bits(&second.flat_weights().unwrap())
+    );
+    // Refused by name: the missing file, and a score of another shape.
+    let error = EvolutionStrategies::new(config.clone(), &layout)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("score.ckpt"), "{error}");
+    let mut wide = EvolutionStrategies::new(
+        EsConfig {
+            hidden: 3,
+            ..EsConfig::default()
+        },
+        &layout,
+    )
+    .unwrap();
+    train(&mut wide, 1, 4);
+    wide.save_checkpoint(&score_path).unwrap();
+    let error = EvolutionStrategies::new(config, &layout)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("score_from"), "{error}");
+}
+
+#[test]
 fn pool_and_learned_share_settings_are_checked_by_name() {
     let layout = common::tiny_layout();
     let refused = |config: EsConfig| {
@@ -207,6 +309,25 @@ fn pool_and_learned_share_settings_are_checked_by_name() {
         });
         assert!(error.contains("learned_share"), "{error}");
     }
+    for config in [
+        EsConfig {
+            share_sigma: Some(0.1),
+            ..EsConfig::default()
+        },
+        EsConfig {
+            frozen_score: true,
+            ..EsConfig::default()
+        },
+    ] {
+        let error = refused(config);
+        assert!(error.contains("learned_share"), "{error}");
+    }
+    let error = refused(EsConfig {
+        learned_share: Some(0.3),
+        share_sigma: Some(0.0),
+        ..EsConfig::default()
+    });
+    assert!(error.contains("share_sigma"), "{error}");
     // Both read from a config.
     let parsed: EsConfig = serde_json::from_str(r#"{"pool": 4, "learned_share": 0.3}"#).unwrap();
     assert_eq!((parsed.pool, parsed.learned_share), (4, Some(0.3)));

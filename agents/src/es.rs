@@ -70,6 +70,14 @@
 //! loss) set how many rows are kept; the score w . z(s_m) sets which. Only the
 //! episode's return trains either.
 //!
+//! **Each head its own sigma, and two stages.** With `share_sigma` the share head's
+//! weights are perturbed by sigma_u eps and the score's by sigma eps; the estimate is
+//! per variable, g_v = 1 / (2 n sigma_v) sum_j (F_j+ - F_j-) eps_j,v. `score_from` starts
+//! the score (and the feature statistics) from a trained ES checkpoint, and
+//! `frozen_score` leaves it there, so that ES learns the F + 1 weights of the share
+//! head alone: the ranking first, then how much of it to keep, each from the env's
+//! reward.
+//!
 //! When it teaches (evaluation), the teacher samples its mask (Bernoulli, k per batch,
 //! or the pool's share) from the mean weights theta and its own stream.
 
@@ -129,6 +137,21 @@ pub struct EsConfig {
     /// be 0.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub learned_share: Option<f64>,
+    /// sigma of the share head's weights (u, c), where it should differ from the
+    /// score's `sigma` (needs `learned_share`). The kept share is steep in c: at the
+    /// score's sigma of 0.5 the two members of a pair kept from 7% to 74%.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_sigma: Option<f64>,
+    /// A checkpoint of an ES teacher for the same columns (and `hidden`), whose score
+    /// (w, b) and feature statistics theta starts from; a share head starts at q_0 in
+    /// every state (u = 0). The file is read when the teacher is made for training, not
+    /// when a checkpoint of this teacher is loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score_from: Option<std::path::PathBuf>,
+    /// Only the share head is perturbed and learned; the score stays as it started
+    /// (from `score_from`, or its initialisation). Needs `learned_share`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub frozen_score: bool,
 }
 
 fn is_zero(value: &usize) -> bool {
@@ -153,6 +176,9 @@ impl Default for EsConfig {
             keep_per_batch: 0,
             pool: 1,
             learned_share: None,
+            share_sigma: None,
+            score_from: None,
+            frozen_score: false,
         }
     }
 }
@@ -216,6 +242,18 @@ impl<'de> Deserialize<'de> for CommonRandomNumbers {
 }
 
 impl EsConfig {
+    /// sigma of the variable `name` of theta; `None` for a variable ES leaves as it is
+    /// (the score's, under `frozen_score`).
+    fn sigma_of(&self, name: &str) -> Option<f64> {
+        if name.starts_with("share.") {
+            Some(self.share_sigma.unwrap_or(self.sigma))
+        } else if self.frozen_score {
+            None
+        } else {
+            Some(self.sigma)
+        }
+    }
+
     /// `Some(k)` where the policy keeps k instances per batch.
     fn keep_per_batch(&self) -> Option<usize> {
         (self.keep_per_batch > 0).then_some(self.keep_per_batch)
@@ -256,6 +294,22 @@ impl EsConfig {
                 "a pool of batches needs keep_per_batch > 0 or a learned_share",
             ));
         }
+        if let Some(sigma) = self.share_sigma {
+            if !(sigma.is_finite() && sigma > 0.0) {
+                return Err(invalid_config("share_sigma", "must be positive"));
+            }
+        }
+        for (set, field) in [
+            (self.share_sigma.is_some(), "share_sigma"),
+            (self.frozen_score, "frozen_score"),
+        ] {
+            if set && self.learned_share.is_none() {
+                return Err(invalid_config(
+                    field,
+                    "applies to a share head: set learned_share",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -290,8 +344,19 @@ impl std::fmt::Debug for EvolutionStrategies {
 }
 
 impl EvolutionStrategies {
-    /// An ES teacher for observations with the columns of `layout`.
+    /// An ES teacher for observations with the columns of `layout`; with
+    /// [`EsConfig::score_from`], its score and feature statistics start from that
+    /// checkpoint.
     pub fn new(config: EsConfig, layout: &FeatureLayout) -> Result<Self> {
+        let mut teacher = Self::fresh(config, layout)?;
+        if let Some(path) = teacher.config.score_from.clone() {
+            teacher.start_score_from(&path)?;
+        }
+        Ok(teacher)
+    }
+
+    /// A teacher with theta from its initialisation stream.
+    fn fresh(config: EsConfig, layout: &FeatureLayout) -> Result<Self> {
         config.validate()?;
         let feature_dim = layout.len();
         let mut init_rng = stream_rng(config.seed, Stream::TeacherInit);
@@ -367,18 +432,67 @@ impl EvolutionStrategies {
             .collect()
     }
 
-    /// A copy of theta + scale * eps.
-    fn perturbed(&self, direction: &[Tensor], scale: f64) -> Result<BernoulliPolicy> {
+    /// A copy of theta + sign * sigma_v * eps_v, sigma_v each variable's sigma
+    /// ([`EsConfig::sigma_of`]; a variable without one stays as it is).
+    fn perturbed(&self, direction: &[Tensor], sign: f64) -> Result<BernoulliPolicy> {
         let copy = self.theta.try_clone()?;
         let variables = named_trainable_in_name_order(copy.var_store());
         tch::no_grad(|| -> Result<()> {
-            for ((_, variable), eps) in variables.iter().zip(direction) {
-                let mut variable = variable.shallow_clone();
-                let _ = variable.f_add_(&(eps * scale))?;
+            for ((name, variable), eps) in variables.iter().zip(direction) {
+                if let Some(sigma) = self.config.sigma_of(name) {
+                    let mut variable = variable.shallow_clone();
+                    let _ = variable.f_add_(&(eps * (sign * sigma)))?;
+                }
             }
             Ok(())
         })?;
         Ok(copy)
+    }
+
+    /// Starts theta's score (every variable but the share head's) and the feature
+    /// statistics from the ES checkpoint `path` ([`EsConfig::score_from`]), and the
+    /// share head at q_0 with u = 0.
+    fn start_score_from(&mut self, path: &std::path::Path) -> Result<()> {
+        let source = Self::load(path, Some(&self.layout))?;
+        if source.config.hidden != self.config.hidden {
+            return Err(invalid_config(
+                "score_from",
+                format!(
+                    "{} has a policy of {} hidden units, this config {}",
+                    path.display(),
+                    source.config.hidden,
+                    self.config.hidden
+                ),
+            ));
+        }
+        let from: std::collections::HashMap<String, Tensor> =
+            named_trainable_in_name_order(source.theta.var_store())
+                .into_iter()
+                .collect();
+        tch::no_grad(|| -> Result<()> {
+            for (name, variable) in named_trainable_in_name_order(self.theta.var_store()) {
+                if name == "share.weight" {
+                    // u = 0: the share starts at q_0 in every state, the checkpoint's
+                    // fixed share when q_0 = k / M.
+                    let _ = variable.shallow_clone().f_zero_()?;
+                    continue;
+                }
+                if name.starts_with("share.") {
+                    continue;
+                }
+                let Some(value) = from.get(&name) else {
+                    return Err(invalid_config(
+                        "score_from",
+                        format!("{} has no variable {name}", path.display()),
+                    ));
+                };
+                let mut variable = variable.shallow_clone();
+                variable.f_copy_(value)?;
+            }
+            Ok(())
+        })?;
+        self.features = source.features;
+        self.refold()
     }
 }
 
@@ -508,7 +622,6 @@ impl Learner for EvolutionStrategies {
     /// Episodes 2j and 2j + 1 teach with theta + sigma eps_j and theta - sigma eps_j.
     fn plan_update(&mut self, first_seed: u64) -> Result<Vec<RolloutJob>> {
         let generation = self.generations();
-        let sigma = self.config.sigma;
         let mut jobs = Vec::with_capacity(2 * self.config.pairs);
         for pair in 0..self.config.pairs {
             let direction = self.direction(generation, pair);
@@ -522,9 +635,7 @@ impl Learner for EvolutionStrategies {
                 };
                 let seed = first_seed.wrapping_add(offset as u64);
                 let sampling_rng = self.pair_rng(generation, key, Stream::TeacherSampling);
-                let policy = self
-                    .features
-                    .fold(self.perturbed(&direction, sign * sigma)?)?;
+                let policy = self.features.fold(self.perturbed(&direction, sign)?)?;
                 jobs.push(RolloutJob {
                     seed,
                     rollout: PolicyRollout::new(policy, sampling_rng)
@@ -552,24 +663,32 @@ impl Learner for EvolutionStrategies {
             )));
         }
         let ranks = centred_ranks(&returns);
-        let sigma = self.config.sigma;
-        // g = 1 / (2 n sigma) sum_j (F_j+ - F_j-) eps_j, accumulated per variable.
+        // g_v = 1 / (2 n sigma_v) sum_j (F_j+ - F_j-) eps_j,v, accumulated per variable
+        // v; a variable ES leaves (frozen_score) gets no gradient and no decay.
         let variables = named_trainable_in_name_order(self.theta.var_store());
+        let sigmas: Vec<Option<f64>> = variables
+            .iter()
+            .map(|(name, _)| self.config.sigma_of(name))
+            .collect();
         let mut gradient: Vec<Tensor> = variables
             .iter()
             .map(|(_, v)| Tensor::zeros(v.size().as_slice(), (Kind::Float, v.device())))
             .collect();
         for pair in 0..n {
-            let weight = (ranks[2 * pair] - ranks[2 * pair + 1]) / (2.0 * n as f64 * sigma);
-            for (g, eps) in gradient.iter_mut().zip(self.direction(generation, pair)) {
-                *g += eps * weight;
+            let difference = ranks[2 * pair] - ranks[2 * pair + 1];
+            let direction = self.direction(generation, pair);
+            for ((g, eps), sigma) in gradient.iter_mut().zip(direction).zip(&sigmas) {
+                if let Some(sigma) = sigma {
+                    *g += eps * (difference / (2.0 * n as f64 * sigma));
+                }
             }
         }
         // Adam minimises L = -sum theta . g + (wd / 2) |theta|^2, whose gradient is
         // -g + wd * theta.
         let decay = self.config.weight_decay;
         let mut loss = Tensor::zeros([], (Kind::Float, tch::Device::Cpu));
-        for ((_, theta), g) in variables.iter().zip(&gradient) {
+        for (((_, theta), g), sigma) in variables.iter().zip(&gradient).zip(&sigmas) {
+            let decay = if sigma.is_some() { decay } else { 0.0 };
             loss = loss - (theta * g).sum(Kind::Float)
                 + theta.square().sum(Kind::Float) * (decay / 2.0);
         }
@@ -658,7 +777,7 @@ impl Checkpointed for EvolutionStrategies {
                 features.sum.len()
             )));
         }
-        let mut teacher = Self::new(config, layout)?;
+        let mut teacher = Self::fresh(config, layout)?;
         teacher.features = features;
         Ok(teacher)
     }
@@ -708,8 +827,8 @@ mod tests {
         let es =
             EvolutionStrategies::new(EsConfig::default(), &crate::teacher::test_layout(5)).unwrap();
         let direction = es.direction(0, 1);
-        let plus = es.perturbed(&direction, 0.5).unwrap();
-        let minus = es.perturbed(&direction, -0.5).unwrap();
+        let plus = es.perturbed(&direction, 1.0).unwrap();
+        let minus = es.perturbed(&direction, -1.0).unwrap();
         let flat = |p: &BernoulliPolicy| {
             named_trainable_in_name_order(p.var_store())
                 .iter()
@@ -726,6 +845,34 @@ mod tests {
             Vec::<f32>::try_from(direction[0].flatten(0, -1)).unwrap(),
             Vec::<f32>::try_from(es.direction(0, 1)[0].flatten(0, -1)).unwrap()
         );
+    }
+
+    #[test]
+    fn each_head_is_perturbed_by_its_own_sigma_and_a_frozen_score_not_at_all() {
+        let layout = crate::teacher::test_layout(4);
+        for (frozen_score, score_sigma) in [(false, 0.5), (true, 0.0)] {
+            let config = EsConfig {
+                learned_share: Some(0.3),
+                share_sigma: Some(0.1),
+                frozen_score,
+                ..EsConfig::default()
+            };
+            let es = EvolutionStrategies::new(config, &layout).unwrap();
+            let direction = es.direction(0, 0);
+            let minus = es.perturbed(&direction, -1.0).unwrap();
+            let moved = named_trainable_in_name_order(minus.var_store());
+            let theta = named_trainable_in_name_order(es.theta.var_store());
+            assert_eq!(moved.len(), 4);
+            for (((name, m), (_, t)), eps) in moved.iter().zip(&theta).zip(&direction) {
+                let sigma = if name.starts_with("share.") {
+                    0.1
+                } else {
+                    score_sigma
+                };
+                let off = (m - t + eps * sigma).abs().max().double_value(&[]);
+                assert!(off < 1e-6, "{name}: {off}");
+            }
+        }
     }
 
     #[test]
