@@ -735,3 +735,35 @@ fn a_checkpoint_past_the_asked_episodes_by_its_last_update_is_read_back() {
         "{error}"
     );
 }
+
+/// An ES that starts from another checkpoint's score (`score_from`) trains under an
+/// identity that holds that file's bytes: a changed file trains afresh instead of
+/// resuming a checkpoint made from the old one.
+#[test]
+fn the_training_identity_of_a_score_from_es_holds_the_files_bytes() {
+    let scratch = Scratch::new("run-folder", "score-from");
+    let out = RunDir::create(&scratch.join("run")).unwrap();
+    let score = scratch.join("score.ckpt");
+    let mut config = es_config(4);
+    let entry = TeacherEntry::new(
+        "es_share",
+        TeacherConfig::Es(EsConfig {
+            learned_share: Some(0.3),
+            frozen_score: true,
+            score_from: Some(score.clone()),
+            ..Default::default()
+        }),
+    )
+    .trained();
+    config.teachers.push(entry.clone());
+    let checkpoint = || {
+        l2t::experiment::training_files(&out, &config, &entry)
+            .unwrap()
+            .checkpoint
+    };
+    fs::write(&score, b"one").unwrap();
+    let first = checkpoint();
+    assert_eq!(checkpoint(), first);
+    fs::write(&score, b"two").unwrap();
+    assert_ne!(checkpoint(), first);
+}

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use l2t_agents::{
-    restore_learner, train_on, AgentError, CheckpointFile, EpisodeSummary, Learner, PooledEpisode,
-    Rollouts, Teacher, TeacherConfig,
+    restore_learner, train_on, AgentError, CheckpointFile, EpisodeSummary, EsConfig, Learner,
+    PooledEpisode, Rollouts, Teacher, TeacherConfig,
 };
 use rand::seq::SliceRandom;
 
@@ -16,7 +16,7 @@ use l2t_envs::student::StudentConfig;
 use l2t_envs::{Dataset, EnvFactory, EnvPool, TeachingConfig, TeachingEnv};
 
 use crate::config::{RunConfig, TeacherEntry};
-use crate::run_dir::{short_hash, slug, JsonLines, RunDir};
+use crate::run_dir::{long_hash, short_hash, slug, JsonLines, RunDir};
 
 use super::*;
 
@@ -461,10 +461,20 @@ pub fn training_files(
     identity.first_eval_seed = 0;
     identity.teaching = config.training_teaching_of(entry);
     let identity = (identity, &entry.teacher, config.training.dev_subsample);
-    let text = serde_json::to_string(&identity).map_err(|e| ExperimentError::Json {
+    let mut text = serde_json::to_string(&identity).map_err(|e| ExperimentError::Json {
         path: out.root().to_path_buf(),
         reason: e.to_string(),
     })?;
+    // An ES that starts from another checkpoint's score: that file's bytes, not only
+    // its path, decide the training (an unreadable file fails when the teacher is made).
+    if let TeacherConfig::Es(EsConfig {
+        score_from: Some(path),
+        ..
+    }) = &entry.teacher
+    {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        text.push_str(&format!("\nscore_from file: {}", long_hash(&bytes)));
+    }
     let stem = format!("{}-{}", slug(&entry.label), short_hash(&text));
     Ok(TrainingFiles {
         checkpoint: out.path(&format!("{stem}.ckpt")),
