@@ -42,6 +42,25 @@ fn train(es: &mut EvolutionStrategies, workers: usize, episodes: usize) -> Vec<P
     .unwrap()
 }
 
+/// A fresh teacher from `make`, trained on 2 workers for as many episodes as
+/// `reference` was on 1, ends with `reference`'s theta and the same episodes.
+fn trains_alike_on_two_workers(
+    make: impl Fn() -> EvolutionStrategies,
+    reference: &EvolutionStrategies,
+    episodes: &[PooledEpisode],
+) {
+    let mut other = make();
+    let other_episodes = train(&mut other, 2, episodes.len());
+    assert_eq!(
+        common::bits(&other.flat_weights().unwrap()),
+        common::bits(&reference.flat_weights().unwrap())
+    );
+    assert_eq!(
+        common::outcomes(episodes),
+        common::outcomes(&other_episodes)
+    );
+}
+
 #[test]
 fn es_trains_the_same_teacher_for_any_worker_count() {
     for hidden in [0, 4] {
@@ -97,16 +116,7 @@ fn a_policy_that_keeps_one_per_batch_keeps_exactly_one_and_trains_alike_on_any_w
         common::bits(&make().flat_weights().unwrap()),
         "theta did not move"
     );
-    let mut other = make();
-    let other_episodes = train(&mut other, 2, 8);
-    assert_eq!(
-        common::bits(&other.flat_weights().unwrap()),
-        common::bits(&reference.flat_weights().unwrap())
-    );
-    assert_eq!(
-        common::outcomes(&episodes),
-        common::outcomes(&other_episodes)
-    );
+    trains_alike_on_two_workers(make, &reference, &episodes);
     // The option survives a checkpoint, and the restored teacher keeps one per batch.
     let dir = common::Scratch::new("es", "keep-one");
     let path = dir.join("es.ckpt");
@@ -150,16 +160,7 @@ fn a_learned_share_over_a_pool_trains_alike_on_any_worker_count_and_survives_a_c
         common::bits(&start[features + 1..]),
         "the share head did not move"
     );
-    let mut other = make();
-    let other_episodes = train(&mut other, 2, 8);
-    assert_eq!(
-        common::bits(&other.flat_weights().unwrap()),
-        common::bits(&moved)
-    );
-    assert_eq!(
-        common::outcomes(&episodes),
-        common::outcomes(&other_episodes)
-    );
+    trains_alike_on_two_workers(make, &reference, &episodes);
     // A checkpoint restores theta, its share head and the feature statistics: the
     // restored teacher teaches an episode as the original does, mask for mask.
     let dir = common::Scratch::new("es", "learned-share");
@@ -243,16 +244,7 @@ fn a_share_head_trained_alone_over_a_score_from_a_checkpoint_leaves_the_score_as
         common::bits(&share_at_start),
         "the share head did not move"
     );
-    let mut other = make();
-    let other_episodes = train(&mut other, 2, 8);
-    assert_eq!(
-        common::bits(&other.flat_weights().unwrap()),
-        common::bits(&second.flat_weights().unwrap())
-    );
-    assert_eq!(
-        common::outcomes(&episodes),
-        common::outcomes(&other_episodes)
-    );
+    trains_alike_on_two_workers(make, &second, &episodes);
     // Its own checkpoint loads without the stage-1 file.
     let path = dir.join("share.ckpt");
     second.save_checkpoint(&path).unwrap();
