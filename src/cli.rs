@@ -25,10 +25,10 @@ use crate::config::{
 use crate::envs::io::write_atomic;
 use crate::envs::EnvError;
 use crate::experiment::{
-    evaluate_teacher, leaderboard, run, Cancel, ExperimentError, Progress, Report,
+    evaluate_teacher, leaderboard, reuse_trained, run, Cancel, ExperimentError, Progress, Report,
 };
 use crate::plots::{plot_intervals, ChartLabels, IntervalRow};
-use crate::presets::{default_data_dir, Preset, PRESETS, REPORT_SEEDS};
+use crate::presets::{default_data_dir, shipped_checkpoints_dir, Preset, PRESETS, REPORT_SEEDS};
 use crate::run_dir::RunDir;
 use crate::stats::mean_ci95;
 
@@ -241,6 +241,12 @@ struct RunArgs {
     /// only and resumes from its checkpoints.
     #[arg(long)]
     fresh: bool,
+    /// Train every learned teacher here instead of reusing the checkpoints shipped in
+    /// `checkpoints/<training task>/` (or `$L2T_CHECKPOINTS`) for the same training
+    /// identity. Without it, a teacher whose identity a shipped checkpoint has is copied
+    /// into the output folder and not trained again (`checkpoints/README.md`).
+    #[arg(long)]
+    no_shipped: bool,
     /// Under `mpirun -np N`: spread each update's training episodes over the N ranks
     /// (the same results as one process; rank 0 writes the run folder). Needs a build
     /// with `--features mpi`.
@@ -488,32 +494,48 @@ fn execute(
         print!("{}", config.to_toml()?);
         return Ok(());
     }
-    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
-    let out = args.out.unwrap_or_else(|| PathBuf::from("runs").join(name));
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(name));
     if args.distributed {
-        return execute_distributed(&config, &data_dir, &out, name, args.fresh, context);
+        return execute_distributed(&config, &data_dir, &out, name, &args, context);
     }
-    let report = run_in(&config, &data_dir, &out, name, args.fresh, context)?;
+    let mut run_dir = open_run_dir(&out, args.fresh, context)?;
+    claim_with_trained(&mut run_dir, &config, &trained_sources(&config, &args, &[]))?;
+    let report = run_into(&config, &data_dir, run_dir, name, context)?;
     print_report(&report, &out);
     Ok(())
 }
 
-/// Runs `config` into the folder `out` (locked while it runs), with progress bars.
-fn run_in(
-    config: &RunConfig,
-    data_dir: &Path,
-    out: &Path,
-    name: &str,
-    fresh: bool,
-    context: &RunContext,
-) -> Result<Report> {
-    run_into(
-        config,
-        data_dir,
-        open_run_dir(out, fresh, context)?,
-        name,
-        context,
-    )
+/// Where a run looks for teachers trained before, in order: `extra`, then (unless
+/// `--no-shipped`) the shipped checkpoints of the config's training task.
+fn trained_sources(config: &RunConfig, args: &RunArgs, extra: &[PathBuf]) -> Vec<PathBuf> {
+    let mut sources = extra.to_vec();
+    if !args.no_shipped {
+        sources.push(shipped_checkpoints_dir().join(&config.training_preset().name));
+    }
+    sources
+}
+
+/// Claims `run_dir` for `config` (another config's results refused, or cleared with
+/// --fresh), then copies in the teachers of `sources` trained under the same identity
+/// ([`reuse_trained`]), saying which.
+fn claim_with_trained(run_dir: &mut RunDir, config: &RunConfig, sources: &[PathBuf]) -> Result<()> {
+    for path in run_dir.claim(config, &[])? {
+        eprintln!("--fresh: removed {}", path.display());
+    }
+    for source in sources {
+        for reused in reuse_trained(config, run_dir, source)? {
+            eprintln!(
+                "reusing {} trained before: {} (--no-shipped or another --out trains it here)",
+                reused.label,
+                reused.from.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The folder `out`, locked, `--fresh` or not (see [`RunDir`]: one run per folder).
@@ -587,33 +609,16 @@ fn benchmark(tasks: Vec<String>, mut args: RunArgs, context: &RunContext) -> Res
         // Trained teachers from `l2t reproduce <task>`'s folder, or, for a transfer,
         // from its training task's run: the main job's, or this benchmark's.
         let trained_on = &config.training_preset().name;
-        let mut sources = vec![PathBuf::from("runs").join(task)];
+        let mut runs = vec![PathBuf::from("runs").join(task)];
         if trained_on != task {
-            sources.push(PathBuf::from("runs").join(trained_on));
-            sources.push(out.join(trained_on));
+            runs.push(PathBuf::from("runs").join(trained_on));
+            runs.push(out.join(trained_on));
         }
+        eprintln!("benchmark: task {task} into {}", folder.display());
         // The folder is claimed (another config's results refused, or cleared with
         // --fresh) before the trained teachers are copied in.
         let mut run_dir = open_run_dir(&folder, args.fresh, context)?;
-        for path in run_dir.claim(config, &[])? {
-            eprintln!("--fresh: removed {}", path.display());
-        }
-        let mut reused = Vec::new();
-        for source in &sources {
-            let copied = reuse_trained_teachers(source, &folder)?;
-            if copied > 0 {
-                reused.push(format!("{copied} files of {}", source.display()));
-            }
-        }
-        eprintln!(
-            "benchmark: task {task} into {}{}",
-            folder.display(),
-            if reused.is_empty() {
-                String::new()
-            } else {
-                format!(" (reusing {})", reused.join(", "))
-            }
-        );
+        claim_with_trained(&mut run_dir, config, &trained_sources(config, &args, &runs))?;
         let report = run_into(config, &data_dir, run_dir, task, context)?;
         print_report(&report, &folder);
         reports.push(report);
@@ -666,39 +671,6 @@ fn benchmark(tasks: Vec<String>, mut args: RunArgs, context: &RunContext) -> Res
         out.join("leaderboard.md").display()
     );
     Ok(())
-}
-
-/// Copies the trained teachers (checkpoints and training histories) of `from` into
-/// `to` where `to` has none of that name yet, so a benchmark evaluates the teachers
-/// `l2t reproduce` trained instead of training them again (the training identity does
-/// not include the evaluation seeds). Returns how many files it copied.
-fn reuse_trained_teachers(from: &Path, to: &Path) -> Result<usize> {
-    let Ok(entries) = std::fs::read_dir(from) else {
-        return Ok(0);
-    };
-    let mut copied = 0;
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("reading {}", from.display()))?
-            .path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if !(name.ends_with(".ckpt") || name.ends_with("-training.jsonl")) {
-            continue;
-        }
-        let target = to.join(name);
-        if !target.exists() {
-            std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            write_atomic(&target, &bytes)
-                .with_context(|| format!("writing {}", target.display()))?;
-            copied += 1;
-        }
-    }
-    Ok(copied)
 }
 
 /// `base` with the `--teacher` flags (replacing its teachers) and the other flags
@@ -784,7 +756,7 @@ fn execute_distributed(
     _data_dir: &Path,
     _out: &Path,
     _name: &str,
-    _fresh: bool,
+    _args: &RunArgs,
     _context: &RunContext,
 ) -> Result<()> {
     bail!(
@@ -803,7 +775,7 @@ fn execute_distributed(
     data_dir: &Path,
     out: &Path,
     name: &str,
-    fresh: bool,
+    args: &RunArgs,
     context: &RunContext,
 ) -> Result<()> {
     use crate::distributed::{scratch_folder, Cluster};
@@ -820,7 +792,11 @@ fn execute_distributed(
     let mut distribution = None;
     let outcome = (|| -> Result<Option<Report>> {
         let dist = distribution.insert(cluster.distribution()?);
-        let mut run_dir = open_run_dir(&folder, fresh && rank == 0, context)?;
+        let mut run_dir = open_run_dir(&folder, args.fresh && rank == 0, context)?;
+        if rank == 0 {
+            // The other ranks get the copied checkpoints as every checkpoint: from rank 0.
+            claim_with_trained(&mut run_dir, config, &trained_sources(config, args, &[]))?;
+        }
         run_on(dist, config, Vec::new(), data_dir, &mut run_dir, |p| {
             if rank == 0 {
                 bars.update(p)

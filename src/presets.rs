@@ -702,6 +702,20 @@ pub fn default_data_dir() -> PathBuf {
     default_cache_dir().join("data")
 }
 
+/// The trained teachers shipped with l2t: `$L2T_CHECKPOINTS`, else the repository's
+/// `checkpoints/` (where the crate was built), one sub-folder per training task holding
+/// checkpoints and training histories under their training identities
+/// ([`crate::experiment::training_files`]). The `l2t` command reuses them
+/// ([`crate::experiment::reuse_trained`]) instead of training the same teacher again,
+/// so the main job's ES teachers cost no training time; `checkpoints/README.md` says
+/// how they were made and how to remake them.
+pub fn shipped_checkpoints_dir() -> PathBuf {
+    std::env::var_os("L2T_CHECKPOINTS").map_or_else(
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/checkpoints")),
+        PathBuf::from,
+    )
+}
+
 /// The set-up's cache: `$L2T_CACHE`, else `${XDG_CACHE_HOME:-$HOME/.cache}/l2t`. Its
 /// `irreducible/` holds the holdout losses of the envs built outside a run (Python's).
 pub fn default_cache_dir() -> PathBuf {

@@ -1,13 +1,13 @@
 //! Teacher training: the training task, its envs and worker pool, and resumable training
 //! of a learned teacher on the crate's one rollout-and-learn loop, with checkpoints.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use l2t_agents::{
-    restore_learner, train_on, AgentError, CheckpointFile, EpisodeSummary, EsConfig, Learner,
-    PooledEpisode, Rollouts, Teacher, TeacherConfig,
+    checkpoint_episodes, restore_learner, train_on, AgentError, CheckpointFile, EpisodeSummary,
+    EsConfig, Learner, PooledEpisode, Rollouts, Teacher, TeacherConfig,
 };
 use rand::seq::SliceRandom;
 
@@ -17,6 +17,7 @@ use l2t_envs::{Dataset, EnvFactory, EnvPool, TeachingConfig, TeachingEnv};
 
 use crate::config::{RunConfig, TeacherEntry};
 use crate::run_dir::{long_hash, short_hash, slug, JsonLines, RunDir};
+use l2t_envs::io::write_atomic;
 
 use super::*;
 
@@ -298,9 +299,7 @@ pub fn train_resumable_on(
         check_history(&history, done, files)?;
         // Episodes logged after the last checkpoint are run again.
         history.truncate(done);
-        // Training stops after whole updates, so a run asked for `episodes` may hold a
-        // few more: those of its last update, which began below `episodes`.
-        if done > episodes && done - last_update_len(&history) >= episodes {
+        if holds_more_than_asked(&history, episodes) {
             return Err(ExperimentError::InvalidSetting {
                 field: "episodes",
                 reason: format!(
@@ -430,6 +429,15 @@ fn check_history(history: &[TrainingEpisode], done: usize, files: &TrainingFiles
 /// the evaluation seeds 0, 1, ... so no training episode repeats an evaluation one.
 pub const FIRST_TRAINING_SEED: u64 = 1_000;
 
+/// Whether a training `history` (one line per episode of its checkpoint) holds more than
+/// the `episodes` asked for. Training stops after whole updates, so a run asked for
+/// `episodes` may hold a few more: those of its last update, which began below
+/// `episodes`; that is not more.
+fn holds_more_than_asked(history: &[TrainingEpisode], episodes: usize) -> bool {
+    let done = history.len();
+    done > episodes && done - last_update_len(history) >= episodes
+}
+
 /// The episodes of the last update in a training `history` (the last episode of each
 /// update carries its [`EpisodeSummary::update`]): all of them after one update, none
 /// where the history marks no update (then nothing past `episodes` is accepted).
@@ -480,4 +488,67 @@ pub fn training_files(
         checkpoint: out.path(&format!("{stem}.ckpt")),
         history: out.path(&format!("{stem}-training.jsonl")),
     })
+}
+
+/// A trained teacher copied into a run folder by [`reuse_trained`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reused {
+    /// The teacher's row label.
+    pub label: String,
+    /// Where its checkpoint came from.
+    pub from: PathBuf,
+}
+
+/// Copies into `out` the checkpoint and training history of each trained teacher of
+/// `config` that `out` does not hold and the folder `from` does, under the same
+/// names: the same training identity ([`training_files`] hashes everything that
+/// decides the training but the episode count), so the copy is what training it in
+/// `out` would have written, and training then resumes from it (nothing to do when it
+/// holds the episodes asked for).
+///
+/// This is how a run reuses teachers trained elsewhere: `l2t benchmark` those of
+/// `l2t reproduce`'s folders, and every run the checkpoints shipped in the
+/// repository's `checkpoints/<training task>/`, which keep the main job within its
+/// time budget. Not copied: a file of `from` whose name no teacher of `config` has
+/// (another config trained it), a checkpoint without its history, and one holding more
+/// episodes than the entry asks for (`--episodes 40` trains 40 here). Returns the
+/// teachers copied.
+pub fn reuse_trained(config: &RunConfig, out: &RunDir, from: &Path) -> Result<Vec<Reused>> {
+    let mut reused = Vec::new();
+    for entry in config.teachers.iter().filter(|e| e.train) {
+        let files = training_files(out, config, entry)?;
+        if files.checkpoint.exists() {
+            continue;
+        }
+        let source = |file: &Path| file.file_name().map(|name| from.join(name));
+        let (Some(checkpoint), Some(history)) = (source(&files.checkpoint), source(&files.history))
+        else {
+            continue;
+        };
+        if !(checkpoint.is_file() && history.is_file()) {
+            continue;
+        }
+        let mut lines: Vec<TrainingEpisode> = JsonLines::read(&history)?;
+        lines.truncate(checkpoint_episodes(&checkpoint)?);
+        let asked = entry.episodes.unwrap_or(config.training_preset().episodes);
+        if holds_more_than_asked(&lines, asked) {
+            continue;
+        }
+        // The history first: a checkpoint is only ever beside its history.
+        for (from_file, to_file) in [(&history, &files.history), (&checkpoint, &files.checkpoint)] {
+            let bytes = std::fs::read(from_file).map_err(|e| ExperimentError::Io {
+                path: from_file.clone(),
+                source: e,
+            })?;
+            write_atomic(to_file, &bytes).map_err(|e| ExperimentError::Io {
+                path: to_file.clone(),
+                source: e,
+            })?;
+        }
+        reused.push(Reused {
+            label: entry.label.clone(),
+            from: checkpoint,
+        });
+    }
+    Ok(reused)
 }
