@@ -526,10 +526,16 @@ fn claim_with_trained(run_dir: &mut RunDir, config: &RunConfig, sources: &[PathB
     for path in run_dir.claim(config, &[])? {
         eprintln!("--fresh: removed {}", path.display());
     }
+    let shipped = shipped_checkpoints_dir();
     for source in sources {
+        let how = if source.starts_with(&shipped) {
+            " (shipped with l2t; --no-shipped trains it here)"
+        } else {
+            ""
+        };
         for reused in reuse_trained(config, run_dir, source)? {
             eprintln!(
-                "reusing {} trained before: {} (--no-shipped or another --out trains it here)",
+                "reusing {} trained before: {}{how}",
                 reused.label,
                 reused.from.display()
             );
