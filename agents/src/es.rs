@@ -245,7 +245,7 @@ impl EsConfig {
     /// sigma of the variable `name` of theta; `None` for a variable ES leaves as it is
     /// (the score's, under `frozen_score`).
     fn sigma_of(&self, name: &str) -> Option<f64> {
-        if name.starts_with("share.") {
+        if BernoulliPolicy::is_share_variable(name) {
             Some(self.share_sigma.unwrap_or(self.sigma))
         } else if self.frozen_score {
             None
@@ -471,13 +471,13 @@ impl EvolutionStrategies {
                 .collect();
         tch::no_grad(|| -> Result<()> {
             for (name, variable) in named_trainable_in_name_order(self.theta.var_store()) {
-                if name == "share.weight" {
+                if name == format!("{}.weight", BernoulliPolicy::SHARE_HEAD) {
                     // u = 0: the share starts at q_0 in every state, the checkpoint's
                     // fixed share when q_0 = k / M.
                     let _ = variable.shallow_clone().f_zero_()?;
                     continue;
                 }
-                if name.starts_with("share.") {
+                if BernoulliPolicy::is_share_variable(&name) {
                     continue;
                 }
                 let Some(value) = from.get(&name) else {
@@ -565,7 +565,7 @@ impl FeatureStats {
         };
         let mut layers = vec![first];
         if policy.initial_share().is_some() {
-            layers.push("share");
+            layers.push(BernoulliPolicy::SHARE_HEAD);
         }
         let variables = policy.var_store().variables();
         let (mean, sd) = self.mean_sd();
@@ -864,7 +864,7 @@ mod tests {
             let theta = named_trainable_in_name_order(es.theta.var_store());
             assert_eq!(moved.len(), 4);
             for (((name, m), (_, t)), eps) in moved.iter().zip(&theta).zip(&direction) {
-                let sigma = if name.starts_with("share.") {
+                let sigma = if BernoulliPolicy::is_share_variable(name) {
                     0.1
                 } else {
                     score_sigma

@@ -55,6 +55,16 @@ impl std::fmt::Debug for BernoulliPolicy {
 }
 
 impl BernoulliPolicy {
+    /// The share head's path in the var store: its variables are `share.weight` (u) and
+    /// `share.bias` (c). ES perturbs, freezes and restores them by this name.
+    pub const SHARE_HEAD: &'static str = "share";
+
+    /// Whether the var-store variable `name` belongs to the share head.
+    pub fn is_share_variable(name: &str) -> bool {
+        name.strip_prefix(Self::SHARE_HEAD)
+            .is_some_and(|rest| rest.starts_with('.'))
+    }
+
     /// A policy over `input_dim` features with `hidden` tanh units (0: linear), weights
     /// drawn from `init_rng` (PyTorch's default ranges) and the output bias set to
     /// `output_bias`.
@@ -127,8 +137,14 @@ impl BernoulliPolicy {
             1,
             Default::default(),
         );
-        let share = initial_share
-            .map(|_| nn::linear(&root / "share", input_dim as i64, 1, Default::default()));
+        let share = initial_share.map(|_| {
+            nn::linear(
+                &root / Self::SHARE_HEAD,
+                input_dim as i64,
+                1,
+                Default::default(),
+            )
+        });
         Self {
             vs,
             hidden: hidden_layer,
@@ -163,7 +179,9 @@ impl BernoulliPolicy {
         init_from_stream(vs, init_rng, |name, shape| {
             if name == "output.bias" {
                 Init::Constant(bias)
-            } else if let (Some(c), "share.bias") = (share_bias, name) {
+            } else if let Some(c) =
+                share_bias.filter(|_| name == format!("{}.bias", Self::SHARE_HEAD))
+            {
                 Init::Constant(c)
             } else {
                 torch_default_init(name, shape, vs)
