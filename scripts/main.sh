@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: set-up (idempotent), then the Fashion-MNIST
-# reproduction: train the L2T teacher on the teacher half, then teach fresh students
-# on the student half against NoTeach, RandTeach, SPL and online batch selection.
-# Extra arguments go to
-# `l2t reproduce` (e.g. --episodes 40 --seeds 10).
+# reproduction: train REINFORCE and the actor-critic on the teacher half (the ES teachers
+# come trained from checkpoints/; --no-shipped trains them too), then teach fresh
+# students on the student half with every teacher and the heuristics.
+# Extra arguments go to `l2t reproduce` (e.g. --episodes 40 --seeds 10).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The main job needs no Python: its set-up skips the Python package (scripts/test.sh
