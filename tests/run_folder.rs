@@ -21,21 +21,7 @@ use common::{file_names, small_synthetic_preset, Scratch};
 
 /// NoTeach and ES (2 pairs) trained for `episodes` episodes on the small synthetic task.
 fn es_config(episodes: usize) -> RunConfig {
-    let mut config = RunConfig::reproduction(small_synthetic_preset(episodes));
-    config.training.workers = 1;
-    config.report.plots = false;
-    config.teachers = vec![
-        TeacherEntry::new(labels::NO_TEACH, TeacherConfig::NoTeach),
-        TeacherEntry::new(
-            labels::ES,
-            TeacherConfig::Es(EsConfig {
-                pairs: 2,
-                ..Default::default()
-            }),
-        )
-        .trained(),
-    ];
-    config
+    common::small_es_config(episodes, 2)
 }
 
 fn write_config(config: &RunConfig, path: &Path) {

@@ -11,30 +11,17 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use l2t::agents::{checkpoint_episodes, restore_learner, CheckpointFile, EsConfig, TeacherConfig};
-use l2t::config::{labels, RunConfig, TeacherEntry};
+use l2t::agents::{checkpoint_episodes, restore_learner, CheckpointFile};
+use l2t::config::{labels, RunConfig};
 use l2t::experiment::{reuse_trained, run_with, training_files, Progress, Report, TrainingEpisode};
 use l2t::run_dir::{JsonLines, RunDir};
 
-use common::{small_synthetic_preset, without_timing, Scratch};
+use common::{without_timing, Scratch};
 
-/// NoTeach and ES (2 pairs) trained for `episodes` episodes on the small synthetic task.
+/// NoTeach and ES (`pairs` pairs) trained for `episodes` episodes on the small synthetic
+/// task.
 fn es_config(episodes: usize, pairs: usize) -> RunConfig {
-    let mut config = RunConfig::reproduction(small_synthetic_preset(episodes));
-    config.training.workers = 1;
-    config.report.plots = false;
-    config.teachers = vec![
-        TeacherEntry::new(labels::NO_TEACH, TeacherConfig::NoTeach),
-        TeacherEntry::new(
-            labels::ES,
-            TeacherConfig::Es(EsConfig {
-                pairs,
-                ..Default::default()
-            }),
-        )
-        .trained(),
-    ];
-    config
+    common::small_es_config(episodes, pairs)
 }
 
 /// Runs `config` into `out`: its report and how many training episodes it ran.

@@ -227,6 +227,28 @@ pub fn small_synthetic_preset(episodes: usize) -> Preset {
     preset
 }
 
+/// NoTeach and ES (`pairs` antithetic pairs) trained for `episodes` episodes on the small
+/// synthetic task, one worker, no plots.
+pub fn small_es_config(episodes: usize, pairs: usize) -> l2t::config::RunConfig {
+    use l2t::agents::{EsConfig, TeacherConfig};
+    use l2t::config::{labels, RunConfig, TeacherEntry};
+    let mut config = RunConfig::reproduction(small_synthetic_preset(episodes));
+    config.training.workers = 1;
+    config.report.plots = false;
+    config.teachers = vec![
+        TeacherEntry::new(labels::NO_TEACH, TeacherConfig::NoTeach),
+        TeacherEntry::new(
+            labels::ES,
+            TeacherConfig::Es(EsConfig {
+                pairs,
+                ..Default::default()
+            }),
+        )
+        .trained(),
+    ];
+    config
+}
+
 /// `value` without its timing fields (every key containing `seconds`), the command
 /// line, the git commit, and the keys in `also`.
 pub fn without_timing(mut value: Value, also: &[&str]) -> Value {
