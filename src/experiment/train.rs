@@ -17,7 +17,6 @@ use l2t_envs::{Dataset, EnvFactory, EnvPool, TeachingConfig, TeachingEnv};
 
 use crate::config::{RunConfig, TeacherEntry};
 use crate::run_dir::{long_hash, short_hash, slug, JsonLines, RunDir};
-use l2t_envs::io::write_atomic;
 
 use super::*;
 
@@ -520,11 +519,13 @@ pub fn reuse_trained(config: &RunConfig, out: &RunDir, from: &Path) -> Result<Ve
         if files.checkpoint.exists() {
             continue;
         }
-        let source = |file: &Path| file.file_name().map(|name| from.join(name));
-        let (Some(checkpoint), Some(history)) = (source(&files.checkpoint), source(&files.history))
+        let name = |file: &Path| file.file_name().and_then(|n| n.to_str()).map(str::to_owned);
+        let (Some(checkpoint_name), Some(history_name)) =
+            (name(&files.checkpoint), name(&files.history))
         else {
             continue;
         };
+        let (checkpoint, history) = (from.join(&checkpoint_name), from.join(&history_name));
         if !(checkpoint.is_file() && history.is_file()) {
             continue;
         }
@@ -535,15 +536,12 @@ pub fn reuse_trained(config: &RunConfig, out: &RunDir, from: &Path) -> Result<Ve
             continue;
         }
         // The history first: a checkpoint is only ever beside its history.
-        for (from_file, to_file) in [(&history, &files.history), (&checkpoint, &files.checkpoint)] {
-            let bytes = std::fs::read(from_file).map_err(|e| ExperimentError::Io {
-                path: from_file.clone(),
+        for (source, name) in [(&history, &history_name), (&checkpoint, &checkpoint_name)] {
+            let bytes = std::fs::read(source).map_err(|e| ExperimentError::Io {
+                path: source.clone(),
                 source: e,
             })?;
-            write_atomic(to_file, &bytes).map_err(|e| ExperimentError::Io {
-                path: to_file.clone(),
-                source: e,
-            })?;
+            out.write(name, &bytes)?;
         }
         reused.push(Reused {
             label: entry.label.clone(),
