@@ -30,7 +30,7 @@ from pathlib import Path
 
 
 def first_reach(points: list[tuple[float, float]], level: float) -> float | None:
-    """GFLOP at the first evaluation whose dev accuracy is at least `level`."""
+    """Cost (GFLOP or instances) at the first evaluation whose dev accuracy is at least `level`."""
     for gflop, accuracy in points:
         if accuracy >= level:
             return gflop
@@ -42,7 +42,14 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="run folder holding curves.csv")
     parser.add_argument("prefix", help="label prefix of the teacher family, e.g. rho_loss_k")
     parser.add_argument("--levels", type=float, nargs="+", required=True)
+    parser.add_argument(
+        "--metric",
+        choices=["training_gflop", "effective_instances"],
+        default="training_gflop",
+        help="the cost charged per phase (the same bound on the paper's axis with effective_instances)",
+    )
     args = parser.parse_args()
+    unit = "GFLOP" if args.metric == "training_gflop" else "instances"
 
     curves: dict[str, dict[int, list[tuple[float, float]]]] = defaultdict(
         lambda: defaultdict(list)
@@ -51,7 +58,7 @@ def main() -> None:
         for row in csv.DictReader(file):
             if row["teacher"].startswith(args.prefix):
                 curves[row["teacher"]][int(row["seed"])].append(
-                    (float(row["training_gflop"]), float(row["dev_accuracy"]))
+                    (float(row[args.metric]), float(row["dev_accuracy"]))
                 )
     levels = [0.0] + sorted(args.levels)
     teachers = sorted(curves)
@@ -77,7 +84,7 @@ def main() -> None:
     # phase_cost[teacher][k]: mean over seeds of the GFLOP from levels[k] to levels[k+1].
     phase_cost = {t: [mean_cost(t, k, seeds) for k in phases] for t in teachers}
 
-    print(f"GFLOP per phase, mean over seeds ({args.run / 'curves.csv'}, teachers {args.prefix}*)\n")
+    print(f"{args.metric} per phase, mean over seeds ({args.run / 'curves.csv'}, teachers {args.prefix}*)\n")
     header = "| phase | " + " | ".join(teachers) + " | best |"
     print(header)
     print("|" + "---|" * (len(teachers) + 2))
@@ -94,8 +101,8 @@ def main() -> None:
         "| total | " + " | ".join(f"{totals[t]:.2f}" for t in teachers) + f" | {fixed} |"
     )
     print(
-        f"\nIn sample: best fixed share {fixed}, {totals[fixed]:.2f} GFLOP to {levels[-1]:.2f}; "
-        f"best share per phase {best_total:.2f} GFLOP, "
+        f"\nIn sample: best fixed share {fixed}, {totals[fixed]:.2f} {unit} to {levels[-1]:.2f}; "
+        f"best share per phase {best_total:.2f} {unit}, "
         f"{100 * (totals[fixed] - best_total) / totals[fixed]:.1f}% less."
     )
 
@@ -117,7 +124,7 @@ def main() -> None:
     sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1)) if n > 1 else math.nan
     print(
         f"\nLeave one seed out ({n} seeds): per-phase share minus fixed share "
-        f"{mean:+.2f} GFLOP (sd {sd:.2f}; negative: the schedule needs less)."
+        f"{mean:+.2f} {unit} (sd {sd:.2f}; negative: the schedule needs less)."
     )
 
 
