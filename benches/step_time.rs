@@ -404,8 +404,8 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     let mut lean_step = 0usize;
     let mut lean_batch = train.batch(&window(0));
     // r: the env's NoTeach step rewritten in the bench, op for op (indices from Rust
-    // vectors, one gather of the incoming batch, the update on the logits recorded by
-    // the previous observation, the next batch's logits with graph, feature ops,
+    // vectors, one gather of the incoming batch, the update on the forward recorded by
+    // the previous observation, the next batch's recorded forward, feature ops,
     // ndarray), without the env: if r matches b, the env's bookkeeping costs nothing
     // and the pieces below explain b.
     let mut replica = MlpStudent::new(MlpConfig::mnist(), Device::Cpu)?;
@@ -413,7 +413,9 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     let replica_order: Vec<i64> = Vec::<i64>::try_from(&order)?;
     let mut replica_cursor = 0usize;
     let mut replica_batch = train.batch(&Tensor::from_slice(&replica_order[0..m]));
-    let mut replica_logits = replica.logits_for_training(&replica_batch);
+    let mut replica_recorded = replica
+        .record(&replica_batch)
+        .context("the MLP records its forwards")?;
 
     // b: its own environment stepped with all-true masks (NoTeach): the buffer is
     // always empty before a step, so every update reuses the observation's forward.
@@ -537,16 +539,21 @@ fn bench_mlp(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
             b_info
         );
         run_variant!(r, count, record, {
-            replica.train_step_on_logits(&replica_logits, &replica_batch.labels)?;
+            replica.train_step_on_recorded(&replica_recorded, &replica_batch.labels)?;
             replica_cursor = (replica_cursor + m) % (windows * m);
             let incoming = replica_order[replica_cursor..replica_cursor + m].to_vec();
             replica_batch = train.batch(&Tensor::from_slice(&incoming));
-            replica_logits = replica.logits_for_training(&replica_batch);
+            replica_recorded = replica
+                .record(&replica_batch)
+                .context("the MLP records its forwards")?;
             std::hint::black_box(featurise(
                 &feature_config,
                 &layout,
                 &train,
-                &replica_logits.detach().unsqueeze(0),
+                &replica_recorded
+                    .logits()
+                    .context("a recording has logits")?
+                    .unsqueeze(0),
                 &replica_batch.labels.unsqueeze(0),
                 None,
                 &incoming,
@@ -938,18 +945,19 @@ fn bench_selective(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     let mut n = Throughput::new();
     let mut roofline = Vec::new();
     let mut pytorch = Samples::default();
-    // The parts of a keep-one update: one forward of 20 M rows with their features
-    // (score ahead), and one training step on M rows (with its own forward).
+    // The parts of a keep-one update: one recorded forward of 20 M rows with their
+    // features (score ahead), and one training step on M of its rows (the backward and
+    // Adam, the forward reused), as the env runs them.
     let train = ahead.train_data().shallow_clone();
     let big: Vec<i64> = (0..(20 * m) as i64)
         .map(|i| i * 37 % train.len() as i64)
         .collect();
     let big_batch = train.batch(&Tensor::from_slice(&big));
-    let small_batch = big_batch.rows(0, m);
+    let kept = Tensor::from_slice(&(0..m as i64).map(|i| i * 20 + 7).collect::<Vec<i64>>());
+    let kept_labels = big_batch.labels.index_select(0, &kept);
     let (feature_config, layout) = (ahead.config().clone(), ahead.layout().clone());
     let mut student = MlpStudent::new(MlpConfig::mnist(), Device::Cpu)?;
     student.reset(&mut stream_rng(0, Stream::StudentInit))?;
-    let mut noise = stream_rng(0, Stream::Dropout);
     let mut score_part = Samples::default();
     let mut train_part = Samples::default();
     for round in 0..=SELECTIVE_ROUNDS {
@@ -965,7 +973,13 @@ fn bench_selective(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
         time_updates(&mut plain, &mut plain_obs, false, updates, &mut n, record)?;
         for _ in 0..updates {
             let start = Instant::now();
-            let logits = student.logits(&big_batch).view([20, m as i64, -1]);
+            let recorded = student
+                .record(&big_batch)
+                .context("the MLP records its forwards")?;
+            let logits = recorded
+                .logits()
+                .context("a recording has logits")?
+                .view([20, m as i64, -1]);
             std::hint::black_box(featurise(
                 &feature_config,
                 &layout,
@@ -980,7 +994,7 @@ fn bench_selective(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
                 score_part.push_since(start);
             }
             let start = Instant::now();
-            student.train_step(&small_batch, &mut noise)?;
+            student.train_step_on_recorded(&recorded.select(&kept), &kept_labels)?;
             if record {
                 train_part.push_since(start);
             }
@@ -1064,13 +1078,13 @@ fn bench_selective(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     rows.push(Row::new(section, "n  NoTeach per update", &n.per_update).with_ratio(share(&n)));
     rows.push(Row::new(
         section,
-        format!("s  part: logits + features of {} rows", 20 * m),
+        format!("s  part: recorded forward + features of {} rows", 20 * m),
         &score_part,
     ));
     rows.push(
         Row::new(
             section,
-            format!("t  part: train_step on {m} rows"),
+            format!("t  part: train on {m} recorded rows"),
             &train_part,
         )
         .with_ratio(format!(

@@ -5,13 +5,17 @@
 //! - score ahead (several incoming batches scored in one forward while the weights
 //!   cannot change): keep-one, keep-none and mixed teachers see bit for bit the
 //!   observations, rewards and compute of one batch at a time, on the tiny MLP, the
-//!   Fashion-MNIST-sized MLP and the CNN.
+//!   Fashion-MNIST-sized MLP and the CNN;
+//! - recorded forwards (the MLP trains on the kept rows' activations from when they
+//!   were scored, with its own backward): the same trajectories, bit for bit, as a
+//!   student that makes a forward with the graph for every update.
 
 mod common;
 
 use std::cell::Cell;
 use std::rc::Rc;
 
+use l2t::envs::student::Recorded;
 use l2t::envs::student::{CnnConfig, CnnStudent};
 use l2t::envs::{
     Batch, Dataset, Env, MlpConfig, MlpStudent, Student, SyntheticConfig, TaskData, TeachingConfig,
@@ -141,9 +145,10 @@ fn a_student_that_cannot_reuse_pays_a_forward_per_updated_row() {
     );
 }
 
-/// A student that counts its scoring forwards (calls of `logits` and
-/// `logits_for_training`) and otherwise is the student it wraps.
-struct Counting(Box<dyn Student>, Rc<Cell<usize>>);
+/// A student that counts its scoring forwards (calls of `logits`,
+/// `logits_for_training` and `record`) in `.1` and its updates on recorded rows in
+/// `.2`, and otherwise is the student it wraps.
+struct Counting(Box<dyn Student>, Rc<Cell<usize>>, Rc<Cell<usize>>);
 
 impl Student for Counting {
     fn num_classes(&self) -> usize {
@@ -181,20 +186,77 @@ impl Student for Counting {
     fn train_step_on_logits(&mut self, logits: &Tensor, labels: &Tensor) -> l2t::envs::Result<f64> {
         self.0.train_step_on_logits(logits, labels)
     }
+    fn record(&self, batch: &Batch) -> Option<Recorded> {
+        let recorded = self.0.record(batch);
+        if recorded.is_some() {
+            self.1.set(self.1.get() + 1);
+        }
+        recorded
+    }
+    fn train_step_on_recorded(
+        &mut self,
+        recorded: &Recorded,
+        labels: &Tensor,
+    ) -> l2t::envs::Result<f64> {
+        self.2.set(self.2.get() + 1);
+        self.0.train_step_on_recorded(recorded, labels)
+    }
+}
+
+/// The MLP as the engine drove it before recorded forwards: it reuses the observation's
+/// forward with the graph when the whole batch is kept, and otherwise trains with a
+/// forward of its own; it does not record.
+struct NoRecord(Box<MlpStudent>);
+
+impl Student for NoRecord {
+    fn num_classes(&self) -> usize {
+        self.0.num_classes()
+    }
+    fn num_parameters(&self) -> usize {
+        self.0.num_parameters()
+    }
+    fn flops(&self, data: &Dataset) -> l2t::envs::student::StudentFlops {
+        self.0.flops(data)
+    }
+    fn accepts(&self, data: &Dataset) -> l2t::envs::Result<()> {
+        self.0.accepts(data)
+    }
+    fn reset(&mut self, init_rng: &mut ChaCha8Rng) -> l2t::envs::Result<()> {
+        self.0.reset(init_rng)
+    }
+    fn logits(&self, batch: &Batch) -> Tensor {
+        self.0.logits(batch)
+    }
+    fn train_step(&mut self, batch: &Batch, noise_rng: &mut ChaCha8Rng) -> l2t::envs::Result<f64> {
+        self.0.train_step(batch, noise_rng)
+    }
+    fn reuses_forward(&self) -> bool {
+        self.0.reuses_forward()
+    }
+    fn scores_rows_independently(&self) -> bool {
+        self.0.scores_rows_independently()
+    }
+    fn logits_for_training(&self, batch: &Batch) -> Tensor {
+        self.0.logits_for_training(batch)
+    }
+    fn train_step_on_logits(&mut self, logits: &Tensor, labels: &Tensor) -> l2t::envs::Result<f64> {
+        self.0.train_step_on_logits(logits, labels)
+    }
 }
 
 /// Every observation's feature bits, reward, iteration, dev accuracy and compute of two
-/// episodes under `mask(step, m)`, with the look-ahead capped at `score_ahead`; and the
-/// scoring forwards the student made.
+/// episodes under `mask(step, m)`, with the look-ahead capped at `score_ahead`; the
+/// scoring forwards the student made; and its updates on recorded rows.
 fn run(
     student: Box<dyn Student>,
     data: &TaskData,
     config: &TeachingConfig,
     score_ahead: usize,
     mask: &dyn Fn(usize, usize) -> Array1<bool>,
-) -> (Vec<u64>, usize) {
+) -> (Vec<u64>, usize, usize) {
     let forwards = Rc::new(Cell::new(0));
-    let student = Box::new(Counting(student, forwards.clone()));
+    let recorded = Rc::new(Cell::new(0));
+    let student = Box::new(Counting(student, forwards.clone(), recorded.clone()));
     let mut env = TeachingEnv::new(
         config.clone(),
         student,
@@ -232,7 +294,7 @@ fn run(
             }
         }
     }
-    (out, forwards.get())
+    (out, forwards.get(), recorded.get())
 }
 
 /// Keep-one (the highest index of a rotating choice), then keep-none stretches, then
@@ -253,8 +315,8 @@ fn assert_score_ahead_changes_only_the_forwards(
     data: &TaskData,
     config: &TeachingConfig,
 ) {
-    let (one, one_forwards) = run(student(), data, config, 1, &teaching_masks);
-    let (ahead, ahead_forwards) = run(student(), data, config, 16, &teaching_masks);
+    let (one, one_forwards, _) = run(student(), data, config, 1, &teaching_masks);
+    let (ahead, ahead_forwards, _) = run(student(), data, config, 16, &teaching_masks);
     assert!(one.len() > 1000, "the episodes are long enough to test");
     assert_eq!(one.len(), ahead.len());
     let first_difference = one.iter().zip(&ahead).position(|(a, b)| a != b);
@@ -304,6 +366,53 @@ fn score_ahead_gives_the_one_batch_trajectory_on_the_fashion_mnist_mlp() {
         Box::new(MlpStudent::new(MlpConfig::mnist(), tch::Device::Cpu).unwrap())
     };
     assert_score_ahead_changes_only_the_forwards(student, &data, &config);
+}
+
+/// The Fashion-MNIST MLP trained on recorded rows (scored ahead or one batch at a
+/// time) follows, bit for bit, the trajectory of the same MLP that forwards again with
+/// the graph for every update, under keep-one, keep-none, keep-all and mixed masks.
+#[test]
+fn recorded_forwards_give_the_trajectory_of_a_forward_per_update() {
+    common::single_thread();
+    let data = SyntheticConfig {
+        num_classes: 10,
+        input_dim: 784,
+        train_size: 2000,
+        dev_size: 200,
+        test_size: 10,
+        separation: 0.5,
+        label_noise: 0.1,
+        data_seed: 5,
+    }
+    .generate()
+    .unwrap();
+    let config = TeachingConfig {
+        batch_size: 20,
+        max_iterations: 25,
+        eval_every: 5,
+        ..TeachingConfig::default()
+    }
+    .with_tau(0.99);
+    let mlp = || Box::new(MlpStudent::new(MlpConfig::mnist(), tch::Device::Cpu).unwrap());
+    let (before, _, none) = run(
+        Box::new(NoRecord(mlp())),
+        &data,
+        &config,
+        1,
+        &teaching_masks,
+    );
+    assert_eq!(none, 0);
+    assert!(before.len() > 1000, "the episodes are long enough to test");
+    for score_ahead in [1, 16] {
+        let (after, _, updates) = run(mlp(), &data, &config, score_ahead, &teaching_masks);
+        assert!(updates >= 15, "{updates} updates on recorded rows");
+        let first_difference = before.iter().zip(&after).position(|(a, b)| a != b);
+        assert_eq!(before.len(), after.len());
+        assert_eq!(
+            first_difference, None,
+            "recorded forwards changed the trajectory (score ahead {score_ahead})"
+        );
+    }
 }
 
 #[test]

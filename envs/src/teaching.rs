@@ -5,12 +5,15 @@
 //! 1. **Incoming batch.** `M` training instances arrive in a seeded order (epochs of
 //!    permutations drawn from the env's data-order stream).
 //! 2. **Observation.** The student computes logits for them, and each instance gets one
-//!    feature row (see [`TeachingEnv::feature_names`]). Students whose training
-//!    forward equals their evaluation forward ([`Student::reuses_forward`], the MLP)
-//!    record this forward's graph when the buffer is empty: if the teacher then keeps
-//!    the whole batch, it is the next training batch and the update reuses these
-//!    logits instead of a second forward pass. Otherwise the logits are computed
-//!    without gradient.
+//!    feature row (see [`TeachingEnv::feature_names`]). Students with a backward of
+//!    their own (the MLP) record the forward ([`Student::record`]: every layer's
+//!    input and the logits). The rows the teacher keeps are trained on from there
+//!    while the weights have not changed, so an update needs only its backward and
+//!    the optimizer step (selective backprop's reuse, step 4). Other students whose
+//!    training forward equals their evaluation forward ([`Student::reuses_forward`],
+//!    the CNN) record the graph of this forward when the buffer is empty: if the
+//!    teacher then keeps the whole batch, the update reuses these logits. Otherwise
+//!    the logits are computed without gradient.
 //!
 //!    **Score ahead** (an engine choice; it changes no observation). While the weights
 //!    cannot change before the next few batches arrive, the env scores them in the
@@ -47,7 +50,12 @@
 //! 4. **Accumulation.** Kept instances join a buffer. Once it holds M, the student
 //!    takes one optimizer step on the oldest M of them and the iteration count `i`
 //!    grows by one; leftovers wait for the next batch. The buffer holds fewer than M
-//!    before a step and gains at most M, so a step makes at most one update.
+//!    before a step and gains at most M, so a step makes at most one update. When
+//!    every one of the M was kept since the last update from recorded forwards, the
+//!    update trains on their recorded rows ([`Student::train_step_on_recorded`]: one
+//!    gather per forward, no forward pass); otherwise (leftovers scored under older
+//!    weights) it gathers the M and makes its own forward. Both give the same update
+//!    bit for bit (tested).
 //! 5. **Reward** ([`Reward`]). Every `eval_every` iterations the student is evaluated
 //!    on the dev split D'_dev.
 //!    - [`Reward::IterationsToTau`], the paper's: the first time its accuracy exceeds
@@ -110,7 +118,7 @@ use crate::error::{invalid_config, EnvError, Result};
 use crate::layout::{Column, FeatureLayout};
 use crate::seeding::{stream_rng, Stream};
 use crate::spaces::{BoxSpace, MultiBinary, Space, SpaceError};
-use crate::student::{Student, StudentFlops};
+use crate::student::{Recorded, Student, StudentFlops};
 
 /// The default cap on the incoming batches the env scores in one forward (see the
 /// module docs, step 2, score ahead).
@@ -986,8 +994,16 @@ pub struct TeachingEnv {
     /// The incoming batch as gathered for the observation, so an update on exactly
     /// these instances does not gather them again.
     incoming_batch: Option<Batch>,
-    /// Its logits with the autograd graph, when the student reuses forwards.
+    /// Its logits with the autograd graph, when the student reuses forwards but does
+    /// not record them.
     incoming_logits: Option<Tensor>,
+    /// Where its rows are in a recorded scoring forward, when the student records.
+    incoming_recorded: Option<RecordedRows>,
+    /// The buffered rows kept since the last update, from recorded scoring forwards
+    /// (all under the current weights), oldest first: the newest buffered rows.
+    kept_recorded: Vec<KeptRows>,
+    /// The id of the next recorded scoring forward.
+    next_block: u64,
     /// Incoming batches scored ahead under the current weights, next first (module
     /// docs, step 2).
     ahead: VecDeque<Scored>,
@@ -1007,11 +1023,65 @@ pub struct TeachingEnv {
     measurement_seconds: std::cell::Cell<f64>,
 }
 
-/// An incoming batch scored ahead: its indices, its gathered rows and its observation.
+/// An incoming batch scored ahead: its indices, its gathered rows, its observation and,
+/// when the student records, where its rows are in the recorded forward.
 struct Scored {
     indices: Vec<i64>,
     batch: Batch,
     observation: TeachingObservation,
+    recorded: Option<RecordedRows>,
+}
+
+/// One recorded scoring forward ([`Student::record`]) and its labels, shared by the
+/// incoming batches scored in it; `id` tells forwards apart.
+struct Block {
+    id: u64,
+    recorded: Recorded,
+    labels: Tensor,
+}
+
+impl Block {
+    fn shallow_clone(&self) -> Self {
+        Self {
+            id: self.id,
+            recorded: self.recorded.shallow_clone(),
+            labels: self.labels.shallow_clone(),
+        }
+    }
+}
+
+/// An incoming batch's M rows in a recorded forward: rows `offset..offset + M`.
+struct RecordedRows {
+    block: Block,
+    offset: i64,
+}
+
+/// Rows of one recorded forward kept since the last update, in arrival order.
+struct KeptRows {
+    block: Block,
+    rows: Vec<i64>,
+}
+
+impl KeptRows {
+    /// The first `n` rows and their labels: a view where they are consecutive, else a
+    /// gather.
+    fn first(&self, n: usize) -> (Recorded, Tensor) {
+        let rows = &self.rows[..n];
+        let consecutive = rows.windows(2).all(|w| w[1] == w[0] + 1);
+        match rows.first() {
+            Some(&start) if consecutive => (
+                self.block.recorded.narrow(start, n as i64),
+                self.block.labels.narrow(0, start, n as i64),
+            ),
+            _ => {
+                let index = Tensor::from_slice(rows);
+                (
+                    self.block.recorded.select(&index),
+                    self.block.labels.index_select(0, &index),
+                )
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for TeachingEnv {
@@ -1108,6 +1178,9 @@ impl TeachingEnv {
             episode,
             incoming_batch: None,
             incoming_logits: None,
+            incoming_recorded: None,
+            kept_recorded: Vec::new(),
+            next_block: 0,
             ahead: VecDeque::new(),
             score_ahead: DEFAULT_SCORE_AHEAD,
             recent_kept: VecDeque::with_capacity(RECENT_STEPS),
@@ -1236,6 +1309,7 @@ impl TeachingEnv {
         if let Some(scored) = self.ahead.pop_front() {
             if scored.indices == self.episode.incoming() {
                 self.incoming_batch = Some(scored.batch);
+                self.incoming_recorded = scored.recorded;
                 return Ok(scored.observation);
             }
             // Not the batch that came: the look-ahead is stale.
@@ -1247,13 +1321,27 @@ impl TeachingEnv {
         indices.extend_from_slice(self.episode.peek_incoming(m, depth - 1));
         let d = indices.len() / m;
         let batch = self.train.batch(&Tensor::from_slice(&indices));
-        let logits = if d == 1 && self.episode.buffered() == 0 && self.student.reuses_forward() {
-            let logits = self.student.logits_for_training(&batch);
-            let values = logits.detach();
-            self.incoming_logits = Some(logits);
-            values
-        } else {
-            self.student.logits(&batch)
+        let block = self.student.record(&batch).map(|recorded| {
+            self.next_block += 1;
+            Block {
+                id: self.next_block,
+                recorded,
+                labels: batch.labels.shallow_clone(),
+            }
+        });
+        let logits = match &block {
+            Some(block) => block
+                .recorded
+                .logits()
+                .ok_or_else(|| EnvError::Unsupported("a recorded forward without logits".into()))?
+                .shallow_clone(),
+            None if d == 1 && self.episode.buffered() == 0 && self.student.reuses_forward() => {
+                let logits = self.student.logits_for_training(&batch);
+                let values = logits.detach();
+                self.incoming_logits = Some(logits);
+                values
+            }
+            None => self.student.logits(&batch),
         };
         let (d, m) = (d as i64, m as i64);
         let state = self
@@ -1279,8 +1367,13 @@ impl TeachingEnv {
                 indices: indices[start..start + m as usize].to_vec(),
                 batch: batch.rows(start, m as usize),
                 observation,
+                recorded: block.as_ref().map(|block| RecordedRows {
+                    block: block.shallow_clone(),
+                    offset: start as i64,
+                }),
             });
         }
+        self.incoming_recorded = block.map(|block| RecordedRows { block, offset: 0 });
         self.incoming_batch = Some(if d == 1 {
             batch
         } else {
@@ -1306,6 +1399,57 @@ impl TeachingEnv {
         }
     }
 
+    /// The buffered rows with a recorded forward under the current weights.
+    fn kept_recorded_rows(&self) -> usize {
+        self.kept_recorded.iter().map(|k| k.rows.len()).sum()
+    }
+
+    /// Adds the rows `keep_mask` keeps of the incoming batch at `source` to the
+    /// recorded kept rows.
+    fn keep_recorded(&mut self, source: RecordedRows, keep_mask: &Array1<bool>) {
+        let rows = keep_mask
+            .iter()
+            .enumerate()
+            .filter(|(_, &keep)| keep)
+            .map(|(i, _)| source.offset + i as i64);
+        match self.kept_recorded.last_mut() {
+            Some(last) if last.block.id == source.block.id => last.rows.extend(rows),
+            _ => {
+                let rows: Vec<i64> = rows.collect();
+                if !rows.is_empty() {
+                    self.kept_recorded.push(KeptRows {
+                        block: source.block,
+                        rows,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The recorded rows of the oldest `m` kept rows and their labels, one gather (or
+    /// view) per recorded forward; `None` when fewer than `m` are recorded.
+    fn take_recorded(&self, m: usize) -> Option<(Recorded, Tensor)> {
+        if self.kept_recorded_rows() < m {
+            return None;
+        }
+        let (mut parts, mut labels, mut left) = (Vec::new(), Vec::new(), m);
+        for kept in &self.kept_recorded {
+            if left == 0 {
+                break;
+            }
+            let n = left.min(kept.rows.len());
+            let (part, part_labels) = kept.first(n);
+            parts.push(part);
+            labels.push(part_labels);
+            left -= n;
+        }
+        let labels = match labels.as_slice() {
+            [one] => one.shallow_clone(),
+            _ => Tensor::cat(&labels, 0),
+        };
+        Some((Recorded::cat(&parts), labels))
+    }
+
     /// Drops the batches scored ahead (the weights changed, or the episode restarts),
     /// counting their rows as discarded.
     fn discard_ahead(&mut self) {
@@ -1314,14 +1458,23 @@ impl TeachingEnv {
         self.ahead.clear();
     }
 
-    /// One student update on `update`'s instances; returns its training loss. When they
-    /// are the incoming batch, its gathered rows (and, for students that reuse
-    /// forwards, its recorded logits) serve as they are.
-    fn train(&mut self, update: &Update, logits: Option<Tensor>) -> Result<f64> {
+    /// One student update on `update`'s instances; returns its training loss. Their
+    /// rows of recorded forwards (with their labels) serve when given; otherwise, when
+    /// they are the incoming batch, its gathered rows (and, for students that reuse
+    /// forwards, its logits with the graph) serve as they are.
+    fn train(
+        &mut self,
+        update: &Update,
+        logits: Option<Tensor>,
+        recorded: Option<(Recorded, Tensor)>,
+    ) -> Result<f64> {
         // Logical compute: the backward and the step, and a forward of its own only
         // where the student cannot reuse the scoring forward.
         let rows = update.indices.len() as u64;
         self.episode.compute.training += self.flops.update(rows, self.student.reuses_forward());
+        if let Some((recorded, labels)) = recorded {
+            return self.student.train_step_on_recorded(&recorded, &labels);
+        }
         match (&self.incoming_batch, update.is_incoming) {
             (Some(batch), true) => match logits {
                 Some(logits) => self.student.train_step_on_logits(&logits, &batch.labels),
@@ -1391,6 +1544,8 @@ impl Env for TeachingEnv {
         }
         // A fresh student and a fresh epoch; the streams continue unless re-seeded.
         self.incoming_logits = None;
+        self.incoming_recorded = None;
+        self.kept_recorded.clear();
         self.ahead.clear();
         self.recent_kept.clear();
         self.discarded_rows = 0;
@@ -1413,6 +1568,12 @@ impl Env for TeachingEnv {
         self.episode.check_action(m, keep_mask)?;
         // The recorded logits are valid only until the weights change.
         let logits = self.incoming_logits.take();
+        // Buffered rows scored under older weights (leftovers of the last update), then
+        // this batch's kept rows, where its forward was recorded.
+        let stale = self.episode.buffered() - self.kept_recorded_rows();
+        if let Some(source) = self.incoming_recorded.take() {
+            self.keep_recorded(source, keep_mask);
+        }
         let mut reward = 0.0;
         let mut updates = 0;
         let mut evaluated = false;
@@ -1422,9 +1583,12 @@ impl Env for TeachingEnv {
         self.recent_kept
             .push_back(keep_mask.iter().filter(|&&keep| keep).count());
         if let Some(update) = self.episode.absorb(m, keep_mask) {
-            // The weights change: what was scored ahead is stale.
+            // The weights change: what was scored ahead, and the kept rows that wait
+            // for the next update, are stale.
             self.discard_ahead();
-            let loss = self.train(&update, logits)?;
+            let recorded = (stale == 0).then(|| self.take_recorded(m)).flatten();
+            self.kept_recorded.clear();
+            let loss = self.train(&update, logits, recorded)?;
             updates = 1;
             if self.episode.record_update(&self.config, loss)? {
                 let (accuracy, loss) = self.evaluate_dev();

@@ -1,14 +1,27 @@
 //! The multi-layer perceptron student of the paper's MNIST task (784-500-10, ReLU,
 //! Adam, as [`super::adam::Adam`]).
+//!
+//! It records its scoring forwards ([`Student::record`]: every layer's input and the
+//! logits) and trains on recorded rows with a backward written out, the one autograd
+//! would run, op for op, so the update is bit for bit that of [`Student::train_step`]
+//! (tested). With `a_0` the inputs, `z_{l+1} = a_l W_l^T + b_l`,
+//! `a_{l+1} = relu(z_{l+1})` and the logits `z_L`, for the mean cross-entropy `L` of
+//! M rows:
+//!
+//! ```text
+//! g_L      = d L / d z_L          (log-softmax and NLL backward)
+//! dW_l     = g_{l+1}^T a_l,   db_l = sum over rows of g_{l+1}
+//! g_l      = (g_{l+1} W_l) * [a_l > 0]          for l >= 1
+//! ```
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tch::{nn, nn::Module, Device, Tensor};
+use tch::{nn, nn::Module, Device, Kind, Reduction, Tensor};
 
 use super::adam::StudentOptimizer;
 use super::{
     check_num_classes, count_parameters, init_from_stream, linear_flops, torch_default_init,
-    OptimizerConfig, Student, StudentFlops,
+    OptimizerConfig, Recorded, Student, StudentFlops,
 };
 use crate::data::{Batch, Dataset};
 use crate::error::{invalid_config, EnvError, Result};
@@ -147,6 +160,73 @@ impl Student for MlpStudent {
         check_num_classes(data, self.config.num_classes, "MLP")
     }
 
+    /// Every layer's input and the logits, without the graph.
+    fn record(&self, batch: &Batch) -> Option<Recorded> {
+        tch::no_grad(|| {
+            let mut x = batch.inputs.flatten(1, -1);
+            let mut recorded = Vec::with_capacity(self.layers.len() + 1);
+            let last = self.layers.len() - 1;
+            for (i, layer) in self.layers.iter().enumerate() {
+                let z = layer.forward(&x);
+                recorded.push(x);
+                x = if i < last { z.relu() } else { z };
+            }
+            recorded.push(x);
+            Some(Recorded::new(recorded))
+        })
+    }
+
+    /// The backward of the module docs, then one Adam step; with another optimizer, a
+    /// forward with the graph from the recorded inputs and libtorch's backward.
+    fn train_step_on_recorded(&mut self, recorded: &Recorded, labels: &Tensor) -> Result<f64> {
+        let acts = recorded.tensors();
+        let depth = self.layers.len();
+        if acts.len() != depth + 1 {
+            return Err(EnvError::Unsupported(format!(
+                "a recording of {} tensors for an MLP of {depth} layers",
+                acts.len()
+            )));
+        }
+        let adam = match &mut self.optimizer {
+            StudentOptimizer::Adam(adam) => adam,
+            StudentOptimizer::Torch(_) => {
+                let logits = self.forward(&acts[0]);
+                return self.train_step_on_logits(&logits, labels);
+            }
+        };
+        tch::no_grad(|| {
+            // The loss as `cross_entropy_for_logits` computes it, and its backward as
+            // autograd runs it (nll_loss, then log_softmax).
+            let log_probs = acts[depth].log_softmax(-1, Kind::Float);
+            let loss = log_probs.nll_loss(labels);
+            let total_weight = Tensor::from(labels.size()[0] as f32);
+            let g = log_probs.f_nll_loss_backward(
+                &Tensor::from(1f32),
+                labels,
+                None::<Tensor>,
+                Reduction::Mean,
+                -100,
+                &total_weight,
+            )?;
+            let mut g =
+                Tensor::f_internal_log_softmax_backward_data(&g, &log_probs, -1, Kind::Float)?;
+            let mut gradients = Vec::with_capacity(2 * depth);
+            for (l, layer) in self.layers.iter().enumerate().rev() {
+                // addmm(b, a, W^T)'s backward: the weight's as mm_mat2_backward of a
+                // column-major mat2, the bias's summed to its shape.
+                gradients.push((&layer.ws, g.tr().f_mm(&acts[l])?));
+                if let Some(bias) = &layer.bs {
+                    gradients.push((bias, g.f_sum_to_size(bias.size())?));
+                }
+                if l > 0 {
+                    g = acts[l].f_threshold_backward(&g.f_mm(&layer.ws)?, 0.0)?;
+                }
+            }
+            adam.step_with_gradients(&gradients)?;
+            Ok(loss.double_value(&[]))
+        })
+    }
+
     feed_forward_student_methods!();
 }
 
@@ -219,5 +299,83 @@ mod tests {
             .reset(&mut stream_rng(1, Stream::StudentInit))
             .unwrap();
         assert!(student.logits(&batch).equal(&first_logits));
+    }
+
+    /// The weights, flattened in layer order.
+    fn weights(student: &MlpStudent) -> Vec<Tensor> {
+        student
+            .layers
+            .iter()
+            .flat_map(|l| {
+                [
+                    l.ws.copy(),
+                    l.bs.as_ref().map_or(Tensor::new(), Tensor::copy),
+                ]
+            })
+            .collect()
+    }
+
+    /// Trains two students of `config` from the same weights for `steps` updates of
+    /// `m` rows: one with `train_step` on gathered rows, one on the same rows selected
+    /// from a recorded forward of a block of `block` rows; asserts equal losses and
+    /// weights bit for bit after every step.
+    fn assert_recorded_steps_equal_train_steps(config: MlpConfig, m: i64, block: i64) {
+        // Inputs and labels from formulas, not libtorch's global generator.
+        let width = config.input_dim as i64;
+        let inputs = Tensor::from_slice(
+            &(0..block * width)
+                .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+                .collect::<Vec<f32>>(),
+        )
+        .view([block, width]);
+        let labels = Tensor::from_slice(
+            &(0..block)
+                .map(|i| i * 13 % config.num_classes as i64)
+                .collect::<Vec<i64>>(),
+        );
+        let data = Dataset::new("block", inputs, labels, config.num_classes).unwrap();
+        let mut plain = MlpStudent::new(config.clone(), Device::Cpu).unwrap();
+        let mut reuse = MlpStudent::new(config, Device::Cpu).unwrap();
+        plain
+            .reset(&mut stream_rng(2, Stream::StudentInit))
+            .unwrap();
+        reuse
+            .reset(&mut stream_rng(2, Stream::StudentInit))
+            .unwrap();
+        let mut noise = stream_rng(2, Stream::Dropout);
+        for step in 0..6i64 {
+            // Scattered rows of the block: every (block / m)-th, shifted by the step.
+            let rows: Vec<i64> = (0..m).map(|i| (i * (block / m) + step) % block).collect();
+            let index = Tensor::from_slice(&rows);
+            let recorded = reuse.record(&data.slice(0, block as usize)).unwrap();
+            assert!(recorded
+                .logits()
+                .unwrap()
+                .equal(&reuse.logits(&data.slice(0, block as usize))));
+            let batch = data.batch(&index);
+            let a = plain.train_step(&batch, &mut noise).unwrap();
+            let b = reuse
+                .train_step_on_recorded(&recorded.select(&index), &batch.labels)
+                .unwrap();
+            assert_eq!(a.to_bits(), b.to_bits(), "loss at step {step}");
+            for (k, (x, y)) in weights(&plain).iter().zip(weights(&reuse)).enumerate() {
+                assert!(x.equal(&y), "parameter {k} differs after step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn recorded_steps_equal_train_steps_bit_for_bit() {
+        assert_recorded_steps_equal_train_steps(MlpConfig::mnist(), 20, 400);
+        let deep = MlpConfig {
+            input_dim: 40,
+            hidden: vec![30, 20],
+            num_classes: 5,
+            optimizer: OptimizerConfig::Adam {
+                learning_rate: 1e-2,
+                weight_decay: 1e-3,
+            },
+        };
+        assert_recorded_steps_equal_train_steps(deep, 8, 64);
     }
 }

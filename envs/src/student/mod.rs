@@ -133,6 +133,73 @@ pub(crate) fn linear_flops(inputs: usize, outputs: usize) -> u64 {
     (2 * inputs * outputs + outputs) as u64
 }
 
+/// A scoring forward kept so that an update on its rows needs only the backward: the
+/// input of every weighted layer and, last, the logits, row `i` of each being instance
+/// `i` of the scored batch ([`Student::record`], [`Student::train_step_on_recorded`]).
+///
+/// This is selective backprop's reuse (Jiang et al., 2019): a teacher that keeps a few
+/// rows of many incoming batches trains on the activations computed when it scored
+/// them, as long as the weights have not changed since.
+#[derive(Debug)]
+pub struct Recorded(Vec<Tensor>);
+
+impl Recorded {
+    /// The recorded tensors, rows first (layer inputs, then the logits).
+    pub fn new(tensors: Vec<Tensor>) -> Self {
+        Self(tensors)
+    }
+
+    /// The layer inputs and the logits, in forward order.
+    pub fn tensors(&self) -> &[Tensor] {
+        &self.0
+    }
+
+    /// The logits `[n, |Y|]` (the last tensor), as [`Student::logits`] gives them.
+    pub fn logits(&self) -> Option<&Tensor> {
+        self.0.last()
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> i64 {
+        self.0.first().map_or(0, |t| t.size()[0])
+    }
+
+    /// Whether no rows are recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows `start..start + len`, a view (no copy).
+    pub fn narrow(&self, start: i64, len: i64) -> Self {
+        Self(self.0.iter().map(|t| t.narrow(0, start, len)).collect())
+    }
+
+    /// The rows at `index` (an int64 tensor), gathered.
+    pub fn select(&self, index: &Tensor) -> Self {
+        Self(self.0.iter().map(|t| t.index_select(0, index)).collect())
+    }
+
+    /// The rows of `parts` one after another; `parts` must record the same student.
+    pub fn cat(parts: &[Recorded]) -> Self {
+        match parts {
+            [one] => one.shallow_clone(),
+            _ => {
+                let width = parts.first().map_or(0, |p| p.0.len());
+                Self(
+                    (0..width)
+                        .map(|k| Tensor::cat(&parts.iter().map(|p| &p.0[k]).collect::<Vec<_>>(), 0))
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    /// The same tensors, shared (no copy).
+    pub fn shallow_clone(&self) -> Self {
+        Self(self.0.iter().map(Tensor::shallow_clone).collect())
+    }
+}
+
 /// A model trained by mini-batch gradient steps on the instances a teacher keeps.
 pub trait Student {
     /// Number of classes the student predicts.
@@ -195,6 +262,29 @@ pub trait Student {
         let _ = (logits, labels);
         Err(EnvError::Unsupported(
             "train_step_on_logits on a student whose reuses_forward() is false".into(),
+        ))
+    }
+
+    /// [`Student::logits`] of `batch` together with what an update on any of its rows
+    /// needs to skip its own forward ([`Recorded`]), computed without the autograd
+    /// graph; `None` (the default) for students without a backward of their own. The
+    /// environment records every scoring forward of a student that does, and trains on
+    /// the kept rows with [`Student::train_step_on_recorded`] while the weights have not
+    /// changed since they were scored.
+    fn record(&self, batch: &Batch) -> Option<Recorded> {
+        let _ = batch;
+        None
+    }
+
+    /// One optimizer step on the cross-entropy of recorded rows (from
+    /// [`Student::record`] under the current weights, selected and concatenated)
+    /// against `labels`: the same update as [`Student::train_step`] on those instances,
+    /// without its forward pass. Returns the mean training loss before the step.
+    /// Students that do not record return [`EnvError::Unsupported`].
+    fn train_step_on_recorded(&mut self, recorded: &Recorded, labels: &Tensor) -> Result<f64> {
+        let _ = (recorded, labels);
+        Err(EnvError::Unsupported(
+            "train_step_on_recorded on a student whose record() is None".into(),
         ))
     }
 
