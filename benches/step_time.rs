@@ -784,9 +784,10 @@ fn time_student(
 // ----------------------------------------------------------------------------------
 // selective
 
-/// Selective: student updates of the rounds, per variant.
-const SELECTIVE_ROUNDS: usize = 4;
-const SELECTIVE_UPDATES: usize = 50;
+/// Selective: student updates of the rounds, per variant. Each round measures the
+/// roofline next to the variants, so each round gives its own share of it.
+const SELECTIVE_ROUNDS: usize = 8;
+const SELECTIVE_UPDATES: usize = 25;
 const SELECTIVE_WARMUP: usize = 10;
 
 /// Milliseconds per student update and logical training FLOPs (scoring + training, the
@@ -796,6 +797,9 @@ struct Throughput {
     flops: u64,
     updates: u64,
     batches: u64,
+    /// GFLOP/s and median ms per update of each recorded call of [`time_updates`]
+    /// (one per round).
+    rounds: Vec<(f64, f64)>,
 }
 
 impl Throughput {
@@ -805,7 +809,20 @@ impl Throughput {
             flops: 0,
             updates: 0,
             batches: 0,
+            rounds: Vec::new(),
         }
+    }
+
+    /// The median over the rounds of each round's GFLOP/s over that round's roofline.
+    fn share_of(&self, rooflines: &[f64]) -> f64 {
+        Samples(
+            self.rounds
+                .iter()
+                .zip(rooflines)
+                .map(|((rate, _), peak)| rate / peak)
+                .collect(),
+        )
+        .median()
     }
 
     fn gflops(&self) -> f64 {
@@ -842,6 +859,8 @@ fn time_updates(
 ) -> Result<()> {
     let m = env.config().batch_size;
     let all = Array1::from_elem(m, true);
+    let (flops_before, ms_before, samples_before) =
+        (out.flops, out.per_update.total(), out.per_update.0.len());
     let mut done = 0;
     let mut start = Instant::now();
     let mut before = env.info().compute.training_total();
@@ -867,6 +886,11 @@ fn time_updates(
             before = after;
             start = Instant::now();
         }
+    }
+    if record {
+        let (flops, ms) = (out.flops - flops_before, out.per_update.total() - ms_before);
+        let median = Samples(out.per_update.0[samples_before..].to_vec()).median();
+        out.rounds.push((flops as f64 / (ms * 1e-3) / 1e9, median));
     }
     Ok(())
 }
@@ -945,6 +969,8 @@ fn bench_selective(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     let mut n = Throughput::new();
     let mut roofline = Vec::new();
     let mut pytorch = Samples::default();
+    // p / k1 of each round, both medians.
+    let mut pytorch_ratios = Vec::new();
     // The parts of a keep-one update: one recorded forward of 20 M rows with their
     // features (score ahead), and one training step on M of its rows (the backward and
     // Adam, the forward reused), as the env runs them.
@@ -967,7 +993,10 @@ fn bench_selective(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
         } else {
             SELECTIVE_WARMUP
         };
-        roofline.push(sgemm_roofline());
+        let peak = sgemm_roofline();
+        if record {
+            roofline.push(peak);
+        }
         time_updates(&mut ahead, &mut ahead_obs, true, updates, &mut k16, record)?;
         time_updates(&mut one, &mut one_obs, true, updates, &mut k1, record)?;
         time_updates(&mut plain, &mut plain_obs, false, updates, &mut n, record)?;
@@ -1001,11 +1030,16 @@ fn bench_selective(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
         }
         if record {
             if let Some(samples) = pytorch_big_batch(20 * m, m, notes) {
+                if let Some(&(_, k1_median)) = k16.rounds.last() {
+                    pytorch_ratios.push(samples.median() / k1_median);
+                }
                 pytorch.0.extend(samples.0);
             }
         }
     }
-    // Two keep-one workers side by side, each with its own env, as a pool runs them.
+    // Two keep-one workers side by side, each with its own env, as a pool runs them;
+    // their roofline is the mean of one measured just before and one just after.
+    let pair_before = sgemm_roofline();
     let pair: Vec<Throughput> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..2)
             .map(|worker| {
@@ -1032,17 +1066,31 @@ fn bench_selective(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
             .map(|h| h.join().map_err(|_| anyhow::anyhow!("a worker panicked"))?)
             .collect::<Result<Vec<_>>>()
     })?;
-    let peak = Samples(roofline).median();
+    let pair_peak = (pair_before + sgemm_roofline()) / 2.0;
+    let peak = Samples(roofline.clone()).median();
     notes.push(format!(
-        "selective: sgemm roofline {peak:.1} GFLOP/s on one core (median of the rounds); \
-         keep-one scores {:.1} incoming batches per update",
+        "selective: sgemm roofline {peak:.1} GFLOP/s on one core (median of {} rounds, \
+         {:.1} to {:.1}; {pair_peak:.1} around the side-by-side pair); keep-one scores \
+         {:.1} incoming batches per update",
+        roofline.len(),
+        roofline.iter().copied().fold(f64::INFINITY, f64::min),
+        roofline.iter().copied().fold(0.0, f64::max),
         k16.batches_per_update()
     ));
+    // Each round's throughput over the roofline measured in that round, median of the
+    // rounds (the side-by-side pair: over the roofline around it).
     let share = |t: &Throughput| {
         format!(
             "{:.1} GFLOP/s, {:.0}% of roofline",
             t.gflops(),
-            100.0 * t.gflops() / peak
+            100.0 * t.share_of(&roofline)
+        )
+    };
+    let pair_share = |t: &Throughput| {
+        format!(
+            "{:.1} GFLOP/s, {:.0}% of roofline",
+            t.gflops(),
+            100.0 * t.gflops() / pair_peak
         )
     };
     rows.push(
@@ -1072,7 +1120,7 @@ fn bench_selective(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
                 format!("k2 keep-one per update, worker {worker} of 2 side by side"),
                 &t.per_update,
             )
-            .with_ratio(share(t)),
+            .with_ratio(pair_share(t)),
         );
     }
     rows.push(Row::new(section, "n  NoTeach per update", &n.per_update).with_ratio(share(&n)));
@@ -1100,8 +1148,10 @@ fn bench_selective(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
                 &pytorch,
             )
             .with_ratio(format!(
-                "p/k1 {:.2}x (l2t faster above 1)",
-                pytorch.median() / k16.per_update.median()
+                "p/k1 {:.2}x (l2t faster above 1; rounds {:.2}x to {:.2}x)",
+                Samples(pytorch_ratios.clone()).median(),
+                pytorch_ratios.iter().copied().fold(f64::INFINITY, f64::min),
+                pytorch_ratios.iter().copied().fold(0.0, f64::max)
             )),
         );
     }

@@ -89,6 +89,9 @@ pub struct MlpStudent {
     vs: nn::VarStore,
     layers: Vec<nn::Linear>,
     optimizer: StudentOptimizer,
+    /// The weight gradients of [`Student::train_step_on_recorded`], one per layer,
+    /// written in place each update (they stay in cache; none is allocated).
+    weight_grads: Vec<Tensor>,
 }
 
 impl std::fmt::Debug for MlpStudent {
@@ -106,11 +109,13 @@ impl MlpStudent {
         let vs = nn::VarStore::new(device);
         let layers = build_layers(&vs, &config);
         let optimizer = StudentOptimizer::build(&config.optimizer, &vs)?;
+        let weight_grads = tch::no_grad(|| layers.iter().map(|l| l.ws.zeros_like()).collect());
         Ok(Self {
             config,
             vs,
             layers,
             optimizer,
+            weight_grads,
         })
     }
 
@@ -167,9 +172,9 @@ impl Student for MlpStudent {
             let mut recorded = Vec::with_capacity(self.layers.len() + 1);
             let last = self.layers.len() - 1;
             for (i, layer) in self.layers.iter().enumerate() {
-                let z = layer.forward(&x);
+                let mut z = layer.forward(&x);
                 recorded.push(x);
-                x = if i < last { z.relu() } else { z };
+                x = if i < last { z.relu_() } else { z };
             }
             recorded.push(x);
             Some(Recorded::new(recorded))
@@ -214,7 +219,9 @@ impl Student for MlpStudent {
             for (l, layer) in self.layers.iter().enumerate().rev() {
                 // addmm(b, a, W^T)'s backward: the weight's as mm_mat2_backward of a
                 // column-major mat2, the bias's summed to its shape.
-                gradients.push((&layer.ws, g.tr().f_mm(&acts[l])?));
+                let weight_grad = &self.weight_grads[l];
+                let _ = g.tr().f_mm_out(weight_grad, &acts[l])?;
+                gradients.push((&layer.ws, weight_grad.shallow_clone()));
                 if let Some(bias) = &layer.bs {
                     gradients.push((bias, g.f_sum_to_size(bias.size())?));
                 }
