@@ -916,6 +916,29 @@ fn sgemm_roofline() -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// [`sgemm_roofline`] on two threads at once, one libtorch thread each: the mean of
+/// their GFLOP/s, the roofline per core when both cores work.
+fn sgemm_roofline_side_by_side() -> Result<f64> {
+    let rates = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    tch::set_num_threads(1);
+                    sgemm_roofline()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("an sgemm thread panicked"))
+            })
+            .collect::<Result<Vec<f64>>>()
+    })?;
+    Ok(rates.iter().sum::<f64>() / rates.len() as f64)
+}
+
 /// RHO-LOSS's own loop in PyTorch (`benches/big_batch_pytorch.py`), scoring `big` rows
 /// and training on `keep` per update; `None` (with a note) where no Python with torch is
 /// found (`L2T_BENCH_PYTHON`, else the repository's `.venv`).
@@ -1038,8 +1061,9 @@ fn bench_selective(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
         }
     }
     // Two keep-one workers side by side, each with its own env, as a pool runs them;
-    // their roofline is the mean of one measured just before and one just after.
-    let pair_before = sgemm_roofline();
+    // their roofline per core is that of two sgemms side by side (the cores share
+    // caches and memory), the mean of one measured just before and one just after.
+    let pair_before = sgemm_roofline_side_by_side()?;
     let pair: Vec<Throughput> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..2)
             .map(|worker| {
@@ -1066,11 +1090,11 @@ fn bench_selective(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
             .map(|h| h.join().map_err(|_| anyhow::anyhow!("a worker panicked"))?)
             .collect::<Result<Vec<_>>>()
     })?;
-    let pair_peak = (pair_before + sgemm_roofline()) / 2.0;
+    let pair_peak = (pair_before + sgemm_roofline_side_by_side()?) / 2.0;
     let peak = Samples(roofline.clone()).median();
     notes.push(format!(
         "selective: sgemm roofline {peak:.1} GFLOP/s on one core (median of {} rounds, \
-         {:.1} to {:.1}; {pair_peak:.1} around the side-by-side pair); keep-one scores \
+         {:.1} to {:.1}; {pair_peak:.1} per core with two side by side, around the pair); keep-one scores \
          {:.1} incoming batches per update",
         roofline.len(),
         roofline.iter().copied().fold(f64::INFINITY, f64::min),
