@@ -25,30 +25,105 @@ use ndarray::Array1;
 use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
 
-/// An MLP student that never reuses the observation's forward.
-struct NoReuse(Box<MlpStudent>);
+/// What a [`Wrapped`] student may use of the engine's reuse.
+#[derive(Clone, Copy, PartialEq)]
+enum Reuse {
+    /// Nothing: every update makes its own forward (a student like the LSTM).
+    Nothing,
+    /// The observation's forward with the graph when the whole batch is kept, no
+    /// recorded forwards: the MLP as the engine drove it before recorded forwards.
+    Graph,
+    /// Whatever the wrapped student offers.
+    All,
+}
 
-impl Student for NoReuse {
+/// A student that counts its scoring forwards (calls of `logits`,
+/// `logits_for_training` and `record`) and its updates on recorded rows, offers the
+/// engine only the reuse `reuse` allows, and otherwise is the student it wraps.
+struct Wrapped {
+    inner: Box<dyn Student>,
+    reuse: Reuse,
+    forwards: Rc<Cell<usize>>,
+    recorded_updates: Rc<Cell<usize>>,
+}
+
+impl Wrapped {
+    fn new(inner: Box<dyn Student>, reuse: Reuse) -> Self {
+        Self {
+            inner,
+            reuse,
+            forwards: Rc::new(Cell::new(0)),
+            recorded_updates: Rc::new(Cell::new(0)),
+        }
+    }
+
+    /// The MLP without any reuse.
+    fn no_reuse(student: Box<MlpStudent>) -> Box<Self> {
+        Box::new(Self::new(student, Reuse::Nothing))
+    }
+}
+
+impl Student for Wrapped {
     fn num_classes(&self) -> usize {
-        self.0.num_classes()
+        self.inner.num_classes()
     }
     fn num_parameters(&self) -> usize {
-        self.0.num_parameters()
+        self.inner.num_parameters()
     }
     fn flops(&self, data: &Dataset) -> l2t::envs::student::StudentFlops {
-        self.0.flops(data)
+        self.inner.flops(data)
     }
     fn accepts(&self, data: &Dataset) -> l2t::envs::Result<()> {
-        self.0.accepts(data)
+        self.inner.accepts(data)
     }
     fn reset(&mut self, init_rng: &mut ChaCha8Rng) -> l2t::envs::Result<()> {
-        self.0.reset(init_rng)
+        self.inner.reset(init_rng)
     }
     fn logits(&self, batch: &Batch) -> Tensor {
-        self.0.logits(batch)
+        self.forwards.set(self.forwards.get() + 1);
+        self.inner.logits(batch)
     }
     fn train_step(&mut self, batch: &Batch, noise_rng: &mut ChaCha8Rng) -> l2t::envs::Result<f64> {
-        self.0.train_step(batch, noise_rng)
+        self.inner.train_step(batch, noise_rng)
+    }
+    fn reuses_forward(&self) -> bool {
+        self.reuse != Reuse::Nothing && self.inner.reuses_forward()
+    }
+    fn scores_rows_independently(&self) -> bool {
+        self.inner.scores_rows_independently()
+    }
+    fn logits_for_training(&self, batch: &Batch) -> Tensor {
+        self.forwards.set(self.forwards.get() + 1);
+        match self.reuse {
+            Reuse::Nothing => self.inner.logits(batch),
+            _ => self.inner.logits_for_training(batch),
+        }
+    }
+    fn train_step_on_logits(&mut self, logits: &Tensor, labels: &Tensor) -> l2t::envs::Result<f64> {
+        match self.reuse {
+            Reuse::Nothing => Err(l2t::envs::EnvError::Unsupported(
+                "train_step_on_logits on a student that does not reuse forwards".into(),
+            )),
+            _ => self.inner.train_step_on_logits(logits, labels),
+        }
+    }
+    fn record(&self, batch: &Batch) -> Option<Recorded> {
+        let recorded = match self.reuse {
+            Reuse::All => self.inner.record(batch),
+            _ => None,
+        };
+        if recorded.is_some() {
+            self.forwards.set(self.forwards.get() + 1);
+        }
+        recorded
+    }
+    fn train_step_on_recorded(
+        &mut self,
+        recorded: &Recorded,
+        labels: &Tensor,
+    ) -> l2t::envs::Result<f64> {
+        self.recorded_updates.set(self.recorded_updates.get() + 1);
+        self.inner.train_step_on_recorded(recorded, labels)
     }
 }
 
@@ -85,7 +160,7 @@ fn trajectory(student: Box<dyn Student>, mask: impl Fn(usize) -> Array1<bool>) -
 fn reuse_gives_the_same_no_teach_trajectory() {
     let all = |_| Array1::from_elem(8, true);
     let with = trajectory(common::tiny_student(8), all);
-    let without = trajectory(Box::new(NoReuse(common::tiny_student(8))), all);
+    let without = trajectory(Wrapped::no_reuse(common::tiny_student(8)), all);
     assert!(with.len() > 20);
     assert_eq!(with, without);
 }
@@ -96,13 +171,13 @@ fn reuse_gives_the_same_trajectory_under_partial_masks() {
     // masks (leftovers: the update gathers and forwards again).
     let mask = |step: usize| Array1::from_shape_fn(8, |i| step % 3 != 1 || i % 3 != 0);
     let with = trajectory(common::tiny_student(8), mask);
-    let without = trajectory(Box::new(NoReuse(common::tiny_student(8))), mask);
+    let without = trajectory(Wrapped::no_reuse(common::tiny_student(8)), mask);
     assert_eq!(with, without);
 }
 
 #[test]
 fn only_reusing_students_train_on_recorded_logits() {
-    let mut student = NoReuse(common::tiny_student(8));
+    let mut student = Wrapped::no_reuse(common::tiny_student(8));
     assert!(!student.reuses_forward());
     let err = student
         .train_step_on_logits(
@@ -136,112 +211,13 @@ fn a_student_that_cannot_reuse_pays_a_forward_per_updated_row() {
         }
     };
     let (flops, with) = finish(common::tiny_student(8));
-    let (_, without) = finish(Box::new(NoReuse(common::tiny_student(8))));
+    let (_, without) = finish(Wrapped::no_reuse(common::tiny_student(8)));
     assert_eq!(with.iteration, without.iteration);
     assert_eq!(with.compute.scoring, without.compute.scoring);
     assert_eq!(
         without.compute.training - with.compute.training,
         with.iteration as u64 * 8 * flops.forward_per_row
     );
-}
-
-/// A student that counts its scoring forwards (calls of `logits`,
-/// `logits_for_training` and `record`) in `.1` and its updates on recorded rows in
-/// `.2`, and otherwise is the student it wraps.
-struct Counting(Box<dyn Student>, Rc<Cell<usize>>, Rc<Cell<usize>>);
-
-impl Student for Counting {
-    fn num_classes(&self) -> usize {
-        self.0.num_classes()
-    }
-    fn num_parameters(&self) -> usize {
-        self.0.num_parameters()
-    }
-    fn flops(&self, data: &Dataset) -> l2t::envs::student::StudentFlops {
-        self.0.flops(data)
-    }
-    fn accepts(&self, data: &Dataset) -> l2t::envs::Result<()> {
-        self.0.accepts(data)
-    }
-    fn reset(&mut self, init_rng: &mut ChaCha8Rng) -> l2t::envs::Result<()> {
-        self.0.reset(init_rng)
-    }
-    fn logits(&self, batch: &Batch) -> Tensor {
-        self.1.set(self.1.get() + 1);
-        self.0.logits(batch)
-    }
-    fn train_step(&mut self, batch: &Batch, noise_rng: &mut ChaCha8Rng) -> l2t::envs::Result<f64> {
-        self.0.train_step(batch, noise_rng)
-    }
-    fn reuses_forward(&self) -> bool {
-        self.0.reuses_forward()
-    }
-    fn scores_rows_independently(&self) -> bool {
-        self.0.scores_rows_independently()
-    }
-    fn logits_for_training(&self, batch: &Batch) -> Tensor {
-        self.1.set(self.1.get() + 1);
-        self.0.logits_for_training(batch)
-    }
-    fn train_step_on_logits(&mut self, logits: &Tensor, labels: &Tensor) -> l2t::envs::Result<f64> {
-        self.0.train_step_on_logits(logits, labels)
-    }
-    fn record(&self, batch: &Batch) -> Option<Recorded> {
-        let recorded = self.0.record(batch);
-        if recorded.is_some() {
-            self.1.set(self.1.get() + 1);
-        }
-        recorded
-    }
-    fn train_step_on_recorded(
-        &mut self,
-        recorded: &Recorded,
-        labels: &Tensor,
-    ) -> l2t::envs::Result<f64> {
-        self.2.set(self.2.get() + 1);
-        self.0.train_step_on_recorded(recorded, labels)
-    }
-}
-
-/// The MLP as the engine drove it before recorded forwards: it reuses the observation's
-/// forward with the graph when the whole batch is kept, and otherwise trains with a
-/// forward of its own; it does not record.
-struct NoRecord(Box<MlpStudent>);
-
-impl Student for NoRecord {
-    fn num_classes(&self) -> usize {
-        self.0.num_classes()
-    }
-    fn num_parameters(&self) -> usize {
-        self.0.num_parameters()
-    }
-    fn flops(&self, data: &Dataset) -> l2t::envs::student::StudentFlops {
-        self.0.flops(data)
-    }
-    fn accepts(&self, data: &Dataset) -> l2t::envs::Result<()> {
-        self.0.accepts(data)
-    }
-    fn reset(&mut self, init_rng: &mut ChaCha8Rng) -> l2t::envs::Result<()> {
-        self.0.reset(init_rng)
-    }
-    fn logits(&self, batch: &Batch) -> Tensor {
-        self.0.logits(batch)
-    }
-    fn train_step(&mut self, batch: &Batch, noise_rng: &mut ChaCha8Rng) -> l2t::envs::Result<f64> {
-        self.0.train_step(batch, noise_rng)
-    }
-    fn reuses_forward(&self) -> bool {
-        self.0.reuses_forward()
-    }
-    fn scores_rows_independently(&self) -> bool {
-        self.0.scores_rows_independently()
-    }
-    fn logits_for_training(&self, batch: &Batch) -> Tensor {
-        self.0.logits_for_training(batch)
-    }
-    fn train_step_on_logits(&mut self, logits: &Tensor, labels: &Tensor) -> l2t::envs::Result<f64> {
-        self.0.train_step_on_logits(logits, labels)
-    }
 }
 
 /// Every observation's feature bits, reward, iteration, dev accuracy and compute of two
@@ -254,9 +230,9 @@ fn run(
     score_ahead: usize,
     mask: &dyn Fn(usize, usize) -> Array1<bool>,
 ) -> (Vec<u64>, usize, usize) {
-    let forwards = Rc::new(Cell::new(0));
-    let recorded = Rc::new(Cell::new(0));
-    let student = Box::new(Counting(student, forwards.clone(), recorded.clone()));
+    let student = Wrapped::new(student, Reuse::All);
+    let (forwards, recorded) = (student.forwards.clone(), student.recorded_updates.clone());
+    let student = Box::new(student);
     let mut env = TeachingEnv::new(
         config.clone(),
         student,
@@ -338,11 +314,9 @@ fn score_ahead_gives_the_one_batch_trajectory_on_the_tiny_mlp() {
     assert_score_ahead_changes_only_the_forwards(|| common::tiny_student(8), &data, &config);
 }
 
-/// The Fashion-MNIST MLP's widths (784-500-10) at M = 20, where sgemm picks its
-/// blocking by the row count.
-#[test]
-fn score_ahead_gives_the_one_batch_trajectory_on_the_fashion_mnist_mlp() {
-    common::single_thread();
+/// Synthetic data of Fashion-MNIST's shape (784 inputs, 10 classes) from `data_seed`,
+/// and a short MDP at M = 20 that never reaches its tau.
+fn fashion_mnist_shaped(data_seed: u64) -> (TaskData, TeachingConfig) {
     let data = SyntheticConfig {
         num_classes: 10,
         input_dim: 784,
@@ -351,7 +325,7 @@ fn score_ahead_gives_the_one_batch_trajectory_on_the_fashion_mnist_mlp() {
         test_size: 10,
         separation: 0.5,
         label_noise: 0.1,
-        data_seed: 4,
+        data_seed,
     }
     .generate()
     .unwrap();
@@ -362,6 +336,15 @@ fn score_ahead_gives_the_one_batch_trajectory_on_the_fashion_mnist_mlp() {
         ..TeachingConfig::default()
     }
     .with_tau(0.99);
+    (data, config)
+}
+
+/// The Fashion-MNIST MLP's widths (784-500-10) at M = 20, where sgemm picks its
+/// blocking by the row count.
+#[test]
+fn score_ahead_gives_the_one_batch_trajectory_on_the_fashion_mnist_mlp() {
+    common::single_thread();
+    let (data, config) = fashion_mnist_shaped(4);
     let student = || -> Box<dyn Student> {
         Box::new(MlpStudent::new(MlpConfig::mnist(), tch::Device::Cpu).unwrap())
     };
@@ -374,28 +357,10 @@ fn score_ahead_gives_the_one_batch_trajectory_on_the_fashion_mnist_mlp() {
 #[test]
 fn recorded_forwards_give_the_trajectory_of_a_forward_per_update() {
     common::single_thread();
-    let data = SyntheticConfig {
-        num_classes: 10,
-        input_dim: 784,
-        train_size: 2000,
-        dev_size: 200,
-        test_size: 10,
-        separation: 0.5,
-        label_noise: 0.1,
-        data_seed: 5,
-    }
-    .generate()
-    .unwrap();
-    let config = TeachingConfig {
-        batch_size: 20,
-        max_iterations: 25,
-        eval_every: 5,
-        ..TeachingConfig::default()
-    }
-    .with_tau(0.99);
+    let (data, config) = fashion_mnist_shaped(5);
     let mlp = || Box::new(MlpStudent::new(MlpConfig::mnist(), tch::Device::Cpu).unwrap());
     let (before, _, none) = run(
-        Box::new(NoRecord(mlp())),
+        Box::new(Wrapped::new(mlp(), Reuse::Graph)),
         &data,
         &config,
         1,
