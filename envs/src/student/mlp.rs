@@ -16,7 +16,7 @@
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tch::{nn, nn::Module, Device, Kind, Reduction, Tensor};
+use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use super::adam::StudentOptimizer;
 use super::{
@@ -200,41 +200,70 @@ impl Student for MlpStudent {
             }
         };
         tch::no_grad(|| {
-            // The loss as `cross_entropy_for_logits` computes it, and its backward as
-            // autograd runs it (nll_loss, then log_softmax).
-            let log_probs = acts[depth].log_softmax(-1, Kind::Float);
-            let loss = log_probs.nll_loss(labels);
-            let total_weight = Tensor::from(labels.size()[0] as f32);
-            let g = log_probs.f_nll_loss_backward(
-                &Tensor::from(1f32),
-                labels,
-                None::<Tensor>,
-                Reduction::Mean,
-                -100,
-                &total_weight,
-            )?;
-            let mut g =
-                Tensor::f_internal_log_softmax_backward_data(&g, &log_probs, -1, Kind::Float)?;
+            let (loss, g) = cross_entropy_backward(&acts[depth], labels)?;
             let mut gradients = Vec::with_capacity(2 * depth);
-            for (l, layer) in self.layers.iter().enumerate().rev() {
-                // addmm(b, a, W^T)'s backward: the weight's as mm_mat2_backward of a
-                // column-major mat2, the bias's summed to its shape.
-                let weight_grad = &self.weight_grads[l];
-                let _ = g.tr().f_mm_out(weight_grad, &acts[l])?;
-                gradients.push((&layer.ws, weight_grad.shallow_clone()));
-                if let Some(bias) = &layer.bs {
-                    gradients.push((bias, g.f_sum_to_size(bias.size())?));
-                }
-                if l > 0 {
-                    g = acts[l].f_threshold_backward(&g.f_mm(&layer.ws)?, 0.0)?;
-                }
-            }
+            dense_backward(
+                &self.layers,
+                &acts[..depth],
+                &self.weight_grads,
+                g,
+                &mut gradients,
+            )?;
             adam.step_with_gradients(&gradients)?;
-            Ok(loss.double_value(&[]))
+            Ok(loss)
         })
     }
 
     feed_forward_student_methods!();
+}
+
+/// The mean cross-entropy of `logits` against `labels`, as `cross_entropy_for_logits`
+/// computes it, and its gradient with respect to the logits, as autograd computes it
+/// (nll_loss's backward, then log_softmax's): where a student's own backward starts
+/// ([`Student::train_step_on_recorded`]). Call under `no_grad`.
+fn cross_entropy_backward(logits: &Tensor, labels: &Tensor) -> Result<(f64, Tensor)> {
+    let log_probs = logits.log_softmax(-1, Kind::Float);
+    let loss = log_probs.f_nll_loss(labels, None::<Tensor>, tch::Reduction::Mean, -100)?;
+    let device = log_probs.device();
+    let total_weight = Tensor::from(labels.size()[0] as f32).to_device(device);
+    let g = log_probs.f_nll_loss_backward(
+        &Tensor::from(1f32).to_device(device),
+        labels,
+        None::<Tensor>,
+        tch::Reduction::Mean,
+        -100,
+        &total_weight,
+    )?;
+    let g = Tensor::f_internal_log_softmax_backward_data(&g, &log_probs, -1, Kind::Float)?;
+    Ok((loss.f_double_value(&[])?, g))
+}
+
+/// The backward of the linear `layers` with ReLU between them, op for op autograd's:
+/// `inputs[l]` is layer l's input (after the previous layer's ReLU), `g` the gradient of
+/// the last layer's output. For `z = addmm(b, a, W^T)` autograd computes the weight's
+/// gradient as `g^T a` (mm_mat2_backward of the column-major `W^T`), the bias's as `g`
+/// summed to its shape, and the input's as `g W`; through the ReLU,
+/// `threshold_backward(g, a, 0)`. Each weight's gradient is written into
+/// `weight_grads[l]` (no allocation); the pairs (parameter, gradient) join `gradients`.
+/// The first layer's input needs no gradient. Call under `no_grad`.
+fn dense_backward<'a>(
+    layers: &'a [nn::Linear],
+    inputs: &[Tensor],
+    weight_grads: &[Tensor],
+    mut g: Tensor,
+    gradients: &mut Vec<(&'a Tensor, Tensor)>,
+) -> Result<()> {
+    for (l, layer) in layers.iter().enumerate().rev() {
+        let _ = g.tr().f_mm_out(&weight_grads[l], &inputs[l])?;
+        gradients.push((&layer.ws, weight_grads[l].shallow_clone()));
+        if let Some(bias) = &layer.bs {
+            gradients.push((bias, g.f_sum_to_size(bias.size())?));
+        }
+        if l > 0 {
+            g = inputs[l].f_threshold_backward(&g.f_mm(&layer.ws)?, 0.0)?;
+        }
+    }
+    Ok(())
 }
 
 /// The linear layers `layer0, layer1, ...` of an MLP of `config` in `vs`: the
@@ -383,6 +412,18 @@ mod tests {
                 weight_decay: 1e-3,
             },
         };
-        assert_recorded_steps_equal_train_steps(deep, 8, 64);
+        assert_recorded_steps_equal_train_steps(deep.clone(), 8, 64);
+        // SGD (libtorch's optimizer): a forward with the graph from the recorded inputs.
+        let sgd = MlpConfig {
+            optimizer: OptimizerConfig::Sgd {
+                learning_rate: 0.1,
+                momentum: 0.9,
+                weight_decay: 1e-4,
+                milestones: vec![],
+                decay: 0.1,
+            },
+            ..deep
+        };
+        assert_recorded_steps_equal_train_steps(sgd, 8, 64);
     }
 }
