@@ -159,16 +159,6 @@ impl Recorded {
         self.0.last()
     }
 
-    /// The number of rows.
-    pub fn len(&self) -> i64 {
-        self.0.first().map_or(0, |t| t.size()[0])
-    }
-
-    /// Whether no rows are recorded.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The rows `start..start + len`, a view (no copy).
     pub fn narrow(&self, start: i64, len: i64) -> Self {
         Self(self.0.iter().map(|t| t.narrow(0, start, len)).collect())
