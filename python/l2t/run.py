@@ -157,6 +157,7 @@ def compare(
     out: PathLike | None = None,
     data_dir: PathLike | None = None,
     fresh: bool = False,
+    shipped: bool = True,
     threads: int | None = 1,
     verbose: bool = False,
 ) -> Run:
@@ -212,6 +213,14 @@ def compare(
             learned teachers from their checkpoints, and each config teacher whose
             evaluations on every seed are in ``events.jsonl`` is not evaluated again
             (your own teachers always are: their code is no part of the identity).
+        shipped: reuse the trained teachers shipped with l2t, as the ``l2t`` command
+            does without ``--no-shipped``: a learned teacher whose training identity
+            (its config and training task, the episode count aside) has a checkpoint
+            and history in ``$L2T_CHECKPOINTS/<training task>/`` (default: the
+            repository's ``checkpoints/``, where the package was built) is copied into
+            the folder when the folder has none, and training resumes from it (nothing
+            to train when it holds the episodes asked for; one holding more is not
+            copied). ``False`` trains every learned teacher in the folder.
         threads: libtorch intra-op threads of the process (1, as the ``l2t`` command).
         verbose: print the run's phases on stderr.
 
@@ -259,6 +268,7 @@ def compare(
         ),
         reference=reference,
         fresh=fresh,
+        shipped=shipped,
         threads=threads,
         verbose=verbose,
     )
@@ -283,6 +293,7 @@ def train(
     out: PathLike | None = None,
     data_dir: PathLike | None = None,
     fresh: bool = False,
+    shipped: bool = True,
     threads: int | None = 1,
     verbose: bool = False,
 ) -> Run:
@@ -299,6 +310,8 @@ def train(
             (``{"kind": "es", "seed": 3}``); ``"label=spec"`` or ``label`` names it
             (default: the kind).
         episodes: its training episodes (default: the preset's).
+        shipped: reuse a shipped checkpoint of the same training identity instead of
+            training (as :func:`compare`); ``False`` trains it here.
         out: the run folder (default ``runs/<name>-train``, as ``l2t train``).
         the others: as :func:`compare`.
 
@@ -329,6 +342,7 @@ def train(
             data_dir=data_dir,
         ),
         fresh=fresh,
+        shipped=shipped,
         threads=threads,
         verbose=verbose,
     )

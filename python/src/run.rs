@@ -24,8 +24,10 @@ use pyo3::prelude::*;
 use l2t::config::{
     DeviceChoice, Interface, Overrides, RunConfig, TeacherEntry, LONG_RUNS, TRANSFERS,
 };
-use l2t::experiment::{run_with, training_files, ExperimentError, Progress, UserTeacher};
-use l2t::presets::{Preset, PRESETS};
+use l2t::experiment::{
+    reuse_trained, run_with, training_files, ExperimentError, Progress, UserTeacher,
+};
+use l2t::presets::{shipped_checkpoints_dir, Preset, PRESETS};
 use l2t::run_dir::RunDir;
 use l2t_agents::{AgentError, KeepMask, Teacher, TeacherConfig};
 use l2t_envs::{FeatureLayout, TeachingInfo, TeachingObservation};
@@ -370,11 +372,34 @@ fn execute(
     data_dir: &Path,
     out: &Path,
     fresh: bool,
+    shipped: bool,
     verbose: bool,
 ) -> PyResult<RunDir> {
     let preset = Some(&config.preset);
     let mut run_dir = RunDir::create(out).map_err(|e| experiment_error(e, preset, data_dir))?;
     run_dir.set_fresh(fresh);
+    if shipped {
+        // As the `l2t` command does: the folder claimed for this run (the run's own
+        // claim then does nothing), then the shipped teachers of its training task
+        // copied in where the folder has none of that training identity.
+        let records: Vec<_> = user.iter().map(UserTeacher::record).collect();
+        let cleared = run_dir
+            .claim(config, &records)
+            .map_err(|e| experiment_error(e, preset, data_dir))?;
+        let source = shipped_checkpoints_dir().join(&config.training_preset().name);
+        let reused = reuse_trained(config, &run_dir, &source)
+            .map_err(|e| experiment_error(e, preset, data_dir))?;
+        if verbose {
+            log_progress(Progress::Cleared(&cleared));
+            for teacher in reused {
+                eprintln!(
+                    "reusing {} trained before: {} (shipped with l2t; shipped=False trains it here)",
+                    teacher.label,
+                    teacher.from.display()
+                );
+            }
+        }
+    }
     // The run goes on a thread of its own; Ctrl-C (a KeyboardInterrupt) cancels it and is
     // raised once it has stopped (crate::interrupt).
     let cancel = run_dir.canceller();
@@ -408,8 +433,8 @@ fn execute(
     config, *, is_path = false, python = Vec::new(), specs = Vec::new(), builtin = None,
     seeds = None, first_seed = None, episodes = None, workers = None, tau = None,
     teaching = None, test_every = None, checkpoint_every = None, plots = None, device = None,
-    reference = None, out = None, data_dir = None, fresh = false, threads = Some(1),
-    verbose = false
+    reference = None, out = None, data_dir = None, fresh = false, shipped = true,
+    threads = Some(1), verbose = false
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn compare(
@@ -433,6 +458,7 @@ pub(crate) fn compare(
     out: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     fresh: bool,
+    shipped: bool,
     threads: Option<i32>,
     verbose: bool,
 ) -> PyResult<PathBuf> {
@@ -516,7 +542,9 @@ pub(crate) fn compare(
     set_threads(threads)?;
     let data_dir = data_folder(data_dir);
     let out = out_folder(out, &name);
-    execute(py, &config, user, &failure, &data_dir, &out, fresh, verbose)?;
+    execute(
+        py, &config, user, &failure, &data_dir, &out, fresh, shipped, verbose,
+    )?;
     Ok(out)
 }
 
@@ -540,7 +568,8 @@ fn learns(config: &TeacherConfig) -> bool {
     config, teacher, *, is_path = false, label = None,
     seeds = None, first_seed = None, episodes = None, workers = None, tau = None,
     teaching = None, test_every = None, checkpoint_every = None, plots = None, device = None,
-    out = None, data_dir = None, fresh = false, threads = Some(1), verbose = false
+    out = None, data_dir = None, fresh = false, shipped = true, threads = Some(1),
+    verbose = false
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train(
@@ -562,6 +591,7 @@ pub(crate) fn train(
     out: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     fresh: bool,
+    shipped: bool,
     threads: Option<i32>,
     verbose: bool,
 ) -> PyResult<(PathBuf, PathBuf)> {
@@ -607,6 +637,7 @@ pub(crate) fn train(
         &data_dir,
         &out,
         fresh,
+        shipped,
         verbose,
     )?;
     // The file the run trained into (its name hashes the teacher's config and

@@ -302,3 +302,63 @@ def test_train_gives_a_checkpoint_that_teaches(tmp_path: Path) -> None:
         l2t.Teacher(ckpt, plain)
     with pytest.raises(ValueError, match="learned teacher"):
         l2t.train("synthetic", "spl", out=tmp_path / "spl")
+
+
+
+# Training timings no run here writes: a shipped history copied into a folder is told
+# apart from one trained there.
+SHIPPED_SECONDS = 12345.0
+
+
+def ship(folder: Path, shipped: Path) -> None:
+    """Ships the trained teachers of `folder` into `shipped` (laid out as the repository's
+    checkpoints/<training task>/), their histories' timings set to SHIPPED_SECONDS."""
+    shipped.mkdir(parents=True, exist_ok=True)
+    for checkpoint in folder.glob("*.ckpt"):
+        history = checkpoint.with_name(checkpoint.stem + "-training.jsonl")
+        lines = [json.loads(line) for line in history.read_text().splitlines()]
+        for line in lines:
+            line["summary"]["wall_seconds"] = SHIPPED_SECONDS
+        (shipped / history.name).write_text("".join(json.dumps(line) + "\n" for line in lines))
+        (shipped / checkpoint.name).write_bytes(checkpoint.read_bytes())
+
+
+def training_seconds(run: l2t.Run) -> list[float]:
+    return [e["summary"]["wall_seconds"] for e in run.report["training"][0]["episodes"]]
+
+
+def test_train_and_compare_reuse_a_shipped_teacher_unless_told_not_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    common: dict[str, Any] = {"episodes": 4, "seeds": 1, "plots": False}
+    monkeypatch.setenv("L2T_CHECKPOINTS", os.fspath(tmp_path / "none"))
+    trained = l2t.train("synthetic", "es", out=tmp_path / "own-train", **common)
+    own = l2t.compare(
+        "synthetic", builtin=["no_teach", "es"], out=tmp_path / "own-cmp", shipped=False, **common
+    )
+    assert own.labels == ["no_teach", "es"] and SHIPPED_SECONDS not in training_seconds(own)
+    for folder in ("own-train", "own-cmp"):
+        ship(tmp_path / folder, tmp_path / "shipped" / "synthetic")
+    monkeypatch.setenv("L2T_CHECKPOINTS", os.fspath(tmp_path / "shipped"))
+    capfd.readouterr()
+
+    reused = l2t.train("synthetic", "es", out=tmp_path / "t", verbose=True, **common)
+    err = capfd.readouterr().err
+    assert "reusing es trained before" in err and "(4 episodes read back" in err, err
+    assert training_seconds(reused) == [SHIPPED_SECONDS] * 4
+    assert reused.checkpoint is not None and trained.checkpoint is not None
+    assert reused.checkpoint.read_bytes() == trained.checkpoint.read_bytes()
+    run = l2t.compare(
+        "synthetic", {"mine": keep_all}, builtin=["no_teach", "es"], out=tmp_path / "c", **common
+    )
+    assert run.labels == ["no_teach", "es", "mine"]
+    assert training_seconds(run) == [SHIPPED_SECONDS] * 4
+    # More episodes than shipped (a whole update of 4 more): training goes on from the copy.
+    more = l2t.train("synthetic", "es", out=tmp_path / "m", **{**common, "episodes": 8})
+    assert training_seconds(more)[:4] == [SHIPPED_SECONDS] * 4
+    assert len(training_seconds(more)) == 8 and SHIPPED_SECONDS not in training_seconds(more)[4:]
+    # shipped=False: trained in the folder.
+    capfd.readouterr()
+    mine = l2t.train("synthetic", "es", out=tmp_path / "f", shipped=False, verbose=True, **common)
+    err = capfd.readouterr().err
+    assert "reusing" not in err and SHIPPED_SECONDS not in training_seconds(mine), err
