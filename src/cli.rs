@@ -236,7 +236,8 @@ struct RunArgs {
     /// Start the output folder afresh: remove everything an earlier run wrote into it
     /// (its results, manifest, config, events, teacher checkpoints and training
     /// histories; the irreducible-loss caches stay, each valid for what its name hashes)
-    /// and train every learned teacher from scratch. Without it a folder holding another
+    /// and train every learned teacher from scratch (or copy in a shipped one, unless
+    /// `--no-shipped`). Without it a folder holding another
     /// config's run is refused; a rerun of the same config removes the earlier results
     /// only and resumes from its checkpoints.
     #[arg(long)]

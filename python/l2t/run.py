@@ -207,7 +207,8 @@ def compare(
         data_dir: folder of the datasets (default ``$L2T_DATA``, else the set-up's).
         fresh: start the folder afresh: remove everything an earlier run wrote into
             it (results, manifest, events, teacher checkpoints; the irreducible-loss
-            caches stay) and retrain the learned teachers. Without it a folder holding
+            caches stay) and retrain the learned teachers (or copy in shipped ones: see
+            ``shipped``). Without it a folder holding
             a run of another config is a :class:`FileExistsError` naming the folder; the
             same config again resumes (its earlier results are removed first): the
             learned teachers from their checkpoints, and each config teacher whose
