@@ -285,15 +285,26 @@ impl Adam {
 
     /// One update of every parameter that has a gradient.
     pub fn step(&mut self) -> Result<()> {
-        for (i, param) in self.params.iter().enumerate() {
-            let grad = param.grad();
+        for i in 0..self.params.len() {
+            let grad = self.params[i].grad();
             if grad.defined() {
-                self.steps[i] += 1;
-                let step = AdamStep::at(self.steps[i], self.learning_rate, self.weight_decay);
-                adam_update(param, &grad, &self.exp_avg[i], &self.exp_avg_sq[i], &step)?;
+                self.update(i, &grad)?;
             }
         }
         Ok(())
+    }
+
+    /// One update of parameter `i` from `grad`, its step count advanced.
+    fn update(&mut self, i: usize, grad: &Tensor) -> Result<()> {
+        self.steps[i] += 1;
+        let step = AdamStep::at(self.steps[i], self.learning_rate, self.weight_decay);
+        adam_update(
+            &self.params[i],
+            grad,
+            &self.exp_avg[i],
+            &self.exp_avg_sq[i],
+            &step,
+        )
     }
 
     /// One update of the parameters in `gradients` from the gradients given beside
@@ -314,15 +325,7 @@ impl Adam {
                         param.size()
                     ),
                 })?;
-            self.steps[i] += 1;
-            let step = AdamStep::at(self.steps[i], self.learning_rate, self.weight_decay);
-            adam_update(
-                &self.params[i],
-                grad,
-                &self.exp_avg[i],
-                &self.exp_avg_sq[i],
-                &step,
-            )?;
+            self.update(i, grad)?;
         }
         Ok(())
     }
