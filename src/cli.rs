@@ -25,7 +25,8 @@ use crate::config::{
 use crate::envs::io::write_atomic;
 use crate::envs::EnvError;
 use crate::experiment::{
-    evaluate_teacher, leaderboard, reuse_trained, run, Cancel, ExperimentError, Progress, Report,
+    claim_with_trained, evaluate_teacher, leaderboard, run, shipped_teachers, Cancel,
+    ExperimentError, Progress, Report,
 };
 use crate::plots::{plot_intervals, ChartLabels, IntervalRow};
 use crate::presets::{default_data_dir, shipped_checkpoints_dir, Preset, PRESETS, REPORT_SEEDS};
@@ -504,7 +505,7 @@ fn execute(
         return execute_distributed(&config, &data_dir, &out, name, &args, context);
     }
     let mut run_dir = open_run_dir(&out, args.fresh, context)?;
-    claim_with_trained(&mut run_dir, &config, &trained_sources(&config, &args, &[]))?;
+    claim_saying_which(&mut run_dir, &config, &trained_sources(&config, &args, &[]))?;
     let report = run_into(&config, &data_dir, run_dir, name, context)?;
     print_report(&report, &out);
     Ok(())
@@ -515,32 +516,30 @@ fn execute(
 fn trained_sources(config: &RunConfig, args: &RunArgs, extra: &[PathBuf]) -> Vec<PathBuf> {
     let mut sources = extra.to_vec();
     if !args.no_shipped {
-        sources.push(shipped_checkpoints_dir().join(&config.training_preset().name));
+        sources.push(shipped_teachers(config));
     }
     sources
 }
 
-/// Claims `run_dir` for `config` (another config's results refused, or cleared with
-/// --fresh), then copies in the teachers of `sources` trained under the same identity
-/// ([`reuse_trained`]), saying which.
-fn claim_with_trained(run_dir: &mut RunDir, config: &RunConfig, sources: &[PathBuf]) -> Result<()> {
-    for path in run_dir.claim(config, &[])? {
+/// Claims `run_dir` for `config` and copies in the teachers of `sources` trained under
+/// the same identity ([`claim_with_trained`]), saying what it removed and reused.
+fn claim_saying_which(run_dir: &mut RunDir, config: &RunConfig, sources: &[PathBuf]) -> Result<()> {
+    let (removed, reused) = claim_with_trained(run_dir, config, &[], sources)?;
+    for path in removed {
         eprintln!("--fresh: removed {}", path.display());
     }
     let shipped = shipped_checkpoints_dir();
-    for source in sources {
-        let how = if source.starts_with(&shipped) {
+    for reused in reused {
+        let how = if reused.from.starts_with(&shipped) {
             " (shipped with l2t; --no-shipped trains it here)"
         } else {
             ""
         };
-        for reused in reuse_trained(config, run_dir, source)? {
-            eprintln!(
-                "reusing {} trained before: {}{how}",
-                reused.label,
-                reused.from.display()
-            );
-        }
+        eprintln!(
+            "reusing {} trained before: {}{how}",
+            reused.label,
+            reused.from.display()
+        );
     }
     Ok(())
 }
@@ -625,7 +624,7 @@ fn benchmark(tasks: Vec<String>, mut args: RunArgs, context: &RunContext) -> Res
         // The folder is claimed (another config's results refused, or cleared with
         // --fresh) before the trained teachers are copied in.
         let mut run_dir = open_run_dir(&folder, args.fresh, context)?;
-        claim_with_trained(&mut run_dir, config, &trained_sources(config, &args, &runs))?;
+        claim_saying_which(&mut run_dir, config, &trained_sources(config, &args, &runs))?;
         let report = run_into(config, &data_dir, run_dir, task, context)?;
         print_report(&report, &folder);
         reports.push(report);
@@ -802,7 +801,7 @@ fn execute_distributed(
         let mut run_dir = open_run_dir(&folder, args.fresh && rank == 0, context)?;
         if rank == 0 {
             // The other ranks get the copied checkpoints as every checkpoint: from rank 0.
-            claim_with_trained(&mut run_dir, config, &trained_sources(config, args, &[]))?;
+            claim_saying_which(&mut run_dir, config, &trained_sources(config, args, &[]))?;
         }
         run_on(dist, config, Vec::new(), data_dir, &mut run_dir, |p| {
             if rank == 0 {

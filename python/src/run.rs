@@ -25,9 +25,10 @@ use l2t::config::{
     DeviceChoice, Interface, Overrides, RunConfig, TeacherEntry, LONG_RUNS, TRANSFERS,
 };
 use l2t::experiment::{
-    reuse_trained, run_with, training_files, ExperimentError, Progress, UserTeacher,
+    claim_with_trained, run_with, shipped_teachers, training_files, ExperimentError, Progress,
+    UserTeacher,
 };
-use l2t::presets::{shipped_checkpoints_dir, Preset, PRESETS};
+use l2t::presets::{Preset, PRESETS};
 use l2t::run_dir::RunDir;
 use l2t_agents::{AgentError, KeepMask, Teacher, TeacherConfig};
 use l2t_envs::{FeatureLayout, TeachingInfo, TeachingObservation};
@@ -379,16 +380,12 @@ fn execute(
     let mut run_dir = RunDir::create(out).map_err(|e| experiment_error(e, preset, data_dir))?;
     run_dir.set_fresh(fresh);
     if shipped {
-        // As the `l2t` command does: the folder claimed for this run (the run's own
-        // claim then does nothing), then the shipped teachers of its training task
-        // copied in where the folder has none of that training identity.
+        // As the `l2t` command does: the shipped teachers of the training task copied
+        // in where the folder has none of that training identity.
         let records: Vec<_> = user.iter().map(UserTeacher::record).collect();
-        let cleared = run_dir
-            .claim(config, &records)
-            .map_err(|e| experiment_error(e, preset, data_dir))?;
-        let source = shipped_checkpoints_dir().join(&config.training_preset().name);
-        let reused = reuse_trained(config, &run_dir, &source)
-            .map_err(|e| experiment_error(e, preset, data_dir))?;
+        let (cleared, reused) =
+            claim_with_trained(&mut run_dir, config, &records, &[shipped_teachers(config)])
+                .map_err(|e| experiment_error(e, preset, data_dir))?;
         if verbose {
             log_progress(Progress::Cleared(&cleared));
             for teacher in reused {

@@ -16,6 +16,7 @@ use l2t_envs::student::StudentConfig;
 use l2t_envs::{Dataset, EnvFactory, EnvPool, TeachingConfig, TeachingEnv};
 
 use crate::config::{RunConfig, TeacherEntry};
+use crate::presets::shipped_checkpoints_dir;
 use crate::run_dir::{long_hash, short_hash, slug, JsonLines, RunDir};
 
 use super::*;
@@ -549,4 +550,31 @@ pub fn reuse_trained(config: &RunConfig, out: &RunDir, from: &Path) -> Result<Ve
         });
     }
     Ok(reused)
+}
+
+/// The trained teachers shipped for `config`'s training task:
+/// [`shipped_checkpoints_dir`]`/<training task>`, where a run looks for its learned
+/// teachers before training them (unless told not to: `--no-shipped`, `shipped=False`).
+pub fn shipped_teachers(config: &RunConfig) -> PathBuf {
+    shipped_checkpoints_dir().join(&config.training_preset().name)
+}
+
+/// Prepares `out` for a run of `config` beside `user_teachers`: claims it
+/// ([`RunDir::claim`]: another config's results refused, or everything cleared when
+/// fresh), then copies in, folder by folder of `sources`, the teachers trained there
+/// under the same identity ([`reuse_trained`]). Returns the files the claim removed
+/// and the teachers copied. The `l2t` command and Python's `l2t.compare` and
+/// `l2t.train` prepare their folders with it; the run's own claim then does nothing.
+pub fn claim_with_trained(
+    out: &mut RunDir,
+    config: &RunConfig,
+    user_teachers: &[UserTeacherRecord],
+    sources: &[PathBuf],
+) -> Result<(Vec<PathBuf>, Vec<Reused>)> {
+    let removed = out.claim(config, user_teachers)?;
+    let mut reused = Vec::new();
+    for source in sources {
+        reused.extend(reuse_trained(config, out, source)?);
+    }
+    Ok((removed, reused))
 }
