@@ -23,7 +23,7 @@ use crate::config::{
     TRANSFERS,
 };
 use crate::envs::io::write_atomic;
-use crate::envs::EnvError;
+use crate::envs::{EnvError, Numerics};
 use crate::experiment::{
     claim_with_trained, evaluate_teacher, leaderboard, run, shipped_teachers, Cancel,
     ExperimentError, Progress, Report,
@@ -46,6 +46,11 @@ struct Cli {
     /// No progress bars; one log line per episode on stderr instead.
     #[arg(long, global = true)]
     quiet: bool,
+    /// Floating-point code paths: `native` (the CPU's fastest) or `portable` (MKL, ATen
+    /// and oneDNN pinned to AVX2: the same bits on every x86-64 machine with AVX2,
+    /// slower on AVX-512 CPUs). Default: `$L2T_NUMERICS`, else native.
+    #[arg(long, global = true, value_parser = parse_numerics)]
+    numerics: Option<Numerics>,
     #[command(subcommand)]
     command: Command,
 }
@@ -256,6 +261,10 @@ struct RunArgs {
     distributed: bool,
 }
 
+fn parse_numerics(text: &str) -> Result<Numerics, String> {
+    text.parse().map_err(|e: EnvError| e.to_string())
+}
+
 fn parse_device(text: &str) -> Result<DeviceChoice, String> {
     text.parse()
 }
@@ -336,6 +345,13 @@ where
 }
 
 fn run_command(cli: Cli, cancel: Cancel) -> Result<()> {
+    // Before libtorch's first operation (setting its threads included): MKL, ATen and
+    // oneDNN read their code paths once.
+    let numerics = match cli.numerics {
+        Some(numerics) => numerics,
+        None => Numerics::from_env()?,
+    };
+    numerics.apply()?;
     tch::set_num_threads(cli.threads);
     let context = RunContext {
         device: cli.device,
@@ -797,6 +813,11 @@ fn execute_distributed(
     let mut bars = Bars::new(context.quiet);
     let mut distribution = None;
     let outcome = (|| -> Result<Option<Report>> {
+        if let Some(warning) = cluster.check_numerics()? {
+            if rank == 0 {
+                eprintln!("{warning}");
+            }
+        }
         let dist = distribution.insert(cluster.distribution()?);
         let mut run_dir = open_run_dir(&folder, args.fresh && rank == 0, context)?;
         if rank == 0 {

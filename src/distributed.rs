@@ -46,6 +46,7 @@
 //! (`error`).
 
 use std::fs;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -57,7 +58,7 @@ use mpi::Count;
 use serde::{Deserialize, Serialize};
 
 use l2t_agents::{AgentError, Rollout, RolloutJob, Rollouts};
-use l2t_envs::{EnvPool, TeachingEnv};
+use l2t_envs::{EnvPool, Numerics, TeachingEnv};
 
 use crate::experiment::{Distribution, ExperimentError, TrainingFiles};
 
@@ -125,6 +126,47 @@ impl Cluster {
                 ..CommStats::default()
             },
         })
+    }
+
+    /// Checks that every rank runs the same floating-point code paths
+    /// ([`Numerics`]), which episode j's bits depend on: ranks in different modes are
+    /// refused, naming them, before anything is trained. Ranks in `native` mode on
+    /// different CPU models are allowed, but their results depend on which rank rolls
+    /// out which episode; the returned warning says so (the `l2t` command prints it on
+    /// rank 0). `portable` on every rank makes them agree on x86-64 CPUs with AVX2.
+    pub fn check_numerics(&self) -> Result<Option<String>> {
+        let numerics = Numerics::in_effect();
+        let cpu = {
+            let mut hasher = std::hash::DefaultHasher::new();
+            crate::run_dir::cpu_model().hash(&mut hasher);
+            hasher.finish()
+        };
+        let mine = [u64::from(numerics == Numerics::Portable), cpu];
+        let mut all = vec![0u64; 2 * self.size()];
+        self.world.all_gather_into(&mine[..], &mut all[..]);
+        let mode = |bit: u64| {
+            if bit == 1 {
+                Numerics::Portable
+            } else {
+                Numerics::Native
+            }
+        };
+        if let Some(rank) = (0..self.size()).find(|&r| all[2 * r] != all[0]) {
+            return Err(ExperimentError::Agent(distributed(format!(
+                "rank {rank} runs numerics `{}` and rank 0 runs `{}`: the ranks would roll out \
+                 episodes with different floating point; give every rank the same \
+                 `--numerics` (or L2T_NUMERICS)",
+                mode(all[2 * rank]),
+                mode(all[0]),
+            ))));
+        }
+        let cpus_differ = (0..self.size()).any(|r| all[2 * r + 1] != all[1]);
+        Ok((cpus_differ && numerics == Numerics::Native).then(|| {
+            "distributed: the ranks run on different CPU models with native numerics, so the \
+             results depend on which rank rolls out which episode; `--numerics portable` \
+             makes them the same on x86-64 CPUs with AVX2"
+                .to_string()
+        }))
     }
 
     /// Stops every rank of the job (`MPI_Abort`) with exit status `code`: what a rank

@@ -122,6 +122,10 @@ pub struct Manifest {
     pub machine: Machine,
     /// libtorch intra-op threads.
     pub threads: i32,
+    /// The floating-point code paths the run used (`native` in manifests written before
+    /// the field): results match across machines only in `portable`.
+    #[serde(default)]
+    pub numerics: crate::envs::Numerics,
     /// Seconds since the Unix epoch when the run started (a timing field).
     pub started_unix_seconds: u64,
     /// The teachers of your own that ran beside the config's, with the columns they
@@ -179,6 +183,7 @@ impl Manifest {
                 os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
             },
             threads: tch::get_num_threads(),
+            numerics: crate::envs::Numerics::in_effect(),
             started_unix_seconds: unix_seconds(),
             user_teachers: Vec::new(),
         }
@@ -210,7 +215,8 @@ fn git_commit() -> Option<String> {
     })
 }
 
-fn cpu_model() -> Option<String> {
+/// The CPU's model name (`/proc/cpuinfo`), where the system gives one.
+pub(crate) fn cpu_model() -> Option<String> {
     let info = fs::read_to_string("/proc/cpuinfo").ok()?;
     info.lines()
         .find(|l| l.starts_with("model name"))

@@ -104,6 +104,11 @@ fn l2t(
     for (key, value) in env {
         command.env(key, value);
     }
+    finish(command, limit)
+}
+
+/// `command`'s output once it ends; killed (and the test failed) after `limit`.
+fn finish(mut command: Command, limit: Duration) -> Output {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -254,6 +259,52 @@ fn one_and_two_ranks_write_the_files_of_a_one_process_run() {
             assert_eq!(checkpoint_episodes(&ckpt).unwrap(), 12);
         }
     }
+}
+
+/// Ranks whose floating-point code paths differ (one `native`, one `portable`) would roll
+/// out episodes with different bits: refused before anything is trained, naming the
+/// rank and the flag, with no hang and nothing written.
+#[test]
+fn ranks_in_different_numerics_are_refused() {
+    let scratch = Scratch::new("mpi", "numerics");
+    let path = scratch.join("config.toml");
+    write_config(&tiny_config(&["es"], 4), &path);
+    let out = scratch.join("out");
+    let tmp = scratch.join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    let binary = env!("CARGO_BIN_EXE_l2t");
+    let args = [
+        "--quiet".as_ref(),
+        "run".as_ref(),
+        "--config".as_ref(),
+        path.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--distributed".as_ref(),
+    ];
+    // MPMD: rank 0 native, rank 1 portable.
+    let mut command = mpirun();
+    command.args(["-np", "1", binary]).args(args);
+    command.args([":", "-np", "1", "env", "L2T_NUMERICS=portable", binary]);
+    command
+        .args(args)
+        .env("TMPDIR", &tmp)
+        .env_remove("L2T_NUMERICS");
+    for name in ["MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA"] {
+        command.env_remove(name);
+    }
+    let output = finish(command, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "ranks in different numerics ran");
+    assert!(
+        stderr.contains("rank 1 runs numerics `portable` and rank 0 runs `native`")
+            && stderr.contains("--numerics"),
+        "{stderr}"
+    );
+    assert!(
+        !out.exists() || (checkpoints(&out).is_empty() && !out.join("report.json").exists()),
+        "something was trained"
+    );
 }
 
 #[test]

@@ -12,6 +12,8 @@
 //! - [`layout`]: the feature columns of an observation, looked up by name;
 //! - [`io`]: the atomic file write every crate of the workspace uses;
 //! - [`memory`]: sizes checked against the machine's memory before they are allocated;
+//! - [`numerics`]: libtorch's fastest code paths for this CPU, or the AVX2 paths that give
+//!   the same bits on every x86-64 machine;
 //! - [`seeding`]: one master seed, one ChaCha stream per source of randomness.
 
 pub mod check;
@@ -21,6 +23,7 @@ pub mod error;
 pub mod io;
 pub mod layout;
 pub mod memory;
+pub mod numerics;
 pub mod pool;
 pub mod seeding;
 pub mod spaces;
@@ -34,6 +37,7 @@ pub use data::{synthetic::SyntheticConfig, Batch, Dataset, TaskData};
 pub use env::{Env, Step};
 pub use error::{DataError, EnvError, Result};
 pub use layout::{Column, FeatureLayout};
+pub use numerics::Numerics;
 pub use pool::{EnvJob, EnvPool};
 pub use spaces::{BoxSpace, MultiBinary, Space};
 pub use student::{

@@ -32,6 +32,10 @@ after ``l2t`` then shares those libraries; :func:`libtorch_source` says which we
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+import warnings as _warnings
+
 from . import _libtorch
 
 __all__ = [
@@ -48,9 +52,13 @@ __all__ = [
     "env_id",
     "libtorch_source",
     "libtorch_version",
+    "numerics",
     "train",
 ]
 
+# Whether torch came first, before anything pinned MKL's code path: it may have run
+# operations before l2t pins the numerics (L2T_NUMERICS).
+_torch_first = "torch" in _sys.modules and "MKL_CBWR" not in _os.environ
 _libtorch.source = _libtorch.load()
 try:
     from . import _l2t
@@ -64,6 +72,16 @@ if _l2t.libtorch_version() not in (None, _libtorch.VERSION):  # pragma: no cover
         f"but its package expects {_libtorch.VERSION} (l2t/_libtorch.py): rebuild it"
     )
 
+if _torch_first and _l2t.numerics() == "portable":
+    _warnings.warn(
+        "torch was imported before l2t: if it already ran an operation, MKL, ATen and oneDNN "
+        "keep the code paths they chose then, and numerics are not portable. Set "
+        "L2T_NUMERICS=portable before Python starts and import l2t first, or set MKL_CBWR=AVX2, "
+        "ATEN_CPU_CAPABILITY=avx2 and ONEDNN_MAX_CPU_ISA=AVX2 before Python starts",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
 #: The package's version: the crate's, compiled into the native module (the wheel's
 #: metadata carries the same, from python/Cargo.toml).
 __version__: str = _l2t.__version__
@@ -72,6 +90,14 @@ __version__: str = _l2t.__version__
 def libtorch_version() -> str | None:
     """The libtorch version the native module was built against (e.g. ``"2.13.0"``)."""
     return _l2t.libtorch_version()
+
+
+def numerics() -> str:
+    """The floating-point code paths of this process: ``"native"`` (each library's
+    fastest for this CPU) or ``"portable"`` (MKL, ATen and oneDNN pinned to AVX2, the same
+    bits on every x86-64 machine with AVX2). ``L2T_NUMERICS=portable`` in the environment
+    before ``import l2t`` chooses portable; run folders record it in ``manifest.json``."""
+    return _l2t.numerics()
 
 
 def libtorch_source() -> str | None:

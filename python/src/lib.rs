@@ -1101,6 +1101,14 @@ fn libtorch_version() -> Option<&'static str> {
     Some(env!("L2T_LIBTORCH_VERSION")).filter(|v| *v != "unknown")
 }
 
+/// The floating-point code paths this process runs, `"native"` or `"portable"`
+/// (`l2t_envs::numerics`): chosen by `L2T_NUMERICS` before `import l2t`, or by MKL's,
+/// ATen's and oneDNN's own variables set outside.
+#[pyfunction]
+fn numerics() -> String {
+    l2t_envs::Numerics::in_effect().to_string()
+}
+
 /// The default data folder (`$L2T_DATA`, else the set-up's cache).
 #[pyfunction]
 fn data_dir() -> PathBuf {
@@ -1110,11 +1118,17 @@ fn data_dir() -> PathBuf {
 /// The native core of the `l2t` package.
 #[pymodule]
 fn _l2t(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Before any libtorch operation of this module, as the `l2t` command does at its
+    // start: `L2T_NUMERICS=portable` pins MKL, ATen and oneDNN to their AVX2 paths.
+    l2t_envs::Numerics::from_env()
+        .and_then(l2t_envs::Numerics::apply)
+        .map_err(env_error)?;
     m.add_class::<Core>()?;
     m.add_class::<VectorCore>()?;
     m.add_class::<TeacherCore>()?;
     m.add_function(wrap_pyfunction!(libtorch_version, m)?)?;
     m.add_function(wrap_pyfunction!(data_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(numerics, m)?)?;
     m.add_function(wrap_pyfunction!(run::compare, m)?)?;
     m.add_function(wrap_pyfunction!(run::train, m)?)?;
     m.add_function(wrap_pyfunction!(cli::cli, m)?)?;
