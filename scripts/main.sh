@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: set-up (idempotent), then the Fashion-MNIST
 # reproduction: train REINFORCE and the actor-critic on the teacher half (the ES teachers
-# come trained from checkpoints/; --no-shipped trains them too), then teach fresh
+# come trained from python/l2t/checkpoints/; --no-shipped trains them too), then teach fresh
 # students on the student half with every teacher and the heuristics.
 # Extra arguments go to `l2t reproduce` (e.g. --episodes 40 --seeds 10).
 set -euo pipefail

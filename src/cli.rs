@@ -249,9 +249,9 @@ struct RunArgs {
     #[arg(long)]
     fresh: bool,
     /// Train every learned teacher here instead of reusing the checkpoints shipped in
-    /// `checkpoints/<training task>/` (or `$L2T_CHECKPOINTS`) for the same training
+    /// `python/l2t/checkpoints/<training task>/` (or `$L2T_CHECKPOINTS`) for the same training
     /// identity. Without it, a teacher whose identity a shipped checkpoint has is copied
-    /// into the output folder and not trained again (`checkpoints/README.md`).
+    /// into the output folder and not trained again (`python/l2t/checkpoints/README.md`).
     #[arg(long)]
     no_shipped: bool,
     /// Under `mpirun -np N`: spread each update's training episodes over the N ranks

@@ -702,18 +702,38 @@ pub fn default_data_dir() -> PathBuf {
     default_cache_dir().join("data")
 }
 
-/// The trained teachers shipped with l2t: `$L2T_CHECKPOINTS`, else the repository's
-/// `checkpoints/` (where the crate was built), one sub-folder per training task holding
-/// checkpoints and training histories under their training identities
+/// The folder of shipped teachers an installed package carries, set once by
+/// [`use_packaged_checkpoints`].
+static PACKAGED_CHECKPOINTS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes an installed package's own copy of the shipped teachers the default of
+/// [`shipped_checkpoints_dir`]: the Python wheel carries them as package data
+/// (`l2t/checkpoints/`), and `import l2t` calls this with that folder, since the
+/// repository the module was built in is not on the user's machine. The first call wins.
+pub fn use_packaged_checkpoints(dir: PathBuf) {
+    let _ = PACKAGED_CHECKPOINTS.set(dir);
+}
+
+/// The trained teachers shipped with l2t: `$L2T_CHECKPOINTS`, else an installed
+/// package's copy ([`use_packaged_checkpoints`]), else the repository's
+/// `python/l2t/checkpoints/` (where the crate was built; the Python package's data, so
+/// that its wheel carries them), one sub-folder per training task holding checkpoints and
+/// training histories under their training identities
 /// ([`crate::experiment::training_files`]). The `l2t` command reuses them
 /// ([`crate::experiment::reuse_trained`]) instead of training the same teacher again,
-/// so the main job's ES teachers cost no training time; `checkpoints/README.md` says
+/// so the main job's ES teachers cost no training time; the folder's `README.md` says
 /// how they were made and how to remake them.
 pub fn shipped_checkpoints_dir() -> PathBuf {
-    std::env::var_os("L2T_CHECKPOINTS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/checkpoints")),
-        PathBuf::from,
-    )
+    if let Some(dir) = std::env::var_os("L2T_CHECKPOINTS") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = PACKAGED_CHECKPOINTS.get() {
+        return dir.clone();
+    }
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/python/l2t/checkpoints"
+    ))
 }
 
 /// The set-up's cache: `$L2T_CACHE`, else `${XDG_CACHE_HOME:-$HOME/.cache}/l2t`. Its

@@ -1,7 +1,7 @@
 //! Teachers trained elsewhere and reused by identity (issue 34, the main job's time):
 //! a checkpoint copied from another folder teaches exactly as training it here would
 //! have; another config's, a longer training's or a checkpoint without its history is
-//! never copied; `l2t` reuses the checkpoints shipped in `checkpoints/<task>/` unless
+//! never copied; `l2t` reuses the checkpoints shipped in `python/l2t/checkpoints/<task>/` unless
 //! `--no-shipped`; and the checkpoints this repository ships are the current
 //! reproductions' teachers, complete and readable.
 
@@ -158,19 +158,23 @@ fn l2t_reuses_the_shipped_checkpoints_unless_told_not_to() {
     assert!(stderr.contains("episode 1:"), "not trained:\n{stderr}");
 }
 
-/// The repository's `checkpoints/`.
+/// The repository's shipped teachers, `python/l2t/checkpoints/`.
 fn shipped_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/checkpoints"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/python/l2t/checkpoints"
+    ))
 }
 
-/// Every file under `checkpoints/<run>/` is the checkpoint or training history of a
+/// Every file under `python/l2t/checkpoints/<run>/` is the checkpoint or training history of a
 /// trained teacher of the built-in run `<run>` under its current training identity,
 /// both files present, the history one line per episode the entry asks for and the
 /// checkpoint holding them all; and the main job's ES teachers are shipped. A config or
 /// identity change without a retrain fails here, with the command that remakes them.
 #[test]
 fn the_shipped_checkpoints_are_the_current_reproductions_teachers() {
-    let remake = "remake them with `bash scripts/train-checkpoints.sh` (checkpoints/README.md)";
+    let remake =
+        "remake them with `bash scripts/train-checkpoints.sh` (python/l2t/checkpoints/README.md)";
     let scratch = Scratch::new("shipped", "repository");
     let mut runs = Vec::new();
     for entry in fs::read_dir(shipped_dir()).unwrap() {
@@ -180,7 +184,7 @@ fn the_shipped_checkpoints_are_the_current_reproductions_teachers() {
         }
         let run = path.file_name().unwrap().to_string_lossy().into_owned();
         let config = RunConfig::named(&run)
-            .unwrap_or_else(|e| panic!("checkpoints/{run}: not a built-in run: {e}"));
+            .unwrap_or_else(|e| panic!("python/l2t/checkpoints/{run}: not a built-in run: {e}"));
         let out = RunDir::create(&scratch.join(&run)).unwrap();
         let mut expected = Vec::new();
         for teacher in config.teachers.iter().filter(|e| e.train) {
@@ -196,7 +200,7 @@ fn the_shipped_checkpoints_are_the_current_reproductions_teachers() {
             let label = &teacher.label;
             assert!(
                 checkpoint.exists() && history.exists(),
-                "checkpoints/{run}: {label} lacks its checkpoint or its history; {remake}"
+                "python/l2t/checkpoints/{run}: {label} lacks its checkpoint or its history; {remake}"
             );
             let episodes = teacher
                 .episodes
@@ -204,24 +208,24 @@ fn the_shipped_checkpoints_are_the_current_reproductions_teachers() {
             assert_eq!(
                 checkpoint_episodes(&checkpoint).unwrap(),
                 episodes,
-                "checkpoints/{run}: {label}'s episodes; {remake}"
+                "python/l2t/checkpoints/{run}: {label}'s episodes; {remake}"
             );
             let lines: Vec<TrainingEpisode> = JsonLines::read(&history).unwrap();
             let indices: Vec<usize> = lines.iter().map(|l| l.episode).collect();
             assert_eq!(
                 indices,
                 (0..episodes).collect::<Vec<_>>(),
-                "checkpoints/{run}: {label}'s history"
+                "python/l2t/checkpoints/{run}: {label}'s history"
             );
             restore_learner(CheckpointFile::read(&checkpoint).unwrap(), None)
-                .unwrap_or_else(|e| panic!("checkpoints/{run}: {label}: {e}"));
+                .unwrap_or_else(|e| panic!("python/l2t/checkpoints/{run}: {label}: {e}"));
             runs.push((run.clone(), label.clone()));
         }
         for file in fs::read_dir(&path).unwrap() {
             let name = file.unwrap().file_name().to_string_lossy().into_owned();
             assert!(
                 expected.contains(&name),
-                "checkpoints/{run}/{name} is no teacher of `{run}` under its current \
+                "python/l2t/checkpoints/{run}/{name} is no teacher of `{run}` under its current \
                  training identity (its config or the identity changed); {remake}"
             );
         }
@@ -229,7 +233,7 @@ fn the_shipped_checkpoints_are_the_current_reproductions_teachers() {
     for label in [labels::ES, labels::ES_COMPUTE] {
         assert!(
             runs.contains(&("fashion-mnist-mlp".to_string(), label.to_string())),
-            "the main job's {label} is not shipped in checkpoints/fashion-mnist-mlp: it \
+            "the main job's {label} is not shipped in python/l2t/checkpoints/fashion-mnist-mlp: it \
              would train for minutes; {remake}"
         );
     }

@@ -82,6 +82,12 @@ if _torch_first and _l2t.numerics() == "portable":
         stacklevel=2,
     )
 
+# The trained teachers shipped as package data: the default for runs from Python and
+# from the wheel's `l2t` command, whose build tree is not on this machine.
+_packaged = _os.path.join(_os.path.dirname(__file__), "checkpoints")
+if _os.path.isdir(_packaged):
+    _l2t.use_packaged_checkpoints(_packaged)
+
 #: The package's version: the crate's, compiled into the native module (the wheel's
 #: metadata carries the same, from python/Cargo.toml).
 __version__: str = _l2t.__version__

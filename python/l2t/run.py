@@ -218,7 +218,7 @@ def compare(
             does without ``--no-shipped``: a learned teacher whose training identity
             (its config and training task, the episode count aside) has a checkpoint
             and history in ``$L2T_CHECKPOINTS/<training task>/`` (default: the
-            repository's ``checkpoints/``, where the package was built) is copied into
+            package's own ``l2t/checkpoints/``, which the wheel carries) is copied into
             the folder when the folder has none, and training resumes from it (nothing
             to train when it holds the episodes asked for; one holding more is not
             copied). ``False`` trains every learned teacher in the folder.

@@ -1109,6 +1109,20 @@ fn numerics() -> String {
     l2t_envs::Numerics::in_effect().to_string()
 }
 
+/// Makes the package's own copy of the shipped teachers (`l2t/checkpoints/`, package
+/// data of the wheel) the default folder of shipped teachers, as `import l2t` does.
+#[pyfunction]
+fn use_packaged_checkpoints(dir: PathBuf) {
+    l2t::presets::use_packaged_checkpoints(dir);
+}
+
+/// The folder of shipped teachers runs reuse (`$L2T_CHECKPOINTS`, else the package's
+/// own copy, else the repository's).
+#[pyfunction]
+fn shipped_checkpoints_dir() -> PathBuf {
+    l2t::presets::shipped_checkpoints_dir()
+}
+
 /// The default data folder (`$L2T_DATA`, else the set-up's cache).
 #[pyfunction]
 fn data_dir() -> PathBuf {
@@ -1129,6 +1143,8 @@ fn _l2t(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(libtorch_version, m)?)?;
     m.add_function(wrap_pyfunction!(data_dir, m)?)?;
     m.add_function(wrap_pyfunction!(numerics, m)?)?;
+    m.add_function(wrap_pyfunction!(use_packaged_checkpoints, m)?)?;
+    m.add_function(wrap_pyfunction!(shipped_checkpoints_dir, m)?)?;
     m.add_function(wrap_pyfunction!(run::compare, m)?)?;
     m.add_function(wrap_pyfunction!(run::train, m)?)?;
     m.add_function(wrap_pyfunction!(cli::cli, m)?)?;

@@ -312,7 +312,7 @@ SHIPPED_SECONDS = 12345.0
 
 def ship(folder: Path, shipped: Path) -> None:
     """Ships the trained teachers of `folder` into `shipped` (laid out as the repository's
-    checkpoints/<training task>/), their histories' timings set to SHIPPED_SECONDS."""
+    python/l2t/checkpoints/<training task>/), their histories' timings set to SHIPPED_SECONDS."""
     shipped.mkdir(parents=True, exist_ok=True)
     for checkpoint in folder.glob("*.ckpt"):
         history = checkpoint.with_name(checkpoint.stem + "-training.jsonl")

@@ -99,6 +99,25 @@ def test_the_l2t_command_is_installed() -> None:
     assert "unknown preset `no-such-preset`" in unknown.stderr
 
 
+def test_the_shipped_teachers_come_with_the_wheel() -> None:
+    # The main job's trained ES teachers are package data: runs from this install (and
+    # its `l2t` command, which imports the package first) reuse the installed copy, not a
+    # build tree that is not on the user's machine.
+    code = "import l2t, l2t._l2t as core\nprint(core.shipped_checkpoints_dir())"
+    env = {name: value for name, value in os.environ.items() if name != "L2T_CHECKPOINTS"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = Path(result.stdout.strip()).resolve()
+    assert SITE in folder.parents, folder
+    checkpoints = sorted((folder / "fashion-mnist-mlp").glob("*.ckpt"))
+    assert len(checkpoints) >= 2, checkpoints
+    for checkpoint in checkpoints:
+        history = checkpoint.with_name(checkpoint.stem + "-training.jsonl")
+        assert history.is_file() and history.stat().st_size > 0, history
+
+
 def test_the_l2t_command_runs_a_comparison(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ("--quiet", "compare", "synthetic", "--teacher", "no_teach", "--seeds", "2")

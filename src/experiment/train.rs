@@ -508,7 +508,7 @@ pub struct Reused {
 ///
 /// This is how a run reuses teachers trained elsewhere: `l2t benchmark` those of
 /// `l2t reproduce`'s folders, and every run the checkpoints shipped in the
-/// repository's `checkpoints/<training task>/`, which keep the main job within its
+/// repository's `python/l2t/checkpoints/<training task>/`, which keep the main job within its
 /// time budget. Not copied: a file of `from` whose name no teacher of `config` has
 /// (another config trained it), a checkpoint without its history, and one holding more
 /// episodes than the entry asks for (`--episodes 40` trains 40 here). Returns the
