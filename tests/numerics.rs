@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 use common::{small_es_config, without_timing, Scratch};
-use l2t::envs::numerics::{NUMERICS_VARIABLE, PORTABLE_SETTINGS};
+use l2t::envs::numerics::{portable_supported, NUMERICS_VARIABLE, PORTABLE_SETTINGS};
 
 /// `l2t <args>` with none of the numerics variables in its environment but `set`.
 fn l2t(args: &[&str], set: &[(&str, &str)]) -> Output {
@@ -54,21 +54,9 @@ fn run(config: &Path, out: &Path, flags: &[&str], set: &[(&str, &str)]) -> (Valu
     )
 }
 
-/// Whether this CPU has the AVX2 paths `portable` pins.
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 #[test]
 fn portable_numerics_give_one_report_however_chosen() {
-    if !has_avx2() {
+    if !portable_supported() {
         let output = l2t(&["--numerics", "portable", "list"], &[]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -142,7 +130,7 @@ fn bad_numerics_are_refused_naming_the_variable() {
     assert!(stderr.contains("MKL_CBWR=COMPATIBLE"), "{stderr}");
 
     // The same variable at portable's own value is fine, and native leaves it alone.
-    let modes: &[[&str; 2]] = if has_avx2() {
+    let modes: &[[&str; 2]] = if portable_supported() {
         &[["--numerics", "portable"], ["--numerics", "native"]]
     } else {
         &[["--numerics", "native"]]

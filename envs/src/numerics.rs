@@ -101,7 +101,7 @@ impl Numerics {
         if self == Self::Native {
             return Ok(());
         }
-        if !has_avx2() {
+        if !portable_supported() {
             return Err(EnvError::Unsupported(
                 "numerics `portable` pins libtorch to its AVX2 code paths, and this CPU has \
                  no AVX2 (or is not x86-64); use `native`"
@@ -144,7 +144,9 @@ impl Numerics {
     }
 }
 
-fn has_avx2() -> bool {
+/// Whether this CPU has the AVX2 code paths `portable` pins (an x86-64 CPU with AVX2 and
+/// FMA); [`Numerics::apply`] refuses `portable` elsewhere.
+pub fn portable_supported() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
