@@ -551,11 +551,7 @@ fn claim_saying_which(run_dir: &mut RunDir, config: &RunConfig, sources: &[PathB
         } else {
             ""
         };
-        eprintln!(
-            "reusing {} trained before: {}{how}",
-            reused.label,
-            reused.from.display()
-        );
+        eprintln!("{reused}{how}");
     }
     Ok(())
 }

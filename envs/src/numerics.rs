@@ -59,10 +59,7 @@ impl FromStr for Numerics {
         match text.trim().to_ascii_lowercase().as_str() {
             "native" => Ok(Self::Native),
             "portable" => Ok(Self::Portable),
-            other => Err(EnvError::InvalidConfig {
-                field: "numerics",
-                reason: format!("`{other}` is neither `native` nor `portable`"),
-            }),
+            _ => Err(unknown("numerics", text)),
         }
     }
 }
@@ -82,10 +79,7 @@ impl Numerics {
     pub fn from_env() -> Result<Self> {
         match std::env::var(NUMERICS_VARIABLE) {
             Ok(text) if !text.trim().is_empty() => {
-                text.parse().map_err(|_| EnvError::InvalidConfig {
-                    field: NUMERICS_VARIABLE,
-                    reason: format!("`{text}` is neither `native` nor `portable`"),
-                })
+                text.parse().map_err(|_| unknown(NUMERICS_VARIABLE, &text))
             }
             _ => Ok(Self::Native),
         }
@@ -141,6 +135,14 @@ impl Numerics {
         } else {
             Self::Native
         }
+    }
+}
+
+/// The error for `text` given as numerics in `field` (the flag, or `L2T_NUMERICS`).
+fn unknown(field: &'static str, text: &str) -> EnvError {
+    EnvError::InvalidConfig {
+        field,
+        reason: format!("`{}` is neither `native` nor `portable`", text.trim()),
     }
 }
 

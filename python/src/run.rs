@@ -389,11 +389,7 @@ fn execute(
         if verbose {
             log_progress(Progress::Cleared(&cleared));
             for teacher in reused {
-                eprintln!(
-                    "reusing {} trained before: {} (shipped with l2t; shipped=False trains it here)",
-                    teacher.label,
-                    teacher.from.display()
-                );
+                eprintln!("{teacher} (shipped with l2t; shipped=False trains it here)");
             }
         }
     }

@@ -499,6 +499,19 @@ pub struct Reused {
     pub from: PathBuf,
 }
 
+/// `reusing <label> trained before: <file>`, the line the `l2t` command and Python's
+/// `verbose=True` print for each copy (each adds how to train it instead).
+impl std::fmt::Display for Reused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "reusing {} trained before: {}",
+            self.label,
+            self.from.display()
+        )
+    }
+}
+
 /// Copies into `out` the checkpoint and training history of each trained teacher of
 /// `config` that `out` does not hold and the folder `from` does, under the same
 /// names: the same training identity ([`training_files`] hashes everything that
