@@ -9,6 +9,8 @@
 //! meaningful.
 //!
 //! libtorch runs on one intra-op thread unless `L2T_BENCH_THREADS` says otherwise.
+//! `L2T_BENCH_PROFILE=N` makes the `selective` section time only its keep-one loop, for
+//! N updates, to run under a profiler.
 //! See BENCHMARKS.md for what each row measures and the figures of a reference run.
 
 use std::process::Command;
@@ -980,6 +982,36 @@ fn bench_selective(rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     let section = "select";
     let (mut ahead, data_label) = mlp_env(notes)?;
     notes.push(format!("selective data: {data_label}"));
+    if let Ok(value) = std::env::var("L2T_BENCH_PROFILE") {
+        // The `k1` loop alone, for a profiler (`perf record`): no other variant, no
+        // roofline, no PyTorch loop.
+        let updates = value
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .with_context(|| format!("L2T_BENCH_PROFILE={value:?} is not a positive integer"))?;
+        let (mut observation, _) = ahead.reset(Some(0))?;
+        let mut k1 = Throughput::new();
+        time_updates(
+            &mut ahead,
+            &mut observation,
+            true,
+            SELECTIVE_WARMUP,
+            &mut k1,
+            false,
+        )?;
+        time_updates(&mut ahead, &mut observation, true, updates, &mut k1, true)?;
+        rows.push(
+            Row::new(
+                section,
+                "k1 keep-one per update, alone (L2T_BENCH_PROFILE)",
+                &k1.per_update,
+            )
+            .with_ratio(format!("{:.1} GFLOP/s", k1.gflops())),
+        );
+        return Ok(());
+    }
     let (mut one, _) = mlp_env(&mut Vec::new())?;
     one.set_score_ahead(1);
     let (mut plain, _) = mlp_env(&mut Vec::new())?;
