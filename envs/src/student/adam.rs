@@ -31,9 +31,9 @@
 //! `L2T_BENCH_PROFILE`). A flushed value is below `1.2e-38`: the parameter step it
 //! would have given is at most `lr * 1.2e-38 / eps`, about `1e-33`, which leaves any
 //! parameter above about `1e-26` in magnitude exactly as it was. Measured: five of the
-//! main job's teachers on 8 seeds (40 evaluation episodes), the three holdout students of the
-//! irreducible loss (6000 updates each) and a 24-episode ES training gave the same
-//! bits with and without the flush. The SSE2 pass (CPUs without AVX2) and other
+//! main job's teachers on 8 seeds (40 evaluation episodes), the three holdout students
+//! of the irreducible loss (6000 updates each) and a 24-episode ES training gave the
+//! same bits with and without the flush. The SSE2 pass (CPUs without AVX2) and other
 //! architectures keep subnormals.
 //!
 //! Any other tensor (CUDA, other dtypes, strided views) takes the same formulas as
