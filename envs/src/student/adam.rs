@@ -163,18 +163,12 @@ impl FlushSubnormals {
     const FTZ_DAZ: u32 = (1 << 15) | (1 << 6);
 
     fn new() -> Self {
-        let mut saved = 0u32;
-        // SAFETY: `stmxcsr` stores the 32-bit MXCSR into `saved`, a live u32 on this
-        // stack frame; `ldmxcsr` loads a value that differs from the one just read
-        // only in FTZ and DAZ, flags every CPU with AVX2 (the only caller) supports.
-        // Float code the compiler could move across these instructions is inside
-        // `fused_update_avx2`, a call it cannot inline here (it enables a target
-        // feature this function does not have).
-        unsafe {
-            std::arch::asm!("stmxcsr [{0}]", in(reg) &mut saved, options(nostack, preserves_flags));
-            let flushed = saved | Self::FTZ_DAZ;
-            std::arch::asm!("ldmxcsr [{0}]", in(reg) &flushed, options(nostack, preserves_flags, readonly));
-        }
+        let saved = mxcsr();
+        // SAFETY: the value differs from the one just read only in FTZ and DAZ, flags
+        // every CPU with AVX2 (the only caller) supports. Float code the compiler could
+        // move across the write is inside `fused_update_avx2`, a call it cannot inline
+        // here (it enables a target feature this function does not have).
+        unsafe { set_mxcsr(saved | Self::FTZ_DAZ) };
         Self { saved }
     }
 }
@@ -182,11 +176,30 @@ impl FlushSubnormals {
 #[cfg(target_arch = "x86_64")]
 impl Drop for FlushSubnormals {
     fn drop(&mut self) {
-        // SAFETY: restores the MXCSR value `new` read on this thread.
-        unsafe {
-            std::arch::asm!("ldmxcsr [{0}]", in(reg) &self.saved, options(nostack, preserves_flags, readonly));
-        }
+        // SAFETY: restores the value `new` read on this thread.
+        unsafe { set_mxcsr(self.saved) };
     }
+}
+
+/// The calling thread's MXCSR (`stmxcsr`).
+#[cfg(target_arch = "x86_64")]
+fn mxcsr() -> u32 {
+    let mut csr = 0u32;
+    // SAFETY: `stmxcsr` stores the 32-bit register into `csr`, a live local.
+    unsafe {
+        std::arch::asm!("stmxcsr [{0}]", in(reg) &mut csr, options(nostack, preserves_flags))
+    };
+    csr
+}
+
+/// Loads `csr` into the calling thread's MXCSR (`ldmxcsr`).
+///
+/// # Safety
+/// `csr` must set no reserved bit, and the caller owns the consequences for float code
+/// that runs before the register is restored.
+#[cfg(target_arch = "x86_64")]
+unsafe fn set_mxcsr(csr: u32) {
+    std::arch::asm!("ldmxcsr [{0}]", in(reg) &csr, options(nostack, preserves_flags, readonly));
 }
 
 /// [`fused_update`] with AVX2 enabled.
@@ -667,14 +680,6 @@ mod tests {
         if !std::is_x86_feature_detected!("avx2") {
             return;
         }
-        let mxcsr = || {
-            let mut csr = 0u32;
-            // SAFETY: stores the 32-bit MXCSR into a live local.
-            unsafe {
-                std::arch::asm!("stmxcsr [{0}]", in(reg) &mut csr, options(nostack, preserves_flags))
-            };
-            csr
-        };
         let n = 67;
         let tiny = f32::MIN_POSITIVE / 4.0;
         let g: Vec<f32> = (0..n)
