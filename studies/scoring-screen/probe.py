@@ -29,6 +29,9 @@ from pathlib import Path
 import numpy as np
 import l2t
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "text-task"))
+from paired import mean_ci  # noqa: E402  (the studies' one t-interval)
+
 K = 6  # rows kept of each batch of M = 20
 LOSS_SCALE = 2.0 * math.log(10)  # the env's `Fixed` loss scaling: loss / (2 ln C), C = 10
 
@@ -155,9 +158,9 @@ def episodes(folders: list[Path]) -> dict[str, dict[int, dict[str, float]]]:
 
 
 def interval(x: np.ndarray) -> str:
-    """Mean ± the 95% t-interval's half-width (t ~ 2.09 for 20 values)."""
-    half = 2.093 * x.std(ddof=1) / math.sqrt(len(x)) if len(x) > 1 else float("nan")
-    return f"{x.mean():.1f} ± {half:.1f}"
+    """Mean ± the 95% t-interval's half-width."""
+    mean, half = mean_ci([float(v) for v in x])
+    return f"{mean:.1f} ± {half:.1f}"
 
 
 def table(folders: list[Path], ref: str) -> str:
