@@ -91,6 +91,7 @@ $dependency
 # tensor and ndarray code makes that needlessly slow.
 [profile.dev]
 opt-level = 1
+debug = "line-tables-only"
 
 [profile.dev.package."*"]
 opt-level = 2
@@ -98,7 +99,7 @@ opt-level = 2
 # Build scripts with the same debug info in cargo build and cargo clippy or check, so
 # that tch's C++ wrapper (torch-sys's build script, minutes) is compiled once, not twice.
 [profile.dev.build-override]
-debug = 2
+debug = "line-tables-only"
 EOF
   cp "$repo/Cargo.lock" "$dir/Cargo.lock"
   printf '/target\n' >"$dir/.gitignore"
