@@ -42,11 +42,11 @@ pub use pool::{EnvJob, EnvPool};
 pub use spaces::{BoxSpace, MultiBinary, Space};
 pub use student::{
     CnnConfig, CnnStudent, LstmConfig, LstmStudent, MlpConfig, MlpStudent, OptimizerConfig,
-    ResNetConfig, ResNetStudent, Student, StudentConfig, StudentFlops,
+    PooledFlops, ResNetConfig, ResNetStudent, Student, StudentConfig, StudentFlops,
 };
 pub use teaching::{
-    Compute, LossScaling, Reward, TeachingConfig, TeachingEnv, TeachingInfo, TeachingObservation,
-    Threshold,
+    Compute, LossScaling, Reward, Scoring, TeachingConfig, TeachingEnv, TeachingInfo,
+    TeachingObservation, Threshold,
 };
 pub use threaded::{EnvFactory, ThreadedVectorEnv};
 pub use vector::{Autoreset, VecReset, VecResetSome, VecStep, VectorEnv};

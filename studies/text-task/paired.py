@@ -15,6 +15,9 @@ paired differences (A minus B, per seed, over the seeds where both reached tau) 
 --ref (every teacher minus it) and for each --vs A,B. With --level L (at most the run's
 tau), instances to tau are replaced by the effective instances at the first dev
 evaluation of the recorded curve with dev accuracy >= L (what a lower tau would give).
+With --compute, training GFLOP to tau (the episodes' compute_to_tau) replace
+effective instances to tau everywhere (a seed that did not reach tau counts its whole
+training compute).
 """
 import json
 import math
@@ -47,9 +50,13 @@ def mean_ci(xs):
 
 
 LEVEL = None
+COMPUTE = False
 
 
 def to_level(e):
+    if COMPUTE:
+        c = e["compute_to_tau"]
+        return None if c is None else c / 1e9
     if LEVEL is None:
         return e["effective_instances_to_tau"]
     for point in e["curve"]:
@@ -79,13 +86,14 @@ def load(spec):
             "test": ev["test_accuracy"],
             "kept": e["instances_kept"] / max(e["instances_seen"], 1),
             "secs": e["wall_seconds"],
-            "budget": budget,
+            "budget": e["compute"]["scoring"] / 1e9 + e["compute"]["training"] / 1e9
+            if COMPUTE else budget,
         }
     return out
 
 
 def main(argv):
-    global LEVEL
+    global LEVEL, COMPUTE
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return
@@ -94,6 +102,8 @@ def main(argv):
     for a in it:
         if a == "--level":
             LEVEL = float(next(it))
+        elif a == "--compute":
+            COMPUTE = True
         elif a == "--ref":
             ref = next(it)
         elif a == "--vs":
@@ -103,7 +113,10 @@ def main(argv):
     data = {}
     for s in specs:
         data.update(load(s))
-    print("| teacher | reached tau | effective instances to tau (mean ± 95% CI) | CI as % of mean "
+    what, digits = ("training GFLOP", 1) if COMPUTE else ("effective instances", 0)
+    if COMPUTE and LEVEL is not None:
+        raise SystemExit("--compute reads compute_to_tau: it takes no --level")
+    print(f"| teacher | reached tau | {what} to tau (mean ± 95% CI) | CI as % of mean "
           "| mean over the seeds that reached tau | test accuracy at end | kept ratio "
           "| s / episode |")
     print("|---|---|---|---|---|---|---|---|")
@@ -115,8 +128,8 @@ def main(argv):
         kept = sum(v["kept"] for v in seeds.values()) / len(seeds)
         secs = sum(v["secs"] for v in seeds.values()) / len(seeds)
         pct = 100 * h / m if m else float("nan")
-        print(f"| {k} | {len(reached)}/{len(seeds)} | {m:.0f} ± {h:.0f} | ±{pct:.0f}% "
-              f"| {mr:.0f} ± {hr:.0f} | {tm:.4f} ± {th:.4f} | {kept:.3f} | {secs:.1f} |")
+        print(f"| {k} | {len(reached)}/{len(seeds)} | {m:.{digits}f} ± {h:.{digits}f} | ±{pct:.0f}% "
+              f"| {mr:.{digits}f} ± {hr:.{digits}f} | {tm:.4f} ± {th:.4f} | {kept:.3f} | {secs:.1f} |")
     pairs = [(k, ref) for k in data if ref and k != ref] + vs
     if pairs:
         print()
@@ -135,7 +148,7 @@ def main(argv):
         ma = sum(da[s]["eff"] for s in common) / max(len(common), 1)
         mb = sum(db[s]["eff"] for s in common) / max(len(common), 1)
         fewer = sum(1 for d in diffs if d < 0)
-        print(f"| {a} - {b} | {len(common)} | {m:+.0f} ± {h:.0f} | {100 * ma / mb:.0f}% "
+        print(f"| {a} - {b} | {len(common)} | {m:+.{digits}f} ± {h:.{digits}f} | {100 * ma / mb:.0f}% "
               f"| {fewer}/{len(common)} |")
 
 

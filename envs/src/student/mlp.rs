@@ -21,8 +21,9 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 use super::adam::StudentOptimizer;
 use super::{
     check_num_classes, count_parameters, init_from_stream, linear_flops, torch_default_init,
-    OptimizerConfig, Recorded, Student, StudentFlops,
+    OptimizerConfig, PooledFlops, Recorded, Student, StudentFlops,
 };
+use crate::data::transform::{block_means, pooled_image_shape};
 use crate::data::{Batch, Dataset};
 use crate::error::{invalid_config, EnvError, Result};
 
@@ -165,6 +166,41 @@ impl Student for MlpStudent {
         check_num_classes(data, self.config.num_classes, "MLP")
     }
 
+    /// The proxy of [`crate::Scoring::Pooled`]: the first layer on `C (H/k) (W/k)`
+    /// block means instead of `C H W` pixels, the rest as the full forward; the block
+    /// sums of the first layer's weights are one addition per weight.
+    fn pooled_flops(&self, data: &Dataset, k: usize) -> Result<PooledFlops> {
+        let [c, h, w] = pooled_image_shape(&data.input_shape(), k)?;
+        let k = k as i64;
+        let widths = layer_widths(&self.config);
+        let first = linear_flops((c * (h / k) * (w / k)) as usize, widths[1] as usize);
+        let rest: u64 = (widths.windows(2).skip(1))
+            .map(|w| linear_flops(w[0] as usize, w[1] as usize))
+            .sum();
+        Ok(PooledFlops {
+            forward_per_row: first + rest,
+            per_update: (widths[0] * widths[1]) as u64,
+        })
+    }
+
+    /// `relu(x' W1'^T + b1)` through the other layers as in the full forward, with
+    /// `x'` the given block means and `W1'` the block sums of the first layer's
+    /// weights (`k^2` times their [`block_means`]).
+    fn pooled_logits(&self, means: &Tensor, image: [i64; 3], k: usize) -> Result<Tensor> {
+        Ok(tch::no_grad(|| {
+            let first = &self.layers[0];
+            let weights = block_means(&first.ws, image, k) * (k * k) as f64;
+            let mut x = means.matmul(&weights.tr());
+            if let Some(bias) = &first.bs {
+                x += bias;
+            }
+            for layer in &self.layers[1..] {
+                x = layer.forward(&x.relu());
+            }
+            x
+        }))
+    }
+
     /// Every layer's input and the logits, without the graph.
     fn record(&self, batch: &Batch) -> Option<Recorded> {
         tch::no_grad(|| {
@@ -292,6 +328,7 @@ mod tests {
     use super::*;
     use crate::data::synthetic::SyntheticConfig;
     use crate::seeding::{stream_rng, Stream};
+    use rand::Rng;
 
     #[test]
     fn parameter_count_matches_784_500_10() {
@@ -430,5 +467,83 @@ mod tests {
             ..deep
         };
         assert_recorded_steps_equal_train_steps(sgd, 8, 64);
+    }
+
+    /// The proxy of `Scoring::Pooled`: the full forward at k = 1, and on images that
+    /// are constant within each k x k block (where `W1' x' = W1 x` exactly); its FLOPs
+    /// on the 784-500-10 MLP; and inputs it cannot pool refused by field.
+    #[test]
+    fn the_pooled_proxy_is_the_forward_on_block_constant_images() {
+        let mut student = MlpStudent::new(MlpConfig::mnist(), Device::Cpu).unwrap();
+        student
+            .reset(&mut stream_rng(5, Stream::StudentInit))
+            .unwrap();
+        let labels = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5]);
+        let batch = |inputs: Tensor| Batch {
+            inputs,
+            labels: labels.shallow_clone(),
+            lengths: None,
+        };
+        let mut rng = stream_rng(6, Stream::Data);
+        let mut uniform = |shape: [i64; 4]| {
+            let n = shape.iter().product::<i64>() as usize;
+            let values: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            Tensor::from_slice(&values).view(shape)
+        };
+        let any = uniform([6, 1, 28, 28]);
+        let coarse = uniform([6, 1, 14, 14])
+            .repeat_interleave_self_int(2, 2, None)
+            .repeat_interleave_self_int(2, 3, None);
+        let image = [1, 28, 28];
+        let proxy = |x: &Tensor, k| {
+            student
+                .pooled_logits(&block_means(x, image, k), image, k)
+                .unwrap()
+        };
+        for (k, inputs) in [(1, any.shallow_clone()), (2, coarse)] {
+            let pooled = proxy(&inputs, k);
+            let full = student.logits(&batch(inputs));
+            let gap = (pooled - &full).abs().max().double_value(&[]);
+            assert!(gap < 1e-4, "k = {k}: the proxy is {gap} off the forward");
+        }
+        // On other images the 2 x 2 proxy is an approximation, not the forward.
+        let gap = (proxy(&any, 2) - student.logits(&batch(any)))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(gap > 1e-3, "{gap}");
+
+        let images = Dataset::new(
+            "images",
+            Tensor::zeros([6, 1, 28, 28], (Kind::Float, Device::Cpu)),
+            labels.shallow_clone(),
+            10,
+        )
+        .unwrap();
+        let flops = student.pooled_flops(&images, 2).unwrap();
+        assert_eq!(
+            flops.forward_per_row,
+            (2 * 196 * 500 + 500) + (2 * 500 * 10 + 10)
+        );
+        assert_eq!(flops.per_update, 784 * 500);
+        let field = |e: EnvError| match e {
+            EnvError::InvalidConfig { field, .. } => field,
+            other => panic!("{other}"),
+        };
+        assert_eq!(
+            field(student.pooled_flops(&images, 3).unwrap_err()),
+            "scoring.k"
+        );
+        let flat = Dataset::new(
+            "flat",
+            Tensor::zeros([6, 784], (Kind::Float, Device::Cpu)),
+            labels,
+            10,
+        )
+        .unwrap();
+        assert_eq!(
+            field(student.pooled_flops(&flat, 2).unwrap_err()),
+            "scoring"
+        );
     }
 }

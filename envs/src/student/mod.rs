@@ -128,6 +128,15 @@ impl StudentFlops {
     }
 }
 
+/// The FLOPs of a student's pooled proxy ([`Student::pooled_flops`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PooledFlops {
+    /// One row's proxy forward.
+    pub forward_per_row: u64,
+    /// The block sums of the first layer's weights, once per weight change (update).
+    pub per_update: u64,
+}
+
 /// FLOPs of a dense layer of `inputs` x `outputs` with a bias, per row.
 pub(crate) fn linear_flops(inputs: usize, outputs: usize) -> u64 {
     (2 * inputs * outputs + outputs) as u64
@@ -275,6 +284,30 @@ pub trait Student {
         let _ = (recorded, labels);
         Err(EnvError::Unsupported(
             "train_step_on_recorded on a student whose record() is None".into(),
+        ))
+    }
+
+    /// The FLOPs of [`Student::pooled_logits`] on `data` with blocks of `k x k` pixels
+    /// ([`crate::Scoring::Pooled`]), counted as [`StudentFlops`] counts. An error names
+    /// `scoring` where the student or the data cannot be pooled; the default refuses:
+    /// only the MLP shares its first layer with a pooled proxy.
+    fn pooled_flops(&self, data: &Dataset, k: usize) -> Result<PooledFlops> {
+        let _ = (data, k);
+        Err(invalid_config(
+            "scoring",
+            "a pooled proxy needs an MLP student on images",
+        ))
+    }
+
+    /// Logits `[n, |Y|]` of the pooled proxy of this student, without gradient, from
+    /// `means`, the `k x k` block means of images of shape `image` = `[C, H, W]`
+    /// ([`crate::data::transform::block_means`], `[n, C (H/k) (W/k)]`): through the
+    /// first layer with its weights summed over the same blocks, then the rest of the
+    /// network. Students without one return [`EnvError::Unsupported`].
+    fn pooled_logits(&self, means: &Tensor, image: [i64; 3], k: usize) -> Result<Tensor> {
+        let _ = (means, image, k);
+        Err(EnvError::Unsupported(
+            "pooled_logits on a student without a pooled proxy".into(),
         ))
     }
 
