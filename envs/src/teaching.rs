@@ -1226,7 +1226,7 @@ impl TeachingEnv {
             Scoring::Pooled { k } => {
                 let flops = student.pooled_flops(&train, k)?;
                 let image = pooled_image_shape(&train.input_shape(), k)?;
-                let means = tch::no_grad(|| block_means(train.inputs(), image, k));
+                let means = tch::no_grad(|| block_means(train.inputs(), image, k))?;
                 Some(PooledScoring {
                     k,
                     flops,

@@ -28,27 +28,28 @@ pub fn pooled_image_shape(shape: &[i64], k: usize) -> Result<[i64; 3]> {
 }
 
 /// The means of `k x k` blocks of the images `x` (`[n, C, H, W]`, or `[n, C H W]` of
-/// shape `image`), flattened to `[n, C (H/k) (W/k)]` in channel, row, column order.
+/// shape `image`), flattened to `[n, C (H/k) (W/k)]` in channel, row, column order; an
+/// error where `k` does not divide the image or `x` does not hold such images.
 ///
 /// The sum of the k^2 strided views, one per offset in the block: a few element-wise
 /// passes, 2.5 times faster than libtorch's `avg_pool2d` on the 784-500 first layer's
 /// weights, which the proxy pools at every scoring forward.
-pub fn block_means(x: &Tensor, image: [i64; 3], k: usize) -> Tensor {
-    let [c, h, w] = image;
+pub fn block_means(x: &Tensor, image: [i64; 3], k: usize) -> Result<Tensor> {
+    let [c, h, w] = pooled_image_shape(&image, k)?;
     let k = k as i64;
-    let x = x.view([-1, c, h, w]);
+    let x = x.f_view([-1, c, h, w])?;
     let mut sum: Option<Tensor> = None;
     for i in 0..k {
         for j in 0..k {
-            let view = x.slice(2, i, h, k).slice(3, j, w, k);
+            let view = x.f_slice(2, i, h, k)?.f_slice(3, j, w, k)?;
             sum = Some(match sum {
                 None => view.copy(),
-                Some(total) => total + view,
+                Some(total) => total.f_add(&view)?,
             });
         }
     }
-    let sum = sum.unwrap_or_else(|| x.shallow_clone());
-    (sum / (k * k).max(1) as f64).flatten(1, -1)
+    let sum = sum.unwrap_or(x);
+    Ok(sum.f_div_scalar((k * k) as f64)?.f_flatten(1, -1)?)
 }
 
 /// Instances per chunk when fitting, so that a large split (CIFAR-10: 50 000 x 3072)

@@ -187,18 +187,18 @@ impl Student for MlpStudent {
     /// `x'` the given block means and `W1'` the block sums of the first layer's
     /// weights (`k^2` times their [`block_means`]).
     fn pooled_logits(&self, means: &Tensor, image: [i64; 3], k: usize) -> Result<Tensor> {
-        Ok(tch::no_grad(|| {
+        tch::no_grad(|| {
             let first = &self.layers[0];
-            let weights = block_means(&first.ws, image, k) * (k * k) as f64;
-            let mut x = means.matmul(&weights.tr());
+            let weights = block_means(&first.ws, image, k)?.f_mul_scalar((k * k) as f64)?;
+            let mut x = means.f_matmul(&weights.f_tr()?)?;
             if let Some(bias) = &first.bs {
-                x += bias;
+                x = x.f_add(bias)?;
             }
             for layer in &self.layers[1..] {
                 x = layer.forward(&x.relu());
             }
-            x
-        }))
+            Ok(x)
+        })
     }
 
     /// Every layer's input and the logits, without the graph.
@@ -496,9 +496,8 @@ mod tests {
             .repeat_interleave_self_int(2, 3, None);
         let image = [1, 28, 28];
         let proxy = |x: &Tensor, k| {
-            student
-                .pooled_logits(&block_means(x, image, k), image, k)
-                .unwrap()
+            let means = block_means(x, image, k).unwrap();
+            student.pooled_logits(&means, image, k).unwrap()
         };
         for (k, inputs) in [(1, any.shallow_clone()), (2, coarse)] {
             let pooled = proxy(&inputs, k);
@@ -545,5 +544,10 @@ mod tests {
             field(student.pooled_flops(&flat, 2).unwrap_err()),
             "scoring"
         );
+        // Block means of another image shape than the weights' are an error, not a panic.
+        let means = Tensor::zeros([6, 49], (Kind::Float, Device::Cpu));
+        assert!(student.pooled_logits(&means, [1, 28, 28], 4).is_ok());
+        assert!(student.pooled_logits(&means, [1, 30, 30], 2).is_err());
+        assert!(student.pooled_logits(&means, [1, 28, 28], 2).is_err());
     }
 }
